@@ -1,0 +1,59 @@
+# The one place that knows how each dependency is found. Everything else links spar::<dep>.
+# Debian 12 packages: see scripts/install_deps.sh.
+
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+
+# Abseil (20220623: no absl/log, no RETURN_IF_ERROR; common/ supplies those).
+find_package(absl CONFIG REQUIRED)
+add_library(spar_absl INTERFACE)
+target_link_libraries(spar_absl INTERFACE absl::status absl::statusor absl::strings absl::str_format
+  absl::time absl::synchronization absl::flat_hash_map absl::random_random absl::hash)
+add_library(spar::absl ALIAS spar_absl)
+
+# nlohmann/json (header only).
+find_package(nlohmann_json 3.10 CONFIG REQUIRED)
+add_library(spar_json INTERFACE)
+target_link_libraries(spar_json INTERFACE nlohmann_json::nlohmann_json)
+add_library(spar::json ALIAS spar_json)
+
+# cpp-httplib: a .pc plus a shared library on Debian 12.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+add_library(spar_httplib INTERFACE)
+target_link_libraries(spar_httplib INTERFACE PkgConfig::HTTPLIB Threads::Threads)
+add_library(spar::httplib ALIAS spar_httplib)
+
+# gRPC + protobuf.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_program(SPAR_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+find_program(SPAR_PROTOC protoc REQUIRED)
+add_library(spar_grpcpp INTERFACE)
+target_link_libraries(spar_grpcpp INTERFACE gRPC::grpc++ gRPC::grpc++_reflection protobuf::libprotobuf)
+add_library(spar::grpcpp ALIAS spar_grpcpp)
+
+# SQLite (judgment cache).
+find_package(SQLite3 REQUIRED)
+add_library(spar_sqlite INTERFACE)
+target_link_libraries(spar_sqlite INTERFACE SQLite::SQLite3)
+add_library(spar::sqlite ALIAS spar_sqlite)
+
+# LibTorch: find_package(Torch) yields ${TORCH_LIBRARIES}, not a target; wrap it.
+if(SPAR_WITH_TORCH)
+  find_package(Torch REQUIRED)
+  add_library(spar_torch INTERFACE)
+  target_link_libraries(spar_torch INTERFACE ${TORCH_LIBRARIES})
+  target_include_directories(spar_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  # TORCH_CXX_FLAGS may carry -D_GLIBCXX_USE_CXX11_ABI; apply it everywhere for ABI consistency.
+  separate_arguments(_spar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+  target_compile_options(spar_torch INTERFACE ${_spar_torch_flags})
+  add_library(spar::torch ALIAS spar_torch)
+endif()
+
+if(SPAR_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+  include(GoogleTest)
+endif()
+if(SPAR_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

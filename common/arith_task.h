@@ -1,0 +1,41 @@
+// The built-in verifiable task: two-operand integer addition, "37+48=" -> "85".
+// Used by the demo (prompts, SFT data), the rule judge (truth of a judge prompt's question) and the
+// orchestrator's evaluation (greedy accuracy). Pure functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace spar {
+
+struct ArithProblem {
+  int64_t a = 0;
+  int64_t b = 0;
+  std::string prompt;  // "37+48="
+  std::string answer;  // "85"
+};
+
+enum class ArithSplit { kTrain, kEval };
+
+// Operands are in [0, kArithMaxOperand]. Every (a, b) belongs to exactly one split, decided by a
+// fixed hash, so train and eval never share a problem.
+inline constexpr int64_t kArithMaxOperand = 99;
+
+// `n` problems of `split`, drawn without replacement in an order fixed by `seed`
+// (n is capped at the split's size).
+std::vector<ArithProblem> MakeArithProblems(ArithSplit split, int n, uint64_t seed);
+
+// The truth of a prompt "a+b=" (surrounding whitespace allowed); nullopt when the text is not
+// such a question.
+std::optional<int64_t> ArithTruth(const std::string& prompt);
+
+// The integer a response states: leading whitespace skipped, then an optional '-' and digits,
+// up to the first non-digit. nullopt when there is none.
+std::optional<int64_t> ParseArithAnswer(const std::string& response);
+
+// True when `response` states the right answer to `prompt`.
+bool ArithCorrect(const std::string& prompt, const std::string& response);
+
+}  // namespace spar

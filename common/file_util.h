@@ -1,0 +1,50 @@
+// File IO with the durability protocol of ARCHITECTURE.md: whole files are written under a
+// temporary name, fsynced, renamed over the target and the directory fsynced, so a reader sees
+// either the old or the new file, never a torn one. JSONL helpers for the run directory.
+// All functions are thread-safe with respect to distinct paths.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace spar {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Atomically replaces `path` with `contents` (temp + fsync + rename + fsync dir).
+absl::Status WriteFileAtomic(const std::string& path, const std::string& contents);
+// Appends one line (a '\n' is added) and fsyncs; for append-only logs such as events.jsonl.
+absl::Status AppendLine(const std::string& path, const std::string& line);
+
+bool PathExists(const std::string& path);
+bool IsDirectory(const std::string& path);
+// mkdir -p.
+absl::Status MakeDirs(const std::string& path);
+// rm -rf; OK when the path does not exist.
+absl::Status RemoveAll(const std::string& path);
+// rename(2) + fsync of the parent directory.
+absl::Status RenameDurable(const std::string& from, const std::string& to);
+// Directory entries (names only, no "." / ".."), sorted.
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path);
+std::string JoinPath(const std::string& a, const std::string& b);
+std::string Dirname(const std::string& path);
+
+// Parses `text` as JSON; the error names `what` (a file path or field) and the parser's message.
+absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, const std::string& what);
+absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path);
+absl::Status WriteJsonFileAtomic(const std::string& path, const nlohmann::json& value);
+
+// JSONL: one JSON object per line. A trailing partial line (a crash mid-append) is an error
+// naming the line number unless `allow_torn_tail` is set, in which case it is dropped.
+absl::StatusOr<std::vector<nlohmann::json>> ReadJsonl(const std::string& path,
+                                                      bool allow_torn_tail = false);
+absl::Status WriteJsonlAtomic(const std::string& path, const std::vector<nlohmann::json>& rows);
+
+// Rejects keys of `obj` not in `known`: "<context>: unknown field \"x\"".
+absl::Status CheckKnownKeys(const nlohmann::json& obj, const std::vector<std::string>& known,
+                            const std::string& context);
+
+}  // namespace spar

@@ -1,0 +1,44 @@
+// The Llama-family model configuration, read from and written to a Hugging Face config.json.
+// Plain data; thread-compatible. Used by model/policy.h (loading, saving) and by the trainer's
+// built-in base model.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace spar::model {
+
+struct LlamaConfig {
+  int64_t vocab_size = 259;               // tokens in the embedding table
+  int64_t hidden_size = 128;              // model width
+  int64_t intermediate_size = 352;        // SwiGLU hidden width
+  int64_t num_hidden_layers = 4;          // decoder blocks
+  int64_t num_attention_heads = 4;        // query heads
+  int64_t num_key_value_heads = 2;        // key/value heads (grouped-query attention); divides heads
+  int64_t max_position_embeddings = 64;   // longest sequence (prompt + response), tokens
+  double rms_norm_eps = 1e-5;             // RMSNorm epsilon
+  double rope_theta = 10000.0;            // RoPE base
+  bool tie_word_embeddings = true;        // lm_head shares model.embed_tokens.weight
+  int64_t bos_token_id = 256;
+  int64_t eos_token_id = 257;
+  int64_t pad_token_id = 258;
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+};
+
+// Reads the HF fields above (unknown HF fields are ignored: real config.json files carry many).
+// Missing optional fields keep their defaults except the size fields, which are required.
+// InvalidArgument naming the field for a wrong type or a rule broken (positive sizes, heads divide
+// hidden_size, num_key_value_heads divides num_attention_heads, even head_dim, token ids < vocab).
+absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json);
+
+// The same rules as ParseLlamaConfig, on a struct.
+absl::Status Validate(const LlamaConfig& config);
+
+// HF-style config.json ("architectures": ["LlamaForCausalLM"], "model_type": "llama",
+// "torch_dtype": "float32").
+nlohmann::json ToJson(const LlamaConfig& config);
+
+}  // namespace spar::model

@@ -1,0 +1,46 @@
+// Internal to oracle_client: base-URL parsing and the OpenAI SDK retry policy as pure functions,
+// so they are unit-tested without sockets. Thread-safe.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace spar::oracle::internal {
+
+struct BaseUrl {
+  std::string scheme;       // "http" | "https"
+  std::string host;         // without brackets for IPv6
+  int port = 0;             // explicit or the scheme's default
+  std::string path_prefix;  // "" or "/v1" (no trailing slash)
+  bool loopback = false;
+  // "http://127.0.0.1:8081" (IPv6 hosts bracketed), what httplib::Client takes.
+  std::string SchemeHostPort() const;
+};
+
+// http(s)://host[:port][/path]; no user info, query or fragment. Plain http only for loopback
+// hosts (127.0.0.0/8, localhost, ::1). InvalidArgument naming `field` otherwise.
+absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field);
+
+bool IsLoopbackHost(const std::string& host);
+
+// What a failed attempt looked like.
+struct AttemptOutcome {
+  int http_status = 0;                   // 0: connection error / timeout (no response)
+  std::optional<bool> x_should_retry;    // the x-should-retry header, when "true"/"false"
+  bool insufficient_quota = false;       // 429 whose error code/type is insufficient_quota
+};
+
+// The SDK's _should_retry: x-should-retry wins; else connection errors, 408, 409, 429 and >= 500
+// are retried. insufficient_quota is never retried (billing, not a rate limit).
+bool ShouldRetry(const AttemptOutcome& outcome);
+
+// Delay before retry number `retry` (0-based): the server's retry-after-ms, then retry-after
+// (seconds, may be fractional), when positive and at most 60 s; otherwise
+// min(0.5 s * 2^retry, 8 s) * jitter, jitter in [0.75, 1].
+absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
+                          const std::string& retry_after, double jitter);
+
+}  // namespace spar::oracle::internal

@@ -1,0 +1,114 @@
+#include "oracle_client/oracle_config.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "oracle_client/internal/http_policy.h"
+
+namespace spar::oracle {
+namespace {
+
+template <typename T>
+absl::Status Read(const nlohmann::json& json, const char* key, T* out) {
+  auto it = json.find(key);
+  if (it == json.end()) return absl::OkStatus();
+  try {
+    *out = it->get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.", key, " has the wrong type: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt(const nlohmann::json& json, const char* key, int* out) {
+  auto it = json.find(key);
+  if (it == json.end()) return absl::OkStatus();
+  if (!it->is_number_integer()) {
+    return absl::InvalidArgumentError(absl::StrCat("oracle.", key, " must be an integer"));
+  }
+  return Read(json, key, out);
+}
+
+}  // namespace
+
+absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
+  if (!json.is_object()) return absl::InvalidArgumentError("oracle config must be a JSON object");
+  static const std::set<std::string> kKnown = {"base_url",        "model",       "api_key_env",
+                                               "max_concurrency", "timeout_s",   "max_retries",
+                                               "both_orders",     "use_logprobs"};
+  for (auto it = json.begin(); it != json.end(); ++it) {
+    if (it.key() == "api_key") {
+      return absl::InvalidArgumentError(
+          "oracle.api_key is not accepted in config files; name an environment variable with "
+          "oracle.api_key_env instead");
+    }
+    if (kKnown.count(it.key()) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("oracle.", it.key(), " is not a known key"));
+    }
+  }
+  OracleConfig c;
+  SPAR_RETURN_IF_ERROR(Read(json, "base_url", &c.base_url));
+  SPAR_RETURN_IF_ERROR(Read(json, "model", &c.model));
+  SPAR_RETURN_IF_ERROR(Read(json, "api_key_env", &c.api_key_env));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "max_concurrency", &c.max_concurrency));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "max_retries", &c.max_retries));
+  SPAR_RETURN_IF_ERROR(Read(json, "both_orders", &c.both_orders));
+  SPAR_RETURN_IF_ERROR(Read(json, "use_logprobs", &c.use_logprobs));
+  if (auto it = json.find("timeout_s"); it != json.end()) {
+    if (!it->is_number()) return absl::InvalidArgumentError("oracle.timeout_s must be a number");
+    double s = it->get<double>();
+    if (!std::isfinite(s) || s <= 0 || s > 86400) {
+      return absl::InvalidArgumentError(absl::StrCat("oracle.timeout_s must be in (0, 86400], got ", s));
+    }
+    c.timeout = absl::Seconds(s);
+  }
+  if (!c.api_key_env.empty()) {
+    const char* v = std::getenv(c.api_key_env.c_str());
+    if (v == nullptr || *v == '\0') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "oracle.api_key_env names ", c.api_key_env, ", which is not set or empty"));
+    }
+    c.api_key = v;
+  }
+  return c;
+}
+
+absl::Status Validate(const OracleConfig& c) {
+  if (c.base_url.empty()) return absl::InvalidArgumentError("oracle.base_url must be set");
+  SPAR_RETURN_IF_ERROR(internal::ParseBaseUrl(c.base_url, "oracle.base_url").status());
+  if (c.model.empty()) return absl::InvalidArgumentError("oracle.model must be non-empty");
+  if (c.max_concurrency < 1 || c.max_concurrency > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.max_concurrency must be in [1, 1024], got ", c.max_concurrency));
+  }
+  if (c.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.timeout must be > 0, got ", absl::FormatDuration(c.timeout)));
+  }
+  if (c.max_retries < 0 || c.max_retries > 20) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.max_retries must be in [0, 20], got ", c.max_retries));
+  }
+  if (c.api_key.find_first_of("\r\n") != std::string::npos) {
+    return absl::InvalidArgumentError("oracle api key must not contain line breaks");
+  }
+  return absl::OkStatus();
+}
+
+nlohmann::json RedactedOracleConfig(const OracleConfig& c) {
+  return nlohmann::json{{"base_url", c.base_url},
+                        {"model", c.model},
+                        {"api_key", c.api_key.empty() ? "" : "<redacted>"},
+                        {"api_key_env", c.api_key_env},
+                        {"max_concurrency", c.max_concurrency},
+                        {"timeout_s", absl::ToDoubleSeconds(c.timeout)},
+                        {"max_retries", c.max_retries},
+                        {"both_orders", c.both_orders},
+                        {"use_logprobs", c.use_logprobs}};
+}
+
+}  // namespace spar::oracle

@@ -1,0 +1,49 @@
+// Configuration of the preference-oracle HTTP client (OracleClient). Filled once by
+// ParseOracleConfig (strict: unknown keys are errors) or in code, then checked by Validate.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+
+namespace spar::oracle {
+
+struct OracleConfig {
+  // OpenAI-compatible API root, e.g. "http://127.0.0.1:8081/v1"; requests go to
+  // {base_url}/chat/completions. https is required unless the host is loopback.
+  std::string base_url;
+  // The judge model name sent in each request.
+  std::string model = "spar-rule-judge";
+  // Bearer token; empty = no Authorization header. Never logged, never read from config files
+  // (set by main, or from the environment variable named by api_key_env).
+  std::string api_key;
+  // Name of the environment variable ParseOracleConfig read api_key from ("" = none). Logged.
+  std::string api_key_env;
+  // Most HTTP requests in flight at once, across Compare and CompareAll callers. >= 1.
+  int max_concurrency = 8;
+  // Per-request connect/read/write timeout. > 0.
+  absl::Duration timeout = absl::Seconds(30);
+  // Retries after a retryable failure (connection error, 408, 409, 429, >= 500); 0 = none.
+  int max_retries = 2;
+  // Ask both presentation orders and debias: P = ½(P_ab + 1 − P_ba).
+  bool both_orders = true;
+  // Request logprobs (top 5) and take P(A) from the verdict tokens' probabilities.
+  bool use_logprobs = true;
+};
+
+// Reads {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+// "both_orders", "use_logprobs"}; unknown keys (including "api_key": secrets do not belong in
+// config files) are InvalidArgument naming the key. When api_key_env is set, the variable must be
+// set and non-empty. Does not call Validate.
+absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json);
+
+// InvalidArgument naming the first broken rule.
+absl::Status Validate(const OracleConfig& config);
+
+// The config as JSON with the api key redacted, for the startup log.
+nlohmann::json RedactedOracleConfig(const OracleConfig& config);
+
+}  // namespace spar::oracle

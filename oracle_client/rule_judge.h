@@ -1,0 +1,32 @@
+// Deterministic rule judges usable in-process (tests, the demo) and behind the reference judge
+// server (services/judge). Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+
+#include "oracle_client/verdict.h"
+
+namespace spar::oracle {
+
+struct RuleVerdict {
+  // Why the winner won, strongest first.
+  enum class Basis {
+    kQuality,   // one answer is better on the task's own criterion (correct/closer/parsable)
+    kTieBreak,  // equally good, different texts: shorter, then lexicographically smaller wins
+    kTie,       // identical texts: the first position ("A") wins by convention
+  };
+  Verdict winner = Verdict::kA;
+  Basis basis = Basis::kTie;
+  std::string reason;  // one short sentence, for logs and tests
+};
+
+// Judges two responses to the arithmetic prompt `instruction` ("37+48="): a correct answer beats a
+// wrong one; otherwise the one numerically closer to the truth wins; a response with no parsable
+// number loses to one with a number. When `instruction` is not an arithmetic question, or both
+// answers are equally good, the tie-breaks decide: shorter text, then the lexicographically
+// smaller one; identical texts are a tie that goes to A, so that asking both orders and debiasing
+// gives exactly 0.5.
+RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
+                            const std::string& b);
+
+}  // namespace spar::oracle

@@ -1,0 +1,184 @@
+#include "orchestrator/grpc_ports.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "spar/v1/oracle.grpc.pb.h"
+#include "spar/v1/sampler.grpc.pb.h"
+#include "spar/v1/trainer.grpc.pb.h"
+
+namespace spar::orchestrator {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(static_cast<int>(s.error_code())),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+std::chrono::system_clock::time_point Deadline(absl::Duration d) {
+  return std::chrono::system_clock::now() +
+         std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+// Runs `attempt` until it succeeds, fails with a non-retryable code, or attempts run out.
+// `attempt` reports whether it delivered any result (then a retry would duplicate work).
+template <typename F>
+absl::Status WithRetries(const GrpcPortsConfig& config, const std::string& what, F attempt) {
+  absl::Duration backoff = config.initial_backoff;
+  absl::Status st;
+  for (int i = 0; i < config.max_attempts; ++i) {
+    bool delivered = false;
+    st = attempt(&delivered);
+    if (st.ok() || !absl::IsUnavailable(st) || delivered) return st;
+    SPAR_LOG(Warning) << what << " unavailable (attempt " << i + 1 << "): " << st.message();
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+  return st;
+}
+
+class GrpcSamplerPort final : public SamplerPort {
+ public:
+  GrpcSamplerPort(std::shared_ptr<grpc::Channel> ch, GrpcPortsConfig c)
+      : stub_(v1::Sampler::NewStub(ch)), config_(c) {}
+
+  absl::Status Generate(
+      const v1::GenerateRequest& request,
+      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) override {
+    return WithRetries(config_, "sampler.Generate", [&](bool* delivered) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(config_.stream_deadline));
+      auto reader = stub_->Generate(&ctx, request);
+      v1::GenerateResponse resp;
+      absl::Status cb_status;
+      while (reader->Read(&resp)) {
+        *delivered = true;
+        cb_status = on_result(resp);
+        if (!cb_status.ok()) {
+          ctx.TryCancel();
+          break;
+        }
+      }
+      grpc::Status st = reader->Finish();
+      if (!cb_status.ok()) return cb_status;
+      return FromGrpc(st, "sampler.Generate");
+    });
+  }
+
+ private:
+  std::unique_ptr<v1::Sampler::Stub> stub_;
+  GrpcPortsConfig config_;
+};
+
+class GrpcOraclePort final : public OraclePort {
+ public:
+  GrpcOraclePort(std::shared_ptr<grpc::Channel> ch, GrpcPortsConfig c)
+      : stub_(v1::Oracle::NewStub(ch)), config_(c) {}
+
+  absl::Status Compare(const v1::CompareRequest& request,
+                       const std::function<absl::Status(const v1::Judgment&)>& on_judgment) override {
+    return WithRetries(config_, "oracle.Compare", [&](bool* delivered) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(config_.stream_deadline));
+      auto reader = stub_->Compare(&ctx, request);
+      v1::Judgment j;
+      absl::Status cb_status;
+      while (reader->Read(&j)) {
+        *delivered = true;
+        cb_status = on_judgment(j);
+        if (!cb_status.ok()) {
+          ctx.TryCancel();
+          break;
+        }
+      }
+      grpc::Status st = reader->Finish();
+      if (!cb_status.ok()) return cb_status;
+      return FromGrpc(st, "oracle.Compare");
+    });
+  }
+
+ private:
+  std::unique_ptr<v1::Oracle::Stub> stub_;
+  GrpcPortsConfig config_;
+};
+
+class GrpcTrainerPort final : public TrainerPort {
+ public:
+  GrpcTrainerPort(std::shared_ptr<grpc::Channel> ch, GrpcPortsConfig c)
+      : stub_(v1::Trainer::NewStub(ch)), config_(c) {}
+
+  absl::StatusOr<v1::TrainingEvent> Train(const v1::StartTrainingRequest& request,
+                                          const std::function<void(const v1::TrainingEvent&)>& on_event,
+                                          const std::function<bool()>& cancelled) override {
+    v1::TrainingEvent last;
+    absl::Status st = WithRetries(config_, "trainer", [&](bool* /*delivered*/) -> absl::Status {
+      // Training is idempotent by key: retrying after UNAVAILABLE attaches to the same run (or
+      // restarts it from scratch on a restarted trainer), so retries are always safe here.
+      v1::StartTrainingResponse started;
+      {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(Deadline(config_.unary_deadline));
+        grpc::Status s = stub_->StartTraining(&ctx, request, &started);
+        if (!s.ok()) return FromGrpc(s, "trainer.StartTraining");
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(config_.stream_deadline));
+      v1::WatchTrainingRequest watch;
+      watch.set_run_id(started.run_id());
+      auto reader = stub_->WatchTraining(&ctx, watch);
+      v1::TrainingEvent ev;
+      bool cancel_sent = false;
+      while (reader->Read(&ev)) {
+        last = ev;
+        if (on_event) on_event(ev);
+        if (!cancel_sent && cancelled && cancelled()) {
+          grpc::ClientContext cctx;
+          cctx.set_deadline(Deadline(config_.unary_deadline));
+          v1::CancelTrainingRequest creq;
+          creq.set_run_id(started.run_id());
+          v1::CancelTrainingResponse cresp;
+          (void)stub_->CancelTraining(&cctx, creq, &cresp);
+          cancel_sent = true;
+        }
+      }
+      grpc::Status s = reader->Finish();
+      if (!s.ok()) return FromGrpc(s, "trainer.WatchTraining");
+      switch (last.state()) {
+        case v1::TRAINING_STATE_SUCCEEDED: return absl::OkStatus();
+        case v1::TRAINING_STATE_CANCELLED: return absl::CancelledError("training cancelled");
+        case v1::TRAINING_STATE_FAILED:
+          return absl::InternalError(absl::StrCat("training failed: ", last.error()));
+        default:
+          return absl::UnavailableError("trainer stream ended before the run finished");
+      }
+    });
+    if (!st.ok()) return st;
+    return last;
+  }
+
+ private:
+  std::unique_ptr<v1::Trainer::Stub> stub_;
+  GrpcPortsConfig config_;
+};
+
+}  // namespace
+
+std::unique_ptr<SamplerPort> MakeGrpcSamplerPort(std::shared_ptr<grpc::Channel> channel,
+                                                 GrpcPortsConfig config) {
+  return std::make_unique<GrpcSamplerPort>(std::move(channel), config);
+}
+std::unique_ptr<OraclePort> MakeGrpcOraclePort(std::shared_ptr<grpc::Channel> channel,
+                                               GrpcPortsConfig config) {
+  return std::make_unique<GrpcOraclePort>(std::move(channel), config);
+}
+std::unique_ptr<TrainerPort> MakeGrpcTrainerPort(std::shared_ptr<grpc::Channel> channel,
+                                                 GrpcPortsConfig config) {
+  return std::make_unique<GrpcTrainerPort>(std::move(channel), config);
+}
+
+}  // namespace spar::orchestrator

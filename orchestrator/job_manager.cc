@@ -1,0 +1,444 @@
+#include "orchestrator/job_manager.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "orchestrator/job_runner.h"
+#include "orchestrator/job_spec.h"
+#include "orchestrator/run_dir.h"
+
+namespace spar::orchestrator {
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+         s == v1::JOB_STATE_CANCELLED;
+}
+
+namespace {
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string SanitizeName(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') out += c;
+    else if (c >= 'A' && c <= 'Z') out += static_cast<char>(c - 'A' + 'a');
+    else if (c == '_' || c == ' ' || c == '.') out += '-';
+    if (out.size() >= 32) break;
+  }
+  return out.empty() ? "job" : out;
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+const char* StateLabel(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_PENDING: return "pending";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_CANCELLED: return "cancelled";
+    case v1::JOB_STATE_PAUSED: return "paused";
+    default: return "unspecified";
+  }
+}
+
+}  // namespace
+
+struct JobManager::Impl {
+  struct Entry {
+    v1::Job job;
+    std::string dir;
+    std::atomic<bool> cancel{false};
+    bool user_cancelled = false;
+    bool running = false;
+    std::thread thread;
+    std::map<std::string, absl::Time> stage_started;
+  };
+  struct Metrics {
+    metrics::Family<metrics::Gauge>* jobs = nullptr;
+    metrics::Family<metrics::Histogram>* stage_seconds = nullptr;
+    metrics::Family<metrics::Counter>* stage_failures = nullptr;
+    metrics::Counter* rounds_completed = nullptr;
+    metrics::Counter* pairs_kept = nullptr;
+    metrics::Gauge* win_rate = nullptr;
+    metrics::Gauge* accuracy = nullptr;
+    metrics::Gauge* current_round = nullptr;
+  };
+
+  JobManagerConfig config;
+  Ports ports;
+  Metrics m;
+  mutable std::mutex mu;
+  std::map<std::string, std::unique_ptr<Entry>> jobs;
+  bool shutting_down = false;
+  std::mutex subs_mu;
+  int64_t next_sub = 1;
+  std::map<int64_t, std::pair<std::string, std::function<bool(const v1::JobEvent&)>>> subs;
+
+  void RegisterMetrics(metrics::Registry* r) {
+    if (r == nullptr) return;
+    m.jobs = &r->AddGauge("spar_orchestrator_jobs", "Jobs known to the orchestrator, by state.");
+    for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
+                   v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
+      m.jobs->Add({{"state", StateLabel(s)}});
+    }
+    m.stage_seconds = &r->AddHistogram("spar_orchestrator_stage_duration_seconds",
+                                       "Wall time of round stages, by stage.",
+                                       metrics::ExponentialBuckets(0.05, 2.5, 12));
+    m.stage_failures = &r->AddCounter("spar_orchestrator_stage_failures_total",
+                                      "Stages that ended in an error, by stage.");
+    for (const char* s : kStages) {
+      m.stage_seconds->Add({{"stage", s}});
+      m.stage_failures->Add({{"stage", s}});
+    }
+    m.rounds_completed = &r->AddCounter("spar_orchestrator_rounds_completed_total",
+                                        "Rounds completed across all jobs.").Add({});
+    m.pairs_kept = &r->AddCounter("spar_orchestrator_pairs_kept_total",
+                                  "Preference pairs kept by the pair policy.").Add({});
+    m.win_rate = &r->AddGauge("spar_orchestrator_win_rate_vs_base_ratio",
+                              "Judged win rate of the latest round's policy vs pi_0.").Add({});
+    m.accuracy = &r->AddGauge("spar_orchestrator_greedy_accuracy_ratio",
+                              "Greedy accuracy of the latest round's policy on held-out prompts.")
+                     .Add({});
+    m.current_round = &r->AddGauge("spar_orchestrator_current_round",
+                                   "Round the most recently updated job is in.").Add({});
+  }
+
+  void RefreshJobGauges() {  // requires mu
+    if (m.jobs == nullptr) return;
+    std::map<std::string, int> counts;
+    for (const auto& [id, e] : jobs) counts[StateLabel(e->job.state())]++;
+    for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
+                   v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
+      m.jobs->Add({{"state", StateLabel(s)}}).Set(counts[StateLabel(s)]);
+    }
+  }
+
+  absl::Status Persist(const Entry& e) {  // requires mu
+    return WriteFileAtomic(RunDir(e.dir).JobJson(), ToJson(e.job));
+  }
+
+  void Publish(const v1::JobEvent& ev) {
+    std::vector<int64_t> done;
+    std::lock_guard<std::mutex> lock(subs_mu);
+    for (auto& [h, sub] : subs) {
+      if (sub.first != ev.job_id()) continue;
+      if (!sub.second(ev)) done.push_back(h);
+    }
+    for (int64_t h : done) subs.erase(h);
+  }
+
+  void OnRunnerEvent(Entry* e, v1::JobEvent ev) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      std::string key = absl::StrCat(ev.round(), "/", ev.stage());
+      if (ev.kind() == "stage_started") e->stage_started[key] = absl::Now();
+      if (ev.kind() == "stage_finished" && m.stage_seconds != nullptr &&
+          e->stage_started.count(key)) {
+        m.stage_seconds->Add({{"stage", ev.stage()}})
+            .Observe(absl::ToDoubleSeconds(absl::Now() - e->stage_started[key]));
+      }
+      if (ev.kind() == "round_finished") {
+        *ev.mutable_job() = e->job;
+        if (m.rounds_completed != nullptr && ev.round() >= 1 &&
+            ev.round() <= e->job.rounds_size()) {
+          const v1::RoundSummary& r = e->job.rounds(ev.round() - 1);
+          m.rounds_completed->Increment();
+          m.pairs_kept->Increment(r.pairs_kept());
+          m.win_rate->Set(r.win_rate_vs_base());
+          m.accuracy->Set(r.greedy_accuracy());
+          m.current_round->Set(ev.round());
+        }
+      }
+      if (ev.kind() != "progress") {
+        (void)AppendLine(RunDir(e->dir).Events(),
+                         nlohmann::json({{"time_ms", NowMs()},
+                                         {"round", ev.round()},
+                                         {"stage", ev.stage()},
+                                         {"kind", ev.kind()},
+                                         {"message", ev.message()}})
+                             .dump());
+      }
+    }
+    Publish(ev);
+  }
+
+  void UpdateJob(Entry* e, const std::function<void(v1::Job&)>& fn) {
+    std::lock_guard<std::mutex> lock(mu);
+    fn(e->job);
+    e->job.set_updated_unix_ms(NowMs());
+    absl::Status st = Persist(*e);
+    if (!st.ok()) SPAR_LOG(Error) << "persisting job " << e->job.job_id() << ": " << st;
+  }
+
+  void StartRunner(Entry* e) {  // requires mu
+    if (e->running) return;
+    if (e->thread.joinable()) e->thread.join();
+    e->running = true;
+    e->cancel.store(false);
+    e->user_cancelled = false;
+    e->job.set_state(v1::JOB_STATE_RUNNING);
+    e->job.set_error("");
+    (void)Persist(*e);
+    RefreshJobGauges();
+    e->thread = std::thread([this, e] { RunJob(e); });
+  }
+
+  void RunJob(Entry* e) {
+    std::string job_id;
+    v1::JobSpec spec;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      job_id = e->job.job_id();
+      spec = e->job.spec();
+    }
+    JobRunnerCallbacks cb;
+    cb.on_event = [this, e](const v1::JobEvent& ev) { OnRunnerEvent(e, ev); };
+    cb.update_job = [this, e](const std::function<void(v1::Job&)>& fn) { UpdateJob(e, fn); };
+    JobRunner runner(job_id, e->dir, spec, ports, cb, &e->cancel, config.data_root);
+    absl::Status st = runner.Run();
+    v1::JobEvent done;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (st.ok()) {
+        e->job.set_state(v1::JOB_STATE_SUCCEEDED);
+        e->job.set_current_stage("done");
+      } else if (absl::IsCancelled(st) && !e->user_cancelled) {
+        // Shutdown: leave the job RUNNING on disk so the next start resumes it.
+        e->running = false;
+        return;
+      } else if (absl::IsCancelled(st)) {
+        e->job.set_state(v1::JOB_STATE_CANCELLED);
+      } else {
+        e->job.set_state(v1::JOB_STATE_FAILED);
+        e->job.set_error(std::string(st.message()));
+        if (m.stage_failures != nullptr && !e->job.current_stage().empty() &&
+            StageIndex(e->job.current_stage()) >= 0) {
+          m.stage_failures->Add({{"stage", e->job.current_stage()}}).Increment();
+        }
+        SPAR_LOG(Error) << "job " << job_id << " failed: " << st;
+      }
+      e->job.set_updated_unix_ms(NowMs());
+      (void)Persist(*e);
+      e->running = false;
+      RefreshJobGauges();
+      done.set_job_id(job_id);
+      done.set_kind("job_finished");
+      done.set_round(e->job.current_round());
+      done.set_message(st.ok() ? "succeeded" : std::string(st.message()));
+      *done.mutable_job() = e->job;
+      (void)AppendLine(RunDir(e->dir).Events(),
+                       nlohmann::json({{"time_ms", NowMs()},
+                                       {"kind", "job_finished"},
+                                       {"state", StateLabel(e->job.state())},
+                                       {"message", done.message()}})
+                           .dump());
+    }
+    Publish(done);
+  }
+};
+
+JobManager::JobManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+JobManager::~JobManager() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig config,
+                                                               Ports ports,
+                                                               metrics::Registry* registry) {
+  if (ports.sampler == nullptr || ports.oracle == nullptr || ports.trainer == nullptr) {
+    return absl::InvalidArgumentError("orchestrator: all three ports are required");
+  }
+  SPAR_RETURN_IF_ERROR(MakeDirs(config.runs_dir));
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->ports = ports;
+  impl->RegisterMetrics(registry);
+  SPAR_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(config.runs_dir));
+  std::lock_guard<std::mutex> lock(impl->mu);
+  for (const std::string& name : names) {
+    std::string dir = JoinPath(config.runs_dir, name);
+    std::string path = RunDir(dir).JobJson();
+    if (!PathExists(path)) continue;
+    auto text = ReadFile(path);
+    if (!text.ok()) continue;
+    auto e = std::make_unique<Impl::Entry>();
+    google::protobuf::util::JsonParseOptions opts;
+    opts.ignore_unknown_fields = true;
+    if (!google::protobuf::util::JsonStringToMessage(*text, &e->job, opts).ok()) {
+      SPAR_LOG(Warning) << "skipping unreadable job record " << path;
+      continue;
+    }
+    e->dir = dir;
+    impl->jobs[e->job.job_id()] = std::move(e);
+  }
+  if (config.resume_on_start) {
+    for (auto& [id, e] : impl->jobs) {
+      if (e->job.state() == v1::JOB_STATE_RUNNING || e->job.state() == v1::JOB_STATE_PENDING) {
+        SPAR_LOG(Info) << "resuming job " << id << " at round " << e->job.current_round()
+                       << " stage after \"" << e->job.current_stage() << "\"";
+        impl->StartRunner(e.get());
+      }
+    }
+  }
+  impl->RefreshJobGauges();
+  return std::unique_ptr<JobManager>(new JobManager(std::move(impl)));
+}
+
+absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& request) {
+  v1::JobSpec spec = WithDefaults(request.spec());
+  SPAR_RETURN_IF_ERROR(ValidateJobSpec(spec, impl_->config.data_root));
+  std::string name = SanitizeName(spec.name());
+  std::string job_id;
+  if (!request.request_id().empty()) {
+    job_id = absl::StrFormat("%s-%010x", name, Fnv1a(request.request_id()) & 0xFFFFFFFFFFULL);
+  } else {
+    static std::atomic<uint64_t> counter{0};
+    std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) + counter++);
+    job_id = absl::StrFormat("%s-%010x", name, rng() & 0xFFFFFFFFFFULL);
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->shutting_down) return absl::UnavailableError("orchestrator is shutting down");
+  auto it = impl_->jobs.find(job_id);
+  if (it != impl_->jobs.end()) return it->second->job;  // idempotent by request_id
+  auto e = std::make_unique<Impl::Entry>();
+  e->dir = JoinPath(impl_->config.runs_dir, job_id);
+  SPAR_RETURN_IF_ERROR(MakeDirs(e->dir));
+  e->job.set_job_id(job_id);
+  *e->job.mutable_spec() = spec;
+  e->job.set_state(v1::JOB_STATE_PENDING);
+  e->job.set_created_unix_ms(NowMs());
+  e->job.set_updated_unix_ms(NowMs());
+  SPAR_RETURN_IF_ERROR(impl_->Persist(*e));
+  Impl::Entry* raw = e.get();
+  impl_->jobs[job_id] = std::move(e);
+  impl_->StartRunner(raw);
+  SPAR_LOG(Info) << "created job " << job_id;
+  return raw->job;
+}
+
+absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->jobs.find(job_id);
+  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  return it->second->job;
+}
+
+std::vector<v1::Job> JobManager::ListJobs(v1::JobState filter) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<v1::Job> out;
+  for (const auto& [id, e] : impl_->jobs) {
+    if (filter == v1::JOB_STATE_UNSPECIFIED || e->job.state() == filter) out.push_back(e->job);
+  }
+  std::sort(out.begin(), out.end(), [](const v1::Job& a, const v1::Job& b) {
+    return a.created_unix_ms() < b.created_unix_ms();
+  });
+  return out;
+}
+
+absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->jobs.find(job_id);
+  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  Impl::Entry* e = it->second.get();
+  if (IsTerminal(e->job.state())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " already ended (", StateLabel(e->job.state()), ")"));
+  }
+  e->user_cancelled = true;
+  e->cancel.store(true);
+  if (!e->running) {
+    e->job.set_state(v1::JOB_STATE_CANCELLED);
+    SPAR_RETURN_IF_ERROR(impl_->Persist(*e));
+  }
+  return e->job;
+}
+
+absl::StatusOr<v1::Job> JobManager::ResumeJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->jobs.find(job_id);
+  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  Impl::Entry* e = it->second.get();
+  if (e->running) return e->job;
+  if (e->job.state() == v1::JOB_STATE_SUCCEEDED) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already succeeded"));
+  }
+  impl_->StartRunner(e);
+  return e->job;
+}
+
+absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id,
+                                              std::function<bool(const v1::JobEvent&)> on_event) {
+  v1::JobEvent snapshot;
+  bool terminal = false;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto it = impl_->jobs.find(job_id);
+    if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+    snapshot.set_job_id(job_id);
+    snapshot.set_kind("snapshot");
+    snapshot.set_round(it->second->job.current_round());
+    snapshot.set_stage(it->second->job.current_stage());
+    *snapshot.mutable_job() = it->second->job;
+    terminal = IsTerminal(it->second->job.state()) && !it->second->running;
+    // Register under the job lock so no event between snapshot and subscription is lost.
+    std::lock_guard<std::mutex> slock(impl_->subs_mu);
+    if (!on_event(snapshot)) return int64_t{0};
+    if (terminal) {
+      v1::JobEvent done = snapshot;
+      done.set_kind("job_finished");
+      on_event(done);
+      return int64_t{0};
+    }
+    int64_t h = impl_->next_sub++;
+    impl_->subs[h] = {job_id, std::move(on_event)};
+    return h;
+  }
+}
+
+void JobManager::Unsubscribe(int64_t handle) {
+  std::lock_guard<std::mutex> lock(impl_->subs_mu);
+  impl_->subs.erase(handle);
+}
+
+void JobManager::Shutdown() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->shutting_down = true;
+    for (auto& [id, e] : impl_->jobs) {
+      e->cancel.store(true);
+      if (e->thread.joinable()) threads.push_back(std::move(e->thread));
+    }
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace spar::orchestrator

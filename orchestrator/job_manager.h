@@ -1,0 +1,61 @@
+// Jobs: create (idempotent by request_id), get, list, cancel, resume, watch. Each job lives in
+// runs/<job_id>/ (job.json is its record, rewritten atomically); a running job has a JobRunner on
+// its own thread. On start the manager reloads every job and resumes those that were running.
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/metrics/registry.h"
+#include "orchestrator/ports.h"
+#include "spar/v1/orchestrator.pb.h"
+
+namespace spar::orchestrator {
+
+struct JobManagerConfig {
+  // Directory holding one subdirectory per job.
+  std::string runs_dir = "runs";
+  // Job paths (base_model, prompt files) must resolve inside this directory; "" = no confinement.
+  std::string data_root;
+  // Resume jobs found in state RUNNING/PENDING at start.
+  bool resume_on_start = true;
+};
+
+class JobManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(JobManagerConfig config, Ports ports,
+                                                            metrics::Registry* registry);
+  ~JobManager();
+
+  // INVALID_ARGUMENT naming the field for a bad spec; the same request_id returns the same job.
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
+  std::vector<v1::Job> ListJobs(v1::JobState filter) const;
+  // FAILED_PRECONDITION when the job already ended.
+  absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Restarts a FAILED/CANCELLED/PAUSED job at its first unfinished stage.
+  absl::StatusOr<v1::Job> ResumeJob(const std::string& job_id);
+
+  // Calls `on_event` for every event of the job until it returns false or the job ends (the last
+  // event has kind "job_finished"). The first event is a snapshot ("snapshot"). Returns a handle
+  // for Unsubscribe. NOT_FOUND for an unknown job.
+  absl::StatusOr<int64_t> Subscribe(const std::string& job_id,
+                                    std::function<bool(const v1::JobEvent&)> on_event);
+  void Unsubscribe(int64_t handle);
+
+  // Cancels runners (without marking jobs cancelled: they resume on next start) and joins them.
+  void Shutdown();
+
+ private:
+  struct Impl;
+  explicit JobManager(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+bool IsTerminal(v1::JobState state);
+
+}  // namespace spar::orchestrator

@@ -1,0 +1,61 @@
+// Runs one job's rounds against the ports, resuming from what the run directory holds: each
+// stage's output is written atomically and STAGE records the last completed stage, so a restarted
+// runner continues at the first unfinished stage. Every service call carries the idempotency key
+// "<job>/iter_NNN/<stage>". Not thread-safe: one runner per job, on its own thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "orchestrator/ports.h"
+#include "spar/v1/orchestrator.pb.h"
+
+namespace spar::orchestrator {
+
+struct JobRunnerCallbacks {
+  // Stage events (started, progress, finished). Called from the runner's thread.
+  std::function<void(const v1::JobEvent&)> on_event;
+  // Applies a change to the job record and persists it (job.json). Called from the runner's thread.
+  std::function<void(const std::function<void(v1::Job&)>&)> update_job;
+};
+
+class JobRunner {
+ public:
+  // `spec` must have gone through WithDefaults + ValidateJobSpec. `cancel` is polled between
+  // and inside stages; when set, Run returns CancelledError.
+  JobRunner(std::string job_id, std::string job_dir, v1::JobSpec spec, Ports ports,
+            JobRunnerCallbacks callbacks, const std::atomic<bool>* cancel,
+            std::string data_root = "");
+  absl::Status Run();
+
+ private:
+  struct RoundState;
+  absl::Status EnsureBaseEval();
+  absl::Status RunRound(int t);
+  absl::Status StageSample(int t, const std::string& policy);
+  absl::Status StageJudge(int t);
+  absl::Status StagePairs(int t);
+  absl::Status StageTrain(int t, const std::string& policy);
+  absl::Status StageEval(int t);
+  absl::Status Greedy(const std::string& policy, const std::vector<std::string>& prompts,
+                      const std::string& key, std::vector<std::string>* texts);
+  absl::StatusOr<std::vector<std::string>> RoundPrompts(int t);
+  absl::StatusOr<std::vector<std::string>> EvalPrompts();
+  absl::Status CheckCancelled() const;
+  void Emit(int round, const std::string& stage, const std::string& kind, int64_t done,
+            int64_t total, const std::string& message = "");
+  std::string Key(int t, const std::string& stage) const;
+  std::string PolicyFor(int t) const;
+
+  std::string job_id_;
+  std::string job_dir_;
+  v1::JobSpec spec_;
+  Ports ports_;
+  JobRunnerCallbacks callbacks_;
+  const std::atomic<bool>* cancel_;
+  std::string data_root_;
+};
+
+}  // namespace spar::orchestrator

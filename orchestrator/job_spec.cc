@@ -1,0 +1,192 @@
+#include "orchestrator/job_spec.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+
+namespace spar::orchestrator {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("spec.", field, " ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text) {
+  v1::JobSpec spec;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto st = google::protobuf::util::JsonStringToMessage(text, &spec, options);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: ", st.message().ToString()));
+  }
+  return spec;
+}
+
+v1::JobSpec WithDefaults(const v1::JobSpec& in) {
+  v1::JobSpec s = in;
+  if (!s.has_name()) s.set_name("job");
+  if (!s.has_algorithm()) s.set_algorithm("dno");
+  if (!s.has_rounds()) s.set_rounds(3);
+  if (!s.has_prompts_per_round()) s.set_prompts_per_round(256);
+  if (!s.prompts().has_builtin() && !s.prompts().has_path()) s.mutable_prompts()->set_builtin("arith");
+  if (!s.eval_prompts().has_builtin() && !s.eval_prompts().has_path()) {
+    s.mutable_eval_prompts()->set_builtin("arith");
+  }
+  v1::SamplingParams* sp = s.mutable_sampling();
+  if (!sp->has_num_samples()) sp->set_num_samples(4);
+  if (!sp->has_temperature()) sp->set_temperature(1.0f);
+  if (!sp->has_top_p()) sp->set_top_p(1.0f);
+  if (!sp->has_max_new_tokens()) sp->set_max_new_tokens(8);
+  if (!s.has_seed()) s.set_seed(1);
+  if (!sp->has_seed()) sp->set_seed(s.seed());
+  v1::PairPolicy* pp = s.mutable_pairs();
+  if (!pp->has_policy()) pp->set_policy("dno_margin");
+  if (!pp->has_win_rate_gate()) pp->set_win_rate_gate(0.5);
+  if (!pp->has_min_gap()) pp->set_min_gap(0.25);
+  v1::TrainingConfig* tc = s.mutable_training();
+  if (!tc->has_loss()) tc->set_loss("dpo");
+  if (!tc->has_beta()) tc->set_beta(0.1);
+  if (!tc->has_learning_rate()) tc->set_learning_rate(1e-4);
+  if (!tc->has_weight_decay()) tc->set_weight_decay(0.0);
+  if (!tc->has_epochs()) tc->set_epochs(1);
+  if (!tc->has_batch_size()) tc->set_batch_size(16);
+  if (!tc->has_max_grad_norm()) tc->set_max_grad_norm(1.0);
+  if (!tc->has_nll_weight()) tc->set_nll_weight(0.0);
+  if (!tc->has_seed()) tc->set_seed(s.seed());
+  v1::EvalSpec* ev = s.mutable_eval();
+  if (!ev->has_num_prompts()) ev->set_num_prompts(200);
+  if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
+  return s;
+}
+
+absl::StatusOr<std::string> ResolveDataPath(const std::string& path, const std::string& data_root,
+                                            const std::string& field) {
+  if (path.empty()) return Invalid(field, "is required");
+  std::string full = (!data_root.empty() && path[0] != '/') ? JoinPath(data_root, path) : path;
+  char resolved[PATH_MAX];
+  if (::realpath(full.c_str(), resolved) == nullptr) {
+    return Invalid(field, absl::StrCat("not found: \"", path, "\""));
+  }
+  std::string out = resolved;
+  if (!data_root.empty()) {
+    char root[PATH_MAX];
+    if (::realpath(data_root.c_str(), root) == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat("data root not found: ", data_root));
+    }
+    std::string r = root;
+    if (out != r && !absl::StartsWith(out, r + "/")) {
+      return Invalid(field, absl::StrCat("\"", path, "\" is outside the data root ", r));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string& field,
+                                  const std::string& data_root) {
+  if (src.has_builtin() && src.has_path()) {
+    return Invalid(field, "must set exactly one of builtin and path");
+  }
+  if (src.has_builtin()) {
+    if (src.builtin() != "arith") {
+      return Invalid(field + ".builtin", absl::StrCat("unknown builtin \"", src.builtin(),
+                                                      "\" (known: arith)"));
+    }
+    return absl::OkStatus();
+  }
+  return ResolveDataPath(src.path(), data_root, field + ".path").status();
+}
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
+  if (s.algorithm() != "dno") {
+    return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
+                                             "\" (known: dno)"));
+  }
+  if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
+  auto base = ResolveDataPath(s.base_model(), data_root, "base_model");
+  if (!base.ok()) return base.status();
+  if (!PathExists(JoinPath(*base, "config.json"))) {
+    return Invalid("base_model", absl::StrCat("\"", s.base_model(),
+                                              "\" is not a checkpoint (no config.json)"));
+  }
+  if (s.rounds() < 1 || s.rounds() > 1000) {
+    return Invalid("rounds", absl::StrCat("must be in [1, 1000], got ", s.rounds()));
+  }
+  if (s.prompts_per_round() < 1) {
+    return Invalid("prompts_per_round", absl::StrCat("must be >= 1, got ", s.prompts_per_round()));
+  }
+  if (auto st = ValidatePromptSource(s.prompts(), "prompts", data_root); !st.ok()) return st;
+  if (auto st = ValidatePromptSource(s.eval_prompts(), "eval_prompts", data_root); !st.ok()) {
+    return st;
+  }
+  const v1::SamplingParams& sp = s.sampling();
+  if (sp.num_samples() < 2) {
+    return Invalid("sampling.num_samples",
+                   absl::StrCat("must be >= 2 (pairs need two responses), got ", sp.num_samples()));
+  }
+  if (sp.num_samples() > 64) {
+    return Invalid("sampling.num_samples", absl::StrCat("must be <= 64, got ", sp.num_samples()));
+  }
+  if (!(sp.temperature() >= 0.0f) || sp.temperature() > 10.0f) {
+    return Invalid("sampling.temperature", absl::StrCat("must be in [0, 10], got ", sp.temperature()));
+  }
+  if (!(sp.top_p() > 0.0f && sp.top_p() <= 1.0f)) {
+    return Invalid("sampling.top_p", absl::StrCat("must be in (0, 1], got ", sp.top_p()));
+  }
+  if (sp.max_new_tokens() < 1 || sp.max_new_tokens() > 4096) {
+    return Invalid("sampling.max_new_tokens",
+                   absl::StrCat("must be in [1, 4096], got ", sp.max_new_tokens()));
+  }
+  const v1::PairPolicy& pp = s.pairs();
+  if (pp.policy() != "dno_margin") {
+    return Invalid("pairs.policy", absl::StrCat("unknown pair policy \"", pp.policy(),
+                                                "\" (known: dno_margin)"));
+  }
+  if (!(pp.win_rate_gate() >= 0.0 && pp.win_rate_gate() <= 1.0)) {
+    return Invalid("pairs.win_rate_gate", absl::StrCat("must be in [0, 1], got ", pp.win_rate_gate()));
+  }
+  if (!(pp.min_gap() > 0.0 && pp.min_gap() <= 1.0)) {
+    return Invalid("pairs.min_gap", absl::StrCat("must be in (0, 1], got ", pp.min_gap()));
+  }
+  const v1::TrainingConfig& tc = s.training();
+  if (tc.loss() != "dpo") {
+    return Invalid("training.loss", absl::StrCat("unknown loss \"", tc.loss(), "\" (known: dpo)"));
+  }
+  if (!(tc.beta() > 0.0)) return Invalid("training.beta", absl::StrCat("must be > 0, got ", tc.beta()));
+  if (!(tc.learning_rate() > 0.0) || tc.learning_rate() > 1.0) {
+    return Invalid("training.learning_rate",
+                   absl::StrCat("must be in (0, 1], got ", tc.learning_rate()));
+  }
+  if (!(tc.weight_decay() >= 0.0)) {
+    return Invalid("training.weight_decay", absl::StrCat("must be >= 0, got ", tc.weight_decay()));
+  }
+  if (tc.epochs() < 1) return Invalid("training.epochs", absl::StrCat("must be >= 1, got ", tc.epochs()));
+  if (tc.batch_size() < 1) {
+    return Invalid("training.batch_size", absl::StrCat("must be >= 1, got ", tc.batch_size()));
+  }
+  if (!(tc.max_grad_norm() >= 0.0)) {
+    return Invalid("training.max_grad_norm", absl::StrCat("must be >= 0, got ", tc.max_grad_norm()));
+  }
+  if (!(tc.nll_weight() >= 0.0)) {
+    return Invalid("training.nll_weight", absl::StrCat("must be >= 0, got ", tc.nll_weight()));
+  }
+  if (s.eval().num_prompts() < 1) {
+    return Invalid("eval.num_prompts", absl::StrCat("must be >= 1, got ", s.eval().num_prompts()));
+  }
+  if (s.eval().max_new_tokens() < 1) {
+    return Invalid("eval.max_new_tokens",
+                   absl::StrCat("must be >= 1, got ", s.eval().max_new_tokens()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace spar::orchestrator

@@ -1,0 +1,52 @@
+// The orchestrator's ports: what a round needs from the sampler, the oracle and the trainer.
+// Implemented over gRPC by grpc_ports.h (what `spar up` and the cluster use) and by fakes in
+// tests. Requests and results are the API's own messages (the orchestrator depends on proto for
+// the job spec anyway); no gRPC types appear here. Implementations must be thread-safe.
+#pragma once
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "spar/v1/oracle.pb.h"
+#include "spar/v1/sampler.pb.h"
+#include "spar/v1/trainer.pb.h"
+
+namespace spar::orchestrator {
+
+class SamplerPort {
+ public:
+  virtual ~SamplerPort() = default;
+  // Streams one result per prompt to `on_result` (which may stop the call by returning an error).
+  virtual absl::Status Generate(
+      const v1::GenerateRequest& request,
+      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) = 0;
+};
+
+class OraclePort {
+ public:
+  virtual ~OraclePort() = default;
+  // Streams one judgment per comparison, in completion order.
+  virtual absl::Status Compare(
+      const v1::CompareRequest& request,
+      const std::function<absl::Status(const v1::Judgment&)>& on_judgment) = 0;
+};
+
+class TrainerPort {
+ public:
+  virtual ~TrainerPort() = default;
+  // Starts (or attaches to, by idempotency key) a training run and follows it to the end.
+  // Returns the final event (state SUCCEEDED) or an error; `cancelled` is polled between events.
+  virtual absl::StatusOr<v1::TrainingEvent> Train(
+      const v1::StartTrainingRequest& request,
+      const std::function<void(const v1::TrainingEvent&)>& on_event,
+      const std::function<bool()>& cancelled) = 0;
+};
+
+struct Ports {
+  SamplerPort* sampler = nullptr;
+  OraclePort* oracle = nullptr;
+  TrainerPort* trainer = nullptr;
+};
+
+}  // namespace spar::orchestrator

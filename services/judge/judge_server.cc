@@ -1,0 +1,333 @@
+#include "services/judge/judge_server.h"
+
+#include <httplib.h>
+
+#include <cmath>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "oracle_client/judge_template.h"
+#include "oracle_client/rule_judge.h"
+
+namespace spar::judge {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kJsonType[] = "application/json";
+
+json ErrorBody(const std::string& message, const std::string& type, const std::string& code) {
+  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}};
+}
+
+void SendError(httplib::Response& res, int status, const std::string& message,
+               const std::string& type, const std::string& code) {
+  res.status = status;
+  res.set_content(ErrorBody(message, type, code).dump(), kJsonType);
+}
+
+// P(winner) the judge reports, by how clear the win is.
+double WinnerProbability(oracle::RuleVerdict::Basis basis) {
+  switch (basis) {
+    case oracle::RuleVerdict::Basis::kQuality: return 0.99;
+    case oracle::RuleVerdict::Basis::kTieBreak: return 0.6;
+    case oracle::RuleVerdict::Basis::kTie: return 0.55;
+  }
+  return 0.5;
+}
+
+// The text of a message's content: a string, or the concatenated "text" parts of an array.
+std::optional<std::string> ContentText(const json& content) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return std::nullopt;
+  std::string out;
+  for (const json& part : content) {
+    if (!part.is_object()) return std::nullopt;
+    auto t = part.find("text");
+    if (t == part.end() || !t->is_string()) return std::nullopt;
+    out += t->get<std::string>();
+  }
+  return out;
+}
+
+bool IsFaulted(int64_t n, double rate) {
+  if (rate <= 0) return false;
+  if (rate >= 1) return true;
+  constexpr double kEps = 1e-9;
+  return std::ceil(static_cast<double>(n) * rate - kEps) >
+         std::ceil(static_cast<double>(n - 1) * rate - kEps);
+}
+
+int64_t ApproxTokens(const std::string& text) { return static_cast<int64_t>(text.size() + 3) / 4; }
+
+}  // namespace
+
+absl::Status Validate(const JudgeServerOptions& o) {
+  static const std::set<std::string> kFaults = {"",    "429",           "500",
+                                                "503", "slow",          "truncated_json",
+                                                "bad_verdict", "reset", "insufficient_quota"};
+  if (kFaults.count(o.fault) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "judge.fault must be one of 429|500|503|slow|truncated_json|bad_verdict|reset|"
+        "insufficient_quota or empty, got \"",
+        o.fault, "\""));
+  }
+  if (!(o.fault_rate >= 0 && o.fault_rate <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.fault_rate must be in [0, 1], got ", o.fault_rate));
+  }
+  if (o.port < 0 || o.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("judge.port must be in [0, 65535], got ", o.port));
+  }
+  if (o.latency < absl::ZeroDuration() || o.slow_latency < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("judge.latency and judge.slow_latency must be >= 0");
+  }
+  if (o.host.empty()) return absl::InvalidArgumentError("judge.host must be non-empty");
+  if (o.model.empty()) return absl::InvalidArgumentError("judge.model must be non-empty");
+  return absl::OkStatus();
+}
+
+// Request handling, with access to the server's counters.
+struct JudgeServer::Handlers {
+  static bool Authorized(const JudgeServer& s, const httplib::Request& req,
+                         httplib::Response& res) {
+    if (s.options_.api_key.empty()) return true;
+    if (req.get_header_value("Authorization") == absl::StrCat("Bearer ", s.options_.api_key)) {
+      return true;
+    }
+    SendError(res, 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key");
+    return false;
+  }
+
+  static void ChatCompletions(JudgeServer& s, const httplib::Request& req,
+                              httplib::Response& res) {
+    if (!Authorized(s, req, res)) return;
+    const JudgeServerOptions& o = s.options_;
+    const int64_t n = s.request_counter_.fetch_add(1) + 1;
+    s.requests_served_.fetch_add(1);
+    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
+    if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
+
+    if (fault == "429" || fault == "503") {
+      if (!o.retry_after.empty()) res.set_header("retry-after", o.retry_after);
+      if (!o.retry_after_ms.empty()) res.set_header("retry-after-ms", o.retry_after_ms);
+      if (fault == "429") {
+        SendError(res, 429, "Rate limit reached for requests (injected fault).", "rate_limit_error",
+                  "rate_limit_exceeded");
+      } else {
+        SendError(res, 503, "The server is overloaded (injected fault).", "server_error",
+                  "server_is_overloaded");
+      }
+      return;
+    }
+    if (fault == "500") {
+      SendError(res, 500, "The server had an error (injected fault).", "server_error",
+                "internal_error");
+      return;
+    }
+    if (fault == "insufficient_quota") {
+      SendError(res, 429, "You exceeded your current quota (injected fault).", "insufficient_quota",
+                "insufficient_quota");
+      return;
+    }
+    if (fault == "reset") {
+      // Headers promise a body that never comes; the connection is closed mid-response.
+      res.set_content_provider(
+          64, kJsonType, [](size_t, size_t, httplib::DataSink&) { return false; });
+      return;
+    }
+    if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
+
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object()) {
+      SendError(res, 400, "We could not parse the JSON body of your request.",
+                "invalid_request_error", "invalid_json");
+      return;
+    }
+    auto messages = body.find("messages");
+    if (messages == body.end() || !messages->is_array()) {
+      SendError(res, 400, "'messages' is a required array.", "invalid_request_error",
+                "invalid_request");
+      return;
+    }
+    std::optional<oracle::JudgeInputs> inputs;
+    std::string prompt_text;
+    for (const json& m : *messages) {
+      if (!m.is_object()) continue;
+      auto content = m.find("content");
+      if (content == m.end()) continue;
+      std::optional<std::string> text = ContentText(*content);
+      if (!text) continue;
+      prompt_text += *text;
+      auto role = m.find("role");
+      if (role != m.end() && role->is_string() && role->get<std::string>() == "user") {
+        inputs = oracle::ParseJudgeUserMessage(*text);
+      }
+    }
+    if (!inputs) {
+      SendError(res, 400,
+                "The last user message does not follow the spar pairwise judge template.",
+                "invalid_request_error", "unsupported_prompt");
+      return;
+    }
+    bool want_logprobs = body.value("logprobs", false);
+    int top_n = 0;
+    if (auto t = body.find("top_logprobs"); t != body.end() && t->is_number_integer()) {
+      top_n = t->get<int>();
+    }
+    if (top_n < 0 || top_n > 20) {
+      SendError(res, 400, "'top_logprobs' must be in [0, 20].", "invalid_request_error",
+                "invalid_value");
+      return;
+    }
+    std::string model = o.model;
+    if (auto m = body.find("model"); m != body.end() && m->is_string()) model = m->get<std::string>();
+    {
+      std::lock_guard<std::mutex> lock(s.seen_mu_);
+      s.seen_.push_back(json{{"instruction", inputs->instruction},
+                             {"output_a", inputs->output_a},
+                             {"output_b", inputs->output_b},
+                             {"model", model},
+                             {"logprobs", want_logprobs},
+                             {"top_logprobs", top_n}});
+    }
+
+    oracle::RuleVerdict v =
+        oracle::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b);
+    const std::string winner = oracle::VerdictToken(v.winner);
+    const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
+    const double p = WinnerProbability(v.basis);
+    std::string content = winner;
+    json choice = {{"index", 0},
+                   {"message", {{"role", "assistant"}, {"content", content}}},
+                   {"finish_reason", "stop"},
+                   {"logprobs", nullptr}};
+    if (fault == "bad_verdict") {
+      content = "maybe";
+      choice["message"]["content"] = content;
+      if (want_logprobs) {
+        json top = json::array({{{"token", "maybe"}, {"logprob", -0.01}, {"bytes", nullptr}},
+                                {{"token", "perhaps"}, {"logprob", -5.0}, {"bytes", nullptr}}});
+        top.get_ref<json::array_t&>().resize(std::min<size_t>(top.size(), top_n));
+        choice["logprobs"] = {{"content", json::array({{{"token", "maybe"},
+                                                        {"logprob", -0.01},
+                                                        {"bytes", nullptr},
+                                                        {"top_logprobs", top}}})}};
+      }
+    } else if (want_logprobs) {
+      json top = json::array({{{"token", winner}, {"logprob", std::log(p)}, {"bytes", nullptr}},
+                              {{"token", loser}, {"logprob", std::log(1 - p)}, {"bytes", nullptr}}});
+      top.get_ref<json::array_t&>().resize(std::min<size_t>(top.size(), top_n));
+      choice["logprobs"] = {{"content", json::array({{{"token", winner},
+                                                      {"logprob", std::log(p)},
+                                                      {"bytes", nullptr},
+                                                      {"top_logprobs", top}}})}};
+    }
+    const int64_t prompt_tokens = ApproxTokens(prompt_text);
+    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
+                {"object", "chat.completion"},
+                {"created", absl::ToUnixSeconds(absl::Now())},
+                {"model", model},
+                {"choices", json::array({choice})},
+                {"usage",
+                 {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", 1},
+                  {"total_tokens", prompt_tokens + 1}}}};
+    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (fault == "truncated_json") text.resize(text.size() / 2);
+    res.status = 200;
+    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
+    res.set_content(text, kJsonType);
+  }
+
+  static void Models(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(s, req, res)) return;
+    json out = {{"object", "list"},
+                {"data", json::array({{{"id", s.options_.model},
+                                       {"object", "model"},
+                                       {"created", 0},
+                                       {"owned_by", "spar"}}})}};
+    res.set_content(out.dump(), kJsonType);
+  }
+};
+
+JudgeServer::JudgeServer(JudgeServerOptions options) : options_(std::move(options)) {}
+
+JudgeServer::~JudgeServer() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptions options) {
+  if (absl::Status st = Validate(options); !st.ok()) return st;
+  std::unique_ptr<JudgeServer> s(new JudgeServer(std::move(options)));
+  s->server_ = std::make_unique<httplib::Server>();
+  JudgeServer* self = s.get();
+  s->server_->Post("/v1/chat/completions",
+                   [self](const httplib::Request& req, httplib::Response& res) {
+                     Handlers::ChatCompletions(*self, req, res);
+                   });
+  s->server_->Get("/v1/models", [self](const httplib::Request& req, httplib::Response& res) {
+    Handlers::Models(*self, req, res);
+  });
+  s->server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", kJsonType);
+  });
+  s->server_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        SendError(res, 500, absl::StrCat("internal error: ", what), "server_error",
+                  "internal_error");
+      });
+  const JudgeServerOptions& o = s->options_;
+  if (o.port == 0) {
+    s->port_ = s->server_->bind_to_any_port(o.host);
+  } else {
+    s->port_ = s->server_->bind_to_port(o.host, o.port) ? o.port : -1;
+  }
+  if (s->port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("spar-judge cannot bind ", o.host, ":", o.port));
+  }
+  s->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+  // Stop() before the accept loop runs would be lost; wait until it runs (bounded).
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!s->server_->is_running()) {
+    if (absl::Now() > deadline) {
+      return absl::UnavailableError("spar-judge: HTTP server did not start within 10 s");
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return s;
+}
+
+std::string JudgeServer::base_url() const {
+  bool v6 = options_.host.find(':') != std::string::npos;
+  return absl::StrCat("http://", v6 ? "[" : "", options_.host, v6 ? "]" : "", ":", port_, "/v1");
+}
+
+void JudgeServer::Stop() {
+  std::call_once(stop_once_, [this] {
+    if (server_ == nullptr) return;
+    if (thread_.joinable()) {
+      // listen_after_bind may not have set is_running yet (Start's failure path); wait briefly.
+      absl::Time deadline = absl::Now() + absl::Seconds(10);
+      while (!server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+      server_->stop();
+      thread_.join();
+    }
+  });
+}
+
+std::vector<nlohmann::json> JudgeServer::seen_requests() const {
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  return seen_;
+}
+
+}  // namespace spar::judge

@@ -1,0 +1,95 @@
+// JudgeServer: the reference preference judge, an OpenAI-compatible HTTP server
+// (POST /v1/chat/completions, GET /v1/models, GET /healthz) that reads the spar pairwise judge
+// template (oracle_client/judge_template.h), applies the arithmetic rule judge and answers with a
+// one-token verdict "A"/"B" plus log-probs when asked. It can inject faults (rate limits, 5xx,
+// slowness, truncated bodies, bad verdicts, connection resets, insufficient_quota) to exercise
+// OracleClient's retry policy. Used by the demo (binary spar-judge) and by tests in-process.
+//
+// Thread-safe. The HTTP server runs on its own threads; Stop (or the destructor) shuts it down and
+// waits for in-flight requests.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace spar::judge {
+
+struct JudgeServerOptions {
+  // Address to bind.
+  std::string host = "127.0.0.1";
+  // TCP port; 0 = any free port (see JudgeServer::port()).
+  int port = 0;
+  // Injected fault: "" (none) | "429" | "500" | "503" | "slow" | "truncated_json" |
+  // "bad_verdict" | "reset" | "insufficient_quota".
+  std::string fault;
+  // Fraction of chat-completion requests that get the fault, in [0, 1]; deterministic by request
+  // number n (1-based): request n is faulted when ceil(n*rate) > ceil((n-1)*rate), so 0.5 faults
+  // requests 1, 3, 5, ... and 1 faults every request.
+  double fault_rate = 1.0;
+  // Added to every chat-completion request before answering.
+  absl::Duration latency = absl::ZeroDuration();
+  // Extra latency of the "slow" fault.
+  absl::Duration slow_latency = absl::Seconds(2);
+  // Headers sent with the "429" and "503" faults ("" = header omitted).
+  std::string retry_after = "1";  // seconds
+  std::string retry_after_ms;     // milliseconds
+  // When set, chat-completion and models requests need "Authorization: Bearer <api_key>" (else 401).
+  std::string api_key;
+  // The model name reported by /v1/models and in responses.
+  std::string model = "spar-rule-judge";
+};
+
+absl::Status Validate(const JudgeServerOptions& options);
+
+class JudgeServer {
+ public:
+  // Binds, starts serving on a background thread and returns once the server accepts requests.
+  // InvalidArgument for bad options, Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<JudgeServer>> Start(JudgeServerOptions options);
+  ~JudgeServer();
+  JudgeServer(const JudgeServer&) = delete;
+  JudgeServer& operator=(const JudgeServer&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+  // "http://host:port/v1".
+  std::string base_url() const;
+  // Stops accepting, waits for in-flight requests, joins the server thread. Idempotent.
+  void Stop();
+
+  // Chat-completion requests received (authorized ones, faulted or not).
+  int64_t requests_served() const { return requests_served_.load(); }
+  // One entry per chat-completion request that was judged:
+  // {"instruction","output_a","output_b","model","logprobs","top_logprobs"}.
+  std::vector<nlohmann::json> seen_requests() const;
+
+ private:
+  explicit JudgeServer(JudgeServerOptions options);
+  struct Handlers;
+
+  JudgeServerOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<int64_t> requests_served_{0};
+  std::atomic<int64_t> request_counter_{0};
+  mutable std::mutex seen_mu_;
+  std::vector<nlohmann::json> seen_;
+  std::once_flag stop_once_;
+};
+
+}  // namespace spar::judge

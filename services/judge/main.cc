@@ -1,0 +1,55 @@
+// spar-judge: the reference rule judge as an OpenAI-compatible HTTP server.
+//   spar-judge [--host=127.0.0.1] [--port=8081] [--fault=429|500|503|slow|truncated_json|
+//              bad_verdict|reset|insufficient_quota] [--fault_rate=1] [--latency_ms=0]
+// API key (optional) from SPAR_JUDGE_API_KEY. Blocks until SIGINT/SIGTERM.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "services/judge/judge_server.h"
+
+int main(int argc, char** argv) {
+  spar::judge::JudgeServerOptions options;
+  options.port = 8081;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    size_t eq = arg.find('=');
+    std::string name = arg.substr(0, eq);
+    std::string value = eq == std::string::npos ? (i + 1 < argc ? argv[++i] : "") : arg.substr(eq + 1);
+    int latency_ms = 0;
+    bool ok = true;
+    if (name == "--host") options.host = value;
+    else if (name == "--port") ok = absl::SimpleAtoi(value, &options.port);
+    else if (name == "--fault") options.fault = value;
+    else if (name == "--fault_rate") ok = absl::SimpleAtod(value, &options.fault_rate);
+    else if (name == "--latency_ms") {
+      ok = absl::SimpleAtoi(value, &latency_ms) && latency_ms >= 0;
+      options.latency = absl::Milliseconds(latency_ms);
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::cerr << "spar-judge: bad flag \"" << arg << "\"\n";
+      return 2;
+    }
+  }
+  if (const char* key = std::getenv("SPAR_JUDGE_API_KEY")) options.api_key = key;
+  // Block the signals before any thread starts so that only sigwait receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto server = spar::judge::JudgeServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "spar-judge: " << server.status() << "\n";
+    return 2;
+  }
+  std::cout << "spar-judge listening on " << (*server)->base_url() << std::endl;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  (*server)->Stop();
+  return 0;
+}
