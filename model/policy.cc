@@ -189,6 +189,10 @@ absl::Status Validate(const GenerationParams& p) {
   if (p.num_samples < 1) {
     return absl::InvalidArgumentError(absl::StrCat("num_samples must be >= 1, got ", p.num_samples));
   }
+  if (p.first_prompt_index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("first_prompt_index must be >= 0, got ", p.first_prompt_index));
+  }
   if (p.max_batch_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch_size must be >= 1, got ", p.max_batch_size));
@@ -344,7 +348,8 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
         for (int64_t r = 0; r < b; ++r) {
           if (done[r]) continue;
           const int64_t row = start + r, i = row / k, j = row % k;
-          const double u = CounterUniform(params.seed, i, j, step);
+          const double u =
+              CounterUniform(params.seed, params.first_prompt_index + i, j, step);
           const int32_t tok =
               PickToken(lg + r * vocab, vocab, params.temperature, params.top_p, u);
           out[i].token_ids[j].push_back(tok);

@@ -24,6 +24,9 @@ struct GenerationParams {
   uint64_t seed = 0;         // the draw for (prompt i, sample j, step s) depends only on these
   int num_samples = 1;       // responses per prompt
   int max_batch_size = 256;  // sequences per forward pass
+  // Index of prompts[0] in the caller's numbering, for the draws: a caller that splits one
+  // request into several Generate calls passes each slice's offset and gets the same samples.
+  int64_t first_prompt_index = 0;
 };
 
 // The samples of one prompt.

@@ -1,10 +1,9 @@
 #include "oracle_client/judge_template.h"
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace spar::oracle {
 namespace {
@@ -23,7 +22,8 @@ constexpr absl::string_view kVerdictInstruction =
 // A line starting with "##" (could look like a section header) or "\" (the escape itself) gets a
 // leading "\"; every other line is unchanged. Reversible line by line.
 bool NeedsEscape(absl::string_view line) {
-  return (!line.empty() && line[0] == '\\') || (line.size() >= 2 && line[0] == '#' && line[1] == '#');
+  return (!line.empty() && line[0] == '\\') ||
+         (line.size() >= 2 && line[0] == '#' && line[1] == '#');
 }
 
 std::string Escape(const std::string& text) {

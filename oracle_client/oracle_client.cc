@@ -77,15 +77,24 @@ struct OracleMetrics {
 
   metrics::Counter& ForCode(int code) {
     switch (code) {
-      case 0: return code_error;
-      case 200: return code_200;
-      case 400: return code_400;
-      case 401: return code_401;
-      case 408: return code_408;
-      case 429: return code_429;
-      case 500: return code_500;
-      case 503: return code_503;
-      default: return code_other;
+      case 0:
+        return code_error;
+      case 200:
+        return code_200;
+      case 400:
+        return code_400;
+      case 401:
+        return code_401;
+      case 408:
+        return code_408;
+      case 429:
+        return code_429;
+      case 500:
+        return code_500;
+      case 503:
+        return code_503;
+      default:
+        return code_other;
     }
   }
 };
@@ -185,6 +194,7 @@ struct OracleClient::Impl {
     cli->set_read_timeout(us);
     cli->set_write_timeout(us);
     cli->set_keep_alive(true);
+    cli->set_tcp_nodelay(true);  // headers and body are separate writes: avoid Nagle + delayed ACK
     cli->enable_server_certificate_verification(true);
     if (!config.api_key.empty()) cli->set_bearer_token_auth(config.api_key);
     return cli;
@@ -347,11 +357,16 @@ struct OracleClient::Impl {
     }
     switch (r.status) {
       case 400:
-      case 422: return absl::InvalidArgumentError(detail);
-      case 401: return absl::UnauthenticatedError(detail);
-      case 403: return absl::PermissionDeniedError(detail);
-      case 404: return absl::NotFoundError(detail);
-      default: return absl::FailedPreconditionError(detail);
+      case 422:
+        return absl::InvalidArgumentError(detail);
+      case 401:
+        return absl::UnauthenticatedError(detail);
+      case 403:
+        return absl::PermissionDeniedError(detail);
+      case 404:
+        return absl::NotFoundError(detail);
+      default:
+        return absl::FailedPreconditionError(detail);
     }
   }
 
@@ -371,8 +386,8 @@ struct OracleClient::Impl {
         std::optional<OrderResult> parsed = ParseResponse(r.body, &why);
         if (parsed) return *std::move(parsed);
         if (retried_unparsable) {
-          return absl::DataLossError(absl::StrCat("judge at ", config.base_url, ": ", why,
-                                                  " twice; not guessing"));
+          return absl::DataLossError(
+              absl::StrCat("judge at ", config.base_url, ": ", why, " twice; not guessing"));
         }
         SPAR_LOG(Warning) << "oracle: " << why << "; retrying once"
                           << (r.request_id.empty() ? "" : " x-request-id=") << r.request_id;
@@ -408,7 +423,8 @@ struct OracleClient::Impl {
     metrics->retries.Increment();
   }
 
-  absl::StatusOr<Judgment> CompareImpl(const Comparison& c, const std::function<bool()>& cancelled) {
+  absl::StatusOr<Judgment> CompareImpl(const Comparison& c,
+                                       const std::function<bool()>& cancelled) {
     CallStats stats;
     absl::StatusOr<Judgment> out = [&]() -> absl::StatusOr<Judgment> {
       Judgment j;
@@ -482,10 +498,10 @@ void OracleClient::CompareAll(
     for (;;) {
       size_t i = next.fetch_add(1);
       if (i >= n) return;
-      absl::StatusOr<Judgment> r = (cancelled && cancelled())
-                                       ? absl::StatusOr<Judgment>(
-                                             absl::CancelledError("judgment cancelled"))
-                                       : impl_->CompareImpl(comparisons[i], cancelled);
+      absl::StatusOr<Judgment> r =
+          (cancelled && cancelled())
+              ? absl::StatusOr<Judgment>(absl::CancelledError("judgment cancelled"))
+              : impl_->CompareImpl(comparisons[i], cancelled);
       std::lock_guard<std::mutex> lock(callback_mu);
       on_done(i, std::move(r));
     }

@@ -72,9 +72,9 @@ class OracleClient {
                   const std::function<bool()>& cancelled = nullptr);
 
   struct Usage {
-    int64_t calls = 0;        // HTTP attempts
-    int64_t retries = 0;      // attempts that were retries
-    int64_t failures = 0;     // judgments that ended in an error
+    int64_t calls = 0;     // HTTP attempts
+    int64_t retries = 0;   // attempts that were retries
+    int64_t failures = 0;  // judgments that ended in an error
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
   };

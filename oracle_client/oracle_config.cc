@@ -62,15 +62,16 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
     if (!it->is_number()) return absl::InvalidArgumentError("oracle.timeout_s must be a number");
     double s = it->get<double>();
     if (!std::isfinite(s) || s <= 0 || s > 86400) {
-      return absl::InvalidArgumentError(absl::StrCat("oracle.timeout_s must be in (0, 86400], got ", s));
+      return absl::InvalidArgumentError(
+          absl::StrCat("oracle.timeout_s must be in (0, 86400], got ", s));
     }
     c.timeout = absl::Seconds(s);
   }
   if (!c.api_key_env.empty()) {
     const char* v = std::getenv(c.api_key_env.c_str());
     if (v == nullptr || *v == '\0') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "oracle.api_key_env names ", c.api_key_env, ", which is not set or empty"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("oracle.api_key_env names ", c.api_key_env, ", which is not set or empty"));
     }
     c.api_key = v;
   }

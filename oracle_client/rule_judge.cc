@@ -30,7 +30,8 @@ RuleVerdict Make(Verdict w, RuleVerdict::Basis basis, std::string reason) {
 RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
                             const std::string& b) {
   using Basis = RuleVerdict::Basis;
-  if (a == b) return Make(Verdict::kA, Basis::kTie, "identical responses; position A by convention");
+  if (a == b)
+    return Make(Verdict::kA, Basis::kTie, "identical responses; position A by convention");
   std::optional<int64_t> truth = ArithTruth(instruction);
   constexpr int64_t kMaxTruth = 4'000'000'000'000'000'000;  // keeps Distance free of overflow
   if (truth && (*truth > kMaxTruth || *truth < -kMaxTruth)) truth.reset();

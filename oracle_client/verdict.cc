@@ -33,7 +33,8 @@ std::optional<double> PreferenceFromTopLogprobs(const std::vector<TokenLogprob>&
   double log_a = kNegInf, log_b = kNegInf;
   bool has_a = false, has_b = false;
   for (const TokenLogprob& t : top_logprobs) {
-    if (!std::isfinite(t.logprob) && !(std::isinf(t.logprob) && t.logprob < 0)) continue;  // NaN/+inf
+    if (!std::isfinite(t.logprob) && !(std::isinf(t.logprob) && t.logprob < 0))
+      continue;  // NaN/+inf
     std::optional<Verdict> v = ParseVerdictText(t.token);
     if (!v) continue;
     if (*v == Verdict::kA) {

@@ -26,7 +26,8 @@ bool IsLoopbackHost(const std::string& host) {
   for (size_t i = 0; i < 4; ++i) {
     int v = 0;
     if (parts[i].empty() || parts[i].size() > 3 ||
-        !std::all_of(parts[i].begin(), parts[i].end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        !std::all_of(parts[i].begin(), parts[i].end(),
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
         !absl::SimpleAtoi(parts[i], &v) || v > 255) {
       return false;
     }
@@ -37,8 +38,8 @@ bool IsLoopbackHost(const std::string& host) {
 
 absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field) {
   auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be http(s)://host[:port][/path] (", why, "), got \"", url, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(field, " must be http(s)://host[:port][/path] (",
+                                                   why, "), got \"", url, "\""));
   };
   BaseUrl out;
   std::string rest;
@@ -83,7 +84,8 @@ absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& 
   if (out.host.empty()) return bad("empty host");
   if (!port_text.empty()) {
     int port = 0;
-    if (!std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+    if (!std::all_of(port_text.begin(), port_text.end(),
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
         !absl::SimpleAtoi(port_text, &port) || port < 1 || port > 65535) {
       return bad("port must be 1..65535");
     }
@@ -91,9 +93,9 @@ absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& 
   }
   out.loopback = IsLoopbackHost(out.host);
   if (out.scheme == "http" && !out.loopback) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " uses plain http to a non-loopback host \"", out.host,
-        "\"; use https (http is allowed only for 127.0.0.0/8, localhost and ::1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " uses plain http to a non-loopback host \"", out.host,
+                     "\"; use https (http is allowed only for 127.0.0.0/8, localhost and ::1)"));
   }
   return out;
 }

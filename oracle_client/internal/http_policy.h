@@ -28,9 +28,9 @@ bool IsLoopbackHost(const std::string& host);
 
 // What a failed attempt looked like.
 struct AttemptOutcome {
-  int http_status = 0;                   // 0: connection error / timeout (no response)
-  std::optional<bool> x_should_retry;    // the x-should-retry header, when "true"/"false"
-  bool insufficient_quota = false;       // 429 whose error code/type is insufficient_quota
+  int http_status = 0;                 // 0: connection error / timeout (no response)
+  std::optional<bool> x_should_retry;  // the x-should-retry header, when "true"/"false"
+  bool insufficient_quota = false;     // 429 whose error code/type is insufficient_quota
 };
 
 // The SDK's _should_retry: x-should-retry wins; else connection errors, 408, 409, 429 and >= 500

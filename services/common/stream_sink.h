@@ -98,9 +98,18 @@ class StreamSink : public std::enable_shared_from_this<StreamSink<Msg>> {
     }
   }
 
+  // The client went away: finish now (unless a write is in flight; OnWriteDone finishes then),
+  // so the call ends even if the producer is idle; the producer's later Finish is a no-op.
   void OnCancel() {
-    std::lock_guard<std::mutex> lock(mu_);
-    broken_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      broken_ = true;
+      if (finish_requested_) return;
+      finish_requested_ = true;
+      final_status_ = grpc::Status::CANCELLED;
+      if (writing_) return;
+    }
+    reactor_->Finish(grpc::Status::CANCELLED);
   }
 
   mutable std::mutex mu_;

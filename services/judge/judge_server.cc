@@ -20,7 +20,8 @@ using nlohmann::json;
 constexpr char kJsonType[] = "application/json";
 
 json ErrorBody(const std::string& message, const std::string& type, const std::string& code) {
-  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}};
+  return json{
+      {"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}};
 }
 
 void SendError(httplib::Response& res, int status, const std::string& message,
@@ -32,9 +33,12 @@ void SendError(httplib::Response& res, int status, const std::string& message,
 // P(winner) the judge reports, by how clear the win is.
 double WinnerProbability(oracle::RuleVerdict::Basis basis) {
   switch (basis) {
-    case oracle::RuleVerdict::Basis::kQuality: return 0.99;
-    case oracle::RuleVerdict::Basis::kTieBreak: return 0.6;
-    case oracle::RuleVerdict::Basis::kTie: return 0.55;
+    case oracle::RuleVerdict::Basis::kQuality:
+      return 0.99;
+    case oracle::RuleVerdict::Basis::kTieBreak:
+      return 0.6;
+    case oracle::RuleVerdict::Basis::kTie:
+      return 0.55;
   }
   return 0.5;
 }
@@ -66,21 +70,28 @@ int64_t ApproxTokens(const std::string& text) { return static_cast<int64_t>(text
 }  // namespace
 
 absl::Status Validate(const JudgeServerOptions& o) {
-  static const std::set<std::string> kFaults = {"",    "429",           "500",
-                                                "503", "slow",          "truncated_json",
-                                                "bad_verdict", "reset", "insufficient_quota"};
+  static const std::set<std::string> kFaults = {"",
+                                                "429",
+                                                "500",
+                                                "503",
+                                                "slow",
+                                                "truncated_json",
+                                                "bad_verdict",
+                                                "reset",
+                                                "insufficient_quota"};
   if (kFaults.count(o.fault) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "judge.fault must be one of 429|500|503|slow|truncated_json|bad_verdict|reset|"
-        "insufficient_quota or empty, got \"",
-        o.fault, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.fault must be one of 429|500|503|slow|truncated_json|bad_verdict|reset|"
+                     "insufficient_quota or empty, got \"",
+                     o.fault, "\""));
   }
   if (!(o.fault_rate >= 0 && o.fault_rate <= 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("judge.fault_rate must be in [0, 1], got ", o.fault_rate));
   }
   if (o.port < 0 || o.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("judge.port must be in [0, 65535], got ", o.port));
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.port must be in [0, 65535], got ", o.port));
   }
   if (o.latency < absl::ZeroDuration() || o.slow_latency < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("judge.latency and judge.slow_latency must be >= 0");
@@ -102,8 +113,7 @@ struct JudgeServer::Handlers {
     return false;
   }
 
-  static void ChatCompletions(JudgeServer& s, const httplib::Request& req,
-                              httplib::Response& res) {
+  static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
     if (!Authorized(s, req, res)) return;
     const JudgeServerOptions& o = s.options_;
     const int64_t n = s.request_counter_.fetch_add(1) + 1;
@@ -135,8 +145,8 @@ struct JudgeServer::Handlers {
     }
     if (fault == "reset") {
       // Headers promise a body that never comes; the connection is closed mid-response.
-      res.set_content_provider(
-          64, kJsonType, [](size_t, size_t, httplib::DataSink&) { return false; });
+      res.set_content_provider(64, kJsonType,
+                               [](size_t, size_t, httplib::DataSink&) { return false; });
       return;
     }
     if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
@@ -168,8 +178,7 @@ struct JudgeServer::Handlers {
       }
     }
     if (!inputs) {
-      SendError(res, 400,
-                "The last user message does not follow the spar pairwise judge template.",
+      SendError(res, 400, "The last user message does not follow the spar pairwise judge template.",
                 "invalid_request_error", "unsupported_prompt");
       return;
     }
@@ -184,7 +193,8 @@ struct JudgeServer::Handlers {
       return;
     }
     std::string model = o.model;
-    if (auto m = body.find("model"); m != body.end() && m->is_string()) model = m->get<std::string>();
+    if (auto m = body.find("model"); m != body.end() && m->is_string())
+      model = m->get<std::string>();
     {
       std::lock_guard<std::mutex> lock(s.seen_mu_);
       s.seen_.push_back(json{{"instruction", inputs->instruction},
@@ -218,8 +228,9 @@ struct JudgeServer::Handlers {
                                                         {"top_logprobs", top}}})}};
       }
     } else if (want_logprobs) {
-      json top = json::array({{{"token", winner}, {"logprob", std::log(p)}, {"bytes", nullptr}},
-                              {{"token", loser}, {"logprob", std::log(1 - p)}, {"bytes", nullptr}}});
+      json top =
+          json::array({{{"token", winner}, {"logprob", std::log(p)}, {"bytes", nullptr}},
+                       {{"token", loser}, {"logprob", std::log(1 - p)}, {"bytes", nullptr}}});
       top.get_ref<json::array_t&>().resize(std::min<size_t>(top.size(), top_n));
       choice["logprobs"] = {{"content", json::array({{{"token", winner},
                                                       {"logprob", std::log(p)},
@@ -262,6 +273,7 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
   if (absl::Status st = Validate(options); !st.ok()) return st;
   std::unique_ptr<JudgeServer> s(new JudgeServer(std::move(options)));
   s->server_ = std::make_unique<httplib::Server>();
+  s->server_->set_tcp_nodelay(true);
   JudgeServer* self = s.get();
   s->server_->Post("/v1/chat/completions",
                    [self](const httplib::Request& req, httplib::Response& res) {
@@ -273,18 +285,17 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
   s->server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", kJsonType);
   });
-  s->server_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        SendError(res, 500, absl::StrCat("internal error: ", what), "server_error",
-                  "internal_error");
-      });
+  s->server_->set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                       std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    SendError(res, 500, absl::StrCat("internal error: ", what), "server_error", "internal_error");
+  });
   const JudgeServerOptions& o = s->options_;
   if (o.port == 0) {
     s->port_ = s->server_->bind_to_any_port(o.host);
@@ -292,8 +303,7 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
     s->port_ = s->server_->bind_to_port(o.host, o.port) ? o.port : -1;
   }
   if (s->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("spar-judge cannot bind ", o.host, ":", o.port));
+    return absl::UnavailableError(absl::StrCat("spar-judge cannot bind ", o.host, ":", o.port));
   }
   s->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
   // Stop() before the accept loop runs would be lost; wait until it runs (bounded).
@@ -318,7 +328,8 @@ void JudgeServer::Stop() {
     if (thread_.joinable()) {
       // listen_after_bind may not have set is_running yet (Start's failure path); wait briefly.
       absl::Time deadline = absl::Now() + absl::Seconds(10);
-      while (!server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+      while (!server_->is_running() && absl::Now() < deadline)
+        absl::SleepFor(absl::Milliseconds(1));
       server_->stop();
       thread_.join();
     }

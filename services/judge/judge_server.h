@@ -47,7 +47,8 @@ struct JudgeServerOptions {
   // Headers sent with the "429" and "503" faults ("" = header omitted).
   std::string retry_after = "1";  // seconds
   std::string retry_after_ms;     // milliseconds
-  // When set, chat-completion and models requests need "Authorization: Bearer <api_key>" (else 401).
+  // When set, chat-completion and models requests need "Authorization: Bearer <api_key>" (else
+  // 401).
   std::string api_key;
   // The model name reported by /v1/models and in responses.
   std::string model = "spar-rule-judge";

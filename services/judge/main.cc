@@ -17,13 +17,18 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     size_t eq = arg.find('=');
     std::string name = arg.substr(0, eq);
-    std::string value = eq == std::string::npos ? (i + 1 < argc ? argv[++i] : "") : arg.substr(eq + 1);
+    std::string value =
+        eq == std::string::npos ? (i + 1 < argc ? argv[++i] : "") : arg.substr(eq + 1);
     int latency_ms = 0;
     bool ok = true;
-    if (name == "--host") options.host = value;
-    else if (name == "--port") ok = absl::SimpleAtoi(value, &options.port);
-    else if (name == "--fault") options.fault = value;
-    else if (name == "--fault_rate") ok = absl::SimpleAtod(value, &options.fault_rate);
+    if (name == "--host")
+      options.host = value;
+    else if (name == "--port")
+      ok = absl::SimpleAtoi(value, &options.port);
+    else if (name == "--fault")
+      options.fault = value;
+    else if (name == "--fault_rate")
+      ok = absl::SimpleAtod(value, &options.fault_rate);
     else if (name == "--latency_ms") {
       ok = absl::SimpleAtoi(value, &latency_ms) && latency_ms >= 0;
       options.latency = absl::Milliseconds(latency_ms);

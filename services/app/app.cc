@@ -1,0 +1,167 @@
+#include "services/app/app.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/metrics/registry.h"
+#include "common/status_macros.h"
+#include "oracle_client/oracle_client.h"
+#include "orchestrator/grpc_ports.h"
+#include "orchestrator/job_manager.h"
+#include "sampler/sampler.h"
+#include "services/common/server_runner.h"
+#include "services/oracle/oracle_service.h"
+#include "services/orchestrator/orchestrator_service.h"
+#include "services/sampler/sampler_service.h"
+#include "services/trainer/trainer_service.h"
+
+namespace spar::services {
+
+struct App::Impl {
+  AppConfig config;
+  metrics::Registry registry;
+  std::unique_ptr<sampler::Sampler> sampler;
+  std::unique_ptr<oracle::OracleClient> oracle;
+  std::unique_ptr<SamplerService> sampler_service;
+  std::unique_ptr<OracleService> oracle_service;
+  std::unique_ptr<TrainerService> trainer_service;
+  // The orchestrator is built after the server starts (its ports may point at it).
+  std::unique_ptr<orchestrator::SamplerPort> sampler_port;
+  std::unique_ptr<orchestrator::OraclePort> oracle_port;
+  std::unique_ptr<orchestrator::TrainerPort> trainer_port;
+  std::unique_ptr<orchestrator::JobManager> jobs;
+  // Declared last: destroyed first, after Shutdown stopped everything that uses the others.
+  std::unique_ptr<ServerRunner> server;
+  std::unique_ptr<OrchestratorService> orchestrator_service;
+  bool shut_down = false;
+};
+
+absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
+  SPAR_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(json_text, "config"));
+  SPAR_RETURN_IF_ERROR(CheckKnownKeys(
+      j,
+      {"roles", "host", "port", "metrics_port", "runs_dir", "data_root", "sampler_address",
+       "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size"},
+      "config"));
+  AppConfig c;
+  try {
+    if (j.contains("roles")) c.roles = j["roles"].get<std::set<std::string>>();
+    if (j.contains("host")) c.host = j["host"].get<std::string>();
+    if (j.contains("port")) c.port = j["port"].get<int>();
+    if (j.contains("metrics_port")) c.metrics_port = j["metrics_port"].get<int>();
+    if (j.contains("runs_dir")) c.runs_dir = j["runs_dir"].get<std::string>();
+    if (j.contains("data_root")) c.data_root = j["data_root"].get<std::string>();
+    if (j.contains("sampler_address")) c.sampler_address = j["sampler_address"].get<std::string>();
+    if (j.contains("oracle_address")) c.oracle_address = j["oracle_address"].get<std::string>();
+    if (j.contains("trainer_address")) c.trainer_address = j["trainer_address"].get<std::string>();
+    if (j.contains("sampler_max_batch_size")) {
+      c.sampler_max_batch_size = j["sampler_max_batch_size"].get<int>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+  if (j.contains("oracle")) {
+    SPAR_ASSIGN_OR_RETURN(c.oracle, oracle::ParseOracleConfig(j["oracle"]));
+  }
+  for (const std::string& r : c.roles) {
+    if (r != "sampler" && r != "oracle" && r != "trainer" && r != "orchestrator") {
+      return absl::InvalidArgumentError(absl::StrCat("config.roles: unknown role \"", r, "\""));
+    }
+  }
+  return c;
+}
+
+App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+App::~App() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  const auto has = [&](const char* r) { return config.roles.count(r) > 0; };
+  if (config.roles.empty()) return absl::InvalidArgumentError("roles: at least one role is required");
+  std::vector<grpc::Service*> services;
+  if (has("sampler")) {
+    sampler::SamplerConfig sc;
+    sc.max_batch_size = config.sampler_max_batch_size;
+    SPAR_ASSIGN_OR_RETURN(impl->sampler, sampler::Sampler::Create(sc));
+    impl->sampler_service = std::make_unique<SamplerService>(*impl->sampler, impl->registry);
+    services.push_back(impl->sampler_service.get());
+  }
+  if (has("oracle")) {
+    SPAR_ASSIGN_OR_RETURN(impl->oracle,
+                          oracle::OracleClient::Create(config.oracle, &impl->registry));
+    impl->oracle_service = std::make_unique<OracleService>(*impl->oracle, impl->registry);
+    services.push_back(impl->oracle_service.get());
+  }
+  if (has("trainer")) {
+    impl->trainer_service = std::make_unique<TrainerService>(impl->registry);
+    services.push_back(impl->trainer_service.get());
+  }
+  if (has("orchestrator")) {
+    // The manager needs ports that may point at this very server, whose port is known only once
+    // it listens: the service answers UNAVAILABLE until SetJobManager, and health says
+    // NOT_SERVING until then.
+    impl->orchestrator_service = std::make_unique<OrchestratorService>(impl->registry);
+    services.push_back(impl->orchestrator_service.get());
+  }
+  ServerRunnerOptions so;
+  so.address = absl::StrCat(config.host, ":", config.port);
+  so.metrics_host = config.host;
+  so.metrics_port = config.metrics_port;
+  so.registry = &impl->registry;
+  so.services = services;
+  SPAR_ASSIGN_OR_RETURN(impl->server, ServerRunner::Start(so));
+  if (has("orchestrator")) {
+    auto addr = [&](const std::string& configured) {
+      return configured.empty() ? impl->server->address() : configured;
+    };
+    for (const char* role : {"sampler", "oracle", "trainer"}) {
+      const std::string& configured = std::string(role) == "sampler" ? config.sampler_address
+                                      : std::string(role) == "oracle" ? config.oracle_address
+                                                                      : config.trainer_address;
+      if (!has(role) && configured.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            role, "_address is required when the ", role, " role does not run in this process"));
+      }
+    }
+    impl->sampler_port =
+        orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)));
+    impl->oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)));
+    impl->trainer_port =
+        orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)));
+    orchestrator::JobManagerConfig jc;
+    jc.runs_dir = config.runs_dir;
+    jc.data_root = config.data_root;
+    SPAR_ASSIGN_OR_RETURN(
+        impl->jobs,
+        orchestrator::JobManager::Create(
+            jc, {impl->sampler_port.get(), impl->oracle_port.get(), impl->trainer_port.get()},
+            &impl->registry));
+    impl->orchestrator_service->SetJobManager(impl->jobs.get());
+  }
+  impl->server->SetServing(true);
+  SPAR_LOG(Info) << "serving " << absl::StrJoin(config.roles, ",") << " on "
+                 << impl->server->address() << ", metrics on :" << impl->server->metrics_port();
+  return std::unique_ptr<App>(new App(std::move(impl)));
+}
+
+int App::port() const { return impl_->server->port(); }
+int App::metrics_port() const { return impl_->server->metrics_port(); }
+std::string App::address() const { return impl_->server->address(); }
+
+void App::Shutdown() {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  // Stop the job runners first (their in-flight calls end), then the server and the trainings.
+  if (impl_->orchestrator_service) impl_->orchestrator_service->SetJobManager(nullptr);
+  if (impl_->jobs) impl_->jobs->Shutdown();
+  if (impl_->trainer_service) impl_->trainer_service->Shutdown();
+  impl_->server->Shutdown();
+}
+
+void App::Wait() { impl_->server->Wait(); }
+
+}  // namespace spar::services

@@ -1,0 +1,54 @@
+// Assembles Spar's services from a config: any subset of the four roles behind one gRPC port and
+// one /metrics port. `spar up` runs all four (the orchestrator still reaches the others through
+// gRPC on loopback); `spar serve --role=X` runs one; integration tests run exactly this assembly
+// in-process on port 0. Thread-safe; Shutdown() is idempotent and also runs in the destructor.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "oracle_client/oracle_config.h"
+
+namespace spar::services {
+
+struct AppConfig {
+  // Roles to run: "sampler", "oracle", "trainer", "orchestrator".
+  std::set<std::string> roles = {"sampler", "oracle", "trainer", "orchestrator"};
+  std::string host = "127.0.0.1";
+  int port = 0;            // gRPC port; 0 picks a free one
+  int metrics_port = 0;    // /metrics + /healthz port; 0 picks a free one, -1 disables
+  // Orchestrator: where jobs live, and the directory job paths must stay inside ("" = anywhere).
+  std::string runs_dir = "runs";
+  std::string data_root;
+  // Orchestrator: addresses of the other services; "" = this process's own port.
+  std::string sampler_address;
+  std::string oracle_address;
+  std::string trainer_address;
+  // Oracle: the judge endpoint and client settings (api_key filled by main from env/file).
+  oracle::OracleConfig oracle;
+  // Sampler: largest generation batch (rows = prompts x samples).
+  int sampler_max_batch_size = 256;
+};
+
+// Reads an AppConfig from a JSON file's object (unknown keys rejected, errors name the field).
+absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text);
+
+class App {
+ public:
+  static absl::StatusOr<std::unique_ptr<App>> Start(AppConfig config);
+  ~App();
+  int port() const;
+  int metrics_port() const;
+  std::string address() const;
+  void Shutdown();
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit App(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spar::services

@@ -1,0 +1,340 @@
+#include "services/cli/cli.h"
+
+#include <grpcpp/grpcpp.h>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "orchestrator/job_spec.h"
+#include "services/app/app.h"
+#include "services/cli/args.h"
+#include "services/cli/demo.h"
+#include "services/common/server_runner.h"
+#include "services/common/status_util.h"
+#include "spar/v1/orchestrator.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace spar::cli {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnavailable = 3;
+constexpr int kExitNotFound = 4;
+
+const char kUsage[] =
+    "usage: spar <command> [args]\n"
+    "  demo [--rounds=3] [--runs_dir=runs] [--seed=1]   build the tiny model, run a DNO job, print a table\n"
+    "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] [--runs_dir=runs]\n"
+    "                                                   all four services in one process\n"
+    "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
+    "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
+    "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
+    "  status JOB [--json]                              a job and its per-round table\n"
+    "  watch JOB                                        live progress until the job ends\n"
+    "  cancel JOB | resume JOB\n"
+    "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING)\n"
+    "client commands take --addr (default $SPAR_ADDR or 127.0.0.1:50051)\n";
+
+int ExitCodeFor(const absl::Status& st) {
+  if (st.ok()) return kExitOk;
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition: return kExitUsage;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
+    case absl::StatusCode::kNotFound: return kExitNotFound;
+    default: return kExitFailed;
+  }
+}
+
+int Fail(const absl::Status& st) {
+  std::fprintf(stderr, "spar: %s\n", std::string(st.message()).c_str());
+  return ExitCodeFor(st);
+}
+
+std::string Address(const Args& args) {
+  const char* env = std::getenv("SPAR_ADDR");
+  return args.Get("addr", env != nullptr ? env : "127.0.0.1:50051");
+}
+
+std::unique_ptr<v1::Orchestrator::Stub> Stub(const Args& args) {
+  return v1::Orchestrator::NewStub(services::MakeChannel(Address(args)));
+}
+
+void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+const char* StateName(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_PENDING: return "pending";
+    case v1::JOB_STATE_RUNNING: return "running";
+    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case v1::JOB_STATE_FAILED: return "failed";
+    case v1::JOB_STATE_CANCELLED: return "cancelled";
+    case v1::JOB_STATE_PAUSED: return "paused";
+    default: return "unspecified";
+  }
+}
+
+absl::StatusOr<v1::JobState> ParseState(const std::string& s) {
+  for (auto st : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
+                  v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
+    if (s == StateName(st)) return st;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--state: unknown state \"", s, "\""));
+}
+
+// Blocks SIGINT/SIGTERM in every thread and returns a thread that calls `on_signal` on the first.
+std::thread SignalThread(std::function<void()> on_signal) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return std::thread([set, on_signal = std::move(on_signal)] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    SPAR_LOG(Info) << "signal " << sig << ": shutting down";
+    on_signal();
+  });
+}
+
+absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
+  services::AppConfig config;
+  if (args.Has("config")) {
+    auto text = ReadFile(args.Get("config"));
+    if (!text.ok()) return text.status();
+    auto parsed = services::ParseAppConfig(*text);
+    if (!parsed.ok()) return parsed.status();
+    config = *parsed;
+  }
+  auto port = args.GetInt("port", config.port == 0 ? 50051 : config.port);
+  if (!port.ok()) return port.status();
+  config.port = *port;
+  auto mport = args.GetInt("metrics_port", config.metrics_port == 0 ? 9464 : config.metrics_port);
+  if (!mport.ok()) return mport.status();
+  config.metrics_port = *mport;
+  if (args.Has("host")) config.host = args.Get("host");
+  if (args.Has("runs_dir")) config.runs_dir = args.Get("runs_dir");
+  if (args.Has("data_root")) config.data_root = args.Get("data_root");
+  if (args.Has("judge_url")) config.oracle.base_url = args.Get("judge_url");
+  if (args.Has("sampler_address")) config.sampler_address = args.Get("sampler_address");
+  if (args.Has("oracle_address")) config.oracle_address = args.Get("oracle_address");
+  if (args.Has("trainer_address")) config.trainer_address = args.Get("trainer_address");
+  if (config.oracle.base_url.empty()) config.oracle.base_url = "http://127.0.0.1:8081/v1";
+  // Secrets come from the environment or a file, never from flags or config files.
+  std::string key_env = config.oracle.api_key_env.empty() ? "SPAR_JUDGE_API_KEY"
+                                                          : config.oracle.api_key_env;
+  if (const char* key = std::getenv(key_env.c_str())) config.oracle.api_key = key;
+  if (const char* file = std::getenv("SPAR_JUDGE_API_KEY_FILE")) {
+    auto key = ReadFile(file);
+    if (!key.ok()) return key.status();
+    std::string k = *key;
+    while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
+    config.oracle.api_key = k;
+  }
+  return config;
+}
+
+int RunServer(const Args& args, std::set<std::string> roles) {
+  auto config = LoadAppConfig(args);
+  if (!config.ok()) return Fail(config.status());
+  config->roles = std::move(roles);
+  auto app = services::App::Start(*config);
+  if (!app.ok()) {
+    std::fprintf(stderr, "spar: cannot start: %s\n", std::string(app.status().message()).c_str());
+    return kExitUsage;  // startup errors end main with one line and exit 2 (STYLE R4.5)
+  }
+  std::printf("spar listening on %s (metrics on :%d)\n", (*app)->address().c_str(),
+              (*app)->metrics_port());
+  std::fflush(stdout);
+  services::App* raw = app->get();
+  std::thread sig = SignalThread([raw] { raw->Shutdown(); });
+  raw->Wait();
+  raw->Shutdown();
+  sig.detach();
+  return kExitOk;
+}
+
+std::string JobJson(const v1::Job& job) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(job, &out, o);
+  return out;
+}
+
+int Submit(const Args& args) {
+  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar submit JOB.json"));
+  auto text = ReadFile(args.positional()[0]);
+  if (!text.ok()) return Fail(text.status());
+  auto spec = orchestrator::ParseJobSpecJson(*text);
+  if (!spec.ok()) return Fail(spec.status());
+  v1::CreateJobRequest req;
+  *req.mutable_spec() = *spec;
+  req.set_request_id(args.Get("request_id"));
+  v1::Job job;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = Stub(args)->CreateJob(&ctx, req, &job);
+  if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+  std::printf("%s\n", job.job_id().c_str());
+  std::fflush(stdout);
+  if (args.Has("watch")) return WatchJob(Address(args), job.job_id(), /*quiet=*/false);
+  return kExitOk;
+}
+
+int List(const Args& args) {
+  v1::ListJobsRequest req;
+  if (args.Has("state")) {
+    auto s = ParseState(args.Get("state"));
+    if (!s.ok()) return Fail(s.status());
+    req.set_state(*s);
+  }
+  v1::ListJobsResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = Stub(args)->ListJobs(&ctx, req, &resp);
+  if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+  std::printf("%-28s %-10s %5s  %s\n", "JOB", "STATE", "ROUND", "STAGE");
+  for (const v1::Job& j : resp.jobs()) {
+    std::printf("%-28s %-10s %2d/%-2d  %s\n", j.job_id().c_str(), StateName(j.state()),
+                j.current_round(), j.spec().rounds(), j.current_stage().c_str());
+  }
+  return kExitOk;
+}
+
+int Status(const Args& args) {
+  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar status JOB"));
+  v1::GetJobRequest req;
+  req.set_job_id(args.positional()[0]);
+  v1::Job job;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st = Stub(args)->GetJob(&ctx, req, &job);
+  if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+  if (args.Has("json")) {
+    std::printf("%s\n", JobJson(job).c_str());
+  } else {
+    std::printf("job %s: %s, round %d/%d, stage %s\n", job.job_id().c_str(), StateName(job.state()),
+                job.current_round(), job.spec().rounds(), job.current_stage().c_str());
+    if (!job.error().empty()) std::printf("error: %s\n", job.error().c_str());
+    PrintRoundTable(job, stdout);
+  }
+  return job.state() == v1::JOB_STATE_FAILED ? kExitFailed : kExitOk;
+}
+
+int CancelOrResume(const Args& args, bool cancel) {
+  if (args.positional().size() != 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("usage: spar ", args.command(), " JOB")));
+  }
+  v1::Job job;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status st;
+  if (cancel) {
+    v1::CancelJobRequest req;
+    req.set_job_id(args.positional()[0]);
+    st = Stub(args)->CancelJob(&ctx, req, &job);
+  } else {
+    v1::ResumeJobRequest req;
+    req.set_job_id(args.positional()[0]);
+    st = Stub(args)->ResumeJob(&ctx, req, &job);
+  }
+  if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+  std::printf("%s %s\n", job.job_id().c_str(), StateName(job.state()));
+  return kExitOk;
+}
+
+int Health(const Args& args) {
+  auto stub = grpc::health::v1::Health::NewStub(services::MakeChannel(Address(args)));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(args.Get("service", ""));
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, 5);
+  grpc::Status st = stub->Check(&ctx, req, &resp);
+  if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+  bool serving = resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  std::printf("%s\n", serving ? "SERVING" : "NOT_SERVING");
+  return serving ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  auto parsed = Args::Parse(argc, argv, {"json", "watch", "help"});
+  if (!parsed.ok()) return Fail(parsed.status());
+  const Args& args = *parsed;
+  const std::string& cmd = args.command();
+  if (cmd.empty() || cmd == "help" || args.Has("help")) {
+    std::fputs(kUsage, cmd.empty() ? stderr : stdout);
+    return cmd.empty() ? kExitUsage : kExitOk;
+  }
+  std::set<std::string> client = {"addr"};
+  std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
+                                  "data_root", "judge_url", "sampler_address", "oracle_address",
+                                  "trainer_address", "role"};
+  auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
+  absl::Status known;
+  if (cmd == "demo") {
+    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir"})).ok()) return Fail(known);
+    return RunDemo(args);
+  }
+  if (cmd == "up") {
+    if (!(known = check(server)).ok()) return Fail(known);
+    return RunServer(args, {"sampler", "oracle", "trainer", "orchestrator"});
+  }
+  if (cmd == "serve") {
+    if (!(known = check(server)).ok()) return Fail(known);
+    std::string role = args.Get("role");
+    if (role != "sampler" && role != "oracle" && role != "trainer" && role != "orchestrator") {
+      return Fail(absl::InvalidArgumentError(
+          "--role must be sampler, oracle, trainer or orchestrator, got \"" + role + "\""));
+    }
+    return RunServer(args, {role});
+  }
+  if (cmd == "submit") {
+    if (!(known = check({"addr", "request_id", "watch"})).ok()) return Fail(known);
+    return Submit(args);
+  }
+  if (cmd == "list") {
+    if (!(known = check({"addr", "state"})).ok()) return Fail(known);
+    return List(args);
+  }
+  if (cmd == "status") {
+    if (!(known = check({"addr", "json"})).ok()) return Fail(known);
+    return Status(args);
+  }
+  if (cmd == "watch") {
+    if (!(known = check(client)).ok()) return Fail(known);
+    if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
+    return WatchJob(Address(args), args.positional()[0], /*quiet=*/false);
+  }
+  if (cmd == "cancel" || cmd == "resume") {
+    if (!(known = check(client)).ok()) return Fail(known);
+    return CancelOrResume(args, cmd == "cancel");
+  }
+  if (cmd == "health") {
+    if (!(known = check({"addr", "service"})).ok()) return Fail(known);
+    return Health(args);
+  }
+  std::fprintf(stderr, "spar: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
+  return kExitUsage;
+}
+
+}  // namespace spar::cli

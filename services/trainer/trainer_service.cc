@@ -1,0 +1,277 @@
+#include "services/trainer/trainer_service.h"
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "services/common/status_util.h"
+#include "services/common/stream_sink.h"
+#include "trainer/trainer.h"
+
+namespace spar::services {
+
+struct TrainerService::Run {
+  std::string run_id;
+  std::string key;
+  std::atomic<bool> cancel{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  v1::TrainingEvent last;  // guarded by mu
+  int64_t version = 0;     // bumped on every new event
+  bool done = false;
+};
+
+namespace {
+
+absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) {
+  trainer::TrainConfig out;
+  if (c.has_loss()) out.loss = c.loss();
+  if (c.has_beta()) out.beta = c.beta();
+  if (c.has_learning_rate()) out.learning_rate = c.learning_rate();
+  if (c.has_weight_decay()) out.weight_decay = c.weight_decay();
+  if (c.has_epochs()) out.epochs = c.epochs();
+  if (c.has_batch_size()) out.batch_size = c.batch_size();
+  if (c.has_max_grad_norm()) out.max_grad_norm = c.max_grad_norm();
+  if (c.has_nll_weight()) out.nll_weight = c.nll_weight();
+  if (c.has_seed()) out.seed = c.seed();
+  absl::Status st = trainer::Validate(out);
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
+  return out;
+}
+
+absl::Status ValidateRequest(const v1::StartTrainingRequest& r) {
+  if (r.idempotency_key().empty()) return absl::InvalidArgumentError("idempotency_key is required");
+  if (r.init_checkpoint().empty()) return absl::InvalidArgumentError("init_checkpoint is required");
+  if (!PathExists(JoinPath(r.init_checkpoint(), "config.json"))) {
+    return absl::InvalidArgumentError(absl::StrCat("init_checkpoint: no checkpoint at \"",
+                                                   r.init_checkpoint(), "\" (config.json missing)"));
+  }
+  if (r.pairs_path().empty()) return absl::InvalidArgumentError("pairs_path is required");
+  if (!PathExists(r.pairs_path())) {
+    return absl::InvalidArgumentError(absl::StrCat("pairs_path: not found: \"", r.pairs_path(), "\""));
+  }
+  if (r.output_checkpoint().empty()) {
+    return absl::InvalidArgumentError("output_checkpoint is required");
+  }
+  return ToTrainConfig(r.config()).status();
+}
+
+absl::StatusOr<std::vector<trainer::PreferencePair>> ReadPairs(const std::string& path) {
+  auto rows = ReadJsonl(path);
+  if (!rows.ok()) return rows.status();
+  std::vector<trainer::PreferencePair> pairs;
+  for (size_t i = 0; i < rows->size(); ++i) {
+    const nlohmann::json& r = (*rows)[i];
+    for (const char* f : {"prompt", "chosen", "rejected"}) {
+      if (!r.contains(f) || !r[f].is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pairs_path: line ", i + 1, ": field \"", f, "\" missing or not a string"));
+      }
+    }
+    pairs.push_back({r["prompt"].get<std::string>(), r["chosen"].get<std::string>(),
+                     r["rejected"].get<std::string>()});
+  }
+  return pairs;
+}
+
+}  // namespace
+
+TrainerService::TrainerService(metrics::Registry& registry)
+    : rpc_metrics_(registry, "trainer"),
+      steps_(registry.AddCounter("spar_trainer_steps_total", "Optimizer steps taken.").Add({})),
+      tokens_(registry.AddCounter("spar_trainer_tokens_total", "Tokens trained on (approximate).")
+                  .Add({})),
+      loss_(registry.AddGauge("spar_trainer_loss", "Loss of the latest optimizer step.").Add({})),
+      reward_accuracy_(registry.AddGauge("spar_trainer_reward_accuracy_ratio",
+                                         "rewards/accuracies of the latest step.")
+                           .Add({})),
+      reward_margin_(registry.AddGauge("spar_trainer_reward_margin",
+                                       "rewards/margins of the latest step.")
+                         .Add({})),
+      tokens_per_second_(registry.AddGauge("spar_trainer_tokens_per_second",
+                                           "Training throughput of the latest step.")
+                             .Add({})),
+      running_(registry.AddGauge("spar_trainer_runs_running", "Training runs in progress.").Add({})),
+      runs_(registry.AddCounter("spar_trainer_runs_total", "Training runs ended, by final state.")) {
+  for (const char* s : {"succeeded", "failed", "cancelled"}) runs_.Add({{"state", s}});
+}
+
+TrainerService::~TrainerService() { Shutdown(); }
+
+void TrainerService::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    for (auto& [id, run] : runs_by_id_) run->cancel.store(true);
+  }
+  workers_.JoinAll();
+}
+
+grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerContext* ctx,
+                                                        const v1::StartTrainingRequest* request,
+                                                        v1::StartTrainingResponse* response) {
+  absl::Time started = absl::Now();
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status st = ValidateRequest(*request);
+  if (!st.ok()) {
+    rpc_metrics_.Record("StartTraining", "INVALID_ARGUMENT", started);
+    reactor->Finish(ToGrpcStatus(st));
+    return reactor;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "trainer is shutting down"));
+    return reactor;
+  }
+  auto it = runs_by_key_.find(request->idempotency_key());
+  if (it != runs_by_key_.end()) {
+    response->set_run_id(it->second->run_id);
+    response->set_attached(true);
+  } else {
+    auto run = std::make_shared<Run>();
+    run->key = request->idempotency_key();
+    run->run_id = absl::StrCat("run-", runs_by_id_.size() + 1, "-",
+                               absl::ToUnixMillis(absl::Now()) % 100000);
+    run->last.set_run_id(run->run_id);
+    run->last.set_state(v1::TRAINING_STATE_RUNNING);
+    runs_by_key_[run->key] = run;
+    runs_by_id_[run->run_id] = run;
+    response->set_run_id(run->run_id);
+    response->set_attached(false);
+    running_.Increment();
+    workers_.Spawn([this, run, req = *request] { Execute(run, req); });
+  }
+  rpc_metrics_.Record("StartTraining", "OK", started);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request) {
+  auto publish = [&](const v1::TrainingEvent& ev, bool done) {
+    std::lock_guard<std::mutex> lock(run->mu);
+    run->last = ev;
+    run->version++;
+    run->done = done;
+    run->cv.notify_all();
+  };
+  absl::StatusOr<trainer::TrainResult> result = [&]() -> absl::StatusOr<trainer::TrainResult> {
+    auto config = ToTrainConfig(request.config());
+    if (!config.ok()) return config.status();
+    auto pairs = ReadPairs(request.pairs_path());
+    if (!pairs.ok()) return pairs.status();
+    return trainer::TrainDpo(
+        request.init_checkpoint(), *pairs, *config, request.output_checkpoint(),
+        [&](const trainer::TrainProgress& p) {
+          v1::TrainingEvent ev;
+          ev.set_run_id(run->run_id);
+          ev.set_state(v1::TRAINING_STATE_RUNNING);
+          ev.set_step(p.step);
+          ev.set_total_steps(p.total_steps);
+          ev.set_loss(p.loss);
+          ev.set_tokens_per_second(p.tokens_per_second);
+          for (const auto& [k, v] : p.metrics) (*ev.mutable_metrics())[k] = v;
+          steps_.Increment();
+          loss_.Set(p.loss);
+          tokens_per_second_.Set(p.tokens_per_second);
+          if (p.metrics.count("rewards/accuracies")) {
+            reward_accuracy_.Set(p.metrics.at("rewards/accuracies"));
+          }
+          if (p.metrics.count("rewards/margins")) reward_margin_.Set(p.metrics.at("rewards/margins"));
+          if (p.metrics.count("tokens")) tokens_.Increment(p.metrics.at("tokens"));
+          publish(ev, false);
+          return !run->cancel.load();
+        });
+  }();
+  v1::TrainingEvent ev;
+  ev.set_run_id(run->run_id);
+  if (result.ok()) {
+    ev.set_state(v1::TRAINING_STATE_SUCCEEDED);
+    ev.set_step(result->steps);
+    ev.set_total_steps(result->steps);
+    ev.set_loss(result->final_loss);
+    for (const auto& [k, v] : result->metrics) (*ev.mutable_metrics())[k] = v;
+    runs_.Add({{"state", "succeeded"}}).Increment();
+  } else if (absl::IsCancelled(result.status())) {
+    ev.set_state(v1::TRAINING_STATE_CANCELLED);
+    ev.set_error(result.status().ToString());
+    runs_.Add({{"state", "cancelled"}}).Increment();
+  } else {
+    ev.set_state(v1::TRAINING_STATE_FAILED);
+    ev.set_error(result.status().ToString());
+    runs_.Add({{"state", "failed"}}).Increment();
+    SPAR_LOG(Error) << "training " << run->key << " failed: " << result.status();
+  }
+  running_.Decrement();
+  if (!result.ok()) {
+    // A failed or cancelled run can be started again with the same key.
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_by_key_.erase(run->key);
+  }
+  publish(ev, true);
+}
+
+grpc::ServerWriteReactor<v1::TrainingEvent>* TrainerService::WatchTraining(
+    grpc::CallbackServerContext* ctx, const v1::WatchTrainingRequest* request) {
+  absl::Time started = absl::Now();
+  auto [reactor, sink] = StreamSink<v1::TrainingEvent>::Create();
+  std::shared_ptr<Run> run;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_by_id_.find(request->run_id());
+    if (it != runs_by_id_.end()) run = it->second;
+  }
+  if (run == nullptr) {
+    rpc_metrics_.Record("WatchTraining", "NOT_FOUND", started);
+    sink->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                              absl::StrCat("run_id: no training run \"", request->run_id(), "\"")));
+    return reactor;
+  }
+  workers_.Spawn([this, run, sink = sink, started] {
+    int64_t seen = -1;
+    while (true) {
+      v1::TrainingEvent ev;
+      bool done;
+      {
+        std::unique_lock<std::mutex> lock(run->mu);
+        run->cv.wait_for(lock, std::chrono::milliseconds(200),
+                         [&] { return run->version != seen; });
+        if (run->version == seen) {
+          if (sink->cancelled()) break;
+          continue;
+        }
+        seen = run->version;
+        ev = run->last;
+        done = run->done;
+      }
+      if (!sink->Write(ev)) break;
+      if (done) break;
+    }
+    bool cancelled = sink->cancelled();
+    rpc_metrics_.Record("WatchTraining", cancelled ? "CANCELLED" : "OK", started);
+    sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TrainerService::CancelTraining(grpc::CallbackServerContext* ctx,
+                                                         const v1::CancelTrainingRequest* request,
+                                                         v1::CancelTrainingResponse*) {
+  absl::Time started = absl::Now();
+  auto* reactor = ctx->DefaultReactor();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = runs_by_id_.find(request->run_id());
+  if (it == runs_by_id_.end()) {
+    rpc_metrics_.Record("CancelTraining", "NOT_FOUND", started);
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 absl::StrCat("run_id: no training run \"", request->run_id(), "\"")));
+    return reactor;
+  }
+  it->second->cancel.store(true);
+  rpc_metrics_.Record("CancelTraining", "OK", started);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace spar::services

@@ -1,0 +1,52 @@
+#include "common/arith_task.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace spar {
+namespace {
+
+TEST(ArithTaskTest, SplitsAreDisjointAndCoverEverything) {
+  auto train = MakeArithProblems(ArithSplit::kTrain, -1, 1);
+  auto eval = MakeArithProblems(ArithSplit::kEval, -1, 1);
+  EXPECT_EQ(train.size() + eval.size(), 100u * 100u);
+  EXPECT_GT(eval.size(), 700u);
+  EXPECT_LT(eval.size(), 1300u);
+  std::set<std::string> train_prompts;
+  for (const auto& p : train) train_prompts.insert(p.prompt);
+  for (const auto& p : eval) EXPECT_EQ(train_prompts.count(p.prompt), 0u) << p.prompt;
+}
+
+TEST(ArithTaskTest, SeededOrderIsStableAndAnswersAreRight) {
+  auto a = MakeArithProblems(ArithSplit::kEval, 50, 7);
+  auto b = MakeArithProblems(ArithSplit::kEval, 50, 7);
+  auto c = MakeArithProblems(ArithSplit::kEval, 50, 8);
+  ASSERT_EQ(a.size(), 50u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].prompt, b[i].prompt);
+    EXPECT_EQ(a[i].answer, std::to_string(a[i].a + a[i].b));
+    EXPECT_EQ(*ArithTruth(a[i].prompt), a[i].a + a[i].b);
+  }
+  bool differs = false;
+  for (size_t i = 0; i < a.size(); ++i) differs |= a[i].prompt != c[i].prompt;
+  EXPECT_TRUE(differs);
+}
+
+TEST(ArithTaskTest, ParsesPromptsAndAnswers) {
+  EXPECT_EQ(*ArithTruth("37+48="), 85);
+  EXPECT_EQ(*ArithTruth(" 3 + 4 = "), 7);
+  EXPECT_FALSE(ArithTruth("37-48=").has_value());
+  EXPECT_FALSE(ArithTruth("a+b=").has_value());
+  EXPECT_FALSE(ArithTruth("37+48").has_value());
+  EXPECT_EQ(*ParseArithAnswer("85"), 85);
+  EXPECT_EQ(*ParseArithAnswer(" 85 apples"), 85);
+  EXPECT_EQ(*ParseArithAnswer("-3"), -3);
+  EXPECT_FALSE(ParseArithAnswer("x85").has_value());
+  EXPECT_FALSE(ParseArithAnswer("").has_value());
+  EXPECT_TRUE(ArithCorrect("37+48=", "85"));
+  EXPECT_FALSE(ArithCorrect("37+48=", "84"));
+}
+
+}  // namespace
+}  // namespace spar

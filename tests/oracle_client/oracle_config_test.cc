@@ -1,0 +1,130 @@
+#include "oracle_client/oracle_config.h"
+
+#include <cstdlib>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace spar::oracle {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(OracleConfigTest, ParsesAllFields) {
+  nlohmann::json j = {{"base_url", "http://127.0.0.1:8081/v1"},
+                      {"model", "judge-x"},
+                      {"max_concurrency", 4},
+                      {"timeout_s", 2.5},
+                      {"max_retries", 6},
+                      {"both_orders", false},
+                      {"use_logprobs", false}};
+  absl::StatusOr<OracleConfig> c = ParseOracleConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->base_url, "http://127.0.0.1:8081/v1");
+  EXPECT_EQ(c->model, "judge-x");
+  EXPECT_EQ(c->max_concurrency, 4);
+  EXPECT_EQ(c->timeout, absl::Milliseconds(2500));
+  EXPECT_EQ(c->max_retries, 6);
+  EXPECT_FALSE(c->both_orders);
+  EXPECT_FALSE(c->use_logprobs);
+  EXPECT_TRUE(c->api_key.empty());
+  EXPECT_TRUE(Validate(*c).ok());
+}
+
+TEST(OracleConfigTest, DefaultsWhenAbsent) {
+  absl::StatusOr<OracleConfig> c =
+      ParseOracleConfig({{"base_url", "https://judge.example.com/v1"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model, "spar-rule-judge");
+  EXPECT_EQ(c->max_concurrency, 8);
+  EXPECT_EQ(c->timeout, absl::Seconds(30));
+  EXPECT_EQ(c->max_retries, 2);
+  EXPECT_TRUE(c->both_orders);
+  EXPECT_TRUE(c->use_logprobs);
+  EXPECT_TRUE(Validate(*c).ok());
+}
+
+TEST(OracleConfigTest, RejectsUnknownKeyNamingIt) {
+  absl::StatusOr<OracleConfig> c =
+      ParseOracleConfig({{"base_url", "http://127.0.0.1/v1"}, {"max_retry", 3}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("max_retry"));
+}
+
+TEST(OracleConfigTest, RejectsApiKeyInConfig) {
+  absl::StatusOr<OracleConfig> c = ParseOracleConfig({{"api_key", "sk-secret"}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("api_key_env"));
+  EXPECT_THAT(std::string(c.status().message()), ::testing::Not(HasSubstr("sk-secret")));
+}
+
+TEST(OracleConfigTest, RejectsWrongTypes) {
+  EXPECT_FALSE(ParseOracleConfig({{"max_concurrency", "8"}}).ok());
+  EXPECT_FALSE(ParseOracleConfig({{"max_concurrency", 1.5}}).ok());
+  EXPECT_FALSE(ParseOracleConfig({{"timeout_s", "30"}}).ok());
+  EXPECT_FALSE(ParseOracleConfig({{"timeout_s", 0}}).ok());
+  EXPECT_FALSE(ParseOracleConfig({{"both_orders", 1}}).ok());
+  EXPECT_FALSE(ParseOracleConfig(nlohmann::json::array()).ok());
+}
+
+TEST(OracleConfigTest, ReadsApiKeyFromNamedEnvironmentVariable) {
+  ::setenv("SPAR_TEST_ORACLE_KEY", "sk-test", 1);
+  absl::StatusOr<OracleConfig> c = ParseOracleConfig(
+      {{"base_url", "http://localhost:1/v1"}, {"api_key_env", "SPAR_TEST_ORACLE_KEY"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->api_key, "sk-test");
+  EXPECT_EQ(RedactedOracleConfig(*c)["api_key"], "<redacted>");
+  EXPECT_EQ(RedactedOracleConfig(*c).dump().find("sk-test"), std::string::npos);
+  ::unsetenv("SPAR_TEST_ORACLE_KEY");
+  c = ParseOracleConfig({{"api_key_env", "SPAR_TEST_ORACLE_KEY"}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("SPAR_TEST_ORACLE_KEY"));
+}
+
+TEST(OracleConfigTest, RequiresHttpsUnlessLoopback) {
+  OracleConfig c;
+  for (const char* ok :
+       {"http://127.0.0.1:8081/v1", "http://127.1.2.3/v1", "http://localhost:80",
+        "http://[::1]:8081/v1", "https://api.openai.com/v1", "https://10.0.0.5:8443/v1/"}) {
+    c.base_url = ok;
+    EXPECT_TRUE(Validate(c).ok()) << ok << ": " << Validate(c);
+  }
+  for (const char* bad : {"http://10.0.0.5:8081/v1", "http://judge.internal/v1",
+                          "http://128.0.0.1/v1", "http://127.0.0.1.evil.com/v1"}) {
+    c.base_url = bad;
+    absl::Status st = Validate(c);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("https")) << bad;
+  }
+}
+
+TEST(OracleConfigTest, ValidateRules) {
+  OracleConfig c;
+  c.base_url = "http://127.0.0.1:1/v1";
+  ASSERT_TRUE(Validate(c).ok());
+  OracleConfig bad = c;
+  bad.base_url = "";
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("base_url"));
+  for (const char* url :
+       {"ftp://127.0.0.1/", "127.0.0.1:80", "http://:80/v1", "http://127.0.0.1:0/",
+        "http://127.0.0.1:99999/", "http://127.0.0.1/v1?x=1", "http://user@127.0.0.1/"}) {
+    bad.base_url = url;
+    EXPECT_EQ(Validate(bad).code(), absl::StatusCode::kInvalidArgument) << url;
+  }
+  bad = c;
+  bad.max_concurrency = 0;
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("max_concurrency"));
+  bad = c;
+  bad.timeout = absl::ZeroDuration();
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("timeout"));
+  bad = c;
+  bad.max_retries = -1;
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("max_retries"));
+  bad = c;
+  bad.model = "";
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("model"));
+}
+
+}  // namespace
+}  // namespace spar::oracle

@@ -1,0 +1,221 @@
+// JobRunner against in-process fake ports: the round engine's files, and resume after a failure
+// at a stage boundary without redoing (or re-paying for) finished stages.
+#include "orchestrator/job_runner.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <map>
+#include <mutex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/arith_task.h"
+#include "common/file_util.h"
+#include "orchestrator/job_spec.h"
+#include "orchestrator/run_dir.h"
+
+namespace spar::orchestrator {
+namespace {
+
+// Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
+// only for trained checkpoints (paths containing "iter_"), so accuracy rises after round 1.
+class FakeSampler : public SamplerPort {
+ public:
+  absl::Status Generate(const v1::GenerateRequest& req,
+                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      keys.push_back(req.idempotency_key());
+      if (!fail_key.empty() && absl::StrContains(req.idempotency_key(), fail_key)) {
+        return absl::UnavailableError("sampler down");
+      }
+    }
+    bool trained = absl::StrContains(req.policy(), "iter_");
+    for (int i = 0; i < req.prompts_size(); ++i) {
+      v1::GenerateResponse r;
+      r.set_index(i);
+      r.set_prompt(req.prompts(i));
+      int64_t truth = *ArithTruth(req.prompts(i));
+      for (int j = 0; j < req.params().num_samples(); ++j) {
+        int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1) : truth + j;
+        r.add_samples()->set_text(std::to_string(ans));
+      }
+      absl::Status st = cb(r);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+  std::mutex mu;
+  std::vector<std::string> keys;
+  std::string fail_key;
+};
+
+class FakeOracle : public OraclePort {
+ public:
+  absl::Status Compare(const v1::CompareRequest& req,
+                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
+    keys.push_back(req.idempotency_key());
+    for (int i = 0; i < req.comparisons_size(); ++i) {
+      const v1::Comparison& c = req.comparisons(i);
+      ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
+      int64_t truth = *ArithTruth(c.prompt());
+      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
+      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
+      v1::Judgment j;
+      j.set_index(i);
+      j.set_ok(true);
+      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
+      absl::Status st = cb(j);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+  std::vector<std::string> keys;
+  std::map<std::string, int> paid;
+};
+
+class FakeTrainer : public TrainerPort {
+ public:
+  absl::StatusOr<v1::TrainingEvent> Train(const v1::StartTrainingRequest& req,
+                                          const std::function<void(const v1::TrainingEvent&)>& on_event,
+                                          const std::function<bool()>&) override {
+    keys.push_back(req.idempotency_key());
+    auto pairs = ReadJsonl(req.pairs_path());
+    if (!pairs.ok()) return pairs.status();
+    absl::Status st = MakeDirs(req.output_checkpoint());
+    if (!st.ok()) return st;
+    st = WriteFileAtomic(JoinPath(req.output_checkpoint(), "config.json"), "{}");
+    if (!st.ok()) return st;
+    v1::TrainingEvent ev;
+    ev.set_state(v1::TRAINING_STATE_SUCCEEDED);
+    ev.set_step(static_cast<int>(pairs->size()));
+    ev.set_loss(0.25);
+    (*ev.mutable_metrics())["rewards/accuracies"] = 0.75;
+    if (on_event) on_event(ev);
+    return ev;
+  }
+  std::vector<std::string> keys;
+};
+
+class JobRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spar_runner_XXXXXX";
+    root_ = mkdtemp(tmpl);
+    ASSERT_TRUE(MakeDirs(JoinPath(root_, "base")).ok());
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "base/config.json"), "{}").ok());
+    v1::JobSpec s;
+    s.set_base_model(JoinPath(root_, "base"));
+    s.set_rounds(2);
+    s.set_prompts_per_round(8);
+    s.mutable_sampling()->set_num_samples(3);
+    s.mutable_eval()->set_num_prompts(10);
+    spec_ = WithDefaults(s);
+    ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  }
+  void TearDown() override { RemoveAll(root_).IgnoreError(); }
+
+  absl::Status RunJob(const std::string& dir, FakeSampler& s, FakeOracle& o, FakeTrainer& t) {
+    std::atomic<bool> cancel{false};
+    JobRunnerCallbacks cb;
+    cb.on_event = [this](const v1::JobEvent& ev) { events_.push_back(ev.kind()); };
+    cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
+    JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
+    return runner.Run();
+  }
+
+  std::string root_;
+  v1::JobSpec spec_;
+  v1::Job job_;
+  std::vector<std::string> events_;
+};
+
+TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  for (int r = 1; r <= 2; ++r) {
+    for (const std::string& f : {rd.Samples(r), rd.Judgments(r), rd.Pairs(r), rd.Eval(r),
+                                 rd.Train(r), JoinPath(rd.Checkpoint(r), "config.json")}) {
+      EXPECT_TRUE(PathExists(f)) << f;
+    }
+    EXPECT_EQ(*ReadFile(rd.Stage(r)), "eval\n");
+  }
+  // 8 prompts x 3 distinct samples: 3 judged pairs each; dno_margin keeps 0>1, 0>2, 1>2? win
+  // rates are 1.0, 0.5, 0.0 -> pairs (0,1), (0,2), (1,2): 3 per prompt.
+  EXPECT_EQ(ReadJsonl(rd.Judgments(1))->size(), 24u);
+  EXPECT_EQ(job_.rounds(0).pairs_kept(), 24);
+  EXPECT_DOUBLE_EQ(job_.base_greedy_accuracy(), 0.0);
+  EXPECT_DOUBLE_EQ(job_.rounds(1).greedy_accuracy(), 1.0);
+  EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_base(), 1.0);
+  EXPECT_DOUBLE_EQ(job_.rounds(0).reward_accuracy(), 0.75);
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    EXPECT_LT(std::llabs(*ParseArithAnswer(p["chosen"].get<std::string>()) - truth),
+              std::llabs(*ParseArithAnswer(p["rejected"].get<std::string>()) - truth));
+  }
+}
+
+TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
+  // Uninterrupted reference run.
+  FakeSampler s0;
+  FakeOracle o0;
+  FakeTrainer t0;
+  std::string ref = JoinPath(root_, "ref");
+  ASSERT_TRUE(MakeDirs(ref).ok());
+  ASSERT_TRUE(RunJob(ref, s0, o0, t0).ok());
+
+  // Interrupted run: the sampler is down when round 2 starts.
+  FakeSampler s1;
+  FakeOracle o1;
+  FakeTrainer t1;
+  s1.fail_key = "iter_002/sample";
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  absl::Status st = RunJob(dir, s1, o1, t1);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  RunDir rd(dir);
+  EXPECT_EQ(*ReadFile(rd.Stage(1)), "eval\n");
+  EXPECT_FALSE(PathExists(rd.Stage(2)));
+
+  // Restart: round 1 is not redone; round 2 runs from its first stage.
+  s1.fail_key.clear();
+  s1.keys.clear();
+  size_t judge_calls_before = o1.keys.size();
+  ASSERT_TRUE(RunJob(dir, s1, o1, t1).ok());
+  for (const std::string& k : s1.keys) EXPECT_FALSE(absl::StrContains(k, "iter_001")) << k;
+  for (size_t i = judge_calls_before; i < o1.keys.size(); ++i) {
+    EXPECT_FALSE(absl::StrContains(o1.keys[i], "iter_001")) << o1.keys[i];
+  }
+  for (const auto& [k, n] : o1.paid) EXPECT_EQ(n, o0.paid[k]) << k;
+  // Same outputs as the uninterrupted run.
+  for (int r = 1; r <= 2; ++r) {
+    RunDir a(ref);
+    for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval}) {
+      EXPECT_EQ(*ReadFile((a.*f)(r)), *ReadFile((rd.*f)(r))) << (rd.*f)(r);
+    }
+  }
+}
+
+TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::atomic<bool> cancel{true};
+  JobRunnerCallbacks cb;
+  cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
+  JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
+  EXPECT_EQ(runner.Run().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(s.keys.empty());
+}
+
+}  // namespace
+}  // namespace spar::orchestrator

@@ -1,0 +1,107 @@
+#include "orchestrator/job_spec.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/file_util.h"
+
+namespace spar::orchestrator {
+namespace {
+
+class JobSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spar_spec_XXXXXX";
+    root_ = mkdtemp(tmpl);
+    ASSERT_TRUE(MakeDirs(JoinPath(root_, "models/base")).ok());
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "models/base/config.json"), "{}").ok());
+    ASSERT_TRUE(MakeDirs(JoinPath(root_, "models/empty")).ok());
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "prompts.jsonl"), "{\"prompt\":\"1+1=\"}\n").ok());
+  }
+  void TearDown() override { RemoveAll(root_).IgnoreError(); }
+  std::string root_;
+};
+
+TEST_F(JobSpecTest, DefaultsAreValid) {
+  auto spec = ParseJobSpecJson(R"({"base_model": "models/base"})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  v1::JobSpec s = WithDefaults(*spec);
+  EXPECT_EQ(s.algorithm(), "dno");
+  EXPECT_EQ(s.rounds(), 3);
+  EXPECT_EQ(s.sampling().num_samples(), 4);
+  EXPECT_EQ(s.pairs().policy(), "dno_margin");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+}
+
+TEST_F(JobSpecTest, SetFieldsSurviveDefaults) {
+  auto spec = ParseJobSpecJson(
+      R"({"base_model": "models/base", "rounds": 5, "sampling": {"num_samples": 6, "temperature": 0}})");
+  ASSERT_TRUE(spec.ok());
+  v1::JobSpec s = WithDefaults(*spec);
+  EXPECT_EQ(s.rounds(), 5);
+  EXPECT_EQ(s.sampling().num_samples(), 6);
+  EXPECT_EQ(s.sampling().temperature(), 0.0f);  // explicit 0 is kept (proto3 optional)
+}
+
+struct BadSpec {
+  const char* name;
+  const char* json;
+  const char* field;  // must appear in the message
+};
+
+class BadSpecTest : public JobSpecTest, public ::testing::WithParamInterface<BadSpec> {};
+
+TEST_P(BadSpecTest, RejectedWithInvalidArgumentNamingTheField) {
+  const BadSpec& b = GetParam();
+  absl::Status st;
+  auto spec = ParseJobSpecJson(b.json);
+  if (!spec.ok()) {
+    st = spec.status();
+  } else {
+    st = ValidateJobSpec(WithDefaults(*spec), root_);
+  }
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << b.name << ": " << st;
+  EXPECT_NE(std::string(st.message()).find(b.field), std::string::npos)
+      << b.name << ": message \"" << st.message() << "\" does not name " << b.field;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"malformed_json", R"({"base_model": )", "spec"},
+        BadSpec{"unknown_field", R"({"base_model": "models/base", "roundz": 3})", "roundz"},
+        BadSpec{"unknown_nested_field", R"({"base_model": "models/base", "sampling": {"k": 2}})", "k"},
+        BadSpec{"wrong_type", R"({"base_model": "models/base", "rounds": "three"})", "rounds"},
+        BadSpec{"missing_base_model", R"({})", "base_model"},
+        BadSpec{"base_model_not_found", R"({"base_model": "models/nope"})", "base_model"},
+        BadSpec{"base_model_not_checkpoint", R"({"base_model": "models/empty"})", "base_model"},
+        BadSpec{"base_model_escapes_root", R"({"base_model": "../../etc"})", "base_model"},
+        BadSpec{"k_below_two", R"({"base_model": "models/base", "sampling": {"num_samples": 1}})",
+                "sampling.num_samples"},
+        BadSpec{"zero_rounds", R"({"base_model": "models/base", "rounds": 0})", "rounds"},
+        BadSpec{"unknown_algorithm", R"({"base_model": "models/base", "algorithm": "ppo"})", "algorithm"},
+        BadSpec{"top_p_zero", R"({"base_model": "models/base", "sampling": {"top_p": 0}})", "sampling.top_p"},
+        BadSpec{"negative_temperature", R"({"base_model": "models/base", "sampling": {"temperature": -1}})",
+                "sampling.temperature"},
+        BadSpec{"gap_zero", R"({"base_model": "models/base", "pairs": {"min_gap": 0}})", "pairs.min_gap"},
+        BadSpec{"gate_above_one", R"({"base_model": "models/base", "pairs": {"win_rate_gate": 1.5}})",
+                "pairs.win_rate_gate"},
+        BadSpec{"unknown_pair_policy", R"({"base_model": "models/base", "pairs": {"policy": "x"}})",
+                "pairs.policy"},
+        BadSpec{"beta_zero", R"({"base_model": "models/base", "training": {"beta": 0}})", "training.beta"},
+        BadSpec{"unknown_loss", R"({"base_model": "models/base", "training": {"loss": "kto"}})",
+                "training.loss"},
+        BadSpec{"prompts_file_missing", R"({"base_model": "models/base", "prompts": {"path": "nope.jsonl"}})",
+                "prompts.path"},
+        BadSpec{"prompts_both_sources",
+                R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl", "builtin": "arith"}})",
+                "prompts"},
+        BadSpec{"unknown_builtin", R"({"base_model": "models/base", "prompts": {"builtin": "chess"}})",
+                "prompts.builtin"},
+        BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
+                "eval.num_prompts"}),
+    [](const ::testing::TestParamInfo<BadSpec>& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace spar::orchestrator
