@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/utf8.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
 
@@ -62,10 +63,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
     absl::Status st = sampler_.Generate(policy, prompts, params, [&](sampler::PromptSamples ps) {
       v1::GenerateResponse out;
       out.set_index(first + ps.index);
-      out.set_prompt(ps.prompt);
+      out.set_prompt(SanitizeUtf8(ps.prompt));
       for (sampler::SampleOut& s : ps.samples) {
         v1::Sample* o = out.add_samples();
-        o->set_text(s.text);
+        // Token ids are exact; the text must be valid UTF-8 for proto3 and JSON.
+        o->set_text(SanitizeUtf8(s.text));
         o->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
         o->set_logprob(s.logprob);
         o->set_finished(s.finished);

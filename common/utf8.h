@@ -1,0 +1,16 @@
+// UTF-8 validation for text that crosses a protocol boundary: proto3 `string` fields and JSON
+// must be valid UTF-8, but a byte-level model can emit any byte sequence.
+#pragma once
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace spar {
+
+// Returns `s` with every ill-formed UTF-8 sequence replaced by U+FFFD (the WHATWG/Python
+// errors="replace" policy: one replacement per maximal invalid subpart). Valid input is returned
+// unchanged.
+std::string SanitizeUtf8(absl::string_view s);
+
+}  // namespace spar

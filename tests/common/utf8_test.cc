@@ -1,0 +1,25 @@
+#include "common/utf8.h"
+
+#include <gtest/gtest.h>
+
+namespace spar {
+namespace {
+
+TEST(Utf8Test, ValidTextIsUnchanged) {
+  for (const char* s : {"", "85", "h\xC3\xA9llo", "\xE2\x82\xAC", "\xF0\x9F\x98\x80"}) {
+    EXPECT_EQ(SanitizeUtf8(s), s);
+  }
+}
+
+TEST(Utf8Test, InvalidSequencesAreReplaced) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(SanitizeUtf8("a\xFF" "b"), "a" + r + "b");
+  EXPECT_EQ(SanitizeUtf8("\xC3"), r);                    // truncated 2-byte sequence
+  EXPECT_EQ(SanitizeUtf8("\xE2\x82" "x"), r + "x");      // truncated 3-byte, then ASCII
+  EXPECT_EQ(SanitizeUtf8("\xC0\x80"), r + r);            // overlong NUL: two invalid bytes
+  EXPECT_EQ(SanitizeUtf8("\xED\xA0\x80"), r + r + r);    // surrogate half
+  EXPECT_EQ(SanitizeUtf8("\x80\x80"), r + r);            // stray continuation bytes
+}
+
+}  // namespace
+}  // namespace spar
