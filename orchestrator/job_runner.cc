@@ -356,6 +356,7 @@ absl::Status JobRunner::StagePairs(int t) {
         {j["i"].get<int>(), j["j"].get<int>(), j["p_a_wins"].get<double>(), ok});
   }
   std::vector<json> rows;
+  int dropped_empty = 0;
   for (const json& row : samples) {
     std::vector<std::string> texts;
     for (const json& s : row["samples"]) texts.push_back(s["text"].get<std::string>());
@@ -364,6 +365,12 @@ absl::Status JobRunner::StagePairs(int t) {
     for (const PreferencePairRow& p :
          DnoMarginPairs(row["prompt"].get<std::string>(), texts, wr, spec_.pairs().win_rate_gate(),
                         spec_.pairs().min_gap())) {
+      // The trainer rejects empty responses (nothing but EOS to score); such samples still count
+      // in the win rates above, they just cannot be one side of a training pair.
+      if (p.chosen.empty() || p.rejected.empty()) {
+        ++dropped_empty;
+        continue;
+      }
       rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},
                       {"chosen_win_rate", p.chosen_win_rate},
                       {"rejected_win_rate", p.rejected_win_rate}, {"source_index", index}});
@@ -373,7 +380,9 @@ absl::Status JobRunner::StagePairs(int t) {
   int kept = static_cast<int>(rows.size());
   callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_pairs_kept(kept); });
   Emit(t, "pairs", "progress", kept, kept,
-       absl::StrFormat("%d pairs kept, %d failed judgments excluded", kept, failed));
+       absl::StrFormat("%d pairs kept, %d failed judgments excluded, %d pairs with an empty "
+                       "response dropped",
+                       kept, failed, dropped_empty));
   return absl::OkStatus();
 }
 

@@ -46,8 +46,11 @@ std::string CacheDir(const Args& args) {
 }  // namespace
 
 v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
-  // Settings tuned on the built-in task (see docs/benchmarks.md): enough prompts per round for a
-  // measurable step, K samples hot enough to disagree, DPO against pi_t.
+  // Settings tuned on the built-in task (docs/benchmarks.md): 256 fresh prompts per round, K = 4
+  // samples at temperature 1, dno_margin pairs, DPO against pi_t with beta 0.5 plus an RPO-style
+  // NLL term (weight 1) on the chosen response. Pure DPO (nll 0) at lr 1e-4..1e-3 lowered greedy
+  // accuracy on this byte-level model (0.38 -> 0.14 over 3 rounds at lr 1e-4), so the demo uses
+  // the NLL-regularised variant, which rose monotonically (0.38 -> 0.57 -> 0.61 -> 0.67, seed 1).
   v1::JobSpec s = in;
   s.set_prompts_per_round(256);
   s.mutable_sampling()->set_num_samples(4);
@@ -56,8 +59,9 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
   s.mutable_sampling()->set_max_new_tokens(6);
   s.mutable_pairs()->set_win_rate_gate(0.5);
   s.mutable_pairs()->set_min_gap(0.25);
-  s.mutable_training()->set_beta(0.1);
-  s.mutable_training()->set_learning_rate(1e-4);
+  s.mutable_training()->set_beta(0.5);
+  s.mutable_training()->set_learning_rate(2e-4);
+  s.mutable_training()->set_nll_weight(1.0);
   s.mutable_training()->set_epochs(1);
   s.mutable_training()->set_batch_size(16);
   s.mutable_eval()->set_num_prompts(200);

@@ -57,14 +57,15 @@ TEST(SafetensorsTest, ParsesHandMadeFile) {
 
 TEST(SafetensorsTest, SerializesExactBytes) {
   const std::vector<float> a = {1.0f, 2.0f};
+  const std::string a_bytes = Bytes(a);
   absl::StatusOr<std::string> out = SerializeSafetensors(
-      {{"a", SafetensorsDType::kF32, {2}, Bytes(a)}}, {{"format", "pt"}});
+      {{"a", SafetensorsDType::kF32, {2}, a_bytes}}, {{"format", "pt"}});
   ASSERT_TRUE(out.ok()) << out.status();
   const std::string header =
       R"({"__metadata__":{"format":"pt"},"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
-  // 86 chars -> padded with 2 spaces to 88.
-  ASSERT_EQ(header.size(), 86u);
-  const std::string expected = Le64(88) + header + "  " + Bytes(a);
+  // 85 chars -> padded with 3 spaces to 88.
+  ASSERT_EQ(header.size(), 85u);
+  const std::string expected = Le64(88) + header + "   " + Bytes(a);
   EXPECT_EQ(*out, expected);
   EXPECT_EQ((out->size() - 8 - 8) % 8, 0u);
 }
@@ -76,13 +77,16 @@ TEST(SafetensorsTest, RoundTripsDtypesAndShapes) {
   const std::vector<int64_t> i64 = {-1, 1LL << 40};
   const std::vector<int32_t> i32 = {42};
   const std::vector<float> scalar = {3.25f};
+  // Owned bytes: SafetensorsTensorRef only views them.
+  const std::string b_f32 = Bytes(f32), b_f16 = Bytes(f16), b_bf16 = Bytes(bf16),
+                    b_i64 = Bytes(i64), b_i32 = Bytes(i32), b_scalar = Bytes(scalar);
   std::vector<SafetensorsTensorRef> tensors = {
-      {"f32", SafetensorsDType::kF32, {2, 3}, Bytes(f32)},
-      {"f16", SafetensorsDType::kF16, {3}, Bytes(f16)},
-      {"bf16", SafetensorsDType::kBF16, {1, 2}, Bytes(bf16)},
-      {"i64", SafetensorsDType::kI64, {2}, Bytes(i64)},
-      {"i32", SafetensorsDType::kI32, {1, 1, 1}, Bytes(i32)},
-      {"scalar", SafetensorsDType::kF32, {}, Bytes(scalar)},
+      {"f32", SafetensorsDType::kF32, {2, 3}, b_f32},
+      {"f16", SafetensorsDType::kF16, {3}, b_f16},
+      {"bf16", SafetensorsDType::kBF16, {1, 2}, b_bf16},
+      {"i64", SafetensorsDType::kI64, {2}, b_i64},
+      {"i32", SafetensorsDType::kI32, {1, 1, 1}, b_i32},
+      {"scalar", SafetensorsDType::kF32, {}, b_scalar},
       {"empty", SafetensorsDType::kF32, {0, 4}, std::string_view()},
   };
   absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors);
