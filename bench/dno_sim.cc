@@ -1,7 +1,9 @@
 // In-process DNO simulation on the built-in addition task, used to tune the demo's settings:
 // base model (SFT) -> 3 rounds of {sample K per prompt with pi_t, rule judge (correct beats wrong,
 // closer beats farther), win rates, dno_margin pairs, DPO vs pi_t} -> greedy eval accuracy.
-// Usage: spar_dno_sim [--key=value ...]   (keys: see Flags below)
+// Usage: spar_dno_sim [--key=value ...]   (keys: see Flags below; defaults = the tuned demo
+// settings: seed 1, 512 prompts/round, K 8, T 0.7, top_p 0.95, gate 0.5, min_gap 0.25,
+// beta 0.1, lr 5e-5, 1 epoch, batch 16, nll_weight 1.0)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -31,17 +33,17 @@ struct Flags {
   uint64_t seed = 1;
   double base_target = 0.45;
   int rounds = 3;
-  int prompts_per_round = 256;
-  int k = 5;
+  int prompts_per_round = 512;
+  int k = 8;
   double temperature = 0.7;
   double top_p = 0.95;
   double gate = 0.5;
   double min_gap = 0.25;
   double beta = 0.1;
-  double lr = 1e-4;
+  double lr = 5e-5;
   int epochs = 1;
   int batch_size = 16;
-  double nll_weight = 0.0;
+  double nll_weight = 1.0;
   int eval_n = 500;
   int reuse_base = 1;
 };

@@ -237,6 +237,11 @@ struct JobManager::Impl {
         return;
       } else if (absl::IsCancelled(st)) {
         e->job.set_state(v1::JOB_STATE_CANCELLED);
+      } else if (absl::IsResourceExhausted(st)) {
+        // Judge quota or budget: resumable with ResumeJob once the limit is raised.
+        e->job.set_state(v1::JOB_STATE_PAUSED);
+        e->job.set_error(std::string(st.message()));
+        SPAR_LOG(Warning) << "job " << job_id << " paused: " << st;
       } else {
         e->job.set_state(v1::JOB_STATE_FAILED);
         e->job.set_error(std::string(st.message()));
@@ -407,7 +412,9 @@ absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id,
     snapshot.set_round(it->second->job.current_round());
     snapshot.set_stage(it->second->job.current_stage());
     *snapshot.mutable_job() = it->second->job;
-    terminal = IsTerminal(it->second->job.state()) && !it->second->running;
+    terminal = (IsTerminal(it->second->job.state()) ||
+                it->second->job.state() == v1::JOB_STATE_PAUSED) &&
+               !it->second->running;
     // Register under the job lock so no event between snapshot and subscription is lost.
     std::lock_guard<std::mutex> slock(impl_->subs_mu);
     if (!on_event(snapshot)) return int64_t{0};

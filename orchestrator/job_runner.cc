@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -111,20 +112,35 @@ void JobRunner::Emit(int round, const std::string& stage, const std::string& kin
   callbacks_.on_event(ev);
 }
 
-absl::StatusOr<std::vector<std::string>> JobRunner::RoundPrompts(int t) {
-  std::vector<std::string> all;
+absl::StatusOr<std::vector<JobRunner::PromptItem>> JobRunner::RoundPrompts(int t) {
+  std::vector<PromptItem> all;
   if (spec_.prompts().has_builtin()) {
     for (const ArithProblem& p : MakeArithProblems(ArithSplit::kTrain, -1, spec_.seed())) {
-      all.push_back(p.prompt);
+      all.push_back({p.prompt, p.answer});
     }
   } else {
     SPAR_ASSIGN_OR_RETURN(std::string path,
                           ResolveDataPath(spec_.prompts().path(), data_root_, "prompts.path"));
-    SPAR_ASSIGN_OR_RETURN(all, ReadPromptFile(path));
+    SPAR_ASSIGN_OR_RETURN(std::vector<json> rows, ReadJsonl(path));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const json& r = rows[i];
+      if (!r.is_object() || !r.contains("prompt") || !r["prompt"].is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", i + 1, ": expected {\"prompt\": \"...\"}"));
+      }
+      PromptItem item{r["prompt"].get<std::string>(), std::nullopt};
+      if (r.contains("gold") && r["gold"].is_string()) item.gold = r["gold"].get<std::string>();
+      if (recipe_->NeedsGold() && !item.gold.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ":", i + 1, ": algorithm \"", spec_.algorithm(), "\" needs a \"gold\" answer"));
+      }
+      all.push_back(std::move(item));
+    }
+    if (all.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
   }
   // A fresh slice per round (ALGORITHMS.md §2: disjoint prompt partitions), wrapping around when
   // the pool is smaller than rounds * prompts_per_round.
-  std::vector<std::string> out;
+  std::vector<PromptItem> out;
   const size_t n = static_cast<size_t>(spec_.prompts_per_round());
   const size_t start = static_cast<size_t>(t - 1) * n;
   for (size_t i = 0; i < n; ++i) out.push_back(all[(start + i) % all.size()]);
@@ -201,9 +217,10 @@ absl::Status JobRunner::EnsureBaseEval() {
 }
 
 absl::Status JobRunner::Run() {
+  SPAR_ASSIGN_OR_RETURN(recipe_, MakeRecipe(spec_));
   SPAR_RETURN_IF_ERROR(CheckCancelled());
   SPAR_RETURN_IF_ERROR(EnsureBaseEval());
-  for (int t = 1; t <= spec_.rounds(); ++t) {
+  for (int t = 1; t <= spec_.rounds() && !early_stopped_; ++t) {
     SPAR_RETURN_IF_ERROR(CheckCancelled());
     SPAR_RETURN_IF_ERROR(RunRound(t));
   }
@@ -215,7 +232,13 @@ absl::Status JobRunner::RunRound(int t) {
   SPAR_RETURN_IF_ERROR(MakeDirs(dir.Round(t)));
   std::string done = ReadStage(dir, t);
   int next = StageIndex(done) + 1;
-  if (next >= kNumStages) return absl::OkStatus();  // round already complete
+  if (next >= kNumStages) {  // round already complete (a resumed job): re-apply the stop rule
+    auto eval = ReadJsonFile(dir.Eval(t));
+    if (eval.ok() && eval->contains("early_stop") && (*eval)["early_stop"].get<bool>()) {
+      early_stopped_ = true;
+    }
+    return absl::OkStatus();
+  }
   absl::Time started = absl::Now();
   callbacks_.update_job([t](v1::Job& job) {
     job.set_current_round(t);
@@ -254,7 +277,9 @@ absl::Status JobRunner::RunRound(int t) {
 
 absl::Status JobRunner::StageSample(int t, const std::string& policy) {
   RunDir dir(job_dir_);
-  SPAR_ASSIGN_OR_RETURN(std::vector<std::string> prompts, RoundPrompts(t));
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptItem> items, RoundPrompts(t));
+  std::vector<std::string> prompts;
+  for (const PromptItem& it : items) prompts.push_back(it.prompt);
   v1::GenerateRequest req;
   req.set_policy(policy);
   for (const std::string& p : prompts) req.add_prompts(p);
@@ -274,6 +299,7 @@ absl::Status JobRunner::StageSample(int t, const std::string& policy) {
                          {"num_tokens", s.token_ids_size()}});
     }
     rows[r.index()] = {{"index", r.index()}, {"prompt", prompts[r.index()]}, {"samples", samples}};
+    if (items[r.index()].gold.has_value()) rows[r.index()]["gold"] = *items[r.index()].gold;
     ++received;
     if (received % 32 == 0 || received == prompts.size()) {
       Emit(t, "sample", "progress", received, total);
@@ -304,9 +330,10 @@ absl::Status JobRunner::StageJudge(int t) {
   };
   std::vector<Ref> refs;
   for (const json& row : samples) {
-    std::vector<std::string> texts;
-    for (const json& s : row["samples"]) texts.push_back(s["text"].get<std::string>());
-    for (const PairRef& p : PairsToJudge(texts)) {
+    PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
+    for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+    const std::vector<std::string>& texts = pr.samples;
+    for (const PairRef& p : recipe_->PairsToJudge(pr)) {
       v1::Comparison* c = req.add_comparisons();
       c->set_prompt(row["prompt"].get<std::string>());
       c->set_response_a(texts[p.i]);
@@ -340,6 +367,13 @@ absl::Status JobRunner::StageJudge(int t) {
     return absl::UnavailableError(absl::StrFormat("oracle returned %d of %d judgments", received,
                                                   refs.size()));
   }
+  // Quota or budget exhausted: pause (ResumeJob continues here; judged pairs are cached by the
+  // oracle, so nothing is paid twice) instead of training on a partial set.
+  for (const json& j : out) {
+    if (!j["ok"].get<bool>() && absl::StrContains(j.value("error", ""), "RESOURCE_EXHAUSTED")) {
+      return absl::ResourceExhaustedError(absl::StrCat("judge: ", j["error"].get<std::string>()));
+    }
+  }
   return WriteJsonlAtomic(dir.Judgments(t), out);
 }
 
@@ -358,31 +392,49 @@ absl::Status JobRunner::StagePairs(int t) {
   std::vector<json> rows;
   int dropped_empty = 0;
   for (const json& row : samples) {
-    std::vector<std::string> texts;
-    for (const json& s : row["samples"]) texts.push_back(s["text"].get<std::string>());
+    PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
+    if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
+    for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
     int64_t index = row["index"].get<int64_t>();
-    std::vector<double> wr = WinRates(texts, by_prompt[index]);
-    for (const PreferencePairRow& p :
-         DnoMarginPairs(row["prompt"].get<std::string>(), texts, wr, spec_.pairs().win_rate_gate(),
-                        spec_.pairs().min_gap())) {
+    for (const PreferencePairRow& p : recipe_->BuildPairs(pr, by_prompt[index])) {
       // The trainer rejects empty responses (nothing but EOS to score); such samples still count
-      // in the win rates above, they just cannot be one side of a training pair.
+      // in the win rates, they just cannot be one side of a training pair.
       if (p.chosen.empty() || p.rejected.empty()) {
         ++dropped_empty;
         continue;
       }
       rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},
                       {"chosen_win_rate", p.chosen_win_rate},
-                      {"rejected_win_rate", p.rejected_win_rate}, {"source_index", index}});
+                      {"rejected_win_rate", p.rejected_win_rate}, {"source_index", index},
+                      {"source_round", t}});
+    }
+  }
+  // Earlier rounds' own pairs mixed back in (not re-sampled), per the recipe.
+  int mixed = 0;
+  std::vector<double> mix = recipe_->MixPrevious();
+  for (size_t k = 0; k < mix.size(); ++k) {
+    int s_round = t - 1 - static_cast<int>(k);
+    if (s_round < 1 || mix[k] <= 0) continue;
+    SPAR_ASSIGN_OR_RETURN(std::vector<json> prev, ReadJsonl(dir.Pairs(s_round)));
+    std::vector<json> own;
+    for (const json& p : prev) {
+      if (p.value("source_round", s_round) == s_round) own.push_back(p);
+    }
+    for (size_t i : MixSelection(own.size(), mix[k], MixSeed(spec_.seed(), t, 100 + s_round))) {
+      rows.push_back(own[i]);
+      ++mixed;
     }
   }
   SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(dir.Pairs(t), rows));
   int kept = static_cast<int>(rows.size());
-  callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_pairs_kept(kept); });
+  callbacks_.update_job([&](v1::Job& job) {
+    job.mutable_rounds(t - 1)->set_pairs_kept(kept);
+    job.mutable_rounds(t - 1)->set_pairs_mixed(mixed);
+  });
   Emit(t, "pairs", "progress", kept, kept,
-       absl::StrFormat("%d pairs kept, %d failed judgments excluded, %d pairs with an empty "
-                       "response dropped",
-                       kept, failed, dropped_empty));
+       absl::StrFormat("%d pairs kept (%d from earlier rounds), %d failed judgments excluded, "
+                       "%d pairs with an empty response dropped",
+                       kept, mixed, failed, dropped_empty));
   return absl::OkStatus();
 }
 
@@ -426,27 +478,27 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
   return absl::OkStatus();
 }
 
-absl::Status JobRunner::StageEval(int t) {
+absl::StatusOr<std::vector<std::string>> JobRunner::PreviousEvalAnswers(int t) {
   RunDir dir(job_dir_);
-  SPAR_ASSIGN_OR_RETURN(std::vector<json> base_rows, ReadJsonl(dir.BaseEval()));
-  std::vector<std::string> prompts, base_texts;
-  for (const json& r : base_rows) {
-    prompts.push_back(r["prompt"].get<std::string>());
-    base_texts.push_back(r["text"].get<std::string>());
-  }
-  std::vector<std::string> texts;
-  SPAR_RETURN_IF_ERROR(Greedy(dir.Checkpoint(t), prompts, Key(t, "eval"), &texts));
+  std::string path = t <= 1 ? dir.BaseEval() : JoinPath(dir.Round(t - 1), "eval_answers.jsonl");
+  SPAR_ASSIGN_OR_RETURN(std::vector<json> rows, ReadJsonl(path));
+  std::vector<std::string> out;
+  for (const json& r : rows) out.push_back(r["text"].get<std::string>());
+  return out;
+}
 
-  // Win rate of pi_t vs pi_0 on held-out prompts, judged by the oracle (identical answers: 0.5).
+absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
+    int t, const std::vector<std::string>& prompts, const std::vector<std::string>& ours,
+    const std::vector<std::string>& theirs, const std::string& key_suffix, int* failed) {
   v1::CompareRequest req;
-  req.set_idempotency_key(Key(t, "eval"));
+  req.set_idempotency_key(Key(t, "eval/" + key_suffix));
   std::vector<size_t> judged;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (texts[i] == base_texts[i]) continue;
+    if (ours[i] == theirs[i]) continue;  // identical answers: 0.5 without a judge call
     v1::Comparison* c = req.add_comparisons();
     c->set_prompt(prompts[i]);
-    c->set_response_a(texts[i]);
-    c->set_response_b(base_texts[i]);
+    c->set_response_a(ours[i]);
+    c->set_response_b(theirs[i]);
     judged.push_back(i);
   }
   std::vector<double> p(prompts.size(), 0.5);
@@ -461,38 +513,95 @@ absl::Status JobRunner::StageEval(int t) {
       return CheckCancelled();
     }));
   }
-  double wsum = 0;
-  int wn = 0, correct = 0, verifiable = 0;
-  double len_sum = 0;
+  *failed = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (ok[i]) {
-      wsum += p[i];
-      ++wn;
+    if (!ok[i]) {
+      p[i] = -1;  // excluded from the mean
+      ++*failed;
     }
+  }
+  return p;
+}
+
+absl::Status JobRunner::StageEval(int t) {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<json> base_rows, ReadJsonl(dir.BaseEval()));
+  std::vector<std::string> prompts, base_texts;
+  for (const json& r : base_rows) {
+    prompts.push_back(r["prompt"].get<std::string>());
+    base_texts.push_back(r["text"].get<std::string>());
+  }
+  SPAR_ASSIGN_OR_RETURN(std::vector<std::string> prev_texts, PreviousEvalAnswers(t));
+  if (prev_texts.size() != prompts.size()) {
+    return absl::DataLossError("previous round's eval answers do not match the eval prompts");
+  }
+  std::vector<std::string> texts;
+  SPAR_RETURN_IF_ERROR(Greedy(dir.Checkpoint(t), prompts, Key(t, "eval"), &texts));
+  std::vector<json> answers;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    answers.push_back({{"index", i}, {"prompt", prompts[i]}, {"text", texts[i]}});
+  }
+  SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(JoinPath(dir.Round(t), "eval_answers.jsonl"), answers));
+
+  // Judged win rates of pi_t vs pi_0 and vs the previous policy on held-out prompts.
+  int failed_base = 0, failed_prev = 0;
+  SPAR_ASSIGN_OR_RETURN(std::vector<double> p_base,
+                        JudgeAgainst(t, prompts, texts, base_texts, "vs_base", &failed_base));
+  std::vector<double> p_prev = p_base;
+  if (t > 1) {
+    SPAR_ASSIGN_OR_RETURN(p_prev,
+                          JudgeAgainst(t, prompts, texts, prev_texts, "vs_prev", &failed_prev));
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    int n = 0;
+    for (double x : v) {
+      if (x >= 0) {
+        sum += x;
+        ++n;
+      }
+    }
+    return n > 0 ? sum / n : 0.5;
+  };
+  double win_base = mean(p_base), win_prev = mean(p_prev);
+  int correct = 0, verifiable = 0;
+  double len_sum = 0;
+  size_t max_len = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
     len_sum += static_cast<double>(texts[i].size());
+    max_len = std::max(max_len, texts[i].size());
     if (ArithTruth(prompts[i]).has_value()) {
       ++verifiable;
       correct += ArithCorrect(prompts[i], texts[i]) ? 1 : 0;
     }
   }
-  double win_rate = wn > 0 ? wsum / wn : 0.5;
   double acc = verifiable > 0 ? static_cast<double>(correct) / verifiable : -1.0;
   double mean_len = prompts.empty() ? 0 : len_sum / prompts.size();
+  const double stop_below = spec_.eval().early_stop_win_rate();
+  bool early_stop = stop_below > 0 && t > 1 && win_prev < stop_below;
   json eval = {{"round", t},
                {"num_prompts", prompts.size()},
                {"greedy_accuracy", acc},
-               {"win_rate_vs_base", win_rate},
-               {"judged", judged.size()},
-               {"failed_judgments", static_cast<int>(wn < static_cast<int>(prompts.size())) *
-                                        (static_cast<int>(prompts.size()) - wn)},
-               {"mean_response_length_bytes", mean_len}};
+               {"win_rate_vs_base", win_base},
+               {"win_rate_vs_prev", win_prev},
+               {"failed_judgments", failed_base + failed_prev},
+               {"mean_response_length_bytes", mean_len},
+               {"max_response_length_bytes", max_len},
+               {"early_stop", early_stop}};
   SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(dir.Eval(t), eval));
   callbacks_.update_job([&](v1::Job& job) {
     v1::RoundSummary* r = job.mutable_rounds(t - 1);
     r->set_greedy_accuracy(acc);
-    r->set_win_rate_vs_base(win_rate);
+    r->set_win_rate_vs_base(win_base);
+    r->set_win_rate_vs_prev(win_prev);
     r->set_mean_response_length(mean_len);
   });
+  if (early_stop) {
+    early_stopped_ = true;
+    Emit(t, "eval", "progress", 1, 1,
+         absl::StrFormat("early stop: win rate vs the previous policy %.3f < %.3f", win_prev,
+                         stop_below));
+  }
   return absl::OkStatus();
 }
 

@@ -6,10 +6,13 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "orchestrator/ports.h"
+#include "orchestrator/recipe.h"
 #include "spar/v1/orchestrator.pb.h"
 
 namespace spar::orchestrator {
@@ -41,7 +44,17 @@ class JobRunner {
   absl::Status StageEval(int t);
   absl::Status Greedy(const std::string& policy, const std::vector<std::string>& prompts,
                       const std::string& key, std::vector<std::string>* texts);
-  absl::StatusOr<std::vector<std::string>> RoundPrompts(int t);
+  struct PromptItem {
+    std::string prompt;
+    std::optional<std::string> gold;
+  };
+  absl::StatusOr<std::vector<PromptItem>> RoundPrompts(int t);
+  // Greedy eval answers of the policy before round t (pi_0's for t = 1).
+  absl::StatusOr<std::vector<std::string>> PreviousEvalAnswers(int t);
+  absl::StatusOr<std::vector<double>> JudgeAgainst(int t, const std::vector<std::string>& prompts,
+                                                   const std::vector<std::string>& ours,
+                                                   const std::vector<std::string>& theirs,
+                                                   const std::string& key_suffix, int* failed);
   absl::StatusOr<std::vector<std::string>> EvalPrompts();
   absl::Status CheckCancelled() const;
   void Emit(int round, const std::string& stage, const std::string& kind, int64_t done,
@@ -56,6 +69,8 @@ class JobRunner {
   JobRunnerCallbacks callbacks_;
   const std::atomic<bool>* cancel_;
   std::string data_root_;
+  std::unique_ptr<Recipe> recipe_;
+  bool early_stopped_ = false;
 };
 
 }  // namespace spar::orchestrator

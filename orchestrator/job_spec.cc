@@ -46,7 +46,11 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.has_seed()) s.set_seed(1);
   if (!sp->has_seed()) sp->set_seed(s.seed());
   v1::PairPolicy* pp = s.mutable_pairs();
-  if (!pp->has_policy()) pp->set_policy("dno_margin");
+  if (!pp->has_policy()) {
+    pp->set_policy(s.algorithm() == "spin"  ? "gold_vs_sample"
+                   : s.algorithm() == "dpo" ? "best_vs_worst"
+                                            : "dno_margin");
+  }
   if (!pp->has_win_rate_gate()) pp->set_win_rate_gate(0.5);
   if (!pp->has_min_gap()) pp->set_min_gap(0.25);
   v1::TrainingConfig* tc = s.mutable_training();
@@ -62,6 +66,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   v1::EvalSpec* ev = s.mutable_eval();
   if (!ev->has_num_prompts()) ev->set_num_prompts(200);
   if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
+  if (!ev->has_early_stop_win_rate()) ev->set_early_stop_win_rate(0.0);
   return s;
 }
 
@@ -107,9 +112,9 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
 }  // namespace
 
 absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
-  if (s.algorithm() != "dno") {
+  if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin") {
     return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
-                                             "\" (known: dno)"));
+                                             "\" (known: dno, dpo, spin)"));
   }
   if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
   auto base = ResolveDataPath(s.base_model(), data_root, "base_model");
@@ -147,9 +152,18 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("must be in [1, 4096], got ", sp.max_new_tokens()));
   }
   const v1::PairPolicy& pp = s.pairs();
-  if (pp.policy() != "dno_margin") {
-    return Invalid("pairs.policy", absl::StrCat("unknown pair policy \"", pp.policy(),
-                                                "\" (known: dno_margin)"));
+  const std::string want_policy = s.algorithm() == "spin"  ? "gold_vs_sample"
+                                  : s.algorithm() == "dpo" ? "best_vs_worst"
+                                                           : "dno_margin";
+  if (pp.policy() != want_policy) {
+    return Invalid("pairs.policy", absl::StrCat("\"", pp.policy(), "\" does not fit algorithm \"",
+                                                s.algorithm(), "\" (use \"", want_policy, "\")"));
+  }
+  for (int i = 0; i < pp.mix_previous_size(); ++i) {
+    if (!(pp.mix_previous(i) >= 0.0 && pp.mix_previous(i) <= 1.0)) {
+      return Invalid(absl::StrCat("pairs.mix_previous[", i, "]"),
+                     absl::StrCat("must be in [0, 1], got ", pp.mix_previous(i)));
+    }
   }
   if (!(pp.win_rate_gate() >= 0.0 && pp.win_rate_gate() <= 1.0)) {
     return Invalid("pairs.win_rate_gate", absl::StrCat("must be in [0, 1], got ", pp.win_rate_gate()));
@@ -181,6 +195,10 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   }
   if (s.eval().num_prompts() < 1) {
     return Invalid("eval.num_prompts", absl::StrCat("must be >= 1, got ", s.eval().num_prompts()));
+  }
+  if (!(s.eval().early_stop_win_rate() >= 0.0 && s.eval().early_stop_win_rate() <= 1.0)) {
+    return Invalid("eval.early_stop_win_rate",
+                   absl::StrCat("must be in [0, 1], got ", s.eval().early_stop_win_rate()));
   }
   if (s.eval().max_new_tokens() < 1) {
     return Invalid("eval.max_new_tokens",

@@ -217,5 +217,50 @@ TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
   EXPECT_TRUE(s.keys.empty());
 }
 
+TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
+  spec_.set_algorithm("spin");
+  spec_.mutable_pairs()->clear_policy();
+  spec_ = WithDefaults(spec_);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // Only eval comparisons reach the oracle: no ".../judge" key.
+  for (const std::string& k : o.keys) EXPECT_FALSE(absl::StrContains(k, "/judge")) << k;
+  auto r1 = ReadJsonl(rd.Pairs(1));
+  auto r2 = ReadJsonl(rd.Pairs(2));
+  // Sample 0 answers the gold; gold vs the first different sample: one pair per prompt.
+  ASSERT_EQ(r1->size(), 8u);
+  for (const auto& p : *r1) {
+    EXPECT_EQ(p["chosen"], std::to_string(*ArithTruth(p["prompt"].get<std::string>())));
+  }
+  size_t reused = 0;
+  for (const auto& p : *r2) reused += p["source_round"].get<int>() == 1 ? 1 : 0;
+  EXPECT_EQ(reused, 8u);
+  EXPECT_EQ(r2->size(), 16u);
+  EXPECT_EQ(job_.rounds(1).pairs_mixed(), 8);
+}
+
+TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
+  spec_.set_rounds(3);
+  spec_.mutable_eval()->set_early_stop_win_rate(0.6);
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // Round 2's greedy answers equal round 1's (win rate 0.5 < 0.6): stop before round 3.
+  EXPECT_TRUE(PathExists(rd.Eval(2)));
+  EXPECT_FALSE(PathExists(rd.Round(3)));
+  EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_prev(), 0.5);
+  EXPECT_DOUBLE_EQ(job_.rounds(0).win_rate_vs_prev(), 1.0);
+}
+
 }  // namespace
 }  // namespace spar::orchestrator

@@ -1,0 +1,145 @@
+#include "oracle_client/judgment_cache.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "oracle_client/internal/sha256.h"
+
+namespace spar::oracle {
+namespace {
+
+constexpr char kSchema[] =
+    "CREATE TABLE IF NOT EXISTS judgments ("
+    " key TEXT PRIMARY KEY,"
+    " value REAL NOT NULL,"
+    " verdict TEXT NOT NULL,"
+    " prompt_tokens INTEGER NOT NULL,"
+    " completion_tokens INTEGER NOT NULL,"
+    " created_unix INTEGER NOT NULL"
+    ") WITHOUT ROWID";
+
+}  // namespace
+
+JudgmentCache::JudgmentCache(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+
+JudgmentCache::~JudgmentCache() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_finalize(get_);
+  sqlite3_finalize(put_);
+  sqlite3_close_v2(db_);
+}
+
+absl::Status JudgmentCache::Error(const char* what) const {
+  return absl::UnavailableError(
+      absl::StrCat("judgment cache ", path_, ": ", what, ": ", sqlite3_errmsg(db_)));
+}
+
+absl::StatusOr<std::unique_ptr<JudgmentCache>> JudgmentCache::Open(const std::string& path,
+                                                                   absl::Duration busy_timeout) {
+  if (path.empty()) return absl::InvalidArgumentError("judgment cache path is empty");
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return absl::UnavailableError(absl::StrCat("judgment cache ", path, ": cannot open: ", msg));
+  }
+  std::unique_ptr<JudgmentCache> cache(new JudgmentCache(path, db));
+  absl::MutexLock lock(&cache->mu_);
+  sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
+  // WAL: readers never block the writer and several processes can share the file. Switching the
+  // journal mode itself needs a moment without other writers; retry within the busy timeout.
+  absl::Time deadline = absl::Now() + busy_timeout;
+  for (;;) {
+    char* err = nullptr;
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
+                      &err);
+    sqlite3_free(err);
+    if (rc == SQLITE_OK) break;
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || absl::Now() > deadline) {
+      return cache->Error("cannot enable WAL");
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return cache->Error("cannot create table");
+  }
+  if (sqlite3_prepare_v2(db,
+                         "SELECT value, verdict, prompt_tokens, completion_tokens FROM judgments "
+                         "WHERE key = ?1",
+                         -1, &cache->get_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db,
+                         "INSERT OR REPLACE INTO judgments (key, value, verdict, prompt_tokens, "
+                         "completion_tokens, created_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                         -1, &cache->put_, nullptr) != SQLITE_OK) {
+    return cache->Error("cannot prepare statements");
+  }
+  return cache;
+}
+
+std::string JudgmentCache::Key(const CacheKeyFields& f) {
+  const std::string& first = f.order == JudgeOrder::kAB ? f.response_a : f.response_b;
+  const std::string& second = f.order == JudgeOrder::kAB ? f.response_b : f.response_a;
+  return internal::Sha256HexOfFields(
+      {"spar-judgment-v1", f.model, f.template_id, f.prompt, first, second});
+}
+
+absl::StatusOr<std::optional<CachedAnswer>> JudgmentCache::Get(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_reset(get_);
+  sqlite3_bind_text(get_, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  int rc = sqlite3_step(get_);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(get_);
+    return std::optional<CachedAnswer>();
+  }
+  if (rc != SQLITE_ROW) {
+    absl::Status st = Error("lookup failed");
+    sqlite3_reset(get_);
+    return st;
+  }
+  CachedAnswer a;
+  a.value = sqlite3_column_double(get_, 0);
+  const unsigned char* text = sqlite3_column_text(get_, 1);
+  a.verdict_text = text != nullptr ? reinterpret_cast<const char*>(text) : "";
+  a.prompt_tokens = sqlite3_column_int64(get_, 2);
+  a.completion_tokens = sqlite3_column_int64(get_, 3);
+  sqlite3_reset(get_);
+  return std::optional<CachedAnswer>(std::move(a));
+}
+
+absl::Status JudgmentCache::Put(const std::string& key, const CachedAnswer& a) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_reset(put_);
+  sqlite3_bind_text(put_, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_double(put_, 2, a.value);
+  sqlite3_bind_text(put_, 3, a.verdict_text.data(), static_cast<int>(a.verdict_text.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_int64(put_, 4, a.prompt_tokens);
+  sqlite3_bind_int64(put_, 5, a.completion_tokens);
+  sqlite3_bind_int64(put_, 6, absl::ToUnixSeconds(absl::Now()));
+  int rc = sqlite3_step(put_);
+  absl::Status st = rc == SQLITE_DONE ? absl::OkStatus() : Error("insert failed");
+  sqlite3_reset(put_);
+  return st;
+}
+
+absl::StatusOr<int64_t> JudgmentCache::Size() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM judgments", -1, &st, nullptr) != SQLITE_OK) {
+    return Error("count failed");
+  }
+  int64_t n = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (n < 0) return Error("count failed");
+  return n;
+}
+
+}  // namespace spar::oracle

@@ -1,0 +1,84 @@
+// JudgmentCache: a persistent SQLite store of judge answers, so that a re-run of a round (after a
+// crash, a cancel/resume, or another job asking the same question) pays for nothing already
+// judged. One row per presentation order of one comparison, keyed by the SHA-256 of
+// (judge model, template id, prompt, response a, response b, order); the order is canonicalised
+// into "text shown as A, text shown as B", so asking (a, b) in order BA shares the row with
+// asking (b, a) in order AB: it is the identical HTTP request. Only successful, parsed answers
+// are stored (a failure is never cached, so a later run retries it).
+//
+// One DB file may be shared by several clients and processes (jobs): WAL journal, a busy timeout,
+// and INSERT OR REPLACE of identical values make concurrent writers safe. Used by OracleClient.
+// Thread-safe (one connection per cache, serialised by a mutex).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace spar::oracle {
+
+// Which presentation order a cached answer belongs to.
+enum class JudgeOrder { kAB, kBA };
+
+struct CacheKeyFields {
+  std::string model;        // judge model name sent in the request
+  std::string template_id;  // JudgeTemplate::id plus anything that changes the answer's meaning
+  std::string prompt;
+  std::string response_a;
+  std::string response_b;  // "" for pointwise scores
+  JudgeOrder order = JudgeOrder::kAB;
+};
+
+// One stored answer.
+struct CachedAnswer {
+  double value = 0.5;        // P(the output shown as A wins), or the pointwise score
+  std::string verdict_text;  // the judge's raw text answer
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+class JudgmentCache {
+ public:
+  // Opens or creates the database at `path` (its directory must exist), sets WAL mode and the
+  // busy timeout, creates the table. InvalidArgument for an empty path, Unavailable when SQLite
+  // cannot open or initialise the file (message names the path and SQLite's error).
+  static absl::StatusOr<std::unique_ptr<JudgmentCache>> Open(
+      const std::string& path, absl::Duration busy_timeout = absl::Seconds(30));
+  ~JudgmentCache();
+  JudgmentCache(const JudgmentCache&) = delete;
+  JudgmentCache& operator=(const JudgmentCache&) = delete;
+
+  // The 64-hex-digit key of `fields` (see the header comment for the canonical order).
+  static std::string Key(const CacheKeyFields& fields);
+
+  // nullopt when absent. Unavailable on a SQLite error (the caller treats it as a miss).
+  absl::StatusOr<std::optional<CachedAnswer>> Get(const std::string& key);
+  // Inserts or replaces. Unavailable on a SQLite error (e.g. busy beyond the timeout).
+  absl::Status Put(const std::string& key, const CachedAnswer& answer);
+  // Number of stored answers.
+  absl::StatusOr<int64_t> Size();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  JudgmentCache(std::string path, sqlite3* db);
+  absl::Status Error(const char* what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  sqlite3_stmt* get_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* put_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace spar::oracle

@@ -1,0 +1,116 @@
+#include "orchestrator/recipe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace spar::orchestrator {
+namespace {
+
+class DnoRecipe final : public Recipe {
+ public:
+  explicit DnoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return "dno"; }
+  std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
+    return orchestrator::PairsToJudge(r.samples);
+  }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
+                                            const std::vector<PairJudgment>& j) const override {
+    return DnoMarginPairs(r.prompt, r.samples, WinRates(r.samples, j),
+                          spec_.pairs().win_rate_gate(), spec_.pairs().min_gap());
+  }
+  std::vector<double> MixPrevious() const override {
+    return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+  }
+
+ private:
+  v1::JobSpec spec_;
+};
+
+class IterativeDpoRecipe final : public Recipe {
+ public:
+  explicit IterativeDpoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return "dpo"; }
+  std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
+    return orchestrator::PairsToJudge(r.samples);
+  }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
+                                            const std::vector<PairJudgment>& j) const override {
+    return BestVsWorstPair(r.prompt, r.samples, WinRates(r.samples, j), spec_.pairs().min_gap());
+  }
+  std::vector<double> MixPrevious() const override {
+    return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+  }
+
+ private:
+  v1::JobSpec spec_;
+};
+
+class SpinRecipe final : public Recipe {
+ public:
+  explicit SpinRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return "spin"; }
+  std::vector<PairRef> PairsToJudge(const PromptRound&) const override { return {}; }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
+                                            const std::vector<PairJudgment>&) const override {
+    if (!r.gold.has_value()) return {};
+    return GoldVsSamplePair(r.prompt, *r.gold, r.samples);
+  }
+  std::vector<double> MixPrevious() const override {
+    if (spec_.pairs().mix_previous_size() > 0) {
+      return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+    }
+    return {1.0};  // SPIN: the training set of round t is new pairs + round t-1's pairs
+  }
+  bool NeedsGold() const override { return true; }
+
+ private:
+  v1::JobSpec spec_;
+};
+
+}  // namespace
+
+std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
+                                               const std::vector<std::string>& texts,
+                                               const std::vector<double>& win_rates,
+                                               double min_gap) {
+  if (texts.size() < 2) return {};
+  size_t best = 0, worst = 0;
+  for (size_t i = 1; i < texts.size(); ++i) {
+    if (win_rates[i] > win_rates[best]) best = i;
+    if (win_rates[i] < win_rates[worst]) worst = i;
+  }
+  if (texts[best] == texts[worst] || win_rates[best] - win_rates[worst] + 1e-9 < min_gap) return {};
+  return {{prompt, texts[best], texts[worst], win_rates[best], win_rates[worst]}};
+}
+
+std::vector<PreferencePairRow> GoldVsSamplePair(const std::string& prompt, const std::string& gold,
+                                                const std::vector<std::string>& texts) {
+  for (const std::string& t : texts) {
+    if (t != gold) return {{prompt, gold, t, 1.0, 0.0}};
+  }
+  return {};  // the policy already reproduces the gold answer: nothing to contrast
+}
+
+std::vector<size_t> MixSelection(size_t rows, double fraction, uint64_t seed) {
+  std::vector<size_t> idx(rows);
+  for (size_t i = 0; i < rows; ++i) idx[i] = i;
+  std::mt19937_64 rng(seed);
+  for (size_t i = rows; i > 1; --i) std::swap(idx[i - 1], idx[rng() % i]);
+  size_t n = static_cast<size_t>(std::llround(std::clamp(fraction, 0.0, 1.0) * rows));
+  idx.resize(n);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec) {
+  if (spec.algorithm() == "dno") return std::unique_ptr<Recipe>(new DnoRecipe(spec));
+  if (spec.algorithm() == "dpo") return std::unique_ptr<Recipe>(new IterativeDpoRecipe(spec));
+  if (spec.algorithm() == "spin") return std::unique_ptr<Recipe>(new SpinRecipe(spec));
+  return absl::InvalidArgumentError(
+      absl::StrCat("spec.algorithm unknown algorithm \"", spec.algorithm(), "\""));
+}
+
+}  // namespace spar::orchestrator

@@ -1,0 +1,57 @@
+// A recipe is what distinguishes DNO, iterative DPO and SPIN inside the one round engine
+// (ALGORITHMS.md §1): which sample pairs to judge, how to turn samples + judgments (+ gold
+// answers) into training pairs, which earlier rounds' pairs to mix back in. Sampling, training
+// (DPO against pi_t) and evaluation are shared. Recipes are stateless and thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "orchestrator/dno.h"
+#include "spar/v1/orchestrator.pb.h"
+
+namespace spar::orchestrator {
+
+// One prompt's round data as the recipe sees it.
+struct PromptRound {
+  std::string prompt;
+  std::optional<std::string> gold;  // the reference answer when the task has one
+  std::vector<std::string> samples;
+};
+
+class Recipe {
+ public:
+  virtual ~Recipe() = default;
+  virtual std::string name() const = 0;
+  // Comparisons to send to the oracle (empty for judge-free recipes such as SPIN).
+  virtual std::vector<PairRef> PairsToJudge(const PromptRound& round) const = 0;
+  // Training pairs for one prompt from its samples and their judgments.
+  virtual std::vector<PreferencePairRow> BuildPairs(
+      const PromptRound& round, const std::vector<PairJudgment>& judgments) const = 0;
+  // Fractions of earlier rounds' pairs mixed in (index 0 = round t-1).
+  virtual std::vector<double> MixPrevious() const = 0;
+  // True when the recipe needs a gold answer for every prompt.
+  virtual bool NeedsGold() const { return false; }
+};
+
+// The recipe of a validated spec (after WithDefaults). InvalidArgument for an unknown algorithm.
+absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec);
+
+// best_vs_worst (iterative DPO, §6): the sample with the highest win rate vs the one with the
+// lowest, when their gap is >= min_gap and texts differ.
+std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
+                                               const std::vector<std::string>& texts,
+                                               const std::vector<double>& win_rates,
+                                               double min_gap);
+
+// gold_vs_sample (SPIN, §3): the gold answer beats the first sample that differs from it.
+std::vector<PreferencePairRow> GoldVsSamplePair(const std::string& prompt, const std::string& gold,
+                                                const std::vector<std::string>& texts);
+
+// Deterministic draw of round(fraction * rows) rows (without replacement) keyed by `seed`.
+std::vector<size_t> MixSelection(size_t rows, double fraction, uint64_t seed);
+
+}  // namespace spar::orchestrator

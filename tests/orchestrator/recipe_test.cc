@@ -1,0 +1,57 @@
+#include "orchestrator/recipe.h"
+
+#include <gtest/gtest.h>
+
+#include "orchestrator/job_spec.h"
+
+namespace spar::orchestrator {
+namespace {
+
+TEST(RecipeTest, BestVsWorstTakesTheExtremes) {
+  auto p = BestVsWorstPair("q", {"a", "b", "c"}, {0.5, 0.9, 0.1}, 0.25);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "b");
+  EXPECT_EQ(p[0].rejected, "c");
+  EXPECT_TRUE(BestVsWorstPair("q", {"a", "b"}, {0.55, 0.45}, 0.25).empty());  // gap too small
+  EXPECT_TRUE(BestVsWorstPair("q", {"a", "a"}, {0.5, 0.5}, 0.0).empty());    // same text
+}
+
+TEST(RecipeTest, GoldBeatsTheFirstDifferentSample) {
+  auto p = GoldVsSamplePair("1+1=", "2", {"2", "3", "4"});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "2");
+  EXPECT_EQ(p[0].rejected, "3");
+  EXPECT_TRUE(GoldVsSamplePair("1+1=", "2", {"2", "2"}).empty());
+}
+
+TEST(RecipeTest, MixSelectionIsDeterministicAndSized) {
+  auto a = MixSelection(100, 0.3, 9);
+  auto b = MixSelection(100, 0.3, 9);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 30u);
+  EXPECT_NE(a, MixSelection(100, 0.3, 10));
+  EXPECT_EQ(MixSelection(10, 1.0, 1).size(), 10u);
+  EXPECT_TRUE(MixSelection(10, 0.0, 1).empty());
+}
+
+TEST(RecipeTest, RecipesByAlgorithm) {
+  for (const char* algo : {"dno", "dpo", "spin"}) {
+    v1::JobSpec s;
+    s.set_algorithm(algo);
+    auto r = MakeRecipe(WithDefaults(s));
+    ASSERT_TRUE(r.ok()) << algo;
+    EXPECT_EQ((*r)->name(), algo);
+  }
+  v1::JobSpec spin;
+  spin.set_algorithm("spin");
+  auto r = MakeRecipe(WithDefaults(spin));
+  EXPECT_TRUE((*r)->PairsToJudge({"p", "g", {"a", "b"}}).empty());  // SPIN needs no judge
+  EXPECT_EQ((*r)->MixPrevious(), std::vector<double>{1.0});         // reuses round t-1's pairs
+  EXPECT_EQ(WithDefaults(spin).pairs().policy(), "gold_vs_sample");
+  v1::JobSpec bad;
+  bad.set_algorithm("ppo");
+  EXPECT_EQ(MakeRecipe(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace spar::orchestrator
