@@ -452,7 +452,10 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
   req.set_pairs_path(dir.Pairs(t));
   req.set_output_checkpoint(dir.Checkpoint(t));
   *req.mutable_config() = spec_.training();
-  req.mutable_config()->set_seed(MixSeed(spec_.training().seed(), t, 3));
+  for (const v1::RoundTraining& rt : spec_.round_training()) {
+    if (rt.round() == t) req.mutable_config()->MergeFrom(rt.training());  // set fields win
+  }
+  req.mutable_config()->set_seed(MixSeed(req.config().seed(), t, 3));
   SPAR_ASSIGN_OR_RETURN(
       v1::TrainingEvent last,
       ports_.trainer->Train(

@@ -193,6 +193,32 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   if (!(tc.nll_weight() >= 0.0)) {
     return Invalid("training.nll_weight", absl::StrCat("must be >= 0, got ", tc.nll_weight()));
   }
+  for (int i = 0; i < s.round_training_size(); ++i) {
+    const v1::RoundTraining& rt = s.round_training(i);
+    const std::string f = absl::StrCat("round_training[", i, "]");
+    if (rt.round() < 1 || rt.round() > s.rounds()) {
+      return Invalid(f + ".round", absl::StrCat("must be in [1, rounds=", s.rounds(), "], got ",
+                                                rt.round()));
+    }
+    const v1::TrainingConfig& o = rt.training();
+    if (o.has_loss()) return Invalid(f + ".training.loss", "cannot change between rounds");
+    if (o.has_beta() && !(o.beta() > 0)) {
+      return Invalid(f + ".training.beta", absl::StrCat("must be > 0, got ", o.beta()));
+    }
+    if (o.has_learning_rate() && !(o.learning_rate() > 0 && o.learning_rate() <= 1)) {
+      return Invalid(f + ".training.learning_rate",
+                     absl::StrCat("must be in (0, 1], got ", o.learning_rate()));
+    }
+    if (o.has_epochs() && o.epochs() < 1) {
+      return Invalid(f + ".training.epochs", absl::StrCat("must be >= 1, got ", o.epochs()));
+    }
+    if (o.has_batch_size() && o.batch_size() < 1) {
+      return Invalid(f + ".training.batch_size", absl::StrCat("must be >= 1, got ", o.batch_size()));
+    }
+    if (o.has_nll_weight() && !(o.nll_weight() >= 0)) {
+      return Invalid(f + ".training.nll_weight", absl::StrCat("must be >= 0, got ", o.nll_weight()));
+    }
+  }
   if (s.eval().num_prompts() < 1) {
     return Invalid("eval.num_prompts", absl::StrCat("must be >= 1, got ", s.eval().num_prompts()));
   }

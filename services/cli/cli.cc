@@ -35,7 +35,8 @@ constexpr int kExitNotFound = 4;
 
 const char kUsage[] =
     "usage: spar <command> [args]\n"
-    "  demo [--rounds=3] [--runs_dir=runs] [--seed=1]   build the tiny model, run a DNO job, print a table\n"
+    "  demo [--algo=dno|spin|dpo] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
+    "                                                   build the tiny model, run a job, print a table\n"
     "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] [--runs_dir=runs]\n"
     "                                                   all four services in one process\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
@@ -292,7 +293,7 @@ int RunCli(int argc, char** argv) {
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {
-    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir"})).ok()) return Fail(known);
+    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir", "algo"})).ok()) return Fail(known);
     return RunDemo(args);
   }
   if (cmd == "up") {

@@ -207,8 +207,13 @@ int RunDemo(const Args& args) {
   // 3. A DNO job through the gRPC API, watched to the end.
   v1::CreateJobRequest req;
   v1::JobSpec* spec = req.mutable_spec();
-  spec->set_name("demo-dno");
-  spec->set_algorithm("dno");
+  const std::string algo = args.Get("algo", "dno");
+  if (algo != "dno" && algo != "spin" && algo != "dpo") {
+    std::fprintf(stderr, "spar demo: --algo must be dno, spin or dpo, got \"%s\"\n", algo.c_str());
+    return 2;
+  }
+  spec->set_name("demo-" + algo);
+  spec->set_algorithm(algo);
   spec->set_base_model(base);
   spec->set_rounds(*rounds);
   spec->set_seed(static_cast<uint64_t>(*seed));
@@ -224,8 +229,8 @@ int RunDemo(const Args& args) {
       return 1;
     }
   }
-  std::printf("[3/3] job %s: %d DNO rounds, %d prompts x K=%d samples per round\n",
-              job.job_id().c_str(), *rounds, spec->prompts_per_round(),
+  std::printf("[3/3] job %s: %d %s rounds, %d prompts x K=%d samples per round\n",
+              job.job_id().c_str(), *rounds, algo.c_str(), spec->prompts_per_round(),
               spec->sampling().num_samples());
   std::fflush(stdout);
   v1::Job final_job;
