@@ -4,7 +4,9 @@
 #           win rate vs pi_0 above 0.5 (seed 1).
 #   submit: spar-judge + `spar up` as processes; the example job spec deploy/examples/dno-arith.json
 #           runs as written through `spar submit --watch`; bad input gets exit code 2.
-# usage: e2e_test.sh BIN_DIR JUDGE_BIN REPO_DIR WORK_DIR (demo|submit)
+#   demo_spin, demo_dpo: the same for `spar demo --algo=spin|dpo`, and greedy accuracy must rise
+#           every round (monotone).
+# usage: e2e_test.sh BIN_DIR JUDGE_BIN REPO_DIR WORK_DIR (demo|demo_spin|demo_dpo|submit)
 set -euo pipefail
 bin="$1"; judge_bin="$2"; repo="$3"; work="$4"; which="$5"
 mkdir -p "$work"
@@ -31,10 +33,14 @@ base_model() {
 }
 
 case "$which" in
-  demo)
-    rm -rf "$work/demo-runs"
-    "$bin/spar" demo --cache_dir="$cache" --runs_dir="$work/demo-runs" | tee "$work/demo.out"
-    line=$(grep -m1 '^greedy accuracy' "$work/demo.out") || fail "demo printed no result line"
+  demo|demo_spin|demo_dpo)
+    algo=dno
+    [ "$which" = demo_spin ] && algo=spin
+    [ "$which" = demo_dpo ] && algo=dpo
+    out="$work/$which.out"
+    rm -rf "$work/$which-runs"
+    "$bin/spar" demo --algo=$algo --cache_dir="$cache" --runs_dir="$work/$which-runs" | tee "$out"
+    line=$(grep -m1 '^greedy accuracy' "$out") || fail "demo printed no result line"
     python3 - "$line" <<'PY'
 import re, sys
 m = re.match(r"greedy accuracy ([0-9.]+) -> ([0-9.]+) .*win rate vs pi_0 ([0-9.]+)", sys.argv[1])
@@ -44,15 +50,24 @@ print(f"base {base:.3f} last {last:.3f} win {win:.3f}")
 assert last - base >= 0.10, f"greedy accuracy rose {100*(last-base):.1f} points (< 10)"
 assert win > 0.5, f"win rate vs pi_0 {win:.3f} <= 0.5"
 PY
-    n=$(grep -cE '^ +[123] +[0-9]+ ' "$work/demo.out") || true
+    n=$(grep -cE '^ +[123] +[0-9]+ ' "$out") || true
     [ "$n" -eq 3 ] || fail "expected 3 round rows in the table, got $n"
-    job=$(ls "$work/demo-runs")
+    if [ "$algo" != dno ]; then
+      # Monotone: each round's greedy accuracy (6th column) above the previous one's.
+      grep -E '^ +[0123] +' "$out" | awk '{print $6}' | python3 -c "
+import sys
+acc = [float(x) for x in sys.stdin.read().split()]
+assert len(acc) == 4, acc
+assert all(b > a for a, b in zip(acc, acc[1:])), f'not monotone: {acc}'
+print('monotone:', acc)"
+    fi
+    job=$(ls "$work/$which-runs")
     for r in 001 002 003; do
       for f in samples.jsonl judgments.jsonl pairs.jsonl eval.json checkpoint/model.safetensors checkpoint/config.json; do
-        [ -s "$work/demo-runs/$job/iter_$r/$f" ] || fail "missing iter_$r/$f"
+        [ -e "$work/$which-runs/$job/iter_$r/$f" ] || fail "missing iter_$r/$f"
       done
     done
-    echo "e2e demo: ok"
+    echo "e2e $which: ok"
     ;;
   submit)
     base_model
