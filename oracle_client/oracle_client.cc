@@ -14,11 +14,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "oracle_client/internal/http_policy.h"
+#include "oracle_client/internal/rate_limiter.h"
 #include "oracle_client/judge_template.h"
+#include "oracle_client/judgment_cache.h"
 #include "oracle_client/verdict.h"
 
 namespace spar::oracle {
@@ -44,6 +47,12 @@ struct OracleMetrics {
   metrics::Counter& judgments_failed;
   metrics::Counter& prompt_tokens;
   metrics::Counter& completion_tokens;
+  metrics::Counter& cache_hits;
+  metrics::Counter& cache_misses;
+  metrics::Counter& cost;
+  metrics::Counter& budget_exhausted;
+  metrics::Counter& rate_limit_wait;
+  metrics::Gauge& swap_consistency;
 
   static OracleMetrics Register(metrics::Registry& r) {
     auto& codes = r.AddCounter("spar_oracle_http_requests_total",
@@ -71,6 +80,24 @@ struct OracleMetrics {
             .Add({}),
         r.AddCounter("spar_oracle_completion_tokens_total",
                      "Completion tokens reported by the judge.")
+            .Add({}),
+        r.AddCounter("spar_oracle_cache_hits_total",
+                     "Judge answers (one presentation order or score) served from the cache.")
+            .Add({}),
+        r.AddCounter("spar_oracle_cache_misses_total",
+                     "Judge answers looked up in the cache and not found.")
+            .Add({}),
+        r.AddCounter("spar_oracle_cost_usd_total",
+                     "Judge cost in US dollars, from reported tokens and configured prices.")
+            .Add({}),
+        r.AddCounter("spar_oracle_budget_exhausted_total",
+                     "Judge requests refused because the budget would be exceeded.")
+            .Add({}),
+        r.AddCounter("spar_oracle_rate_limit_wait_seconds_total",
+                     "Time judge requests waited for the client-side rate limiter.")
+            .Add({}),
+        r.AddGauge("spar_oracle_swap_consistency_ratio",
+                   "Fraction of both-order judgments whose verdicts agree after un-swapping.")
             .Add({}),
     };
   }
@@ -108,12 +135,25 @@ struct HttpResult {
   std::string retry_after;
   std::string x_should_retry;
   std::string request_id;
+  std::string remaining_requests, reset_requests, remaining_tokens, reset_tokens;
 };
 
-// One order's parsed answer.
+// What kind of answer a request asks for.
+enum class AskKind { kPairwise, kPointwise };
+
+// One request's parsed answer.
 struct OrderResult {
-  double p_first = 0.5;  // P(the output shown as "A" wins)
+  double p_first = 0.5;  // P(the output shown as "A" wins), or the pointwise score
   std::string verdict_text;
+  bool cached = false;
+};
+
+// One request to make (or find in the cache).
+struct AskSpec {
+  AskKind kind = AskKind::kPairwise;
+  std::vector<ChatMessage> messages;
+  int max_tokens = 1;
+  std::string cache_key;  // "" = not cached
 };
 
 struct CallStats {
@@ -178,6 +218,10 @@ struct OracleClient::Impl {
   Clock* clock = nullptr;
   std::unique_ptr<metrics::Registry> owned_registry;
   std::optional<OracleMetrics> metrics;
+  JudgeTemplate pairwise_template;
+  JudgeTemplate pointwise_template;
+  std::unique_ptr<JudgmentCache> cache;  // null: no cache
+  std::unique_ptr<internal::RateLimiter> limiter;
 
   absl::Mutex pool_mu;
   std::vector<std::unique_ptr<httplib::Client>> idle ABSL_GUARDED_BY(pool_mu);
@@ -186,6 +230,16 @@ struct OracleClient::Impl {
   std::mt19937_64 rng{0x5eed5eedULL};
 
   std::atomic<int64_t> calls{0}, retries{0}, failures{0}, prompt_tokens{0}, completion_tokens{0};
+  std::atomic<int64_t> cache_hits{0}, cache_misses{0}, swap_judgments{0}, swap_consistent{0};
+
+  // Budget accounting: spent (from responses) plus reserved (requests in flight, estimated).
+  absl::Mutex budget_mu;
+  int64_t budget_calls_reserved ABSL_GUARDED_BY(budget_mu) = 0;
+  int64_t tokens_spent ABSL_GUARDED_BY(budget_mu) = 0;
+  int64_t tokens_reserved ABSL_GUARDED_BY(budget_mu) = 0;
+  double cost_spent ABSL_GUARDED_BY(budget_mu) = 0;
+  double cost_reserved ABSL_GUARDED_BY(budget_mu) = 0;
+  int64_t calls_spent ABSL_GUARDED_BY(budget_mu) = 0;
 
   std::unique_ptr<httplib::Client> NewHttpClient() const {
     auto cli = std::make_unique<httplib::Client>(base.SchemeHostPort());
@@ -219,6 +273,60 @@ struct OracleClient::Impl {
     return std::uniform_real_distribution<double>(0.75, 1.0)(rng);
   }
 
+  double Price(int64_t prompt, int64_t completion) const {
+    return static_cast<double>(prompt) / 1000.0 * config.price_prompt_per_1k_usd +
+           static_cast<double>(completion) / 1000.0 * config.price_completion_per_1k_usd;
+  }
+
+  // Reserves one request estimated at (`prompt_estimate`, `max_tokens`) against the budget, or
+  // ResourceExhausted("budget: ...") when it would exceed a limit.
+  absl::Status ReserveBudget(int64_t prompt_estimate, int max_tokens) {
+    const int64_t tokens = prompt_estimate + max_tokens;
+    const double cost = Price(prompt_estimate, max_tokens);
+    absl::Status refused;
+    {
+      absl::MutexLock lock(&budget_mu);
+      if (config.budget_calls > 0 && calls_spent + budget_calls_reserved + 1 > config.budget_calls) {
+        refused = absl::ResourceExhaustedError(
+            absl::StrCat("budget: oracle.budget_calls = ", config.budget_calls, " reached (",
+                         calls_spent, " calls made, ", budget_calls_reserved, " in flight)"));
+      } else if (config.budget_tokens > 0 &&
+                 tokens_spent + tokens_reserved + tokens > config.budget_tokens) {
+        refused = absl::ResourceExhaustedError(absl::StrCat(
+            "budget: oracle.budget_tokens = ", config.budget_tokens, " would be exceeded (",
+            tokens_spent, " spent, ", tokens_reserved, " in flight, next request ~", tokens, ")"));
+      } else if (config.budget_cost_usd > 0 &&
+                 cost_spent + cost_reserved + cost > config.budget_cost_usd) {
+        refused = absl::ResourceExhaustedError(absl::StrFormat(
+            "budget: oracle.budget_cost_usd = %.4f would be exceeded (%.4f spent, %.4f in flight, "
+            "next request ~%.6f)",
+            config.budget_cost_usd, cost_spent, cost_reserved, cost));
+      } else {
+        ++budget_calls_reserved;
+        tokens_reserved += tokens;
+        cost_reserved += cost;
+        return absl::OkStatus();
+      }
+    }
+    metrics->budget_exhausted.Increment();
+    return refused;
+  }
+
+  // Replaces a reservation by what the judge reported.
+  void SettleBudget(int64_t prompt_estimate, int max_tokens, int64_t prompt, int64_t completion) {
+    const double cost = Price(prompt, completion);
+    {
+      absl::MutexLock lock(&budget_mu);
+      --budget_calls_reserved;
+      tokens_reserved -= prompt_estimate + max_tokens;
+      cost_reserved -= Price(prompt_estimate, max_tokens);
+      ++calls_spent;
+      tokens_spent += prompt + completion;
+      cost_spent += cost;
+    }
+    if (cost > 0) metrics->cost.Increment(cost);
+  }
+
   HttpResult Post(const std::string& body) {
     std::unique_ptr<httplib::Client> cli = Acquire();
     metrics->in_flight.Increment();
@@ -234,6 +342,10 @@ struct OracleClient::Impl {
       out.retry_after = res->get_header_value("retry-after");
       out.x_should_retry = res->get_header_value("x-should-retry");
       out.request_id = res->get_header_value("x-request-id");
+      out.remaining_requests = res->get_header_value("x-ratelimit-remaining-requests");
+      out.reset_requests = res->get_header_value("x-ratelimit-reset-requests");
+      out.remaining_tokens = res->get_header_value("x-ratelimit-remaining-tokens");
+      out.reset_tokens = res->get_header_value("x-ratelimit-reset-tokens");
     } else {
       out.error = res.error();
       // A failed exchange may leave the connection in an unknown state; start afresh.
@@ -246,17 +358,16 @@ struct OracleClient::Impl {
     return out;
   }
 
-  std::string BuildRequest(const std::string& instruction, const std::string& first,
-                           const std::string& second) const {
+  std::string BuildRequest(const AskSpec& spec) const {
     json messages = json::array();
-    for (const ChatMessage& m : RenderJudgePrompt(instruction, first, second)) {
+    for (const ChatMessage& m : spec.messages) {
       messages.push_back({{"role", m.role}, {"content", m.content}});
     }
     json req = {{"model", config.model},
                 {"messages", std::move(messages)},
-                {"max_tokens", 1},
+                {"max_tokens", spec.max_tokens},
                 {"temperature", 0}};
-    if (config.use_logprobs) {
+    if (config.use_logprobs && spec.kind == AskKind::kPairwise) {
       req["logprobs"] = true;
       req["top_logprobs"] = 5;
     }
@@ -264,27 +375,31 @@ struct OracleClient::Impl {
     return req.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
+  // Usage reported in a 2xx body (0/0 when absent); counted whether or not the answer parses,
+  // since the judge charges for it.
+  static std::pair<int64_t, int64_t> ReportedUsage(const json& j) {
+    int64_t p = 0, c = 0;
+    if (!j.is_object()) return {0, 0};
+    if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
+      if (auto it = u->find("prompt_tokens"); it != u->end() && it->is_number_integer()) {
+        p = std::max<int64_t>(0, it->get<int64_t>());
+      }
+      if (auto it = u->find("completion_tokens"); it != u->end() && it->is_number_integer()) {
+        c = std::max<int64_t>(0, it->get<int64_t>());
+      }
+    }
+    return {p, c};
+  }
+
   // Parses a 2xx body. Unparsable (bad JSON, no choices, verdict neither "A"/"B" nor in the
-  // log-probs) -> nullopt with `why` set.
-  std::optional<OrderResult> ParseResponse(const std::string& body, std::string* why) {
-    json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // log-probs, score not 1..10) -> nullopt with `why` set.
+  std::optional<OrderResult> ParseResponse(const json& j, const std::string& body, AskKind kind,
+                                           std::string* why) {
     if (j.is_discarded() || !j.is_object()) {
       *why = absl::StrCat("response body is not JSON: ", Truncate(body, 80));
       return std::nullopt;
     }
     try {
-      if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-        if (auto p = u->find("prompt_tokens"); p != u->end() && p->is_number_integer()) {
-          int64_t n = p->get<int64_t>();
-          prompt_tokens.fetch_add(n, std::memory_order_relaxed);
-          metrics->prompt_tokens.Increment(static_cast<double>(n));
-        }
-        if (auto c = u->find("completion_tokens"); c != u->end() && c->is_number_integer()) {
-          int64_t n = c->get<int64_t>();
-          completion_tokens.fetch_add(n, std::memory_order_relaxed);
-          metrics->completion_tokens.Increment(static_cast<double>(n));
-        }
-      }
       auto choices = j.find("choices");
       if (choices == j.end() || !choices->is_array() || choices->empty() ||
           !(*choices)[0].is_object()) {
@@ -297,6 +412,15 @@ struct OracleClient::Impl {
         if (auto content = msg->find("content"); content != msg->end() && content->is_string()) {
           out.verdict_text = content->get<std::string>();
         }
+      }
+      if (kind == AskKind::kPointwise) {
+        std::optional<int> score = ParseScoreText(out.verdict_text);
+        if (!score) {
+          *why = absl::StrCat("unparsable score \"", Truncate(out.verdict_text, 40), "\"");
+          return std::nullopt;
+        }
+        out.p_first = *score;
+        return out;
       }
       std::optional<Verdict> verdict = ParseVerdictText(out.verdict_text);
       std::optional<double> p;
@@ -370,21 +494,77 @@ struct OracleClient::Impl {
     }
   }
 
-  // One presentation order: `first` shown as A, `second` as B.
-  absl::StatusOr<OrderResult> JudgeOrder(const std::string& instruction, const std::string& first,
-                                         const std::string& second, CallStats* stats,
-                                         const std::function<bool()>& cancelled) {
-    const std::string body = BuildRequest(instruction, first, second);
+  void OnRateLimitHeaders(const HttpResult& r) {
+    if (r.remaining_requests.empty() && r.remaining_tokens.empty()) return;
+    limiter->OnServerHints(internal::ParseRateLimitRemaining(r.remaining_requests),
+                           internal::ParseRateLimitReset(r.reset_requests),
+                           internal::ParseRateLimitRemaining(r.remaining_tokens),
+                           internal::ParseRateLimitReset(r.reset_tokens));
+  }
+
+  // The cache, when configured; a cache error is logged and treated as a miss / lost write, so a
+  // broken cache costs money but never judgments.
+  std::optional<OrderResult> CacheGet(const std::string& key) {
+    if (cache == nullptr || key.empty()) return std::nullopt;
+    absl::StatusOr<std::optional<CachedAnswer>> got = cache->Get(key);
+    if (!got.ok()) SPAR_LOG(Warning) << "oracle: " << got.status();
+    if (got.ok() && got->has_value()) {
+      cache_hits.fetch_add(1, std::memory_order_relaxed);
+      metrics->cache_hits.Increment();
+      OrderResult r;
+      r.p_first = (*got)->value;
+      r.verdict_text = (*got)->verdict_text;
+      r.cached = true;
+      return r;
+    }
+    cache_misses.fetch_add(1, std::memory_order_relaxed);
+    metrics->cache_misses.Increment();
+    return std::nullopt;
+  }
+
+  void CachePut(const std::string& key, const OrderResult& r, int64_t prompt, int64_t completion) {
+    if (cache == nullptr || key.empty()) return;
+    absl::Status st = cache->Put(key, CachedAnswer{r.p_first, r.verdict_text, prompt, completion});
+    if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
+  }
+
+  // One request: cache, budget, rate limit, HTTP with the retry policy, parse, cache.
+  absl::StatusOr<OrderResult> Ask(const AskSpec& spec, CallStats* stats,
+                                  const std::function<bool()>& cancelled) {
+    if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) return *std::move(hit);
+    const std::string body = BuildRequest(spec);
+    int64_t prompt_estimate = 0;
+    for (const ChatMessage& m : spec.messages) prompt_estimate += EstimateTokens(m.content);
     int backoff_retries = 0;
     bool retried_unparsable = false;
     for (;;) {
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+      SPAR_RETURN_IF_ERROR(ReserveBudget(prompt_estimate, spec.max_tokens));
+      absl::Time before = clock->Now();
+      absl::StatusOr<absl::Time> granted =
+          limiter->Acquire(prompt_estimate + spec.max_tokens, cancelled);
+      if (!granted.ok()) {
+        SettleBudget(prompt_estimate, spec.max_tokens, 0, 0);
+        return granted.status();
+      }
+      if (*granted > before) metrics->rate_limit_wait.Increment(absl::ToDoubleSeconds(*granted - before));
       HttpResult r = Post(body);
       ++stats->http_calls;
+      OnRateLimitHeaders(r);
       if (r.status >= 200 && r.status < 300) {
+        json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+        auto [prompt, completion] = ReportedUsage(j);
+        SettleBudget(prompt_estimate, spec.max_tokens, prompt, completion);
+        prompt_tokens.fetch_add(prompt, std::memory_order_relaxed);
+        completion_tokens.fetch_add(completion, std::memory_order_relaxed);
+        metrics->prompt_tokens.Increment(static_cast<double>(prompt));
+        metrics->completion_tokens.Increment(static_cast<double>(completion));
         std::string why;
-        std::optional<OrderResult> parsed = ParseResponse(r.body, &why);
-        if (parsed) return *std::move(parsed);
+        std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec.kind, &why);
+        if (parsed) {
+          CachePut(spec.cache_key, *parsed, prompt, completion);
+          return *std::move(parsed);
+        }
         if (retried_unparsable) {
           return absl::DataLossError(
               absl::StrCat("judge at ", config.base_url, ": ", why, " twice; not guessing"));
@@ -395,6 +575,7 @@ struct OracleClient::Impl {
         CountRetry(stats);
         continue;
       }
+      SettleBudget(prompt_estimate, spec.max_tokens, 0, 0);
       ErrorBody e = r.status == 0 ? ErrorBody{} : ParseErrorBody(r.body);
       internal::AttemptOutcome outcome;
       outcome.http_status = r.status;
@@ -408,8 +589,8 @@ struct OracleClient::Impl {
       if (!internal::ShouldRetry(outcome) || backoff_retries >= config.max_retries) {
         return FinalError(r, e, stats->http_calls);
       }
-      absl::Duration delay =
-          internal::RetryDelay(backoff_retries, r.retry_after_ms, r.retry_after, Jitter());
+      absl::Duration delay = internal::RetryDelay(backoff_retries, r.retry_after_ms,
+                                                  r.retry_after, Jitter(), clock->Now());
       ++backoff_retries;
       CountRetry(stats);
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
@@ -423,33 +604,102 @@ struct OracleClient::Impl {
     metrics->retries.Increment();
   }
 
+  AskSpec PairwiseSpec(const std::string& prompt, const std::string& first,
+                       const std::string& second, JudgeOrder order, const std::string& a,
+                       const std::string& b) const {
+    AskSpec spec;
+    spec.kind = AskKind::kPairwise;
+    spec.messages = RenderPairwise(pairwise_template, prompt, first, second);
+    spec.max_tokens = 1;
+    if (cache != nullptr) {
+      spec.cache_key = JudgmentCache::Key(CacheKeyFields{config.model, PairwiseTemplateKey(),
+                                                         prompt, a, b, order});
+    }
+    return spec;
+  }
+
+  // The template id plus the settings that change what an answer means.
+  std::string PairwiseTemplateKey() const {
+    return absl::StrCat(pairwise_template.id, config.use_logprobs ? "/logprobs" : "/text",
+                        "/trunc", config.max_response_tokens);
+  }
+
   absl::StatusOr<Judgment> CompareImpl(const Comparison& c,
                                        const std::function<bool()>& cancelled) {
     CallStats stats;
+    int cached = 0;
     absl::StatusOr<Judgment> out = [&]() -> absl::StatusOr<Judgment> {
       Judgment j;
-      SPAR_ASSIGN_OR_RETURN(OrderResult ab,
-                            JudgeOrder(c.prompt, c.response_a, c.response_b, &stats, cancelled));
+      const std::string a = TruncateToTokens(c.response_a, config.max_response_tokens);
+      const std::string b = TruncateToTokens(c.response_b, config.max_response_tokens);
+      SPAR_ASSIGN_OR_RETURN(
+          OrderResult ab,
+          Ask(PairwiseSpec(c.prompt, a, b, JudgeOrder::kAB, a, b), &stats, cancelled));
+      cached += ab.cached ? 1 : 0;
       j.p_ab = ab.p_first;
       j.verdict_ab = std::move(ab.verdict_text);
       j.p_a_wins = j.p_ab;
       if (config.both_orders) {
-        SPAR_ASSIGN_OR_RETURN(OrderResult ba,
-                              JudgeOrder(c.prompt, c.response_b, c.response_a, &stats, cancelled));
+        SPAR_ASSIGN_OR_RETURN(
+            OrderResult ba,
+            Ask(PairwiseSpec(c.prompt, b, a, JudgeOrder::kBA, a, b), &stats, cancelled));
+        cached += ba.cached ? 1 : 0;
         j.p_ba = ba.p_first;
         j.verdict_ba = std::move(ba.verdict_text);
         j.p_a_wins = CombineBothOrders(j.p_ab, j.p_ba);
+        RecordSwap(j.p_ab, j.p_ba);
       }
       j.http_calls = stats.http_calls;
       j.retries = stats.retries;
+      j.cached_orders = cached;
       return j;
     }();
-    if (out.ok()) {
+    CountResult(out.status());
+    return out;
+  }
+
+  // Swap consistency: the winner with a shown first must be the winner with b shown first,
+  // un-swapped; P = 0.5 exactly is a tie, which agrees only with a tie.
+  void RecordSwap(double p_ab, double p_ba) {
+    auto sign = [](double x) { return x > 0 ? 1 : (x < 0 ? -1 : 0); };
+    bool consistent = sign(p_ab - 0.5) == sign(0.5 - p_ba);
+    int64_t n = swap_judgments.fetch_add(1) + 1;
+    int64_t k = swap_consistent.fetch_add(consistent ? 1 : 0) + (consistent ? 1 : 0);
+    metrics->swap_consistency.Set(static_cast<double>(k) / static_cast<double>(n));
+  }
+
+  void CountResult(const absl::Status& st) {
+    if (st.ok()) {
       metrics->judgments_ok.Increment();
     } else {
       failures.fetch_add(1, std::memory_order_relaxed);
       metrics->judgments_failed.Increment();
     }
+  }
+
+  absl::StatusOr<ScoreResult> ScoreImpl(const ScoreItem& item) {
+    CallStats stats;
+    absl::StatusOr<ScoreResult> out = [&]() -> absl::StatusOr<ScoreResult> {
+      const std::string response = TruncateToTokens(item.response, config.max_response_tokens);
+      AskSpec spec;
+      spec.kind = AskKind::kPointwise;
+      spec.messages = RenderPointwise(pointwise_template, item.prompt, response);
+      spec.max_tokens = 3;  // "10" may be two tokens
+      if (cache != nullptr) {
+        spec.cache_key = JudgmentCache::Key(CacheKeyFields{
+            config.model, absl::StrCat(pointwise_template.id, "/trunc", config.max_response_tokens),
+            item.prompt, response, "", JudgeOrder::kAB});
+      }
+      SPAR_ASSIGN_OR_RETURN(OrderResult r, Ask(spec, &stats, nullptr));
+      ScoreResult s;
+      s.score = static_cast<int>(r.p_first);
+      s.text = std::move(r.verdict_text);
+      s.http_calls = stats.http_calls;
+      s.retries = stats.retries;
+      s.cached = r.cached;
+      return s;
+    }();
+    CountResult(out.status());
     return out;
   }
 };
@@ -465,6 +715,28 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
   auto impl = std::make_unique<Impl>();
   SPAR_ASSIGN_OR_RETURN(impl->base, internal::ParseBaseUrl(config.base_url, "oracle.base_url"));
   impl->path = impl->base.path_prefix + "/chat/completions";
+  impl->pairwise_template = DefaultPairwiseTemplate();
+  impl->pointwise_template = DefaultPointwiseTemplate();
+  if (!config.template_path.empty()) {
+    SPAR_ASSIGN_OR_RETURN(impl->pairwise_template, LoadJudgeTemplate(config.template_path));
+    if (impl->pairwise_template.kind != TemplateKind::kPairwise) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "oracle.template_path ", config.template_path, " is not a pairwise template"));
+    }
+  }
+  if (!config.score_template_path.empty()) {
+    SPAR_ASSIGN_OR_RETURN(impl->pointwise_template, LoadJudgeTemplate(config.score_template_path));
+    if (impl->pointwise_template.kind != TemplateKind::kPointwise) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "oracle.score_template_path ", config.score_template_path,
+          " is not a pointwise template"));
+    }
+  }
+  if (!config.cache_path.empty()) {
+    SPAR_ASSIGN_OR_RETURN(impl->cache, JudgmentCache::Open(config.cache_path));
+  }
+  impl->limiter = std::make_unique<internal::RateLimiter>(
+      internal::RateLimits{config.requests_per_minute, config.tokens_per_minute}, clock);
   impl->config = std::move(config);
   impl->clock = clock;
   if (registry == nullptr) {
@@ -472,6 +744,7 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
     registry = impl->owned_registry.get();
   }
   impl->metrics.emplace(OracleMetrics::Register(*registry));
+  impl->metrics->swap_consistency.Set(1.0);
   {
     absl::MutexLock lock(&impl->pool_mu);
     for (int i = 0; i < impl->config.max_concurrency; ++i) {
@@ -484,6 +757,10 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
 
 absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison) {
   return impl_->CompareImpl(comparison, nullptr);
+}
+
+absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
+  return impl_->ScoreImpl(item);
 }
 
 void OracleClient::CompareAll(
@@ -520,6 +797,14 @@ OracleClient::Usage OracleClient::GetUsage() const {
   u.failures = impl_->failures.load();
   u.prompt_tokens = impl_->prompt_tokens.load();
   u.completion_tokens = impl_->completion_tokens.load();
+  {
+    absl::MutexLock lock(&impl_->budget_mu);
+    u.cost_usd = impl_->cost_spent;
+  }
+  u.cache_hits = impl_->cache_hits.load();
+  u.cache_misses = impl_->cache_misses.load();
+  u.swap_judgments = impl_->swap_judgments.load();
+  u.swap_consistent = impl_->swap_consistent.load();
   return u;
 }
 

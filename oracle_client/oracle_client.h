@@ -6,7 +6,13 @@
 // overrides; insufficient_quota never retried); backoff waits go through the injected Clock.
 // An unparsable verdict is retried once and then reported as an error, never guessed.
 //
-// Called by services/oracle (behind gRPC) and by tests. Thread-safe: Compare and CompareAll may be
+// Before any HTTP request: the judgment cache (oracle.cache_path; a hit costs nothing), then the
+// budget (ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
+// then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
+// x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
+// goes through the same path.
+//
+// Called by services/oracle (behind gRPC), `spar judge` and by tests. Thread-safe: Compare and CompareAll may be
 // called from any number of threads; at most config.max_concurrency HTTP requests are in flight
 // at once across all callers. No gRPC here (STYLE R2); httplib stays in the .cc.
 #pragma once
@@ -43,6 +49,21 @@ struct Judgment {
   std::string verdict_ba;
   int http_calls = 0;  // HTTP attempts made for this judgment
   int retries = 0;     // of which retries (backoff retries plus unparsable-verdict retries)
+  int cached_orders = 0;  // presentation orders answered from the judgment cache (0, 1 or 2)
+};
+
+// One pointwise question: how good is `response` as an answer to `prompt`?
+struct ScoreItem {
+  std::string prompt;
+  std::string response;
+};
+
+struct ScoreResult {
+  int score = 0;          // 1..10
+  std::string text;       // the judge's raw answer
+  int http_calls = 0;
+  int retries = 0;
+  bool cached = false;
 };
 
 class OracleClient {
@@ -60,7 +81,12 @@ class OracleClient {
   // still 408/409/429/5xx after max_retries), DataLoss (verdict or body unparsable twice),
   // Unauthenticated (401), PermissionDenied (403), NotFound (404), InvalidArgument (400/422),
   // FailedPrecondition (other 4xx, TLS verification failure).
+  // ResourceExhausted is also returned, with a message starting "budget: ", when the configured
+  // budget would be exceeded by the next request.
   absl::StatusOr<Judgment> Compare(const Comparison& comparison);
+
+  // Pointwise score with the pointwise template; same errors as Compare.
+  absl::StatusOr<ScoreResult> Score(const ScoreItem& item);
 
   // Judges every item, up to max_concurrency at a time, on the client's own threads. `on_done` is
   // called exactly once per index as each item completes, from worker threads but serialized
@@ -77,6 +103,15 @@ class OracleClient {
     int64_t failures = 0;  // judgments that ended in an error
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
+    double cost_usd = 0;        // priced with oracle.price_*_per_1k_usd
+    int64_t cache_hits = 0;     // presentation orders (or scores) answered from the cache
+    int64_t cache_misses = 0;   // looked up and not found (then asked over HTTP)
+    int64_t swap_judgments = 0;   // both-order judgments completed
+    int64_t swap_consistent = 0;  // of which the two orders agreed after un-swapping
+    // swap_consistent / swap_judgments; 1 when there were none.
+    double swap_consistency() const {
+      return swap_judgments == 0 ? 1.0 : static_cast<double>(swap_consistent) / swap_judgments;
+    }
   };
   Usage GetUsage() const;
 

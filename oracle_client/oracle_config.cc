@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -24,7 +25,8 @@ absl::Status Read(const nlohmann::json& json, const char* key, T* out) {
   return absl::OkStatus();
 }
 
-absl::Status ReadInt(const nlohmann::json& json, const char* key, int* out) {
+template <typename Int>
+absl::Status ReadInt(const nlohmann::json& json, const char* key, Int* out) {
   auto it = json.find(key);
   if (it == json.end()) return absl::OkStatus();
   if (!it->is_number_integer()) {
@@ -33,13 +35,39 @@ absl::Status ReadInt(const nlohmann::json& json, const char* key, int* out) {
   return Read(json, key, out);
 }
 
+absl::Status ReadNumber(const nlohmann::json& json, const char* key, double* out) {
+  auto it = json.find(key);
+  if (it == json.end()) return absl::OkStatus();
+  if (!it->is_number()) {
+    return absl::InvalidArgumentError(absl::StrCat("oracle.", key, " must be a number"));
+  }
+  *out = it->get<double>();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("oracle config must be a JSON object");
-  static const std::set<std::string> kKnown = {"base_url",        "model",       "api_key_env",
-                                               "max_concurrency", "timeout_s",   "max_retries",
-                                               "both_orders",     "use_logprobs"};
+  static const std::set<std::string> kKnown = {"base_url",
+                                               "model",
+                                               "api_key_env",
+                                               "max_concurrency",
+                                               "timeout_s",
+                                               "max_retries",
+                                               "both_orders",
+                                               "use_logprobs",
+                                               "cache_path",
+                                               "requests_per_minute",
+                                               "tokens_per_minute",
+                                               "budget_calls",
+                                               "budget_tokens",
+                                               "budget_cost_usd",
+                                               "price_prompt_per_1k_usd",
+                                               "price_completion_per_1k_usd",
+                                               "template_path",
+                                               "score_template_path",
+                                               "max_response_tokens"};
   for (auto it = json.begin(); it != json.end(); ++it) {
     if (it.key() == "api_key") {
       return absl::InvalidArgumentError(
@@ -58,6 +86,18 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   SPAR_RETURN_IF_ERROR(ReadInt(json, "max_retries", &c.max_retries));
   SPAR_RETURN_IF_ERROR(Read(json, "both_orders", &c.both_orders));
   SPAR_RETURN_IF_ERROR(Read(json, "use_logprobs", &c.use_logprobs));
+  SPAR_RETURN_IF_ERROR(Read(json, "cache_path", &c.cache_path));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "requests_per_minute", &c.requests_per_minute));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "tokens_per_minute", &c.tokens_per_minute));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "budget_calls", &c.budget_calls));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "budget_tokens", &c.budget_tokens));
+  SPAR_RETURN_IF_ERROR(ReadNumber(json, "budget_cost_usd", &c.budget_cost_usd));
+  SPAR_RETURN_IF_ERROR(ReadNumber(json, "price_prompt_per_1k_usd", &c.price_prompt_per_1k_usd));
+  SPAR_RETURN_IF_ERROR(
+      ReadNumber(json, "price_completion_per_1k_usd", &c.price_completion_per_1k_usd));
+  SPAR_RETURN_IF_ERROR(Read(json, "template_path", &c.template_path));
+  SPAR_RETURN_IF_ERROR(Read(json, "score_template_path", &c.score_template_path));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "max_response_tokens", &c.max_response_tokens));
   if (auto it = json.find("timeout_s"); it != json.end()) {
     if (!it->is_number()) return absl::InvalidArgumentError("oracle.timeout_s must be a number");
     double s = it->get<double>();
@@ -94,6 +134,36 @@ absl::Status Validate(const OracleConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("oracle.max_retries must be in [0, 20], got ", c.max_retries));
   }
+  if (c.requests_per_minute < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.requests_per_minute must be >= 0 (0 = unlimited), got ", c.requests_per_minute));
+  }
+  if (c.tokens_per_minute < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.tokens_per_minute must be >= 0 (0 = unlimited), got ", c.tokens_per_minute));
+  }
+  if (c.budget_calls < 0 || c.budget_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.budget_calls and oracle.budget_tokens must be >= 0, got ",
+                     c.budget_calls, " and ", c.budget_tokens));
+  }
+  for (auto [name, v] : {std::pair<const char*, double>{"budget_cost_usd", c.budget_cost_usd},
+                         {"price_prompt_per_1k_usd", c.price_prompt_per_1k_usd},
+                         {"price_completion_per_1k_usd", c.price_completion_per_1k_usd}}) {
+    if (!std::isfinite(v) || v < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("oracle.", name, " must be a finite number >= 0, got ", v));
+    }
+  }
+  if (c.budget_cost_usd > 0 && c.price_prompt_per_1k_usd == 0 &&
+      c.price_completion_per_1k_usd == 0) {
+    return absl::InvalidArgumentError(
+        "oracle.budget_cost_usd is set but both prices are 0, so it could never be reached");
+  }
+  if (c.max_response_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.max_response_tokens must be >= 0 (0 = no truncation), got ", c.max_response_tokens));
+  }
   if (c.api_key.find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("oracle api key must not contain line breaks");
   }
@@ -109,7 +179,18 @@ nlohmann::json RedactedOracleConfig(const OracleConfig& c) {
                         {"timeout_s", absl::ToDoubleSeconds(c.timeout)},
                         {"max_retries", c.max_retries},
                         {"both_orders", c.both_orders},
-                        {"use_logprobs", c.use_logprobs}};
+                        {"use_logprobs", c.use_logprobs},
+                        {"cache_path", c.cache_path},
+                        {"requests_per_minute", c.requests_per_minute},
+                        {"tokens_per_minute", c.tokens_per_minute},
+                        {"budget_calls", c.budget_calls},
+                        {"budget_tokens", c.budget_tokens},
+                        {"budget_cost_usd", c.budget_cost_usd},
+                        {"price_prompt_per_1k_usd", c.price_prompt_per_1k_usd},
+                        {"price_completion_per_1k_usd", c.price_completion_per_1k_usd},
+                        {"template_path", c.template_path},
+                        {"score_template_path", c.score_template_path},
+                        {"max_response_tokens", c.max_response_tokens}};
 }
 
 }  // namespace spar::oracle

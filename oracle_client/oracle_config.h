@@ -2,6 +2,7 @@
 // ParseOracleConfig (strict: unknown keys are errors) or in code, then checked by Validate.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -32,10 +33,37 @@ struct OracleConfig {
   bool both_orders = true;
   // Request logprobs (top 5) and take P(A) from the verdict tokens' probabilities.
   bool use_logprobs = true;
+
+  // SQLite judgment cache file (created if absent; may be shared by several jobs and processes).
+  // "" = no cache.
+  std::string cache_path;
+
+  // Client-side rate limits: requests and estimated tokens per any 60 s window; 0 = unlimited.
+  // Token estimate per request: ceil(bytes/4) of the rendered messages + max_tokens.
+  int64_t requests_per_minute = 0;
+  int64_t tokens_per_minute = 0;
+
+  // Budget for this client (one job); 0 = unlimited. When the next HTTP request would exceed a
+  // limit, judgments fail with ResourceExhausted("budget: ...") instead of being sent.
+  int64_t budget_calls = 0;     // HTTP requests (attempts, retries included)
+  int64_t budget_tokens = 0;    // prompt + completion tokens (reported by the judge; estimated
+                                // for the request about to be sent)
+  double budget_cost_usd = 0;   // USD, priced with the two prices below
+  double price_prompt_per_1k_usd = 0;      // USD per 1,000 prompt tokens
+  double price_completion_per_1k_usd = 0;  // USD per 1,000 completion tokens
+
+  // Custom template files (see judge_template.h for the format); "" = the built-in template.
+  std::string template_path;        // pairwise (Compare)
+  std::string score_template_path;  // pointwise (Score)
+  // Each response is truncated to this many estimated tokens (4 bytes each) before rendering;
+  // 0 = no truncation.
+  int max_response_tokens = 0;
 };
 
 // Reads {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
-// "both_orders", "use_logprobs"}; unknown keys (including "api_key": secrets do not belong in
+// "both_orders", "use_logprobs", "cache_path", "requests_per_minute", "tokens_per_minute",
+// "budget_calls", "budget_tokens", "budget_cost_usd", "price_prompt_per_1k_usd",
+// "price_completion_per_1k_usd", "template_path", "score_template_path", "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in
 // config files) are InvalidArgument naming the key. When api_key_env is set, the variable must be
 // set and non-empty. Does not call Validate.
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json);

@@ -15,6 +15,18 @@ std::optional<Verdict> ParseVerdictText(absl::string_view text) {
   return std::nullopt;
 }
 
+std::optional<int> ParseScoreText(absl::string_view text) {
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  if (t.empty() || t.size() > 2) return std::nullopt;
+  int v = 0;
+  for (char c : t) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  if (v < 1 || v > 10 || (t.size() == 2 && t[0] == '0')) return std::nullopt;
+  return v;
+}
+
 const char* VerdictToken(Verdict v) { return v == Verdict::kA ? "A" : "B"; }
 
 namespace {

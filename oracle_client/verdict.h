@@ -35,6 +35,10 @@ struct TokenLogprob {
 std::optional<double> PreferenceFromTopLogprobs(const std::vector<TokenLogprob>& top_logprobs,
                                                 std::optional<Verdict> chosen);
 
+// A pointwise score: an integer in [1, 10] after trimming ASCII whitespace ("7", " 10\n");
+// anything else ("7/10", "seven", "0", "11") nullopt.
+std::optional<int> ParseScoreText(absl::string_view text);
+
 // Position-debiased P(first response wins) from P(A) with the first response shown as A (p_ab)
 // and P(A) with the responses swapped (p_ba): ½(p_ab + 1 − p_ba).
 double CombineBothOrders(double p_ab, double p_ba);

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/civil_time.h"
 
 namespace spar::oracle::internal {
 
@@ -108,16 +109,68 @@ bool ShouldRetry(const AttemptOutcome& o) {
          o.http_status >= 500;
 }
 
+std::optional<absl::Time> ParseHttpDate(const std::string& text) {
+  // "Wed, 21 Oct 2015 07:28:00 GMT"
+  std::vector<std::string> parts =
+      absl::StrSplit(absl::StripAsciiWhitespace(text), ' ', absl::SkipEmpty());
+  if (parts.size() != 6 || parts[0].size() != 4 || parts[0][3] != ',' || parts[5] != "GMT") {
+    return std::nullopt;
+  }
+  static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  int month = 0;
+  for (int i = 0; i < 12; ++i) {
+    if (parts[2] == kMonths[i]) month = i + 1;
+  }
+  int day = 0, year = 0, hh = 0, mm = 0, ss = 0;
+  std::vector<std::string> hms = absl::StrSplit(parts[4], ':');
+  if (month == 0 || !absl::SimpleAtoi(parts[1], &day) || !absl::SimpleAtoi(parts[3], &year) ||
+      hms.size() != 3 || !absl::SimpleAtoi(hms[0], &hh) || !absl::SimpleAtoi(hms[1], &mm) ||
+      !absl::SimpleAtoi(hms[2], &ss) || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 ||
+      hh < 0 || mm < 0 || ss < 0) {
+    return std::nullopt;
+  }
+  absl::CivilSecond cs(year, month, day, hh, mm, ss);
+  if (cs.day() != day) return std::nullopt;  // e.g. 31 Feb normalised away
+  return absl::FromCivil(cs, absl::UTCTimeZone());
+}
+
+std::optional<absl::Duration> ParseRateLimitReset(const std::string& text) {
+  std::string t(absl::StripAsciiWhitespace(text));
+  if (t.empty()) return std::nullopt;
+  double seconds = 0;
+  if (absl::SimpleAtod(t, &seconds)) {
+    if (!std::isfinite(seconds) || seconds < 0) return std::nullopt;
+    return absl::Seconds(seconds);
+  }
+  absl::Duration d;
+  if (!absl::ParseDuration(t, &d) || d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<int64_t> ParseRateLimitRemaining(const std::string& text) {
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &v) || v < 0) return std::nullopt;
+  return v;
+}
+
 absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
-                          const std::string& retry_after, double jitter) {
+                          const std::string& retry_after, double jitter, absl::Time now) {
   constexpr double kMaxRetryAfterSeconds = 60.0;
   double seconds = 0.0;
   if (!retry_after_ms.empty() &&
       absl::SimpleAtod(absl::StripAsciiWhitespace(retry_after_ms), &seconds)) {
     seconds /= 1000.0;
-  } else if (retry_after.empty() ||
-             !absl::SimpleAtod(absl::StripAsciiWhitespace(retry_after), &seconds)) {
-    seconds = 0.0;  // absent or an HTTP-date (not parsed): computed backoff
+  } else if (!retry_after.empty() &&
+             absl::SimpleAtod(absl::StripAsciiWhitespace(retry_after), &seconds)) {
+    // seconds
+  } else if (std::optional<absl::Time> date = ParseHttpDate(retry_after);
+             date && now != absl::InfinitePast()) {
+    seconds = absl::ToDoubleSeconds(*date - now);
+  } else {
+    seconds = 0.0;  // absent or unparsable: computed backoff
   }
   if (std::isfinite(seconds) && seconds > 0.0 && seconds <= kMaxRetryAfterSeconds) {
     return absl::Seconds(seconds);

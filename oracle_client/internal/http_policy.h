@@ -2,6 +2,7 @@
 // so they are unit-tested without sockets. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -38,9 +39,21 @@ struct AttemptOutcome {
 bool ShouldRetry(const AttemptOutcome& outcome);
 
 // Delay before retry number `retry` (0-based): the server's retry-after-ms, then retry-after
-// (seconds, may be fractional), when positive and at most 60 s; otherwise
-// min(0.5 s * 2^retry, 8 s) * jitter, jitter in [0.75, 1].
+// (seconds, may be fractional, or an HTTP-date such as "Wed, 21 Oct 2015 07:28:00 GMT", taken
+// relative to `now`; a date is ignored when `now` is InfinitePast), when positive and at most
+// 60 s; otherwise min(0.5 s * 2^retry, 8 s) * jitter, jitter in [0.75, 1].
 absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
-                          const std::string& retry_after, double jitter);
+                          const std::string& retry_after, double jitter,
+                          absl::Time now = absl::InfinitePast());
+
+// An RFC 9110 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); nullopt otherwise.
+std::optional<absl::Time> ParseHttpDate(const std::string& text);
+
+// An x-ratelimit-reset-* value: a Go-style duration ("6m0s", "12ms", "1.5s") or plain seconds
+// ("20", "0.5"); nullopt when empty or unparsable or negative.
+std::optional<absl::Duration> ParseRateLimitReset(const std::string& text);
+
+// An x-ratelimit-remaining-* value: a non-negative integer; nullopt otherwise.
+std::optional<int64_t> ParseRateLimitRemaining(const std::string& text);
 
 }  // namespace spar::oracle::internal

@@ -104,7 +104,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     // The manager needs ports that may point at this very server, whose port is known only once
     // it listens: the service answers UNAVAILABLE until SetJobManager, and health says
     // NOT_SERVING until then.
-    impl->orchestrator_service = std::make_unique<OrchestratorService>(impl->registry);
+    impl->orchestrator_service =
+        std::make_unique<OrchestratorService>(impl->registry, config.api_token);
     services.push_back(impl->orchestrator_service.get());
   }
   ServerRunnerOptions so;

@@ -28,6 +28,8 @@ struct AppConfig {
   std::string trainer_address;
   // Oracle: the judge endpoint and client settings (api_key filled by main from env/file).
   oracle::OracleConfig oracle;
+  // Orchestrator API bearer token ("" = no auth); from SPAR_API_TOKEN, never from files/flags.
+  std::string api_token;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
 };

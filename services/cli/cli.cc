@@ -19,6 +19,8 @@
 #include "services/app/app.h"
 #include "services/cli/args.h"
 #include "services/cli/demo.h"
+#include "services/cli/judge_command.h"
+#include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
@@ -46,6 +48,8 @@ const char kUsage[] =
     "  watch JOB                                        live progress until the job ends\n"
     "  cancel JOB | resume JOB\n"
     "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING)\n"
+    "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url URL]\n"
+    "                                                   offline judging (resumes through the cache)\n"
     "client commands take --addr (default $SPAR_ADDR or 127.0.0.1:50051)\n";
 
 int ExitCodeFor(const absl::Status& st) {
@@ -74,8 +78,15 @@ std::unique_ptr<v1::Orchestrator::Stub> Stub(const Args& args) {
   return v1::Orchestrator::NewStub(services::MakeChannel(Address(args)));
 }
 
+std::string ApiToken() {
+  const char* t = std::getenv("SPAR_API_TOKEN");
+  return t != nullptr ? t : "";
+}
+
+// Every client call: a deadline and, when SPAR_API_TOKEN is set, the bearer token.
 void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  services::AddBearer(ctx, ApiToken());
 }
 
 const char* StateName(v1::JobState s) {
@@ -136,6 +147,7 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (args.Has("oracle_address")) config.oracle_address = args.Get("oracle_address");
   if (args.Has("trainer_address")) config.trainer_address = args.Get("trainer_address");
   if (config.oracle.base_url.empty()) config.oracle.base_url = "http://127.0.0.1:8081/v1";
+  config.api_token = ApiToken();
   // Secrets come from the environment or a file, never from flags or config files.
   std::string key_env = config.oracle.api_key_env.empty() ? "SPAR_JUDGE_API_KEY"
                                                           : config.oracle.api_key_env;
@@ -330,6 +342,7 @@ int RunCli(int argc, char** argv) {
     if (!(known = check(client)).ok()) return Fail(known);
     return CancelOrResume(args, cmd == "cancel");
   }
+  if (cmd == "judge") return RunJudgeCommand(args);
   if (cmd == "health") {
     if (!(known = check({"addr", "service"})).ok()) return Fail(known);
     return Health(args);

@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "services/app/app.h"
+#include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
 #include "services/judge/judge_server.h"
@@ -98,6 +99,8 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
              v1::Job* final_job) {
   auto stub = v1::Orchestrator::NewStub(services::MakeChannel(address));
   grpc::ClientContext ctx;
+  const char* token = std::getenv("SPAR_API_TOKEN");
+  services::AddBearer(&ctx, token != nullptr ? token : "");
   v1::WatchJobRequest req;
   req.set_job_id(job_id);
   auto reader = stub->WatchJob(&ctx, req);

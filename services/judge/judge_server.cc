@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/arith_task.h"
 #include "common/log.h"
 #include "oracle_client/judge_template.h"
 #include "oracle_client/rule_judge.h"
@@ -97,6 +98,10 @@ absl::Status Validate(const JudgeServerOptions& o) {
     return absl::InvalidArgumentError("judge.latency and judge.slow_latency must be >= 0");
   }
   if (o.host.empty()) return absl::InvalidArgumentError("judge.host must be non-empty");
+  if (o.threads < 1 || o.threads > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.threads must be in [1, 1024], got ", o.threads));
+  }
   if (o.model.empty()) return absl::InvalidArgumentError("judge.model must be non-empty");
   return absl::OkStatus();
 }
@@ -164,6 +169,7 @@ struct JudgeServer::Handlers {
       return;
     }
     std::optional<oracle::JudgeInputs> inputs;
+    std::optional<oracle::PointwiseInputs> pointwise;
     std::string prompt_text;
     for (const json& m : *messages) {
       if (!m.is_object()) continue;
@@ -175,7 +181,12 @@ struct JudgeServer::Handlers {
       auto role = m.find("role");
       if (role != m.end() && role->is_string() && role->get<std::string>() == "user") {
         inputs = oracle::ParseJudgeUserMessage(*text);
+        pointwise = oracle::ParsePointwiseUserMessage(*text);
       }
+    }
+    if (!inputs && pointwise) {
+      ScoreResponse(s, *pointwise, body, prompt_text, n, fault, res);
+      return;
     }
     if (!inputs) {
       SendError(res, 400, "The last user message does not follow the spar pairwise judge template.",
@@ -254,6 +265,44 @@ struct JudgeServer::Handlers {
     res.set_content(text, kJsonType);
   }
 
+  static void ScoreResponse(JudgeServer& s, const oracle::PointwiseInputs& in, const json& body,
+                            const std::string& prompt_text, int64_t n, const std::string& fault,
+                            httplib::Response& res) {
+    std::string model = s.options_.model;
+    if (auto m = body.find("model"); m != body.end() && m->is_string()) {
+      model = m->get<std::string>();
+    }
+    {
+      std::lock_guard<std::mutex> lock(s.seen_mu_);
+      s.seen_.push_back(
+          json{{"instruction", in.instruction}, {"output", in.output}, {"model", model}});
+    }
+    int score = 5;
+    if (std::optional<int64_t> truth = ArithTruth(in.instruction)) {
+      std::optional<int64_t> got = ParseArithAnswer(in.output);
+      score = !got ? 1 : (*got == *truth ? 10 : 3);
+    }
+    std::string content = fault == "bad_verdict" ? "maybe" : std::to_string(score);
+    const int64_t prompt_tokens = ApproxTokens(prompt_text);
+    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
+                {"object", "chat.completion"},
+                {"created", absl::ToUnixSeconds(absl::Now())},
+                {"model", model},
+                {"choices", json::array({{{"index", 0},
+                                          {"message", {{"role", "assistant"}, {"content", content}}},
+                                          {"finish_reason", "stop"},
+                                          {"logprobs", nullptr}}})},
+                {"usage",
+                 {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", 1},
+                  {"total_tokens", prompt_tokens + 1}}}};
+    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (fault == "truncated_json") text.resize(text.size() / 2);
+    res.status = 200;
+    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
+    res.set_content(text, kJsonType);
+  }
+
   static void Models(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
     if (!Authorized(s, req, res)) return;
     json out = {{"object", "list"},
@@ -274,6 +323,8 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
   std::unique_ptr<JudgeServer> s(new JudgeServer(std::move(options)));
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->set_tcp_nodelay(true);
+  const int threads = s->options_.threads;
+  s->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   JudgeServer* self = s.get();
   s->server_->Post("/v1/chat/completions",
                    [self](const httplib::Request& req, httplib::Response& res) {

@@ -1,7 +1,9 @@
 // JudgeServer: the reference preference judge, an OpenAI-compatible HTTP server
 // (POST /v1/chat/completions, GET /v1/models, GET /healthz) that reads the spar pairwise judge
 // template (oracle_client/judge_template.h), applies the arithmetic rule judge and answers with a
-// one-token verdict "A"/"B" plus log-probs when asked. It can inject faults (rate limits, 5xx,
+// one-token verdict "A"/"B" plus log-probs when asked. The built-in pointwise template is answered
+// with a score: 10 for a correct answer, 3 for a wrong number, 1 for no number, 5 when the
+// instruction is not an arithmetic question. It can inject faults (rate limits, 5xx,
 // slowness, truncated bodies, bad verdicts, connection resets, insufficient_quota) to exercise
 // OracleClient's retry policy. Used by the demo (binary spar-judge) and by tests in-process.
 //
@@ -52,6 +54,9 @@ struct JudgeServerOptions {
   std::string api_key;
   // The model name reported by /v1/models and in responses.
   std::string model = "spar-rule-judge";
+  // HTTP worker threads; a keep-alive connection holds one while open, so this bounds the
+  // client concurrency the server can serve. >= 1.
+  int threads = 16;
 };
 
 absl::Status Validate(const JudgeServerOptions& options);
@@ -75,7 +80,8 @@ class JudgeServer {
   // Chat-completion requests received (authorized ones, faulted or not).
   int64_t requests_served() const { return requests_served_.load(); }
   // One entry per chat-completion request that was judged:
-  // {"instruction","output_a","output_b","model","logprobs","top_logprobs"}.
+  // {"instruction","output_a","output_b","model","logprobs","top_logprobs"} (pairwise) or
+  // {"instruction","output","model"} (pointwise).
   std::vector<nlohmann::json> seen_requests() const;
 
  private:

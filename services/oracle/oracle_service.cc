@@ -71,6 +71,11 @@ grpc::ServerUnaryReactor* OracleService::GetUsage(grpc::CallbackServerContext* c
   response->set_failures(u.failures);
   response->set_prompt_tokens(u.prompt_tokens);
   response->set_completion_tokens(u.completion_tokens);
+  response->set_cost(u.cost_usd);
+  response->set_cache_hits(u.cache_hits);
+  response->set_cache_misses(u.cache_misses);
+  response->set_swap_consistency(u.swap_consistency());
+  response->set_swap_judgments(u.swap_judgments);
   rpc_metrics_.Record("GetUsage", "OK", started);
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

@@ -1,13 +1,14 @@
 #include "services/orchestrator/orchestrator_service.h"
 
 #include "absl/time/clock.h"
+#include "services/common/auth.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
 
 namespace spar::services {
 
-OrchestratorService::OrchestratorService(metrics::Registry& registry)
-    : rpc_metrics_(registry, "orchestrator") {}
+OrchestratorService::OrchestratorService(metrics::Registry& registry, std::string api_token)
+    : rpc_metrics_(registry, "orchestrator"), api_token_(std::move(api_token)) {}
 
 void OrchestratorService::SetJobManager(orchestrator::JobManager* jobs) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -20,6 +21,12 @@ orchestrator::JobManager* OrchestratorService::jobs() {
 }
 
 #define SPAR_REQUIRE_MANAGER(method)                                                    \
+  if (grpc::Status auth = CheckBearer(*ctx, api_token_); !auth.ok()) {                  \
+    rpc_metrics_.Record(method, GrpcCodeName(auth.error_code()), started);              \
+    auto* r = ctx->DefaultReactor();                                                    \
+    r->Finish(auth);                                                                    \
+    return r;                                                                           \
+  }                                                                                     \
   orchestrator::JobManager* manager = jobs();                                           \
   if (manager == nullptr) {                                                             \
     return FinishUnary(ctx, method, started,                                            \
@@ -50,10 +57,10 @@ grpc::ServerUnaryReactor* OrchestratorService::GetJob(grpc::CallbackServerContex
                                                       const v1::GetJobRequest* request,
                                                       v1::Job* response) {
   absl::Time started = absl::Now();
+  SPAR_REQUIRE_MANAGER("GetJob");
   if (request->job_id().empty()) {
     return FinishUnary(ctx, "GetJob", started, absl::InvalidArgumentError("job_id is required"));
   }
-  SPAR_REQUIRE_MANAGER("GetJob");
   absl::StatusOr<v1::Job> job = manager->GetJob(request->job_id());
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(ctx, "GetJob", started, job.status());
@@ -72,10 +79,10 @@ grpc::ServerUnaryReactor* OrchestratorService::CancelJob(grpc::CallbackServerCon
                                                          const v1::CancelJobRequest* request,
                                                          v1::Job* response) {
   absl::Time started = absl::Now();
+  SPAR_REQUIRE_MANAGER("CancelJob");
   if (request->job_id().empty()) {
     return FinishUnary(ctx, "CancelJob", started, absl::InvalidArgumentError("job_id is required"));
   }
-  SPAR_REQUIRE_MANAGER("CancelJob");
   absl::StatusOr<v1::Job> job = manager->CancelJob(request->job_id());
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(ctx, "CancelJob", started, job.status());
@@ -85,10 +92,10 @@ grpc::ServerUnaryReactor* OrchestratorService::ResumeJob(grpc::CallbackServerCon
                                                          const v1::ResumeJobRequest* request,
                                                          v1::Job* response) {
   absl::Time started = absl::Now();
+  SPAR_REQUIRE_MANAGER("ResumeJob");
   if (request->job_id().empty()) {
     return FinishUnary(ctx, "ResumeJob", started, absl::InvalidArgumentError("job_id is required"));
   }
-  SPAR_REQUIRE_MANAGER("ResumeJob");
   absl::StatusOr<v1::Job> job = manager->ResumeJob(request->job_id());
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(ctx, "ResumeJob", started, job.status());
@@ -98,6 +105,11 @@ grpc::ServerWriteReactor<v1::JobEvent>* OrchestratorService::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
   absl::Time started = absl::Now();
   auto [reactor, sink] = StreamSink<v1::JobEvent>::Create();
+  if (grpc::Status auth = CheckBearer(*ctx, api_token_); !auth.ok()) {
+    rpc_metrics_.Record("WatchJob", GrpcCodeName(auth.error_code()), started);
+    sink->Finish(auth);
+    return reactor;
+  }
   if (request->job_id().empty()) {
     rpc_metrics_.Record("WatchJob", "INVALID_ARGUMENT", started);
     sink->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));

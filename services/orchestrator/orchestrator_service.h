@@ -13,7 +13,8 @@ namespace spar::services {
 
 class OrchestratorService final : public v1::Orchestrator::CallbackService {
  public:
-  explicit OrchestratorService(metrics::Registry& registry);
+  // `api_token` empty = no auth; else every RPC needs "authorization: Bearer <api_token>".
+  explicit OrchestratorService(metrics::Registry& registry, std::string api_token = "");
   // Every RPC answers UNAVAILABLE until a manager is set (it must outlive its use; pass nullptr
   // before destroying it).
   void SetJobManager(orchestrator::JobManager* jobs);
@@ -40,6 +41,7 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
   std::mutex mu_;
   orchestrator::JobManager* jobs_ = nullptr;
   RpcMetrics rpc_metrics_;
+  std::string api_token_;
 };
 
 }  // namespace spar::services

@@ -77,3 +77,42 @@ TEST(RetryDelayTest, HonoursServerHintsWithinSixtySeconds) {
 
 }  // namespace
 }  // namespace spar::oracle::internal
+
+namespace spar::oracle::internal {
+namespace {
+
+TEST(RetryDelayTest, HttpDateRelativeToNow) {
+  absl::Time now = absl::FromUnixSeconds(1445412480);  // Wed, 21 Oct 2015 07:28:00 GMT
+  EXPECT_EQ(RetryDelay(0, "", "Wed, 21 Oct 2015 07:28:05 GMT", 1.0, now), absl::Seconds(5));
+  // In the past or beyond 60 s: computed backoff.
+  EXPECT_EQ(RetryDelay(0, "", "Wed, 21 Oct 2015 07:27:00 GMT", 1.0, now), absl::Milliseconds(500));
+  EXPECT_EQ(RetryDelay(0, "", "Wed, 21 Oct 2015 08:28:00 GMT", 1.0, now), absl::Milliseconds(500));
+  // retry-after-ms still wins.
+  EXPECT_EQ(RetryDelay(0, "100", "Wed, 21 Oct 2015 07:28:05 GMT", 1.0, now),
+            absl::Milliseconds(100));
+}
+
+TEST(HttpDateTest, ParsesImfFixdateOnly) {
+  EXPECT_EQ(ParseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"), absl::FromUnixSeconds(784111777));
+  EXPECT_FALSE(ParseHttpDate("Sunday, 06-Nov-94 08:49:37 GMT").has_value());
+  EXPECT_FALSE(ParseHttpDate("Sun, 31 Feb 1994 08:49:37 GMT").has_value());
+  EXPECT_FALSE(ParseHttpDate("Sun, 06 Nov 1994 08:49:37 PST").has_value());
+  EXPECT_FALSE(ParseHttpDate("").has_value());
+}
+
+TEST(RateLimitHeaderTest, ParsesGoDurationsAndSeconds) {
+  EXPECT_EQ(ParseRateLimitReset("6m0s"), absl::Minutes(6));
+  EXPECT_EQ(ParseRateLimitReset("12ms"), absl::Milliseconds(12));
+  EXPECT_EQ(ParseRateLimitReset("1.5s"), absl::Milliseconds(1500));
+  EXPECT_EQ(ParseRateLimitReset("1h2m3s"), absl::Seconds(3723));
+  EXPECT_EQ(ParseRateLimitReset("20"), absl::Seconds(20));
+  EXPECT_FALSE(ParseRateLimitReset("").has_value());
+  EXPECT_FALSE(ParseRateLimitReset("soon").has_value());
+  EXPECT_FALSE(ParseRateLimitReset("-1s").has_value());
+  EXPECT_EQ(ParseRateLimitRemaining(" 42 "), 42);
+  EXPECT_FALSE(ParseRateLimitRemaining("-1").has_value());
+  EXPECT_FALSE(ParseRateLimitRemaining("x").has_value());
+}
+
+}  // namespace
+}  // namespace spar::oracle::internal

@@ -128,3 +128,63 @@ TEST(OracleConfigTest, ValidateRules) {
 
 }  // namespace
 }  // namespace spar::oracle
+
+namespace spar::oracle {
+namespace {
+
+TEST(OracleConfigTest, ParsesCacheRateLimitBudgetAndTemplateFields) {
+  nlohmann::json j = {{"base_url", "http://127.0.0.1:8081/v1"},
+                      {"cache_path", "/tmp/j.sqlite"},
+                      {"requests_per_minute", 500},
+                      {"tokens_per_minute", 200000},
+                      {"budget_calls", 1000},
+                      {"budget_tokens", 5000000},
+                      {"budget_cost_usd", 12.5},
+                      {"price_prompt_per_1k_usd", 0.01},
+                      {"price_completion_per_1k_usd", 0.03},
+                      {"template_path", "t.json"},
+                      {"score_template_path", "s.json"},
+                      {"max_response_tokens", 400}};
+  absl::StatusOr<OracleConfig> c = ParseOracleConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cache_path, "/tmp/j.sqlite");
+  EXPECT_EQ(c->requests_per_minute, 500);
+  EXPECT_EQ(c->tokens_per_minute, 200000);
+  EXPECT_EQ(c->budget_calls, 1000);
+  EXPECT_EQ(c->budget_tokens, 5000000);
+  EXPECT_DOUBLE_EQ(c->budget_cost_usd, 12.5);
+  EXPECT_DOUBLE_EQ(c->price_prompt_per_1k_usd, 0.01);
+  EXPECT_DOUBLE_EQ(c->price_completion_per_1k_usd, 0.03);
+  EXPECT_EQ(c->template_path, "t.json");
+  EXPECT_EQ(c->score_template_path, "s.json");
+  EXPECT_EQ(c->max_response_tokens, 400);
+  EXPECT_TRUE(Validate(*c).ok());
+  EXPECT_EQ(RedactedOracleConfig(*c)["budget_cost_usd"], 12.5);
+}
+
+TEST(OracleConfigTest, ValidatesNewRulesOneByOne) {
+  auto invalid = [](void (*mutate)(OracleConfig&)) {
+    OracleConfig c;
+    c.base_url = "http://127.0.0.1:1/v1";
+    mutate(c);
+    return std::string(Validate(c).message());
+  };
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.requests_per_minute = -1; }),
+              HasSubstr("requests_per_minute"));
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.tokens_per_minute = -1; }),
+              HasSubstr("tokens_per_minute"));
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.budget_calls = -1; }), HasSubstr("budget_calls"));
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.price_prompt_per_1k_usd = -0.1; }),
+              HasSubstr("price_prompt_per_1k_usd"));
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.budget_cost_usd = 5; }),
+              HasSubstr("both prices are 0"));
+  EXPECT_THAT(invalid([](OracleConfig& c) { c.max_response_tokens = -5; }),
+              HasSubstr("max_response_tokens"));
+  EXPECT_FALSE(ParseOracleConfig({{"budget_calls", 1.5}}).ok());
+  EXPECT_FALSE(ParseOracleConfig({{"budget_cost_usd", "5"}}).ok());
+  EXPECT_THAT(std::string(ParseOracleConfig({{"cache_pth", "x"}}).status().message()),
+              HasSubstr("cache_pth"));
+}
+
+}  // namespace
+}  // namespace spar::oracle

@@ -13,6 +13,7 @@
 #include "model/policy.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
+#include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
@@ -240,6 +241,60 @@ TEST_F(ServicesTest, UnknownJobIsNotFound) {
   v1::Job job;
   grpc::ClientContext ctx;
   EXPECT_EQ(Stub()->GetJob(&ctx, req, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(ServicesAuthTest, BearerTokenRequiredWhenConfigured) {
+  char tmpl[] = "/tmp/spar_auth_XXXXXX";
+  std::string root = mkdtemp(tmpl);
+  AppConfig ac;
+  ac.roles = {"orchestrator"};
+  ac.sampler_address = ac.oracle_address = ac.trainer_address = "127.0.0.1:1";  // never called
+  ac.runs_dir = JoinPath(root, "runs");
+  ac.api_token = "s3cret-token";
+  auto app = App::Start(ac);
+  ASSERT_TRUE(app.ok()) << app.status();
+  auto stub = v1::Orchestrator::NewStub(MakeChannel((*app)->address()));
+  v1::ListJobsRequest req;
+  v1::ListJobsResponse resp;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->ListJobs(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer wrong");
+    EXPECT_EQ(stub->ListJobs(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer s3cret-token");
+    EXPECT_TRUE(stub->ListJobs(&ctx, req, &resp).ok());
+  }
+  {
+    grpc::ClientContext ctx;  // the watch stream is guarded too
+    v1::WatchJobRequest w;
+    w.set_job_id("x");
+    auto reader = stub->WatchJob(&ctx, w);
+    v1::JobEvent ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // Health stays open.
+  auto health = grpc::health::v1::Health::NewStub(MakeChannel((*app)->address()));
+  grpc::ClientContext hctx;
+  grpc::health::v1::HealthCheckRequest hreq;
+  grpc::health::v1::HealthCheckResponse hresp;
+  EXPECT_TRUE(health->Check(&hctx, hreq, &hresp).ok());
+  (*app)->Shutdown();
+  RemoveAll(root).IgnoreError();
+}
+
+TEST(AuthTest, ConstantTimeEqualsIsEquality) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
+  EXPECT_FALSE(ConstantTimeEquals("", "a"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
 }  // namespace

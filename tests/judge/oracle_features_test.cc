@@ -1,0 +1,543 @@
+// OracleClient features against a real JudgeServer on 127.0.0.1:0: the SQLite judgment cache (a
+// re-run pays nothing), budgets, swap consistency, pointwise scores, rate limits with server
+// hints, retry-after as an HTTP date, custom templates, and the fault-injection run (1,000
+// judgments per fault mode, every judgment recorded exactly once, nothing paid twice after a
+// restart). Backoffs and rate-limit waits go through a FakeClock: no test sleeps.
+#include <httplib.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/clock.h"
+#include "common/file_util.h"
+#include "common/metrics/registry.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oracle_client/judgment_cache.h"
+#include "oracle_client/oracle_client.h"
+#include "services/judge/judge_server.h"
+
+namespace spar::judge {
+namespace {
+
+using ::spar::oracle::Comparison;
+using ::spar::oracle::Judgment;
+using ::spar::oracle::OracleClient;
+using ::spar::oracle::OracleConfig;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/spar_oracle_features_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+// n distinct arithmetic comparisons; even items have the correct answer first.
+std::vector<Comparison> Items(int n, int offset = 0) {
+  std::vector<Comparison> items;
+  for (int k = 0; k < n; ++k) {
+    int i = k + offset;
+    int a = i % 97, b = i / 97 + 1;
+    std::string truth = std::to_string(a + b);
+    std::string wrong = std::to_string(a + b + 1 + i % 5);
+    std::string prompt = absl::StrCat(a, "+", b, "=");
+    items.push_back(k % 2 == 0 ? Comparison{prompt, truth, wrong}
+                               : Comparison{prompt, wrong, truth});
+  }
+  return items;
+}
+
+class OracleFeaturesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = TempDir(); }
+  void TearDown() override { RemoveAll(dir_).IgnoreError(); }
+
+  std::unique_ptr<JudgeServer> StartServer(JudgeServerOptions o = {}) {
+    absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start(std::move(o));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  OracleConfig Config(const JudgeServer& server) const {
+    OracleConfig c;
+    c.base_url = server.base_url();
+    c.timeout = absl::Seconds(10);
+    c.max_concurrency = 4;
+    return c;
+  }
+
+  std::unique_ptr<OracleClient> MakeClient(OracleConfig config,
+                                           metrics::Registry* registry = nullptr) {
+    absl::StatusOr<std::unique_ptr<OracleClient>> c =
+        OracleClient::Create(std::move(config), registry, &clock_);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  // Runs CompareAll and returns per-index results, checking each index is reported once.
+  std::vector<absl::StatusOr<Judgment>> RunAll(OracleClient& client,
+                                               const std::vector<Comparison>& items) {
+    std::vector<absl::StatusOr<Judgment>> out(items.size(), absl::UnknownError("not reported"));
+    std::vector<int> reported(items.size(), 0);
+    client.CompareAll(items, [&](size_t i, absl::StatusOr<Judgment> j) {
+      ++reported[i];
+      out[i] = std::move(j);
+    });
+    for (size_t i = 0; i < items.size(); ++i) EXPECT_EQ(reported[i], 1) << "index " << i;
+    return out;
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+};
+
+TEST_F(OracleFeaturesTest, SecondRunIsServedEntirelyFromTheCache) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "cache.sqlite");
+  metrics::Registry registry;
+  std::vector<Comparison> items = Items(30);
+  std::vector<double> first_p;
+  {
+    auto client = MakeClient(config, &registry);
+    for (auto& j : RunAll(*client, items)) {
+      ASSERT_TRUE(j.ok()) << j.status();
+      EXPECT_EQ(j->cached_orders, 0);
+      first_p.push_back(j->p_a_wins);
+    }
+    EXPECT_EQ(server->requests_served(), 60);
+    OracleClient::Usage u = client->GetUsage();
+    EXPECT_EQ(u.cache_hits, 0);
+    EXPECT_EQ(u.cache_misses, 60);
+    // Same client, same items: nothing goes out.
+    for (auto& j : RunAll(*client, items)) ASSERT_TRUE(j.ok());
+    EXPECT_EQ(server->requests_served(), 60);
+    EXPECT_EQ(client->GetUsage().cache_hits, 60);
+  }
+  std::string text = registry.Serialize();
+  EXPECT_THAT(text, HasSubstr("spar_oracle_cache_hits_total 60"));
+  EXPECT_THAT(text, HasSubstr("spar_oracle_cache_misses_total 60"));
+  // A restarted client on the same DB file: zero HTTP calls, identical answers.
+  auto restarted = MakeClient(config);
+  std::vector<absl::StatusOr<Judgment>> again = RunAll(*restarted, items);
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSERT_TRUE(again[i].ok());
+    EXPECT_EQ(again[i]->cached_orders, 2);
+    EXPECT_EQ(again[i]->http_calls, 0);
+    EXPECT_DOUBLE_EQ(again[i]->p_a_wins, first_p[i]);
+  }
+  EXPECT_EQ(server->requests_served(), 60);
+  EXPECT_EQ(restarted->GetUsage().calls, 0);
+  EXPECT_EQ(restarted->GetUsage().cache_hits, 60);
+}
+
+TEST_F(OracleFeaturesTest, CacheIsSharedAcrossClientsAndKeyedByModel) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "shared.sqlite");
+  auto job1 = MakeClient(config);
+  auto job2 = MakeClient(config);  // another job, same DB file, open at the same time
+  ASSERT_TRUE(job1->Compare(Items(1)[0]).ok());
+  EXPECT_EQ(server->requests_served(), 2);
+  absl::StatusOr<Judgment> j = job2->Compare(Items(1)[0]);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->cached_orders, 2);
+  EXPECT_EQ(server->requests_served(), 2);
+  // (b, a) is the same two requests in the other order: also free.
+  Comparison swapped{Items(1)[0].prompt, Items(1)[0].response_b, Items(1)[0].response_a};
+  ASSERT_TRUE(job2->Compare(swapped).ok());
+  EXPECT_EQ(server->requests_served(), 2);
+  // A different judge model is a different question.
+  config.model = "another-judge";
+  auto other = MakeClient(config);
+  ASSERT_TRUE(other->Compare(Items(1)[0]).ok());
+  EXPECT_EQ(server->requests_served(), 4);
+}
+
+TEST_F(OracleFeaturesTest, FailedJudgmentsAreNotCached) {
+  JudgeServerOptions o;
+  o.fault = "bad_verdict";
+  auto server = StartServer(o);
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "c.sqlite");
+  auto client = MakeClient(config);
+  absl::StatusOr<Judgment> j = client->Compare(Items(1)[0]);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
+  auto cache = oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(*(*cache)->Size(), 0);
+}
+
+TEST_F(OracleFeaturesTest, CallBudgetStopsWithResourceExhaustedAndReportsEveryItem) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.budget_calls = 10;  // 5 both-order judgments
+  config.max_concurrency = 1;
+  auto client = MakeClient(config);
+  std::vector<Comparison> items = Items(8);
+  int ok = 0, budget = 0;
+  for (auto& j : RunAll(*client, items)) {
+    if (j.ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(j.status().code(), absl::StatusCode::kResourceExhausted);
+      EXPECT_THAT(std::string(j.status().message()), StartsWith("budget: "));
+      ++budget;
+    }
+  }
+  EXPECT_EQ(ok, 5);
+  EXPECT_EQ(budget, 3);
+  EXPECT_EQ(server->requests_served(), 10);
+  EXPECT_EQ(client->GetUsage().calls, 10);
+  EXPECT_EQ(client->GetUsage().failures, 3);
+}
+
+TEST_F(OracleFeaturesTest, TokenAndCostBudgetsUseReportedUsageAndPrices) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.price_prompt_per_1k_usd = 1.0;
+  config.price_completion_per_1k_usd = 2.0;
+  auto probe = MakeClient(config);
+  ASSERT_TRUE(probe->Compare(Items(1)[0]).ok());
+  OracleClient::Usage u = probe->GetUsage();
+  ASSERT_GT(u.prompt_tokens, 0);
+  EXPECT_EQ(u.completion_tokens, 2);
+  EXPECT_NEAR(u.cost_usd, u.prompt_tokens / 1000.0 + 2 * 2.0 / 1000.0, 1e-12);
+  const double per_judgment = u.cost_usd;
+
+  config.budget_cost_usd = per_judgment * 3.5;
+  config.max_concurrency = 1;
+  auto costly = MakeClient(config);
+  int ok = 0;
+  for (auto& j : RunAll(*costly, Items(6, 100))) {
+    if (j.ok()) {
+      ++ok;
+    } else {
+      EXPECT_THAT(std::string(j.status().message()), HasSubstr("budget_cost_usd"));
+    }
+  }
+  EXPECT_GE(ok, 3);
+  EXPECT_LE(costly->GetUsage().cost_usd, config.budget_cost_usd);
+
+  config.budget_cost_usd = 0;
+  config.budget_tokens = u.prompt_tokens + u.completion_tokens;  // about one judgment
+  auto tokens = MakeClient(config);
+  std::vector<absl::StatusOr<Judgment>> r = RunAll(*tokens, Items(3, 200));
+  int failed = 0;
+  for (auto& j : r) {
+    if (!j.ok()) {
+      ++failed;
+      EXPECT_THAT(std::string(j.status().message()), HasSubstr("budget_tokens"));
+    }
+  }
+  EXPECT_GE(failed, 2);
+  EXPECT_LE(tokens->GetUsage().prompt_tokens + tokens->GetUsage().completion_tokens,
+            config.budget_tokens + 8);
+}
+
+TEST_F(OracleFeaturesTest, SwapConsistencyIsExported) {
+  auto server = StartServer();
+  metrics::Registry registry;
+  auto client = MakeClient(Config(*server), &registry);
+  // A clear win agrees in both orders. Identical answers: the rule judge gives "A" in both
+  // orders (position bias by construction), which is inconsistent after un-swapping.
+  ASSERT_TRUE(client->Compare({"2+2=", "4", "5"}).ok());
+  ASSERT_TRUE(client->Compare({"2+2=", "4", "4"}).ok());
+  OracleClient::Usage u = client->GetUsage();
+  EXPECT_EQ(u.swap_judgments, 2);
+  EXPECT_EQ(u.swap_consistent, 1);
+  EXPECT_DOUBLE_EQ(u.swap_consistency(), 0.5);
+  EXPECT_THAT(registry.Serialize(), HasSubstr("spar_oracle_swap_consistency_ratio 0.5"));
+}
+
+TEST_F(OracleFeaturesTest, PointwiseScores) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "scores.sqlite");
+  auto client = MakeClient(config);
+  absl::StatusOr<oracle::ScoreResult> good = client->Score({"37+48=", "85"});
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->score, 10);
+  absl::StatusOr<oracle::ScoreResult> bad = client->Score({"37+48=", "84"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad->score, 3);
+  EXPECT_EQ(client->Score({"37+48=", "no idea"})->score, 1);
+  EXPECT_EQ(server->requests_served(), 3);
+  absl::StatusOr<oracle::ScoreResult> again = client->Score({"37+48=", "85"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->cached);
+  EXPECT_EQ(server->requests_served(), 3);
+  ASSERT_EQ(server->seen_requests().size(), 3u);
+  EXPECT_EQ(server->seen_requests()[0]["output"], "85");
+}
+
+TEST_F(OracleFeaturesTest, ResponsesAreTruncatedToTheTokenBudget) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.max_response_tokens = 2;  // 8 bytes
+  config.both_orders = false;
+  auto client = MakeClient(config);
+  ASSERT_TRUE(client->Compare({"1+1=", "2 because one and one", "3"}).ok());
+  ASSERT_EQ(server->seen_requests().size(), 1u);
+  EXPECT_EQ(server->seen_requests()[0]["output_a"], "2 becaus");
+  EXPECT_EQ(server->seen_requests()[0]["output_b"], "3");
+}
+
+// A minimal OpenAI-style server scripted by the test (headers, bodies), for what spar-judge does
+// not emit.
+class ScriptedServer {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  explicit ScriptedServer(Handler h) {
+    server_.Post("/v1/chat/completions", std::move(h));
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) absl::SleepFor(absl::Milliseconds(1));
+  }
+  ~ScriptedServer() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string base_url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+std::string VerdictBody(const std::string& verdict) {
+  return nlohmann::json{
+      {"choices",
+       {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", verdict}}}}}},
+      {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 1}}}}
+      .dump();
+}
+
+TEST_F(OracleFeaturesTest, RetryAfterHttpDateIsHonoured) {
+  clock_.Advance(absl::FromUnixSeconds(1445412480) - clock_.Now());  // Wed, 21 Oct 2015 07:28:00
+  std::atomic<int> n{0};
+  ScriptedServer server([&](const httplib::Request&, httplib::Response& res) {
+    if (n.fetch_add(1) == 0) {
+      res.status = 429;
+      res.set_header("retry-after", "Wed, 21 Oct 2015 07:28:07 GMT");
+      res.set_content(R"({"error":{"message":"slow down","code":"rate_limit_exceeded"}})",
+                      "application/json");
+      return;
+    }
+    res.set_content(VerdictBody("A"), "application/json");
+  });
+  OracleConfig config;
+  config.base_url = server.base_url();
+  config.both_orders = false;
+  config.use_logprobs = false;
+  auto client = MakeClient(config);
+  absl::Time before = clock_.Now();
+  absl::StatusOr<Judgment> j = client->Compare({"q", "x", "y"});
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(clock_.Now() - before, absl::Seconds(7));
+  EXPECT_EQ(j->retries, 1);
+}
+
+TEST_F(OracleFeaturesTest, XShouldRetryFalseStopsRetrying) {
+  std::atomic<int> n{0};
+  ScriptedServer server([&](const httplib::Request&, httplib::Response& res) {
+    n.fetch_add(1);
+    res.status = 503;
+    res.set_header("x-should-retry", "false");
+    res.set_content(R"({"error":{"message":"down"}})", "application/json");
+  });
+  OracleConfig config;
+  config.base_url = server.base_url();
+  config.both_orders = false;
+  auto client = MakeClient(config);
+  absl::StatusOr<Judgment> j = client->Compare({"q", "x", "y"});
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(n.load(), 1);
+}
+
+TEST_F(OracleFeaturesTest, RateLimitHeadersPauseUntilTheReset) {
+  std::atomic<int> n{0};
+  ScriptedServer server([&](const httplib::Request&, httplib::Response& res) {
+    int k = n.fetch_add(1);
+    // The server allows 2 requests, then says none remain for 20 s.
+    res.set_header("x-ratelimit-remaining-requests", k < 1 ? "1" : "0");
+    res.set_header("x-ratelimit-reset-requests", "20s");
+    res.set_header("x-ratelimit-remaining-tokens", "1000000");
+    res.set_header("x-ratelimit-reset-tokens", "6m0s");
+    res.set_content(VerdictBody("A"), "application/json");
+  });
+  OracleConfig config;
+  config.base_url = server.base_url();
+  config.both_orders = false;
+  config.use_logprobs = false;
+  config.max_concurrency = 1;
+  auto client = MakeClient(config);
+  absl::Time start = clock_.Now();
+  ASSERT_TRUE(client->Compare({"q", "1", "2"}).ok());
+  ASSERT_TRUE(client->Compare({"q", "3", "4"}).ok());
+  EXPECT_EQ(clock_.Now(), start);  // remaining 1 after the first: the second goes at once
+  ASSERT_TRUE(client->Compare({"q", "5", "6"}).ok());
+  EXPECT_EQ(clock_.Now() - start, absl::Seconds(20));  // remaining 0: waited for the reset
+  EXPECT_EQ(n.load(), 3);
+}
+
+TEST_F(OracleFeaturesTest, ClientRateLimitHoldsRpmOnTheFakeClock) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.requests_per_minute = 20;
+  config.both_orders = false;
+  config.max_concurrency = 4;
+  auto client = MakeClient(config);
+  absl::Time start = clock_.Now();
+  for (auto& j : RunAll(*client, Items(50))) ASSERT_TRUE(j.ok());
+  // 50 requests at 20/min: the 21st waits for the first minute, the 41st for the second.
+  EXPECT_GE(clock_.Now() - start, absl::Seconds(120));
+  EXPECT_EQ(server->requests_served(), 50);
+}
+
+TEST_F(OracleFeaturesTest, CustomTemplateFileIsRendered) {
+  std::atomic<int> n{0};
+  std::string seen_system, seen_user;
+  std::mutex mu;
+  ScriptedServer server([&](const httplib::Request& req, httplib::Response& res) {
+    n.fetch_add(1);
+    nlohmann::json body = nlohmann::json::parse(req.body);
+    std::lock_guard<std::mutex> lock(mu);
+    seen_system = body["messages"][0]["content"];
+    seen_user = body["messages"][1]["content"];
+    res.set_content(VerdictBody("B"), "application/json");
+  });
+  std::string path = JoinPath(dir_, "tmpl.json");
+  ASSERT_TRUE(WriteJsonFileAtomic(path, {{"id", "terse-v1"},
+                                         {"kind", "pairwise"},
+                                         {"system", "Be terse."},
+                                         {"user", "Q: {instruction}\n1) {output_a}\n2) {output_b}"}})
+                  .ok());
+  OracleConfig config;
+  config.base_url = server.base_url();
+  config.template_path = path;
+  config.both_orders = false;
+  config.use_logprobs = false;
+  auto client = MakeClient(config);
+  absl::StatusOr<Judgment> j = client->Compare({"why?", "because {output_b}", "no"});
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->p_a_wins, 0.0);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(seen_system, "Be terse.");
+  EXPECT_EQ(seen_user, "Q: why?\n1) because {output_b}\n2) no");
+
+  config.template_path = JoinPath(dir_, "missing.json");
+  EXPECT_FALSE(OracleClient::Create(config, nullptr, &clock_).ok());
+}
+
+// ---- Fault injection: 1,000 judgments per fault mode, then a restart on the same cache. -------
+
+class FaultInjectionTest : public OracleFeaturesTest,
+                           public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(FaultInjectionTest, EveryJudgmentRecordedOnceAndNothingPaidTwiceAfterRestart) {
+  constexpr int kItems = 1000;
+  JudgeServerOptions o;
+  o.fault = GetParam();
+  o.fault_rate = 0.05;
+  o.slow_latency = absl::Milliseconds(300);
+  o.retry_after = "1";
+  auto faulty = StartServer(o);
+  OracleConfig config = Config(*faulty);
+  config.cache_path = JoinPath(dir_, "cache.sqlite");
+  config.max_concurrency = 8;
+  config.max_retries = 4;
+  config.timeout = absl::Milliseconds(GetParam() == "slow" ? 150 : 5000);
+  std::vector<Comparison> items = Items(kItems);
+
+  int64_t ok1 = 0, failed1 = 0;
+  int64_t cached_after_first = 0;
+  {
+    auto client = MakeClient(config);
+    std::vector<absl::StatusOr<Judgment>> r = RunAll(*client, items);  // checks exactly-once
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (r[i].ok()) {
+        ++ok1;
+        EXPECT_NEAR(r[i]->p_a_wins, i % 2 == 0 ? 0.99 : 0.01, 1e-9) << i;
+      } else {
+        ++failed1;
+        // A failure is always the documented code of its cause, never a guess.
+        if (GetParam() == "insufficient_quota") {
+          EXPECT_EQ(r[i].status().code(), absl::StatusCode::kResourceExhausted) << r[i].status();
+        } else {
+          EXPECT_EQ(r[i].status().code(), absl::StatusCode::kDataLoss) << r[i].status();
+        }
+      }
+    }
+    OracleClient::Usage u = client->GetUsage();
+    if (GetParam() == "slow") {
+      // A request that timed out while still queued at the server never reached the handler.
+      EXPECT_GE(u.calls, faulty->requests_served());
+    } else {
+      EXPECT_EQ(u.calls, faulty->requests_served());  // every attempt counted on both sides
+    }
+    EXPECT_EQ(u.failures, failed1);
+    if (GetParam() == "insufficient_quota") {
+      EXPECT_GT(failed1, 0);  // billing errors are not retried
+    } else if (GetParam() == "bad_verdict") {
+      // Retried once; only a retry that lands on another faulted request number fails.
+      EXPECT_LE(failed1, 10);
+    } else {
+      EXPECT_EQ(failed1, 0) << "retries should absorb a 5% " << GetParam() << " rate";
+    }
+    auto cache = oracle::JudgmentCache::Open(config.cache_path);
+    ASSERT_TRUE(cache.ok());
+    cached_after_first = *(*cache)->Size();
+    // Every successful judgment has both orders stored; no answer was paid for twice in this run.
+    EXPECT_GE(cached_after_first, 2 * ok1);
+    EXPECT_LE(cached_after_first, 2 * kItems);
+  }
+  faulty->Stop();
+  // Restart: a new client on the same DB, against a healthy judge.
+  auto healthy = StartServer();
+  config.base_url = healthy->base_url();
+  auto client = MakeClient(config);
+  std::vector<absl::StatusOr<Judgment>> r = RunAll(*client, items);
+  for (size_t i = 0; i < r.size(); ++i) ASSERT_TRUE(r[i].ok()) << i << ": " << r[i].status();
+  OracleClient::Usage u = client->GetUsage();
+  EXPECT_EQ(u.cache_hits, cached_after_first);
+  EXPECT_EQ(healthy->requests_served(), 2 * kItems - cached_after_first);
+  EXPECT_EQ(u.calls, 2 * kItems - cached_after_first);
+  RecordProperty("first_run_ok", static_cast<int>(ok1));
+  RecordProperty("first_run_failed", static_cast<int>(failed1));
+  RecordProperty("restart_http_requests", static_cast<int>(healthy->requests_served()));
+  std::printf("[fault %s] run1: ok=%lld failed=%lld requests=%lld; restart: cache_hits=%lld "
+              "requests=%lld\n",
+              GetParam().c_str(), static_cast<long long>(ok1), static_cast<long long>(failed1),
+              static_cast<long long>(faulty->requests_served()),
+              static_cast<long long>(u.cache_hits),
+              static_cast<long long>(healthy->requests_served()));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFaults, FaultInjectionTest,
+                         ::testing::Values("429", "500", "503", "slow", "truncated_json",
+                                           "bad_verdict", "reset", "insufficient_quota"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (c == '_') c = 'X';
+                           }
+                           return absl::StrCat("Fault", name);
+                         });
+
+}  // namespace
+}  // namespace spar::judge

@@ -1,0 +1,101 @@
+#include "oracle_client/judgment_cache.h"
+
+#include <stdlib.h>
+
+#include <thread>
+#include <vector>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "oracle_client/internal/sha256.h"
+
+namespace spar::oracle {
+namespace {
+
+class JudgmentCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spar_cache_test_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = JoinPath(dir_, "judgments.sqlite");
+  }
+  void TearDown() override { RemoveAll(dir_).IgnoreError(); }
+  std::string dir_, path_;
+};
+
+TEST(Sha256Test, KnownVectors) {
+  EXPECT_EQ(internal::Sha256Hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(internal::Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(internal::Sha256Hex(std::string(1000, 'a')),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+  EXPECT_NE(internal::Sha256HexOfFields({"ab", "c"}), internal::Sha256HexOfFields({"a", "bc"}));
+}
+
+TEST_F(JudgmentCacheTest, KeyCoversEveryFieldAndCanonicalisesOrder) {
+  CacheKeyFields f{"m", "t", "p", "a", "b", JudgeOrder::kAB};
+  const std::string k = JudgmentCache::Key(f);
+  EXPECT_EQ(k.size(), 64u);
+  for (auto mutate : std::vector<void (*)(CacheKeyFields&)>{
+           [](CacheKeyFields& x) { x.model = "m2"; },
+           [](CacheKeyFields& x) { x.template_id = "t2"; },
+           [](CacheKeyFields& x) { x.prompt = "p2"; },
+           [](CacheKeyFields& x) { x.response_a = "a2"; },
+           [](CacheKeyFields& x) { x.response_b = "b2"; },
+           [](CacheKeyFields& x) { x.order = JudgeOrder::kBA; }}) {
+    CacheKeyFields g = f;
+    mutate(g);
+    EXPECT_NE(JudgmentCache::Key(g), k);
+  }
+  // (a, b) asked in order BA is the same request as (b, a) asked in order AB.
+  EXPECT_EQ(JudgmentCache::Key({"m", "t", "p", "a", "b", JudgeOrder::kBA}),
+            JudgmentCache::Key({"m", "t", "p", "b", "a", JudgeOrder::kAB}));
+}
+
+TEST_F(JudgmentCacheTest, PutGetSurvivesReopen) {
+  {
+    auto cache = JudgmentCache::Open(path_);
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    EXPECT_FALSE((*cache)->Get("k1")->has_value());
+    ASSERT_TRUE((*cache)->Put("k1", {0.25, "B", 120, 1}).ok());
+    EXPECT_EQ(*(*cache)->Size(), 1);
+  }
+  auto cache = JudgmentCache::Open(path_);
+  ASSERT_TRUE(cache.ok());
+  absl::StatusOr<std::optional<CachedAnswer>> got = (*cache)->Get("k1");
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  EXPECT_DOUBLE_EQ((*got)->value, 0.25);
+  EXPECT_EQ((*got)->verdict_text, "B");
+  EXPECT_EQ((*got)->prompt_tokens, 120);
+  EXPECT_EQ((*got)->completion_tokens, 1);
+}
+
+TEST_F(JudgmentCacheTest, ConcurrentWritersOnOneFile) {
+  auto a = JudgmentCache::Open(path_);
+  auto b = JudgmentCache::Open(path_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      JudgmentCache& c = t % 2 == 0 ? **a : **b;
+      for (int i = 0; i < 50; ++i) {
+        ASSERT_TRUE(c.Put(std::to_string(t * 1000 + i), {0.5, "A", 1, 1}).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(*(*a)->Size(), 200);
+  EXPECT_TRUE((*b)->Get("3049")->has_value());
+}
+
+TEST_F(JudgmentCacheTest, OpenErrorsNameThePath) {
+  EXPECT_EQ(JudgmentCache::Open("").status().code(), absl::StatusCode::kInvalidArgument);
+  absl::Status st = JudgmentCache::Open("/nonexistent/dir/x.sqlite").status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("/nonexistent/dir/x.sqlite"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace spar::oracle

@@ -1,0 +1,141 @@
+// The gRPC Oracle service over an in-process channel, with a real OracleClient and JudgeServer:
+// Compare streams one judgment per comparison (budget-refused ones as ok=false with the reason),
+// a repeated request is served from the judgment cache, and GetUsage reports calls, tokens,
+// cost, cache hits/misses and swap consistency.
+#include <grpcpp/grpcpp.h>
+#include <stdlib.h>
+
+#include <map>
+#include <memory>
+
+#include "common/file_util.h"
+#include "common/metrics/registry.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "oracle_client/oracle_client.h"
+#include "services/common/server_runner.h"
+#include "services/judge/judge_server.h"
+#include "services/oracle/oracle_service.h"
+#include "spar/v1/oracle.grpc.pb.h"
+
+namespace spar::services {
+namespace {
+
+class OracleServiceTest : public ::testing::Test {
+ protected:
+  void Start(oracle::OracleConfig config) {
+    char tmpl[] = "/tmp/spar_oracle_service_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto judge = judge::JudgeServer::Start({});
+    ASSERT_TRUE(judge.ok()) << judge.status();
+    judge_ = *std::move(judge);
+    config.base_url = judge_->base_url();
+    config.cache_path = JoinPath(dir_, "cache.sqlite");
+    auto client = oracle::OracleClient::Create(config, &registry_);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+    service_ = std::make_unique<OracleService>(*client_, registry_);
+    ServerRunnerOptions o;
+    o.metrics_port = -1;
+    o.services = {service_.get()};
+    auto runner = ServerRunner::Start(o);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    runner_ = *std::move(runner);
+    stub_ = v1::Oracle::NewStub(runner_->InProcessChannel());
+  }
+  void TearDown() override {
+    if (runner_) runner_->Shutdown();
+    runner_.reset();
+    service_.reset();
+    client_.reset();
+    judge_.reset();
+    if (!dir_.empty()) RemoveAll(dir_).IgnoreError();
+  }
+
+  std::map<int64_t, v1::Judgment> Compare(int n) {
+    v1::CompareRequest req;
+    req.set_idempotency_key("job/iter_001/judge");
+    for (int i = 0; i < n; ++i) {
+      v1::Comparison* c = req.add_comparisons();
+      c->set_prompt(std::to_string(i) + "+1=");
+      c->set_response_a(std::to_string(i + 1));
+      c->set_response_b(std::to_string(i + 2));
+    }
+    grpc::ClientContext ctx;
+    auto reader = stub_->Compare(&ctx, req);
+    std::map<int64_t, v1::Judgment> out;
+    v1::Judgment j;
+    while (reader->Read(&j)) {
+      EXPECT_EQ(out.count(j.index()), 0u) << "index " << j.index() << " twice";
+      out[j.index()] = j;
+    }
+    grpc::Status st = reader->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return out;
+  }
+
+  v1::GetUsageResponse Usage() {
+    grpc::ClientContext ctx;
+    v1::GetUsageResponse resp;
+    grpc::Status st = stub_->GetUsage(&ctx, v1::GetUsageRequest(), &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp;
+  }
+
+  std::string dir_;
+  metrics::Registry registry_;
+  std::unique_ptr<judge::JudgeServer> judge_;
+  std::unique_ptr<oracle::OracleClient> client_;
+  std::unique_ptr<OracleService> service_;
+  std::unique_ptr<ServerRunner> runner_;
+  std::unique_ptr<v1::Oracle::Stub> stub_;
+};
+
+TEST_F(OracleServiceTest, RetriedCompareIsFreeAndUsageReportsCacheAndCost) {
+  oracle::OracleConfig config;
+  config.price_prompt_per_1k_usd = 0.5;
+  config.price_completion_per_1k_usd = 1.5;
+  Start(config);
+  std::map<int64_t, v1::Judgment> first = Compare(10);
+  ASSERT_EQ(first.size(), 10u);
+  for (auto& [i, j] : first) {
+    EXPECT_TRUE(j.ok()) << j.error();
+    EXPECT_NEAR(j.p_a_wins(), 0.99, 1e-9);
+  }
+  v1::GetUsageResponse u = Usage();
+  EXPECT_EQ(u.calls(), 20);
+  EXPECT_EQ(u.cache_misses(), 20);
+  EXPECT_EQ(u.cache_hits(), 0);
+  EXPECT_GT(u.cost(), 0);
+  EXPECT_EQ(u.swap_judgments(), 10);
+  EXPECT_DOUBLE_EQ(u.swap_consistency(), 1.0);
+  // The orchestrator retrying the same stage (same idempotency key) pays nothing.
+  std::map<int64_t, v1::Judgment> again = Compare(10);
+  ASSERT_EQ(again.size(), 10u);
+  v1::GetUsageResponse u2 = Usage();
+  EXPECT_EQ(u2.calls(), 20);
+  EXPECT_EQ(u2.cache_hits(), 20);
+  EXPECT_DOUBLE_EQ(u2.cost(), u.cost());
+  EXPECT_EQ(judge_->requests_served(), 20);
+}
+
+TEST_F(OracleServiceTest, BudgetRefusalsAreStreamedAsFailedJudgments) {
+  oracle::OracleConfig config;
+  config.budget_calls = 6;
+  config.max_concurrency = 1;
+  Start(config);
+  std::map<int64_t, v1::Judgment> out = Compare(5);
+  ASSERT_EQ(out.size(), 5u);  // none dropped
+  int failed = 0;
+  for (auto& [i, j] : out) {
+    if (!j.ok()) {
+      ++failed;
+      EXPECT_THAT(j.error(), ::testing::HasSubstr("RESOURCE_EXHAUSTED: budget: "));
+    }
+  }
+  EXPECT_EQ(failed, 2);
+  EXPECT_EQ(Usage().failures(), 2);
+}
+
+}  // namespace
+}  // namespace spar::services
