@@ -38,6 +38,17 @@ add_library(spar_sqlite INTERFACE)
 target_link_libraries(spar_sqlite INTERFACE SQLite::SQLite3)
 add_library(spar::sqlite ALIAS spar_sqlite)
 
+# ICU (libicu-dev): Unicode normalization (NFC/NFKC) and Unicode-property regexes for the
+# Hugging Face tokenizer (model/hf_tokenizer.cc). Chosen over PCRE2 because normalization needs ICU
+# anyway, and ICU's regex engine covers the tokenizer.json patterns (\p{L}, lookahead, (?i:)).
+# Only spar_model uses it, so only torch builds need it.
+if(SPAR_WITH_TORCH)
+  pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc icu-i18n)
+  add_library(spar_icu INTERFACE)
+  target_link_libraries(spar_icu INTERFACE PkgConfig::ICU)
+  add_library(spar::icu ALIAS spar_icu)
+endif()
+
 # LibTorch: find_package(Torch) yields ${TORCH_LIBRARIES}, not a target; wrap it.
 if(SPAR_WITH_TORCH)
   find_package(Torch REQUIRED)
@@ -48,6 +59,15 @@ if(SPAR_WITH_TORCH)
   separate_arguments(_spar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(spar_torch INTERFACE ${_spar_torch_flags})
   add_library(spar::torch ALIAS spar_torch)
+  # Gloo (libgloo-dev): c10d's ProcessGroupGloo (compiled into libtorch_cpu) needs its headers
+  # and USE_C10D_GLOO; only trainer/internal/distributed.cc includes them.
+  find_path(SPAR_GLOO_INCLUDE_DIR gloo/algorithm.h REQUIRED)
+  find_library(SPAR_GLOO_LIBRARY gloo REQUIRED)
+  add_library(spar_gloo INTERFACE)
+  target_include_directories(spar_gloo SYSTEM INTERFACE ${SPAR_GLOO_INCLUDE_DIR})
+  target_link_libraries(spar_gloo INTERFACE ${SPAR_GLOO_LIBRARY} spar::torch)
+  target_compile_definitions(spar_gloo INTERFACE USE_C10D_GLOO)
+  add_library(spar::gloo ALIAS spar_gloo)
 endif()
 
 if(SPAR_BUILD_TESTS)

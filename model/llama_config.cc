@@ -67,7 +67,17 @@ absl::Status Validate(const LlamaConfig& c) {
   SPAR_RETURN_IF_ERROR(Positive("max_position_embeddings", c.max_position_embeddings));
   SPAR_RETURN_IF_ERROR(Positive("rms_norm_eps", c.rms_norm_eps));
   SPAR_RETURN_IF_ERROR(Positive("rope_theta", c.rope_theta));
-  if (c.hidden_size % c.num_attention_heads != 0) {
+  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" &&
+      c.model_type != "qwen3") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.model_type: unsupported model type \"", c.model_type,
+        "\" (supported: llama, mistral, qwen2, qwen3)"));
+  }
+  if (c.explicit_head_dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.head_dim must be > 0, got ", c.explicit_head_dim));
+  }
+  if (c.explicit_head_dim == 0 && c.hidden_size % c.num_attention_heads != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.num_attention_heads (", c.num_attention_heads,
                      ") must divide config.hidden_size (", c.hidden_size, ")"));
@@ -81,6 +91,19 @@ absl::Status Validate(const LlamaConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config.hidden_size / config.num_attention_heads must be even for RoPE, got ", c.head_dim()));
   }
+  if (!c.rope_scaling_type.empty() && c.rope_scaling_type != "linear" &&
+      c.rope_scaling_type != "llama3") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.rope_scaling.rope_type: unsupported \"", c.rope_scaling_type,
+        "\" (supported: linear, llama3)"));
+  }
+  if (!c.rope_scaling_type.empty()) {
+    SPAR_RETURN_IF_ERROR(Positive("rope_scaling.factor", c.rope_scaling_factor));
+  }
+  if (c.rope_scaling_type == "llama3" && !(c.rope_high_freq_factor > c.rope_low_freq_factor)) {
+    return absl::InvalidArgumentError(
+        "config.rope_scaling: high_freq_factor must be > low_freq_factor");
+  }
   SPAR_RETURN_IF_ERROR(TokenId("bos_token_id", c.bos_token_id, c.vocab_size));
   SPAR_RETURN_IF_ERROR(TokenId("eos_token_id", c.eos_token_id, c.vocab_size));
   SPAR_RETURN_IF_ERROR(TokenId("pad_token_id", c.pad_token_id, c.vocab_size));
@@ -89,13 +112,20 @@ absl::Status Validate(const LlamaConfig& c) {
 
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("config: expected a JSON object");
-  if (auto it = json.find("model_type"); it != json.end() && it->is_string() &&
-                                           it->get<std::string>() != "llama") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.model_type: unsupported model type ", it->dump(),
-                     " (this decoder implements \"llama\")"));
-  }
   LlamaConfig c;
+  if (auto it = json.find("model_type"); it != json.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.model_type must be a string, got ", it->dump()));
+    }
+    c.model_type = it->get<std::string>();
+  }
+  if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" &&
+      c.model_type != "qwen3") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.model_type: unsupported model type \"", c.model_type,
+        "\" (supported: llama, mistral, qwen2, qwen3)"));
+  }
   SPAR_RETURN_IF_ERROR(ReadInt(json, "vocab_size", true, &c.vocab_size));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "hidden_size", true, &c.hidden_size));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "intermediate_size", true, &c.intermediate_size));
@@ -107,18 +137,80 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   SPAR_RETURN_IF_ERROR(ReadDouble(json, "rms_norm_eps", &c.rms_norm_eps));
   SPAR_RETURN_IF_ERROR(ReadDouble(json, "rope_theta", &c.rope_theta));
   SPAR_RETURN_IF_ERROR(ReadBool(json, "tie_word_embeddings", &c.tie_word_embeddings));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "head_dim", false, &c.explicit_head_dim));
+  if (c.explicit_head_dim > 0 && c.num_attention_heads > 0 &&
+      c.explicit_head_dim * c.num_attention_heads == c.hidden_size) {
+    c.explicit_head_dim = 0;  // the default: keep configs canonical
+  }
+  bool attention_bias = false;
+  SPAR_RETURN_IF_ERROR(ReadBool(json, "attention_bias", &attention_bias));
+  c.qkv_bias = c.model_type == "qwen2" || attention_bias;
+  c.o_bias = c.model_type != "qwen2" && attention_bias;
+  c.qk_norm = c.model_type == "qwen3";
+  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.rope_scaling must be an object, got ", it->dump()));
+    }
+    const nlohmann::json& rs = *it;
+    std::string type = rs.value("rope_type", rs.value("type", std::string()));
+    if (type != "default") c.rope_scaling_type = type;
+    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "factor", &c.rope_scaling_factor));
+    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "low_freq_factor", &c.rope_low_freq_factor));
+    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "high_freq_factor", &c.rope_high_freq_factor));
+    SPAR_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings", false,
+                                 &c.rope_original_max_position_embeddings));
+  }
+  if (auto it = json.find("torch_dtype"); it != json.end() && it->is_string()) {
+    std::string dtype = it->get<std::string>();
+    if (dtype == "float32" || dtype == "bfloat16" || dtype == "float16") c.torch_dtype = dtype;
+  }
+  // HF configs may omit bos/pad (Qwen) or list several eos ids (Llama-3).
+  const bool has_eos = json.contains("eos_token_id") && !json["eos_token_id"].is_null();
+  if (has_eos && json["eos_token_id"].is_array()) {
+    std::vector<int64_t> ids;
+    for (const nlohmann::json& id : json["eos_token_id"]) {
+      if (!id.is_number_integer()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.eos_token_id must hold integers, got ", id.dump()));
+      }
+      ids.push_back(id.get<int64_t>());
+    }
+    if (ids.empty()) return absl::InvalidArgumentError("config.eos_token_id is an empty list");
+    c.eos_token_id = ids[0];
+    c.extra_eos_token_ids.assign(ids.begin() + 1, ids.end());
+  } else {
+    SPAR_RETURN_IF_ERROR(ReadInt(json, "eos_token_id", false, &c.eos_token_id));
+  }
   SPAR_RETURN_IF_ERROR(ReadInt(json, "bos_token_id", false, &c.bos_token_id));
-  SPAR_RETURN_IF_ERROR(ReadInt(json, "eos_token_id", false, &c.eos_token_id));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "pad_token_id", false, &c.pad_token_id));
+  const bool byte_defaults = c.vocab_size == 259;
+  if (!byte_defaults && has_eos) {
+    if (!json.contains("bos_token_id") || json["bos_token_id"].is_null()) {
+      c.bos_token_id = c.eos_token_id;
+    }
+    if (!json.contains("pad_token_id") || json["pad_token_id"].is_null()) {
+      c.pad_token_id = c.eos_token_id;
+    }
+  }
   SPAR_RETURN_IF_ERROR(Validate(c));
   return c;
 }
 
 nlohmann::json ToJson(const LlamaConfig& c) {
-  return nlohmann::json{
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
-      {"torch_dtype", "float32"},
+  const char* arch = c.model_type == "mistral" ? "MistralForCausalLM"
+                     : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                     : c.model_type == "qwen3" ? "Qwen3ForCausalLM"
+                                               : "LlamaForCausalLM";
+  nlohmann::json eos = c.eos_token_id;
+  if (!c.extra_eos_token_ids.empty()) {
+    eos = nlohmann::json::array({c.eos_token_id});
+    for (int64_t id : c.extra_eos_token_ids) eos.push_back(id);
+  }
+  nlohmann::json j{
+      {"architectures", {arch}},
+      {"model_type", c.model_type},
+      {"torch_dtype", c.torch_dtype},
       {"hidden_act", "silu"},
       {"vocab_size", c.vocab_size},
       {"hidden_size", c.hidden_size},
@@ -131,9 +223,22 @@ nlohmann::json ToJson(const LlamaConfig& c) {
       {"rope_theta", c.rope_theta},
       {"tie_word_embeddings", c.tie_word_embeddings},
       {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_id},
+      {"eos_token_id", eos},
       {"pad_token_id", c.pad_token_id},
   };
+  if (c.explicit_head_dim > 0) j["head_dim"] = c.explicit_head_dim;
+  if (c.model_type != "qwen2") j["attention_bias"] = c.o_bias || c.qkv_bias;
+  if (c.rope_scaling_type == "linear") {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling_factor}};
+  } else if (c.rope_scaling_type == "llama3") {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", c.rope_scaling_factor},
+                         {"low_freq_factor", c.rope_low_freq_factor},
+                         {"high_freq_factor", c.rope_high_freq_factor},
+                         {"original_max_position_embeddings",
+                          c.rope_original_max_position_embeddings}};
+  }
+  return j;
 }
 
 }  // namespace spar::model

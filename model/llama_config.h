@@ -4,13 +4,18 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
 namespace spar::model {
 
+// Architectures sharing this decoder: HF "model_type" llama | mistral | qwen2 | qwen3.
 struct LlamaConfig {
+  std::string model_type = "llama";       // llama, mistral (same math), qwen2 (q/k/v bias),
+                                          // qwen3 (per-head q/k RMSNorm)
   int64_t vocab_size = 259;               // tokens in the embedding table
   int64_t hidden_size = 128;              // model width
   int64_t intermediate_size = 352;        // SwiGLU hidden width
@@ -24,11 +29,26 @@ struct LlamaConfig {
   int64_t bos_token_id = 256;
   int64_t eos_token_id = 257;
   int64_t pad_token_id = 258;
+  std::vector<int64_t> extra_eos_token_ids;  // further stop ids when config.json lists several
+  int64_t explicit_head_dim = 0;          // config.json "head_dim"; 0 = hidden_size / heads
+  bool qkv_bias = false;                  // q/k/v projections have a bias (qwen2; attention_bias)
+  bool o_bias = false;                    // o_proj has a bias (llama/qwen3 attention_bias)
+  bool qk_norm = false;                   // RMSNorm on each q/k head before RoPE (qwen3)
+  // rope_scaling: "" none, "linear" (positions / factor) or "llama3" (Llama-3.1 frequency bands).
+  std::string rope_scaling_type;
+  double rope_scaling_factor = 1.0;
+  double rope_low_freq_factor = 1.0;      // llama3
+  double rope_high_freq_factor = 4.0;     // llama3
+  int64_t rope_original_max_position_embeddings = 8192;  // llama3
+  std::string torch_dtype = "float32";    // dtype on disk when saved: float32|bfloat16|float16
 
-  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  int64_t head_dim() const {
+    return explicit_head_dim > 0 ? explicit_head_dim : hidden_size / num_attention_heads;
+  }
 };
 
-// Reads the HF fields above (unknown HF fields are ignored: real config.json files carry many).
+// Reads the HF fields above (model_type llama, mistral, qwen2 or qwen3; anything else is
+// InvalidArgument naming config.model_type) (unknown HF fields are ignored: real config.json files carry many).
 // Missing optional fields keep their defaults except the size fields, which are required.
 // InvalidArgument naming the field for a wrong type or a rule broken (positive sizes, heads divide
 // hidden_size, num_key_value_heads divides num_attention_heads, even head_dim, token ids < vocab).

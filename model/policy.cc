@@ -1,6 +1,8 @@
 #include "model/policy.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -29,7 +31,14 @@ using internal::TorchCall;
 
 constexpr char kConfigFile[] = "config.json";
 constexpr char kWeightsFile[] = "model.safetensors";
+constexpr char kWeightsIndexFile[] = "model.safetensors.index.json";
 constexpr char kTokenizerConfigFile[] = "tokenizer_config.json";
+constexpr char kTokenizerFile[] = "tokenizer.json";
+// Files copied from the source checkpoint on Save (when present).
+constexpr const char* kCopiedFiles[] = {"tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "generation_config.json",
+                                        "chat_template.jinja", "tokenizer.model"};
+constexpr int64_t kDefaultMaxShardBytes = int64_t{5} << 30;  // save_pretrained's "5GB"
 
 absl::StatusOr<torch::ScalarType> ToTorchType(SafetensorsDType dtype) {
   switch (dtype) {
@@ -79,13 +88,32 @@ double CounterUniform(uint64_t seed, uint64_t prompt, uint64_t sample, uint64_t 
 
 // Picks a token from one row of logits (double). temperature 0 = argmax (lowest id on ties);
 // otherwise inverse-CDF sampling of softmax(logits / T) restricted to the top-p nucleus.
-int32_t PickToken(const double* logits, int64_t vocab, double temperature, double top_p, double u) {
+int32_t PickToken(const double* logits, int64_t vocab, double temperature, double top_p, double u,
+                  int top_k = 0, double min_p = 0.0) {
   if (temperature <= 0.0) {
     return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
   }
   const double max = *std::max_element(logits, logits + vocab);
   std::vector<double> probs(vocab);
   for (int64_t k = 0; k < vocab; ++k) probs[k] = std::exp((logits[k] - max) / temperature);
+  // min-p: relative to the most likely token (whose unnormalised probability is 1 here).
+  if (min_p > 0.0) {
+    for (int64_t k = 0; k < vocab; ++k) {
+      if (probs[k] < min_p) probs[k] = 0.0;
+    }
+  }
+  // top-k: the k largest (lowest id first among ties).
+  if (top_k > 0 && top_k < vocab) {
+    std::vector<int32_t> idx(vocab);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::nth_element(idx.begin(), idx.begin() + (top_k - 1), idx.end(), [&](int32_t a, int32_t b) {
+      return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
+    });
+    const int32_t kth = idx[top_k - 1];
+    for (int64_t k = 0; k < vocab; ++k) {
+      if (probs[k] < probs[kth] || (probs[k] == probs[kth] && k > kth)) probs[k] = 0.0;
+    }
+  }
   std::vector<int32_t> order(vocab);
   std::iota(order.begin(), order.end(), 0);
   int64_t kept = vocab;
@@ -113,37 +141,100 @@ int32_t PickToken(const double* logits, int64_t vocab, double temperature, doubl
   return last_positive;
 }
 
+// The safetensors files of a checkpoint: model.safetensors, or the shards named by
+// model.safetensors.index.json. Maps each tensor name to its file.
+struct WeightFiles {
+  std::vector<SafetensorsFile> files;
+  std::vector<std::string> paths;
+  std::map<std::string, size_t> where;  // tensor name -> index into files
+};
+
+absl::StatusOr<WeightFiles> ReadWeights(const std::string& dir) {
+  WeightFiles w;
+  const std::string single = JoinPath(dir, kWeightsFile);
+  const std::string index = JoinPath(dir, kWeightsIndexFile);
+  std::vector<std::string> names;
+  if (PathExists(single)) {
+    names.push_back(kWeightsFile);
+  } else if (PathExists(index)) {
+    SPAR_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonFile(index));
+    if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(index, ": no \"weight_map\" object"));
+    }
+    for (const auto& [tensor, file] : j["weight_map"].items()) {
+      if (!file.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index, ": weight_map[\"", tensor, "\"] is not a file name"));
+      }
+      std::string f = file.get<std::string>();
+      if (std::find(names.begin(), names.end(), f) == names.end()) names.push_back(f);
+    }
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": neither ", kWeightsFile, " nor ", kWeightsIndexFile));
+  }
+  for (const std::string& name : names) {
+    const std::string path = JoinPath(dir, name);
+    SPAR_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(path));
+    for (const auto& [tensor, entry] : file.tensors()) {
+      if (w.where.count(tensor) > 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": tensor \"", tensor, "\" also in ", w.paths[w.where[tensor]]));
+      }
+      w.where[tensor] = w.files.size();
+    }
+    w.files.push_back(std::move(file));
+    w.paths.push_back(path);
+  }
+  return w;
+}
+
 absl::StatusOr<std::unique_ptr<Policy::Impl>> LoadImpl(const std::string& dir) {
   const std::string config_path = JoinPath(dir, kConfigFile);
-  const std::string weights_path = JoinPath(dir, kWeightsFile);
   if (!IsDirectory(dir)) {
     return absl::NotFoundError(absl::StrCat("checkpoint directory ", dir, " does not exist"));
   }
   if (!PathExists(config_path)) {
     return absl::NotFoundError(absl::StrCat(config_path, ": no such file"));
   }
-  if (!PathExists(weights_path)) {
-    return absl::NotFoundError(absl::StrCat(
-        weights_path, ": no such file (sharded checkpoints are not supported)"));
+  if (!PathExists(JoinPath(dir, kWeightsFile)) && !PathExists(JoinPath(dir, kWeightsIndexFile))) {
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": neither ", kWeightsFile, " nor ", kWeightsIndexFile));
   }
   SPAR_ASSIGN_OR_RETURN(nlohmann::json config_json, ReadJsonFile(config_path));
   absl::StatusOr<LlamaConfig> config = ParseLlamaConfig(config_json);
   if (!config.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", config.status().message()));
   }
-  SPAR_RETURN_IF_ERROR(CheckVocab(*config));
-  SPAR_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(weights_path));
+  std::shared_ptr<const HfTokenizer> tokenizer;
+  if (PathExists(JoinPath(dir, kTokenizerFile))) {
+    SPAR_ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> tok, HfTokenizer::Load(dir));
+    if (tok->vocab_size() > config->vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, ": tokenizer has ", tok->vocab_size(), " ids, config.vocab_size is only ",
+          config->vocab_size));
+    }
+    tokenizer = std::move(tok);
+  } else {
+    SPAR_RETURN_IF_ERROR(CheckVocab(*config));
+  }
+  SPAR_ASSIGN_OR_RETURN(WeightFiles weights, ReadWeights(dir));
   std::unique_ptr<Policy::Impl> impl = MakeImpl(*config);
+  impl->tokenizer = std::move(tokenizer);
+  impl->source_dir = dir;
   torch::NoGradGuard no_grad;
   std::map<std::string, bool> used;
   for (auto& p : impl->module->named_parameters()) {
     const std::string& name = p.key();
-    auto it = file.tensors().find(name);
-    if (it == file.tensors().end()) {
+    auto it = weights.where.find(name);
+    if (it == weights.where.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(weights_path, ": missing tensor \"", name, "\""));
+          absl::StrCat(dir, ": missing tensor \"", name, "\" (needed by config.model_type=",
+                       config->model_type, ")"));
     }
-    const SafetensorsEntry& entry = it->second;
+    const SafetensorsFile& file = weights.files[it->second];
+    const std::string& weights_path = weights.paths[it->second];
+    const SafetensorsEntry& entry = file.tensors().at(name);
     if (entry.shape != p.value().sizes().vec()) {
       return absl::InvalidArgumentError(absl::StrCat(
           weights_path, ": tensor \"", name, "\" has shape [",
@@ -156,21 +247,29 @@ absl::StatusOr<std::unique_ptr<Policy::Impl>> LoadImpl(const std::string& dir) {
           absl::StrCat(weights_path, ": tensor \"", name, "\": ", type.status().message()));
     }
     std::string_view bytes = file.Data(entry);
-    torch::Tensor src =
-        torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, *type).clone();
-    p.value().copy_(src.to(torch::kFloat32));
+    // copy_ converts the on-disk dtype straight into the float32 parameter (no extra copy).
+    p.value().copy_(torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, *type));
     used[name] = true;
   }
-  for (const auto& [name, entry] : file.tensors()) {
+  for (const auto& [name, index] : weights.where) {
     if (used.count(name) > 0) continue;
     if (absl::EndsWith(name, "rotary_emb.inv_freq")) continue;
     if (name == "lm_head.weight" && config->tie_word_embeddings) continue;
-    return absl::InvalidArgumentError(
-        absl::StrCat(weights_path, ": unexpected tensor \"", name, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        weights.paths[index], ": unexpected tensor \"", name, "\" (not in a ",
+        config->model_type, " model with this config)"));
   }
   impl->module->to(impl->device);
   impl->module->eval();
   return impl;
+}
+
+absl::StatusOr<SafetensorsDType> DiskType(const std::string& torch_dtype) {
+  if (torch_dtype == "float32") return SafetensorsDType::kF32;
+  if (torch_dtype == "bfloat16") return SafetensorsDType::kBF16;
+  if (torch_dtype == "float16") return SafetensorsDType::kF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("config.torch_dtype: cannot save as \"", torch_dtype, "\""));
 }
 
 }  // namespace
@@ -224,6 +323,15 @@ absl::StatusOr<std::unique_ptr<Policy>> Policy::CreateRandom(const LlamaConfig& 
 }
 
 absl::Status Policy::Save(const std::string& checkpoint_dir) const {
+  return Save(checkpoint_dir, kDefaultMaxShardBytes);
+}
+
+absl::Status Policy::Save(const std::string& checkpoint_dir, int64_t max_shard_bytes) const {
+  if (max_shard_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_shard_bytes must be > 0, got ", max_shard_bytes));
+  }
+  SPAR_ASSIGN_OR_RETURN(SafetensorsDType disk_type, DiskType(impl_->config.torch_dtype));
   return TorchCall("Policy::Save", [&]() -> absl::Status {
     std::string dir = checkpoint_dir;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
@@ -239,33 +347,81 @@ absl::Status Policy::Save(const std::string& checkpoint_dir) const {
     const std::string tmp = JoinPath(parent, absl::StrCat("tmp-", suffix));
     SPAR_RETURN_IF_ERROR(MakeDirs(tmp));
 
-    // Tensors in HF order (named_parameters order), float32 little-endian.
+    // Tensors in HF order (named_parameters order), little-endian, in the config's dtype.
+    const torch::ScalarType torch_type = disk_type == SafetensorsDType::kBF16  ? torch::kBFloat16
+                                         : disk_type == SafetensorsDType::kF16 ? torch::kFloat16
+                                                                               : torch::kFloat32;
     std::vector<torch::Tensor> keep;
-    std::vector<SafetensorsTensorRef> refs;
+    std::vector<std::vector<SafetensorsTensorRef>> shards(1);
+    int64_t shard_bytes = 0, total_bytes = 0;
     {
       torch::NoGradGuard no_grad;
-      for (const auto& p : impl_->module->named_parameters()) {
-        torch::Tensor t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      const auto params = impl_->module->named_parameters();
+      for (const auto& p : params) {
+        if (absl::StrContains(p.key(), ".lora_")) continue;  // merged below
+        torch::Tensor value = p.value().detach();
+        if (impl_->lora && absl::EndsWith(p.key(), ".weight")) {
+          const std::string stem = p.key().substr(0, p.key().size() - 7);
+          const torch::Tensor* a = params.find(stem + ".lora_A.weight");
+          const torch::Tensor* b = params.find(stem + ".lora_B.weight");
+          if (a != nullptr && b != nullptr) {
+            value = value + torch::matmul(*b, *a) * impl_->lora->scaling();
+          }
+        }
+        torch::Tensor t = value.to(torch::kCPU, torch_type).contiguous();
         keep.push_back(t);
         SafetensorsTensorRef ref;
         ref.name = p.key();
-        ref.dtype = SafetensorsDType::kF32;
+        ref.dtype = disk_type;
         ref.shape = t.sizes().vec();
-        ref.data = std::string_view(static_cast<const char*>(t.data_ptr()),
-                                    static_cast<size_t>(t.numel()) * sizeof(float));
-        refs.push_back(std::move(ref));
+        const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+        ref.data = std::string_view(static_cast<const char*>(t.data_ptr()), bytes);
+        if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+          shards.emplace_back();
+          shard_bytes = 0;
+        }
+        shards.back().push_back(std::move(ref));
+        shard_bytes += bytes;
+        total_bytes += bytes;
       }
     }
     SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(JoinPath(tmp, kConfigFile), ToJson(impl_->config)));
-    SPAR_RETURN_IF_ERROR(
-        WriteSafetensors(JoinPath(tmp, kWeightsFile), refs, {{"format", "pt"}}));
-    SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(
-        JoinPath(tmp, kTokenizerConfigFile),
-        nlohmann::json{{"tokenizer_class", "SparByteTokenizer"},
-                       {"bos_token_id", ByteTokenizer::kBos},
-                       {"eos_token_id", ByteTokenizer::kEos},
-                       {"pad_token_id", ByteTokenizer::kPad},
-                       {"vocab_size", ByteTokenizer::kVocabSize}}));
+    if (shards.size() == 1) {
+      SPAR_RETURN_IF_ERROR(
+          WriteSafetensors(JoinPath(tmp, kWeightsFile), shards[0], {{"format", "pt"}}));
+    } else {
+      nlohmann::json weight_map = nlohmann::json::object();
+      const size_t n = shards.size();
+      for (size_t i = 0; i < n; ++i) {
+        char name[64];
+        std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, n);
+        for (const SafetensorsTensorRef& ref : shards[i]) weight_map[ref.name] = name;
+        SPAR_RETURN_IF_ERROR(WriteSafetensors(JoinPath(tmp, name), shards[i], {{"format", "pt"}}));
+      }
+      SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(
+          JoinPath(tmp, kWeightsIndexFile),
+          nlohmann::json{{"metadata", {{"total_size", total_bytes}}},
+                         {"weight_map", weight_map}}));
+    }
+    bool copied_tokenizer = false;
+    if (impl_->tokenizer != nullptr && !impl_->source_dir.empty()) {
+      for (const char* file : kCopiedFiles) {
+        const std::string from = JoinPath(impl_->source_dir, file);
+        if (!PathExists(from)) continue;
+        SPAR_ASSIGN_OR_RETURN(std::string contents, ReadFile(from));
+        SPAR_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(tmp, file), contents));
+        copied_tokenizer = true;
+      }
+    }
+    if (!copied_tokenizer) {
+      SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(
+          JoinPath(tmp, kTokenizerConfigFile),
+          nlohmann::json{{"tokenizer_class", "SparByteTokenizer"},
+                         {"bos_token_id", ByteTokenizer::kBos},
+                         {"eos_token_id", ByteTokenizer::kEos},
+                         {"pad_token_id", ByteTokenizer::kPad},
+                         {"vocab_size", ByteTokenizer::kVocabSize}}));
+    }
     if (PathExists(dir)) {
       // rename(2) cannot replace a non-empty directory: move the old one aside first.
       const std::string old = JoinPath(parent, absl::StrCat("tmp-old-", suffix));
@@ -277,19 +433,105 @@ absl::Status Policy::Save(const std::string& checkpoint_dir) const {
   });
 }
 
+const HfTokenizer* Policy::tokenizer() const { return impl_->tokenizer.get(); }
+
+absl::Status Policy::AddLora(const LoraConfig& config) {
+  SPAR_RETURN_IF_ERROR(Validate(config));
+  if (impl_->lora) return absl::FailedPreconditionError("LoRA adapters are already attached");
+  return TorchCall("Policy::AddLora", [&]() -> absl::Status {
+    internal::AddLoraAdapters(impl_->module, config.rank, config.scaling(), config.dropout,
+                              config.target_modules, config.seed);
+    impl_->lora = config;
+    return absl::OkStatus();
+  });
+}
+
+bool Policy::has_lora() const { return impl_->lora.has_value(); }
+
+absl::Status Policy::SaveLoraAdapter(const std::string& dir, const std::string& base_model) const {
+  if (!impl_->lora) return absl::FailedPreconditionError("no LoRA adapters attached");
+  return TorchCall("Policy::SaveLoraAdapter", [&]() -> absl::Status {
+    SPAR_RETURN_IF_ERROR(MakeDirs(dir));
+    std::vector<torch::Tensor> keep;
+    std::vector<SafetensorsTensorRef> refs;
+    torch::NoGradGuard no_grad;
+    for (const auto& p : impl_->module->named_parameters()) {
+      if (!absl::StrContains(p.key(), ".lora_")) continue;
+      torch::Tensor t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      keep.push_back(t);
+      SafetensorsTensorRef ref;
+      ref.name = absl::StrCat("base_model.model.", p.key());
+      ref.dtype = SafetensorsDType::kF32;
+      ref.shape = t.sizes().vec();
+      ref.data = std::string_view(static_cast<const char*>(t.data_ptr()),
+                                  static_cast<size_t>(t.numel()) * sizeof(float));
+      refs.push_back(std::move(ref));
+    }
+    SPAR_RETURN_IF_ERROR(WriteSafetensors(JoinPath(dir, "adapter_model.safetensors"), refs,
+                                          {{"format", "pt"}}));
+    return WriteJsonFileAtomic(JoinPath(dir, "adapter_config.json"),
+                               ToPeftAdapterConfig(*impl_->lora, base_model));
+  });
+}
+
+absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& prompt) const {
+  const LlamaConfig& cfg = impl_->config;
+  if (impl_->tokenizer == nullptr) {
+    std::vector<int32_t> ids = {static_cast<int32_t>(cfg.bos_token_id)};
+    std::vector<int32_t> bytes = ByteTokenizer::Encode(prompt);
+    ids.insert(ids.end(), bytes.begin(), bytes.end());
+    return ids;
+  }
+  const HfTokenizer& tok = *impl_->tokenizer;
+  EncodeOptions options;
+  // A chat-rendered prompt already starts with the BOS text: do not add a second one.
+  std::optional<std::string> bos = tok.bos_token();
+  options.add_special_tokens = !(bos && !bos->empty() && absl::StartsWith(prompt, *bos));
+  SPAR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.Encode(prompt, options));
+  if (ids.empty()) {
+    // Nothing to condition on: start from BOS (or the configured one).
+    ids.push_back(static_cast<int32_t>(tok.bos_token_id().value_or(cfg.bos_token_id)));
+  }
+  return ids;
+}
+
 absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::string>& prompts,
                                                          const GenerationParams& params) {
   SPAR_RETURN_IF_ERROR(Validate(params));
   const LlamaConfig& cfg = impl_->config;
+  std::vector<std::vector<int32_t>> encoded(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (1 + static_cast<int64_t>(prompts[i].size()) + params.max_new_tokens >
+    SPAR_ASSIGN_OR_RETURN(encoded[i], EncodePrompt(prompts[i]));
+    if (static_cast<int64_t>(encoded[i].size()) + params.max_new_tokens >
         cfg.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "prompts[", i, "] is ", prompts[i].size(), " bytes: with BOS and max_new_tokens=",
+          "prompts[", i, "] is ", encoded[i].size(), " tokens (BOS included): with max_new_tokens=",
           params.max_new_tokens, " it exceeds max_position_embeddings=",
           cfg.max_position_embeddings));
     }
   }
+  std::vector<int32_t> stop_ids = params.stop_token_ids;
+  stop_ids.push_back(static_cast<int32_t>(cfg.eos_token_id));
+  for (int64_t id : cfg.extra_eos_token_ids) stop_ids.push_back(static_cast<int32_t>(id));
+  const HfTokenizer* tokenizer = impl_->tokenizer.get();
+  auto decode = [&](const std::vector<int32_t>& ids) -> std::string {
+    if (tokenizer == nullptr) return ByteTokenizer::Decode(ids);
+    DecodeOptions options;
+    options.skip_special_tokens = true;
+    absl::StatusOr<std::string> text = tokenizer->Decode(ids, options);
+    return text.ok() ? *text : std::string();
+  };
+  auto is_stop = [&](int32_t tok) {
+    return std::find(stop_ids.begin(), stop_ids.end(), tok) != stop_ids.end();
+  };
+  // Where the first stop string starts in `text`, or npos.
+  auto stop_at = [&](const std::string& text) {
+    size_t at = std::string::npos;
+    for (const std::string& stop : params.stop_strings) {
+      if (!stop.empty()) at = std::min(at, text.find(stop));
+    }
+    return at;
+  };
   return TorchCall("Policy::Generate", [&]() -> absl::StatusOr<std::vector<Generation>> {
     internal::InferenceGuard guard;
     auto& module = impl_->module;
@@ -298,14 +540,14 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
     const int64_t k = params.num_samples;
     const int64_t total = static_cast<int64_t>(prompts.size()) * k;
     std::vector<Generation> out(prompts.size());
-    std::vector<std::vector<int32_t>> encoded(prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) {
       out[i].prompt = prompts[i];
       out[i].texts.resize(k);
       out[i].token_ids.resize(k);
       out[i].logprobs.resize(k);
+      out[i].token_logprobs.resize(k);
       out[i].finished.resize(k);
-      encoded[i] = ByteTokenizer::Encode(prompts[i]);
+      out[i].prompt_ids = encoded[i];
     }
     const auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
     const int64_t vocab = cfg.vocab_size;
@@ -313,7 +555,7 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
       const int64_t b = std::min<int64_t>(params.max_batch_size, total - start);
       int64_t max_len = 0;
       for (int64_t r = 0; r < b; ++r) {
-        max_len = std::max<int64_t>(max_len, 1 + encoded[(start + r) / k].size());
+        max_len = std::max<int64_t>(max_len, encoded[(start + r) / k].size());
       }
       // Left padding so every row's next token sits in the last column.
       std::vector<int64_t> ids(b * max_len, cfg.pad_token_id), mask(b * max_len, 0),
@@ -321,9 +563,9 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
       std::vector<int64_t> next_pos(b);
       for (int64_t r = 0; r < b; ++r) {
         const auto& toks = encoded[(start + r) / k];
-        const int64_t len = 1 + toks.size(), off = max_len - len;
+        const int64_t len = toks.size(), off = max_len - len;
         for (int64_t t = 0; t < len; ++t) {
-          ids[r * max_len + off + t] = t == 0 ? cfg.bos_token_id : toks[t - 1];
+          ids[r * max_len + off + t] = toks[t];
           mask[r * max_len + off + t] = 1;
           pos[r * max_len + off + t] = t;
         }
@@ -350,12 +592,17 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
           const int64_t row = start + r, i = row / k, j = row % k;
           const double u =
               CounterUniform(params.seed, params.first_prompt_index + i, j, step);
-          const int32_t tok =
-              PickToken(lg + r * vocab, vocab, params.temperature, params.top_p, u);
+          const int32_t tok = PickToken(lg + r * vocab, vocab, params.temperature, params.top_p,
+                                        u, params.top_k, params.min_p);
           out[i].token_ids[j].push_back(tok);
           out[i].logprobs[j] += lp[r * vocab + tok];
+          out[i].token_logprobs[j].push_back(lp[r * vocab + tok]);
           next[r] = tok;
-          if (tok == cfg.eos_token_id) {
+          bool stop = is_stop(tok);
+          if (!stop && !params.stop_strings.empty()) {
+            stop = stop_at(decode(out[i].token_ids[j])) != std::string::npos;
+          }
+          if (stop) {
             out[i].finished[j] = true;
             done[r] = 1;
             --remaining;
@@ -371,7 +618,15 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
       }
     }
     for (auto& g : out) {
-      for (int64_t j = 0; j < k; ++j) g.texts[j] = ByteTokenizer::Decode(g.token_ids[j]);
+      for (int64_t j = 0; j < k; ++j) {
+        std::vector<int32_t> ids = g.token_ids[j];
+        if (!ids.empty() && is_stop(ids.back())) ids.pop_back();
+        g.texts[j] = decode(ids);
+        if (!params.stop_strings.empty()) {
+          const size_t at = stop_at(g.texts[j]);
+          if (at != std::string::npos) g.texts[j].resize(at);
+        }
+      }
     }
     return out;
   });
@@ -379,34 +634,78 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
 
 absl::StatusOr<std::vector<double>> Policy::ScoreResponses(
     const std::vector<std::pair<std::string, std::string>>& prompt_response, int max_batch_size) {
+  const LlamaConfig& cfg = impl_->config;
+  std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> tokens;
+  tokens.reserve(prompt_response.size());
+  for (size_t i = 0; i < prompt_response.size(); ++i) {
+    SPAR_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, EncodePrompt(prompt_response[i].first));
+    std::vector<int32_t> response;
+    if (impl_->tokenizer == nullptr) {
+      response = ByteTokenizer::Encode(prompt_response[i].second);
+    } else {
+      SPAR_ASSIGN_OR_RETURN(response, impl_->tokenizer->Encode(prompt_response[i].second));
+    }
+    response.push_back(static_cast<int32_t>(cfg.eos_token_id));
+    const size_t len = prompt.size() + response.size();
+    if (static_cast<int64_t>(len) > cfg.max_position_embeddings) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt_response[", i, "] is ", len,
+                       " tokens, over max_position_embeddings=", cfg.max_position_embeddings));
+    }
+    tokens.emplace_back(std::move(prompt), std::move(response));
+  }
+  return ScoreTokens(tokens, max_batch_size);
+}
+
+absl::StatusOr<std::vector<double>> Policy::ScoreTokens(
+    const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& prompt_response,
+    int max_batch_size) {
   if (max_batch_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch_size must be >= 1, got ", max_batch_size));
   }
   const LlamaConfig& cfg = impl_->config;
   for (size_t i = 0; i < prompt_response.size(); ++i) {
-    const size_t len = 2 + prompt_response[i].first.size() + prompt_response[i].second.size();
-    if (static_cast<int64_t>(len) > cfg.max_position_embeddings) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prompt_response[", i, "] is ", len,
-                       " tokens, over max_position_embeddings=", cfg.max_position_embeddings));
+    const auto& [prompt, response] = prompt_response[i];
+    if (prompt.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt_response[", i, "]: empty prompt"));
+    }
+    if (static_cast<int64_t>(prompt.size() + response.size()) > cfg.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prompt_response[", i, "] is ", prompt.size() + response.size(),
+          " tokens, over max_position_embeddings=", cfg.max_position_embeddings));
+    }
+    for (const auto* ids : {&prompt, &response}) {
+      for (int32_t id : *ids) {
+        if (id < 0 || id >= cfg.vocab_size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "prompt_response[", i, "]: token id ", id, " out of range [0, ", cfg.vocab_size, ")"));
+        }
+      }
     }
   }
-  return TorchCall("Policy::ScoreResponses", [&]() -> absl::StatusOr<std::vector<double>> {
+  return TorchCall("Policy::ScoreTokens", [&]() -> absl::StatusOr<std::vector<double>> {
     internal::InferenceGuard guard;
     impl_->module->eval();
     std::vector<double> out;
     out.reserve(prompt_response.size());
     for (size_t start = 0; start < prompt_response.size(); start += max_batch_size) {
       const size_t end = std::min(prompt_response.size(), start + max_batch_size);
+      // MakeScoreBatch puts one leading token per row: rows start with their own first token,
+      // so the rest of the prompt follows it. Rows are right-padded with pad_token_id.
       std::vector<std::vector<int32_t>> prompts, responses;
+      std::vector<int64_t> first;
       for (size_t i = start; i < end; ++i) {
-        prompts.push_back(ByteTokenizer::Encode(prompt_response[i].first));
-        responses.push_back(ByteTokenizer::Encode(prompt_response[i].second));
-        responses.back().push_back(static_cast<int32_t>(cfg.eos_token_id));
+        const auto& prompt = prompt_response[i].first;
+        first.push_back(prompt[0]);
+        prompts.emplace_back(prompt.begin() + 1, prompt.end());
+        responses.push_back(prompt_response[i].second);
       }
       internal::ScoreBatch batch = internal::MakeScoreBatch(
-          prompts, responses, cfg.bos_token_id, cfg.pad_token_id, impl_->device);
+          prompts, responses, first[0], cfg.pad_token_id, impl_->device);
+      // Rows whose first token differs from row 0's.
+      torch::Tensor firsts = torch::tensor(first, torch::kInt64).to(impl_->device);
+      batch.input_ids.select(1, 0).copy_(firsts);
       torch::Tensor lp = internal::SequenceLogProbs(impl_->module, batch)
                              .to(torch::kCPU)
                              .to(torch::kFloat64)

@@ -13,7 +13,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/hf_tokenizer.h"
 #include "model/llama_config.h"
+#include "model/lora.h"
 
 namespace spar::model {
 
@@ -24,6 +26,12 @@ struct GenerationParams {
   uint64_t seed = 0;         // the draw for (prompt i, sample j, step s) depends only on these
   int num_samples = 1;       // responses per prompt
   int max_batch_size = 256;  // sequences per forward pass
+  int top_k = 0;              // keep the k most likely tokens; 0 = no limit
+  float min_p = 0.0f;        // drop tokens with p < min_p * p_max, in [0, 1); 0 = off
+  // Generation stops after any of these ids (besides config eos_token_id and its extra ids).
+  std::vector<int32_t> stop_token_ids;
+  // Generation stops once the decoded response contains one of these; the text is cut before it.
+  std::vector<std::string> stop_strings;
   // Index of prompts[0] in the caller's numbering, for the draws: a caller that splits one
   // request into several Generate calls passes each slice's offset and gets the same samples.
   int64_t first_prompt_index = 0;
@@ -35,7 +43,9 @@ struct Generation {
   std::vector<std::string> texts;                // decoded response bytes, EOS excluded
   std::vector<std::vector<int32_t>> token_ids;   // generated ids, EOS included when emitted
   std::vector<double> logprobs;                  // sum of log pi(token) over token_ids, untempered
+  std::vector<std::vector<double>> token_logprobs;  // log pi(token) per entry of token_ids
   std::vector<bool> finished;                    // true when EOS was emitted
+  std::vector<int32_t> prompt_ids;               // the prompt as fed (BOS included)
 };
 
 class Policy {
@@ -46,9 +56,12 @@ class Policy {
   Policy(const Policy&) = delete;
   Policy& operator=(const Policy&) = delete;
 
-  // Reads <dir>/config.json and <dir>/model.safetensors (F32/F16/BF16/F64 tensors, converted to
-  // float32). NotFound naming the missing file; InvalidArgument naming a bad config field or a
-  // missing, unexpected or mis-shaped tensor.
+  // Reads a Hugging Face model directory: config.json (model_type llama, mistral, qwen2, qwen3),
+  // model.safetensors or the shards of model.safetensors.index.json (F32/F16/BF16/F64 tensors,
+  // converted to float32), and tokenizer.json (+ tokenizer_config.json) when present; without
+  // tokenizer.json the built-in byte tokenizer is used. NotFound naming the missing file;
+  // InvalidArgument naming a bad config field, an unsupported model type or a missing,
+  // unexpected or mis-shaped tensor.
   static absl::StatusOr<std::unique_ptr<Policy>> Load(const std::string& checkpoint_dir);
   // A freshly initialised model (normal(0, 0.02) weights from `seed`). InvalidArgument for a bad
   // config or a vocabulary smaller than the byte tokenizer's (259).
@@ -58,7 +71,12 @@ class Policy {
   // Writes config.json, model.safetensors and tokenizer_config.json into a "tmp-*" sibling of
   // `checkpoint_dir` and renames it into place (an existing checkpoint there is replaced), so a
   // reader sees the whole old or the whole new directory. Readers ignore "tmp-*" entries.
+  // Weights are written in config.torch_dtype, split into model-0000i-of-0000n.safetensors
+  // shards with model.safetensors.index.json when larger than `max_shard_bytes`; the tokenizer
+  // files of the directory the policy was loaded from are copied (the byte tokenizer's
+  // tokenizer_config.json otherwise).
   absl::Status Save(const std::string& checkpoint_dir) const;
+  absl::Status Save(const std::string& checkpoint_dir, int64_t max_shard_bytes) const;
 
   // Samples params.num_samples responses per prompt: prompt tokens = BOS + bytes(prompt); stops at
   // EOS or after max_new_tokens. Results are in prompt order. Deterministic: sample j of prompt i
@@ -67,10 +85,34 @@ class Policy {
   absl::StatusOr<std::vector<Generation>> Generate(const std::vector<std::string>& prompts,
                                                    const GenerationParams& params);
 
-  // log pi(bytes(response) + EOS | BOS + bytes(prompt)) per pair, summed over response tokens.
+  // Token-level scoring: log pi(response_ids | prompt_ids) per pair, summed over response tokens.
+  // prompt_ids are fed as given (BOS included when wanted) and must not be empty.
+  absl::StatusOr<std::vector<double>> ScoreTokens(
+      const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& prompt_response,
+      int max_batch_size = 256);
+
+  // The prompt's ids as Generate feeds them: BOS + bytes for the byte tokenizer; the HF
+  // tokenizer's encoding with its special tokens (BOS not doubled when the text starts with it).
+  absl::StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt) const;
+  // The HF tokenizer, or null for the byte tokenizer.
+  const HfTokenizer* tokenizer() const;
+
+  // log pi(response + EOS | prompt) per pair, summed over response tokens (prompt encoded as by
+  // EncodePrompt, the response without special tokens).
   absl::StatusOr<std::vector<double>> ScoreResponses(
       const std::vector<std::pair<std::string, std::string>>& prompt_response,
       int max_batch_size = 256);
+
+  // Attaches LoRA adapters to config.target_modules of every layer and freezes all other
+  // parameters, so an optimizer over the trainable parameters updates the adapters alone.
+  // InvalidArgument for a bad config; FailedPrecondition when adapters are already attached.
+  // Save() then writes merged weights (W + alpha/r * B A), loadable without Spar or PEFT.
+  absl::Status AddLora(const LoraConfig& config);
+  bool has_lora() const;
+  // Writes the adapters alone, PEFT-style: adapter_model.safetensors (float32, tensors named
+  // "base_model.model.<param>.lora_A.weight" / ".lora_B.weight") and adapter_config.json.
+  // FailedPrecondition without adapters.
+  absl::Status SaveLoraAdapter(const std::string& dir, const std::string& base_model = "") const;
 
   int64_t NumParameters() const;
   const LlamaConfig& config() const;

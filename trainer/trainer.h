@@ -1,13 +1,16 @@
-// Contrastive and supervised training of a model::Policy checkpoint: DPO (ref = the initial
-// policy, whose log-probs are computed once before the first update) and SFT. Loads the init
-// checkpoint, trains with AdamW and global-norm clipping, saves the result with Policy::Save
-// (whole-directory atomic). No gRPC; torch stays in the .cc files.
-// Thread-compatible: one training run per call; runs on the calling thread.
+// Preference and supervised training of a model::Policy checkpoint: the loss family of
+// ALGORITHMS.md §7 (trainer/losses.h; reference log-probs from the initial policy π_t computed
+// once before the first update, magnet log-probs from a frozen checkpoint for MPO), AdamW or
+// RMSprop with warmup + constant/linear/cosine schedules, gradient accumulation, global-norm
+// clipping, truncation, length bucketing, resumable train_state/, and c10d (Gloo) data parallel.
+// Saves the result with Policy::Save (whole-directory atomic). No gRPC; torch stays in the .cc
+// files. Thread-compatible: one training run per call; runs on the calling thread.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,25 +19,68 @@
 
 namespace spar::trainer {
 
+// Data-parallel group membership, torchrun-style (see DistributedFromEnv). world_size 1 = none.
+struct DistributedConfig {
+  int rank = 0;                        // this process, 0 .. world_size-1; rank 0 writes files
+  int world_size = 1;                  // processes in the group
+  std::string master_addr = "127.0.0.1";  // host of rank 0's TCPStore
+  int master_port = 29500;             // port of rank 0's TCPStore
+  int timeout_seconds = 120;           // rendezvous and collective timeout
+};
+
+// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (all optional; absent = single process).
+// InvalidArgument naming the variable for malformed values.
+absl::StatusOr<DistributedConfig> DistributedFromEnv();
+
 struct TrainConfig {
-  std::string loss = "dpo";     // "dpo" (TrainDpo) | "sft" (TrainSft)
-  double beta = 0.1;            // DPO temperature on the log-ratio margin
-  double learning_rate = 1e-4;  // AdamW step size, constant
-  double weight_decay = 0.0;    // AdamW decoupled weight decay; 0 = none
-  int epochs = 1;               // passes over the data
-  int batch_size = 16;          // pairs (or SFT examples) per optimizer step
-  double max_grad_norm = 1.0;   // global-norm clipping threshold; 0 = no clipping
-  double nll_weight = 0.0;      // DPO only: weight of -log pi(y_w)/|y_w| (RPO); 0 = off
-  uint64_t seed = 0;            // shuffle order (and torch's RNG)
+  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "hinge" | "sppo" | "sppo_hard" | "simpo" | "mpo" |
+  // "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas: trainer/losses.h.
+  std::string loss = "dpo";
+  double beta = 0.1;               // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
+  double learning_rate = 1e-4;     // peak optimizer step size
+  double weight_decay = 0.0;       // decoupled (AdamW) / L2 (RMSprop) weight decay; 0 = none
+  int epochs = 1;                  // passes over the data
+  int batch_size = 16;             // pairs (or SFT examples) per optimizer step, over all ranks
+  double max_grad_norm = 1.0;      // global-norm clipping threshold; 0 = no clipping
+  double nll_weight = 0.0;         // any loss: + nll_weight * -log pi(y_w)/|y_w| (RPO); 0 = off
+  uint64_t seed = 0;               // shuffle order (and torch's RNG)
+  double label_smoothing = 0.1;    // ε of cdpo and robust, in [0, 0.5)
+  double simpo_gamma = 1.6;        // γ (target margin) of simpo
+  double mpo_alpha = 0.01;         // α: magnet strength of mpo / mpo_pg
+  double mpo_eta = 11;             // η: mirror-descent step of mpo / mpo_pg
+  std::string magnet_checkpoint;   // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
+  std::string optimizer = "adamw";      // "adamw" | "rmsprop" (torch defaults otherwise)
+  std::string lr_scheduler = "constant";  // "constant" | "linear" | "cosine" (after warmup)
+  double warmup_ratio = 0.0;       // warmup steps = ceil(ratio * total) when warmup_steps = 0
+  int warmup_steps = 0;            // linear warmup from 0 (HF convention); 0 = use warmup_ratio
+  int gradient_accumulation_steps = 1;  // micro-batches per optimizer step (per rank)
+  int max_prompt_length = 0;       // prompt tokens kept (the last ones); 0 = no limit
+  int max_length = 0;              // prompt + response tokens kept (response cut at the end);
+                                   // 0 = no limit
+  bool length_bucketing = false;   // batch similar lengths together (deterministic given seed)
+  int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
+  std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
+  DistributedConfig distributed;   // data-parallel group; default single process
 };
 
 // InvalidArgument naming the field, e.g. "train.loss: unknown loss \"x\"".
 absl::Status Validate(const TrainConfig& config);
 
+// The defaults for one loss: β 2.0 for simpo, β 0.001 (η = 1000) for sppo / sppo_hard, otherwise
+// TrainConfig(); `loss` is set (unknown names are left for Validate to reject).
+TrainConfig TrainConfigDefaults(const std::string& loss);
+
 struct PreferencePair {
   std::string prompt;
   std::string chosen;    // y_w
   std::string rejected;  // y_l
+  // Optional judge data, each in [0, 1]. p = P(y_w ≻ y_l) (dno, mpo_pg); when absent it is
+  // σ(chosen_win_rate - rejected_win_rate) if both are given, else 1. Win rates P̂(y ≻ π_t)
+  // (sppo, mpo); when absent P̂_w = (½ + p)/2 and P̂_l = (½ + 1 - p)/2 (two samples, self
+  // included).
+  std::optional<double> p;
+  std::optional<double> chosen_win_rate;
+  std::optional<double> rejected_win_rate;
 };
 
 struct SftExample {
@@ -64,10 +110,14 @@ struct TrainResult {
 // written).
 using ProgressCallback = std::function<bool(const TrainProgress&)>;
 
-// DPO (sigmoid loss, optional NLL term) from init_checkpoint (pi_t, also the reference) into
-// out_checkpoint (pi_{t+1}). Responses are scored as bytes(response) + EOS. InvalidArgument for a
-// bad config, no pairs, or an empty prompt/response (naming pairs[i].field); NotFound /
-// InvalidArgument from loading; CancelledError when on_progress returns false.
+// Trains with config.loss (any of the family; "sft" trains on the chosen responses) from
+// init_checkpoint (pi_t, also the reference) into out_checkpoint (pi_{t+1}). Responses are scored
+// as bytes(response) + EOS. InvalidArgument for a bad config, no pairs, an empty
+// prompt/response (naming pairs[i].field), a checkpoint whose tokenizer is not the byte
+// tokenizer; NotFound / InvalidArgument from loading; CancelledError when on_progress returns
+// false (train_state, if any, is kept). With save_every_steps > 0 the run resumes from a matching
+// train_state (same request) and removes it after success. With distributed.world_size > 1 every
+// rank calls this with the same arguments; only rank 0 writes files.
 absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const std::vector<PreferencePair>& pairs,
                                      const TrainConfig& config, const std::string& out_checkpoint,

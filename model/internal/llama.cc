@@ -6,6 +6,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "model/internal/torch_compat.h"
+
 namespace spar::model::internal {
 namespace {
 
@@ -21,6 +23,33 @@ constexpr double kMaskValue = -1e9;
 
 }  // namespace
 
+void AttachLora(torch::nn::Linear& linear, LoraSlot* slot, int64_t rank, double scale,
+                double dropout, at::Generator& gen) {
+  const int64_t in = linear->options.in_features(), out = linear->options.out_features();
+  torch::Device device = linear->weight.device();
+  slot->a = linear->register_module(
+      "lora_A", torch::nn::Linear(torch::nn::LinearOptions(in, rank).bias(false)));
+  slot->b = linear->register_module(
+      "lora_B", torch::nn::Linear(torch::nn::LinearOptions(rank, out).bias(false)));
+  torch::NoGradGuard no_grad;
+  // PEFT: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  slot->a->weight.copy_(at::empty({rank, in}).uniform_(-bound, bound, gen));
+  slot->b->weight.zero_();
+  slot->a->to(device);
+  slot->b->to(device);
+  slot->scale = scale;
+  slot->dropout = dropout;
+}
+
+torch::Tensor Project(torch::nn::Linear& linear, LoraSlot& slot, const torch::Tensor& x,
+                      bool training) {
+  torch::Tensor y = linear(x);
+  if (slot.a.is_empty()) return y;
+  torch::Tensor in = slot.dropout > 0 ? torch::dropout(x, slot.dropout, training) : x;
+  return y + slot.b(slot.a(in)) * slot.scale;
+}
+
 RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
@@ -34,22 +63,33 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
 
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
     : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim()) {
-  auto linear = [](int64_t in, int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  auto linear = [](int64_t in, int64_t out, bool bias) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   };
-  q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_));
-  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
-  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
-  o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size));
+  q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_, c.qkv_bias));
+  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias));
+  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.qkv_bias));
+  o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size, c.o_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RmsNorm(head_dim_, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RmsNorm(head_dim_, c.rms_norm_eps));
+  }
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                      const torch::Tensor& sin, const torch::Tensor& bias,
                                      torch::Tensor* cache_k, torch::Tensor* cache_v) {
   const int64_t b = x.size(0), t = x.size(1);
-  torch::Tensor q = q_proj(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor k = k_proj(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor v = v_proj(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  const bool train = is_training();
+  torch::Tensor q = Project(q_proj, lora_q, x, train).view({b, t, heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor k =
+      Project(k_proj, lora_k, x, train).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor v =
+      Project(v_proj, lora_v, x, train).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  if (!q_norm.is_empty()) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
   torch::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
   q = q * c + RotateHalf(q) * s;
   k = k * c + RotateHalf(k) * s;
@@ -70,11 +110,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     v = v.unsqueeze(2).expand({b, kv_heads_, rep, s_len, head_dim_}).reshape(
         {b, heads_, s_len, head_dim_});
   }
-  torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(double(head_dim_));
-  scores = scores + bias;
-  torch::Tensor probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
-  torch::Tensor out = torch::matmul(probs, v).transpose(1, 2).reshape({b, t, heads_ * head_dim_});
-  return o_proj(out);
+  torch::Tensor out =
+      ScaledDotProductAttention(q, k, v, bias).transpose(1, 2).reshape({b, t, heads_ * head_dim_});
+  return Project(o_proj, lora_o, out, train);
 }
 
 MlpImpl::MlpImpl(const LlamaConfig& c) {
@@ -87,7 +125,11 @@ MlpImpl::MlpImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  const bool train = is_training();
+  return Project(down_proj, lora_down,
+                 torch::silu(Project(gate_proj, lora_gate, x, train)) *
+                     Project(up_proj, lora_up, x, train),
+                 train);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& c) {
@@ -118,11 +160,32 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : config_(c) {
     lm_head = register_module(
         "lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
   }
+  inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(c));
+}
+
+torch::Tensor RopeInverseFrequencies(const LlamaConfig& c) {
   const int64_t d = c.head_dim();
+  // Computed in float64 and rounded once (transformers uses float32; they differ by an ulp).
   torch::Tensor exponents = torch::arange(0, d, 2, torch::kInt64).to(torch::kFloat64) / double(d);
-  inv_freq_ = register_buffer("inv_freq",
-                              (1.0 / torch::pow(torch::full({}, c.rope_theta, torch::kFloat64),
-                                                exponents)).to(torch::kFloat32));
+  torch::Tensor inv_freq =
+      1.0 / torch::pow(torch::full({}, c.rope_theta, torch::kFloat64), exponents);
+  if (c.rope_scaling_type == "linear") {
+    // Linear scaling divides positions by the factor, i.e. the frequencies.
+    inv_freq = inv_freq / c.rope_scaling_factor;
+  } else if (c.rope_scaling_type == "llama3") {
+    const double factor = c.rope_scaling_factor;
+    const double old_len = static_cast<double>(c.rope_original_max_position_embeddings);
+    const double low_wavelen = old_len / c.rope_low_freq_factor;
+    const double high_wavelen = old_len / c.rope_high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv_freq;
+    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv_freq / factor, inv_freq);
+    torch::Tensor smooth = (old_len / wavelen - c.rope_low_freq_factor) /
+                           (c.rope_high_freq_factor - c.rope_low_freq_factor);
+    torch::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    torch::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv_freq = torch::where(medium, smoothed, scaled);
+  }
+  return inv_freq.to(torch::kFloat32);
 }
 
 torch::Tensor LlamaForCausalLMImpl::OutputWeight() const {
@@ -169,6 +232,30 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
   return torch::matmul(h, OutputWeight().t());
 }
 
+void AddLoraAdapters(LlamaForCausalLM& model, int64_t rank, double scale, double dropout,
+                     const std::vector<std::string>& targets, uint64_t seed) {
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  auto wants = [&](const char* name) {
+    return std::find(targets.begin(), targets.end(), name) != targets.end();
+  };
+  for (size_t i = 0; i < model->model->layers->size(); ++i) {
+    auto layer = model->model->layers->ptr<DecoderLayerImpl>(i);
+    AttentionImpl& attn = *layer->self_attn;
+    MlpImpl& mlp = *layer->mlp;
+    const std::pair<torch::nn::Linear*, LoraSlot*> slots[] = {
+        {&attn.q_proj, &attn.lora_q},       {&attn.k_proj, &attn.lora_k},
+        {&attn.v_proj, &attn.lora_v},       {&attn.o_proj, &attn.lora_o},
+        {&mlp.gate_proj, &mlp.lora_gate},   {&mlp.up_proj, &mlp.lora_up},
+        {&mlp.down_proj, &mlp.lora_down}};
+    const char* names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                           "down_proj"};
+    for (size_t j = 0; j < 7; ++j) {
+      if (wants(names[j])) AttachLora(*slots[j].first, slots[j].second, rank, scale, dropout, gen);
+    }
+  }
+}
+
 void InitWeights(LlamaForCausalLM& model, uint64_t seed) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);
@@ -177,6 +264,8 @@ void InitWeights(LlamaForCausalLM& model, uint64_t seed) {
     torch::Tensor& w = p.value();
     if (name.find("norm") != std::string::npos) {
       w.fill_(1.0);
+    } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      w.zero_();
     } else {
       torch::Tensor init = at::normal(0.0, 0.02, w.sizes(), gen);
       w.copy_(init);

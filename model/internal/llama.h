@@ -33,6 +33,22 @@ class RmsNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RmsNorm);
 
+// A LoRA adapter on one projection: y += scale * B(A(dropout(x))). The A/B modules are registered
+// on the projection itself, so their parameters are named "<proj>.lora_A.weight" /
+// "<proj>.lora_B.weight" (PEFT's names under "base_model.model.").
+struct LoraSlot {
+  torch::nn::Linear a{nullptr}, b{nullptr};
+  double scale = 0.0;
+  double dropout = 0.0;
+};
+
+// Adds an adapter of `rank` to `linear` (A kaiming-uniform from `gen`, B zeros) and fills `slot`.
+void AttachLora(torch::nn::Linear& linear, LoraSlot* slot, int64_t rank, double scale,
+                double dropout, at::Generator& gen);
+// linear(x) plus the adapter's update when the slot holds one.
+torch::Tensor Project(torch::nn::Linear& linear, LoraSlot& slot, const torch::Tensor& x,
+                      bool training);
+
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const LlamaConfig& config);
@@ -40,6 +56,8 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& bias, torch::Tensor* cache_k, torch::Tensor* cache_v);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only (per-head RMSNorm before RoPE)
+  LoraSlot lora_q, lora_k, lora_v, lora_o;
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
@@ -51,6 +69,7 @@ class MlpImpl : public torch::nn::Module {
   explicit MlpImpl(const LlamaConfig& config);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  LoraSlot lora_gate, lora_up, lora_down;
 };
 TORCH_MODULE(Mlp);
 
@@ -97,6 +116,15 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;  // [head_dim/2], a buffer (not saved: HF recomputes it too)
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// RoPE inverse frequencies [head_dim/2] (float32) for the config's rope_theta and rope_scaling
+// (none, linear, llama3), as transformers' ROPE_INIT_FUNCTIONS compute them.
+torch::Tensor RopeInverseFrequencies(const LlamaConfig& config);
+
+// Adds LoRA adapters to the named projections (q_proj ... down_proj) of every layer and freezes
+// every other parameter (requires_grad = false). Precondition: no adapters yet.
+void AddLoraAdapters(LlamaForCausalLM& model, int64_t rank, double scale, double dropout,
+                     const std::vector<std::string>& targets, uint64_t seed);
 
 // HF initialisation: normal(0, 0.02) for linear/embedding weights, ones for norms; from `seed`.
 void InitWeights(LlamaForCausalLM& model, uint64_t seed);

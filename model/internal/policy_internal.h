@@ -2,10 +2,16 @@
 // trainer/ and their tests).
 #pragma once
 
+#include <memory>
+#include <optional>
+#include <string>
+
 #include <torch/torch.h>
 
 #include "model/internal/llama.h"
+#include "model/hf_tokenizer.h"
 #include "model/llama_config.h"
+#include "model/lora.h"
 #include "model/policy.h"
 
 namespace spar::model {
@@ -14,6 +20,13 @@ struct Policy::Impl {
   LlamaConfig config;
   internal::LlamaForCausalLM module{nullptr};
   torch::Device device{torch::kCPU};
+  // The checkpoint's tokenizer.json tokenizer; null for the built-in byte tokenizer.
+  std::shared_ptr<const HfTokenizer> tokenizer;
+  // Where the checkpoint was loaded from ("" when created in memory): Save copies its tokenizer
+  // files.
+  std::string source_dir;
+  // Set once AddLora has attached adapters.
+  std::optional<LoraConfig> lora;
 };
 
 }  // namespace spar::model

@@ -2,7 +2,10 @@
 // 2.x with CUDA on GPU hosts). Private to model/, sampler/, trainer/ .cc files.
 #pragma once
 
+#include <cmath>
+
 #include <torch/torch.h>
+#include <torch/version.h>
 
 namespace spar::model::internal {
 
@@ -21,6 +24,22 @@ using InferenceGuard = c10::InferenceMode;
 // with few threads; callers set this once per process.
 inline void SetCpuThreads(int threads) {
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
+}
+
+// softmax(q k^T / sqrt(d) + bias) v for q [B,H,T,d], k/v [B,H,S,d] (kv heads already repeated),
+// bias [B,1,T,S] additive (large negative = masked). LibTorch >= 2.0 has a fused kernel
+// (at::scaled_dot_product_attention, flash/memory-efficient on CUDA); 1.13 takes the explicit
+// path, which also fixes the softmax in float32 for half-precision inputs.
+inline torch::Tensor ScaledDotProductAttention(const torch::Tensor& q, const torch::Tensor& k,
+                                               const torch::Tensor& v, const torch::Tensor& bias) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, bias.to(q.scalar_type()));
+#else
+  torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(double(q.size(-1)));
+  scores = scores + bias;
+  torch::Tensor probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
+  return torch::matmul(probs, v);
+#endif
 }
 
 }  // namespace spar::model::internal

@@ -19,7 +19,9 @@
 #include "services/app/app.h"
 #include "services/cli/args.h"
 #include "services/cli/demo.h"
+#include "services/cli/inspect_command.h"
 #include "services/cli/judge_command.h"
+#include "services/cli/tokenize_command.h"
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
@@ -50,6 +52,8 @@ const char kUsage[] =
     "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING)\n"
     "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url URL]\n"
     "                                                   offline judging (resumes through the cache)\n"
+    "  tokenize --model DIR [--chat] [--chat_template=NAME] [--add-special-tokens]  stdin JSON lines -> ids\n"
+    "  inspect DIR [--json]                             architecture, parameters, tensor sums\n"
     "client commands take --addr (default $SPAR_ADDR or 127.0.0.1:50051)\n";
 
 int ExitCodeFor(const absl::Status& st) {
@@ -290,7 +294,7 @@ int Health(const Args& args) {
 }  // namespace
 
 int RunCli(int argc, char** argv) {
-  auto parsed = Args::Parse(argc, argv, {"json", "watch", "help"});
+  auto parsed = Args::Parse(argc, argv, {"json", "watch", "help", "chat", "add-special-tokens"});
   if (!parsed.ok()) return Fail(parsed.status());
   const Args& args = *parsed;
   const std::string& cmd = args.command();
@@ -343,6 +347,8 @@ int RunCli(int argc, char** argv) {
     return CancelOrResume(args, cmd == "cancel");
   }
   if (cmd == "judge") return RunJudgeCommand(args);
+  if (cmd == "tokenize") return RunTokenizeCommand(args);  // checks its own flags
+  if (cmd == "inspect") return RunInspectCommand(args);    // checks its own flags
   if (cmd == "health") {
     if (!(known = check({"addr", "service"})).ok()) return Fail(known);
     return Health(args);

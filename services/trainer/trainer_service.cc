@@ -1,6 +1,8 @@
 #include "services/trainer/trainer_service.h"
 
 #include <atomic>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -26,8 +28,7 @@ struct TrainerService::Run {
 namespace {
 
 absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) {
-  trainer::TrainConfig out;
-  if (c.has_loss()) out.loss = c.loss();
+  trainer::TrainConfig out = trainer::TrainConfigDefaults(c.has_loss() ? c.loss() : "dpo");
   if (c.has_beta()) out.beta = c.beta();
   if (c.has_learning_rate()) out.learning_rate = c.learning_rate();
   if (c.has_weight_decay()) out.weight_decay = c.weight_decay();
@@ -36,6 +37,22 @@ absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) 
   if (c.has_max_grad_norm()) out.max_grad_norm = c.max_grad_norm();
   if (c.has_nll_weight()) out.nll_weight = c.nll_weight();
   if (c.has_seed()) out.seed = c.seed();
+  if (c.has_label_smoothing()) out.label_smoothing = c.label_smoothing();
+  if (c.has_simpo_gamma()) out.simpo_gamma = c.simpo_gamma();
+  if (c.has_mpo_alpha()) out.mpo_alpha = c.mpo_alpha();
+  if (c.has_mpo_eta()) out.mpo_eta = c.mpo_eta();
+  if (c.has_magnet_checkpoint()) out.magnet_checkpoint = c.magnet_checkpoint();
+  if (c.has_optimizer()) out.optimizer = c.optimizer();
+  if (c.has_lr_scheduler()) out.lr_scheduler = c.lr_scheduler();
+  if (c.has_warmup_ratio()) out.warmup_ratio = c.warmup_ratio();
+  if (c.has_warmup_steps()) out.warmup_steps = c.warmup_steps();
+  if (c.has_gradient_accumulation_steps()) {
+    out.gradient_accumulation_steps = c.gradient_accumulation_steps();
+  }
+  if (c.has_max_prompt_length()) out.max_prompt_length = c.max_prompt_length();
+  if (c.has_max_length()) out.max_length = c.max_length();
+  if (c.has_length_bucketing()) out.length_bucketing = c.length_bucketing();
+  if (c.has_save_every_steps()) out.save_every_steps = c.save_every_steps();
   absl::Status st = trainer::Validate(out);
   if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
   return out;
@@ -70,8 +87,22 @@ absl::StatusOr<std::vector<trainer::PreferencePair>> ReadPairs(const std::string
             absl::StrCat("pairs_path: line ", i + 1, ": field \"", f, "\" missing or not a string"));
       }
     }
-    pairs.push_back({r["prompt"].get<std::string>(), r["chosen"].get<std::string>(),
-                     r["rejected"].get<std::string>()});
+    trainer::PreferencePair pair;
+    pair.prompt = r["prompt"].get<std::string>();
+    pair.chosen = r["chosen"].get<std::string>();
+    pair.rejected = r["rejected"].get<std::string>();
+    // Optional judge data (dno / sppo / mpo): soft label and win rates vs pi_t.
+    for (auto [field, slot] : {std::pair<const char*, std::optional<double>*>{"p", &pair.p},
+                               {"chosen_win_rate", &pair.chosen_win_rate},
+                               {"rejected_win_rate", &pair.rejected_win_rate}}) {
+      if (!r.contains(field) || r[field].is_null()) continue;
+      if (!r[field].is_number()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pairs_path: line ", i + 1, ": field \"", field, "\" is not a number"));
+      }
+      *slot = r[field].get<double>();
+    }
+    pairs.push_back(std::move(pair));
   }
   return pairs;
 }

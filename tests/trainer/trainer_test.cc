@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,9 @@
 #include "model/byte_tokenizer.h"
 #include "model/policy.h"
 #include "trainer/arith_base.h"
+#include "trainer/internal/train_util.h"
+#include "tests/trainer/toy_data.h"
+#include "model/internal/llama.h"
 
 namespace spar::trainer {
 namespace {
@@ -200,6 +205,191 @@ TEST(ArithBaseTest, BuildsAndSavesAShortRun) {
   EXPECT_EQ((*p)->config().hidden_size, 128);
   o.out_dir = "";
   EXPECT_EQ(BuildArithBaseModel(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// --- Loss family, bad input, optimisation details. ---
+
+std::vector<std::pair<std::string, std::string>> Side(const std::vector<PreferencePair>& pairs,
+                                                      bool chosen) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& p : pairs) out.push_back({p.prompt, chosen ? p.chosen : p.rejected});
+  return out;
+}
+
+TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
+  const std::string init = SaveTinyPolicy(21);
+  const std::string magnet = SaveTinyPolicy(22);
+  std::vector<PreferencePair> pairs = testing::ToyPairs();
+  pairs.resize(4);
+  const std::vector<double> c0 = Scores(init, Side(pairs, true)), r0 = Scores(init, Side(pairs, false));
+  double mean0 = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) mean0 += (c0[i] - r0[i]) / pairs.size();
+  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "hinge", "sppo", "sppo_hard",
+                           "simpo", "mpo", "mpo_pg"}) {
+    SCOPED_TRACE(loss);
+    TrainConfig config = TrainConfigDefaults(loss);
+    config.learning_rate = 1e-3;
+    config.batch_size = 4;
+    config.nll_weight = 0.1;
+    if (std::string(loss) == "mpo") config.magnet_checkpoint = magnet;
+    const std::string out = TempDir(loss);
+    absl::StatusOr<TrainResult> r = TrainDpo(init, pairs, config, out);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->steps, 1);
+    for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+                            "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
+      EXPECT_EQ(r->metrics.count(key), 1u) << key;
+    }
+    const std::vector<double> c1 = Scores(out, Side(pairs, true)), r1 = Scores(out, Side(pairs, false));
+    double mean1 = 0;
+    for (size_t i = 0; i < pairs.size(); ++i) mean1 += (c1[i] - r1[i]) / pairs.size();
+    EXPECT_GT(mean1, mean0);
+  }
+  EXPECT_DOUBLE_EQ(TrainConfigDefaults("simpo").beta, 2.0);
+  EXPECT_DOUBLE_EQ(TrainConfigDefaults("sppo").beta, 0.001);
+}
+
+TEST(TrainDpoTest, SftOnChosenAndRmspropWithLinearSchedule) {
+  const std::string init = SaveTinyPolicy(23);
+  std::vector<PreferencePair> pairs = testing::ToyPairs();
+  TrainConfig config;
+  config.loss = "sft";
+  config.optimizer = "rmsprop";
+  config.lr_scheduler = "linear";
+  config.warmup_ratio = 0.25;
+  config.learning_rate = 1e-3;
+  config.batch_size = 3;
+  std::vector<double> lrs;
+  absl::StatusOr<TrainResult> r =
+      TrainDpo(init, pairs, config, TempDir("sft_rms"), [&](const TrainProgress& p) {
+        lrs.push_back(p.metrics.at("learning_rate"));
+        return true;
+      });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->metrics.count("nll/token"), 1u);
+  // 4 steps, warmup ceil(0.25 * 4) = 1: lr 0, then 1, 2/3, 1/3 of the peak.
+  ASSERT_EQ(lrs.size(), 4u);
+  EXPECT_NEAR(lrs[0], 0.0, 1e-12);
+  EXPECT_NEAR(lrs[1], 1e-3, 1e-12);
+  EXPECT_NEAR(lrs[2], 2e-3 / 3, 1e-12);
+  EXPECT_NEAR(lrs[3], 1e-3 / 3, 1e-12);
+}
+
+TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
+  const std::string init = SaveTinyPolicy(24);
+  const std::string out = TempDir("bad");
+  const std::vector<PreferencePair> ok = {{"1+1=", "2", "3"}};
+  auto code_and_message = [&](const std::string& ckpt, const std::vector<PreferencePair>& pairs,
+                              const TrainConfig& c) {
+    absl::StatusOr<TrainResult> r = TrainDpo(ckpt, pairs, c, out);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    return std::string(r.status().message());
+  };
+  EXPECT_THAT(code_and_message(init, {}, TrainConfig()), HasSubstr("no preference pairs"));
+  EXPECT_THAT(code_and_message(init, {{"", "2", "3"}}, TrainConfig()),
+              HasSubstr("pairs[0].prompt is empty"));
+  EXPECT_THAT(code_and_message(init, {{"1+1=", "", "3"}}, TrainConfig()),
+              HasSubstr("pairs[0].chosen is empty"));
+  TrainConfig c;
+  c.loss = "kto";
+  EXPECT_EQ(code_and_message(init, ok, c), "train.loss: unknown loss \"kto\"");
+  c = TrainConfig();
+  c.optimizer = "sgd";
+  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.optimizer: unknown optimizer \"sgd\""));
+  c = TrainConfig();
+  c.lr_scheduler = "step";
+  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.lr_scheduler"));
+  c = TrainConfig();
+  c.label_smoothing = 0.5;
+  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.label_smoothing"));
+  c = TrainConfig();
+  c.max_length = 8;
+  c.max_prompt_length = 8;
+  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.max_prompt_length"));
+  std::vector<PreferencePair> bad_p = ok;
+  bad_p[0].p = 1.5;
+  EXPECT_THAT(code_and_message(init, bad_p, TrainConfig()), HasSubstr("pairs[0].p must be in"));
+
+  // A checkpoint made for another tokenizer: special ids differ, or it ships tokenizer files.
+  model::LlamaConfig mc = testing::TinyConfig();
+  mc.vocab_size = 300;
+  mc.eos_token_id = 2;
+  auto other = model::Policy::CreateRandom(mc, 1);
+  ASSERT_TRUE(other.ok());
+  const std::string other_dir = TempDir("other_tok");
+  ASSERT_TRUE((*other)->Save(other_dir).ok());
+  EXPECT_THAT(code_and_message(other_dir, ok, TrainConfig()),
+              HasSubstr("does not match the byte tokenizer"));
+  const std::string hf_dir = SaveTinyPolicy(25);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(hf_dir, "tokenizer.json"), "{}").ok());
+  EXPECT_THAT(code_and_message(hf_dir, ok, TrainConfig()), HasSubstr("carries its own tokenizer"));
+  EXPECT_FALSE(PathExists(out));
+}
+
+TEST(TrainDpoTest, GradientAccumulationMatchesOneBigBatch) {
+  const std::string init = SaveTinyPolicy(26);
+  const std::vector<PreferencePair> pairs = testing::ToyPairs();
+  TrainConfig config;
+  config.learning_rate = 1e-3;
+  config.batch_size = 6;
+  config.loss = "ipo";
+  const std::string a = TempDir("accum1"), b = TempDir("accum3");
+  ASSERT_TRUE(TrainDpo(init, pairs, config, a).ok());
+  config.gradient_accumulation_steps = 3;
+  ASSERT_TRUE(TrainDpo(init, pairs, config, b).ok());
+  const std::vector<double> sa = Scores(a, Side(pairs, true)), sb = Scores(b, Side(pairs, true));
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_NEAR(sa[i], sb[i], 1e-4) << i;
+}
+
+TEST(TrainUtilTest, TruncationKeepsPromptEndAndResponseStart) {
+  internal::TokenizedExample ex = internal::Tokenize("abcdef", "xyz", 257);  // response xyz+EOS
+  internal::Truncate(ex, 4, 0);
+  EXPECT_EQ(ex.prompt, (std::vector<int32_t>{'c', 'd', 'e', 'f'}));
+  EXPECT_EQ(ex.response.size(), 4u);
+  internal::Truncate(ex, 4, 6);
+  EXPECT_EQ(ex.prompt.size(), 4u);
+  EXPECT_EQ(ex.response, (std::vector<int32_t>{'x', 'y'}));
+  ex = internal::Tokenize("abcdef", "xyz", 257);
+  internal::Truncate(ex, 0, 3);  // the prompt alone is too long: one response token survives
+  EXPECT_EQ(ex.prompt, (std::vector<int32_t>{'e', 'f'}));
+  EXPECT_EQ(ex.response, (std::vector<int32_t>{'x'}));
+  // A truncated batch masks exactly the kept response tokens.
+  model::internal::ScoreBatch batch =
+      model::internal::MakeScoreBatch({ex.prompt}, {ex.response}, 256, 258, torch::kCPU);
+  EXPECT_EQ(batch.target_mask.sum().item<float>(), 1.0f);
+}
+
+TEST(TrainUtilTest, LengthBucketingIsDeterministicAndGroupsLengths) {
+  std::vector<size_t> lengths;
+  for (size_t i = 0; i < 64; ++i) lengths.push_back((i * 37) % 50);
+  std::mt19937_64 r1(3), r2(3);
+  auto b1 = internal::EpochBatches(lengths, 8, true, r1);
+  auto b2 = internal::EpochBatches(lengths, 8, true, r2);
+  EXPECT_EQ(b1, b2);
+  ASSERT_EQ(b1.size(), 8u);
+  std::vector<size_t> seen;
+  size_t spread = 0;
+  for (const auto& b : b1) {
+    size_t lo = 1000, hi = 0;
+    for (size_t i : b) {
+      lo = std::min(lo, lengths[i]);
+      hi = std::max(hi, lengths[i]);
+      seen.push_back(i);
+    }
+    spread = std::max(spread, hi - lo);
+  }
+  std::sort(seen.begin(), seen.end());
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i);
+  EXPECT_LT(spread, 12u);  // unbucketed batches span ~the whole 0..49 range
+}
+
+TEST(TrainUtilTest, ScheduleFactors) {
+  EXPECT_DOUBLE_EQ(internal::LrFactor("constant", 5, 10, 0), 1.0);
+  EXPECT_DOUBLE_EQ(internal::LrFactor("linear", 1, 10, 2), 0.5);
+  EXPECT_DOUBLE_EQ(internal::LrFactor("linear", 6, 10, 2), 0.5);
+  EXPECT_DOUBLE_EQ(internal::LrFactor("cosine", 2, 10, 2), 1.0);
+  EXPECT_NEAR(internal::LrFactor("cosine", 6, 10, 2), 0.5, 1e-12);
+  EXPECT_NEAR(internal::LrFactor("cosine", 10, 10, 2), 0.0, 1e-12);
 }
 
 }  // namespace

@@ -19,6 +19,22 @@ struct TokenizedExample {
 };
 TokenizedExample Tokenize(const std::string& prompt, const std::string& response, int32_t eos);
 
+// Cuts ex to max_prompt_length prompt tokens (keeping the end) and max_length prompt + response
+// tokens (keeping the response's start, and at least one response token); 0 = no limit.
+void Truncate(TokenizedExample& ex, int max_prompt_length, int max_length);
+
+// The batches of one epoch: a permutation from `rng` cut into batch_size pieces; with
+// `bucketing`, sorted by `lengths` within mega-batches of 16 batches, then the batch order
+// shuffled (all deterministic given rng).
+std::vector<std::vector<size_t>> EpochBatches(const std::vector<size_t>& lengths,
+                                              size_t batch_size, bool bucketing,
+                                              std::mt19937_64& rng);
+
+// Multiplier of the peak learning rate at 0-based optimizer step `step` (HF conventions): linear
+// warmup step/warmup_steps, then 1 ("constant"), linear decay to 0 ("linear") or half-cosine to
+// 0 ("cosine") at total_steps.
+double LrFactor(const std::string& schedule, int step, int total_steps, int warmup_steps);
+
 // Deterministic permutation of [0, n) from `rng` (own Fisher-Yates: std::shuffle's algorithm is
 // implementation-defined).
 std::vector<size_t> Permutation(size_t n, std::mt19937_64& rng);

@@ -1,0 +1,50 @@
+// Built-in chat-template renderers for the Llama family's prompt formats: ChatML (Qwen),
+// Llama-3, Llama-2 and Mistral [INST], Zephyr and Gemma. A template is chosen by name (a job
+// override) or detected from tokenizer_config.json's Jinja `chat_template` by its marker tokens;
+// no Jinja interpreter is involved. The rendered text carries the special tokens as text (as
+// transformers' apply_chat_template(tokenize=False) does): encode it with
+// EncodeOptions::add_special_tokens = false. Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace spar::model {
+
+struct ChatMessage {
+  std::string role;     // "system" | "user" | "assistant"
+  std::string content;
+};
+
+enum class ChatTemplateKind { kChatml, kLlama3, kLlama2, kMistral, kZephyr, kGemma };
+
+struct ChatRenderOptions {
+  // Ends the text with the assistant turn's header so the model writes the reply. The [INST]
+  // formats end every user turn with "[/INST]" and need nothing more.
+  bool add_generation_prompt = true;
+  // Text of the BOS token where the format starts with it ("" = the family's usual one:
+  // "<|begin_of_text|>" for Llama-3, "<s>" for Llama-2/Mistral, "<bos>" for Gemma; none for
+  // ChatML and Zephyr).
+  std::string bos_token;
+  // Text of the EOS token closing assistant turns in [INST] and Zephyr formats ("" = "</s>").
+  std::string eos_token;
+};
+
+// "chatml" (alias "qwen"), "llama3", "llama2", "mistral", "zephyr", "gemma".
+// InvalidArgument naming the accepted names otherwise.
+absl::StatusOr<ChatTemplateKind> ParseChatTemplateName(std::string_view name);
+std::string_view ChatTemplateName(ChatTemplateKind kind);
+
+// The family of a Jinja chat template, by its marker tokens. NotFound when none matches.
+absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja);
+
+// The prompt text of `messages`. InvalidArgument for an unknown role, a system message that is
+// not first, or (for the [INST] formats) roles that do not alternate user/assistant.
+absl::StatusOr<std::string> RenderChat(ChatTemplateKind kind,
+                                       const std::vector<ChatMessage>& messages,
+                                       const ChatRenderOptions& options = {});
+
+}  // namespace spar::model

@@ -1,0 +1,90 @@
+// A Hugging Face `tokenizer.json` BPE tokenizer in plain C++ (no Python, no torch): the byte-level
+// family (GPT-2/Llama-3/Qwen: NFC normalizer, regex Split pre-tokenizer, ByteLevel) and the
+// SentencePiece family (Llama-2/Mistral: Prepend+Replace normalizer or Metaspace, byte_fallback).
+// Added tokens (special or not) are matched in the raw text first (leftmost, longest), the rest is
+// normalized, pre-tokenized and BPE-merged by merge rank, as the `tokenizers` library does.
+// `tokenizer_config.json` supplies bos/eos/pad/unk, add_bos_token/add_eos_token and chat_template.
+// Used by model/policy.cc, the sampler, and `spar tokenize`. Immutable after Load: thread-safe.
+// Unicode normalization and the regex engine are ICU's (hidden in the .cc).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace spar::model {
+
+struct EncodeOptions {
+  // Adds the post-processor's specials (tokenizer.json TemplateProcessing, else add_bos_token /
+  // add_eos_token from tokenizer_config.json), as transformers' add_special_tokens=True.
+  bool add_special_tokens = false;
+  // When false, added tokens marked "special" in the text are encoded as plain text
+  // (transformers' split_special_tokens=True); non-special added tokens are still matched.
+  bool parse_special_tokens = true;
+};
+
+struct DecodeOptions {
+  bool skip_special_tokens = false;  // drop ids of added tokens marked "special"
+};
+
+struct HfAddedToken {
+  int32_t id = 0;
+  std::string content;
+  bool special = false;
+  bool lstrip = false;  // absorbs whitespace on its left when matched
+  bool rstrip = false;  // absorbs whitespace on its right when matched
+};
+
+class HfTokenizer {
+ public:
+  struct Impl;
+  ~HfTokenizer();
+  HfTokenizer(const HfTokenizer&) = delete;
+  HfTokenizer& operator=(const HfTokenizer&) = delete;
+
+  // Reads <dir>/tokenizer.json and, when present, <dir>/tokenizer_config.json. NotFound when
+  // tokenizer.json is missing; InvalidArgument naming an unsupported model/normalizer/
+  // pre-tokenizer/decoder type or a malformed field.
+  static absl::StatusOr<std::unique_ptr<HfTokenizer>> Load(const std::string& dir);
+  // The same from file contents; `tokenizer_config_json` may be empty.
+  static absl::StatusOr<std::unique_ptr<HfTokenizer>> FromJson(
+      std::string_view tokenizer_json, std::string_view tokenizer_config_json);
+
+  // Token ids of `text` (UTF-8). InvalidArgument when a character has no token and the model has
+  // neither byte_fallback nor an unk token.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              const EncodeOptions& options = {}) const;
+  // Text of `ids` through the tokenizer.json decoder. InvalidArgument for an id out of range.
+  absl::StatusOr<std::string> Decode(const std::vector<int32_t>& ids,
+                                     const DecodeOptions& options = {}) const;
+
+  // One past the largest id (model vocabulary and added tokens).
+  int32_t vocab_size() const;
+  std::optional<int32_t> TokenToId(std::string_view token) const;
+  // The token string (byte-level tokens in their mapped form, e.g. "Ġthe"); nullopt when unused.
+  std::optional<std::string> IdToToken(int32_t id) const;
+  bool IsSpecial(int32_t id) const;
+  const std::vector<HfAddedToken>& added_tokens() const;
+
+  // From tokenizer_config.json (nullopt when unset or not a known token).
+  std::optional<int32_t> bos_token_id() const;
+  std::optional<int32_t> eos_token_id() const;
+  std::optional<int32_t> pad_token_id() const;
+  std::optional<std::string> bos_token() const;
+  std::optional<std::string> eos_token() const;
+  bool add_bos_token() const;
+  // The Jinja chat template of tokenizer_config.json ("" when none; the "default" entry when it
+  // is a list of named templates).
+  const std::string& chat_template() const;
+
+ private:
+  explicit HfTokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spar::model

@@ -1,0 +1,115 @@
+#include "model/chat_template.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "model/hf_tokenizer.h"
+
+namespace spar::model {
+namespace {
+
+const std::vector<ChatMessage> kChat = {
+    {"system", "You are helpful."}, {"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}};
+
+std::string Render(ChatTemplateKind kind, const std::vector<ChatMessage>& messages = kChat,
+                   bool generation_prompt = true) {
+  ChatRenderOptions options;
+  options.add_generation_prompt = generation_prompt;
+  auto out = RenderChat(kind, messages, options);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : "";
+}
+
+// Expected strings follow each family's documented prompt format (model cards / the
+// tokenizer_config.json templates rendered by transformers' apply_chat_template).
+TEST(ChatTemplateTest, ChatmlQwen) {
+  EXPECT_EQ(Render(ChatTemplateKind::kChatml),
+            "<|im_start|>system\nYou are helpful.<|im_end|>\n"
+            "<|im_start|>user\nHi!<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(Render(ChatTemplateKind::kChatml, {{"user", "Hi!"}}, false),
+            "<|im_start|>user\nHi!<|im_end|>\n");
+}
+
+TEST(ChatTemplateTest, Llama3) {
+  EXPECT_EQ(Render(ChatTemplateKind::kLlama3),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are helpful."
+            "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(ChatTemplateTest, Llama2) {
+  EXPECT_EQ(Render(ChatTemplateKind::kLlama2),
+            "<s>[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\nHi! [/INST] Hello. </s>"
+            "<s>[INST] 2+2? [/INST]");
+}
+
+TEST(ChatTemplateTest, Mistral) {
+  EXPECT_EQ(Render(ChatTemplateKind::kMistral, {{"user", "Hi!"}, {"assistant", "Hello."},
+                                                {"user", "2+2?"}}),
+            "<s>[INST] Hi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
+  EXPECT_EQ(Render(ChatTemplateKind::kMistral),
+            "<s>[INST] You are helpful.\n\nHi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
+}
+
+TEST(ChatTemplateTest, Zephyr) {
+  EXPECT_EQ(Render(ChatTemplateKind::kZephyr),
+            "<|system|>\nYou are helpful.</s>\n<|user|>\nHi!</s>\n<|assistant|>\nHello.</s>\n"
+            "<|user|>\n2+2?</s>\n<|assistant|>\n");
+}
+
+TEST(ChatTemplateTest, Gemma) {
+  EXPECT_EQ(Render(ChatTemplateKind::kGemma, {{"user", "Hi!"}, {"assistant", "Hello."},
+                                              {"user", "2+2?"}}),
+            "<bos><start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+            "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+}
+
+TEST(ChatTemplateTest, NamesAndDetection) {
+  for (auto kind : {ChatTemplateKind::kChatml, ChatTemplateKind::kLlama3, ChatTemplateKind::kLlama2,
+                    ChatTemplateKind::kMistral, ChatTemplateKind::kZephyr,
+                    ChatTemplateKind::kGemma}) {
+    EXPECT_EQ(*ParseChatTemplateName(ChatTemplateName(kind)), kind);
+  }
+  EXPECT_EQ(*ParseChatTemplateName("qwen"), ChatTemplateKind::kChatml);
+  EXPECT_EQ(ParseChatTemplateName("vicuna").status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto qwen = HfTokenizer::Load("tests/data/tokenizers/qwen3");
+  ASSERT_TRUE(qwen.ok());
+  EXPECT_EQ(*DetectChatTemplate((*qwen)->chat_template()), ChatTemplateKind::kChatml);
+  EXPECT_EQ(*DetectChatTemplate("{{ bos_token }}{% for m in messages %}<|start_header_id|>"),
+            ChatTemplateKind::kLlama3);
+  EXPECT_EQ(*DetectChatTemplate("{{ '[INST] ' + m['content'] + ' [/INST]' }}"),
+            ChatTemplateKind::kMistral);
+  EXPECT_EQ(*DetectChatTemplate("<<SYS>>\\n [INST]"), ChatTemplateKind::kLlama2);
+  EXPECT_EQ(*DetectChatTemplate("<start_of_turn>"), ChatTemplateKind::kGemma);
+  EXPECT_EQ(*DetectChatTemplate("<|user|>\\n ... <|assistant|>"), ChatTemplateKind::kZephyr);
+  EXPECT_EQ(DetectChatTemplate("{{ messages }}").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ChatTemplateTest, RejectsBadRoles) {
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kChatml, {{"robot", "x"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kChatml, {{"user", "x"}, {"system", "y"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kLlama2, {{"user", "x"}, {"user", "y"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Rendered ChatML encodes with the special tokens as single ids.
+TEST(ChatTemplateTest, RenderedChatmlTokenizes) {
+  auto qwen = HfTokenizer::Load("tests/data/tokenizers/qwen3");
+  ASSERT_TRUE(qwen.ok());
+  auto ids = (*qwen)->Encode(Render(ChatTemplateKind::kChatml, {{"user", "Hi!"}}));
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->front(), 151644);  // <|im_start|>
+  EXPECT_EQ(ids->at(ids->size() - 3), 151644);
+}
+
+}  // namespace
+}  // namespace spar::model

@@ -1,0 +1,53 @@
+// Shared by the trainer tests and spar_trainer_test_helper (the kill-and-resume and Gloo tests
+// run the same request in two processes).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/byte_tokenizer.h"
+#include "model/policy.h"
+#include "trainer/trainer.h"
+
+namespace spar::trainer::testing {
+
+inline model::LlamaConfig TinyConfig() {
+  model::LlamaConfig c;
+  c.vocab_size = model::ByteTokenizer::kVocabSize;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  return c;
+}
+
+inline std::vector<PreferencePair> ToyPairs() {
+  std::vector<PreferencePair> pairs;
+  for (int a = 1; a <= 12; ++a) {
+    const int b = (a * 7) % 10;
+    PreferencePair p;
+    p.prompt = std::to_string(a) + "+" + std::to_string(b) + "=";
+    p.chosen = std::to_string(a + b);
+    p.rejected = std::to_string(a + b + 1 + a % 3) + (a % 2 ? "0" : "");
+    p.chosen_win_rate = 0.6 + 0.03 * (a % 4);
+    p.rejected_win_rate = 0.4 - 0.05 * (a % 3);
+    pairs.push_back(p);
+  }
+  return pairs;
+}
+
+// A resumable request: 12 pairs, batch 4, 2 epochs = 6 steps, state every 2 steps.
+inline TrainConfig ResumableConfig() {
+  TrainConfig c;
+  c.learning_rate = 1e-3;
+  c.batch_size = 4;
+  c.epochs = 2;
+  c.seed = 7;
+  c.lr_scheduler = "cosine";
+  c.warmup_steps = 1;
+  c.save_every_steps = 2;
+  return c;
+}
+
+}  // namespace spar::trainer::testing

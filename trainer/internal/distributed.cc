@@ -1,0 +1,74 @@
+#include "trainer/internal/distributed.h"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "model/internal/torch_call.h"
+
+namespace spar::trainer::internal {
+namespace {
+
+class GlooCommunicator final : public Communicator {
+ public:
+  GlooCommunicator(c10::intrusive_ptr<c10d::Store> store,
+                   c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank, int world_size)
+      : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_size_(world_size) {}
+
+  void AllReduceSum(torch::Tensor& tensor) override {
+    std::vector<torch::Tensor> tensors = {tensor};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    group_->allreduce(tensors, opts)->wait();
+  }
+  void Barrier() override { group_->barrier()->wait(); }
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  int rank_, world_size_;
+};
+
+bool IsLoopback(const std::string& addr) {
+  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Create(const DistributedConfig& c) {
+  return model::internal::TorchCall(
+      "distributed rendezvous", [&]() -> absl::StatusOr<std::unique_ptr<Communicator>> {
+        const auto timeout = std::chrono::milliseconds(1000LL * c.timeout_seconds);
+        c10d::TCPStoreOptions opts;
+        opts.port = static_cast<std::uint16_t>(c.master_port);
+        opts.isServer = c.rank == 0;
+        opts.numWorkers = static_cast<std::size_t>(c.world_size);
+        opts.waitWorkers = true;
+        opts.timeout = timeout;
+        auto tcp = c10::make_intrusive<c10d::TCPStore>(c.master_addr, opts);
+        auto store = c10::make_intrusive<c10d::PrefixStore>("spar_trainer", tcp);
+        auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+        if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+        } else if (IsLoopback(c.master_addr)) {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        } else {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+        }
+        options->threads = 2;
+        auto group =
+            c10::make_intrusive<c10d::ProcessGroupGloo>(store, c.rank, c.world_size, options);
+        return std::unique_ptr<Communicator>(
+            std::make_unique<GlooCommunicator>(store, group, c.rank, c.world_size));
+      });
+}
+
+}  // namespace spar::trainer::internal

@@ -1,0 +1,29 @@
+// c10d data-parallel group over Gloo (CPU): a TCPStore rendezvous at MASTER_ADDR:MASTER_PORT
+// (rank 0 hosts it) and a ProcessGroupGloo. Private to trainer/. The c10d headers stay in
+// distributed.cc (they need USE_C10D_GLOO and gloo's headers).
+#pragma once
+
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "trainer/trainer.h"
+
+namespace spar::trainer::internal {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  // Joins the group described by `config` (world_size >= 2). Internal (carrying c10d's message)
+  // when the rendezvous fails or times out.
+  static absl::StatusOr<std::unique_ptr<Communicator>> Create(const DistributedConfig& config);
+
+  // In-place sum over all ranks (CPU tensor, contiguous). Throws c10::Error on failure.
+  virtual void AllReduceSum(torch::Tensor& tensor) = 0;
+  virtual void Barrier() = 0;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+};
+
+}  // namespace spar::trainer::internal
