@@ -493,8 +493,9 @@ TEST_P(FaultInjectionTest, EveryJudgmentRecordedOnceAndNothingPaidTwiceAfterRest
     EXPECT_EQ(u.failures, failed1);
     if (GetParam() == "insufficient_quota") {
       EXPECT_GT(failed1, 0);  // billing errors are not retried
-    } else if (GetParam() == "bad_verdict") {
-      // Retried once; only a retry that lands on another faulted request number fails.
+    } else if (GetParam() == "bad_verdict" || GetParam() == "truncated_json") {
+      // An unparsable answer is retried once (not with backoff): only a retry that lands on
+      // another faulted request number fails, which concurrency makes possible but rare.
       EXPECT_LE(failed1, 10);
     } else {
       EXPECT_EQ(failed1, 0) << "retries should absorb a 5% " << GetParam() << " rate";
