@@ -53,6 +53,7 @@ struct OracleMetrics {
   metrics::Counter& budget_exhausted;
   metrics::Counter& rate_limit_wait;
   metrics::Gauge& swap_consistency;
+  metrics::Gauge& budget_remaining;
 
   static OracleMetrics Register(metrics::Registry& r) {
     auto& codes = r.AddCounter("spar_oracle_http_requests_total",
@@ -98,6 +99,9 @@ struct OracleMetrics {
             .Add({}),
         r.AddGauge("spar_oracle_swap_consistency_ratio",
                    "Fraction of both-order judgments whose verdicts agree after un-swapping.")
+            .Add({}),
+        r.AddGauge("spar_oracle_budget_remaining_ratio",
+                   "Smallest remaining share of the configured call/token/cost budgets (1 = none).")
             .Add({}),
     };
   }
@@ -312,6 +316,18 @@ struct OracleClient::Impl {
     return refused;
   }
 
+  // min over configured budgets of 1 - spent/limit, clamped to [0, 1]; 1 when none is set.
+  double RemainingRatioLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(budget_mu) {
+    double r = 1.0;
+    auto take = [&](double spent, double limit) {
+      if (limit > 0) r = std::min(r, std::max(0.0, 1.0 - spent / limit));
+    };
+    take(static_cast<double>(calls_spent), static_cast<double>(config.budget_calls));
+    take(static_cast<double>(tokens_spent), static_cast<double>(config.budget_tokens));
+    take(cost_spent, config.budget_cost_usd);
+    return r;
+  }
+
   // Replaces a reservation by what the judge reported.
   void SettleBudget(int64_t prompt_estimate, int max_tokens, int64_t prompt, int64_t completion) {
     const double cost = Price(prompt, completion);
@@ -323,6 +339,7 @@ struct OracleClient::Impl {
       ++calls_spent;
       tokens_spent += prompt + completion;
       cost_spent += cost;
+      metrics->budget_remaining.Set(RemainingRatioLocked());
     }
     if (cost > 0) metrics->cost.Increment(cost);
   }
@@ -745,6 +762,7 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
   }
   impl->metrics.emplace(OracleMetrics::Register(*registry));
   impl->metrics->swap_consistency.Set(1.0);
+  impl->metrics->budget_remaining.Set(1.0);
   {
     absl::MutexLock lock(&impl->pool_mu);
     for (int i = 0; i < impl->config.max_concurrency; ++i) {

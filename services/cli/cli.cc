@@ -82,9 +82,20 @@ std::unique_ptr<v1::Orchestrator::Stub> Stub(const Args& args) {
   return v1::Orchestrator::NewStub(services::MakeChannel(Address(args)));
 }
 
+// The API token: SPAR_API_TOKEN, or the file named by SPAR_API_TOKEN_FILE (a Compose secret).
 std::string ApiToken() {
-  const char* t = std::getenv("SPAR_API_TOKEN");
-  return t != nullptr ? t : "";
+  if (const char* t = std::getenv("SPAR_API_TOKEN")) return t;
+  if (const char* f = std::getenv("SPAR_API_TOKEN_FILE")) {
+    auto text = ReadFile(f);
+    if (!text.ok()) {
+      std::fprintf(stderr, "spar: SPAR_API_TOKEN_FILE: %s\n", std::string(text.status().message()).c_str());
+      std::exit(2);
+    }
+    std::string k = *text;
+    while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
+    return k;
+  }
+  return "";
 }
 
 // Every client call: a deadline and, when SPAR_API_TOKEN is set, the bearer token.

@@ -4,6 +4,7 @@
 // API key (optional) from SPAR_JUDGE_API_KEY. Blocks until SIGINT/SIGTERM.
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -40,7 +41,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (const char* key = std::getenv("SPAR_JUDGE_API_KEY")) options.api_key = key;
+  if (const char* key = std::getenv("SPAR_JUDGE_API_KEY")) {
+    options.api_key = key;
+  } else if (const char* file = std::getenv("SPAR_JUDGE_API_KEY_FILE")) {
+    std::ifstream in(file);
+    if (!in) {
+      std::cerr << "spar-judge: cannot read SPAR_JUDGE_API_KEY_FILE " << file << "\n";
+      return 2;
+    }
+    std::getline(in, options.api_key);
+    while (!options.api_key.empty() && (options.api_key.back() == '\r' || options.api_key.back() == ' ')) {
+      options.api_key.pop_back();
+    }
+  }
   // Block the signals before any thread starts so that only sigwait receives them.
   sigset_t signals;
   sigemptyset(&signals);

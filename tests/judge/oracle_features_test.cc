@@ -185,7 +185,9 @@ TEST_F(OracleFeaturesTest, CallBudgetStopsWithResourceExhaustedAndReportsEveryIt
   OracleConfig config = Config(*server);
   config.budget_calls = 10;  // 5 both-order judgments
   config.max_concurrency = 1;
-  auto client = MakeClient(config);
+  metrics::Registry registry;
+  auto client = MakeClient(config, &registry);
+  EXPECT_THAT(registry.Serialize(), HasSubstr("spar_oracle_budget_remaining_ratio 1\n"));
   std::vector<Comparison> items = Items(8);
   int ok = 0, budget = 0;
   for (auto& j : RunAll(*client, items)) {
@@ -202,6 +204,8 @@ TEST_F(OracleFeaturesTest, CallBudgetStopsWithResourceExhaustedAndReportsEveryIt
   EXPECT_EQ(server->requests_served(), 10);
   EXPECT_EQ(client->GetUsage().calls, 10);
   EXPECT_EQ(client->GetUsage().failures, 3);
+  // The gauge the "budget nearly spent" alert watches: all 10 calls spent.
+  EXPECT_THAT(registry.Serialize(), HasSubstr("spar_oracle_budget_remaining_ratio 0\n"));
 }
 
 TEST_F(OracleFeaturesTest, TokenAndCostBudgetsUseReportedUsageAndPrices) {
