@@ -42,6 +42,7 @@ const char kUsage[] =
     "  demo [--algo=dno|spin|dpo] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
     "                                                   build the tiny model, run a job, print a table\n"
     "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] [--runs_dir=runs]\n"
+    "     [--judge_cache=FILE.sqlite] [--data_root=DIR]\n"
     "                                                   all four services in one process\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
     "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
@@ -158,6 +159,8 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (args.Has("runs_dir")) config.runs_dir = args.Get("runs_dir");
   if (args.Has("data_root")) config.data_root = args.Get("data_root");
   if (args.Has("judge_url")) config.oracle.base_url = args.Get("judge_url");
+  // SQLite judgment cache shared by every job of this oracle (survives restarts).
+  if (args.Has("judge_cache")) config.oracle.cache_path = args.Get("judge_cache");
   if (args.Has("sampler_address")) config.sampler_address = args.Get("sampler_address");
   if (args.Has("oracle_address")) config.oracle_address = args.Get("oracle_address");
   if (args.Has("trainer_address")) config.trainer_address = args.Get("trainer_address");
@@ -315,7 +318,7 @@ int RunCli(int argc, char** argv) {
   }
   std::set<std::string> client = {"addr"};
   std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
-                                  "data_root", "judge_url", "sampler_address", "oracle_address",
+                                  "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
                                   "trainer_address", "role"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;

@@ -100,6 +100,10 @@ def map_arg(arg):
         if value != "/data":
             fail("--data_root %s is not the /data volume" % value)
         return "--data_root=" + data
+    if name == "--judge_cache":
+        if not value.startswith("/data/"):
+            fail("--judge_cache %s is not on the /data volume" % value)
+        return "--judge_cache=" + os.path.join(data, value[len("/data/"):])
     if name == "--config":
         if value not in mounts:
             fail("--config %s is not a file the compose file mounts" % value)
@@ -223,6 +227,8 @@ try:
     for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "eval.json", "checkpoint/model.safetensors"):
         if not os.path.getsize(os.path.join(runs, job, "iter_001", f)):
             fail("empty %s" % f)
+    if not os.path.getsize(os.path.join(data, "judge-cache.sqlite")):
+        fail("the oracle wrote no judgment cache on the /data volume")
 
     # Key series exist and moved (first scrape before the job saw them at 0).
     moved = {
