@@ -20,6 +20,9 @@ namespace {
 
 using nlohmann::json;
 
+// Attempts per stage when a service is unavailable (about a minute of backoff in all).
+constexpr int kStageAttempts = 8;
+
 uint64_t MixSeed(uint64_t seed, uint64_t round, uint64_t salt) {
   uint64_t h = seed * 0x9E3779B97F4A7C15ULL ^ (round + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL;
   h ^= salt * 0x94D049BB133111EBULL;
@@ -96,6 +99,13 @@ std::string JobRunner::PolicyFor(int t) const {
     return base.ok() ? *base : spec_.base_model();
   }
   return RunDir(job_dir_).Checkpoint(t - 1);
+}
+
+std::string JobRunner::MagnetFor(int t) const {
+  // pi_0 for rounds 1..M, the checkpoint of round M for rounds M+1..2M, ... (ALGORITHMS.md §5).
+  const int m = std::max(1, spec_.has_mpo_magnet_refresh() ? spec_.mpo_magnet_refresh() : 2);
+  const int from = ((t - 1) / m) * m;  // the round whose output policy is the magnet (0 = pi_0)
+  return PolicyFor(from + 1);
 }
 
 void JobRunner::Emit(int round, const std::string& stage, const std::string& kind, int64_t done,
@@ -251,12 +261,24 @@ absl::Status JobRunner::RunRound(int t) {
     callbacks_.update_job([&](v1::Job& job) { job.set_current_stage(stage); });
     Emit(t, stage, "stage_started", 0, 0);
     absl::Status st;
-    switch (s) {
-      case 0: st = StageSample(t, policy); break;
-      case 1: st = StageJudge(t); break;
-      case 2: st = StagePairs(t); break;
-      case 3: st = StageTrain(t, policy); break;
-      case 4: st = StageEval(t); break;
+    // A service that went away mid-stage (UNAVAILABLE: killed, restarting) costs a re-run of the
+    // stage, not the job: outputs are written only when a stage is whole, samples are a pure
+    // function of the seeds, and the oracle's cache keeps judged pairs from being paid twice.
+    absl::Duration backoff = stage_retry_backoff_;
+    for (int attempt = 1;; ++attempt) {
+      switch (s) {
+        case 0: st = StageSample(t, policy); break;
+        case 1: st = StageJudge(t); break;
+        case 2: st = StagePairs(t); break;
+        case 3: st = StageTrain(t, policy); break;
+        case 4: st = StageEval(t); break;
+      }
+      if (!absl::IsUnavailable(st) || attempt >= kStageAttempts || !CheckCancelled().ok()) break;
+      Emit(t, stage, "progress", 0, 0,
+           absl::StrFormat("attempt %d failed (%s); retrying the stage", attempt, st.message()));
+      SPAR_LOG(Warning) << Key(t, stage) << " attempt " << attempt << ": " << st;
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(8));
     }
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrFormat("round %d stage %s: %s", t, stage,
@@ -456,6 +478,7 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
     if (rt.round() == t) req.mutable_config()->MergeFrom(rt.training());  // set fields win
   }
   req.mutable_config()->set_seed(MixSeed(req.config().seed(), t, 3));
+  if (spec_.algorithm() == "mpo") req.mutable_config()->set_magnet_checkpoint(MagnetFor(t));
   SPAR_ASSIGN_OR_RETURN(
       v1::TrainingEvent last,
       ports_.trainer->Train(

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "orchestrator/ports.h"
 #include "orchestrator/recipe.h"
 #include "spar/v1/orchestrator.pb.h"
@@ -32,6 +33,8 @@ class JobRunner {
             JobRunnerCallbacks callbacks, const std::atomic<bool>* cancel,
             std::string data_root = "");
   absl::Status Run();
+  // First wait before re-running a stage whose service was UNAVAILABLE (doubles, capped at 8 s).
+  void set_stage_retry_backoff(absl::Duration d) { stage_retry_backoff_ = d; }
 
  private:
   struct RoundState;
@@ -41,6 +44,8 @@ class JobRunner {
   absl::Status StageJudge(int t);
   absl::Status StagePairs(int t);
   absl::Status StageTrain(int t, const std::string& policy);
+  // mpo: the magnet checkpoint of round t (JobSpec.mpo_magnet_refresh).
+  std::string MagnetFor(int t) const;
   absl::Status StageEval(int t);
   absl::Status Greedy(const std::string& policy, const std::vector<std::string>& prompts,
                       const std::string& key, std::vector<std::string>* texts);
@@ -71,6 +76,7 @@ class JobRunner {
   std::string data_root_;
   std::unique_ptr<Recipe> recipe_;
   bool early_stopped_ = false;
+  absl::Duration stage_retry_backoff_ = absl::Milliseconds(500);
 };
 
 }  // namespace spar::orchestrator

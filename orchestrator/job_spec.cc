@@ -15,6 +15,19 @@ absl::Status Invalid(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("spec.", field, " ", what));
 }
 
+// The pair policy of each algorithm (PairPolicy.policy in orchestrator.proto).
+std::string PolicyFor(const std::string& algorithm) {
+  if (algorithm == "spin") return "gold_vs_sample";
+  if (algorithm == "dpo") return "best_vs_worst";
+  if (algorithm == "sppo") return "sppo_argmax_argmin";
+  if (algorithm == "mpo") return "mpo_pairs";
+  return "dno_margin";
+}
+
+// The trainer's losses (trainer/losses.h).
+constexpr const char* kLosses[] = {"dpo",  "cdpo",      "robust", "dno", "ipo", "hinge",
+                                   "sppo", "sppo_hard", "simpo",  "mpo", "mpo_pg", "sft"};
+
 }  // namespace
 
 absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text) {
@@ -47,15 +60,17 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!sp->has_seed()) sp->set_seed(s.seed());
   v1::PairPolicy* pp = s.mutable_pairs();
   if (!pp->has_policy()) {
-    pp->set_policy(s.algorithm() == "spin"  ? "gold_vs_sample"
-                   : s.algorithm() == "dpo" ? "best_vs_worst"
-                                            : "dno_margin");
+    pp->set_policy(PolicyFor(s.algorithm()));
   }
   if (!pp->has_win_rate_gate()) pp->set_win_rate_gate(0.5);
   if (!pp->has_min_gap()) pp->set_min_gap(0.25);
   v1::TrainingConfig* tc = s.mutable_training();
-  if (!tc->has_loss()) tc->set_loss("dpo");
-  if (!tc->has_beta()) tc->set_beta(0.1);
+  if (!tc->has_loss()) {
+    tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
+  }
+  if (s.algorithm() == "mpo" && !s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(2);
+  // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
+  if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);
   if (!tc->has_learning_rate()) tc->set_learning_rate(1e-4);
   if (!tc->has_weight_decay()) tc->set_weight_decay(0.0);
   if (!tc->has_epochs()) tc->set_epochs(1);
@@ -112,9 +127,14 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
 }  // namespace
 
 absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
-  if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin") {
+  if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin" &&
+      s.algorithm() != "sppo" && s.algorithm() != "mpo") {
     return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
-                                             "\" (known: dno, dpo, spin)"));
+                                             "\" (known: dno, dpo, spin, sppo, mpo)"));
+  }
+  if (s.has_mpo_magnet_refresh() && s.mpo_magnet_refresh() < 1) {
+    return Invalid("mpo_magnet_refresh",
+                   absl::StrCat("must be >= 1, got ", s.mpo_magnet_refresh()));
   }
   if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
   auto base = ResolveDataPath(s.base_model(), data_root, "base_model");
@@ -152,9 +172,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("must be in [1, 4096], got ", sp.max_new_tokens()));
   }
   const v1::PairPolicy& pp = s.pairs();
-  const std::string want_policy = s.algorithm() == "spin"  ? "gold_vs_sample"
-                                  : s.algorithm() == "dpo" ? "best_vs_worst"
-                                                           : "dno_margin";
+  const std::string want_policy = PolicyFor(s.algorithm());
   if (pp.policy() != want_policy) {
     return Invalid("pairs.policy", absl::StrCat("\"", pp.policy(), "\" does not fit algorithm \"",
                                                 s.algorithm(), "\" (use \"", want_policy, "\")"));
@@ -172,8 +190,27 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
     return Invalid("pairs.min_gap", absl::StrCat("must be in (0, 1], got ", pp.min_gap()));
   }
   const v1::TrainingConfig& tc = s.training();
-  if (tc.loss() != "dpo") {
-    return Invalid("training.loss", absl::StrCat("unknown loss \"", tc.loss(), "\" (known: dpo)"));
+  bool known_loss = false;
+  for (const char* l : kLosses) known_loss = known_loss || tc.loss() == l;
+  if (!known_loss) {
+    return Invalid("training.loss",
+                   absl::StrCat("unknown loss \"", tc.loss(),
+                                "\" (known: dpo, cdpo, robust, dno, ipo, hinge, sppo, sppo_hard, "
+                                "simpo, mpo, mpo_pg, sft)"));
+  }
+  // The regression losses need the recipe's win rates vs pi_t; mpo/mpo_pg also need a magnet.
+  if ((tc.loss() == "mpo" || tc.loss() == "mpo_pg") && s.algorithm() != "mpo") {
+    return Invalid("training.loss", absl::StrCat("\"", tc.loss(), "\" needs algorithm \"mpo\""));
+  }
+  if (tc.has_mpo_alpha() && !(tc.mpo_alpha() >= 0.0)) {
+    return Invalid("training.mpo_alpha", absl::StrCat("must be >= 0, got ", tc.mpo_alpha()));
+  }
+  if (tc.has_mpo_eta() && !(tc.mpo_eta() > 0.0)) {
+    return Invalid("training.mpo_eta", absl::StrCat("must be > 0, got ", tc.mpo_eta()));
+  }
+  if (s.algorithm() == "mpo" && tc.has_magnet_checkpoint()) {
+    return Invalid("training.magnet_checkpoint",
+                   "is chosen by the orchestrator for algorithm \"mpo\" (use mpo_magnet_refresh)");
   }
   if (!(tc.beta() > 0.0)) return Invalid("training.beta", absl::StrCat("must be > 0, got ", tc.beta()));
   if (!(tc.learning_rate() > 0.0) || tc.learning_rate() > 1.0) {

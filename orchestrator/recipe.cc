@@ -70,7 +70,82 @@ class SpinRecipe final : public Recipe {
   v1::JobSpec spec_;
 };
 
+// SPPO (ALGORITHMS.md §4): judge all pairs; P̂(y > pi_t) = mean over j including y itself
+// (0.5); one pair, argmax vs argmin, carrying P̂ for the trainer's sppo loss.
+class SppoRecipe final : public Recipe {
+ public:
+  explicit SppoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return "sppo"; }
+  std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
+    return orchestrator::PairsToJudge(r.samples);
+  }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
+                                            const std::vector<PairJudgment>& j) const override {
+    return SppoArgmaxArgminPair(r.prompt, r.samples, SppoWinRates(r.samples, j));
+  }
+  std::vector<double> MixPrevious() const override {
+    return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+  }
+
+ private:
+  v1::JobSpec spec_;
+};
+
+// MPO batched regression (ALGORITHMS.md §5): judge all pairs; q̂(y) = P̂(y > pi_t) as SPPO
+// estimates it; every distinct-text pair with gap >= min_gap ("mpo_pairs"). The magnet
+// checkpoint is chosen by the job runner (JobSpec.mpo_magnet_refresh).
+class MpoRecipe final : public Recipe {
+ public:
+  explicit MpoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return "mpo"; }
+  std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
+    return orchestrator::PairsToJudge(r.samples);
+  }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
+                                            const std::vector<PairJudgment>& j) const override {
+    return DnoMarginPairs(r.prompt, r.samples, SppoWinRates(r.samples, j), /*gate=*/0.0,
+                          spec_.pairs().min_gap());
+  }
+  std::vector<double> MixPrevious() const override {
+    return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+  }
+
+ private:
+  v1::JobSpec spec_;
+};
+
 }  // namespace
+
+std::vector<double> SppoWinRates(const std::vector<std::string>& texts,
+                                 const std::vector<PairJudgment>& judgments) {
+  // WinRates averages over the k-1 others (failed judgments left out); add y itself (0.5).
+  const int k = static_cast<int>(texts.size());
+  std::vector<int> n(k, 0);
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) n[i] += (i != j && texts[i] == texts[j]) ? 1 : 0;
+  }
+  for (const PairJudgment& jd : judgments) {
+    if (!jd.ok || jd.i < 0 || jd.j < 0 || jd.i >= k || jd.j >= k || jd.i == jd.j) continue;
+    ++n[jd.i];
+    ++n[jd.j];
+  }
+  std::vector<double> w = WinRates(texts, judgments);
+  for (int i = 0; i < k; ++i) w[i] = (w[i] * n[i] + 0.5) / (n[i] + 1);
+  return w;
+}
+
+std::vector<PreferencePairRow> SppoArgmaxArgminPair(const std::string& prompt,
+                                                    const std::vector<std::string>& texts,
+                                                    const std::vector<double>& win_rates) {
+  if (texts.size() < 2) return {};
+  size_t best = 0, worst = 0;
+  for (size_t i = 1; i < texts.size(); ++i) {
+    if (win_rates[i] > win_rates[best]) best = i;
+    if (win_rates[i] < win_rates[worst]) worst = i;
+  }
+  if (texts[best] == texts[worst] || win_rates[best] <= win_rates[worst]) return {};
+  return {{prompt, texts[best], texts[worst], win_rates[best], win_rates[worst]}};
+}
 
 std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
@@ -109,6 +184,8 @@ absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec) {
   if (spec.algorithm() == "dno") return std::unique_ptr<Recipe>(new DnoRecipe(spec));
   if (spec.algorithm() == "dpo") return std::unique_ptr<Recipe>(new IterativeDpoRecipe(spec));
   if (spec.algorithm() == "spin") return std::unique_ptr<Recipe>(new SpinRecipe(spec));
+  if (spec.algorithm() == "sppo") return std::unique_ptr<Recipe>(new SppoRecipe(spec));
+  if (spec.algorithm() == "mpo") return std::unique_ptr<Recipe>(new MpoRecipe(spec));
   return absl::InvalidArgumentError(
       absl::StrCat("spec.algorithm unknown algorithm \"", spec.algorithm(), "\""));
 }

@@ -1,4 +1,4 @@
-// A recipe is what distinguishes DNO, iterative DPO and SPIN inside the one round engine
+// A recipe is what distinguishes DNO, iterative DPO, SPIN, SPPO and MPO inside the one round engine
 // (ALGORITHMS.md §1): which sample pairs to judge, how to turn samples + judgments (+ gold
 // answers) into training pairs, which earlier rounds' pairs to mix back in. Sampling, training
 // (DPO against pi_t) and evaluation are shared. Recipes are stateless and thread-safe.
@@ -46,6 +46,17 @@ std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
                                                const std::vector<double>& win_rates,
                                                double min_gap);
+
+// SPPO's P̂(y_i > pi_t) (ALGORITHMS.md §4): the mean over all k samples INCLUDING y_i itself
+// (P(y_i > y_i) = 0.5); failed judgments are left out (a sample with none gets 0.5).
+std::vector<double> SppoWinRates(const std::vector<std::string>& texts,
+                                 const std::vector<PairJudgment>& judgments);
+
+// sppo_argmax_argmin (§4): the sample with the highest P̂ vs the one with the lowest (first index
+// on ties), when P̂ differs and texts differ; no gap filter.
+std::vector<PreferencePairRow> SppoArgmaxArgminPair(const std::string& prompt,
+                                                    const std::vector<std::string>& texts,
+                                                    const std::vector<double>& win_rates);
 
 // gold_vs_sample (SPIN, §3): the gold answer beats the first sample that differs from it.
 std::vector<PreferencePairRow> GoldVsSamplePair(const std::string& prompt, const std::string& gold,

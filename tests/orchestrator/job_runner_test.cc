@@ -28,7 +28,11 @@ class FakeSampler : public SamplerPort {
       std::lock_guard<std::mutex> lock(mu);
       keys.push_back(req.idempotency_key());
       if (!fail_key.empty() && absl::StrContains(req.idempotency_key(), fail_key)) {
-        return absl::UnavailableError("sampler down");
+        return absl::InternalError("sampler crashed");
+      }
+      if (unavailable_times > 0) {
+        --unavailable_times;
+        return absl::UnavailableError("sampler restarting");
       }
     }
     bool trained = absl::StrContains(req.policy(), "iter_");
@@ -49,6 +53,7 @@ class FakeSampler : public SamplerPort {
   std::mutex mu;
   std::vector<std::string> keys;
   std::string fail_key;
+  int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
 };
 
 class FakeOracle : public OraclePort {
@@ -81,6 +86,7 @@ class FakeTrainer : public TrainerPort {
                                           const std::function<void(const v1::TrainingEvent&)>& on_event,
                                           const std::function<bool()>&) override {
     keys.push_back(req.idempotency_key());
+    configs.push_back(req.config());
     auto pairs = ReadJsonl(req.pairs_path());
     if (!pairs.ok()) return pairs.status();
     absl::Status st = MakeDirs(req.output_checkpoint());
@@ -96,6 +102,7 @@ class FakeTrainer : public TrainerPort {
     return ev;
   }
   std::vector<std::string> keys;
+  std::vector<v1::TrainingConfig> configs;  // per Train call, in round order
 };
 
 class JobRunnerTest : public ::testing::Test {
@@ -122,6 +129,7 @@ class JobRunnerTest : public ::testing::Test {
     cb.on_event = [this](const v1::JobEvent& ev) { events_.push_back(ev.kind()); };
     cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
     JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
+    runner.set_stage_retry_backoff(absl::ZeroDuration());
     return runner.Run();
   }
 
@@ -179,7 +187,7 @@ TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
   std::string dir = JoinPath(root_, "job");
   ASSERT_TRUE(MakeDirs(dir).ok());
   absl::Status st = RunJob(dir, s1, o1, t1);
-  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   RunDir rd(dir);
   EXPECT_EQ(*ReadFile(rd.Stage(1)), "eval\n");
   EXPECT_FALSE(PathExists(rd.Stage(2)));
@@ -201,6 +209,18 @@ TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
       EXPECT_EQ(*ReadFile((a.*f)(r)), *ReadFile((rd.*f)(r))) << (rd.*f)(r);
     }
   }
+}
+
+TEST_F(JobRunnerTest, UnavailableServiceCostsAStageRetryNotTheJob) {
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  s.unavailable_times = 3;  // e.g. the sampler was killed and is restarting
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "eval\n");
+  EXPECT_EQ(s.unavailable_times, 0);
 }
 
 TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
@@ -260,6 +280,105 @@ TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
   EXPECT_FALSE(PathExists(rd.Round(3)));
   EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_prev(), 0.5);
   EXPECT_DOUBLE_EQ(job_.rounds(0).win_rate_vs_prev(), 1.0);
+}
+
+TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
+  spec_.set_algorithm("sppo");
+  spec_.mutable_pairs()->clear_policy();
+  spec_.mutable_training()->clear_loss();
+  spec_.mutable_training()->clear_beta();
+  spec_ = WithDefaults(spec_);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  EXPECT_EQ(spec_.pairs().policy(), "sppo_argmax_argmin");
+  EXPECT_EQ(spec_.training().loss(), "sppo");
+  EXPECT_DOUBLE_EQ(spec_.training().beta(), 0.001);
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // K = 3 answers truth, truth+1, truth+2; all 3 pairs judged. P̂ includes the sample itself:
+  // (1 + 1 + 0.5)/3, (0 + 1 + 0.5)/3, (0 + 0 + 0.5)/3. One pair: truth (5/6) vs truth+2 (1/6).
+  EXPECT_EQ(ReadJsonl(rd.Judgments(1))->size(), 24u);
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u);
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    EXPECT_EQ(p["chosen"], std::to_string(truth));
+    EXPECT_EQ(p["rejected"], std::to_string(truth + 2));
+    EXPECT_NEAR(p["chosen_win_rate"].get<double>(), 5.0 / 6, 1e-12);
+    EXPECT_NEAR(p["rejected_win_rate"].get<double>(), 1.0 / 6, 1e-12);
+  }
+  ASSERT_EQ(t.configs.size(), 2u);
+  for (const auto& c : t.configs) {
+    EXPECT_EQ(c.loss(), "sppo");
+    EXPECT_FALSE(c.has_magnet_checkpoint());
+  }
+}
+
+TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) {
+  spec_.set_algorithm("mpo");
+  spec_.set_rounds(5);
+  spec_.mutable_pairs()->clear_policy();
+  spec_.mutable_training()->clear_loss();
+  spec_ = WithDefaults(spec_);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  EXPECT_EQ(spec_.pairs().policy(), "mpo_pairs");
+  EXPECT_EQ(spec_.training().loss(), "mpo");
+  EXPECT_EQ(spec_.mpo_magnet_refresh(), 2);
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // q̂ = 5/6, 1/2, 1/6; every gap >= min_gap 0.25: pairs (0,1), (0,2), (1,2) per prompt.
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 24u);
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    EXPECT_LT(c, r);
+    const double q[] = {5.0 / 6, 0.5, 1.0 / 6};
+    EXPECT_NEAR(p["chosen_win_rate"].get<double>(), q[c], 1e-12);
+    EXPECT_NEAR(p["rejected_win_rate"].get<double>(), q[r], 1e-12);
+  }
+  // M = 2: magnet pi_0 for rounds 1-2, round 2's checkpoint for 3-4, round 4's for round 5.
+  std::string base = *ResolveDataPath(JoinPath(root_, "base"), "", "base_model");
+  const std::vector<std::string> want = {base, base, rd.Checkpoint(2), rd.Checkpoint(2),
+                                         rd.Checkpoint(4)};
+  ASSERT_EQ(t.configs.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(t.configs[i].loss(), "mpo");
+    EXPECT_EQ(t.configs[i].magnet_checkpoint(), want[i]) << "round " << i + 1;
+  }
+}
+
+TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
+  spec_.set_algorithm("mpo");
+  spec_.set_rounds(3);
+  spec_.set_mpo_magnet_refresh(1);
+  spec_.mutable_pairs()->clear_policy();
+  spec_.mutable_training()->clear_loss();
+  spec_ = WithDefaults(spec_);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // M = 1: the magnet is always pi_t itself (the init checkpoint of the round).
+  ASSERT_EQ(t.configs.size(), 3u);
+  EXPECT_EQ(t.configs[0].magnet_checkpoint(),
+            *ResolveDataPath(JoinPath(root_, "base"), "", "base_model"));
+  EXPECT_EQ(t.configs[1].magnet_checkpoint(), rd.Checkpoint(1));
+  EXPECT_EQ(t.configs[2].magnet_checkpoint(), rd.Checkpoint(2));
 }
 
 }  // namespace

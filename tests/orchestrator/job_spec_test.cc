@@ -44,6 +44,36 @@ TEST_F(JobSpecTest, SetFieldsSurviveDefaults) {
   EXPECT_EQ(s.sampling().temperature(), 0.0f);  // explicit 0 is kept (proto3 optional)
 }
 
+TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
+  auto sppo = ParseJobSpecJson(R"({"base_model": "models/base", "algorithm": "sppo"})");
+  ASSERT_TRUE(sppo.ok());
+  v1::JobSpec s = WithDefaults(*sppo);
+  EXPECT_EQ(s.pairs().policy(), "sppo_argmax_argmin");
+  EXPECT_EQ(s.training().loss(), "sppo");
+  EXPECT_DOUBLE_EQ(s.training().beta(), 0.001);
+  EXPECT_FALSE(s.has_mpo_magnet_refresh());
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  auto mpo = ParseJobSpecJson(
+      R"({"base_model": "models/base", "algorithm": "mpo", "training": {"mpo_alpha": 0.1}})");
+  ASSERT_TRUE(mpo.ok());
+  s = WithDefaults(*mpo);
+  EXPECT_EQ(s.pairs().policy(), "mpo_pairs");
+  EXPECT_EQ(s.training().loss(), "mpo");
+  EXPECT_EQ(s.mpo_magnet_refresh(), 2);
+  EXPECT_DOUBLE_EQ(s.training().beta(), 0.1);
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_training()->set_loss("mpo_pg");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "hinge", "sppo", "sppo_hard",
+                           "simpo", "sft"}) {
+    auto d = ParseJobSpecJson(R"({"base_model": "models/base"})");
+    v1::JobSpec ds = *d;
+    ds.mutable_training()->set_loss(loss);
+    ds = WithDefaults(ds);
+    EXPECT_TRUE(ValidateJobSpec(ds, root_).ok()) << loss << ": " << ValidateJobSpec(ds, root_);
+  }
+}
+
 struct BadSpec {
   const char* name;
   const char* json;
@@ -92,6 +122,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"beta_zero", R"({"base_model": "models/base", "training": {"beta": 0}})", "training.beta"},
         BadSpec{"unknown_loss", R"({"base_model": "models/base", "training": {"loss": "kto"}})",
                 "training.loss"},
+        BadSpec{"mpo_loss_without_mpo", R"({"base_model": "models/base", "training": {"loss": "mpo"}})",
+                "training.loss"},
+        BadSpec{"magnet_refresh_zero",
+                R"({"base_model": "models/base", "algorithm": "mpo", "mpo_magnet_refresh": 0})",
+                "mpo_magnet_refresh"},
+        BadSpec{"mpo_magnet_set_by_hand",
+                R"({"base_model": "models/base", "algorithm": "mpo", "training": {"magnet_checkpoint": "x"}})",
+                "training.magnet_checkpoint"},
+        BadSpec{"sppo_wrong_policy",
+                R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"policy": "dno_margin"}})",
+                "pairs.policy"},
         BadSpec{"prompts_file_missing", R"({"base_model": "models/base", "prompts": {"path": "nope.jsonl"}})",
                 "prompts.path"},
         BadSpec{"prompts_both_sources",

@@ -16,6 +16,27 @@ TEST(RecipeTest, BestVsWorstTakesTheExtremes) {
   EXPECT_TRUE(BestVsWorstPair("q", {"a", "a"}, {0.5, 0.5}, 0.0).empty());    // same text
 }
 
+TEST(RecipeTest, SppoWinRatesIncludeTheSampleItself) {
+  // a > b (0.8), a vs c failed, b > c (1.0); duplicates: none.
+  std::vector<PairJudgment> j = {{0, 1, 0.8, true}, {0, 2, 0.0, false}, {1, 2, 1.0, true}};
+  auto w = SppoWinRates({"a", "b", "c"}, j);
+  EXPECT_NEAR(w[0], (0.8 + 0.5) / 2, 1e-12);        // vs b, itself
+  EXPECT_NEAR(w[1], (0.2 + 1.0 + 0.5) / 3, 1e-12);  // vs a, c, itself
+  EXPECT_NEAR(w[2], (0.0 + 0.5) / 2, 1e-12);        // vs b, itself
+  // Identical texts count 0.5 against each other, and each counts itself.
+  auto d = SppoWinRates({"x", "x", "y"}, {{0, 2, 1.0, true}, {1, 2, 1.0, true}});
+  EXPECT_NEAR(d[0], (0.5 + 1.0 + 0.5) / 3, 1e-12);
+  EXPECT_NEAR(d[2], (0.0 + 0.0 + 0.5) / 3, 1e-12);
+  auto p = SppoArgmaxArgminPair("q", {"a", "b", "c"}, w);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "a");  // 0.65 > 0.567 > 0.25
+  EXPECT_EQ(p[0].rejected, "c");
+  EXPECT_DOUBLE_EQ(p[0].chosen_win_rate, w[0]);
+  EXPECT_DOUBLE_EQ(p[0].rejected_win_rate, w[2]);
+  EXPECT_TRUE(SppoArgmaxArgminPair("q", {"a", "b"}, {0.5, 0.5}).empty());  // no preference
+  EXPECT_TRUE(SppoArgmaxArgminPair("q", {"a", "a"}, {0.5, 0.5}).empty());  // same text
+}
+
 TEST(RecipeTest, GoldBeatsTheFirstDifferentSample) {
   auto p = GoldVsSamplePair("1+1=", "2", {"2", "3", "4"});
   ASSERT_EQ(p.size(), 1u);
