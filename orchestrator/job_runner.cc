@@ -226,10 +226,26 @@ absl::Status JobRunner::EnsureBaseEval() {
   return absl::OkStatus();
 }
 
+absl::Status JobRunner::RetryUnavailable(int t, const std::string& stage,
+                                         const std::function<absl::Status()>& fn) {
+  absl::Duration backoff = stage_retry_backoff_;
+  absl::Status st;
+  for (int attempt = 1;; ++attempt) {
+    st = fn();
+    if (!absl::IsUnavailable(st) || attempt >= kStageAttempts || !CheckCancelled().ok()) break;
+    Emit(t, stage, "progress", 0, 0,
+         absl::StrFormat("attempt %d failed (%s); retrying the stage", attempt, st.message()));
+    SPAR_LOG(Warning) << Key(t, stage) << " attempt " << attempt << ": " << st;
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(8));
+  }
+  return st;
+}
+
 absl::Status JobRunner::Run() {
   SPAR_ASSIGN_OR_RETURN(recipe_, MakeRecipe(spec_));
   SPAR_RETURN_IF_ERROR(CheckCancelled());
-  SPAR_RETURN_IF_ERROR(EnsureBaseEval());
+  SPAR_RETURN_IF_ERROR(RetryUnavailable(0, "eval", [this] { return EnsureBaseEval(); }));
   for (int t = 1; t <= spec_.rounds() && !early_stopped_; ++t) {
     SPAR_RETURN_IF_ERROR(CheckCancelled());
     SPAR_RETURN_IF_ERROR(RunRound(t));
@@ -264,22 +280,15 @@ absl::Status JobRunner::RunRound(int t) {
     // A service that went away mid-stage (UNAVAILABLE: killed, restarting) costs a re-run of the
     // stage, not the job: outputs are written only when a stage is whole, samples are a pure
     // function of the seeds, and the oracle's cache keeps judged pairs from being paid twice.
-    absl::Duration backoff = stage_retry_backoff_;
-    for (int attempt = 1;; ++attempt) {
+    st = RetryUnavailable(t, stage, [&] {
       switch (s) {
-        case 0: st = StageSample(t, policy); break;
-        case 1: st = StageJudge(t); break;
-        case 2: st = StagePairs(t); break;
-        case 3: st = StageTrain(t, policy); break;
-        case 4: st = StageEval(t); break;
+        case 0: return StageSample(t, policy);
+        case 1: return StageJudge(t);
+        case 2: return StagePairs(t);
+        case 3: return StageTrain(t, policy);
+        default: return StageEval(t);
       }
-      if (!absl::IsUnavailable(st) || attempt >= kStageAttempts || !CheckCancelled().ok()) break;
-      Emit(t, stage, "progress", 0, 0,
-           absl::StrFormat("attempt %d failed (%s); retrying the stage", attempt, st.message()));
-      SPAR_LOG(Warning) << Key(t, stage) << " attempt " << attempt << ": " << st;
-      absl::SleepFor(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(8));
-    }
+    });
     if (!st.ok()) {
       return absl::Status(st.code(), absl::StrFormat("round %d stage %s: %s", t, stage,
                                                      st.message()));

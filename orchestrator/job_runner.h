@@ -39,6 +39,10 @@ class JobRunner {
  private:
   struct RoundState;
   absl::Status EnsureBaseEval();
+  // Runs `fn` again (with backoff) while it fails with UNAVAILABLE: a stage whose service went
+  // away (killed, restarting) is re-run, not the job failed.
+  absl::Status RetryUnavailable(int t, const std::string& stage,
+                                const std::function<absl::Status()>& fn);
   absl::Status RunRound(int t);
   absl::Status StageSample(int t, const std::string& policy);
   absl::Status StageJudge(int t);
