@@ -13,6 +13,7 @@
 
 int main(int argc, char** argv) {
   spar::judge::JudgeServerOptions options;
+  std::string log_requests;  // --log_requests=FILE: judged requests as JSONL on exit
   options.port = 8081;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -21,11 +22,13 @@ int main(int argc, char** argv) {
     std::string value =
         eq == std::string::npos ? (i + 1 < argc ? argv[++i] : "") : arg.substr(eq + 1);
     int latency_ms = 0;
-    bool ok = true;
+    bool ok = true;  // NOLINT
     if (name == "--host")
       options.host = value;
     else if (name == "--port")
       ok = absl::SimpleAtoi(value, &options.port);
+    else if (name == "--log_requests")
+      log_requests = value;
     else if (name == "--fault")
       options.fault = value;
     else if (name == "--fault_rate")
@@ -69,5 +72,14 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   (*server)->Stop();
+  if (!log_requests.empty()) {
+    // For audits and the kill tests: every judged (instruction, output A, output B) as shown.
+    std::ofstream out(log_requests);
+    for (const auto& r : (*server)->seen_requests()) out << r.dump() << "\n";
+    if (!out) {
+      std::cerr << "spar-judge: cannot write " << log_requests << "\n";
+      return 1;
+    }
+  }
   return 0;
 }
