@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -355,48 +356,72 @@ absl::Status JobRunner::StageJudge(int t) {
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
   v1::CompareRequest req;
   req.set_idempotency_key(Key(t, "judge"));
+  // Each distinct text pair of a prompt is judged once (samples repeat: K = 4 may hold only two
+  // distinct answers); every (i, j) with those texts takes the judgment, flipped when the texts
+  // come in the other order.
   struct Ref {
     int64_t prompt_index;
     int i, j;
+    size_t comparison;
+    bool flipped;
   };
   std::vector<Ref> refs;
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> unique;
   for (const json& row : samples) {
     PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
     for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
     const std::vector<std::string>& texts = pr.samples;
     for (const PairRef& p : recipe_->PairsToJudge(pr)) {
-      v1::Comparison* c = req.add_comparisons();
-      c->set_prompt(row["prompt"].get<std::string>());
-      c->set_response_a(texts[p.i]);
-      c->set_response_b(texts[p.j]);
-      refs.push_back({row["index"].get<int64_t>(), p.i, p.j});
+      const std::string& a = texts[p.i];
+      const std::string& b = texts[p.j];
+      const bool flipped = b < a;
+      auto key = std::make_tuple(pr.prompt, flipped ? b : a, flipped ? a : b);
+      auto it = unique.find(key);
+      if (it == unique.end()) {
+        v1::Comparison* c = req.add_comparisons();
+        c->set_prompt(pr.prompt);
+        c->set_response_a(std::get<1>(key));
+        c->set_response_b(std::get<2>(key));
+        it = unique.emplace(key, static_cast<size_t>(req.comparisons_size() - 1)).first;
+      }
+      refs.push_back({row["index"].get<int64_t>(), p.i, p.j, it->second, flipped});
     }
   }
-  std::vector<json> out(refs.size());
-  std::vector<bool> seen(refs.size(), false);
+  std::vector<v1::Judgment> results(req.comparisons_size());
+  std::vector<bool> seen(req.comparisons_size(), false);
   size_t received = 0;
-  int64_t total = static_cast<int64_t>(refs.size());
-  if (!refs.empty()) {
+  const int64_t total = req.comparisons_size();
+  if (total > 0) {
     SPAR_RETURN_IF_ERROR(ports_.oracle->Compare(req, [&](const v1::Judgment& jd) {
       if (jd.index() < 0 || jd.index() >= total || seen[jd.index()]) {
-        return absl::InternalError(absl::StrCat("oracle returned index ", jd.index(), " twice or out of range"));
+        return absl::InternalError(
+            absl::StrCat("oracle returned index ", jd.index(), " twice or out of range"));
       }
-      const Ref& r = refs[jd.index()];
       seen[jd.index()] = true;
-      out[jd.index()] = {{"index", r.prompt_index}, {"i", r.i}, {"j", r.j}, {"ok", jd.ok()},
-                         {"p_a_wins", jd.p_a_wins()}, {"p_ab", jd.p_ab()}, {"p_ba", jd.p_ba()},
-                         {"verdict_ab", jd.verdict_ab()}, {"verdict_ba", jd.verdict_ba()}};
-      if (!jd.ok()) out[jd.index()]["error"] = jd.error();
+      results[jd.index()] = jd;
       ++received;
-      if (received % 256 == 0 || received == refs.size()) {
+      if (received % 256 == 0 || static_cast<int64_t>(received) == total) {
         Emit(t, "judge", "progress", received, total);
       }
       return CheckCancelled();
     }));
   }
-  if (received != refs.size()) {
+  if (static_cast<int64_t>(received) != total) {
     return absl::UnavailableError(absl::StrFormat("oracle returned %d of %d judgments", received,
-                                                  refs.size()));
+                                                  total));
+  }
+  std::vector<json> out;
+  out.reserve(refs.size());
+  for (const Ref& r : refs) {
+    const v1::Judgment& jd = results[r.comparison];
+    // p_a_wins is P(y_i > y_j): the judged pair showed (y_j, y_i) when flipped.
+    double p = r.flipped ? 1.0 - jd.p_a_wins() : jd.p_a_wins();
+    json row = {{"index", r.prompt_index}, {"i", r.i}, {"j", r.j}, {"ok", jd.ok()},
+                {"p_a_wins", p}, {"comparison", r.comparison}, {"flipped", r.flipped},
+                {"p_ab", jd.p_ab()}, {"p_ba", jd.p_ba()},
+                {"verdict_ab", jd.verdict_ab()}, {"verdict_ba", jd.verdict_ba()}};
+    if (!jd.ok()) row["error"] = jd.error();
+    out.push_back(std::move(row));
   }
   // Quota or budget exhausted: pause (ResumeJob continues here; judged pairs are cached by the
   // oracle, so nothing is paid twice) instead of training on a partial set.

@@ -42,7 +42,8 @@ class FakeSampler : public SamplerPort {
       r.set_prompt(req.prompts(i));
       int64_t truth = *ArithTruth(req.prompts(i));
       for (int j = 0; j < req.params().num_samples(); ++j) {
-        int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1) : truth + j;
+        int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
+                                                      : truth + (distinct > 0 ? j % distinct : j);
         r.add_samples()->set_text(std::to_string(ans));
       }
       absl::Status st = cb(r);
@@ -54,6 +55,7 @@ class FakeSampler : public SamplerPort {
   std::vector<std::string> keys;
   std::string fail_key;
   int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
+  int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
 };
 
 class FakeOracle : public OraclePort {
@@ -221,6 +223,27 @@ TEST_F(JobRunnerTest, UnavailableServiceCostsAStageRetryNotTheJob) {
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "eval\n");
   EXPECT_EQ(s.unavailable_times, 0);
+}
+
+TEST_F(JobRunnerTest, EachDistinctTextPairIsJudgedOnce) {
+  spec_.mutable_sampling()->set_num_samples(4);
+  FakeSampler s;
+  s.distinct = 2;  // samples: right, wrong, right, wrong
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JoinPath(root_, "job");
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  // 4 samples, 2 distinct texts: 4 (i, j) pairs differ, one comparison is paid per prompt.
+  auto judgments = ReadJsonl(RunDir(dir).Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u * 4u);
+  for (const auto& [k, n] : o.paid) EXPECT_EQ(n, 1) << k;
+  for (const auto& j : *judgments) {
+    // P(y_i > y_j) in the (i, j) orientation: the right answer (even i) wins.
+    EXPECT_DOUBLE_EQ(j["p_a_wins"].get<double>(), j["i"].get<int>() % 2 == 0 ? 1.0 : 0.0) << j;
+  }
+  // Win rates: the right sample beats both wrong ones and ties its duplicate.
+  EXPECT_EQ(job_.rounds(0).pairs_kept(), 8);
 }
 
 TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
