@@ -3,7 +3,9 @@
 runs once uninterrupted, then again while services are SIGKILLed and restarted at stage
 boundaries and mid-stage. The resumed job must finish with the same round outputs (samples,
 judgments, pairs, train and eval results, checkpoint bytes), and the judge must see no
-(prompt, a, b, order) twice -- except requests in flight when the oracle itself was killed.
+(prompt, a, b, order) twice -- except requests that were in flight when a crash abandoned them
+(the orchestrator killed mid-judge: the oracle's abandoned call may still be waiting on answers
+when the restarted orchestrator asks again; at most max_concurrency of them).
 
 usage: kill_test.py BIN_DIR WORK_DIR BASE_MODEL_CACHE_DIR
 """
@@ -214,7 +216,6 @@ c.kill("trainer")
 c.start("trainer")
 # Boundary: the oracle dies after round 1 is complete (no judge call in flight).
 wait_for("iter_001 eval", lambda: c.stage_done(1, "eval"))
-oracle_killed_mid_stage = False
 c.kill("oracle")
 c.start("oracle")
 # Mid-stage: the sampler dies while round 2 samples, the orchestrator while round 2 judges.
@@ -232,7 +233,8 @@ if diff:
     fail("resumed job's outputs differ from the uninterrupted run: %s" % diff)
 seen = judged(c.judge_log)
 repeats = sum(n - 1 for n in seen.values() if n > 1)
-if repeats > (MAX_IN_FLIGHT if oracle_killed_mid_stage else 0):
+# The orchestrator was killed mid-judge once: at most the oracle's in-flight window repeats.
+if repeats > MAX_IN_FLIGHT:
     fail("the judge saw %d repeated (prompt, a, b, order) requests" % repeats)
 if set(seen) != set(ref_seen):
     fail("the crash run judged a different set of comparisons than the reference run")

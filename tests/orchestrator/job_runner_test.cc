@@ -242,9 +242,9 @@ TEST_F(JobRunnerTest, EachDistinctTextPairIsJudgedOnce) {
   // oracle's cache serves; the judge stage itself must not repeat.)
   std::set<std::string> train_prompts;
   for (int r = 1; r <= 2; ++r) {
-    for (const auto& row : *ReadJsonl(RunDir(dir).Samples(r))) {
-      train_prompts.insert(row["prompt"].get<std::string>());
-    }
+    auto rows = ReadJsonl(RunDir(dir).Samples(r));
+    ASSERT_TRUE(rows.ok());
+    for (const auto& row : *rows) train_prompts.insert(row["prompt"].get<std::string>());
   }
   int judged = 0;
   for (const auto& [k, n] : o.paid) {
