@@ -4,9 +4,9 @@
 #           win rate vs pi_0 above 0.5 (seed 1).
 #   submit: spar-judge + `spar up` as processes; the example job spec deploy/examples/dno-arith.json
 #           runs as written through `spar submit --watch`; bad input gets exit code 2.
-#   demo_spin, demo_dpo: the same for `spar demo --algo=spin|dpo`, and greedy accuracy must rise
+#   demo_spin, demo_dpo, demo_sppo, demo_mpo: the same for `spar demo --algo=...`, and greedy accuracy must rise
 #           every round (monotone).
-# usage: e2e_test.sh BIN_DIR JUDGE_BIN REPO_DIR WORK_DIR (demo|demo_spin|demo_dpo|submit)
+# usage: e2e_test.sh BIN_DIR JUDGE_BIN REPO_DIR WORK_DIR (demo|demo_spin|demo_dpo|demo_sppo|demo_mpo|submit)
 set -euo pipefail
 bin="$1"; judge_bin="$2"; repo="$3"; work="$4"; which="$5"
 mkdir -p "$work"
@@ -33,10 +33,9 @@ base_model() {
 }
 
 case "$which" in
-  demo|demo_spin|demo_dpo)
+  demo|demo_spin|demo_dpo|demo_sppo|demo_mpo)
     algo=dno
-    [ "$which" = demo_spin ] && algo=spin
-    [ "$which" = demo_dpo ] && algo=dpo
+    [ "$which" != demo ] && algo=${which#demo_}
     out="$work/$which.out"
     rm -rf "$work/$which-runs"
     "$bin/spar" demo --algo=$algo --cache_dir="$cache" --runs_dir="$work/$which-runs" | tee "$out"
