@@ -33,8 +33,13 @@ LlamaConfig TinyConfig() {
 
 std::string TempDir(const std::string& name) {
   static int counter = 0;
-  std::string dir = JoinPath(::testing::TempDir(),
-                             absl::StrCat("spar_model_test_", ::getpid(), "_", counter++, "_", name));
+  // A private parent per process: checkpoints are staged as tmp-* siblings, and tests running in
+  // parallel must not see each other's (the round-trip test checks that none is left behind).
+  static const std::string root = [] {
+    std::string tmpl = JoinPath(::testing::TempDir(), "spar_model_test_XXXXXX");
+    return std::string(::mkdtemp(tmpl.data()));
+  }();
+  std::string dir = JoinPath(root, absl::StrCat(counter++, "_", name));
   EXPECT_TRUE(RemoveAll(dir).ok());
   return dir;
 }
