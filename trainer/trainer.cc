@@ -339,6 +339,21 @@ struct TrainState {
   FrozenLogps ref, magnet;
 };
 
+// The cached reference/magnet log-probs in train_state, by archive key (one list for save and load).
+// (A template so save reads through const and load writes through non-const pointers.)
+template <typename State>
+std::vector<std::pair<const char*, decltype(&std::declval<State&>().ref.chosen)>> FrozenTensors(
+    State& s) {
+  return {{"ref_chosen", &s.ref.chosen},
+          {"ref_rejected", &s.ref.rejected},
+          {"ref_token_chosen", &s.ref.token_chosen},
+          {"ref_token_rejected", &s.ref.token_rejected},
+          {"magnet_chosen", &s.magnet.chosen},
+          {"magnet_rejected", &s.magnet.rejected},
+          {"magnet_token_chosen", &s.magnet.token_chosen},
+          {"magnet_token_rejected", &s.magnet.token_rejected}};
+}
+
 absl::Status SaveTrainState(const std::string& dir, const std::string& fingerprint,
                             const TrainState& s, model::internal::LlamaForCausalLM& module,
                             torch::optim::Optimizer& opt) {
@@ -356,17 +371,9 @@ absl::Status SaveTrainState(const std::string& dir, const std::string& fingerpri
     ar.write("step", c10::IValue(s.step));
     ar.write("epoch_rng", c10::IValue(s.epoch_rng));
     ar.write("torch_rng", s.torch_rng);
-    auto put = [&](const char* key, const torch::Tensor& t) {
-      if (t.defined()) ar.write(key, t);
-    };
-    put("ref_chosen", s.ref.chosen);
-    put("ref_rejected", s.ref.rejected);
-    put("ref_token_chosen", s.ref.token_chosen);
-    put("ref_token_rejected", s.ref.token_rejected);
-    put("magnet_chosen", s.magnet.chosen);
-    put("magnet_rejected", s.magnet.rejected);
-    put("magnet_token_chosen", s.magnet.token_chosen);
-    put("magnet_token_rejected", s.magnet.token_rejected);
+    for (const auto& [key, tensor] : FrozenTensors(s)) {
+      if (tensor->defined()) ar.write(key, *tensor);
+    }
     ar.save_to(tmp);
     return absl::OkStatus();
   }));
@@ -404,18 +411,10 @@ absl::StatusOr<bool> LoadTrainState(const std::string& dir, const std::string& f
     ar.read("epoch_rng", v);
     s.epoch_rng = v.toStringRef();
     ar.read("torch_rng", s.torch_rng);
-    auto get = [&](const char* key, torch::Tensor& t) {
+    for (const auto& [key, tensor] : FrozenTensors(s)) {
       torch::Tensor x;
-      if (ar.try_read(key, x)) t = x;
-    };
-    get("ref_chosen", s.ref.chosen);
-    get("ref_rejected", s.ref.rejected);
-    get("ref_token_chosen", s.ref.token_chosen);
-    get("ref_token_rejected", s.ref.token_rejected);
-    get("magnet_chosen", s.magnet.chosen);
-    get("magnet_rejected", s.magnet.rejected);
-    get("magnet_token_chosen", s.magnet.token_chosen);
-    get("magnet_token_rejected", s.magnet.token_rejected);
+      if (ar.try_read(key, x)) *tensor = x;
+    }
     return true;
   });
 }

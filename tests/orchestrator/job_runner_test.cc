@@ -126,6 +126,13 @@ class JobRunnerTest : public ::testing::Test {
   }
   void TearDown() override { RemoveAll(root_).IgnoreError(); }
 
+  // A fresh job directory under the test's root.
+  std::string JobDir(const std::string& name) {
+    std::string dir = JoinPath(root_, name);
+    EXPECT_TRUE(MakeDirs(dir).ok());
+    return dir;
+  }
+
   absl::Status RunJob(const std::string& dir, FakeSampler& s, FakeOracle& o, FakeTrainer& t) {
     std::atomic<bool> cancel{false};
     JobRunnerCallbacks cb;
@@ -146,8 +153,7 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   for (int r = 1; r <= 2; ++r) {
@@ -219,8 +225,7 @@ TEST_F(JobRunnerTest, UnavailableServiceCostsAStageRetryNotTheJob) {
   FakeOracle o;
   FakeTrainer t;
   s.unavailable_times = 3;  // e.g. the sampler was killed and is restarting
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "eval\n");
   EXPECT_EQ(s.unavailable_times, 0);
@@ -232,8 +237,7 @@ TEST_F(JobRunnerTest, EachDistinctTextPairIsJudgedOnce) {
   s.distinct = 2;  // samples: right, wrong, right, wrong
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   // 4 samples, 2 distinct texts: 4 (i, j) pairs differ, one comparison is paid per prompt.
   auto judgments = ReadJsonl(RunDir(dir).Judgments(1));
@@ -283,8 +287,7 @@ TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   // Only eval comparisons reach the oracle: no ".../judge" key.
@@ -309,8 +312,7 @@ TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   // Round 2's greedy answers equal round 1's (win rate 0.5 < 0.6): stop before round 3.
@@ -333,8 +335,7 @@ TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   // K = 3 answers truth, truth+1, truth+2; all 3 pairs judged. P̂ includes the sample itself:
@@ -369,8 +370,7 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   // q̂ = 5/6, 1/2, 1/6; every gap >= min_gap 0.25: pairs (0,1), (0,2), (1,2) per prompt.
@@ -407,8 +407,7 @@ TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
   FakeSampler s;
   FakeOracle o;
   FakeTrainer t;
-  std::string dir = JoinPath(root_, "job");
-  ASSERT_TRUE(MakeDirs(dir).ok());
+  std::string dir = JobDir("job");
   ASSERT_TRUE(RunJob(dir, s, o, t).ok());
   RunDir rd(dir);
   // M = 1: the magnet is always pi_t itself (the init checkpoint of the round).
