@@ -19,6 +19,15 @@ constexpr char kSchema[] =
     " prompt_tokens INTEGER NOT NULL,"
     " completion_tokens INTEGER NOT NULL,"
     " created_unix INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS job_usage ("
+    " job_id TEXT NOT NULL,"
+    " round INTEGER NOT NULL,"
+    " calls INTEGER NOT NULL,"
+    " prompt_tokens INTEGER NOT NULL,"
+    " completion_tokens INTEGER NOT NULL,"
+    " cost_usd REAL NOT NULL,"
+    " PRIMARY KEY (job_id, round)"
     ") WITHOUT ROWID";
 
 }  // namespace
@@ -29,6 +38,7 @@ JudgmentCache::~JudgmentCache() {
   absl::MutexLock lock(&mu_);
   sqlite3_finalize(get_);
   sqlite3_finalize(put_);
+  sqlite3_finalize(charge_);
   sqlite3_close_v2(db_);
 }
 
@@ -76,7 +86,16 @@ absl::StatusOr<std::unique_ptr<JudgmentCache>> JudgmentCache::Open(const std::st
       sqlite3_prepare_v2(db,
                          "INSERT OR REPLACE INTO judgments (key, value, verdict, prompt_tokens, "
                          "completion_tokens, created_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                         -1, &cache->put_, nullptr) != SQLITE_OK) {
+                         -1, &cache->put_, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db,
+                         "INSERT INTO job_usage (job_id, round, calls, prompt_tokens, "
+                         "completion_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                         "ON CONFLICT (job_id, round) DO UPDATE SET "
+                         "calls = calls + excluded.calls, "
+                         "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                         "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                         "cost_usd = cost_usd + excluded.cost_usd",
+                         -1, &cache->charge_, nullptr) != SQLITE_OK) {
     return cache->Error("cannot prepare statements");
   }
   return cache;
@@ -113,8 +132,36 @@ absl::StatusOr<std::optional<CachedAnswer>> JudgmentCache::Get(const std::string
   return std::optional<CachedAnswer>(std::move(a));
 }
 
-absl::Status JudgmentCache::Put(const std::string& key, const CachedAnswer& a) {
+absl::Status JudgmentCache::Exec(const char* sql) {
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return Error(sql);
+  return absl::OkStatus();
+}
+
+absl::Status JudgmentCache::ChargeLocked(const UsageCharge& c) {
+  sqlite3_reset(charge_);
+  sqlite3_bind_text(charge_, 1, c.job_id.data(), static_cast<int>(c.job_id.size()),
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_int(charge_, 2, c.round);
+  sqlite3_bind_int64(charge_, 3, c.calls);
+  sqlite3_bind_int64(charge_, 4, c.prompt_tokens);
+  sqlite3_bind_int64(charge_, 5, c.completion_tokens);
+  sqlite3_bind_double(charge_, 6, c.cost_usd);
+  int rc = sqlite3_step(charge_);
+  absl::Status st = rc == SQLITE_DONE ? absl::OkStatus() : Error("usage update failed");
+  sqlite3_reset(charge_);
+  return st;
+}
+
+absl::Status JudgmentCache::Put(const std::string& key, const CachedAnswer& a,
+                                const UsageCharge* charge) {
   absl::MutexLock lock(&mu_);
+  const bool txn = charge != nullptr;
+  // IMMEDIATE: take the write lock up front (waiting up to the busy timeout) so the two writes
+  // cannot deadlock against another process's transaction.
+  if (txn) {
+    absl::Status st = Exec("BEGIN IMMEDIATE");
+    if (!st.ok()) return st;
+  }
   sqlite3_reset(put_);
   sqlite3_bind_text(put_, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
   sqlite3_bind_double(put_, 2, a.value);
@@ -126,7 +173,42 @@ absl::Status JudgmentCache::Put(const std::string& key, const CachedAnswer& a) {
   int rc = sqlite3_step(put_);
   absl::Status st = rc == SQLITE_DONE ? absl::OkStatus() : Error("insert failed");
   sqlite3_reset(put_);
+  if (!txn) return st;
+  if (st.ok()) st = ChargeLocked(*charge);
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) (void)Exec("ROLLBACK");
   return st;
+}
+
+absl::Status JudgmentCache::Charge(const UsageCharge& charge) {
+  absl::MutexLock lock(&mu_);
+  return ChargeLocked(charge);
+}
+
+absl::StatusOr<std::vector<RoundUsage>> JudgmentCache::JobUsage(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT round, calls, prompt_tokens, completion_tokens, cost_usd "
+                         "FROM job_usage WHERE job_id = ?1 ORDER BY round",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return Error("usage query failed");
+  }
+  sqlite3_bind_text(st, 1, job_id.data(), static_cast<int>(job_id.size()), SQLITE_TRANSIENT);
+  std::vector<RoundUsage> out;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    RoundUsage u;
+    u.round = sqlite3_column_int(st, 0);
+    u.calls = sqlite3_column_int64(st, 1);
+    u.prompt_tokens = sqlite3_column_int64(st, 2);
+    u.completion_tokens = sqlite3_column_int64(st, 3);
+    u.cost_usd = sqlite3_column_double(st, 4);
+    out.push_back(u);
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Error("usage query failed");
+  return out;
 }
 
 absl::StatusOr<int64_t> JudgmentCache::Size() {

@@ -6,6 +6,10 @@
 // asking (b, a) in order AB: it is the identical HTTP request. Only successful, parsed answers
 // are stored (a failure is never cached, so a later run retries it).
 //
+// The same file holds the per-job usage accounts (calls, tokens, cost per (job, round)) behind
+// job budgets: a paid answer's charge is written in the same transaction as the answer itself,
+// so a restarted oracle continues every job's count and never counts an answer twice.
+//
 // One DB file may be shared by several clients and processes (jobs): WAL journal, a busy timeout,
 // and INSERT OR REPLACE of identical values make concurrent writers safe. Used by OracleClient.
 // Thread-safe (one connection per cache, serialised by a mutex).
@@ -15,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -47,6 +52,25 @@ struct CachedAnswer {
   int64_t completion_tokens = 0;
 };
 
+// What one or more HTTP requests to the judge cost a job's round.
+struct UsageCharge {
+  std::string job_id;
+  int round = 0;
+  int64_t calls = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double cost_usd = 0;
+};
+
+// One round's recorded usage of a job.
+struct RoundUsage {
+  int round = 0;
+  int64_t calls = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double cost_usd = 0;
+};
+
 class JudgmentCache {
  public:
   // Opens or creates the database at `path` (its directory must exist), sets WAL mode and the
@@ -63,8 +87,15 @@ class JudgmentCache {
 
   // nullopt when absent. Unavailable on a SQLite error (the caller treats it as a miss).
   absl::StatusOr<std::optional<CachedAnswer>> Get(const std::string& key);
-  // Inserts or replaces. Unavailable on a SQLite error (e.g. busy beyond the timeout).
-  absl::Status Put(const std::string& key, const CachedAnswer& answer);
+  // Inserts or replaces; with `charge`, adds it to the job's usage account in the same
+  // transaction (both or neither are stored). Unavailable on a SQLite error (e.g. busy beyond the
+  // timeout).
+  absl::Status Put(const std::string& key, const CachedAnswer& answer,
+                   const UsageCharge* charge = nullptr);
+  // Adds `charge` to its job's usage account (a request that produced no answer to store).
+  absl::Status Charge(const UsageCharge& charge);
+  // Every recorded round of `job_id`, by round; empty for an unknown job.
+  absl::StatusOr<std::vector<RoundUsage>> JobUsage(const std::string& job_id);
   // Number of stored answers.
   absl::StatusOr<int64_t> Size();
 
@@ -73,12 +104,15 @@ class JudgmentCache {
  private:
   JudgmentCache(std::string path, sqlite3* db);
   absl::Status Error(const char* what) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ChargeLocked(const UsageCharge& charge) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   sqlite3_stmt* get_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* put_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* charge_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace spar::oracle

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -54,6 +55,11 @@ struct OracleMetrics {
   metrics::Counter& rate_limit_wait;
   metrics::Gauge& swap_consistency;
   metrics::Gauge& budget_remaining;
+  // Per job (label job): what the job has spent on the judge, all rounds, durable across restarts
+  // when there is a cache file. One child per job seen by this process.
+  metrics::Family<metrics::Gauge>& job_calls;
+  metrics::Family<metrics::Gauge>& job_tokens;
+  metrics::Family<metrics::Gauge>& job_cost;
 
   static OracleMetrics Register(metrics::Registry& r) {
     auto& codes = r.AddCounter("spar_oracle_http_requests_total",
@@ -103,6 +109,12 @@ struct OracleMetrics {
         r.AddGauge("spar_oracle_budget_remaining_ratio",
                    "Smallest remaining share of the configured call/token/cost budgets (1 = none).")
             .Add({}),
+        r.AddGauge("spar_oracle_job_calls",
+                   "Judge HTTP requests charged to a job (all rounds), by job."),
+        r.AddGauge("spar_oracle_job_tokens",
+                   "Judge prompt + completion tokens charged to a job (all rounds), by job."),
+        r.AddGauge("spar_oracle_job_cost_usd",
+                   "Judge cost in US dollars charged to a job (all rounds), by job."),
     };
   }
 
@@ -245,6 +257,30 @@ struct OracleClient::Impl {
   double cost_reserved ABSL_GUARDED_BY(budget_mu) = 0;
   int64_t calls_spent ABSL_GUARDED_BY(budget_mu) = 0;
 
+  // Per-job accounts (JobScope): spent (loaded from the cache file on first use, then kept in
+  // step with what is written there) and reserved (requests in flight), per job and per round.
+  struct Spend {
+    int64_t calls = 0;
+    int64_t prompt = 0;
+    int64_t completion = 0;
+    double cost = 0;
+  };
+  struct Reserved {
+    int64_t calls = 0;
+    int64_t tokens = 0;
+    double cost = 0;
+  };
+  struct JobAccount {
+    Spend total;
+    Reserved total_reserved;
+    std::map<int, Spend> rounds;
+    std::map<int, Reserved> rounds_reserved;
+    metrics::Gauge* calls_gauge = nullptr;
+    metrics::Gauge* tokens_gauge = nullptr;
+    metrics::Gauge* cost_gauge = nullptr;
+  };
+  std::map<std::string, JobAccount> jobs ABSL_GUARDED_BY(budget_mu);
+
   std::unique_ptr<httplib::Client> NewHttpClient() const {
     auto cli = std::make_unique<httplib::Client>(base.SchemeHostPort());
     auto us = std::chrono::microseconds(absl::ToInt64Microseconds(config.timeout));
@@ -282,9 +318,73 @@ struct OracleClient::Impl {
            static_cast<double>(completion) / 1000.0 * config.price_completion_per_1k_usd;
   }
 
-  // Reserves one request estimated at (`prompt_estimate`, `max_tokens`) against the budget, or
-  // ResourceExhausted("budget: ...") when it would exceed a limit.
-  absl::Status ReserveBudget(int64_t prompt_estimate, int max_tokens) {
+  // The account of `job_id`, read from the cache file the first time.
+  absl::StatusOr<JobAccount*> AccountLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(budget_mu) {
+    auto it = jobs.find(job_id);
+    if (it != jobs.end()) return &it->second;
+    JobAccount acc;
+    if (cache != nullptr) {
+      absl::StatusOr<std::vector<RoundUsage>> rows = cache->JobUsage(job_id);
+      if (!rows.ok()) {
+        return absl::UnavailableError(absl::StrCat("budget: cannot read the usage of job ",
+                                                   job_id, ": ", rows.status().message()));
+      }
+      for (const RoundUsage& r : *rows) {
+        Spend& rs = acc.rounds[r.round];
+        rs = Spend{r.calls, r.prompt_tokens, r.completion_tokens, r.cost_usd};
+        acc.total.calls += r.calls;
+        acc.total.prompt += r.prompt_tokens;
+        acc.total.completion += r.completion_tokens;
+        acc.total.cost += r.cost_usd;
+      }
+    }
+    metrics::Labels labels{{"job", job_id}};
+    acc.calls_gauge = &metrics->job_calls.Add(labels);
+    acc.tokens_gauge = &metrics->job_tokens.Add(labels);
+    acc.cost_gauge = &metrics->job_cost.Add(labels);
+    JobAccount& out = jobs.emplace(job_id, std::move(acc)).first->second;
+    UpdateJobGauges(out);
+    return &out;
+  }
+
+  static void UpdateJobGauges(const JobAccount& acc) {
+    acc.calls_gauge->Set(static_cast<double>(acc.total.calls));
+    acc.tokens_gauge->Set(static_cast<double>(acc.total.prompt + acc.total.completion));
+    acc.cost_gauge->Set(acc.total.cost);
+  }
+
+  // ResourceExhausted when one more request of `tokens` / `cost` would exceed a limit of `kind`
+  // ("max" for the job, "round_max" for the round); OK when every limit is 0 or has room.
+  static absl::Status CheckScope(const JobScope& scope, const char* kind, const Spend& spent,
+                                 const Reserved& reserved, int64_t max_calls, int64_t max_tokens,
+                                 double max_cost, int64_t tokens, double cost) {
+    const std::string prefix =
+        absl::StrCat("budget: job ", scope.job_id, " round ", scope.round, " judge_budget.", kind);
+    if (max_calls > 0 && spent.calls + reserved.calls + 1 > max_calls) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(prefix, "_calls limit ", max_calls, " reached (", spent.calls,
+                       " calls made, ", reserved.calls, " in flight)"));
+    }
+    const int64_t spent_tokens = spent.prompt + spent.completion;
+    if (max_tokens > 0 && spent_tokens + reserved.tokens + tokens > max_tokens) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          prefix, "_tokens limit ", max_tokens, " would be exceeded (", spent_tokens, " spent, ",
+          reserved.tokens, " in flight, next request ~", tokens, ")"));
+    }
+    if (max_cost > 0 && spent.cost + reserved.cost + cost > max_cost) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "%s_cost_usd limit %.4f would be exceeded (%.4f spent, %.4f in flight, next request "
+          "~%.6f)",
+          prefix, max_cost, spent.cost, reserved.cost, cost));
+    }
+    return absl::OkStatus();
+  }
+
+  // Reserves one request estimated at (`prompt_estimate`, `max_tokens`) against the process's
+  // budget and, with a scope, its job's and round's, or ResourceExhausted("budget: ...") when it
+  // would exceed a limit.
+  absl::Status ReserveBudget(int64_t prompt_estimate, int max_tokens, const JobScope* scope) {
     const int64_t tokens = prompt_estimate + max_tokens;
     const double cost = Price(prompt_estimate, max_tokens);
     absl::Status refused;
@@ -305,10 +405,30 @@ struct OracleClient::Impl {
             "budget: oracle.budget_cost_usd = %.4f would be exceeded (%.4f spent, %.4f in flight, "
             "next request ~%.6f)",
             config.budget_cost_usd, cost_spent, cost_reserved, cost));
-      } else {
+      }
+      JobAccount* acc = nullptr;
+      if (refused.ok() && scope != nullptr) {
+        SPAR_ASSIGN_OR_RETURN(acc, AccountLocked(scope->job_id));
+        const JobBudget& b = scope->budget;
+        refused = CheckScope(*scope, "max", acc->total, acc->total_reserved, b.max_calls,
+                             b.max_tokens, b.max_cost_usd, tokens, cost);
+        if (refused.ok()) {
+          refused = CheckScope(*scope, "round_max", acc->rounds[scope->round],
+                               acc->rounds_reserved[scope->round], b.round_max_calls,
+                               b.round_max_tokens, b.round_max_cost_usd, tokens, cost);
+        }
+      }
+      if (refused.ok()) {
         ++budget_calls_reserved;
         tokens_reserved += tokens;
         cost_reserved += cost;
+        if (acc != nullptr) {
+          for (Reserved* r : {&acc->total_reserved, &acc->rounds_reserved[scope->round]}) {
+            ++r->calls;
+            r->tokens += tokens;
+            r->cost += cost;
+          }
+        }
         return absl::OkStatus();
       }
     }
@@ -328,20 +448,56 @@ struct OracleClient::Impl {
     return r;
   }
 
-  // Replaces a reservation by what the judge reported.
-  void SettleBudget(int64_t prompt_estimate, int max_tokens, int64_t prompt, int64_t completion) {
-    const double cost = Price(prompt, completion);
+  // Ends a reservation: `sent` = the request went out and the judge reported (`prompt`,
+  // `completion`) tokens (0/0 when it did not say); else (no request was made) it is only
+  // released. Returns the request's charge for the job's durable account (job_id "" without a
+  // scope or when not sent).
+  UsageCharge SettleBudget(int64_t prompt_estimate, int max_tokens, const JobScope* scope,
+                           bool sent, int64_t prompt, int64_t completion) {
+    const double est_cost = Price(prompt_estimate, max_tokens);
+    const int64_t est_tokens = prompt_estimate + max_tokens;
+    const double cost = sent ? Price(prompt, completion) : 0.0;
+    UsageCharge charge;
     {
       absl::MutexLock lock(&budget_mu);
       --budget_calls_reserved;
-      tokens_reserved -= prompt_estimate + max_tokens;
-      cost_reserved -= Price(prompt_estimate, max_tokens);
-      ++calls_spent;
-      tokens_spent += prompt + completion;
-      cost_spent += cost;
-      metrics->budget_remaining.Set(RemainingRatioLocked());
+      tokens_reserved -= est_tokens;
+      cost_reserved -= est_cost;
+      if (sent) {
+        ++calls_spent;
+        tokens_spent += prompt + completion;
+        cost_spent += cost;
+        metrics->budget_remaining.Set(RemainingRatioLocked());
+      }
+      if (scope != nullptr) {
+        JobAccount& acc = jobs[scope->job_id];  // reserved above, so present
+        for (Reserved* r : {&acc.total_reserved, &acc.rounds_reserved[scope->round]}) {
+          --r->calls;
+          r->tokens -= est_tokens;
+          r->cost -= est_cost;
+        }
+        if (sent) {
+          for (Spend* sp : {&acc.total, &acc.rounds[scope->round]}) {
+            ++sp->calls;
+            sp->prompt += prompt;
+            sp->completion += completion;
+            sp->cost += cost;
+          }
+          UpdateJobGauges(acc);
+          charge = UsageCharge{scope->job_id, scope->round, 1, prompt, completion, cost};
+        }
+      }
     }
     if (cost > 0) metrics->cost.Increment(cost);
+    return charge;
+  }
+
+  // Writes a request's charge without an answer (a failed or unparsable request) to the job's
+  // durable account.
+  void RecordCharge(const UsageCharge& charge) {
+    if (cache == nullptr || charge.job_id.empty()) return;
+    absl::Status st = cache->Charge(charge);
+    if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
   }
 
   HttpResult Post(const std::string& body) {
@@ -539,15 +695,19 @@ struct OracleClient::Impl {
     return std::nullopt;
   }
 
-  void CachePut(const std::string& key, const OrderResult& r, int64_t prompt, int64_t completion) {
-    if (cache == nullptr || key.empty()) return;
-    absl::Status st = cache->Put(key, CachedAnswer{r.p_first, r.verdict_text, prompt, completion});
+  // Stores a paid answer and, in the same transaction, its charge to the job's account.
+  void CachePut(const std::string& key, const OrderResult& r, int64_t prompt, int64_t completion,
+                const UsageCharge& charge) {
+    if (cache == nullptr) return;
+    if (key.empty()) return RecordCharge(charge);
+    absl::Status st = cache->Put(key, CachedAnswer{r.p_first, r.verdict_text, prompt, completion},
+                                 charge.job_id.empty() ? nullptr : &charge);
     if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
   }
 
   // One request: cache, budget, rate limit, HTTP with the retry policy, parse, cache.
   absl::StatusOr<OrderResult> Ask(const AskSpec& spec, CallStats* stats,
-                                  const std::function<bool()>& cancelled) {
+                                  const std::function<bool()>& cancelled, const JobScope* scope) {
     if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) return *std::move(hit);
     const std::string body = BuildRequest(spec);
     int64_t prompt_estimate = 0;
@@ -556,12 +716,12 @@ struct OracleClient::Impl {
     bool retried_unparsable = false;
     for (;;) {
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
-      SPAR_RETURN_IF_ERROR(ReserveBudget(prompt_estimate, spec.max_tokens));
+      SPAR_RETURN_IF_ERROR(ReserveBudget(prompt_estimate, spec.max_tokens, scope));
       absl::Time before = clock->Now();
       absl::StatusOr<absl::Time> granted =
           limiter->Acquire(prompt_estimate + spec.max_tokens, cancelled);
       if (!granted.ok()) {
-        SettleBudget(prompt_estimate, spec.max_tokens, 0, 0);
+        SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/false, 0, 0);
         return granted.status();
       }
       if (*granted > before) metrics->rate_limit_wait.Increment(absl::ToDoubleSeconds(*granted - before));
@@ -571,7 +731,8 @@ struct OracleClient::Impl {
       if (r.status >= 200 && r.status < 300) {
         json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
         auto [prompt, completion] = ReportedUsage(j);
-        SettleBudget(prompt_estimate, spec.max_tokens, prompt, completion);
+        UsageCharge charge =
+            SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, prompt, completion);
         prompt_tokens.fetch_add(prompt, std::memory_order_relaxed);
         completion_tokens.fetch_add(completion, std::memory_order_relaxed);
         metrics->prompt_tokens.Increment(static_cast<double>(prompt));
@@ -579,9 +740,10 @@ struct OracleClient::Impl {
         std::string why;
         std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec.kind, &why);
         if (parsed) {
-          CachePut(spec.cache_key, *parsed, prompt, completion);
+          CachePut(spec.cache_key, *parsed, prompt, completion, charge);
           return *std::move(parsed);
         }
+        RecordCharge(charge);
         if (retried_unparsable) {
           return absl::DataLossError(
               absl::StrCat("judge at ", config.base_url, ": ", why, " twice; not guessing"));
@@ -592,7 +754,7 @@ struct OracleClient::Impl {
         CountRetry(stats);
         continue;
       }
-      SettleBudget(prompt_estimate, spec.max_tokens, 0, 0);
+      RecordCharge(SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, 0, 0));
       ErrorBody e = r.status == 0 ? ErrorBody{} : ParseErrorBody(r.body);
       internal::AttemptOutcome outcome;
       outcome.http_status = r.status;
@@ -641,8 +803,8 @@ struct OracleClient::Impl {
                         "/trunc", config.max_response_tokens);
   }
 
-  absl::StatusOr<Judgment> CompareImpl(const Comparison& c,
-                                       const std::function<bool()>& cancelled) {
+  absl::StatusOr<Judgment> CompareImpl(const Comparison& c, const std::function<bool()>& cancelled,
+                                       const JobScope* scope) {
     CallStats stats;
     int cached = 0;
     absl::StatusOr<Judgment> out = [&]() -> absl::StatusOr<Judgment> {
@@ -651,7 +813,7 @@ struct OracleClient::Impl {
       const std::string b = TruncateToTokens(c.response_b, config.max_response_tokens);
       SPAR_ASSIGN_OR_RETURN(
           OrderResult ab,
-          Ask(PairwiseSpec(c.prompt, a, b, JudgeOrder::kAB, a, b), &stats, cancelled));
+          Ask(PairwiseSpec(c.prompt, a, b, JudgeOrder::kAB, a, b), &stats, cancelled, scope));
       cached += ab.cached ? 1 : 0;
       j.p_ab = ab.p_first;
       j.verdict_ab = std::move(ab.verdict_text);
@@ -659,7 +821,7 @@ struct OracleClient::Impl {
       if (config.both_orders) {
         SPAR_ASSIGN_OR_RETURN(
             OrderResult ba,
-            Ask(PairwiseSpec(c.prompt, b, a, JudgeOrder::kBA, a, b), &stats, cancelled));
+            Ask(PairwiseSpec(c.prompt, b, a, JudgeOrder::kBA, a, b), &stats, cancelled, scope));
         cached += ba.cached ? 1 : 0;
         j.p_ba = ba.p_first;
         j.verdict_ba = std::move(ba.verdict_text);
@@ -707,7 +869,7 @@ struct OracleClient::Impl {
             config.model, absl::StrCat(pointwise_template.id, "/trunc", config.max_response_tokens),
             item.prompt, response, "", JudgeOrder::kAB});
       }
-      SPAR_ASSIGN_OR_RETURN(OrderResult r, Ask(spec, &stats, nullptr));
+      SPAR_ASSIGN_OR_RETURN(OrderResult r, Ask(spec, &stats, nullptr, nullptr));
       ScoreResult s;
       s.score = static_cast<int>(r.p_first);
       s.text = std::move(r.verdict_text);
@@ -774,7 +936,12 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
 }
 
 absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison) {
-  return impl_->CompareImpl(comparison, nullptr);
+  return impl_->CompareImpl(comparison, nullptr, nullptr);
+}
+
+absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison,
+                                               const JobScope& scope) {
+  return impl_->CompareImpl(comparison, nullptr, scope.job_id.empty() ? nullptr : &scope);
 }
 
 absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
@@ -784,8 +951,9 @@ absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
 void OracleClient::CompareAll(
     const std::vector<Comparison>& comparisons,
     const std::function<void(size_t index, absl::StatusOr<Judgment>)>& on_done,
-    const std::function<bool()>& cancelled) {
+    const std::function<bool()>& cancelled, const JobScope& scope) {
   const size_t n = comparisons.size();
+  const JobScope* scoped = scope.job_id.empty() ? nullptr : &scope;
   if (n == 0) return;
   std::atomic<size_t> next{0};
   std::mutex callback_mu;
@@ -796,7 +964,7 @@ void OracleClient::CompareAll(
       absl::StatusOr<Judgment> r =
           (cancelled && cancelled())
               ? absl::StatusOr<Judgment>(absl::CancelledError("judgment cancelled"))
-              : impl_->CompareImpl(comparisons[i], cancelled);
+              : impl_->CompareImpl(comparisons[i], cancelled, scoped);
       std::lock_guard<std::mutex> lock(callback_mu);
       on_done(i, std::move(r));
     }
@@ -823,6 +991,31 @@ OracleClient::Usage OracleClient::GetUsage() const {
   u.cache_misses = impl_->cache_misses.load();
   u.swap_judgments = impl_->swap_judgments.load();
   u.swap_consistent = impl_->swap_consistent.load();
+  return u;
+}
+
+absl::StatusOr<JobUsage> OracleClient::GetJobUsage(const std::string& job_id,
+                                                   std::optional<int> round) const {
+  std::vector<RoundUsage> rows;
+  if (impl_->cache != nullptr) {
+    SPAR_ASSIGN_OR_RETURN(rows, impl_->cache->JobUsage(job_id));
+  } else {
+    absl::MutexLock lock(&impl_->budget_mu);
+    auto it = impl_->jobs.find(job_id);
+    if (it != impl_->jobs.end()) {
+      for (const auto& [r, sp] : it->second.rounds) {
+        rows.push_back(RoundUsage{r, sp.calls, sp.prompt, sp.completion, sp.cost});
+      }
+    }
+  }
+  JobUsage u;
+  for (const RoundUsage& r : rows) {
+    if (round.has_value() && r.round != *round) continue;
+    u.calls += r.calls;
+    u.prompt_tokens += r.prompt_tokens;
+    u.completion_tokens += r.completion_tokens;
+    u.cost_usd += r.cost_usd;
+  }
   return u;
 }
 

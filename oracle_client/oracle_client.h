@@ -7,7 +7,8 @@
 // An unparsable verdict is retried once and then reported as an error, never guessed.
 //
 // Before any HTTP request: the judgment cache (oracle.cache_path; a hit costs nothing), then the
-// budget (ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
+// budgets (the process's own, and the job's and round's when the call names a JobScope;
+// ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
 // then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
 // x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
 // goes through the same path.
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,35 @@ struct ScoreResult {
   bool cached = false;
 };
 
+// Limits of one job's judging (JudgeBudget in oracle.proto); 0 = unlimited. Calls are HTTP
+// requests (retries included), tokens prompt + completion (the request about to be sent is
+// estimated), cost priced with oracle.price_*_per_1k_usd.
+struct JobBudget {
+  int64_t max_calls = 0;
+  int64_t max_tokens = 0;
+  double max_cost_usd = 0;
+  int64_t round_max_calls = 0;
+  int64_t round_max_tokens = 0;
+  double round_max_cost_usd = 0;
+};
+
+// Whose judging a call is: usage is accounted per job and per (job, round), durably in the
+// judgment cache's SQLite file when there is one (in memory otherwise), and `budget` is enforced
+// on it. The limits of the most recent call apply (a resumed job may raise them).
+struct JobScope {
+  std::string job_id;  // "" = no per-job accounting
+  int round = 0;
+  JobBudget budget;
+};
+
+// What a job (or one of its rounds) has spent on the judge.
+struct JobUsage {
+  int64_t calls = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double cost_usd = 0;
+};
+
 class OracleClient {
  public:
   // Validates `config` (InvalidArgument). `registry` may be null (metrics are then kept private);
@@ -84,6 +115,9 @@ class OracleClient {
   // ResourceExhausted is also returned, with a message starting "budget: ", when the configured
   // budget would be exceeded by the next request.
   absl::StatusOr<Judgment> Compare(const Comparison& comparison);
+  // The same, accounted to `scope` (its job and round budgets enforced; ResourceExhausted
+  // "budget: job <id> round <t> <limit> ..." before a request that would exceed one).
+  absl::StatusOr<Judgment> Compare(const Comparison& comparison, const JobScope& scope);
 
   // Pointwise score with the pointwise template; same errors as Compare.
   absl::StatusOr<ScoreResult> Score(const ScoreItem& item);
@@ -93,9 +127,11 @@ class OracleClient {
   // (never two at once), so it need not lock. Items not started when `cancelled()` turns true end
   // with Cancelled (an item already in its backoff loop stops at the next attempt). Returns when
   // every callback has returned.
+  // `scope`: as for Compare (default: none).
   void CompareAll(const std::vector<Comparison>& comparisons,
                   const std::function<void(size_t index, absl::StatusOr<Judgment>)>& on_done,
-                  const std::function<bool()>& cancelled = nullptr);
+                  const std::function<bool()>& cancelled = nullptr,
+                  const JobScope& scope = JobScope());
 
   struct Usage {
     int64_t calls = 0;     // HTTP attempts
@@ -114,6 +150,10 @@ class OracleClient {
     }
   };
   Usage GetUsage() const;
+  // What `job_id` has spent (all rounds, or only `round` when given): the durable account when
+  // the client has a cache file, else what this client has seen. Unavailable on a SQLite error.
+  absl::StatusOr<JobUsage> GetJobUsage(const std::string& job_id,
+                                       std::optional<int> round = std::nullopt) const;
 
   const OracleConfig& config() const;
 

@@ -386,14 +386,30 @@ absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& job_id) {
   return e->job;
 }
 
-absl::StatusOr<v1::Job> JobManager::ResumeJob(const std::string& job_id) {
+absl::StatusOr<v1::Job> JobManager::ResumeJob(const std::string& job_id,
+                                              const v1::JudgeBudget* judge_budget) {
+  if (judge_budget != nullptr) {
+    SPAR_RETURN_IF_ERROR(ValidateJudgeBudget(*judge_budget, "judge_budget"));
+  }
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto it = impl_->jobs.find(job_id);
   if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
   Impl::Entry* e = it->second.get();
-  if (e->running) return e->job;
+  if (e->running) {
+    if (judge_budget != nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is running; its judge_budget changes only on resume"));
+    }
+    return e->job;
+  }
   if (e->job.state() == v1::JOB_STATE_SUCCEEDED) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already succeeded"));
+  }
+  if (judge_budget != nullptr) {
+    // Merge: only the limits set in the request change (proto3 optional fields).
+    e->job.mutable_spec()->mutable_judge_budget()->MergeFrom(*judge_budget);
+    SPAR_LOG(Info) << "job " << job_id << " judge_budget now "
+                   << e->job.spec().judge_budget().ShortDebugString();
   }
   impl_->StartRunner(e);
   return e->job;

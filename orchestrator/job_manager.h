@@ -37,8 +37,11 @@ class JobManager {
   std::vector<v1::Job> ListJobs(v1::JobState filter) const;
   // FAILED_PRECONDITION when the job already ended.
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
-  // Restarts a FAILED/CANCELLED/PAUSED job at its first unfinished stage.
-  absl::StatusOr<v1::Job> ResumeJob(const std::string& job_id);
+  // Restarts a FAILED/CANCELLED/PAUSED job at its first unfinished stage. The fields set in
+  // `judge_budget` (when given) replace those of the job's spec.judge_budget first (validated:
+  // INVALID_ARGUMENT naming the field; persisted in job.json).
+  absl::StatusOr<v1::Job> ResumeJob(const std::string& job_id,
+                                    const v1::JudgeBudget* judge_budget = nullptr);
 
   // Calls `on_event` for every event of the job until it returns false or the job ends (the last
   // event has kind "job_finished"). The first event is a snapshot ("snapshot"). Returns a handle

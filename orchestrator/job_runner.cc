@@ -90,6 +90,12 @@ absl::Status JobRunner::CheckCancelled() const {
   return absl::OkStatus();
 }
 
+void JobRunner::SetJudgeScope(int t, v1::CompareRequest* req) const {
+  req->set_job_id(job_id_);
+  req->set_round(t);
+  *req->mutable_budget() = spec_.judge_budget();
+}
+
 std::string JobRunner::Key(int t, const std::string& stage) const {
   return absl::StrFormat("%s/iter_%03d/%s", job_id_, t, stage);
 }
@@ -356,6 +362,7 @@ absl::Status JobRunner::StageJudge(int t) {
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
   v1::CompareRequest req;
   req.set_idempotency_key(Key(t, "judge"));
+  SetJudgeScope(t, &req);
   // Each distinct text pair of a prompt is judged once (samples repeat: K = 4 may hold only two
   // distinct answers); every (i, j) with those texts takes the judgment, flipped when the texts
   // come in the other order.
@@ -552,6 +559,7 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
     const std::vector<std::string>& theirs, const std::string& key_suffix, int* failed) {
   v1::CompareRequest req;
   req.set_idempotency_key(Key(t, "eval/" + key_suffix));
+  SetJudgeScope(t, &req);
   std::vector<size_t> judged;
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (ours[i] == theirs[i]) continue;  // identical answers: 0.5 without a judge call
@@ -563,6 +571,7 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
   }
   std::vector<double> p(prompts.size(), 0.5);
   std::vector<bool> ok(prompts.size(), true);
+  std::vector<std::string> errors;
   if (!judged.empty()) {
     SPAR_RETURN_IF_ERROR(ports_.oracle->Compare(req, [&](const v1::Judgment& jd) {
       if (jd.index() < 0 || jd.index() >= static_cast<int64_t>(judged.size())) {
@@ -570,8 +579,15 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
       }
       p[judged[jd.index()]] = jd.p_a_wins();
       ok[judged[jd.index()]] = jd.ok();
+      if (!jd.ok()) errors.push_back(jd.error());
       return CheckCancelled();
     }));
+  }
+  // A budget or quota refusal pauses the job (as in StageJudge) rather than dropping the judgment.
+  for (const std::string& e : errors) {
+    if (absl::StrContains(e, "RESOURCE_EXHAUSTED")) {
+      return absl::ResourceExhaustedError(absl::StrCat("judge: ", e));
+    }
   }
   *failed = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {

@@ -69,6 +69,8 @@ class JobRunner {
   void Emit(int round, const std::string& stage, const std::string& kind, int64_t done,
             int64_t total, const std::string& message = "");
   std::string Key(int t, const std::string& stage) const;
+  // The oracle's accounting scope: this job, round t, spec.judge_budget.
+  void SetJudgeScope(int t, v1::CompareRequest* req) const;
   std::string PolicyFor(int t) const;
 
   std::string job_id_;

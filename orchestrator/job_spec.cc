@@ -126,6 +126,26 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
 
 }  // namespace
 
+absl::Status ValidateJudgeBudget(const v1::JudgeBudget& b, const std::string& field) {
+  auto check = [&](const char* name, double v, bool is_set) -> absl::Status {
+    if (!is_set || v >= 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".", name, " must be >= 0 (0 = unlimited), got ", v));
+  };
+  for (absl::Status st : {
+           check("max_calls", static_cast<double>(b.max_calls()), b.has_max_calls()),
+           check("max_tokens", static_cast<double>(b.max_tokens()), b.has_max_tokens()),
+           check("max_cost_usd", b.max_cost_usd(), b.has_max_cost_usd()),
+           check("round_max_calls", static_cast<double>(b.round_max_calls()),
+                 b.has_round_max_calls()),
+           check("round_max_tokens", static_cast<double>(b.round_max_tokens()),
+                 b.has_round_max_tokens()),
+           check("round_max_cost_usd", b.round_max_cost_usd(), b.has_round_max_cost_usd())}) {
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
   if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin" &&
       s.algorithm() != "sppo" && s.algorithm() != "mpo") {
@@ -267,7 +287,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
     return Invalid("eval.max_new_tokens",
                    absl::StrCat("must be >= 1, got ", s.eval().max_new_tokens()));
   }
-  return absl::OkStatus();
+  return ValidateJudgeBudget(s.judge_budget(), "spec.judge_budget");
 }
 
 }  // namespace spar::orchestrator

@@ -20,6 +20,10 @@ v1::JobSpec WithDefaults(const v1::JobSpec& spec);
 // empty, resolve inside it (no "..", no symlink escape).
 absl::Status ValidateJobSpec(const v1::JobSpec& spec, const std::string& data_root);
 
+// InvalidArgument "<field>.<limit> must be >= 0 ..." for a negative limit (0 = unlimited). Used
+// for spec.judge_budget and for the budget a ResumeJob request raises it to.
+absl::Status ValidateJudgeBudget(const v1::JudgeBudget& budget, const std::string& field);
+
 // Resolves `path` (relative paths are taken relative to data_root when it is set) and checks it
 // stays inside data_root. Returns the absolute path.
 absl::StatusOr<std::string> ResolveDataPath(const std::string& path, const std::string& data_root,

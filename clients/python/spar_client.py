@@ -111,8 +111,13 @@ class Client:
     def cancel(self, job_id):
         return self._stub.CancelJob(self._pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout, metadata=self._md)
 
-    def resume(self, job_id):
-        return self._stub.ResumeJob(self._pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout, metadata=self._md)
+    def resume(self, job_id, **judge_budget):
+        """Resumes a job. Keyword arguments (max_calls, max_tokens, max_cost_usd, round_max_calls,
+        round_max_tokens, round_max_cost_usd) replace those limits of its spec's judge_budget."""
+        req = self._pb2.ResumeJobRequest(job_id=job_id)
+        for field, value in judge_budget.items():
+            setattr(req.judge_budget, field, value)
+        return self._stub.ResumeJob(req, timeout=self.timeout, metadata=self._md)
 
     def watch(self, job_id, timeout=None):
         """Yields JobEvents until the job ends (the stream closes) or `timeout` seconds pass."""

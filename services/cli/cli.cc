@@ -10,11 +10,13 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
 #include "services/cli/args.h"
@@ -49,7 +51,9 @@ const char kUsage[] =
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
     "  status JOB [--json]                              a job and its per-round table\n"
     "  watch JOB                                        live progress until the job ends\n"
-    "  cancel JOB | resume JOB\n"
+    "  cancel JOB | resume JOB [--judge_max_calls=N] [--judge_max_tokens=N] [--judge_max_cost_usd=X]\n"
+    "             [--judge_round_max_calls=N] [--judge_round_max_tokens=N] [--judge_round_max_cost_usd=X]\n"
+    "                                                   resume raises the job's judge budget (0 = unlimited)\n"
     "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING)\n"
     "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url URL]\n"
     "                                                   offline judging (resumes through the cache)\n"
@@ -269,6 +273,43 @@ int Status(const Args& args) {
   return job.state() == v1::JOB_STATE_FAILED ? kExitFailed : kExitOk;
 }
 
+// --judge_max_calls etc.: the limits a resume sets (each flag replaces one JudgeBudget field).
+absl::Status ParseJudgeBudgetFlags(const Args& args, v1::ResumeJobRequest* req) {
+  v1::JudgeBudget* b = req->mutable_judge_budget();
+  bool any = false;
+  auto int_flag = [&](const char* flag, void (v1::JudgeBudget::*set)(int64_t)) -> absl::Status {
+    if (!args.Has(flag)) return absl::OkStatus();
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(args.Get(flag), &v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be an integer >= 0, got \"",
+                                                     args.Get(flag), "\""));
+    }
+    (b->*set)(v);
+    any = true;
+    return absl::OkStatus();
+  };
+  auto usd_flag = [&](const char* flag, void (v1::JudgeBudget::*set)(double)) -> absl::Status {
+    if (!args.Has(flag)) return absl::OkStatus();
+    double v = 0;
+    if (!absl::SimpleAtod(args.Get(flag), &v) || !(v >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be a number >= 0, got \"",
+                                                     args.Get(flag), "\""));
+    }
+    (b->*set)(v);
+    any = true;
+    return absl::OkStatus();
+  };
+  SPAR_RETURN_IF_ERROR(int_flag("judge_max_calls", &v1::JudgeBudget::set_max_calls));
+  SPAR_RETURN_IF_ERROR(int_flag("judge_max_tokens", &v1::JudgeBudget::set_max_tokens));
+  SPAR_RETURN_IF_ERROR(usd_flag("judge_max_cost_usd", &v1::JudgeBudget::set_max_cost_usd));
+  SPAR_RETURN_IF_ERROR(int_flag("judge_round_max_calls", &v1::JudgeBudget::set_round_max_calls));
+  SPAR_RETURN_IF_ERROR(int_flag("judge_round_max_tokens", &v1::JudgeBudget::set_round_max_tokens));
+  SPAR_RETURN_IF_ERROR(
+      usd_flag("judge_round_max_cost_usd", &v1::JudgeBudget::set_round_max_cost_usd));
+  if (!any) req->clear_judge_budget();
+  return absl::OkStatus();
+}
+
 int CancelOrResume(const Args& args, bool cancel) {
   if (args.positional().size() != 1) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("usage: spar ", args.command(), " JOB")));
@@ -284,6 +325,8 @@ int CancelOrResume(const Args& args, bool cancel) {
   } else {
     v1::ResumeJobRequest req;
     req.set_job_id(args.positional()[0]);
+    absl::Status parsed = ParseJudgeBudgetFlags(args, &req);
+    if (!parsed.ok()) return Fail(parsed);
     st = Stub(args)->ResumeJob(&ctx, req, &job);
   }
   if (!st.ok()) return Fail(services::FromGrpcStatus(st));
@@ -356,8 +399,17 @@ int RunCli(int argc, char** argv) {
     if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
     return WatchJob(Address(args), args.positional()[0], /*quiet=*/false);
   }
-  if (cmd == "cancel" || cmd == "resume") {
+  if (cmd == "cancel") {
     if (!(known = check(client)).ok()) return Fail(known);
+    return CancelOrResume(args, true);
+  }
+  if (cmd == "resume") {
+    if (!(known = check({"addr", "judge_max_calls", "judge_max_tokens", "judge_max_cost_usd",
+                         "judge_round_max_calls", "judge_round_max_tokens",
+                         "judge_round_max_cost_usd"}))
+             .ok()) {
+      return Fail(known);
+    }
     return CancelOrResume(args, cmd == "cancel");
   }
   if (cmd == "judge") return RunJudgeCommand(args);

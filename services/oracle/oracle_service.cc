@@ -2,10 +2,38 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
 
 namespace spar::services {
+namespace {
+
+// The request's accounting scope; InvalidArgument naming the field for a negative limit.
+absl::StatusOr<oracle::JobScope> ScopeOf(const v1::CompareRequest& r) {
+  oracle::JobScope s;
+  s.job_id = r.job_id();
+  s.round = r.round();
+  if (r.round() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("round must be >= 0, got ", r.round()));
+  }
+  const v1::JudgeBudget& b = r.budget();
+  auto check = [](const char* field, double v) -> absl::Status {
+    if (v >= 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("budget.", field, " must be >= 0, got ", v));
+  };
+  SPAR_RETURN_IF_ERROR(check("max_calls", static_cast<double>(b.max_calls())));
+  SPAR_RETURN_IF_ERROR(check("max_tokens", static_cast<double>(b.max_tokens())));
+  SPAR_RETURN_IF_ERROR(check("max_cost_usd", b.max_cost_usd()));
+  SPAR_RETURN_IF_ERROR(check("round_max_calls", static_cast<double>(b.round_max_calls())));
+  SPAR_RETURN_IF_ERROR(check("round_max_tokens", static_cast<double>(b.round_max_tokens())));
+  SPAR_RETURN_IF_ERROR(check("round_max_cost_usd", b.round_max_cost_usd()));
+  s.budget = {b.max_calls(),       b.max_tokens(),       b.max_cost_usd(),
+              b.round_max_calls(), b.round_max_tokens(), b.round_max_cost_usd()};
+  return s;
+}
+
+}  // namespace
 
 OracleService::OracleService(oracle::OracleClient& client, metrics::Registry& registry)
     : client_(client), rpc_metrics_(registry, "oracle") {}
@@ -33,7 +61,13 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
     sink->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "comparisons is empty"));
     return reactor;
   }
-  workers_.Spawn([this, sink = sink, items = std::move(items), started] {
+  absl::StatusOr<oracle::JobScope> scope = ScopeOf(*request);
+  if (!scope.ok()) {
+    rpc_metrics_.Record("Compare", "INVALID_ARGUMENT", started);
+    sink->Finish(ToGrpcStatus(scope.status()));
+    return reactor;
+  }
+  workers_.Spawn([this, sink = sink, items = std::move(items), started, scope = *std::move(scope)] {
     client_.CompareAll(
         items,
         [&](size_t index, absl::StatusOr<oracle::Judgment> j) {
@@ -53,7 +87,7 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
           }
           sink->Write(std::move(out));
         },
-        [&] { return sink->cancelled(); });
+        [&] { return sink->cancelled(); }, scope);
     bool cancelled = sink->cancelled();
     rpc_metrics_.Record("Compare", cancelled ? "CANCELLED" : "OK", started);
     sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
@@ -62,9 +96,25 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
 }
 
 grpc::ServerUnaryReactor* OracleService::GetUsage(grpc::CallbackServerContext* ctx,
-                                                  const v1::GetUsageRequest*,
+                                                  const v1::GetUsageRequest* request,
                                                   v1::GetUsageResponse* response) {
   absl::Time started = absl::Now();
+  auto* reactor = ctx->DefaultReactor();
+  if (!request->job_id().empty()) {
+    absl::StatusOr<oracle::JobUsage> ju = client_.GetJobUsage(
+        request->job_id(),
+        request->has_round() ? std::optional<int>(request->round()) : std::nullopt);
+    grpc::Status st = ju.ok() ? grpc::Status::OK : ToGrpcStatus(ju.status());
+    if (ju.ok()) {
+      response->set_calls(ju->calls);
+      response->set_prompt_tokens(ju->prompt_tokens);
+      response->set_completion_tokens(ju->completion_tokens);
+      response->set_cost(ju->cost_usd);
+    }
+    rpc_metrics_.Record("GetUsage", ju.ok() ? "OK" : "UNAVAILABLE", started);
+    reactor->Finish(st);
+    return reactor;
+  }
   oracle::OracleClient::Usage u = client_.GetUsage();
   response->set_calls(u.calls);
   response->set_retries(u.retries);
@@ -77,7 +127,6 @@ grpc::ServerUnaryReactor* OracleService::GetUsage(grpc::CallbackServerContext* c
   response->set_swap_consistency(u.swap_consistency());
   response->set_swap_judgments(u.swap_judgments);
   rpc_metrics_.Record("GetUsage", "OK", started);
-  auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -96,7 +96,8 @@ grpc::ServerUnaryReactor* OrchestratorService::ResumeJob(grpc::CallbackServerCon
   if (request->job_id().empty()) {
     return FinishUnary(ctx, "ResumeJob", started, absl::InvalidArgumentError("job_id is required"));
   }
-  absl::StatusOr<v1::Job> job = manager->ResumeJob(request->job_id());
+  absl::StatusOr<v1::Job> job = manager->ResumeJob(
+      request->job_id(), request->has_judge_budget() ? &request->judge_budget() : nullptr);
   if (job.ok()) *response = *std::move(job);
   return FinishUnary(ctx, "ResumeJob", started, job.status());
 }

@@ -208,6 +208,118 @@ TEST_F(OracleFeaturesTest, CallBudgetStopsWithResourceExhaustedAndReportsEveryIt
   EXPECT_THAT(registry.Serialize(), HasSubstr("spar_oracle_budget_remaining_ratio 0\n"));
 }
 
+TEST_F(OracleFeaturesTest, JobRoundBudgetStopsAtExactlyTheRightJudgmentAndCacheHitsAreFree) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "cache.sqlite");
+  metrics::Registry registry;
+  auto client = MakeClient(config, &registry);
+  std::vector<Comparison> items = Items(4);
+  oracle::JobScope scope{"job-a", 1, {}};
+  scope.budget.round_max_calls = 5;  // two both-order judgments and one order of a third
+  ASSERT_TRUE(client->Compare(items[0], scope).ok());
+  ASSERT_TRUE(client->Compare(items[1], scope).ok());
+  absl::StatusOr<Judgment> third = client->Compare(items[2], scope);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(third.status().message(),
+            "budget: job job-a round 1 judge_budget.round_max_calls limit 5 reached (5 calls "
+            "made, 0 in flight)");
+  EXPECT_EQ(server->requests_served(), 5);  // the refused request was never sent
+  EXPECT_FALSE(client->Compare(items[3], scope).ok());
+  EXPECT_EQ(server->requests_served(), 5);
+  // Cache hits cost nothing: the round's judged items are answered although its budget is spent.
+  for (int i : {0, 1}) {
+    absl::StatusOr<Judgment> again = client->Compare(items[i], scope);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->cached_orders, 2);
+  }
+  // Round 2 has its own count; item 2's first order was paid in round 1 and is not paid again.
+  scope.round = 2;
+  absl::StatusOr<Judgment> next_round = client->Compare(items[2], scope);
+  ASSERT_TRUE(next_round.ok()) << next_round.status();
+  EXPECT_EQ(next_round->cached_orders, 1);
+  EXPECT_EQ(next_round->http_calls, 1);
+  EXPECT_EQ(server->requests_served(), 6);
+  // The job-wide limit counts every round.
+  scope.round = 3;
+  scope.budget.max_calls = 6;
+  absl::StatusOr<Judgment> over = client->Compare(items[3], scope);
+  ASSERT_FALSE(over.ok());
+  EXPECT_THAT(std::string(over.status().message()),
+              StartsWith("budget: job job-a round 3 judge_budget.max_calls limit 6 reached"));
+  // Another job is not limited by job-a's spending.
+  ASSERT_TRUE(client->Compare(items[3], oracle::JobScope{"job-b", 1, {2, 0, 0, 2, 0, 0}}).ok());
+  EXPECT_EQ(server->requests_served(), 8);
+
+  auto usage = [&](const std::string& job, std::optional<int> round) {
+    absl::StatusOr<oracle::JobUsage> u = client->GetJobUsage(job, round);
+    EXPECT_TRUE(u.ok()) << u.status();
+    return u.ok() ? u->calls : -1;
+  };
+  EXPECT_EQ(usage("job-a", 1), 5);
+  EXPECT_EQ(usage("job-a", 2), 1);
+  EXPECT_EQ(usage("job-a", 3), 0);
+  EXPECT_EQ(usage("job-a", std::nullopt), 6);
+  EXPECT_EQ(usage("job-b", std::nullopt), 2);
+  EXPECT_EQ(usage("nobody", std::nullopt), 0);
+  std::string text = registry.Serialize();
+  EXPECT_THAT(text, HasSubstr("spar_oracle_job_calls{job=\"job-a\"} 6\n"));
+  EXPECT_THAT(text, HasSubstr("spar_oracle_job_calls{job=\"job-b\"} 2\n"));
+}
+
+TEST_F(OracleFeaturesTest, JobUsageSurvivesAReopenedClientAndIsNotCountedTwice) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "cache.sqlite");
+  config.price_prompt_per_1k_usd = 1.0;
+  config.price_completion_per_1k_usd = 2.0;
+  std::vector<Comparison> items = Items(6);
+  oracle::JobScope scope{"job-r", 1, {}};
+  scope.budget.round_max_calls = 4;
+  oracle::JobUsage before;
+  {
+    auto client = MakeClient(config);
+    // Three items (six orders), concurrently; the round allows 4 calls, reserved before sending.
+    int reported = 0;
+    client->CompareAll(
+        {items[0], items[1], items[2]}, [&](size_t, absl::StatusOr<Judgment>) { ++reported; },
+        nullptr, scope);
+    EXPECT_EQ(reported, 3);
+    before = *client->GetJobUsage("job-r", 1);
+  }
+  EXPECT_EQ(before.calls, 4);
+  EXPECT_GT(before.prompt_tokens, 0);
+  EXPECT_EQ(before.completion_tokens, 4);  // spar-judge reports one token per verdict
+  EXPECT_NEAR(before.cost_usd, before.prompt_tokens / 1000.0 + before.completion_tokens * 2.0 / 1000.0,
+              1e-9);
+  const int64_t served = server->requests_served();
+  // A restarted client on the same file continues the count: the round is spent.
+  auto restarted = MakeClient(config);
+  absl::StatusOr<oracle::JobUsage> reloaded = restarted->GetJobUsage("job-r", 1);
+  ASSERT_TRUE(reloaded.ok());
+  EXPECT_EQ(reloaded->calls, 4);
+  EXPECT_DOUBLE_EQ(reloaded->cost_usd, before.cost_usd);
+  absl::StatusOr<Judgment> refused = restarted->Compare(items[3], scope);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("round_max_calls limit 4"));
+  EXPECT_EQ(server->requests_served(), served);
+  // Raised (as ResumeJob does): only what was not judged yet is paid, and counted once.
+  scope.budget.round_max_calls = 100;
+  for (const Comparison& c : {items[0], items[1], items[2], items[3]}) {
+    ASSERT_TRUE(restarted->Compare(c, scope).ok());
+  }
+  EXPECT_EQ(server->requests_served(), served + 4);  // 2 left of items 0-2, 2 for item 3
+  EXPECT_EQ(restarted->GetJobUsage("job-r", 1)->calls, 8);
+  auto cache = oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(cache.ok());
+  absl::StatusOr<std::vector<oracle::RoundUsage>> rows = (*cache)->JobUsage("job-r");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].round, 1);
+  EXPECT_EQ((*rows)[0].calls, 8);
+}
+
 TEST_F(OracleFeaturesTest, TokenAndCostBudgetsUseReportedUsageAndPrices) {
   auto server = StartServer();
   OracleConfig config = Config(*server);

@@ -97,5 +97,36 @@ TEST_F(JudgmentCacheTest, OpenErrorsNameThePath) {
   EXPECT_NE(st.message().find("/nonexistent/dir/x.sqlite"), absl::string_view::npos);
 }
 
+TEST_F(JudgmentCacheTest, UsageChargesAddUpPerRoundAndSurviveReopening) {
+  {
+    auto cache = JudgmentCache::Open(path_);
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    UsageCharge c{"job-1", 1, 1, 100, 1, 0.25};
+    // An answer and its charge in one transaction; a charge without an answer; another round.
+    ASSERT_TRUE((*cache)->Put("k1", CachedAnswer{0.9, "A", 100, 1}, &c).ok());
+    ASSERT_TRUE((*cache)->Charge(c).ok());
+    ASSERT_TRUE((*cache)->Charge(UsageCharge{"job-1", 2, 1, 50, 0, 0.125}).ok());
+    ASSERT_TRUE((*cache)->Charge(UsageCharge{"job-2", 1, 3, 0, 0, 0}).ok());
+    // Without a charge Put stores the answer only.
+    ASSERT_TRUE((*cache)->Put("k2", CachedAnswer{0.1, "B", 7, 1}).ok());
+  }
+  auto cache = JudgmentCache::Open(path_);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(*(*cache)->Size(), 2);
+  absl::StatusOr<std::vector<RoundUsage>> rows = (*cache)->JobUsage("job-1");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].round, 1);
+  EXPECT_EQ((*rows)[0].calls, 2);
+  EXPECT_EQ((*rows)[0].prompt_tokens, 200);
+  EXPECT_EQ((*rows)[0].completion_tokens, 2);
+  EXPECT_DOUBLE_EQ((*rows)[0].cost_usd, 0.5);
+  EXPECT_EQ((*rows)[1].round, 2);
+  EXPECT_EQ((*rows)[1].calls, 1);
+  EXPECT_DOUBLE_EQ((*rows)[1].cost_usd, 0.125);
+  EXPECT_EQ((*cache)->JobUsage("job-2")->at(0).calls, 3);
+  EXPECT_TRUE((*cache)->JobUsage("nobody")->empty());
+}
+
 }  // namespace
 }  // namespace spar::oracle

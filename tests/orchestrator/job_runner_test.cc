@@ -2,6 +2,7 @@
 // at a stage boundary without redoing (or re-paying for) finished stages.
 #include "orchestrator/job_runner.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -64,8 +65,19 @@ class FakeOracle : public OraclePort {
   absl::Status Compare(const v1::CompareRequest& req,
                        const std::function<absl::Status(const v1::Judgment&)>& cb) override {
     keys.push_back(req.idempotency_key());
+    scopes.push_back(req);
+    scopes.back().clear_comparisons();
     for (int i = 0; i < req.comparisons_size(); ++i) {
       const v1::Comparison& c = req.comparisons(i);
+      if (!exhaust_key.empty() && absl::StrContains(req.idempotency_key(), exhaust_key)) {
+        v1::Judgment j;  // what the oracle answers once a judge budget is spent
+        j.set_index(i);
+        j.set_ok(false);
+        j.set_error("RESOURCE_EXHAUSTED: budget: job job-1 round 1 judge_budget.round_max_calls");
+        absl::Status st = cb(j);
+        if (!st.ok()) return st;
+        continue;
+      }
       ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
       int64_t truth = *ArithTruth(c.prompt());
       int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
@@ -80,7 +92,9 @@ class FakeOracle : public OraclePort {
     return absl::OkStatus();
   }
   std::vector<std::string> keys;
+  std::vector<v1::CompareRequest> scopes;  // each request without its comparisons
   std::map<std::string, int> paid;
+  std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
 };
 
 class FakeTrainer : public TrainerPort {
@@ -217,6 +231,30 @@ TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
     for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval}) {
       EXPECT_EQ(*ReadFile((a.*f)(r)), *ReadFile((rd.*f)(r))) << (rd.*f)(r);
     }
+  }
+}
+
+TEST_F(JobRunnerTest, JudgeRequestsCarryJobRoundAndBudgetAndARefusedEvalPauses) {
+  spec_.mutable_judge_budget()->set_round_max_calls(100);
+  spec_.mutable_judge_budget()->set_max_cost_usd(2.5);
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  o.exhaust_key = "iter_002/eval";
+  std::string dir = JobDir("job");
+  absl::Status st = RunJob(dir, s, o, t);
+  // A refused eval judgment pauses the job (never a win rate over fewer judgments).
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("round 2 stage eval"));
+  EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "train\n");
+  ASSERT_FALSE(o.scopes.empty());
+  for (const v1::CompareRequest& r : o.scopes) {
+    EXPECT_EQ(r.job_id(), "job-1");
+    EXPECT_EQ(absl::StrCat("job-1/iter_00", r.round()),
+              r.idempotency_key().substr(0, r.idempotency_key().find('/', 6)));
+    EXPECT_EQ(r.budget().round_max_calls(), 100);
+    EXPECT_DOUBLE_EQ(r.budget().max_cost_usd(), 2.5);
+    EXPECT_FALSE(r.budget().has_max_calls());
   }
 }
 

@@ -1,13 +1,17 @@
 // All four services in one process on loopback (the App assembly `spar up` uses), a real HTTP
 // rule judge, a tiny random policy written in the test: a 1-round DNO job end to end through
 // gRPC, bad specs rejected with INVALID_ARGUMENT, health, and `promtool check metrics`.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <stdlib.h>
 
 #include <cstdio>
+#include <optional>
+#include <set>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/policy.h"
@@ -16,6 +20,7 @@
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
+#include "spar/v1/oracle.grpc.pb.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 
@@ -186,6 +191,114 @@ TEST_F(ServicesTest, OneRoundDnoJobThroughGrpc) {
   }
   int rc = std::system(("promtool check metrics < " + path + " > " + path + ".out 2>&1").c_str());
   EXPECT_EQ(rc, 0) << *ReadFile(path + ".out");
+}
+
+// Reads a job's events until job_finished; returns the last job snapshot.
+v1::Job WatchToEnd(v1::Orchestrator::Stub& stub, const std::string& job_id) {
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_job_id(job_id);
+  auto reader = stub.WatchJob(&ctx, req);
+  v1::JobEvent ev;
+  v1::Job last;
+  while (reader->Read(&ev)) {
+    if (ev.has_job()) last = ev.job();
+    if (ev.kind() == "job_finished") break;
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+  return last;
+}
+
+// A job with a tiny per-round judge budget pauses in the judge stage with the budget's reason;
+// ResumeJob with a larger budget finishes it, and the judge never saw a request twice (the
+// oracle's SQLite file kept both the answers and the job's count across the pause).
+TEST_F(ServicesTest, JudgeBudgetPausesTheJobAndResumeWithALargerBudgetFinishesIt) {
+  auto judge = judge::JudgeServer::Start({});
+  ASSERT_TRUE(judge.ok()) << judge.status();
+  AppConfig ac;
+  ac.runs_dir = JoinPath(*root_, "runs-budget");
+  ac.data_root = *root_;
+  ac.oracle.base_url = (*judge)->base_url();
+  ac.oracle.cache_path = JoinPath(*root_, "budget-cache.sqlite");
+  auto app = App::Start(ac);
+  ASSERT_TRUE(app.ok()) << app.status();
+  auto stub = v1::Orchestrator::NewStub(MakeChannel((*app)->address()));
+  auto oracle_stub = v1::Oracle::NewStub(MakeChannel((*app)->address()));
+
+  v1::CreateJobRequest req;
+  *req.mutable_spec() = SmallSpec();
+  req.mutable_spec()->set_name("budget");
+  req.mutable_spec()->mutable_judge_budget()->set_round_max_calls(7);
+  req.set_request_id("budget-1");
+  v1::Job job;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status st = stub->CreateJob(&ctx, req, &job);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  v1::Job paused = WatchToEnd(*stub, job.job_id());
+  ASSERT_EQ(paused.state(), v1::JOB_STATE_PAUSED) << paused.error();
+  EXPECT_NE(paused.error().find(absl::StrCat("budget: job ", job.job_id(),
+                                             " round 1 judge_budget.round_max_calls limit 7")),
+            std::string::npos)
+      << paused.error();
+  EXPECT_EQ(paused.current_stage(), "judge");
+  EXPECT_EQ((*judge)->requests_served(), 7);
+  auto usage = [&](std::optional<int> round) {
+    v1::GetUsageRequest ureq;
+    ureq.set_job_id(job.job_id());
+    if (round) ureq.set_round(*round);
+    v1::GetUsageResponse u;
+    grpc::ClientContext ctx;
+    grpc::Status st = oracle_stub->GetUsage(&ctx, ureq, &u);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return u;
+  };
+  EXPECT_EQ(usage(1).calls(), 7);
+  EXPECT_EQ(usage(2).calls(), 0);
+
+  // A negative limit is refused naming the field; the job stays paused.
+  {
+    v1::ResumeJobRequest rreq;
+    rreq.set_job_id(job.job_id());
+    rreq.mutable_judge_budget()->set_max_calls(-1);
+    grpc::ClientContext ctx;
+    v1::Job out;
+    grpc::Status st = stub->ResumeJob(&ctx, rreq, &out);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("judge_budget.max_calls"), std::string::npos)
+        << st.error_message();
+  }
+  {
+    v1::ResumeJobRequest rreq;
+    rreq.set_job_id(job.job_id());
+    rreq.mutable_judge_budget()->set_round_max_calls(10000);
+    grpc::ClientContext ctx;
+    v1::Job out;
+    grpc::Status st = stub->ResumeJob(&ctx, rreq, &out);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(out.spec().judge_budget().round_max_calls(), 10000);
+  }
+  v1::Job done = WatchToEnd(*stub, job.job_id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  // The raised budget is in job.json.
+  auto record = ReadFile(JoinPath(JoinPath(ac.runs_dir, job.job_id()), "job.json"));
+  ASSERT_TRUE(record.ok());
+  v1::Job persisted;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*record, &persisted).ok()) << *record;
+  EXPECT_EQ(persisted.spec().judge_budget().round_max_calls(), 10000);
+
+  // Nothing was paid twice: every request the judge saw is distinct, and all were charged to the
+  // job (round 1: judge and eval).
+  std::vector<nlohmann::json> seen = (*judge)->seen_requests();
+  std::set<std::string> distinct;
+  for (const nlohmann::json& r : seen) distinct.insert(r.dump());
+  EXPECT_EQ(distinct.size(), seen.size());
+  EXPECT_GT(seen.size(), 7u);
+  EXPECT_EQ(usage(1).calls(), (*judge)->requests_served());
+  EXPECT_EQ(usage(std::nullopt).calls(), (*judge)->requests_served());
+  (*app)->Shutdown();
 }
 
 struct BadRequest {
