@@ -14,9 +14,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "oracle_client/internal/http_policy.h"
@@ -53,6 +55,7 @@ struct OracleMetrics {
   metrics::Counter& cost;
   metrics::Counter& budget_exhausted;
   metrics::Counter& rate_limit_wait;
+  metrics::Counter& single_flight_shared;
   metrics::Gauge& swap_consistency;
   metrics::Gauge& budget_remaining;
   // Per job (label job): what the job has spent on the judge, all rounds, durable across restarts
@@ -102,6 +105,9 @@ struct OracleMetrics {
             .Add({}),
         r.AddCounter("spar_oracle_rate_limit_wait_seconds_total",
                      "Time judge requests waited for the client-side rate limiter.")
+            .Add({}),
+        r.AddCounter("spar_oracle_single_flight_shared_total",
+                     "Judge answers shared with an identical request already in flight.")
             .Add({}),
         r.AddGauge("spar_oracle_swap_consistency_ratio",
                    "Fraction of both-order judgments whose verdicts agree after un-swapping.")
@@ -169,7 +175,8 @@ struct AskSpec {
   AskKind kind = AskKind::kPairwise;
   std::vector<ChatMessage> messages;
   int max_tokens = 1;
-  std::string cache_key;  // "" = not cached
+  std::string cache_key;   // "" = not cached
+  std::string flight_key;  // single-flight key (the cache key, computed with or without a cache)
 };
 
 struct CallStats {
@@ -247,6 +254,17 @@ struct OracleClient::Impl {
 
   std::atomic<int64_t> calls{0}, retries{0}, failures{0}, prompt_tokens{0}, completion_tokens{0};
   std::atomic<int64_t> cache_hits{0}, cache_misses{0}, swap_judgments{0}, swap_consistent{0};
+  std::atomic<int64_t> shared{0};
+
+  // Single-flight: at most one request per key is being asked at a time; a request whose key is
+  // in flight waits for that answer instead of calling the judge (an orchestrator that restarted
+  // and asks again while its abandoned call is still judging pays nothing twice).
+  struct Flight {
+    absl::Notification done;
+    absl::StatusOr<OrderResult> result = absl::UnknownError("in flight");
+  };
+  absl::Mutex flight_mu;
+  std::map<std::string, std::shared_ptr<Flight>> flights ABSL_GUARDED_BY(flight_mu);
 
   // Budget accounting: spent (from responses) plus reserved (requests in flight, estimated).
   absl::Mutex budget_mu;
@@ -705,9 +723,56 @@ struct OracleClient::Impl {
     if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
   }
 
-  // One request: cache, budget, rate limit, HTTP with the retry policy, parse, cache.
+  static bool IsBudgetRefusal(const absl::Status& st) {
+    return absl::IsResourceExhausted(st) && absl::StartsWith(st.message(), "budget: ");
+  }
+
+  // One request, single-flight by spec.flight_key: the first caller of a key (the leader) asks
+  // (AskOnce); callers arriving while it does wait and take its answer (free, like a cache hit)
+  // or its error. When the leader stopped for its own reasons (its caller cancelled, its job's
+  // budget refused) a waiting caller asks again under its own. The leader's answer is in the
+  // cache before the key leaves the flight table, so a caller arriving later finds it there.
   absl::StatusOr<OrderResult> Ask(const AskSpec& spec, CallStats* stats,
                                   const std::function<bool()>& cancelled, const JobScope* scope) {
+    if (spec.flight_key.empty()) return AskOnce(spec, stats, cancelled, scope);
+    for (;;) {
+      std::shared_ptr<Flight> flight;
+      bool leader = false;
+      {
+        absl::MutexLock lock(&flight_mu);
+        auto [it, inserted] = flights.try_emplace(spec.flight_key);
+        if (inserted) it->second = std::make_shared<Flight>();
+        flight = it->second;
+        leader = inserted;
+      }
+      if (leader) {
+        absl::StatusOr<OrderResult> r = AskOnce(spec, stats, cancelled, scope);
+        {
+          absl::MutexLock lock(&flight_mu);
+          flights.erase(spec.flight_key);
+        }
+        flight->result = r;
+        flight->done.Notify();
+        return r;
+      }
+      flight->done.WaitForNotification();
+      const absl::StatusOr<OrderResult>& r = flight->result;
+      if (r.ok()) {
+        shared.fetch_add(1, std::memory_order_relaxed);
+        metrics->single_flight_shared.Increment();
+        OrderResult out = *r;
+        out.cached = true;
+        return out;
+      }
+      if (!absl::IsCancelled(r.status()) && !IsBudgetRefusal(r.status())) return r.status();
+      if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+    }
+  }
+
+  // One request: cache, budget, rate limit, HTTP with the retry policy, parse, cache.
+  absl::StatusOr<OrderResult> AskOnce(const AskSpec& spec, CallStats* stats,
+                                      const std::function<bool()>& cancelled,
+                                      const JobScope* scope) {
     if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) return *std::move(hit);
     const std::string body = BuildRequest(spec);
     int64_t prompt_estimate = 0;
@@ -790,10 +855,9 @@ struct OracleClient::Impl {
     spec.kind = AskKind::kPairwise;
     spec.messages = RenderPairwise(pairwise_template, prompt, first, second);
     spec.max_tokens = 1;
-    if (cache != nullptr) {
-      spec.cache_key = JudgmentCache::Key(CacheKeyFields{config.model, PairwiseTemplateKey(),
-                                                         prompt, a, b, order});
-    }
+    spec.flight_key = JudgmentCache::Key(
+        CacheKeyFields{config.model, PairwiseTemplateKey(), prompt, a, b, order});
+    if (cache != nullptr) spec.cache_key = spec.flight_key;
     return spec;
   }
 
@@ -864,11 +928,10 @@ struct OracleClient::Impl {
       spec.kind = AskKind::kPointwise;
       spec.messages = RenderPointwise(pointwise_template, item.prompt, response);
       spec.max_tokens = 3;  // "10" may be two tokens
-      if (cache != nullptr) {
-        spec.cache_key = JudgmentCache::Key(CacheKeyFields{
-            config.model, absl::StrCat(pointwise_template.id, "/trunc", config.max_response_tokens),
-            item.prompt, response, "", JudgeOrder::kAB});
-      }
+      spec.flight_key = JudgmentCache::Key(CacheKeyFields{
+          config.model, absl::StrCat(pointwise_template.id, "/trunc", config.max_response_tokens),
+          item.prompt, response, "", JudgeOrder::kAB});
+      if (cache != nullptr) spec.cache_key = spec.flight_key;
       SPAR_ASSIGN_OR_RETURN(OrderResult r, Ask(spec, &stats, nullptr, nullptr));
       ScoreResult s;
       s.score = static_cast<int>(r.p_first);
@@ -989,6 +1052,7 @@ OracleClient::Usage OracleClient::GetUsage() const {
   }
   u.cache_hits = impl_->cache_hits.load();
   u.cache_misses = impl_->cache_misses.load();
+  u.shared = impl_->shared.load();
   u.swap_judgments = impl_->swap_judgments.load();
   u.swap_consistent = impl_->swap_consistent.load();
   return u;

@@ -11,7 +11,10 @@
 // ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
 // then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
 // x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
-// goes through the same path.
+// goes through the same path. Single-flight: while a request for one cache key (one
+// presentation order of one comparison) is in flight, an identical request waits for its answer
+// instead of calling the judge; a request whose caller went away (cancelled) still finishes and
+// stores its answer, so the caller's retry finds it.
 //
 // Called by services/oracle (behind gRPC), `spar judge` and by tests. Thread-safe: Compare and CompareAll may be
 // called from any number of threads; at most config.max_concurrency HTTP requests are in flight
@@ -142,6 +145,9 @@ class OracleClient {
     double cost_usd = 0;        // priced with oracle.price_*_per_1k_usd
     int64_t cache_hits = 0;     // presentation orders (or scores) answered from the cache
     int64_t cache_misses = 0;   // looked up and not found (then asked over HTTP)
+    // answers shared with an identical request (same cache key) already in flight: the judge is
+    // asked once per key at a time (single-flight); like cache hits they cost nothing
+    int64_t shared = 0;
     int64_t swap_judgments = 0;   // both-order judgments completed
     int64_t swap_consistent = 0;  // of which the two orders agreed after un-swapping
     // swap_consistent / swap_judgments; 1 when there were none.

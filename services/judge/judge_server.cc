@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <cmath>
 #include <set>
 #include <utility>
@@ -206,15 +209,12 @@ struct JudgeServer::Handlers {
     std::string model = o.model;
     if (auto m = body.find("model"); m != body.end() && m->is_string())
       model = m->get<std::string>();
-    {
-      std::lock_guard<std::mutex> lock(s.seen_mu_);
-      s.seen_.push_back(json{{"instruction", inputs->instruction},
-                             {"output_a", inputs->output_a},
-                             {"output_b", inputs->output_b},
-                             {"model", model},
-                             {"logprobs", want_logprobs},
-                             {"top_logprobs", top_n}});
-    }
+    s.RecordSeen(json{{"instruction", inputs->instruction},
+                      {"output_a", inputs->output_a},
+                      {"output_b", inputs->output_b},
+                      {"model", model},
+                      {"logprobs", want_logprobs},
+                      {"top_logprobs", top_n}});
 
     oracle::RuleVerdict v =
         oracle::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b);
@@ -272,11 +272,7 @@ struct JudgeServer::Handlers {
     if (auto m = body.find("model"); m != body.end() && m->is_string()) {
       model = m->get<std::string>();
     }
-    {
-      std::lock_guard<std::mutex> lock(s.seen_mu_);
-      s.seen_.push_back(
-          json{{"instruction", in.instruction}, {"output", in.output}, {"model", model}});
-    }
+    s.RecordSeen(json{{"instruction", in.instruction}, {"output", in.output}, {"model", model}});
     int score = 5;
     if (std::optional<int64_t> truth = ArithTruth(in.instruction)) {
       std::optional<int64_t> got = ParseArithAnswer(in.output);
@@ -316,11 +312,32 @@ struct JudgeServer::Handlers {
 
 JudgeServer::JudgeServer(JudgeServerOptions options) : options_(std::move(options)) {}
 
-JudgeServer::~JudgeServer() { Stop(); }
+JudgeServer::~JudgeServer() {
+  Stop();
+  if (request_log_ != nullptr) std::fclose(request_log_);
+}
+
+void JudgeServer::RecordSeen(nlohmann::json request) {
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  if (request_log_ != nullptr) {
+    std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace);
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), request_log_);
+    std::fflush(request_log_);
+  }
+  seen_.push_back(std::move(request));
+}
 
 absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptions options) {
   if (absl::Status st = Validate(options); !st.ok()) return st;
   std::unique_ptr<JudgeServer> s(new JudgeServer(std::move(options)));
+  if (!s->options_.request_log.empty()) {
+    s->request_log_ = std::fopen(s->options_.request_log.c_str(), "w");
+    if (s->request_log_ == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "judge.request_log: cannot open ", s->options_.request_log, ": ", std::strerror(errno)));
+    }
+  }
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->set_tcp_nodelay(true);
   const int threads = s->options_.threads;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -54,6 +55,10 @@ struct JudgeServerOptions {
   std::string api_key;
   // The model name reported by /v1/models and in responses.
   std::string model = "spar-rule-judge";
+  // When set, every judged request (as in seen_requests()) is also appended to this file as one
+  // JSON line, flushed as it is judged, so the log is complete up to any moment (kill tests read
+  // it while the judge runs). The file is truncated at start.
+  std::string request_log;
   // HTTP worker threads; a keep-alive connection holds one while open, so this bounds the
   // client concurrency the server can serve. >= 1.
   int threads = 16;
@@ -87,6 +92,8 @@ class JudgeServer {
  private:
   explicit JudgeServer(JudgeServerOptions options);
   struct Handlers;
+  // Appends to seen_ (and the request log).
+  void RecordSeen(nlohmann::json request);
 
   JudgeServerOptions options_;
   std::unique_ptr<httplib::Server> server_;
@@ -96,6 +103,7 @@ class JudgeServer {
   std::atomic<int64_t> request_counter_{0};
   mutable std::mutex seen_mu_;
   std::vector<nlohmann::json> seen_;
+  std::FILE* request_log_ = nullptr;  // guarded by seen_mu_
   std::once_flag stop_once_;
 };
 

@@ -1,6 +1,7 @@
 // spar-judge: the reference rule judge as an OpenAI-compatible HTTP server.
 //   spar-judge [--host=127.0.0.1] [--port=8081] [--fault=429|500|503|slow|truncated_json|
 //              bad_verdict|reset|insufficient_quota] [--fault_rate=1] [--latency_ms=0]
+//              [--log_requests=FILE]   (every judged request as a JSON line, as it is judged)
 // API key (optional) from SPAR_JUDGE_API_KEY. Blocks until SIGINT/SIGTERM.
 #include <csignal>
 #include <cstdlib>
@@ -13,7 +14,6 @@
 
 int main(int argc, char** argv) {
   spar::judge::JudgeServerOptions options;
-  std::string log_requests;  // --log_requests=FILE: judged requests as JSONL on exit
   options.port = 8081;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     else if (name == "--port")
       ok = absl::SimpleAtoi(value, &options.port);
     else if (name == "--log_requests")
-      log_requests = value;
+      options.request_log = value;
     else if (name == "--fault")
       options.fault = value;
     else if (name == "--fault_rate")
@@ -72,14 +72,5 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   (*server)->Stop();
-  if (!log_requests.empty()) {
-    // For audits and the kill tests: every judged (instruction, output A, output B) as shown.
-    std::ofstream out(log_requests);
-    for (const auto& r : (*server)->seen_requests()) out << r.dump() << "\n";
-    if (!out) {
-      std::cerr << "spar-judge: cannot write " << log_requests << "\n";
-      return 1;
-    }
-  }
   return 0;
 }

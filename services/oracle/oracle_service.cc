@@ -126,6 +126,7 @@ grpc::ServerUnaryReactor* OracleService::GetUsage(grpc::CallbackServerContext* c
   response->set_cache_misses(u.cache_misses);
   response->set_swap_consistency(u.swap_consistency());
   response->set_swap_judgments(u.swap_judgments);
+  response->set_single_flight_shared(u.shared);
   rpc_metrics_.Record("GetUsage", "OK", started);
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -3,9 +3,15 @@
 runs once uninterrupted, then again while services are SIGKILLed and restarted at stage
 boundaries and mid-stage. The resumed job must finish with the same round outputs (samples,
 judgments, pairs, train and eval results, checkpoint bytes), and the judge must see no
-(prompt, a, b, order) twice -- except requests that were in flight when a crash abandoned them
-(the orchestrator killed mid-judge: the oracle's abandoned call may still be waiting on answers
-when the restarted orchestrator asks again; at most max_concurrency of them).
+(prompt, a, b, order) twice.
+
+The one exception is killing the oracle itself mid-judge: the HTTP requests it had in flight die
+with it (their answers never reach its cache), so the restarted oracle asks them again -- at most
+max_concurrency (MAX_IN_FLIGHT) repeats, and only in the window between that kill and the end of
+the judge stage. Killing the orchestrator mid-judge repeats nothing: the oracle's abandoned call
+finishes and caches its in-flight requests, and the restarted orchestrator's identical requests
+wait for them (single-flight) instead of asking again. The judge logs each request as it is
+judged, so the test splits the log into windows at the kills.
 
 usage: kill_test.py BIN_DIR WORK_DIR BASE_MODEL_CACHE_DIR
 """
@@ -193,6 +199,28 @@ def judged(log):
     return seen
 
 
+def log_lines(log):
+    """Requests the judge has logged so far (whole lines only)."""
+    try:
+        with open(log, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def repeat_positions(log):
+    """Line indexes of requests whose (prompt, a, b, order) the judge had already seen."""
+    seen, out = set(), []
+    with open(log) as f:
+        for i, line in enumerate(f):
+            r = json.loads(line)
+            k = (r["instruction"], r["output_a"], r["output_b"])
+            if k in seen:
+                out.append(i)
+            seen.add(k)
+    return out
+
+
 print("reference run (uninterrupted)", flush=True)
 ref = Cluster("ref")
 ref.submit()
@@ -206,10 +234,20 @@ if any(n > 1 for n in ref_seen.values()):
 print("crash run", flush=True)
 c = Cluster("crash")
 c.submit()
-# Boundary: the orchestrator dies right after round 1's samples are written.
+# Boundary: the orchestrator dies right after round 1's samples are written (its judge call may
+# already be at the oracle: that call is abandoned, not repeated).
 wait_for("iter_001 sample", lambda: c.stage_done(1, "sample"))
 c.kill("orchestrator")
 c.start("orchestrator")
+# Mid-stage: the oracle dies while round 1 judges (once the restarted orchestrator's requests
+# are reaching the judge).
+n0 = log_lines(c.judge_log)
+wait_for("iter_001 judging", lambda: log_lines(c.judge_log) > n0 + 20 or c.stage_done(1, "judge"))
+c.kill("oracle")
+oracle_killed_at = log_lines(c.judge_log)
+c.start("oracle")
+wait_for("iter_001 judge", lambda: c.stage_done(1, "judge"))
+judge_done_at = log_lines(c.judge_log)  # no judge request until round 1's eval (after train)
 # Mid-stage: the trainer dies while round 1 trains.
 wait_for("iter_001 train started", lambda: c.stage_started(1, "train"))
 c.kill("trainer")
@@ -232,11 +270,19 @@ diff = [k for k in ref_out if ref_out[k] != crash_out.get(k)]
 if diff:
     fail("resumed job's outputs differ from the uninterrupted run: %s" % diff)
 seen = judged(c.judge_log)
-repeats = sum(n - 1 for n in seen.values() if n > 1)
-# The orchestrator was killed mid-judge once: at most the oracle's in-flight window repeats.
-if repeats > MAX_IN_FLIGHT:
-    fail("the judge saw %d repeated (prompt, a, b, order) requests" % repeats)
+positions = repeat_positions(c.judge_log)
+repeats = len(positions)
+in_oracle_window = [i for i in positions if oracle_killed_at <= i < judge_done_at]
+elsewhere = [i for i in positions if not oracle_killed_at <= i < judge_done_at]
+# Only the oracle's own death mid-judge may repeat requests: those it had in flight.
+if elsewhere:
+    fail("the judge saw %d repeated (prompt, a, b, order) requests outside the killed oracle's "
+         "window (log lines %s)" % (len(elsewhere), elsewhere[:10]))
+if len(in_oracle_window) > MAX_IN_FLIGHT:
+    fail("the judge saw %d repeated requests after the oracle died mid-judge (at most %d were in "
+         "flight)" % (len(in_oracle_window), MAX_IN_FLIGHT))
 if set(seen) != set(ref_seen):
     fail("the crash run judged a different set of comparisons than the reference run")
-print("kill test: ok (%d round outputs equal, %d judge requests, %d repeated)" % (
-    len(ref_out), sum(seen.values()), repeats))
+print("kill test: ok (%d round outputs equal, %d judge requests, %d repeated: %d after the oracle "
+      "died mid-judge, 0 elsewhere)" % (len(ref_out), sum(seen.values()), repeats,
+                                        len(in_oracle_window)))

@@ -3,6 +3,7 @@
 #include "services/judge/judge_server.h"
 
 #include <httplib.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/file_util.h"
 #include "common/metrics/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -100,6 +102,28 @@ TEST_F(JudgeServerTest, CompareReturnsTheRightWinnerWithLogprobs) {
   EXPECT_GT(u.prompt_tokens, 4 * 20);
   EXPECT_EQ(u.completion_tokens, 4);
   EXPECT_EQ(Slept(), absl::ZeroDuration());
+}
+
+TEST_F(JudgeServerTest, RequestLogHasEachJudgedRequestAsItIsJudged) {
+  char tmpl[] = "/tmp/spar_judge_log_XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  JudgeServerOptions o;
+  o.request_log = JoinPath(dir, "requests.jsonl");
+  StartServer(o);
+  auto client = MakeClient(ClientConfig());
+  ASSERT_TRUE(client->Compare(kCorrectVsWrong).ok());
+  // Readable while the server runs (the kill test reads it mid-job).
+  absl::StatusOr<std::vector<nlohmann::json>> lines = ReadJsonl(o.request_log);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  ASSERT_EQ(lines->size(), 2u);
+  EXPECT_EQ((*lines)[0], server_->seen_requests()[0]);
+  EXPECT_EQ((*lines)[1]["output_a"], "84");
+  RemoveAll(dir).IgnoreError();
+  JudgeServerOptions bad;
+  bad.request_log = "/nonexistent-dir/requests.jsonl";
+  absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start(bad);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("judge.request_log"));
 }
 
 TEST_F(JudgeServerTest, IdenticalAnswersDebiasToOneHalf) {

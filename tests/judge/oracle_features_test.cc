@@ -320,6 +320,39 @@ TEST_F(OracleFeaturesTest, JobUsageSurvivesAReopenedClientAndIsNotCountedTwice) 
   EXPECT_EQ((*rows)[0].calls, 8);
 }
 
+TEST_F(OracleFeaturesTest, ConcurrentIdenticalComparesMakeOneHttpRequest) {
+  // No cache: only single-flight can keep the copies from reaching the judge. The judge's latency
+  // keeps the first request in flight while the others arrive.
+  JudgeServerOptions o;
+  o.latency = absl::Milliseconds(500);
+  auto server = StartServer(o);
+  OracleConfig config = Config(*server);
+  config.both_orders = false;
+  config.max_concurrency = 8;
+  metrics::Registry registry;
+  auto client = MakeClient(config, &registry);
+  constexpr int kCallers = 8;
+  const Comparison item = Items(1)[0];
+  std::vector<absl::StatusOr<Judgment>> results(kCallers, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] { results[i] = client->Compare(item); });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(server->requests_served(), 1);
+  int paid = 0;
+  for (const absl::StatusOr<Judgment>& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_DOUBLE_EQ(r->p_a_wins, results[0]->p_a_wins);
+    paid += r->http_calls;
+  }
+  EXPECT_EQ(paid, 1);
+  EXPECT_EQ(client->GetUsage().shared, kCallers - 1);
+  EXPECT_EQ(client->GetUsage().calls, 1);
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr(absl::StrCat("spar_oracle_single_flight_shared_total ", kCallers - 1)));
+}
+
 TEST_F(OracleFeaturesTest, TokenAndCostBudgetsUseReportedUsageAndPrices) {
   auto server = StartServer();
   OracleConfig config = Config(*server);

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 
 #include <map>
+#include <set>
 #include <memory>
 
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/metrics/registry.h"
 #include "gmock/gmock.h"
@@ -23,10 +25,10 @@ namespace {
 
 class OracleServiceTest : public ::testing::Test {
  protected:
-  void Start(oracle::OracleConfig config) {
+  void Start(oracle::OracleConfig config, judge::JudgeServerOptions judge_options = {}) {
     char tmpl[] = "/tmp/spar_oracle_service_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    auto judge = judge::JudgeServer::Start({});
+    auto judge = judge::JudgeServer::Start(judge_options);
     ASSERT_TRUE(judge.ok()) << judge.status();
     judge_ = *std::move(judge);
     config.base_url = judge_->base_url();
@@ -52,7 +54,7 @@ class OracleServiceTest : public ::testing::Test {
     if (!dir_.empty()) RemoveAll(dir_).IgnoreError();
   }
 
-  std::map<int64_t, v1::Judgment> Compare(int n) {
+  static v1::CompareRequest Request(int n) {
     v1::CompareRequest req;
     req.set_idempotency_key("job/iter_001/judge");
     for (int i = 0; i < n; ++i) {
@@ -61,6 +63,11 @@ class OracleServiceTest : public ::testing::Test {
       c->set_response_a(std::to_string(i + 1));
       c->set_response_b(std::to_string(i + 2));
     }
+    return req;
+  }
+
+  std::map<int64_t, v1::Judgment> Compare(int n) {
+    v1::CompareRequest req = Request(n);
     grpc::ClientContext ctx;
     auto reader = stub_->Compare(&ctx, req);
     std::map<int64_t, v1::Judgment> out;
@@ -135,6 +142,48 @@ TEST_F(OracleServiceTest, BudgetRefusalsAreStreamedAsFailedJudgments) {
   }
   EXPECT_EQ(failed, 2);
   EXPECT_EQ(Usage().failures(), 2);
+}
+
+// The orchestrator killed mid-judge: its Compare stream goes away while requests are at the
+// judge. Those requests still finish and are cached; the restarted orchestrator's identical
+// request waits for them instead of asking again, so the judge sees no (prompt, a, b, order)
+// twice.
+TEST_F(OracleServiceTest, AbandonedCompareFinishesAndTheRepeatedRequestWaitsForIt) {
+  judge::JudgeServerOptions jo;
+  jo.latency = absl::Milliseconds(400);
+  oracle::OracleConfig config;
+  config.max_concurrency = 8;
+  Start(config, jo);
+  constexpr int kItems = 8;
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Compare(&ctx, Request(kItems));
+    // Wait (bounded) until the first requests are at the judge, then go away.
+    absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (judge_->requests_served() == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_GT(judge_->requests_served(), 0);
+    ctx.TryCancel();
+    v1::Judgment j;
+    while (reader->Read(&j)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  std::map<int64_t, v1::Judgment> out = Compare(kItems);  // the "restarted orchestrator"
+  ASSERT_EQ(out.size(), static_cast<size_t>(kItems));
+  for (auto& [i, j] : out) EXPECT_TRUE(j.ok()) << j.error();
+  // Every (prompt, a, b, order) asked exactly once, by one call or the other.
+  EXPECT_EQ(judge_->requests_served(), 2 * kItems);
+  std::vector<nlohmann::json> seen = judge_->seen_requests();
+  std::set<std::string> distinct;
+  for (const nlohmann::json& r : seen) distinct.insert(r.dump());
+  EXPECT_EQ(distinct.size(), seen.size());
+  v1::GetUsageResponse u = Usage();
+  EXPECT_EQ(u.calls(), 2 * kItems);
+  // What the abandoned call asked reached the second request from the flight (or, if it had
+  // finished by then, from the cache).
+  EXPECT_GE(u.single_flight_shared() + u.cache_hits(), 1);
 }
 
 }  // namespace
