@@ -29,6 +29,10 @@ bin_dir, work, cache = sys.argv[1:4]
 spar = os.path.join(bin_dir, "spar")
 judge_bin = os.path.join(bin_dir, "spar-judge")
 MAX_IN_FLIGHT = 8  # oracle max_concurrency: requests that may be in flight when it dies
+# Judge latency: a judge stage then lasts seconds (8 requests in flight at a time), so the
+# mid-judge kills below land while requests are at the judge.
+JUDGE_LATENCY_MS = 40
+STAGES = ["sample", "judge", "pairs", "train", "eval"]
 
 
 def fail(msg):
@@ -83,6 +87,7 @@ class Cluster:
         self.judge_log = os.path.join(self.dir, "judge-requests.jsonl")
         jport = free_port()
         self.judge = subprocess.Popen([judge_bin, "--port=%d" % jport,
+                                       "--latency_ms=%d" % JUDGE_LATENCY_MS,
                                        "--log_requests=" + self.judge_log],
                                       stdout=open(os.path.join(self.dir, "judge.out"), "w"),
                                       stderr=subprocess.STDOUT)
@@ -150,13 +155,21 @@ class Cluster:
             fail("job did not succeed: %s %s %s" % (r.stdout[-2000:], r.stderr, st.stdout))
 
     def stage_done(self, rnd, stage):
-        order = ["sample", "judge", "pairs", "train", "eval"]
         try:
             with open(os.path.join(self.job_dir, "iter_%03d" % rnd, "STAGE")) as f:
                 done = f.read().strip()
         except OSError:
             return False
-        return order.index(done) >= order.index(stage)
+        return STAGES.index(done) >= STAGES.index(stage)
+
+    def progress(self):
+        """(round, index in STAGES) of the last completed stage; (0, 4) before round 1."""
+        last = (0, len(STAGES) - 1)
+        for rnd in (1, 2):
+            for i, stage in enumerate(STAGES):
+                if self.stage_done(rnd, stage):
+                    last = (rnd, i)
+        return last
 
     def stage_started(self, rnd, stage):
         try:
@@ -238,16 +251,22 @@ c.submit()
 # already be at the oracle: that call is abandoned, not repeated).
 wait_for("iter_001 sample", lambda: c.stage_done(1, "sample"))
 c.kill("orchestrator")
+print("  orchestrator died after judge request %d" % log_lines(c.judge_log), flush=True)
 c.start("orchestrator")
 # Mid-stage: the oracle dies while round 1 judges (once the restarted orchestrator's requests
-# are reaching the judge).
+# are reaching the judge). Its window of allowed repeats runs from the kill until the stage that
+# was running then has completed (judging stages are followed by pairs/train or sampling, which
+# send nothing to the judge).
 n0 = log_lines(c.judge_log)
 wait_for("iter_001 judging", lambda: log_lines(c.judge_log) > n0 + 20 or c.stage_done(1, "judge"))
+running = c.progress()
 c.kill("oracle")
 oracle_killed_at = log_lines(c.judge_log)
 c.start("oracle")
-wait_for("iter_001 judge", lambda: c.stage_done(1, "judge"))
-judge_done_at = log_lines(c.judge_log)  # no judge request until round 1's eval (after train)
+wait_for("the stage the oracle died in", lambda: c.progress() > running)
+oracle_window_end = log_lines(c.judge_log)
+print("  oracle died after judge request %d; its stage ended at request %d" % (
+    oracle_killed_at, oracle_window_end), flush=True)
 # Mid-stage: the trainer dies while round 1 trains.
 wait_for("iter_001 train started", lambda: c.stage_started(1, "train"))
 c.kill("trainer")
@@ -262,6 +281,8 @@ c.kill("sampler")
 c.start("sampler")
 wait_for("iter_002 judge started", lambda: c.stage_started(2, "judge"))
 c.kill("orchestrator")
+print("  orchestrator died after judge request %d (round 2 judge done: %s)" % (
+    log_lines(c.judge_log), c.stage_done(2, "judge")), flush=True)
 c.start("orchestrator")
 c.wait_done()
 c.stop()
@@ -272,8 +293,8 @@ if diff:
 seen = judged(c.judge_log)
 positions = repeat_positions(c.judge_log)
 repeats = len(positions)
-in_oracle_window = [i for i in positions if oracle_killed_at <= i < judge_done_at]
-elsewhere = [i for i in positions if not oracle_killed_at <= i < judge_done_at]
+in_oracle_window = [i for i in positions if oracle_killed_at <= i < oracle_window_end]
+elsewhere = [i for i in positions if not oracle_killed_at <= i < oracle_window_end]
 # Only the oracle's own death mid-judge may repeat requests: those it had in flight.
 if elsewhere:
     fail("the judge saw %d repeated (prompt, a, b, order) requests outside the killed oracle's "
