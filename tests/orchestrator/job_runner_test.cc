@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,51 @@
 
 namespace spar::orchestrator {
 namespace {
+
+// Thread-safe: the runner sends chunks of a round's comparisons concurrently (pipelining).
+class FakeOracle : public OraclePort {
+ public:
+  absl::Status Compare(const v1::CompareRequest& req,
+                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      keys.push_back(req.idempotency_key());
+      if (unavailable_times > 0 && absl::StrContains(req.idempotency_key(), "/judge")) {
+        --unavailable_times;
+        return absl::UnavailableError("oracle restarting");
+      }
+      for (const v1::Comparison& c : req.comparisons()) {
+        ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
+      }
+      if (req.comparisons_size() > 0) received_any = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < req.comparisons_size(); ++i) {
+      const v1::Comparison& c = req.comparisons(i);
+      int64_t truth = *ArithTruth(c.prompt());
+      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
+      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
+      v1::Judgment j;
+      j.set_index(i);
+      j.set_ok(true);
+      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
+      absl::Status st = cb(j);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+  // True once a Compare call with comparisons has arrived.
+  bool WaitForFirstComparison(std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, timeout, [this] { return received_any; });
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool received_any = false;
+  int unavailable_times = 0;  // the next N judge-stage calls fail with UNAVAILABLE
+  std::vector<std::string> keys;
+  std::map<std::string, int> paid;
+};
 
 // Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
 // only for trained checkpoints (paths containing "iter_"), so accuracy rises after round 1.
@@ -37,7 +84,13 @@ class FakeSampler : public SamplerPort {
       }
     }
     bool trained = absl::StrContains(req.policy(), "iter_");
-    for (int i = 0; i < req.prompts_size(); ++i) {
+    for (int n = 0; n < req.prompts_size(); ++n) {
+      const int i = reverse ? req.prompts_size() - 1 - n : n;
+      if (n == 1 && hold_after_first && req.params().temperature() > 0 && !hold_after_first()) {
+        // A latch, not a sleep: judging must start while this stream is held open.
+        blocked_timed_out = true;
+        return absl::InternalError("no comparison reached the oracle while sampling was held");
+      }
       v1::GenerateResponse r;
       r.set_index(i);
       r.set_prompt(req.prompts(i));
@@ -57,30 +110,11 @@ class FakeSampler : public SamplerPort {
   std::string fail_key;
   int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
   int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
-};
-
-class FakeOracle : public OraclePort {
- public:
-  absl::Status Compare(const v1::CompareRequest& req,
-                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
-    keys.push_back(req.idempotency_key());
-    for (int i = 0; i < req.comparisons_size(); ++i) {
-      const v1::Comparison& c = req.comparisons(i);
-      ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
-      int64_t truth = *ArithTruth(c.prompt());
-      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
-      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
-      v1::Judgment j;
-      j.set_index(i);
-      j.set_ok(true);
-      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
-      absl::Status st = cb(j);
-      if (!st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-  std::vector<std::string> keys;
-  std::map<std::string, int> paid;
+  bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
+  // Round sampling holds the stream open after the first prompt until this returns (false:
+  // timed out, the call fails).
+  std::function<bool()> hold_after_first;
+  bool blocked_timed_out = false;
 };
 
 class FakeTrainer : public TrainerPort {
@@ -136,10 +170,17 @@ class JobRunnerTest : public ::testing::Test {
   absl::Status RunJob(const std::string& dir, FakeSampler& s, FakeOracle& o, FakeTrainer& t) {
     std::atomic<bool> cancel{false};
     JobRunnerCallbacks cb;
-    cb.on_event = [this](const v1::JobEvent& ev) { events_.push_back(ev.kind()); };
+    cb.on_event = [this](const v1::JobEvent& ev) {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      events_.push_back(ev.kind());
+      full_events_.push_back(ev);
+      events_cv_.notify_all();
+    };
     cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
     JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
     runner.set_stage_retry_backoff(absl::ZeroDuration());
+    runner.set_pipeline_judging(pipeline_);
+    runner.set_judge_chunking(judge_chunk_, judge_in_flight_);
     return runner.Run();
   }
 
@@ -147,6 +188,12 @@ class JobRunnerTest : public ::testing::Test {
   v1::JobSpec spec_;
   v1::Job job_;
   std::vector<std::string> events_;
+  std::vector<v1::JobEvent> full_events_;
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  bool pipeline_ = true;
+  int judge_chunk_ = 64;
+  int judge_in_flight_ = 4;
 };
 
 TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
@@ -416,6 +463,97 @@ TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
             *ResolveDataPath(JoinPath(root_, "base"), "", "base_model"));
   EXPECT_EQ(t.configs[1].magnet_checkpoint(), rd.Checkpoint(1));
   EXPECT_EQ(t.configs[2].magnet_checkpoint(), rd.Checkpoint(2));
+}
+
+TEST_F(JobRunnerTest, JudgingStartsWhileSamplingIsStillRunning) {
+  FakeOracle o;
+  FakeSampler s;
+  // The stream stays open after prompt 0 until the oracle got a comparison and the runner
+  // reported judge progress (a latch with a timeout as failure, never a sleep).
+  s.hold_after_first = [&] {
+    if (!o.WaitForFirstComparison(std::chrono::seconds(60))) return false;
+    std::unique_lock<std::mutex> lock(events_mu_);
+    return events_cv_.wait_for(lock, std::chrono::seconds(60), [&] {
+      for (const v1::JobEvent& ev : full_events_) {
+        if (ev.stage() == "judge" && ev.kind() == "progress") return true;
+      }
+      return false;
+    });
+  };
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_FALSE(s.blocked_timed_out);
+  // The events show the overlap: round 1's judge started and made progress before sampling
+  // finished.
+  int judge_progress = -1, judge_started = -1, sample_finished = -1;
+  for (size_t i = 0; i < full_events_.size(); ++i) {
+    const v1::JobEvent& ev = full_events_[i];
+    if (ev.round() != 1) continue;
+    if (ev.stage() == "judge" && ev.kind() == "stage_started" && judge_started < 0) judge_started = i;
+    if (ev.stage() == "judge" && ev.kind() == "progress" && judge_progress < 0) judge_progress = i;
+    if (ev.stage() == "sample" && ev.kind() == "stage_finished") sample_finished = i;
+  }
+  ASSERT_GE(judge_started, 0);
+  ASSERT_GE(judge_progress, 0);
+  ASSERT_GE(sample_finished, 0);
+  EXPECT_LT(judge_started, sample_finished);
+  EXPECT_LT(judge_progress, sample_finished);
+  EXPECT_TRUE(absl::StrContains(full_events_[judge_progress].message(), "of 8 prompts sampled"))
+      << full_events_[judge_progress].message();
+  EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "eval\n");
+  EXPECT_EQ(ReadJsonl(RunDir(dir).Judgments(1))->size(), 24u);
+}
+
+TEST_F(JobRunnerTest, PipelinedRunWritesTheSameBytesAsAnUnpipelinedOne) {
+  spec_.mutable_sampling()->set_num_samples(4);
+  FakeSampler s0;
+  s0.distinct = 3;  // repeated texts: shared comparisons, flipped orientations
+  FakeOracle o0;
+  FakeTrainer t0;
+  std::string ref = JobDir("unpipelined");
+  pipeline_ = false;
+  ASSERT_TRUE(RunJob(ref, s0, o0, t0).ok());
+
+  FakeSampler s1;
+  s1.distinct = 3;
+  s1.reverse = true;  // results arrive out of prompt order
+  FakeOracle o1;
+  FakeTrainer t1;
+  std::string dir = JobDir("pipelined");
+  pipeline_ = true;
+  judge_chunk_ = 2;  // many small concurrent chunks
+  judge_in_flight_ = 3;
+  ASSERT_TRUE(RunJob(dir, s1, o1, t1).ok());
+  int chunks = 0;
+  for (const std::string& k : o1.keys) chunks += absl::StrContains(k, "iter_001/judge/") ? 1 : 0;
+  EXPECT_GT(chunks, 1);
+  RunDir a(ref), b(dir);
+  for (int r = 1; r <= 2; ++r) {
+    for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval,
+                   &RunDir::Stage}) {
+      auto x = ReadFile((a.*f)(r));
+      auto y = ReadFile((b.*f)(r));
+      ASSERT_TRUE(x.ok() && y.ok()) << (b.*f)(r);
+      EXPECT_EQ(*x, *y) << (b.*f)(r);
+    }
+  }
+  // Nothing judged twice, nothing more than unpipelined.
+  EXPECT_EQ(o1.paid, o0.paid);
+}
+
+TEST_F(JobRunnerTest, OracleUnavailableWhilePipelinedRetriesOnlyTheJudging) {
+  FakeSampler s;
+  FakeOracle o;
+  o.unavailable_times = 1;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_EQ(o.unavailable_times, 0);
+  int round1_sampling = 0;
+  for (const std::string& k : s.keys) round1_sampling += k == "job-1/iter_001/sample" ? 1 : 0;
+  EXPECT_EQ(round1_sampling, 1);  // samples were whole and kept; only judging was re-run
+  EXPECT_EQ(ReadJsonl(RunDir(dir).Judgments(1))->size(), 24u);
 }
 
 }  // namespace
