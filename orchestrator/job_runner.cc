@@ -399,13 +399,21 @@ struct RowComparison {
   std::tuple<std::string, std::string, std::string> key;
 };
 
-std::vector<RowComparison> RowComparisons(const Recipe& recipe, const json& row) {
+PromptRound RoundFromRow(const json& row) {
   PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
+  if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
   for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+  return pr;
+}
+
+std::vector<RowComparison> RowComparisons(const Recipe& recipe, const json& row) {
+  const PromptRound pr = RoundFromRow(row);
+  // Candidate indices: the K samples, then the teacher (DNO-Prct) when the recipe adds it.
+  const std::vector<std::string> candidates = recipe.Candidates(pr);
   std::vector<RowComparison> out;
   for (const PairRef& p : recipe.PairsToJudge(pr)) {
-    const std::string& a = pr.samples[p.i];
-    const std::string& b = pr.samples[p.j];
+    const std::string& a = candidates[p.i];
+    const std::string& b = candidates[p.j];
     const bool flipped = b < a;
     out.push_back({p.i, p.j, flipped, std::make_tuple(pr.prompt, flipped ? b : a,
                                                       flipped ? a : b)});
@@ -700,9 +708,7 @@ absl::Status JobRunner::StagePairs(int t) {
   std::vector<json> rows;
   int dropped_empty = 0;
   for (const json& row : samples) {
-    PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
-    if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
-    for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+    const PromptRound pr = RoundFromRow(row);
     int64_t index = row["index"].get<int64_t>();
     for (const PreferencePairRow& p : recipe_->BuildPairs(pr, by_prompt[index])) {
       // The trainer rejects empty responses (nothing but EOS to score); such samples still count

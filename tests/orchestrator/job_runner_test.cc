@@ -97,8 +97,12 @@ class FakeSampler : public SamplerPort {
       int64_t truth = *ArithTruth(req.prompts(i));
       for (int j = 0; j < req.params().num_samples(); ++j) {
         int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
-                                                      : truth + (distinct > 0 ? j % distinct : j);
-        r.add_samples()->set_text(std::to_string(ans));
+                                                      : truth + offset + (distinct > 0 ? j % distinct : j);
+        if (defect_last && j == req.params().num_samples() - 1 && req.params().temperature() > 0) {
+          r.add_samples()->set_text("7 7 7 7 7 7 7 7 7 7 7 7");
+        } else {
+          r.add_samples()->set_text(std::to_string(ans));
+        }
       }
       absl::Status st = cb(r);
       if (!st.ok()) return st;
@@ -111,6 +115,8 @@ class FakeSampler : public SamplerPort {
   int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
   int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
   bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
+  int offset = 0;             // sample j answers truth + offset + j
+  bool defect_last = false;   // the last sample is a repetition defect
   // Round sampling holds the stream open after the first prompt until this returns (false:
   // timed out, the call fails).
   std::function<bool()> hold_after_first;
@@ -159,6 +165,16 @@ class JobRunnerTest : public ::testing::Test {
     ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
   }
   void TearDown() override { RemoveAll(root_).IgnoreError(); }
+
+  // The fixture's spec went through WithDefaults as dno: drop what only dno may set before
+  // switching algorithms.
+  void ClearDnoOnlyDefaults() {
+    v1::PairPolicy* pp = spec_.mutable_pairs();
+    pp->clear_use_teacher();
+    pp->clear_teacher_min_gap();
+    pp->clear_defect_ngram();
+    pp->clear_defect_max_repeats();
+  }
 
   // A fresh job directory under the test's root.
   std::string JobDir(const std::string& name) {
@@ -328,6 +344,7 @@ TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
 
 TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   spec_.set_algorithm("spin");
+  ClearDnoOnlyDefaults();
   spec_.mutable_pairs()->clear_policy();
   spec_ = WithDefaults(spec_);
   ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
@@ -371,6 +388,7 @@ TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
 
 TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
   spec_.set_algorithm("sppo");
+  ClearDnoOnlyDefaults();
   spec_.mutable_pairs()->clear_policy();
   spec_.mutable_training()->clear_loss();
   spec_.mutable_training()->clear_beta();
@@ -406,6 +424,7 @@ TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
 
 TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) {
   spec_.set_algorithm("mpo");
+  ClearDnoOnlyDefaults();
   spec_.set_rounds(5);
   spec_.mutable_pairs()->clear_policy();
   spec_.mutable_training()->clear_loss();
@@ -445,6 +464,7 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
 
 TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
   spec_.set_algorithm("mpo");
+  ClearDnoOnlyDefaults();
   spec_.set_rounds(3);
   spec_.set_mpo_magnet_refresh(1);
   spec_.mutable_pairs()->clear_policy();
@@ -554,6 +574,73 @@ TEST_F(JobRunnerTest, OracleUnavailableWhilePipelinedRetriesOnlyTheJudging) {
   for (const std::string& k : s.keys) round1_sampling += k == "job-1/iter_001/sample" ? 1 : 0;
   EXPECT_EQ(round1_sampling, 1);  // samples were whole and kept; only judging was re-run
   EXPECT_EQ(ReadJsonl(RunDir(dir).Judgments(1))->size(), 24u);
+}
+
+TEST_F(JobRunnerTest, DnoPrctTeacherJoinsTheCandidates) {
+  spec_.mutable_pairs()->set_use_teacher(true);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  EXPECT_DOUBLE_EQ(spec_.pairs().teacher_min_gap(), 0.5);  // 2 x min_gap
+  FakeSampler s;
+  s.offset = 1;  // samples answer truth+1, truth+2, truth+3: only the teacher (gold) is right
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // K = 3 samples + the teacher: 6 comparisons per prompt, the teacher is candidate 3.
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u * 6u);
+  int with_teacher = 0;
+  for (const auto& j : *judgments) {
+    if (j["j"].get<int>() == 3) {
+      ++with_teacher;
+      EXPECT_DOUBLE_EQ(j["p_a_wins"].get<double>(), 0.0) << j;  // the sample loses to the teacher
+    }
+  }
+  EXPECT_EQ(with_teacher, 8 * 3);
+  // Win rates over the 3 others: teacher 1, truth+1 2/3, truth+2 1/3, truth+3 0. The teacher
+  // (margin 0.5) beats truth+2 and truth+3, not truth+1 (gap 1/3); the samples (margin 0.25):
+  // truth+1 beats truth+2 and truth+3; truth+2 (1/3) is below the gate.
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 4u);
+  int teacher_chosen = 0;
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    EXPECT_LT(c, r);
+    if (c == 0) {
+      ++teacher_chosen;
+      EXPECT_GE(r, 2);
+    }
+  }
+  EXPECT_EQ(teacher_chosen, 8 * 2);
+}
+
+TEST_F(JobRunnerTest, DnoPrctDefectsAreNeitherJudgedNorChosen) {
+  ASSERT_EQ(spec_.pairs().defect_ngram(), 4);  // dno defaults
+  ASSERT_EQ(spec_.pairs().defect_max_repeats(), 2);
+  FakeSampler s;
+  s.defect_last = true;  // samples: truth, truth+1, "7 7 7 ..." (a 4-gram 9 times)
+  FakeOracle o;          // would fail to parse the defect: it must never be sent
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u);  // only (truth, truth+1) per prompt
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 3u);
+  int against_defect = 0;
+  for (const auto& p : *pairs) {
+    EXPECT_FALSE(absl::StrContains(p["chosen"].get<std::string>(), " ")) << p;
+    if (absl::StrContains(p["rejected"].get<std::string>(), " ")) {
+      ++against_defect;
+      EXPECT_DOUBLE_EQ(p["rejected_win_rate"].get<double>(), 0.0);
+    }
+  }
+  // Both sound samples (win rates 1 and 0.5, both >= the gate) are preferred over the defect.
+  EXPECT_EQ(against_defect, 16);
 }
 
 }  // namespace
