@@ -1,7 +1,10 @@
 // Runs one job's rounds against the ports, resuming from what the run directory holds: each
 // stage's output is written atomically and STAGE records the last completed stage, so a restarted
 // runner continues at the first unfinished stage. Every service call carries the idempotency key
-// "<job>/iter_NNN/<stage>". Not thread-safe: one runner per job, on its own thread.
+// "<job>/iter_NNN/<stage>" (pipelined judge chunks "<job>/iter_NNN/judge/NNNN"). Sampling and
+// judging overlap (set_pipeline_judging) on worker threads that only hand results back; callbacks,
+// file writes and decisions stay on the runner's thread. Not thread-safe: one runner per job, on
+// its own thread.
 #pragma once
 
 #include <atomic>
