@@ -222,7 +222,7 @@ int64_t MetricValue(int metrics_port, const std::string& name) {
   return std::stoll(res->body.substr(at + name.size() + 2));
 }
 
-TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOne) {
+TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   // Two sampler-only processes' worth of services on loopback, and an orchestrator that shards
   // across them (oracle and trainer: the suite's app).
   // Batches of 3 prompts x 3 samples, so the 6 round prompts make two shards.
@@ -277,6 +277,18 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOne) {
   EXPECT_GE(MetricValue(replicas[1]->metrics_port(), "spar_sampler_prompts_total"), 3);
   EXPECT_GE(MetricValue(replicas[0]->metrics_port(), "spar_sampler_prompts_total"),
             first_replica_prompts + 3);
+  // A replica that is gone (UNAVAILABLE) hands its shard to the other: same files again.
+  replicas[1]->Shutdown();
+  v1::Job failover =
+      RunJobToEnd(*v1::Orchestrator::NewStub(MakeChannel((*sharded)->address())), spec, "three");
+  ASSERT_EQ(failover.state(), v1::JOB_STATE_SUCCEEDED) << failover.error();
+  const std::string c = JoinPath(JoinPath(*root_, "runs-two-replicas"), failover.job_id());
+  for (const char* f : {"iter_001/samples.jsonl", "iter_001/judgments.jsonl"}) {
+    auto x = ReadFile(JoinPath(a, f));
+    auto y = ReadFile(JoinPath(c, f));
+    ASSERT_TRUE(x.ok() && y.ok()) << f;
+    EXPECT_EQ(*x, *y) << f;
+  }
   (*sharded)->Shutdown();
   (*single)->Shutdown();
   for (auto& r : replicas) r->Shutdown();
