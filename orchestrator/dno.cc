@@ -1,6 +1,10 @@
 #include "orchestrator/dno.h"
 
+#include <map>
 #include <set>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace spar::orchestrator {
 
@@ -39,6 +43,83 @@ std::vector<double> WinRates(const std::vector<std::string>& texts,
     if (n[i] > 0) out[i] = sum[i] / n[i];
   }
   return out;
+}
+
+bool HasRepeatedNgram(const std::string& text, int n, int max_repeats) {
+  if (n <= 0) return false;
+  std::vector<std::string> words =
+      absl::StrSplit(text, absl::ByAnyChar(" \t\n\r"), absl::SkipEmpty());
+  if (static_cast<int>(words.size()) < n) return false;
+  std::map<std::string, int> count;
+  for (size_t i = 0; i + n <= words.size(); ++i) {
+    std::string gram = absl::StrJoin(words.begin() + i, words.begin() + i + n, "\x1f");
+    if (++count[gram] > max_repeats) return true;
+  }
+  return false;
+}
+
+std::vector<PairRef> PairsToJudge(const std::vector<std::string>& texts,
+                                  const std::vector<bool>& defective) {
+  std::vector<PairRef> out;
+  for (const PairRef& p : PairsToJudge(texts)) {
+    if (!defective[p.i] && !defective[p.j]) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<double> DefectAwareWinRates(const std::vector<std::string>& texts,
+                                        const std::vector<PairJudgment>& judgments,
+                                        const std::vector<bool>& defective) {
+  std::vector<PairJudgment> all;
+  for (const PairJudgment& j : judgments) {
+    if (j.i >= 0 && j.j >= 0 && j.i < static_cast<int>(texts.size()) &&
+        j.j < static_cast<int>(texts.size()) && (defective[j.i] || defective[j.j])) {
+      continue;  // a defect's outcome is fixed, whatever a judge said
+    }
+    all.push_back(j);
+  }
+  for (int i = 0; i < static_cast<int>(texts.size()); ++i) {
+    for (int j = 0; j < static_cast<int>(texts.size()); ++j) {
+      if (!defective[i] && defective[j] && texts[i] != texts[j]) all.push_back({i, j, 1.0, true});
+    }
+  }
+  std::vector<double> rates = WinRates(texts, all);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (defective[i]) rates[i] = 0.0;
+  }
+  return rates;
+}
+
+std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
+                                              const std::vector<std::string>& texts,
+                                              const std::vector<double>& values,
+                                              const DnoMarginOptions& o) {
+  std::vector<PreferencePairRow> out;
+  std::set<std::pair<std::string, std::string>> seen;
+  constexpr double kEps = 1e-9;
+  auto defect = [&](size_t i) { return i < o.defective.size() && o.defective[i]; };
+  for (size_t c = 0; c < texts.size(); ++c) {
+    if (defect(c) || values[c] + kEps < o.gate) continue;
+    const double need =
+        static_cast<int>(c) == o.teacher_index ? o.teacher_min_gap : o.min_gap;
+    for (size_t r = 0; r < texts.size(); ++r) {
+      if (texts[c] == texts[r]) continue;
+      if (!defect(r) && values[c] - values[r] + kEps < need) continue;
+      if (!seen.insert({texts[c], texts[r]}).second) continue;
+      out.push_back({prompt, texts[c], texts[r], values[c], values[r]});
+    }
+  }
+  return out;
+}
+
+DnoMarginOptions DnoScoreOptions(int teacher_index, std::vector<bool> defective) {
+  DnoMarginOptions o;
+  o.gate = 5;
+  o.min_gap = 1;
+  o.teacher_min_gap = 2;
+  o.teacher_index = teacher_index;
+  o.defective = std::move(defective);
+  return o;
 }
 
 std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,

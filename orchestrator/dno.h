@@ -47,4 +47,43 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
                                               const std::vector<double>& win_rates, double gate,
                                               double min_gap);
 
+// ---- DNO-Prct (ALGORITHMS.md §2): teacher candidate, repetition defects, 6-point scores ----
+
+// A repetition defect: some run of `n` consecutive whitespace-separated words occurs more than
+// `max_repeats` times in `text` (overlapping occurrences count). n <= 0: never.
+bool HasRepeatedNgram(const std::string& text, int n, int max_repeats);
+
+// PairsToJudge without the defective candidates: a defect is an automatic negative, so
+// comparing it buys nothing.
+std::vector<PairRef> PairsToJudge(const std::vector<std::string>& texts,
+                                  const std::vector<bool>& defective);
+
+// WinRates where every defective candidate loses to every sound one (P = 1 without a judge
+// call) and has win rate 0 itself.
+std::vector<double> DefectAwareWinRates(const std::vector<std::string>& texts,
+                                        const std::vector<PairJudgment>& judgments,
+                                        const std::vector<bool>& defective);
+
+struct DnoMarginOptions {
+  double gate = 0.5;             // a chosen candidate needs a value >= gate
+  double min_gap = 0.25;         // gap needed when the chosen candidate is a policy sample
+  double teacher_min_gap = 0.5;  // gap needed when the chosen candidate is the teacher
+  int teacher_index = -1;        // index of the teacher among the candidates (-1: none)
+  std::vector<bool> defective;   // never chosen; rejected against every chosen candidate
+};
+
+// dno_margin over K samples (+ the teacher): every (chosen, rejected) with chosen >= gate and
+// gap >= min_gap (teacher_min_gap when the chosen one is the teacher: the margin is relaxed
+// for the model's own samples); defective candidates are never chosen and are paired against
+// every candidate that passes the gate, whatever the gap. Works on win rates or on 6-point
+// scores (DnoScoreOptions).
+std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
+                                              const std::vector<std::string>& texts,
+                                              const std::vector<double>& values,
+                                              const DnoMarginOptions& options);
+
+// DNO-Prct's side-by-side scoring thresholds: a positive scores >= 5 of 6; gap >= 2 when the
+// positive is the teacher, >= 1 when it is the model's own sample.
+DnoMarginOptions DnoScoreOptions(int teacher_index, std::vector<bool> defective);
+
 }  // namespace spar::orchestrator

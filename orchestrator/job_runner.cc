@@ -1,7 +1,12 @@
 #include "orchestrator/job_runner.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -289,7 +294,12 @@ absl::Status JobRunner::RunRound(int t) {
     // function of the seeds, and the oracle's cache keeps judged pairs from being paid twice.
     st = RetryUnavailable(t, stage, [&] {
       switch (s) {
-        case 0: return StageSample(t, policy);
+        case 0:
+          if (!pipeline_judging_) return StageSample(t, policy);
+          // Pipelined: sample and judge together (sample's STAGE marker is written when sampling
+          // is whole, so a retry after it only judges; the oracle's cache makes that free).
+          if (ReadStage(dir, t) == "sample") return StageJudge(t);
+          return StageSampleAndJudge(t, policy);
         case 1: return StageJudge(t);
         case 2: return StagePairs(t);
         case 3: return StageTrain(t, policy);
@@ -297,8 +307,19 @@ absl::Status JobRunner::RunRound(int t) {
       }
     });
     if (!st.ok()) {
-      return absl::Status(st.code(), absl::StrFormat("round %d stage %s: %s", t, stage,
+      const std::string failed =
+          s == 0 && pipeline_judging_ && ReadStage(dir, t) == "sample" ? "judge" : stage;
+      return absl::Status(st.code(), absl::StrFormat("round %d stage %s: %s", t, failed,
                                                      st.message()));
+    }
+    if (s == 0 && pipeline_judging_) {
+      // The judge stage finished with it: record both and go on with pairs.
+      ++s;
+      const std::string judge = kStages[s];
+      SPAR_RETURN_IF_ERROR(WriteStage(dir, t, judge));
+      callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_stage(judge); });
+      Emit(t, judge, "stage_finished", 1, 1);
+      continue;
     }
     SPAR_RETURN_IF_ERROR(WriteStage(dir, t, stage));
     callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_stage(stage); });
@@ -313,59 +334,105 @@ absl::Status JobRunner::RunRound(int t) {
   return absl::OkStatus();
 }
 
-absl::Status JobRunner::StageSample(int t, const std::string& policy) {
-  RunDir dir(job_dir_);
-  SPAR_ASSIGN_OR_RETURN(std::vector<PromptItem> items, RoundPrompts(t));
-  std::vector<std::string> prompts;
-  for (const PromptItem& it : items) prompts.push_back(it.prompt);
+v1::GenerateRequest JobRunner::SampleRequest(int t, const std::string& policy,
+                                             const std::vector<PromptItem>& items) const {
   v1::GenerateRequest req;
   req.set_policy(policy);
-  for (const std::string& p : prompts) req.add_prompts(p);
+  for (const PromptItem& it : items) req.add_prompts(it.prompt);
   *req.mutable_params() = spec_.sampling();
   req.mutable_params()->set_seed(MixSeed(spec_.sampling().seed(), t, 1));
   req.set_idempotency_key(Key(t, "sample"));
-  std::vector<json> rows(prompts.size());
+  return req;
+}
+
+absl::StatusOr<json> JobRunner::SampleRow(const v1::GenerateResponse& r,
+                                          const std::vector<PromptItem>& items) const {
+  if (r.index() < 0 || r.index() >= static_cast<int64_t>(items.size())) {
+    return absl::InternalError(absl::StrCat("sampler returned index ", r.index()));
+  }
+  json samples = json::array();
+  for (const v1::Sample& s : r.samples()) {
+    samples.push_back({{"text", s.text()}, {"logprob", s.logprob()}, {"finished", s.finished()},
+                       {"num_tokens", s.token_ids_size()}});
+  }
+  const PromptItem& item = items[r.index()];
+  json row = {{"index", r.index()}, {"prompt", item.prompt}, {"samples", samples}};
+  if (item.gold.has_value()) row["gold"] = *item.gold;
+  return row;
+}
+
+void JobRunner::SampleFinished(int t, size_t num_prompts) {
+  callbacks_.update_job([&](v1::Job& job) {
+    v1::RoundSummary* r = job.mutable_rounds(t - 1);
+    r->set_num_prompts(static_cast<int>(num_prompts));
+    r->set_num_samples(static_cast<int>(num_prompts) * spec_.sampling().num_samples());
+  });
+}
+
+absl::Status JobRunner::StageSample(int t, const std::string& policy) {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptItem> items, RoundPrompts(t));
+  v1::GenerateRequest req = SampleRequest(t, policy, items);
+  std::vector<json> rows(items.size());
   size_t received = 0;
-  int64_t total = static_cast<int64_t>(prompts.size());
+  int64_t total = static_cast<int64_t>(items.size());
   SPAR_RETURN_IF_ERROR(ports_.sampler->Generate(req, [&](const v1::GenerateResponse& r) {
-    if (r.index() < 0 || r.index() >= total) {
-      return absl::InternalError(absl::StrCat("sampler returned index ", r.index()));
-    }
-    json samples = json::array();
-    for (const v1::Sample& s : r.samples()) {
-      samples.push_back({{"text", s.text()}, {"logprob", s.logprob()}, {"finished", s.finished()},
-                         {"num_tokens", s.token_ids_size()}});
-    }
-    rows[r.index()] = {{"index", r.index()}, {"prompt", prompts[r.index()]}, {"samples", samples}};
-    if (items[r.index()].gold.has_value()) rows[r.index()]["gold"] = *items[r.index()].gold;
+    SPAR_ASSIGN_OR_RETURN(rows[r.index()], SampleRow(r, items));
     ++received;
-    if (received % 32 == 0 || received == prompts.size()) {
+    if (received % 32 == 0 || received == items.size()) {
       Emit(t, "sample", "progress", received, total);
     }
     return CheckCancelled();
   }));
-  if (received != prompts.size()) {
+  if (received != items.size()) {
     return absl::UnavailableError(absl::StrFormat("sampler returned %d of %d prompts", received,
-                                                  prompts.size()));
+                                                  items.size()));
   }
   SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(dir.Samples(t), rows));
-  callbacks_.update_job([&](v1::Job& job) {
-    v1::RoundSummary* r = job.mutable_rounds(t - 1);
-    r->set_num_prompts(static_cast<int>(prompts.size()));
-    r->set_num_samples(static_cast<int>(prompts.size()) * spec_.sampling().num_samples());
-  });
+  SampleFinished(t, items.size());
   return absl::OkStatus();
 }
 
-absl::Status JobRunner::StageJudge(int t) {
+namespace {
+
+// The comparisons of one sample row: each (i, j) the recipe wants judged, as a distinct text pair
+// (a <= b) and whether (y_i, y_j) is that pair flipped. Each distinct text pair of a prompt is
+// judged once (samples repeat: K = 4 may hold only two distinct answers); every (i, j) with those
+// texts takes the judgment, flipped when the texts come in the other order.
+struct RowComparison {
+  int i, j;
+  bool flipped;
+  std::tuple<std::string, std::string, std::string> key;
+};
+
+PromptRound RoundFromRow(const json& row) {
+  PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
+  if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
+  for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+  return pr;
+}
+
+std::vector<RowComparison> RowComparisons(const Recipe& recipe, const json& row) {
+  const PromptRound pr = RoundFromRow(row);
+  // Candidate indices: the K samples, then the teacher (DNO-Prct) when the recipe adds it.
+  const std::vector<std::string> candidates = recipe.Candidates(pr);
+  std::vector<RowComparison> out;
+  for (const PairRef& p : recipe.PairsToJudge(pr)) {
+    const std::string& a = candidates[p.i];
+    const std::string& b = candidates[p.j];
+    const bool flipped = b < a;
+    out.push_back({p.i, p.j, flipped, std::make_tuple(pr.prompt, flipped ? b : a,
+                                                      flipped ? a : b)});
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMap* judged) {
   RunDir dir(job_dir_);
-  SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
-  v1::CompareRequest req;
-  req.set_idempotency_key(Key(t, "judge"));
-  SetJudgeScope(t, &req);
-  // Each distinct text pair of a prompt is judged once (samples repeat: K = 4 may hold only two
-  // distinct answers); every (i, j) with those texts takes the judgment, flipped when the texts
-  // come in the other order.
+  // The comparison list in prompt order (whatever order the judgments were obtained in), so the
+  // file is the same bytes pipelined or not.
   struct Ref {
     int64_t prompt_index;
     int i, j;
@@ -373,31 +440,33 @@ absl::Status JobRunner::StageJudge(int t) {
     bool flipped;
   };
   std::vector<Ref> refs;
-  std::map<std::tuple<std::string, std::string, std::string>, size_t> unique;
-  for (const json& row : samples) {
-    PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
-    for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
-    const std::vector<std::string>& texts = pr.samples;
-    for (const PairRef& p : recipe_->PairsToJudge(pr)) {
-      const std::string& a = texts[p.i];
-      const std::string& b = texts[p.j];
-      const bool flipped = b < a;
-      auto key = std::make_tuple(pr.prompt, flipped ? b : a, flipped ? a : b);
-      auto it = unique.find(key);
+  std::vector<ComparisonKey> comparisons;
+  std::map<ComparisonKey, size_t> unique;
+  for (const json& row : rows) {
+    for (RowComparison& c : RowComparisons(*recipe_, row)) {
+      auto it = unique.find(c.key);
       if (it == unique.end()) {
-        v1::Comparison* c = req.add_comparisons();
-        c->set_prompt(pr.prompt);
-        c->set_response_a(std::get<1>(key));
-        c->set_response_b(std::get<2>(key));
-        it = unique.emplace(key, static_cast<size_t>(req.comparisons_size() - 1)).first;
+        comparisons.push_back(c.key);
+        it = unique.emplace(std::move(c.key), comparisons.size() - 1).first;
       }
-      refs.push_back({row["index"].get<int64_t>(), p.i, p.j, it->second, flipped});
+      refs.push_back({row["index"].get<int64_t>(), c.i, c.j, it->second, c.flipped});
     }
   }
-  std::vector<v1::Judgment> results(req.comparisons_size());
-  std::vector<bool> seen(req.comparisons_size(), false);
+  v1::CompareRequest req;
+  req.set_idempotency_key(Key(t, "judge"));
+  SetJudgeScope(t, &req);
+  std::vector<size_t> sent;  // comparison index of each request entry
+  for (size_t c = 0; c < comparisons.size(); ++c) {
+    if (judged->count(comparisons[c]) > 0) continue;
+    v1::Comparison* cmp = req.add_comparisons();
+    cmp->set_prompt(std::get<0>(comparisons[c]));
+    cmp->set_response_a(std::get<1>(comparisons[c]));
+    cmp->set_response_b(std::get<2>(comparisons[c]));
+    sent.push_back(c);
+  }
+  std::vector<bool> seen(sent.size(), false);
   size_t received = 0;
-  const int64_t total = req.comparisons_size();
+  const int64_t total = static_cast<int64_t>(sent.size());
   if (total > 0) {
     SPAR_RETURN_IF_ERROR(ports_.oracle->Compare(req, [&](const v1::Judgment& jd) {
       if (jd.index() < 0 || jd.index() >= total || seen[jd.index()]) {
@@ -405,7 +474,7 @@ absl::Status JobRunner::StageJudge(int t) {
             absl::StrCat("oracle returned index ", jd.index(), " twice or out of range"));
       }
       seen[jd.index()] = true;
-      results[jd.index()] = jd;
+      (*judged)[comparisons[sent[jd.index()]]] = jd;
       ++received;
       if (received % 256 == 0 || static_cast<int64_t>(received) == total) {
         Emit(t, "judge", "progress", received, total);
@@ -420,7 +489,7 @@ absl::Status JobRunner::StageJudge(int t) {
   std::vector<json> out;
   out.reserve(refs.size());
   for (const Ref& r : refs) {
-    const v1::Judgment& jd = results[r.comparison];
+    const v1::Judgment& jd = judged->at(comparisons[r.comparison]);
     // p_a_wins is P(y_i > y_j): the judged pair showed (y_j, y_i) when flipped.
     double p = r.flipped ? 1.0 - jd.p_a_wins() : jd.p_a_wins();
     json row = {{"index", r.prompt_index}, {"i", r.i}, {"j", r.j}, {"ok", jd.ok()},
@@ -440,6 +509,198 @@ absl::Status JobRunner::StageJudge(int t) {
   return WriteJsonlAtomic(dir.Judgments(t), out);
 }
 
+absl::Status JobRunner::StageJudge(int t) {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
+  JudgedMap judged;
+  return JudgeRows(t, samples, &judged);
+}
+
+absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptItem> items, RoundPrompts(t));
+  const v1::GenerateRequest req = SampleRequest(t, policy, items);
+  const int64_t total = static_cast<int64_t>(items.size());
+
+  // Worker threads (the sampler stream, one per judge chunk) only hand results to this thread
+  // through `sh`; every callback, file write and decision happens here.
+  struct Chunk {
+    std::vector<ComparisonKey> keys;
+    std::vector<v1::Judgment> judgments;
+    absl::Status status;
+  };
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<v1::GenerateResponse> results;
+    bool sampling_done = false;
+    absl::Status sampling_status;
+    std::deque<Chunk> chunks;
+    std::atomic<bool> abort{false};
+  } sh;
+  auto notify = [&sh](const std::function<void()>& fn) {
+    {
+      std::lock_guard<std::mutex> lock(sh.mu);
+      fn();
+    }
+    sh.cv.notify_all();
+  };
+  std::thread sampler_thread([&] {
+    absl::Status st = ports_.sampler->Generate(req, [&](const v1::GenerateResponse& r) {
+      if (sh.abort.load()) return absl::CancelledError("round stopped");
+      notify([&] { sh.results.push_back(r); });
+      return CheckCancelled();
+    });
+    notify([&] {
+      sh.sampling_done = true;
+      sh.sampling_status = st;
+    });
+  });
+  std::vector<std::thread> judges;
+  int in_flight = 0, chunk_no = 0;
+  auto dispatch = [&](std::vector<ComparisonKey> keys) {
+    ++in_flight;
+    const std::string key = absl::StrFormat("%s/%04d", Key(t, "judge"), chunk_no++);
+    judges.emplace_back([this, t, &sh, &notify, key, keys = std::move(keys)]() mutable {
+      v1::CompareRequest creq;
+      creq.set_idempotency_key(key);
+      SetJudgeScope(t, &creq);
+      for (const ComparisonKey& k : keys) {
+        v1::Comparison* c = creq.add_comparisons();
+        c->set_prompt(std::get<0>(k));
+        c->set_response_a(std::get<1>(k));
+        c->set_response_b(std::get<2>(k));
+      }
+      Chunk ch;
+      ch.judgments.resize(keys.size());
+      std::vector<bool> seen(keys.size(), false);
+      size_t received = 0;
+      ch.status = ports_.oracle->Compare(creq, [&](const v1::Judgment& jd) {
+        if (sh.abort.load()) return absl::CancelledError("round stopped");
+        if (jd.index() < 0 || jd.index() >= static_cast<int64_t>(keys.size()) ||
+            seen[jd.index()]) {
+          return absl::InternalError(
+              absl::StrCat("oracle returned index ", jd.index(), " twice or out of range"));
+        }
+        seen[jd.index()] = true;
+        ch.judgments[jd.index()] = jd;
+        ++received;
+        return CheckCancelled();
+      });
+      if (ch.status.ok() && received != keys.size()) {
+        ch.status = absl::UnavailableError(
+            absl::StrFormat("oracle returned %d of %d judgments", received, keys.size()));
+      }
+      ch.keys = std::move(keys);
+      notify([&] { sh.chunks.push_back(std::move(ch)); });
+    });
+  };
+
+  std::vector<json> rows(items.size());
+  size_t sampled = 0;
+  std::set<ComparisonKey> requested;
+  std::deque<ComparisonKey> pending;
+  JudgedMap judged;
+  absl::Status sample_error, judge_error;
+  bool sampling_finished = false, judge_started = false;
+  for (;;) {
+    std::deque<v1::GenerateResponse> got;
+    std::deque<Chunk> finished;
+    bool sampling_ended_now = false;
+    absl::Status sampling_status;
+    {
+      std::unique_lock<std::mutex> lock(sh.mu);
+      sh.cv.wait(lock, [&] {
+        return !sh.results.empty() || !sh.chunks.empty() ||
+               (sh.sampling_done && !sampling_finished);
+      });
+      got.swap(sh.results);
+      finished.swap(sh.chunks);
+      if (sh.sampling_done && !sampling_finished) {
+        sampling_ended_now = true;
+        sampling_status = sh.sampling_status;
+      }
+    }
+    for (const v1::GenerateResponse& r : got) {
+      if (!sample_error.ok()) break;
+      absl::StatusOr<json> row = SampleRow(r, items);
+      if (!row.ok()) {
+        sample_error = row.status();
+        break;
+      }
+      if (rows[r.index()].is_null()) ++sampled;
+      rows[r.index()] = *std::move(row);
+      if (sampled % 32 == 0 || static_cast<int64_t>(sampled) == total) {
+        Emit(t, "sample", "progress", sampled, total);
+      }
+      for (RowComparison& c : RowComparisons(*recipe_, rows[r.index()])) {
+        if (requested.insert(c.key).second) pending.push_back(std::move(c.key));
+      }
+    }
+    for (Chunk& ch : finished) {
+      --in_flight;
+      if (!ch.status.ok()) {
+        if (judge_error.ok()) judge_error = ch.status;
+        continue;
+      }
+      for (size_t k = 0; k < ch.keys.size(); ++k) judged[ch.keys[k]] = ch.judgments[k];
+      // Judge progress while sampling still runs shows the overlap (message: prompts sampled).
+      Emit(t, "judge", "progress", judged.size(), requested.size(),
+           absl::StrFormat("%d of %d prompts sampled", sampled, total));
+    }
+    if (sampling_ended_now) {
+      sampling_finished = true;
+      if (sample_error.ok()) sample_error = sampling_status;
+      if (sample_error.ok() && static_cast<int64_t>(sampled) != total) {
+        sample_error = absl::UnavailableError(
+            absl::StrFormat("sampler returned %d of %d prompts", sampled, total));
+      }
+      if (sample_error.ok()) {
+        // Sampling is whole: its output and marker, exactly as the unpipelined stage writes them.
+        sample_error = WriteJsonlAtomic(dir.Samples(t), rows);
+        if (sample_error.ok()) sample_error = WriteStage(dir, t, "sample");
+        if (sample_error.ok()) {
+          SampleFinished(t, items.size());
+          callbacks_.update_job([&](v1::Job& job) {
+            job.mutable_rounds(t - 1)->set_stage("sample");
+            job.set_current_stage("judge");
+          });
+          Emit(t, "sample", "stage_finished", 1, 1);
+        }
+      }
+    }
+    if (!sample_error.ok()) break;
+    if (!CheckCancelled().ok()) {
+      judge_error = CheckCancelled();
+      if (!sampling_finished) sample_error = judge_error;
+      break;
+    }
+    while (judge_error.ok() && !pending.empty() && in_flight < judge_in_flight_ &&
+           (static_cast<int>(pending.size()) >= judge_chunk_ || in_flight == 0 ||
+            sampling_finished)) {
+      if (!judge_started) {
+        judge_started = true;
+        Emit(t, "judge", "stage_started", 0, 0,
+             sampling_finished ? "" : "pipelined: judging while sampling continues");
+      }
+      std::vector<ComparisonKey> keys;
+      while (!pending.empty() && static_cast<int>(keys.size()) < judge_chunk_) {
+        keys.push_back(std::move(pending.front()));
+        pending.pop_front();
+      }
+      dispatch(std::move(keys));
+    }
+    if (sampling_finished && in_flight == 0) break;
+  }
+  sh.abort.store(true);
+  sampler_thread.join();
+  for (std::thread& th : judges) th.join();
+  if (!sample_error.ok()) return sample_error;
+  if (!judge_error.ok()) return judge_error;
+  if (!judge_started) Emit(t, "judge", "stage_started", 0, 0);
+  return JudgeRows(t, rows, &judged);
+}
+
 absl::Status JobRunner::StagePairs(int t) {
   RunDir dir(job_dir_);
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
@@ -455,9 +716,7 @@ absl::Status JobRunner::StagePairs(int t) {
   std::vector<json> rows;
   int dropped_empty = 0;
   for (const json& row : samples) {
-    PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
-    if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
-    for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+    const PromptRound pr = RoundFromRow(row);
     int64_t index = row["index"].get<int64_t>();
     for (const PreferencePairRow& p : recipe_->BuildPairs(pr, by_prompt[index])) {
       // The trainer rejects empty responses (nothing but EOS to score); such samples still count

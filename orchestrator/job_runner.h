@@ -1,14 +1,22 @@
 // Runs one job's rounds against the ports, resuming from what the run directory holds: each
 // stage's output is written atomically and STAGE records the last completed stage, so a restarted
 // runner continues at the first unfinished stage. Every service call carries the idempotency key
-// "<job>/iter_NNN/<stage>". Not thread-safe: one runner per job, on its own thread.
+// "<job>/iter_NNN/<stage>" (pipelined judge chunks "<job>/iter_NNN/judge/NNNN"). Sampling and
+// judging overlap (set_pipeline_judging) on worker threads that only hand results back; callbacks,
+// file writes and decisions stay on the runner's thread. Not thread-safe: one runner per job, on
+// its own thread.
 #pragma once
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -35,6 +43,15 @@ class JobRunner {
   absl::Status Run();
   // First wait before re-running a stage whose service was UNAVAILABLE (doubles, capped at 8 s).
   void set_stage_retry_backoff(absl::Duration d) { stage_retry_backoff_ = d; }
+  // Pipelining (default on): a round's comparisons go to the oracle, in chunks of up to
+  // `judge_chunk` with at most `judge_in_flight` concurrent Compare calls, as soon as each
+  // prompt's samples arrive. Off: judging starts when sampling has finished. The written files are
+  // byte-identical either way.
+  void set_pipeline_judging(bool on) { pipeline_judging_ = on; }
+  void set_judge_chunking(int judge_chunk, int judge_in_flight) {
+    judge_chunk_ = judge_chunk < 1 ? 1 : judge_chunk;
+    judge_in_flight_ = judge_in_flight < 1 ? 1 : judge_in_flight;
+  }
 
  private:
   struct RoundState;
@@ -44,8 +61,25 @@ class JobRunner {
   absl::Status RetryUnavailable(int t, const std::string& stage,
                                 const std::function<absl::Status()>& fn);
   absl::Status RunRound(int t);
+  struct PromptItem {
+    std::string prompt;
+    std::optional<std::string> gold;
+  };
+  // One distinct comparison: (prompt, response_a, response_b) with a <= b.
+  using ComparisonKey = std::tuple<std::string, std::string, std::string>;
+  using JudgedMap = std::map<ComparisonKey, v1::Judgment>;
   absl::Status StageSample(int t, const std::string& policy);
+  // Sampling with judging overlapped (pipelining): writes samples.jsonl and STAGE=sample when
+  // sampling is whole, then judgments.jsonl once every comparison is judged.
+  absl::Status StageSampleAndJudge(int t, const std::string& policy);
   absl::Status StageJudge(int t);
+  // Judges what `judged` lacks of the round's comparisons (prompt order), writes judgments.jsonl.
+  absl::Status JudgeRows(int t, const std::vector<nlohmann::json>& rows, JudgedMap* judged);
+  absl::StatusOr<nlohmann::json> SampleRow(const v1::GenerateResponse& r,
+                                           const std::vector<PromptItem>& items) const;
+  v1::GenerateRequest SampleRequest(int t, const std::string& policy,
+                                    const std::vector<PromptItem>& items) const;
+  void SampleFinished(int t, size_t num_prompts);
   absl::Status StagePairs(int t);
   absl::Status StageTrain(int t, const std::string& policy);
   // mpo: the magnet checkpoint of round t (JobSpec.mpo_magnet_refresh).
@@ -53,10 +87,6 @@ class JobRunner {
   absl::Status StageEval(int t);
   absl::Status Greedy(const std::string& policy, const std::vector<std::string>& prompts,
                       const std::string& key, std::vector<std::string>* texts);
-  struct PromptItem {
-    std::string prompt;
-    std::optional<std::string> gold;
-  };
   absl::StatusOr<std::vector<PromptItem>> RoundPrompts(int t);
   // Greedy eval answers of the policy before round t (pi_0's for t = 1).
   absl::StatusOr<std::vector<std::string>> PreviousEvalAnswers(int t);
@@ -83,6 +113,9 @@ class JobRunner {
   std::unique_ptr<Recipe> recipe_;
   bool early_stopped_ = false;
   absl::Duration stage_retry_backoff_ = absl::Milliseconds(500);
+  bool pipeline_judging_ = true;
+  int judge_chunk_ = 64;
+  int judge_in_flight_ = 4;
 };
 
 }  // namespace spar::orchestrator

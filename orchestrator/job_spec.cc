@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -64,6 +66,13 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   }
   if (!pp->has_win_rate_gate()) pp->set_win_rate_gate(0.5);
   if (!pp->has_min_gap()) pp->set_min_gap(0.25);
+  if (s.algorithm() == "dno") {
+    // DNO-Prct (ALGORITHMS.md §2): teacher margin twice the samples' (2 vs 1 of 6 points).
+    if (!pp->has_use_teacher()) pp->set_use_teacher(false);
+    if (!pp->has_teacher_min_gap()) pp->set_teacher_min_gap(std::min(1.0, 2 * pp->min_gap()));
+    if (!pp->has_defect_ngram()) pp->set_defect_ngram(4);
+    if (!pp->has_defect_max_repeats()) pp->set_defect_max_repeats(2);
+  }
   v1::TrainingConfig* tc = s.mutable_training();
   if (!tc->has_loss()) {
     tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
@@ -208,6 +217,31 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   }
   if (!(pp.min_gap() > 0.0 && pp.min_gap() <= 1.0)) {
     return Invalid("pairs.min_gap", absl::StrCat("must be in (0, 1], got ", pp.min_gap()));
+  }
+  if (s.algorithm() != "dno") {
+    // DNO-Prct's candidate rules belong to dno_margin.
+    const char* set = pp.has_use_teacher()            ? "use_teacher"
+                      : pp.has_teacher_min_gap()      ? "teacher_min_gap"
+                      : pp.has_defect_ngram()         ? "defect_ngram"
+                      : pp.has_defect_max_repeats()   ? "defect_max_repeats"
+                                                      : nullptr;
+    if (set != nullptr) {
+      return Invalid(absl::StrCat("pairs.", set),
+                     absl::StrCat("only applies to algorithm \"dno\", got \"", s.algorithm(), "\""));
+    }
+  } else {
+    if (!(pp.teacher_min_gap() > 0.0 && pp.teacher_min_gap() <= 1.0)) {
+      return Invalid("pairs.teacher_min_gap",
+                     absl::StrCat("must be in (0, 1], got ", pp.teacher_min_gap()));
+    }
+    if (pp.defect_ngram() < 0 || pp.defect_ngram() > 64) {
+      return Invalid("pairs.defect_ngram",
+                     absl::StrCat("must be in [0, 64] (0 = off), got ", pp.defect_ngram()));
+    }
+    if (pp.defect_max_repeats() < 1) {
+      return Invalid("pairs.defect_max_repeats",
+                     absl::StrCat("must be >= 1, got ", pp.defect_max_repeats()));
+    }
   }
   const v1::TrainingConfig& tc = s.training();
   bool known_loss = false;

@@ -9,23 +9,46 @@
 namespace spar::orchestrator {
 namespace {
 
+// DNO (ALGORITHMS.md §2), DNO-Prct's practical rules: K samples (+ the teacher response with
+// pairs.use_teacher), repetition defects as automatic negatives, win rates from pairwise
+// judgments, dno_margin with every qualifying pair.
 class DnoRecipe final : public Recipe {
  public:
   explicit DnoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
   std::string name() const override { return "dno"; }
+  std::vector<std::string> Candidates(const PromptRound& r) const override {
+    std::vector<std::string> c = r.samples;
+    if (spec_.pairs().use_teacher() && r.gold.has_value()) c.push_back(*r.gold);
+    return c;
+  }
   std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
-    return orchestrator::PairsToJudge(r.samples);
+    std::vector<std::string> c = Candidates(r);
+    return orchestrator::PairsToJudge(c, Defects(c));
   }
   std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
                                             const std::vector<PairJudgment>& j) const override {
-    return DnoMarginPairs(r.prompt, r.samples, WinRates(r.samples, j),
-                          spec_.pairs().win_rate_gate(), spec_.pairs().min_gap());
+    std::vector<std::string> c = Candidates(r);
+    DnoMarginOptions o;
+    o.gate = spec_.pairs().win_rate_gate();
+    o.min_gap = spec_.pairs().min_gap();
+    o.teacher_min_gap = spec_.pairs().teacher_min_gap();
+    o.teacher_index = c.size() > r.samples.size() ? static_cast<int>(r.samples.size()) : -1;
+    o.defective = Defects(c);
+    return DnoMarginPairs(r.prompt, c, DefectAwareWinRates(c, j, o.defective), o);
   }
   std::vector<double> MixPrevious() const override {
     return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
   }
+  bool NeedsGold() const override { return spec_.pairs().use_teacher(); }
 
  private:
+  std::vector<bool> Defects(const std::vector<std::string>& c) const {
+    std::vector<bool> d(c.size());
+    for (size_t i = 0; i < c.size(); ++i) {
+      d[i] = HasRepeatedNgram(c[i], spec_.pairs().defect_ngram(), spec_.pairs().defect_max_repeats());
+    }
+    return d;
+  }
   v1::JobSpec spec_;
 };
 

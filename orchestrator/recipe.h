@@ -26,6 +26,11 @@ class Recipe {
  public:
   virtual ~Recipe() = default;
   virtual std::string name() const = 0;
+  // The responses competing for the prompt: the K samples, plus the teacher for DNO-Prct with
+  // pairs.use_teacher (candidate K). PairsToJudge / BuildPairs index into this list.
+  virtual std::vector<std::string> Candidates(const PromptRound& round) const {
+    return round.samples;
+  }
   // Comparisons to send to the oracle (empty for judge-free recipes such as SPIN).
   virtual std::vector<PairRef> PairsToJudge(const PromptRound& round) const = 0;
   // Training pairs for one prompt from its samples and their judgments.

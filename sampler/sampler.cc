@@ -35,6 +35,10 @@ absl::Status Validate(const SamplingParams& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 1, got ", p.max_new_tokens));
   }
+  if (p.first_prompt_index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("first_prompt_index must be >= 0, got ", p.first_prompt_index));
+  }
   return absl::OkStatus();
 }
 
@@ -83,10 +87,16 @@ absl::Status Sampler::Generate(const std::string& checkpoint_dir,
   // depend on the absolute prompt index, so chunking does not change them.
   const size_t per_chunk =
       std::max<size_t>(1, static_cast<size_t>(config_.max_batch_size / params.num_samples));
-  for (size_t start = 0; start < prompts.size(); start += per_chunk) {
-    const size_t end = std::min(prompts.size(), start + per_chunk);
+  // Chunk boundaries sit at multiples of per_chunk in the global prompt index (first_prompt_index
+  // + position), so a shard that starts on a boundary is computed in exactly the batches the whole
+  // list would be: bit-identical log-probs, not just equal tokens.
+  const int64_t base = params.first_prompt_index;
+  for (size_t start = 0, end = 0; start < prompts.size(); start = end) {
+    const size_t to_boundary =
+        per_chunk - static_cast<size_t>((base + static_cast<int64_t>(start)) % per_chunk);
+    end = std::min(prompts.size(), start + to_boundary);
     std::vector<std::string> chunk(prompts.begin() + start, prompts.begin() + end);
-    gp.first_prompt_index = static_cast<int64_t>(start);
+    gp.first_prompt_index = params.first_prompt_index + static_cast<int64_t>(start);
     absl::StatusOr<std::vector<model::Generation>> gens = policy->Generate(chunk, gp);
     if (!gens.ok()) return gens.status();
     for (size_t i = 0; i < gens->size(); ++i) {

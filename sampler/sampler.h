@@ -36,6 +36,9 @@ struct SamplingParams {
   float top_p = 1.0f;        // in (0, 1]
   int max_new_tokens = 8;    // >= 1; EOS counts
   uint64_t seed = 0;         // sample j of prompt i depends only on (seed, i, j) and the weights
+  // Global index of prompts[0] (>= 0): prompt i is drawn as prompt first_prompt_index + i, so a
+  // shard of a prompt list sampled on its own gets the samples the whole list would.
+  int64_t first_prompt_index = 0;
 };
 
 // InvalidArgument naming the field.

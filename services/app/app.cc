@@ -2,8 +2,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/metrics/registry.h"
@@ -11,6 +13,7 @@
 #include "oracle_client/oracle_client.h"
 #include "orchestrator/grpc_ports.h"
 #include "orchestrator/job_manager.h"
+#include "orchestrator/sharded_sampler.h"
 #include "sampler/sampler.h"
 #include "services/common/server_runner.h"
 #include "services/oracle/oracle_service.h"
@@ -29,6 +32,8 @@ struct App::Impl {
   std::unique_ptr<OracleService> oracle_service;
   std::unique_ptr<TrainerService> trainer_service;
   // The orchestrator is built after the server starts (its ports may point at it).
+  // One port per sampler replica; with more than one, sampler_port shards across them.
+  std::vector<std::unique_ptr<orchestrator::SamplerPort>> sampler_replicas;
   std::unique_ptr<orchestrator::SamplerPort> sampler_port;
   std::unique_ptr<orchestrator::OraclePort> oracle_port;
   std::unique_ptr<orchestrator::TrainerPort> trainer_port;
@@ -128,8 +133,32 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
             role, "_address is required when the ", role, " role does not run in this process"));
       }
     }
-    impl->sampler_port =
-        orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)));
+    // sampler_address may list replicas ("a:50051,b:50051"): prompts are sharded across them.
+    std::vector<std::string> sampler_addresses;
+    for (absl::string_view a : absl::StrSplit(config.sampler_address, ',', absl::SkipWhitespace())) {
+      sampler_addresses.push_back(std::string(absl::StripAsciiWhitespace(a)));
+    }
+    if (sampler_addresses.size() <= 1) {
+      impl->sampler_port =
+          orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)));
+    } else {
+      orchestrator::GrpcPortsConfig replica_config;
+      // A replica that is down hands its shard to another one soon, rather than after the
+      // single-sampler retries.
+      replica_config.max_attempts = 2;
+      std::vector<orchestrator::SamplerPort*> replicas;
+      for (const std::string& a : sampler_addresses) {
+        impl->sampler_replicas.push_back(
+            orchestrator::MakeGrpcSamplerPort(MakeChannel(a), replica_config));
+        replicas.push_back(impl->sampler_replicas.back().get());
+      }
+      // Shards follow the replicas' batch boundaries (sampler_max_batch_size of this config,
+      // which should match theirs): samples bit-identical to one replica's.
+      impl->sampler_port = std::make_unique<orchestrator::ShardedSamplerPort>(
+          replicas, config.sampler_max_batch_size);
+      SPAR_LOG(Info) << "sharding sampling across " << replicas.size() << " sampler replicas: "
+                     << absl::StrJoin(sampler_addresses, ", ");
+    }
     impl->oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)));
     impl->trainer_port =
         orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)));

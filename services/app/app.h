@@ -23,6 +23,8 @@ struct AppConfig {
   std::string runs_dir = "runs";
   std::string data_root;
   // Orchestrator: addresses of the other services; "" = this process's own port.
+  // sampler_address may be a comma-separated list of sampler replicas: each round's prompts are
+  // then split into contiguous shards sampled in parallel (same samples as one replica).
   std::string sampler_address;
   std::string oracle_address;
   std::string trainer_address;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace spar::orchestrator {
 namespace {
 
@@ -55,6 +57,101 @@ TEST(DnoTest, NoPositiveNoPairs) {
 TEST(DnoTest, GapBelowThresholdDropped) {
   auto pairs = DnoMarginPairs("p", {"a", "b"}, {0.6, 0.4}, 0.5, 0.25);
   EXPECT_TRUE(pairs.empty());
+}
+
+// ---- DNO-Prct: hand-made judgments and scores ----
+
+TEST(DnoPrctTest, RepeatedNgramDefects) {
+  // "the cat sat" occurs 3 times (> 2): a defect with n = 3, max_repeats = 2.
+  EXPECT_TRUE(HasRepeatedNgram("the cat sat the cat sat the cat sat", 3, 2));
+  EXPECT_FALSE(HasRepeatedNgram("the cat sat the cat sat", 3, 2));  // twice is allowed
+  EXPECT_FALSE(HasRepeatedNgram("the cat sat the cat sat the cat sat", 3, 3));
+  // Overlapping occurrences count: "a a" occurs 4 times in five a's.
+  EXPECT_TRUE(HasRepeatedNgram("a a a a a", 2, 3));
+  EXPECT_FALSE(HasRepeatedNgram("one two three four five six", 2, 1));
+  EXPECT_FALSE(HasRepeatedNgram("x x x x", 0, 1));  // off
+  EXPECT_FALSE(HasRepeatedNgram("short", 4, 1));
+  // Whitespace of any kind separates words.
+  EXPECT_TRUE(HasRepeatedNgram("go\tgo\ngo  go", 1, 3));
+}
+
+TEST(DnoPrctTest, DefectsAreNotJudgedNeverChosenAndAlwaysRejected) {
+  // Candidate 1 is defective. Judged pairs skip it.
+  const std::vector<std::string> t = {"a", "la la la la la la", "b"};
+  const std::vector<bool> d = {false, true, false};
+  std::vector<PairRef> judge = PairsToJudge(t, d);
+  ASSERT_EQ(judge.size(), 1u);
+  EXPECT_EQ(judge[0].i, 0);
+  EXPECT_EQ(judge[0].j, 2);
+  // b beats a (P(a > b) = 0.25); both beat the defect without a judge call, even when a judge
+  // claims otherwise (the stray (0,1) judgment is ignored).
+  std::vector<double> wr = DefectAwareWinRates(t, {{0, 2, 0.25, true}, {0, 1, 0.0, true}}, d);
+  EXPECT_DOUBLE_EQ(wr[0], (0.25 + 1.0) / 2);
+  EXPECT_DOUBLE_EQ(wr[1], 0.0);
+  EXPECT_DOUBLE_EQ(wr[2], (0.75 + 1.0) / 2);
+  DnoMarginOptions o;
+  o.gate = 0.5;
+  o.min_gap = 0.25;
+  o.defective = d;
+  auto pairs = DnoMarginPairs("p", t, wr, o);
+  // b > a (gap 0.5), a > defect, b > defect; never the defect as chosen.
+  ASSERT_EQ(pairs.size(), 3u);
+  for (const auto& p : pairs) EXPECT_NE(p.chosen, t[1]);
+  int against_defect = 0;
+  for (const auto& p : pairs) against_defect += p.rejected == t[1] ? 1 : 0;
+  EXPECT_EQ(against_defect, 2);
+  // The defect is rejected whatever the gap, but only by candidates that pass the gate.
+  o.gate = 0.8;
+  pairs = DnoMarginPairs("p", t, wr, o);
+  ASSERT_EQ(pairs.size(), 2u);  // only b (0.875) is a positive: b > a, b > defect
+  for (const auto& p : pairs) EXPECT_EQ(p.chosen, "b");
+  // A gate of 0 still never chooses a defect.
+  o.gate = 0.0;
+  for (const auto& p : DnoMarginPairs("p", t, wr, o)) EXPECT_NE(p.chosen, t[1]);
+}
+
+TEST(DnoPrctTest, TeacherJoinsTheCandidatesWithItsOwnMargin) {
+  // K = 3 samples + teacher (index 3). Win rates over the 3 others each.
+  const std::vector<std::string> t = {"s0", "s1", "s2", "gold"};
+  // Teacher beats s1, s2 (1.0) and loses to s0 (0.0); s0 beats everyone; s1 beats s2.
+  std::vector<PairJudgment> j = {{0, 1, 1.0, true}, {0, 2, 1.0, true}, {0, 3, 1.0, true},
+                                 {1, 2, 1.0, true}, {1, 3, 0.0, true}, {2, 3, 0.0, true}};
+  std::vector<double> wr = WinRates(t, j);
+  EXPECT_DOUBLE_EQ(wr[0], 1.0);
+  EXPECT_DOUBLE_EQ(wr[3], 2.0 / 3);
+  EXPECT_DOUBLE_EQ(wr[1], 1.0 / 3);
+  EXPECT_DOUBLE_EQ(wr[2], 0.0);
+  DnoMarginOptions o;
+  o.gate = 0.5;
+  o.min_gap = 0.25;
+  o.teacher_min_gap = 0.5;
+  o.teacher_index = 3;
+  o.defective.assign(4, false);
+  auto pairs = DnoMarginPairs("p", t, wr, o);
+  std::set<std::pair<std::string, std::string>> got;
+  for (const auto& p : pairs) got.insert({p.chosen, p.rejected});
+  // Student s0 (gap >= 0.25): over gold, s1, s2. Teacher (gap >= 0.5): over s2 (gap 2/3) but not
+  // over s1 (gap 1/3, enough for a student, not for the teacher).
+  const std::set<std::pair<std::string, std::string>> want = {
+      {"s0", "gold"}, {"s0", "s1"}, {"s0", "s2"}, {"gold", "s2"}};
+  EXPECT_EQ(got, want);
+}
+
+TEST(DnoPrctTest, SideBySideScoresUseGateFiveAndMarginsTwoAndOne) {
+  // 6-point scores: samples 5, 4, 3, 6(defect) and the teacher 5.
+  const std::vector<std::string> t = {"s0", "s1", "s2", "rep rep rep", "gold"};
+  const std::vector<double> scores = {5, 4, 3, 6, 5};
+  DnoMarginOptions o = DnoScoreOptions(/*teacher_index=*/4, {false, false, false, true, false});
+  std::set<std::pair<std::string, std::string>> got;
+  for (const auto& p : DnoMarginPairs("p", t, scores, o)) got.insert({p.chosen, p.rejected});
+  // s0 (student, 5): margin 1 -> over s1 (4), s2 (3), the defect; not over gold (5).
+  // gold (teacher, 5): margin 2 -> over s2 (3) and the defect; not over s1 (4).
+  // s1 (4) is below the gate; the defect (6) is never chosen.
+  const std::set<std::pair<std::string, std::string>> want = {
+      {"s0", "s1"}, {"s0", "s2"}, {"s0", "rep rep rep"}, {"gold", "s2"}, {"gold", "rep rep rep"}};
+  EXPECT_EQ(got, want);
+  // No candidate >= 5: no pairs for the prompt.
+  EXPECT_TRUE(DnoMarginPairs("p", {"a", "b"}, {4, 1}, DnoScoreOptions(-1, {false, false})).empty());
 }
 
 }  // namespace

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,66 @@
 
 namespace spar::orchestrator {
 namespace {
+
+// Thread-safe: the runner sends chunks of a round's comparisons concurrently (pipelining).
+class FakeOracle : public OraclePort {
+ public:
+  absl::Status Compare(const v1::CompareRequest& req,
+                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      keys.push_back(req.idempotency_key());
+      if (unavailable_times > 0 && absl::StrContains(req.idempotency_key(), "/judge")) {
+        --unavailable_times;
+        return absl::UnavailableError("oracle restarting");
+      }
+      scopes.push_back(req);
+      scopes.back().clear_comparisons();
+      if (exhaust_key.empty() || !absl::StrContains(req.idempotency_key(), exhaust_key)) {
+        for (const v1::Comparison& c : req.comparisons()) {
+          ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
+        }
+      }
+      if (req.comparisons_size() > 0) received_any = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < req.comparisons_size(); ++i) {
+      const v1::Comparison& c = req.comparisons(i);
+      if (!exhaust_key.empty() && absl::StrContains(req.idempotency_key(), exhaust_key)) {
+        v1::Judgment j;  // what the oracle answers once a judge budget is spent
+        j.set_index(i);
+        j.set_ok(false);
+        j.set_error("RESOURCE_EXHAUSTED: budget: job job-1 round 1 judge_budget.round_max_calls");
+        absl::Status st = cb(j);
+        if (!st.ok()) return st;
+        continue;
+      }
+      int64_t truth = *ArithTruth(c.prompt());
+      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
+      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
+      v1::Judgment j;
+      j.set_index(i);
+      j.set_ok(true);
+      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
+      absl::Status st = cb(j);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+  // True once a Compare call with comparisons has arrived.
+  bool WaitForFirstComparison(std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, timeout, [this] { return received_any; });
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool received_any = false;
+  int unavailable_times = 0;  // the next N judge-stage calls fail with UNAVAILABLE
+  std::vector<std::string> keys;
+  std::vector<v1::CompareRequest> scopes;  // each request without its comparisons
+  std::map<std::string, int> paid;
+  std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
+};
 
 // Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
 // only for trained checkpoints (paths containing "iter_"), so accuracy rises after round 1.
@@ -38,15 +100,25 @@ class FakeSampler : public SamplerPort {
       }
     }
     bool trained = absl::StrContains(req.policy(), "iter_");
-    for (int i = 0; i < req.prompts_size(); ++i) {
+    for (int n = 0; n < req.prompts_size(); ++n) {
+      const int i = reverse ? req.prompts_size() - 1 - n : n;
+      if (n == 1 && hold_after_first && req.params().temperature() > 0 && !hold_after_first()) {
+        // A latch, not a sleep: judging must start while this stream is held open.
+        blocked_timed_out = true;
+        return absl::InternalError("no comparison reached the oracle while sampling was held");
+      }
       v1::GenerateResponse r;
       r.set_index(i);
       r.set_prompt(req.prompts(i));
       int64_t truth = *ArithTruth(req.prompts(i));
       for (int j = 0; j < req.params().num_samples(); ++j) {
         int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
-                                                      : truth + (distinct > 0 ? j % distinct : j);
-        r.add_samples()->set_text(std::to_string(ans));
+                                                      : truth + offset + (distinct > 0 ? j % distinct : j);
+        if (defect_last && j == req.params().num_samples() - 1 && req.params().temperature() > 0) {
+          r.add_samples()->set_text("7 7 7 7 7 7 7 7 7 7 7 7");
+        } else {
+          r.add_samples()->set_text(std::to_string(ans));
+        }
       }
       absl::Status st = cb(r);
       if (!st.ok()) return st;
@@ -58,43 +130,13 @@ class FakeSampler : public SamplerPort {
   std::string fail_key;
   int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
   int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
-};
-
-class FakeOracle : public OraclePort {
- public:
-  absl::Status Compare(const v1::CompareRequest& req,
-                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
-    keys.push_back(req.idempotency_key());
-    scopes.push_back(req);
-    scopes.back().clear_comparisons();
-    for (int i = 0; i < req.comparisons_size(); ++i) {
-      const v1::Comparison& c = req.comparisons(i);
-      if (!exhaust_key.empty() && absl::StrContains(req.idempotency_key(), exhaust_key)) {
-        v1::Judgment j;  // what the oracle answers once a judge budget is spent
-        j.set_index(i);
-        j.set_ok(false);
-        j.set_error("RESOURCE_EXHAUSTED: budget: job job-1 round 1 judge_budget.round_max_calls");
-        absl::Status st = cb(j);
-        if (!st.ok()) return st;
-        continue;
-      }
-      ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
-      int64_t truth = *ArithTruth(c.prompt());
-      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
-      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
-      v1::Judgment j;
-      j.set_index(i);
-      j.set_ok(true);
-      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
-      absl::Status st = cb(j);
-      if (!st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-  std::vector<std::string> keys;
-  std::vector<v1::CompareRequest> scopes;  // each request without its comparisons
-  std::map<std::string, int> paid;
-  std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
+  bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
+  int offset = 0;             // sample j answers truth + offset + j
+  bool defect_last = false;   // the last sample is a repetition defect
+  // Round sampling holds the stream open after the first prompt until this returns (false:
+  // timed out, the call fails).
+  std::function<bool()> hold_after_first;
+  bool blocked_timed_out = false;
 };
 
 class FakeTrainer : public TrainerPort {
@@ -140,6 +182,16 @@ class JobRunnerTest : public ::testing::Test {
   }
   void TearDown() override { RemoveAll(root_).IgnoreError(); }
 
+  // The fixture's spec went through WithDefaults as dno: drop what only dno may set before
+  // switching algorithms.
+  void ClearDnoOnlyDefaults() {
+    v1::PairPolicy* pp = spec_.mutable_pairs();
+    pp->clear_use_teacher();
+    pp->clear_teacher_min_gap();
+    pp->clear_defect_ngram();
+    pp->clear_defect_max_repeats();
+  }
+
   // A fresh job directory under the test's root.
   std::string JobDir(const std::string& name) {
     std::string dir = JoinPath(root_, name);
@@ -150,10 +202,17 @@ class JobRunnerTest : public ::testing::Test {
   absl::Status RunJob(const std::string& dir, FakeSampler& s, FakeOracle& o, FakeTrainer& t) {
     std::atomic<bool> cancel{false};
     JobRunnerCallbacks cb;
-    cb.on_event = [this](const v1::JobEvent& ev) { events_.push_back(ev.kind()); };
+    cb.on_event = [this](const v1::JobEvent& ev) {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      events_.push_back(ev.kind());
+      full_events_.push_back(ev);
+      events_cv_.notify_all();
+    };
     cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
     JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
     runner.set_stage_retry_backoff(absl::ZeroDuration());
+    runner.set_pipeline_judging(pipeline_);
+    runner.set_judge_chunking(judge_chunk_, judge_in_flight_);
     return runner.Run();
   }
 
@@ -161,6 +220,12 @@ class JobRunnerTest : public ::testing::Test {
   v1::JobSpec spec_;
   v1::Job job_;
   std::vector<std::string> events_;
+  std::vector<v1::JobEvent> full_events_;
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  bool pipeline_ = true;
+  int judge_chunk_ = 64;
+  int judge_in_flight_ = 4;
 };
 
 TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
@@ -319,6 +384,7 @@ TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
 
 TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   spec_.set_algorithm("spin");
+  ClearDnoOnlyDefaults();
   spec_.mutable_pairs()->clear_policy();
   spec_ = WithDefaults(spec_);
   ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
@@ -362,6 +428,7 @@ TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
 
 TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
   spec_.set_algorithm("sppo");
+  ClearDnoOnlyDefaults();
   spec_.mutable_pairs()->clear_policy();
   spec_.mutable_training()->clear_loss();
   spec_.mutable_training()->clear_beta();
@@ -397,6 +464,7 @@ TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
 
 TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) {
   spec_.set_algorithm("mpo");
+  ClearDnoOnlyDefaults();
   spec_.set_rounds(5);
   spec_.mutable_pairs()->clear_policy();
   spec_.mutable_training()->clear_loss();
@@ -436,6 +504,7 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
 
 TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
   spec_.set_algorithm("mpo");
+  ClearDnoOnlyDefaults();
   spec_.set_rounds(3);
   spec_.set_mpo_magnet_refresh(1);
   spec_.mutable_pairs()->clear_policy();
@@ -454,6 +523,164 @@ TEST_F(JobRunnerTest, MpoMagnetRefreshEveryRound) {
             *ResolveDataPath(JoinPath(root_, "base"), "", "base_model"));
   EXPECT_EQ(t.configs[1].magnet_checkpoint(), rd.Checkpoint(1));
   EXPECT_EQ(t.configs[2].magnet_checkpoint(), rd.Checkpoint(2));
+}
+
+TEST_F(JobRunnerTest, JudgingStartsWhileSamplingIsStillRunning) {
+  FakeOracle o;
+  FakeSampler s;
+  // The stream stays open after prompt 0 until the oracle got a comparison and the runner
+  // reported judge progress (a latch with a timeout as failure, never a sleep).
+  s.hold_after_first = [&] {
+    if (!o.WaitForFirstComparison(std::chrono::seconds(60))) return false;
+    std::unique_lock<std::mutex> lock(events_mu_);
+    return events_cv_.wait_for(lock, std::chrono::seconds(60), [&] {
+      for (const v1::JobEvent& ev : full_events_) {
+        if (ev.stage() == "judge" && ev.kind() == "progress") return true;
+      }
+      return false;
+    });
+  };
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_FALSE(s.blocked_timed_out);
+  // The events show the overlap: round 1's judge started and made progress before sampling
+  // finished.
+  int judge_progress = -1, judge_started = -1, sample_finished = -1;
+  for (size_t i = 0; i < full_events_.size(); ++i) {
+    const v1::JobEvent& ev = full_events_[i];
+    if (ev.round() != 1) continue;
+    if (ev.stage() == "judge" && ev.kind() == "stage_started" && judge_started < 0) judge_started = i;
+    if (ev.stage() == "judge" && ev.kind() == "progress" && judge_progress < 0) judge_progress = i;
+    if (ev.stage() == "sample" && ev.kind() == "stage_finished") sample_finished = i;
+  }
+  ASSERT_GE(judge_started, 0);
+  ASSERT_GE(judge_progress, 0);
+  ASSERT_GE(sample_finished, 0);
+  EXPECT_LT(judge_started, sample_finished);
+  EXPECT_LT(judge_progress, sample_finished);
+  EXPECT_TRUE(absl::StrContains(full_events_[judge_progress].message(), "of 8 prompts sampled"))
+      << full_events_[judge_progress].message();
+  EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "eval\n");
+  EXPECT_EQ(ReadJsonl(RunDir(dir).Judgments(1))->size(), 24u);
+}
+
+TEST_F(JobRunnerTest, PipelinedRunWritesTheSameBytesAsAnUnpipelinedOne) {
+  spec_.mutable_sampling()->set_num_samples(4);
+  FakeSampler s0;
+  s0.distinct = 3;  // repeated texts: shared comparisons, flipped orientations
+  FakeOracle o0;
+  FakeTrainer t0;
+  std::string ref = JobDir("unpipelined");
+  pipeline_ = false;
+  ASSERT_TRUE(RunJob(ref, s0, o0, t0).ok());
+
+  FakeSampler s1;
+  s1.distinct = 3;
+  s1.reverse = true;  // results arrive out of prompt order
+  FakeOracle o1;
+  FakeTrainer t1;
+  std::string dir = JobDir("pipelined");
+  pipeline_ = true;
+  judge_chunk_ = 2;  // many small concurrent chunks
+  judge_in_flight_ = 3;
+  ASSERT_TRUE(RunJob(dir, s1, o1, t1).ok());
+  int chunks = 0;
+  for (const std::string& k : o1.keys) chunks += absl::StrContains(k, "iter_001/judge/") ? 1 : 0;
+  EXPECT_GT(chunks, 1);
+  RunDir a(ref), b(dir);
+  for (int r = 1; r <= 2; ++r) {
+    for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval,
+                   &RunDir::Stage}) {
+      auto x = ReadFile((a.*f)(r));
+      auto y = ReadFile((b.*f)(r));
+      ASSERT_TRUE(x.ok() && y.ok()) << (b.*f)(r);
+      EXPECT_EQ(*x, *y) << (b.*f)(r);
+    }
+  }
+  // Nothing judged twice, nothing more than unpipelined.
+  EXPECT_EQ(o1.paid, o0.paid);
+}
+
+TEST_F(JobRunnerTest, OracleUnavailableWhilePipelinedRetriesOnlyTheJudging) {
+  FakeSampler s;
+  FakeOracle o;
+  o.unavailable_times = 1;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_EQ(o.unavailable_times, 0);
+  int round1_sampling = 0;
+  for (const std::string& k : s.keys) round1_sampling += k == "job-1/iter_001/sample" ? 1 : 0;
+  EXPECT_EQ(round1_sampling, 1);  // samples were whole and kept; only judging was re-run
+  EXPECT_EQ(ReadJsonl(RunDir(dir).Judgments(1))->size(), 24u);
+}
+
+TEST_F(JobRunnerTest, DnoPrctTeacherJoinsTheCandidates) {
+  spec_.mutable_pairs()->set_use_teacher(true);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  EXPECT_DOUBLE_EQ(spec_.pairs().teacher_min_gap(), 0.5);  // 2 x min_gap
+  FakeSampler s;
+  s.offset = 1;  // samples answer truth+1, truth+2, truth+3: only the teacher (gold) is right
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  // K = 3 samples + the teacher: 6 comparisons per prompt, the teacher is candidate 3.
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u * 6u);
+  int with_teacher = 0;
+  for (const auto& j : *judgments) {
+    if (j["j"].get<int>() == 3) {
+      ++with_teacher;
+      EXPECT_DOUBLE_EQ(j["p_a_wins"].get<double>(), 0.0) << j;  // the sample loses to the teacher
+    }
+  }
+  EXPECT_EQ(with_teacher, 8 * 3);
+  // Win rates over the 3 others: teacher 1, truth+1 2/3, truth+2 1/3, truth+3 0. The teacher
+  // (margin 0.5) beats truth+2 and truth+3, not truth+1 (gap 1/3); the samples (margin 0.25):
+  // truth+1 beats truth+2 and truth+3; truth+2 (1/3) is below the gate.
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 4u);
+  int teacher_chosen = 0;
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    EXPECT_LT(c, r);
+    if (c == 0) {
+      ++teacher_chosen;
+      EXPECT_GE(r, 2);
+    }
+  }
+  EXPECT_EQ(teacher_chosen, 8 * 2);
+}
+
+TEST_F(JobRunnerTest, DnoPrctDefectsAreNeitherJudgedNorChosen) {
+  ASSERT_EQ(spec_.pairs().defect_ngram(), 4);  // dno defaults
+  ASSERT_EQ(spec_.pairs().defect_max_repeats(), 2);
+  FakeSampler s;
+  s.defect_last = true;  // samples: truth, truth+1, "7 7 7 ..." (a 4-gram 9 times)
+  FakeOracle o;          // would fail to parse the defect: it must never be sent
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u);  // only (truth, truth+1) per prompt
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 3u);
+  int against_defect = 0;
+  for (const auto& p : *pairs) {
+    EXPECT_FALSE(absl::StrContains(p["chosen"].get<std::string>(), " ")) << p;
+    if (absl::StrContains(p["rejected"].get<std::string>(), " ")) {
+      ++against_defect;
+      EXPECT_DOUBLE_EQ(p["rejected_win_rate"].get<double>(), 0.0);
+    }
+  }
+  // Both sound samples (win rates 1 and 0.5, both >= the gate) are preferred over the defect.
+  EXPECT_EQ(against_defect, 16);
 }
 
 }  // namespace

@@ -73,6 +73,50 @@ TEST(SamplingParamsTest, RejectsBadValuesNamingTheField) {
   p.max_new_tokens = 0;
   EXPECT_THAT(std::string(Validate(p).message()), HasSubstr("max_new_tokens"));
   EXPECT_EQ(Validate(p).code(), absl::StatusCode::kInvalidArgument);
+  p = SamplingParams();
+  p.first_prompt_index = -1;
+  EXPECT_THAT(std::string(Validate(p).message()), HasSubstr("first_prompt_index"));
+}
+
+TEST(SamplerTest, AShardWithItsFirstPromptIndexDrawsWhatTheWholeListWould) {
+  const std::string dir = SaveTinyPolicy(6);
+  const std::vector<std::string> prompts = {"1+1=", "22+33=", "4+", "9+9=", "50+50="};
+  SamplingParams params;
+  params.num_samples = 3;
+  params.temperature = 1.0f;
+  params.max_new_tokens = 6;
+  params.seed = 23;
+  SamplerConfig config;
+  config.max_batch_size = 6;  // 2 prompts x 3 samples per batch: [0,2) [2,4) [4,5)
+  absl::StatusOr<std::unique_ptr<Sampler>> s = Sampler::Create(config);
+  ASSERT_TRUE(s.ok());
+  std::vector<PromptSamples> whole = Collect(**s, dir, prompts, params);
+  ASSERT_EQ(whole.size(), prompts.size());
+  // Shard [2, 5) sent on its own (as to a second replica).
+  params.first_prompt_index = 2;
+  std::vector<PromptSamples> shard =
+      Collect(**s, dir, {prompts.begin() + 2, prompts.end()}, params);
+  ASSERT_EQ(shard.size(), 3u);
+  bool any_differs_from_unshifted = false;
+  for (size_t i = 0; i < shard.size(); ++i) {
+    EXPECT_EQ(shard[i].index, static_cast<int64_t>(i));  // position in this request
+    for (size_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(shard[i].samples[j].token_ids, whole[i + 2].samples[j].token_ids) << i << "," << j;
+      // The shard starts on a batch boundary: the same batches, bit-identical log-probs.
+      EXPECT_EQ(shard[i].samples[j].logprob, whole[i + 2].samples[j].logprob) << i << "," << j;
+    }
+  }
+  // Without the index the shard's prompts would be drawn as prompts 0..2 (different samples).
+  params.first_prompt_index = 0;
+  std::vector<PromptSamples> unshifted =
+      Collect(**s, dir, {prompts.begin() + 2, prompts.end()}, params);
+  for (size_t i = 0; i < unshifted.size(); ++i) {
+    for (size_t j = 0; j < 3; ++j) {
+      any_differs_from_unshifted |=
+          unshifted[i].samples[j].token_ids != whole[i + 2].samples[j].token_ids;
+    }
+  }
+  EXPECT_TRUE(any_differs_from_unshifted);
 }
 
 TEST(SamplerTest, StreamsOnePerPromptInOrderAndIsChunkIndependent) {

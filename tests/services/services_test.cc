@@ -301,6 +301,112 @@ TEST_F(ServicesTest, JudgeBudgetPausesTheJobAndResumeWithALargerBudgetFinishesIt
   (*app)->Shutdown();
 }
 
+// Creates a job and watches it to the end; the final job record.
+v1::Job RunJobToEnd(v1::Orchestrator::Stub& stub, const v1::JobSpec& spec,
+                    const std::string& request_id) {
+  v1::CreateJobRequest req;
+  *req.mutable_spec() = spec;
+  req.set_request_id(request_id);
+  v1::Job job;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status st = stub.CreateJob(&ctx, req, &job);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (!st.ok()) return job;
+  }
+  grpc::ClientContext wctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.job_id());
+  auto reader = stub.WatchJob(&wctx, wreq);
+  v1::JobEvent ev;
+  while (reader->Read(&ev)) {
+    if (ev.has_job()) job = ev.job();
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  return job;
+}
+
+int64_t MetricValue(int metrics_port, const std::string& name) {
+  httplib::Client http("127.0.0.1", metrics_port);
+  auto res = http.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  size_t at = res->body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(res->body.substr(at + name.size() + 2));
+}
+
+TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
+  // Two sampler-only processes' worth of services on loopback, and an orchestrator that shards
+  // across them (oracle and trainer: the suite's app).
+  // Batches of 3 prompts x 3 samples, so the 6 round prompts make two shards.
+  constexpr int kMaxBatch = 9;
+  std::vector<std::unique_ptr<App>> replicas;
+  for (int i = 0; i < 2; ++i) {
+    AppConfig rc;
+    rc.roles = {"sampler"};
+    rc.sampler_max_batch_size = kMaxBatch;
+    auto r = App::Start(rc);
+    ASSERT_TRUE(r.ok()) << r.status();
+    replicas.push_back(*std::move(r));
+  }
+  auto orchestrator = [&](const std::string& runs, const std::string& samplers) {
+    AppConfig oc;
+    oc.roles = {"orchestrator"};
+    oc.runs_dir = JoinPath(*root_, runs);
+    oc.data_root = *root_;
+    oc.sampler_address = samplers;
+    oc.sampler_max_batch_size = kMaxBatch;
+    oc.oracle_address = oc.trainer_address = app_->address();
+    return App::Start(oc);
+  };
+  auto single = orchestrator("runs-one-replica", replicas[0]->address());
+  ASSERT_TRUE(single.ok()) << single.status();
+  auto sharded = orchestrator("runs-two-replicas",
+                              replicas[0]->address() + "," + replicas[1]->address());
+  ASSERT_TRUE(sharded.ok()) << sharded.status();
+
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("replicas");
+  v1::Job one =
+      RunJobToEnd(*v1::Orchestrator::NewStub(MakeChannel((*single)->address())), spec, "one");
+  ASSERT_EQ(one.state(), v1::JOB_STATE_SUCCEEDED) << one.error();
+  const int64_t first_replica_prompts =
+      MetricValue(replicas[0]->metrics_port(), "spar_sampler_prompts_total");
+  v1::Job two =
+      RunJobToEnd(*v1::Orchestrator::NewStub(MakeChannel((*sharded)->address())), spec, "two");
+  ASSERT_EQ(two.state(), v1::JOB_STATE_SUCCEEDED) << two.error();
+
+  const std::string a = JoinPath(JoinPath(*root_, "runs-one-replica"), one.job_id());
+  const std::string b = JoinPath(JoinPath(*root_, "runs-two-replicas"), two.job_id());
+  for (const char* f : {"base_eval.jsonl", "iter_001/samples.jsonl", "iter_001/judgments.jsonl",
+                        "iter_001/eval_answers.jsonl"}) {
+    auto x = ReadFile(JoinPath(a, f));
+    auto y = ReadFile(JoinPath(b, f));
+    ASSERT_TRUE(x.ok() && y.ok()) << f;
+    EXPECT_EQ(*x, *y) << f;
+  }
+  // The sharded job used both replicas: the 6 round prompts as 3 + 3 (the 5 greedy eval prompts
+  // per policy fit one batch of 9 rows: one shard).
+  EXPECT_GE(MetricValue(replicas[1]->metrics_port(), "spar_sampler_prompts_total"), 3);
+  EXPECT_GE(MetricValue(replicas[0]->metrics_port(), "spar_sampler_prompts_total"),
+            first_replica_prompts + 3);
+  // A replica that is gone (UNAVAILABLE) hands its shard to the other: same files again.
+  replicas[1]->Shutdown();
+  v1::Job failover =
+      RunJobToEnd(*v1::Orchestrator::NewStub(MakeChannel((*sharded)->address())), spec, "three");
+  ASSERT_EQ(failover.state(), v1::JOB_STATE_SUCCEEDED) << failover.error();
+  const std::string c = JoinPath(JoinPath(*root_, "runs-two-replicas"), failover.job_id());
+  for (const char* f : {"iter_001/samples.jsonl", "iter_001/judgments.jsonl"}) {
+    auto x = ReadFile(JoinPath(a, f));
+    auto y = ReadFile(JoinPath(c, f));
+    ASSERT_TRUE(x.ok() && y.ok()) << f;
+    EXPECT_EQ(*x, *y) << f;
+  }
+  (*sharded)->Shutdown();
+  (*single)->Shutdown();
+  for (auto& r : replicas) r->Shutdown();
+}
+
 struct BadRequest {
   const char* name;
   const char* spec_json;
