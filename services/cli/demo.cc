@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -133,7 +134,9 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
   v1::Job last_job;
   int rounds = 0;
   bool bar_open = false;
-  absl::Time stage_start = absl::Now();
+  // Start time per round/stage: judging overlaps sampling (pipelining), so two stages of a
+  // round can be in progress at once.
+  std::map<std::string, absl::Time> stage_starts;
   while (reader->Read(&ev)) {
     if (ev.has_job()) {
       last_job = ev.job();
@@ -141,7 +144,10 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
     }
     if (quiet) continue;
     std::string where = ev.round() == 0 ? "base   " : absl::StrFormat("round %d/%d", ev.round(), rounds);
-    if (ev.kind() == "stage_started") stage_start = absl::Now();
+    const std::string stage_key = absl::StrCat(ev.round(), "/", ev.stage());
+    if (ev.kind() == "stage_started") stage_starts[stage_key] = absl::Now();
+    const absl::Time stage_start =
+        stage_starts.count(stage_key) ? stage_starts[stage_key] : absl::Now();
     if (ev.kind() == "progress" && tty) {
       double el = absl::ToDoubleSeconds(absl::Now() - stage_start);
       std::string eta = "";
