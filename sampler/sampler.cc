@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/chat_template.h"
 #include "model/policy.h"
 
 namespace spar::sampler {
@@ -34,6 +35,9 @@ absl::Status Validate(const SamplingParams& p) {
   if (p.max_new_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 1, got ", p.max_new_tokens));
+  }
+  if (absl::Status st = model::ValidateChatTemplateSetting(p.chat_template); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
   }
   return absl::OkStatus();
 }
@@ -79,6 +83,7 @@ absl::Status Sampler::Generate(const std::string& checkpoint_dir,
   gp.seed = params.seed;
   gp.num_samples = params.num_samples;
   gp.max_batch_size = config_.max_batch_size;
+  gp.chat_template = params.chat_template;
   // Whole prompts per chunk (at least one), so results stream as chunks finish. The sample draws
   // depend on the absolute prompt index, so chunking does not change them.
   const size_t per_chunk =

@@ -36,6 +36,9 @@ struct SamplingParams {
   float top_p = 1.0f;        // in (0, 1]
   int max_new_tokens = 8;    // >= 1; EOS counts
   uint64_t seed = 0;         // sample j of prompt i depends only on (seed, i, j) and the weights
+  // "" / "none" = raw prompt text, "auto" = the checkpoint's chat template, or a template name
+  // (model::Policy::EncodePrompt).
+  std::string chat_template;
 };
 
 // InvalidArgument naming the field.

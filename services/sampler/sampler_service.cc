@@ -50,6 +50,10 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
   }
   absl::StatusOr<sampler::SamplingParams> params = FromProto(request->params());
   if (invalid.ok() && !params.ok()) invalid = params.status();
+  if (invalid.ok()) {
+    params->chat_template = request->chat_template();
+    if (absl::Status st = sampler::Validate(*params); !st.ok()) invalid = st;
+  }
   if (!invalid.ok()) {
     rpc_metrics_.Record("Generate", "INVALID_ARGUMENT", started);
     sink->Finish(ToGrpcStatus(invalid));
