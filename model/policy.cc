@@ -248,8 +248,10 @@ absl::StatusOr<std::unique_ptr<Policy::Impl>> LoadImpl(const std::string& dir) {
           absl::StrCat(weights_path, ": tensor \"", name, "\": ", type.status().message()));
     }
     std::string_view bytes = file.Data(entry);
-    // copy_ converts the on-disk dtype straight into the float32 parameter (no extra copy).
+    // copy_ converts the on-disk dtype straight from the mapped file into the float32 parameter
+    // (no copy of the file in memory); then the tensor's pages leave our resident set.
     p.value().copy_(torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, *type));
+    file.Release(entry);
     used[name] = true;
   }
   for (const auto& [name, index] : weights.where) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -267,6 +268,32 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   auto named = (*byte_policy)->EncodePrompt(prompt, "chatml");
   EXPECT_EQ(named.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(named.status().message().find("no tokenizer.json"), std::string::npos);
+}
+
+// Memory-mapped loading of a bf16 checkpoint in many shards gives the same weights as one file,
+// each equal to the original rounded to bf16.
+TEST(HfCheckpointLoadTest, ShardedMappedCheckpointLoadsEqual) {
+  LlamaConfig config = TinyHfConfig("qwen2");
+  config.torch_dtype = "bfloat16";
+  auto policy = Policy::CreateRandom(config, 8);
+  ASSERT_TRUE(policy.ok());
+  Perturb(**policy, 9);
+  const std::string one = TempDir("one_file"), sharded = TempDir("sharded");
+  ASSERT_TRUE((*policy)->Save(one).ok());
+  ASSERT_TRUE((*policy)->Save(sharded, 8'000).ok());
+  auto index = ReadJsonFile(JoinPath(sharded, "model.safetensors.index.json"));
+  ASSERT_TRUE(index.ok());
+  std::set<std::string> shards;
+  for (const auto& [name, file] : (*index)["weight_map"].items()) shards.insert(file);
+  EXPECT_GT(shards.size(), 3u);
+  auto a = Policy::Load(one), b = Policy::Load(sharded);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  std::vector<torch::Tensor> want = Params(**policy), pa = Params(**a), pb = Params(**b);
+  ASSERT_EQ(pa.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+    EXPECT_TRUE(torch::equal(pb[i], want[i].to(torch::kBFloat16).to(torch::kFloat32))) << i;
+  }
 }
 
 TEST(HfCheckpointLoadTest, ClearErrors) {
