@@ -182,6 +182,18 @@ absl::Status CheckTokenizerFiles(const std::string& dir, const char* field) {
   return absl::OkStatus();
 }
 
+// Policy::Load with errors prefixed by the request field (e.g. a tokenizer with more ids than
+// config.vocab_size: "init_checkpoint: <dir>: tokenizer has N ids, config.vocab_size is only M").
+absl::StatusOr<std::unique_ptr<model::Policy>> LoadCheckpoint(const std::string& dir,
+                                                              const char* field) {
+  absl::StatusOr<std::unique_ptr<model::Policy>> policy = model::Policy::Load(dir);
+  if (!policy.ok()) {
+    return absl::Status(policy.status().code(),
+                        absl::StrCat(field, ": ", policy.status().message()));
+  }
+  return policy;
+}
+
 // A checkpoint without tokenizer.json uses the byte tokenizer: its config's special ids must be
 // the byte tokenizer's.
 absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
@@ -465,13 +477,14 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
   const bool writer = dist.rank == 0;
   SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
   SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy,
-                        model::Policy::Load(init_checkpoint));
+                        LoadCheckpoint(init_checkpoint, "init_checkpoint"));
   SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *policy, "init_checkpoint"));
   const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
   std::unique_ptr<model::Policy> magnet;
   if (uses_magnet && !config.magnet_checkpoint.empty()) {
     SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
-    SPAR_ASSIGN_OR_RETURN(magnet, model::Policy::Load(config.magnet_checkpoint));
+    SPAR_ASSIGN_OR_RETURN(magnet,
+                          LoadCheckpoint(config.magnet_checkpoint, "train.magnet_checkpoint"));
     SPAR_RETURN_IF_ERROR(CheckTokenizer(config.magnet_checkpoint, *magnet, "magnet_checkpoint"));
     // The magnet scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
     if (magnet->TokenizerFingerprint() != policy->TokenizerFingerprint()) {

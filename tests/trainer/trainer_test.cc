@@ -353,6 +353,17 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
   c.magnet_checkpoint = init;
   EXPECT_THAT(code_and_message(SaveTinyHfPolicy(27), ok, c),
               HasSubstr("train.magnet_checkpoint: mismatched tokenizer"));
+  // A tokenizer with more ids than the embedding table.
+  const std::string small_vocab = SaveTinyPolicy(28);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(small_vocab, f),
+                                *ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f)))
+                    .ok());
+  }
+  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
+              HasSubstr("init_checkpoint: "));
+  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
+              HasSubstr("tokenizer has 32000 ids, config.vocab_size is only 259"));
   EXPECT_FALSE(PathExists(out));
 }
 
