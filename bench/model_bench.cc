@@ -6,6 +6,9 @@
 // BW is measured on this machine as the rate of a large tensor copy (bytes read + bytes written,
 // 256 MiB source, best of 5); FLOPS as the rate of a 1024^3 float32 matmul (best of 5). Both use
 // the same LibTorch/thread settings as the model. Usage: spar_model_bench [--steps=32]
+// spar_model_bench --load_rss=DIR writes a ~110M-parameter float32 checkpoint to DIR and prints
+// the peak RSS of loading it with Policy::Load (memory-mapped) and with the former read-into-memory
+// loader, each in a fresh process.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +19,11 @@
 
 #include <torch/torch.h>
 
+#include "common/file_util.h"
 #include "model/internal/llama.h"
 #include "model/llama_config.h"
+#include "model/policy.h"
+#include "model/safetensors.h"
 
 namespace {
 
@@ -60,13 +66,96 @@ struct Size {
   int64_t hidden, layers, heads, kv_heads, intermediate, vocab;
 };
 
+// ---- load_rss: peak resident memory of loading a checkpoint ----
+// Peak (VmHWM) and current anonymous (RssAnon) resident memory of this process, MiB.
+void PrintRss(const char* what, double seconds) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  char line[256];
+  double hwm = 0, anon = 0;
+  while (f != nullptr && std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::strncmp(line, "VmHWM:", 6) == 0) hwm = std::atof(line + 6) / 1024;
+    if (std::strncmp(line, "RssAnon:", 8) == 0) anon = std::atof(line + 8) / 1024;
+  }
+  if (f != nullptr) std::fclose(f);
+  std::printf("%-44s peak RSS %8.1f MiB, anonymous RSS after %8.1f MiB, %.2f s\n", what, hwm, anon,
+              seconds);
+}
+
+// Loads `dir` in a fresh process (spawned by --load_rss) and prints its peak RSS.
+//   mmap: model::Policy::Load (memory-mapped safetensors, pages released tensor by tensor);
+//   read: the loader before memory mapping, emulated: every file read into memory
+//         (SafetensorsFile::Parse(ReadFile)), then each tensor converted into the module.
+int LoadChild(const std::string& dir, const std::string& mode) {
+  auto t = Clock::now();
+  if (mode == "mmap") {
+    auto policy = spar::model::Policy::Load(dir);
+    if (!policy.ok()) {
+      std::fprintf(stderr, "%s\n", policy.status().ToString().c_str());
+      return 1;
+    }
+    PrintRss("mmap (Policy::Load)", Seconds(t));
+    return 0;
+  }
+  auto json = spar::ReadJsonFile(spar::JoinPath(dir, "config.json"));
+  auto config = spar::model::ParseLlamaConfig(*json);
+  internal::LlamaForCausalLM model(*config);
+  std::vector<spar::model::SafetensorsFile> files;
+  for (const char* name : {"model.safetensors"}) {
+    auto bytes = spar::ReadFile(spar::JoinPath(dir, name));
+    files.push_back(*spar::model::SafetensorsFile::Parse(*std::move(bytes)));
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    const auto& file = files[0];
+    const auto& entry = file.tensors().at(p.key());
+    std::string_view bytes = file.Data(entry);
+    p.value().copy_(torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, torch::kFloat32));
+  }
+  PrintRss("read (whole file in memory, then convert)", Seconds(t));
+  return 0;
+}
+
+// Writes a ~110M-parameter float32 checkpoint (one model.safetensors, ~440 MB) under `dir` and
+// loads it both ways in child processes.
+int LoadRss(const char* self, const std::string& dir) {
+  LlamaConfig c;
+  c.vocab_size = 32000;
+  c.hidden_size = 768;
+  c.intermediate_size = 2048;
+  c.num_hidden_layers = 12;
+  c.num_attention_heads = 12;
+  c.num_key_value_heads = 12;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  c.pad_token_id = 0;
+  {
+    auto policy = spar::model::Policy::CreateRandom(c, 1);
+    if (!policy.ok() || !(*policy)->Save(dir).ok()) return 1;
+    std::printf("checkpoint: %.1fM parameters, float32, %s\n", (*policy)->NumParameters() / 1e6,
+                dir.c_str());
+    std::fflush(stdout);
+  }
+  for (const char* mode : {"read", "mmap"}) {
+    const std::string cmd = std::string(self) + " --load_child=" + dir + " --mode=" + mode;
+    if (std::system(cmd.c_str()) != 0) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int steps = 32;
+  std::string load_rss, load_child, mode;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--steps=", 8) == 0) steps = std::atoi(argv[i] + 8);
+    if (std::strncmp(argv[i], "--load_rss=", 11) == 0) load_rss = argv[i] + 11;
+    if (std::strncmp(argv[i], "--load_child=", 13) == 0) load_child = argv[i] + 13;
+    if (std::strncmp(argv[i], "--mode=", 7) == 0) mode = argv[i] + 7;
   }
+  if (!load_child.empty()) return LoadChild(load_child, mode);
+  if (!load_rss.empty()) return LoadRss(argv[0], load_rss);
   torch::NoGradGuard no_grad;
   c10::InferenceMode inference;
   const double bw = MeasureBandwidth();

@@ -76,6 +76,14 @@ std::string_view ChatTemplateName(ChatTemplateKind kind) {
   return "chatml";
 }
 
+absl::Status ValidateChatTemplateSetting(std::string_view setting) {
+  if (setting.empty() || setting == "none" || setting == "auto") return absl::OkStatus();
+  if (ParseChatTemplateName(setting).ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown chat template \"", absl::string_view(setting.data(), setting.size()),
+      "\" (\"none\", \"auto\", chatml, qwen, llama3, llama2, mistral, zephyr, gemma)"));
+}
+
 absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja) {
   if (Has(jinja, "<|im_start|>")) return ChatTemplateKind::kChatml;
   if (Has(jinja, "<|start_header_id|>")) return ChatTemplateKind::kLlama3;

@@ -41,6 +41,11 @@ std::string_view ChatTemplateName(ChatTemplateKind kind);
 // The family of a Jinja chat template, by its marker tokens. NotFound when none matches.
 absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja);
 
+// A request's or job's chat_template setting: "" or "none" (the prompt text as is), "auto" (the
+// template detected from the checkpoint's tokenizer_config.json; the raw text when it has none),
+// or a template name above. InvalidArgument listing the accepted values otherwise.
+absl::Status ValidateChatTemplateSetting(std::string_view setting);
+
 // The prompt text of `messages`. InvalidArgument for an unknown role, a system message that is
 // not first, or (for the [INST] formats) roles that do not alternate user/assistant.
 absl::StatusOr<std::string> RenderChat(ChatTemplateKind kind,

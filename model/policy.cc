@@ -18,6 +18,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/byte_tokenizer.h"
+#include "model/chat_template.h"
 #include "model/internal/llama.h"
 #include "model/internal/policy_internal.h"
 #include "model/internal/torch_call.h"
@@ -247,8 +248,10 @@ absl::StatusOr<std::unique_ptr<Policy::Impl>> LoadImpl(const std::string& dir) {
           absl::StrCat(weights_path, ": tensor \"", name, "\": ", type.status().message()));
     }
     std::string_view bytes = file.Data(entry);
-    // copy_ converts the on-disk dtype straight into the float32 parameter (no extra copy).
+    // copy_ converts the on-disk dtype straight from the mapped file into the float32 parameter
+    // (no copy of the file in memory); then the tensor's pages leave our resident set.
     p.value().copy_(torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, *type));
+    file.Release(entry);
     used[name] = true;
   }
   for (const auto& [name, index] : weights.where) {
@@ -295,6 +298,9 @@ absl::Status Validate(const GenerationParams& p) {
   if (p.max_batch_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch_size must be >= 1, got ", p.max_batch_size));
+  }
+  if (absl::Status st = ValidateChatTemplateSetting(p.chat_template); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
   }
   return absl::OkStatus();
 }
@@ -474,8 +480,43 @@ absl::Status Policy::SaveLoraAdapter(const std::string& dir, const std::string& 
   });
 }
 
-absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& prompt) const {
+absl::StatusOr<std::string> Policy::ResolveChatTemplate(const std::string& chat_template) const {
+  if (chat_template.empty() || chat_template == "none") return std::string();
+  const HfTokenizer* tok = impl_->tokenizer.get();
+  if (chat_template == "auto") {
+    if (tok == nullptr || tok->chat_template().empty()) return std::string();
+    absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(tok->chat_template());
+    if (!kind.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chat_template \"auto\": ", kind.status().message(),
+          "; name one (chatml, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
+    }
+    return std::string(ChatTemplateName(*kind));
+  }
+  SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(chat_template));
+  if (tok == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chat_template \"", chat_template,
+        "\": the checkpoint has no tokenizer.json (byte tokenizer); use \"none\" or \"auto\""));
+  }
+  return std::string(ChatTemplateName(kind));
+}
+
+absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& prompt,
+                                                          const std::string& chat_template) const {
   const LlamaConfig& cfg = impl_->config;
+  SPAR_ASSIGN_OR_RETURN(const std::string name, ResolveChatTemplate(chat_template));
+  if (!name.empty()) {
+    const HfTokenizer& tok = *impl_->tokenizer;
+    SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(name));
+    ChatRenderOptions render;
+    render.add_generation_prompt = true;
+    render.bos_token = tok.bos_token().value_or("");
+    render.eos_token = tok.eos_token().value_or("");
+    SPAR_ASSIGN_OR_RETURN(std::string text, RenderChat(kind, {{"user", prompt}}, render));
+    // As transformers' apply_chat_template(tokenize=True): the specials are in the text.
+    return tok.Encode(text, EncodeOptions{});
+  }
   if (impl_->tokenizer == nullptr) {
     std::vector<int32_t> ids = {static_cast<int32_t>(cfg.bos_token_id)};
     std::vector<int32_t> bytes = ByteTokenizer::Encode(prompt);
@@ -495,13 +536,61 @@ absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& pro
   return ids;
 }
 
+absl::StatusOr<std::vector<int32_t>> Policy::EncodeResponse(const std::string& response) const {
+  std::vector<int32_t> ids;
+  if (impl_->tokenizer == nullptr) {
+    ids = ByteTokenizer::Encode(response);
+  } else {
+    SPAR_ASSIGN_OR_RETURN(ids, impl_->tokenizer->Encode(response));
+  }
+  ids.push_back(static_cast<int32_t>(impl_->config.eos_token_id));
+  return ids;
+}
+
+std::string Policy::TokenizerFingerprint() const {
+  // FNV-1a: stable across processes.
+  uint64_t h = 14695981039346656037ULL;
+  auto add = [&h](std::string_view s) {
+    for (unsigned char ch : s) {
+      h ^= ch;
+      h *= 1099511628211ULL;
+    }
+    h ^= 0xff;
+    h *= 1099511628211ULL;
+  };
+  const LlamaConfig& cfg = impl_->config;
+  const std::string ids = absl::StrCat(cfg.bos_token_id, "/", cfg.eos_token_id, "/",
+                                       cfg.pad_token_id);
+  const HfTokenizer* tok = impl_->tokenizer.get();
+  if (tok == nullptr) return absl::StrCat("byte/", ids);
+  for (int32_t id = 0; id < tok->vocab_size(); ++id) {
+    std::optional<std::string> t = tok->IdToToken(id);
+    add(t ? *t : std::string("\x01unused"));
+    add(tok->IsSpecial(id) ? "s" : "-");
+  }
+  add(absl::StrCat(tok->bos_token_id().value_or(-1), "/", tok->eos_token_id().value_or(-1), "/",
+                   tok->pad_token_id().value_or(-1)));
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return absl::StrCat("hf/", tok->vocab_size(), "/", ids, "/", hex);
+}
+
+std::string Policy::TokenizerDescription() const {
+  const LlamaConfig& cfg = impl_->config;
+  if (impl_->tokenizer == nullptr) {
+    return absl::StrCat("byte tokenizer (eos ", cfg.eos_token_id, ")");
+  }
+  return absl::StrCat("tokenizer.json with ", impl_->tokenizer->vocab_size(), " ids (eos ",
+                      cfg.eos_token_id, ")");
+}
+
 absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::string>& prompts,
                                                          const GenerationParams& params) {
   SPAR_RETURN_IF_ERROR(Validate(params));
   const LlamaConfig& cfg = impl_->config;
   std::vector<std::vector<int32_t>> encoded(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    SPAR_ASSIGN_OR_RETURN(encoded[i], EncodePrompt(prompts[i]));
+    SPAR_ASSIGN_OR_RETURN(encoded[i], EncodePrompt(prompts[i], params.chat_template));
     if (static_cast<int64_t>(encoded[i].size()) + params.max_new_tokens >
         cfg.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -633,19 +722,15 @@ absl::StatusOr<std::vector<Generation>> Policy::Generate(const std::vector<std::
 }
 
 absl::StatusOr<std::vector<double>> Policy::ScoreResponses(
-    const std::vector<std::pair<std::string, std::string>>& prompt_response, int max_batch_size) {
+    const std::vector<std::pair<std::string, std::string>>& prompt_response, int max_batch_size,
+    const std::string& chat_template) {
   const LlamaConfig& cfg = impl_->config;
   std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> tokens;
   tokens.reserve(prompt_response.size());
   for (size_t i = 0; i < prompt_response.size(); ++i) {
-    SPAR_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, EncodePrompt(prompt_response[i].first));
-    std::vector<int32_t> response;
-    if (impl_->tokenizer == nullptr) {
-      response = ByteTokenizer::Encode(prompt_response[i].second);
-    } else {
-      SPAR_ASSIGN_OR_RETURN(response, impl_->tokenizer->Encode(prompt_response[i].second));
-    }
-    response.push_back(static_cast<int32_t>(cfg.eos_token_id));
+    SPAR_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                          EncodePrompt(prompt_response[i].first, chat_template));
+    SPAR_ASSIGN_OR_RETURN(std::vector<int32_t> response, EncodeResponse(prompt_response[i].second));
     const size_t len = prompt.size() + response.size();
     if (static_cast<int64_t>(len) > cfg.max_position_embeddings) {
       return absl::InvalidArgumentError(

@@ -1,4 +1,4 @@
-// A Llama-family policy with the byte tokenizer: load/save HF-layout checkpoints
+// A Llama-family policy with its tokenizer (HF tokenizer.json, or the built-in byte tokenizer): load/save HF-layout checkpoints
 // (config.json + model.safetensors), batched sampling and response scoring. Shared by the sampler
 // (generation, log-probs of its samples) and the trainer (which reaches the torch module through
 // model/internal/policy_internal.h). LibTorch stays behind the pimpl: this header is torch-free.
@@ -35,6 +35,9 @@ struct GenerationParams {
   // Index of prompts[0] in the caller's numbering, for the draws: a caller that splits one
   // request into several Generate calls passes each slice's offset and gets the same samples.
   int64_t first_prompt_index = 0;
+  // How each prompt string becomes the model's input (see Policy::EncodePrompt): "" / "none",
+  // "auto" or a template name.
+  std::string chat_template;
 };
 
 // The samples of one prompt.
@@ -91,17 +94,36 @@ class Policy {
       const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& prompt_response,
       int max_batch_size = 256);
 
-  // The prompt's ids as Generate feeds them: BOS + bytes for the byte tokenizer; the HF
-  // tokenizer's encoding with its special tokens (BOS not doubled when the text starts with it).
-  absl::StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt) const;
+  // The prompt's ids as Generate feeds them. chat_template "" or "none": the raw text, i.e. BOS +
+  // bytes for the byte tokenizer, the HF tokenizer's encoding with its special tokens (BOS not
+  // doubled when the text starts with it). "auto": the template detected from
+  // tokenizer_config.json's chat_template (the raw text when there is none, and always for the
+  // byte tokenizer). A name (chatml, llama3, ...): that template. With a template the prompt is
+  // rendered as one user message plus the generation prompt and encoded without adding special
+  // tokens (the rendered text carries them). InvalidArgument for an unknown name, a name on a
+  // byte-tokenizer checkpoint, or "auto" with a chat_template of no known family.
+  absl::StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt,
+                                                    const std::string& chat_template = "") const;
+  // The template EncodePrompt applies for `chat_template` ("" when the raw text is used).
+  absl::StatusOr<std::string> ResolveChatTemplate(const std::string& chat_template) const;
+  // A response's ids as scored and trained on: the tokenizer's encoding of `response` without
+  // special tokens (bytes for the byte tokenizer), then config.eos_token_id. The trainer and
+  // ScoreResponses both use EncodePrompt + EncodeResponse, so they agree token for token.
+  absl::StatusOr<std::vector<int32_t>> EncodeResponse(const std::string& response) const;
   // The HF tokenizer, or null for the byte tokenizer.
   const HfTokenizer* tokenizer() const;
+  // Identifies the tokenizer as the trainer sees it: a hash over every token string, the special
+  // flags, the tokenizer's bos/eos/pad and the config's bos/eos/pad ids ("byte/..." for the byte
+  // tokenizer). Two checkpoints whose ids mean the same text have the same fingerprint.
+  std::string TokenizerFingerprint() const;
+  // One line for error messages: "byte tokenizer" or "tokenizer.json with N ids, eos E".
+  std::string TokenizerDescription() const;
 
   // log pi(response + EOS | prompt) per pair, summed over response tokens (prompt encoded as by
-  // EncodePrompt, the response without special tokens).
+  // EncodePrompt with `chat_template`, the response by EncodeResponse).
   absl::StatusOr<std::vector<double>> ScoreResponses(
       const std::vector<std::pair<std::string, std::string>>& prompt_response,
-      int max_batch_size = 256);
+      int max_batch_size = 256, const std::string& chat_template = "");
 
   // Attaches LoRA adapters to config.target_modules of every layer and freezes all other
   // parameters, so an optimizer over the trainable parameters updates the adapters alone.

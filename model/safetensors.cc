@@ -1,6 +1,12 @@
 #include "model/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -52,6 +58,63 @@ absl::StatusOr<uint64_t> ByteSize(const std::vector<int64_t>& shape, Safetensors
   return n;
 }
 
+class StringStorage : public SafetensorsFile::Storage {
+ public:
+  explicit StringStorage(std::string bytes) : bytes_(std::move(bytes)) {}
+  std::string_view bytes() const override { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class MappedStorage : public SafetensorsFile::Storage {
+ public:
+  MappedStorage(void* addr, size_t size) : addr_(addr), size_(size) {}
+  ~MappedStorage() override {
+    if (addr_ != nullptr) ::munmap(addr_, size_);
+  }
+  MappedStorage(const MappedStorage&) = delete;
+  MappedStorage& operator=(const MappedStorage&) = delete;
+  std::string_view bytes() const override {
+    return std::string_view(static_cast<const char*>(addr_), size_);
+  }
+
+ private:
+  void* addr_;
+  size_t size_;
+};
+
+// Read-only private map of the whole file (an empty file gets an empty string storage).
+absl::StatusOr<std::shared_ptr<const SafetensorsFile::Storage>> MapFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return absl::UnavailableError(absl::StrCat(path, ": open: ", std::strerror(err)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat(path, ": fstat: ", std::strerror(err)));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return std::shared_ptr<const SafetensorsFile::Storage>(std::make_shared<StringStorage>(""));
+  }
+  void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file open
+  if (addr == MAP_FAILED) {
+    return absl::UnavailableError(absl::StrCat(path, ": mmap: ", std::strerror(err)));
+  }
+  // Loading reads every tensor once, front to back.
+  ::madvise(addr, size, MADV_SEQUENTIAL);
+  return std::shared_ptr<const SafetensorsFile::Storage>(
+      std::make_shared<MappedStorage>(addr, size));
+}
+
 }  // namespace
 
 absl::StatusOr<SafetensorsDType> ParseSafetensorsDType(std::string_view name) {
@@ -65,6 +128,12 @@ std::string_view SafetensorsDTypeName(SafetensorsDType dtype) { return Info(dtyp
 size_t SafetensorsDTypeSize(SafetensorsDType dtype) { return Info(dtype).size; }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes) {
+  return ParseStorage(std::make_shared<StringStorage>(std::move(bytes)));
+}
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
+    std::shared_ptr<const Storage> storage) {
+  const std::string_view bytes = storage->bytes();
   if (bytes.size() < 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "safetensors: file is ", bytes.size(), " bytes, too short for the 8-byte header length"));
@@ -80,7 +149,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes) {
                                                    ": file has only ", bytes.size() - 8,
                                                    " bytes after the length"));
   }
-  const std::string header_text = bytes.substr(8, n);
+  const std::string header_text(bytes.substr(8, n));
   nlohmann::json header = nlohmann::json::parse(header_text, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded()) {
     return absl::InvalidArgumentError("safetensors: header is not valid JSON");
@@ -172,17 +241,32 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes) {
         absl::StrCat("safetensors: size mismatch: tensors cover ", cursor,
                      " bytes but the data buffer holds ", buffer_size));
   }
-  file.bytes_ = std::move(bytes);
+  file.storage_ = std::move(storage);
   return file;
+}
+
+void SafetensorsFile::Release(const SafetensorsEntry& entry) const {
+  if (!mapped_) return;
+  const std::string_view all = storage_->bytes();
+  const uintptr_t base = reinterpret_cast<uintptr_t>(all.data());
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = base + data_start_ + entry.begin;
+  const uintptr_t end = base + data_start_ + entry.end;
+  // Whole pages inside [begin, end) only: neighbours' bytes stay resident.
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = end / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
   if (!PathExists(path)) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  SPAR_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-  absl::StatusOr<SafetensorsFile> file = Parse(std::move(bytes));
+  SPAR_ASSIGN_OR_RETURN(std::shared_ptr<const Storage> storage, MapFile(path));
+  const bool mapped = dynamic_cast<const MappedStorage*>(storage.get()) != nullptr;
+  absl::StatusOr<SafetensorsFile> file = ParseStorage(std::move(storage));
   if (!file.ok()) {
     return absl::Status(file.status().code(), absl::StrCat(path, ": ", file.status().message()));
   }
+  file->mapped_ = mapped;
   return file;
 }
 

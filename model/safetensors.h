@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,25 +35,45 @@ struct SafetensorsEntry {
   uint64_t end = 0;
 };
 
-// A parsed file. Owns the bytes; Data() views them.
+// A parsed file. Holds its bytes (in memory, or a read-only memory map of the file that is
+// unmapped when the last copy of this object goes); Data() views them.
 class SafetensorsFile {
  public:
+  // The bytes behind a file: a string or a memory map.
+  class Storage {
+   public:
+    virtual ~Storage() = default;
+    virtual std::string_view bytes() const = 0;
+  };
+
   // Parses and validates `bytes`: header length within the file and <= 100 MB, header a JSON
   // object, known dtypes, shapes of non-negative integers, offsets matching shape x dtype size and
   // tiling the buffer without gap or overlap. InvalidArgument with the reason otherwise.
   static absl::StatusOr<SafetensorsFile> Parse(std::string bytes);
-  // ReadFile + Parse; NotFound when the file is missing; errors are prefixed with the path.
+  // Memory-maps the file read-only (no copy into memory: tensor bytes are read from the page
+  // cache when a caller converts them) + Parse's checks. NotFound when the file is missing;
+  // errors are prefixed with the path.
   static absl::StatusOr<SafetensorsFile> Read(const std::string& path);
 
   const std::map<std::string, SafetensorsEntry>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  // The entry's bytes; valid while this object lives.
+  // The entry's bytes; valid while this object (or a copy) lives.
   std::string_view Data(const SafetensorsEntry& entry) const {
-    return std::string_view(bytes_).substr(data_start_ + entry.begin, entry.end - entry.begin);
+    return storage_->bytes().substr(data_start_ + entry.begin, entry.end - entry.begin);
   }
+  // True when the bytes are a memory map of the file (Read), false when in memory (Parse).
+  bool mapped() const { return mapped_; }
+  // Done with the entry's bytes for now: for a mapped file its whole pages leave this process's
+  // resident memory (madvise MADV_DONTNEED; they stay in the page cache), so converting tensors
+  // one at a time never holds the whole file. Data() stays valid (re-read on access). No-op for
+  // in-memory bytes.
+  void Release(const SafetensorsEntry& entry) const;
 
  private:
-  std::string bytes_;
+  static absl::StatusOr<SafetensorsFile> ParseStorage(std::shared_ptr<const Storage> storage);
+
+  std::shared_ptr<const Storage> storage_;
+  bool mapped_ = false;
   uint64_t data_start_ = 0;
   std::map<std::string, SafetensorsEntry> tensors_;
   std::map<std::string, std::string> metadata_;

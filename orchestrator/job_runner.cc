@@ -197,6 +197,7 @@ absl::Status JobRunner::Greedy(const std::string& policy, const std::vector<std:
   req.mutable_params()->set_top_p(1.0f);
   req.mutable_params()->set_max_new_tokens(spec_.eval().max_new_tokens());
   req.mutable_params()->set_seed(spec_.seed());
+  req.set_chat_template(spec_.chat_template());
   req.set_idempotency_key(key);
   texts->assign(prompts.size(), "");
   std::vector<bool> seen(prompts.size(), false);
@@ -341,6 +342,7 @@ v1::GenerateRequest JobRunner::SampleRequest(int t, const std::string& policy,
   for (const PromptItem& it : items) req.add_prompts(it.prompt);
   *req.mutable_params() = spec_.sampling();
   req.mutable_params()->set_seed(MixSeed(spec_.sampling().seed(), t, 1));
+  req.set_chat_template(spec_.chat_template());
   req.set_idempotency_key(Key(t, "sample"));
   return req;
 }
@@ -773,6 +775,7 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
   req.set_init_checkpoint(policy);
   req.set_pairs_path(dir.Pairs(t));
   req.set_output_checkpoint(dir.Checkpoint(t));
+  req.set_chat_template(spec_.chat_template());
   *req.mutable_config() = spec_.training();
   for (const v1::RoundTraining& rt : spec_.round_training()) {
     if (rt.round() == t) req.mutable_config()->MergeFrom(rt.training());  // set fields win

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "model/chat_template.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -78,6 +79,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
     tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
   }
   if (s.algorithm() == "mpo" && !s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(2);
+  if (!s.has_chat_template()) s.set_chat_template("auto");
   // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
   if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);
   if (!tc->has_learning_rate()) tc->set_learning_rate(1e-4);
@@ -171,6 +173,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   if (!PathExists(JoinPath(*base, "config.json"))) {
     return Invalid("base_model", absl::StrCat("\"", s.base_model(),
                                               "\" is not a checkpoint (no config.json)"));
+  }
+  if (absl::Status st = model::ValidateChatTemplateSetting(s.chat_template()); !st.ok()) {
+    return Invalid("chat_template",
+                   absl::StrCat("must be \"auto\", \"none\" or a template name: ", st.message()));
+  }
+  if (s.chat_template() != "" && s.chat_template() != "none" && s.chat_template() != "auto" &&
+      !PathExists(JoinPath(*base, "tokenizer.json"))) {
+    return Invalid("chat_template",
+                   absl::StrCat("\"", s.chat_template(), "\" needs a base_model with tokenizer.json (\"",
+                                s.base_model(), "\" uses the byte tokenizer); use \"auto\" or \"none\""));
   }
   if (s.rounds() < 1 || s.rounds() > 1000) {
     return Invalid("rounds", absl::StrCat("must be in [1, 1000], got ", s.rounds()));

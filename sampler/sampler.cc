@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/chat_template.h"
 #include "model/policy.h"
 
 namespace spar::sampler {
@@ -38,6 +39,9 @@ absl::Status Validate(const SamplingParams& p) {
   if (p.first_prompt_index < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("first_prompt_index must be >= 0, got ", p.first_prompt_index));
+  }
+  if (absl::Status st = model::ValidateChatTemplateSetting(p.chat_template); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
   }
   return absl::OkStatus();
 }
@@ -83,6 +87,7 @@ absl::Status Sampler::Generate(const std::string& checkpoint_dir,
   gp.seed = params.seed;
   gp.num_samples = params.num_samples;
   gp.max_batch_size = config_.max_batch_size;
+  gp.chat_template = params.chat_template;
   // Whole prompts per chunk (at least one), so results stream as chunks finish. The sample draws
   // depend on the absolute prompt index, so chunking does not change them.
   const size_t per_chunk =

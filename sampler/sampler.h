@@ -39,6 +39,9 @@ struct SamplingParams {
   // Global index of prompts[0] (>= 0): prompt i is drawn as prompt first_prompt_index + i, so a
   // shard of a prompt list sampled on its own gets the samples the whole list would.
   int64_t first_prompt_index = 0;
+  // "" / "none" = raw prompt text, "auto" = the checkpoint's chat template, or a template name
+  // (model::Policy::EncodePrompt).
+  std::string chat_template;
 };
 
 // InvalidArgument naming the field.

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "model/byte_tokenizer.h"
+#include "model/chat_template.h"
 #include "model/internal/policy_internal.h"
 #include "model/internal/torch_call.h"
 #include "model/internal/torch_compat.h"
@@ -32,6 +33,7 @@ namespace internal {
 
 TokenizedExample Tokenize(const std::string& prompt, const std::string& response, int32_t eos) {
   TokenizedExample ex;
+  ex.first = model::ByteTokenizer::kBos;
   ex.prompt = model::ByteTokenizer::Encode(prompt);
   ex.response = model::ByteTokenizer::Encode(response);
   ex.response.push_back(eos);
@@ -169,22 +171,35 @@ absl::Status CheckProbability(const std::optional<double>& v, size_t i, const ch
   return absl::OkStatus();
 }
 
-// The byte tokenizer is the only one the trainer speaks: a checkpoint made for another tokenizer
-// (its own tokenizer files, or special ids that are not the byte tokenizer's) is refused.
-// Checked before loading (the loader would pick up an HF tokenizer).
+// A SentencePiece tokenizer.model without tokenizer.json would be read as the byte tokenizer:
+// refused before loading.
 absl::Status CheckTokenizerFiles(const std::string& dir, const char* field) {
-  for (const char* f : {"tokenizer.json", "tokenizer.model"}) {
-    if (PathExists(JoinPath(dir, f))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": checkpoint \"", dir, "\" carries its own tokenizer (", f,
-          "); the trainer only supports the byte tokenizer"));
-    }
+  if (PathExists(JoinPath(dir, "tokenizer.model")) && !PathExists(JoinPath(dir, "tokenizer.json"))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": checkpoint \"", dir, "\" has tokenizer.model but no tokenizer.json; only "
+        "tokenizer.json tokenizers are supported (transformers' save_pretrained writes one)"));
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckTokenizer(const std::string& dir, const model::LlamaConfig& c,
+// Policy::Load with errors prefixed by the request field (e.g. a tokenizer with more ids than
+// config.vocab_size: "init_checkpoint: <dir>: tokenizer has N ids, config.vocab_size is only M").
+absl::StatusOr<std::unique_ptr<model::Policy>> LoadCheckpoint(const std::string& dir,
+                                                              const char* field) {
+  absl::StatusOr<std::unique_ptr<model::Policy>> policy = model::Policy::Load(dir);
+  if (!policy.ok()) {
+    return absl::Status(policy.status().code(),
+                        absl::StrCat(field, ": ", policy.status().message()));
+  }
+  return policy;
+}
+
+// A checkpoint without tokenizer.json uses the byte tokenizer: its config's special ids must be
+// the byte tokenizer's.
+absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
                             const char* field) {
+  if (policy.tokenizer() != nullptr) return absl::OkStatus();
+  const model::LlamaConfig& c = policy.config();
   if (c.vocab_size < model::ByteTokenizer::kVocabSize ||
       c.bos_token_id != model::ByteTokenizer::kBos ||
       c.eos_token_id != model::ByteTokenizer::kEos ||
@@ -235,6 +250,7 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
   f.Add(c.magnet_checkpoint);
   f.Add(c.optimizer);
   f.Add(c.lr_scheduler);
+  if (!c.chat_template.empty()) f.Add(c.chat_template);
   for (const PreferencePair& p : pairs) {
     f.Add(p.prompt);
     f.Add(p.chosen);
@@ -272,12 +288,14 @@ void ScoreFrozen(model::internal::LlamaForCausalLM& module, const model::LlamaCo
   constexpr size_t kChunk = 64;
   for (size_t s = 0; s < n; s += kChunk) {
     std::vector<std::vector<int32_t>> prompts, responses;
+    std::vector<int64_t> firsts;
     for (size_t i = s; i < std::min(n, s + kChunk); ++i) {
+      firsts.push_back(rows[i].first);
       prompts.push_back(rows[i].prompt);
       responses.push_back(rows[i].response);
     }
     model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
-        prompts, responses, cfg.bos_token_id, cfg.pad_token_id, device);
+        prompts, responses, firsts, cfg.pad_token_id, device);
     torch::Tensor tok = model::internal::TokenLogProbs(module, batch).to(torch::kCPU).contiguous();
     torch::Tensor sums = tok.sum(-1).contiguous();
     const float* sp = sums.data_ptr<float>();
@@ -459,15 +477,68 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
   const bool writer = dist.rank == 0;
   SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
   SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy,
-                        model::Policy::Load(init_checkpoint));
-  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, policy->impl().config, "init_checkpoint"));
+                        LoadCheckpoint(init_checkpoint, "init_checkpoint"));
+  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *policy, "init_checkpoint"));
   const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
   std::unique_ptr<model::Policy> magnet;
   if (uses_magnet && !config.magnet_checkpoint.empty()) {
     SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
-    SPAR_ASSIGN_OR_RETURN(magnet, model::Policy::Load(config.magnet_checkpoint));
-    SPAR_RETURN_IF_ERROR(
-        CheckTokenizer(config.magnet_checkpoint, magnet->impl().config, "magnet_checkpoint"));
+    SPAR_ASSIGN_OR_RETURN(magnet,
+                          LoadCheckpoint(config.magnet_checkpoint, "train.magnet_checkpoint"));
+    SPAR_RETURN_IF_ERROR(CheckTokenizer(config.magnet_checkpoint, *magnet, "magnet_checkpoint"));
+    // The magnet scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
+    if (magnet->TokenizerFingerprint() != policy->TokenizerFingerprint()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train.magnet_checkpoint: mismatched tokenizer: \"", config.magnet_checkpoint,
+          "\" has ", magnet->TokenizerDescription(), ", init_checkpoint \"", init_checkpoint,
+          "\" has ", policy->TokenizerDescription(),
+          " (token strings or special ids differ; both must use the same tokenizer)"));
+    }
+  }
+  // Every example through π_t's own tokenizer, exactly as the sampler feeds prompts
+  // (Policy::EncodePrompt) and ScoreResponses scores responses (Policy::EncodeResponse).
+  if (absl::StatusOr<std::string> t = policy->ResolveChatTemplate(config.chat_template); !t.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", t.status().message()));
+  }
+  const bool pairwise_kind = IsPairwise(kind);
+  const size_t num_pairs = pairs.size();
+  std::vector<TokenizedExample> chosen(num_pairs), rejected(pairwise_kind ? num_pairs : 0);
+  {
+    const int64_t vocab = policy->config().vocab_size;
+    auto tokenize = [&](size_t i, const std::string& response, const char* field,
+                        TokenizedExample* ex) -> absl::Status {
+      absl::StatusOr<std::vector<int32_t>> prompt =
+          policy->EncodePrompt(pairs[i].prompt, config.chat_template);
+      if (!prompt.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
+      }
+      absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response);
+      if (!resp.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
+      }
+      for (const auto* ids : {&*prompt, &*resp}) {
+        for (int32_t id : *ids) {
+          if (id < 0 || id >= vocab) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "pairs[", i, "]: token id ", id, " is outside init_checkpoint's config.vocab_size ",
+                vocab, " (mismatched tokenizer)"));
+          }
+        }
+      }
+      ex->first = prompt->front();
+      ex->prompt.assign(prompt->begin() + 1, prompt->end());
+      ex->response = *std::move(resp);
+      internal::Truncate(*ex, config.max_prompt_length, config.max_length);
+      return absl::OkStatus();
+    };
+    for (size_t i = 0; i < num_pairs; ++i) {
+      SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].chosen, "chosen", &chosen[i]));
+      if (pairwise_kind) {
+        SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, "rejected", &rejected[i]));
+      }
+    }
   }
   std::unique_ptr<internal::Communicator> comm;
   if (dist.world_size > 1) {
@@ -486,19 +557,13 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     auto& module = impl.module;
     const auto& cfg = impl.config;
     const torch::Device device = impl.device;
-    const int32_t eos = static_cast<int32_t>(cfg.eos_token_id);
-    const bool pairwise = IsPairwise(kind);
-    const size_t n = pairs.size();
-    std::vector<TokenizedExample> chosen(n), rejected(pairwise ? n : 0);
+    const bool pairwise = pairwise_kind;
+    const size_t n = num_pairs;
     std::vector<size_t> lengths(n);
     std::vector<float> p(n), win_c(n), win_r(n);
     for (size_t i = 0; i < n; ++i) {
-      chosen[i] = internal::Tokenize(pairs[i].prompt, pairs[i].chosen, eos);
-      internal::Truncate(chosen[i], config.max_prompt_length, config.max_length);
       lengths[i] = chosen[i].prompt.size() + chosen[i].response.size();
       if (pairwise) {
-        rejected[i] = internal::Tokenize(pairs[i].prompt, pairs[i].rejected, eos);
-        internal::Truncate(rejected[i], config.max_prompt_length, config.max_length);
         lengths[i] = std::max(lengths[i], rejected[i].prompt.size() + rejected[i].response.size());
       }
       PairTargets(pairs[i], &p[i], &win_c[i], &win_r[i]);
@@ -590,19 +655,22 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
                                   global_idx.begin() + std::min(hi, m + micro));
           const int64_t b = static_cast<int64_t>(idx.size());
           std::vector<std::vector<int32_t>> prompts, responses;
+          std::vector<int64_t> firsts;
           for (size_t i : idx) {
+            firsts.push_back(chosen[i].first);
             prompts.push_back(chosen[i].prompt);
             responses.push_back(chosen[i].response);
           }
           if (pairwise) {
             for (size_t i : idx) {
+              firsts.push_back(rejected[i].first);
               prompts.push_back(rejected[i].prompt);
               responses.push_back(rejected[i].response);
             }
           }
           // Chosen rows first, then rejected: one padded forward for both.
           model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
-              prompts, responses, cfg.bos_token_id, cfg.pad_token_id, device);
+              prompts, responses, firsts, cfg.pad_token_id, device);
           torch::Tensor token_logps = model::internal::TokenLogProbs(module, batch);
           torch::Tensor seq = token_logps.sum(-1);
           torch::Tensor lens = batch.target_mask.sum(-1).clamp_min(1.0);
@@ -729,6 +797,15 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     }
     result.steps = step;
     result.metrics = epoch_means.Means();
+    // What the examples were tokenized into (first id included): how a caller checks the
+    // tokenizer and chat template the trainer used.
+    double prompt_tokens = 0, response_tokens = 0;
+    for (const TokenizedExample& ex : chosen) {
+      prompt_tokens += 1.0 + static_cast<double>(ex.prompt.size());
+      response_tokens += static_cast<double>(ex.response.size());
+    }
+    result.metrics["data/prompt_tokens"] = prompt_tokens;
+    result.metrics["data/chosen_tokens"] = response_tokens;
     result.final_loss = result.metrics["loss"];
     result.seconds = Seconds(t0);
     module->eval();
@@ -835,6 +912,9 @@ absl::Status Validate(const TrainConfig& c) {
   if (c.save_every_steps < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.save_every_steps must be >= 0 (0 = never), got ", c.save_every_steps));
+  }
+  if (absl::Status st = model::ValidateChatTemplateSetting(c.chat_template); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", st.message()));
   }
   const DistributedConfig& d = c.distributed;
   if (d.world_size < 1) {

@@ -60,6 +60,9 @@ struct TrainConfig {
   bool length_bucketing = false;   // batch similar lengths together (deterministic given seed)
   int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
   std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
+  // How prompts are encoded, as the sampler does (model::Policy::EncodePrompt): "" / "none" = raw
+  // text, "auto" = the checkpoint's chat template, or a template name (chatml, llama3, ...).
+  std::string chat_template;
   DistributedConfig distributed;   // data-parallel group; default single process
 };
 

@@ -276,6 +276,14 @@ void InitWeights(LlamaForCausalLM& model, uint64_t seed) {
 ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
                           const std::vector<std::vector<int32_t>>& responses, int64_t bos,
                           int64_t pad, const torch::Device& device) {
+  return MakeScoreBatch(prompts, responses, std::vector<int64_t>(prompts.size(), bos), pad,
+                        device);
+}
+
+ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
+                          const std::vector<std::vector<int32_t>>& responses,
+                          const std::vector<int64_t>& bos, int64_t pad,
+                          const torch::Device& device) {
   const int64_t n = static_cast<int64_t>(prompts.size());
   int64_t max_len = 2;
   for (int64_t i = 0; i < n; ++i) {
@@ -287,7 +295,7 @@ ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
   for (int64_t i = 0; i < n; ++i) {
     int64_t* row = ids.data() + i * max_len;
     int64_t pos = 0;
-    row[pos++] = bos;
+    row[pos++] = bos[i];
     for (int32_t tok : prompts[i]) row[pos++] = tok;
     const int64_t response_start = pos;
     for (int32_t tok : responses[i]) row[pos++] = tok;

@@ -142,6 +142,11 @@ struct ScoreBatch {
 ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
                           const std::vector<std::vector<int32_t>>& responses, int64_t bos,
                           int64_t pad, const torch::Device& device);
+// The same with row b's leading token bos[b] (a tokenizer's prompt encoding: its first id).
+ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
+                          const std::vector<std::vector<int32_t>>& responses,
+                          const std::vector<int64_t>& bos, int64_t pad,
+                          const torch::Device& device);
 
 // Per-token log-probs of the targets [B, T-1] (float32), masked to the response tokens.
 torch::Tensor TokenLogProbs(LlamaForCausalLM& model, const ScoreBatch& batch);

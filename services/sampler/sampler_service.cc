@@ -50,9 +50,13 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
   }
   absl::StatusOr<sampler::SamplingParams> params = FromProto(request->params());
   if (invalid.ok() && !params.ok()) invalid = params.status();
-  // Seeds follow the global prompt index: a shard (first_index > 0) draws what the whole list
-  // would for those prompts.
-  if (params.ok()) params->first_prompt_index = request->first_index();
+  if (invalid.ok()) {
+    // Seeds follow the global prompt index: a shard (first_index > 0) draws what the whole list
+    // would for those prompts.
+    params->first_prompt_index = request->first_index();
+    params->chat_template = request->chat_template();
+    if (absl::Status st = sampler::Validate(*params); !st.ok()) invalid = st;
+  }
   if (!invalid.ok()) {
     rpc_metrics_.Record("Generate", "INVALID_ARGUMENT", started);
     sink->Finish(ToGrpcStatus(invalid));

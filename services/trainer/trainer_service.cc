@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "model/chat_template.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
 #include "trainer/trainer.h"
@@ -71,6 +72,9 @@ absl::Status ValidateRequest(const v1::StartTrainingRequest& r) {
   }
   if (r.output_checkpoint().empty()) {
     return absl::InvalidArgumentError("output_checkpoint is required");
+  }
+  if (absl::Status st = model::ValidateChatTemplateSetting(r.chat_template()); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
   }
   return ToTrainConfig(r.config()).status();
 }
@@ -190,6 +194,7 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
   absl::StatusOr<trainer::TrainResult> result = [&]() -> absl::StatusOr<trainer::TrainResult> {
     auto config = ToTrainConfig(request.config());
     if (!config.ok()) return config.status();
+    config->chat_template = request.chat_template();
     auto pairs = ReadPairs(request.pairs_path());
     if (!pairs.ok()) return pairs.status();
     return trainer::TrainDpo(

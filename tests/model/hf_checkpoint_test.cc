@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -196,6 +197,103 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
   const std::string again = TempDir("again");
   ASSERT_TRUE((*loaded)->Save(again).ok());
   EXPECT_EQ(*ReadFile(JoinPath(again, "tokenizer.json")), *ReadFile(JoinPath(dir, "tokenizer.json")));
+}
+
+// chat_template: "none" feeds the raw text, "auto" the template named by tokenizer_config.json,
+// a name that template; generation, scoring and EncodePrompt agree. Byte tokenizer: "auto" = raw.
+TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
+  LlamaConfig config = TinyHfConfig("llama");
+  config.vocab_size = 32000;
+  config.bos_token_id = 1;
+  config.eos_token_id = 2;
+  config.pad_token_id = 0;
+  auto policy = Policy::CreateRandom(config, 4);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const std::string dir = TempDir("chat");
+  ASSERT_TRUE((*policy)->Save(dir).ok());
+  auto tok_json = ReadFile("tests/data/tokenizers/spm-bpe-32k/tokenizer.json");
+  auto tok_config = ReadJsonFile("tests/data/tokenizers/spm-bpe-32k/tokenizer_config.json");
+  ASSERT_TRUE(tok_json.ok() && tok_config.ok());
+  // A Zephyr-style Jinja template (detected by its <|user|> / <|assistant|> markers).
+  (*tok_config)["chat_template"] =
+      "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + "
+      "message['content'] + eos_token + '\\n' }}{% endif %}{% endfor %}"
+      "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, "tokenizer.json"), *tok_json).ok());
+  ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "tokenizer_config.json"), *tok_config).ok());
+  auto loaded = Policy::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const HfTokenizer& tok = *(*loaded)->tokenizer();
+  EXPECT_EQ(*(*loaded)->ResolveChatTemplate("auto"), "zephyr");
+  EXPECT_EQ(*(*loaded)->ResolveChatTemplate("none"), "");
+  EXPECT_EQ(*(*loaded)->ResolveChatTemplate("qwen"), "chatml");
+  const std::string prompt = "What is 2+2?";
+  auto raw = (*loaded)->EncodePrompt(prompt, "none");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(*raw, *(*loaded)->EncodePrompt(prompt));
+  EXPECT_EQ(*raw, *tok.Encode(prompt, EncodeOptions{true, true}));
+  auto zephyr = (*loaded)->EncodePrompt(prompt, "auto");
+  ASSERT_TRUE(zephyr.ok()) << zephyr.status();
+  EXPECT_EQ(*zephyr, *tok.Encode("<|user|>\n" + prompt + "</s>\n<|assistant|>\n"));
+  auto chatml = (*loaded)->EncodePrompt(prompt, "chatml");
+  ASSERT_TRUE(chatml.ok());
+  EXPECT_EQ(*chatml,
+            *tok.Encode("<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n"));
+  EXPECT_NE(*chatml, *zephyr);
+  EXPECT_EQ((*loaded)->EncodePrompt(prompt, "vicuna").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Generation feeds the templated ids; scoring with the same setting agrees with it.
+  GenerationParams params;
+  params.max_new_tokens = 5;
+  params.chat_template = "auto";
+  auto gens = (*loaded)->Generate({prompt}, params);
+  ASSERT_TRUE(gens.ok()) << gens.status();
+  EXPECT_EQ(gens->at(0).prompt_ids, *zephyr);
+  auto scored = (*loaded)->ScoreResponses({{prompt, "four"}}, 8, "auto");
+  auto response = (*loaded)->EncodeResponse("four");
+  ASSERT_TRUE(scored.ok() && response.ok());
+  EXPECT_EQ(response->back(), 2);
+  auto by_tokens = (*loaded)->ScoreTokens({{*zephyr, *response}});
+  ASSERT_TRUE(by_tokens.ok());
+  EXPECT_NEAR((*scored)[0], (*by_tokens)[0], 1e-9);
+  params.chat_template = "vicuna";
+  EXPECT_EQ((*loaded)->Generate({prompt}, params).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // The byte tokenizer has no template: "auto" is the raw text, a name is refused.
+  LlamaConfig byte_config = TinyHfConfig("llama");
+  auto byte_policy = Policy::CreateRandom(byte_config, 5);
+  ASSERT_TRUE(byte_policy.ok());
+  EXPECT_EQ(*(*byte_policy)->EncodePrompt(prompt, "auto"), *(*byte_policy)->EncodePrompt(prompt));
+  auto named = (*byte_policy)->EncodePrompt(prompt, "chatml");
+  EXPECT_EQ(named.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(named.status().message().find("no tokenizer.json"), std::string::npos);
+}
+
+// Memory-mapped loading of a bf16 checkpoint in many shards gives the same weights as one file,
+// each equal to the original rounded to bf16.
+TEST(HfCheckpointLoadTest, ShardedMappedCheckpointLoadsEqual) {
+  LlamaConfig config = TinyHfConfig("qwen2");
+  config.torch_dtype = "bfloat16";
+  auto policy = Policy::CreateRandom(config, 8);
+  ASSERT_TRUE(policy.ok());
+  Perturb(**policy, 9);
+  const std::string one = TempDir("one_file"), sharded = TempDir("sharded");
+  ASSERT_TRUE((*policy)->Save(one).ok());
+  ASSERT_TRUE((*policy)->Save(sharded, 8'000).ok());
+  auto index = ReadJsonFile(JoinPath(sharded, "model.safetensors.index.json"));
+  ASSERT_TRUE(index.ok());
+  std::set<std::string> shards;
+  for (const auto& [name, file] : (*index)["weight_map"].items()) shards.insert(file);
+  EXPECT_GT(shards.size(), 3u);
+  auto a = Policy::Load(one), b = Policy::Load(sharded);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  std::vector<torch::Tensor> want = Params(**policy), pa = Params(**a), pb = Params(**b);
+  ASSERT_EQ(pa.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+    EXPECT_TRUE(torch::equal(pb[i], want[i].to(torch::kBFloat16).to(torch::kFloat32))) << i;
+  }
 }
 
 TEST(HfCheckpointLoadTest, ClearErrors) {

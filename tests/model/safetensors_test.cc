@@ -1,9 +1,11 @@
 #include "model/safetensors.h"
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -161,6 +163,47 @@ TEST(SafetensorsTest, ReadMissingFileIsNotFound) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Read("/nonexistent/x.safetensors");
   EXPECT_EQ(file.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(file.status().message()), HasSubstr("/nonexistent/x.safetensors"));
+}
+
+// Read memory-maps the file: the same entries and bytes as parsing it from memory, still valid
+// after Release (the pages come back from the file) and in a copy that outlives the original.
+TEST(SafetensorsTest, ReadMapsTheFileAndMatchesParse) {
+  std::vector<float> big(5000);  // several pages, so Release drops some
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i) * 0.5f;
+  const std::vector<uint16_t> half = {1, 2, 3};
+  const std::string path = ::testing::TempDir() + "/spar_safetensors_mmap_test.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path, {{"big", SafetensorsDType::kF32, {5000}, Bytes(big)},
+                                      {"half", SafetensorsDType::kBF16, {3}, Bytes(half)}},
+                               {{"format", "pt"}})
+                  .ok());
+  absl::StatusOr<SafetensorsFile> parsed = SafetensorsFile::Parse(
+      *SerializeSafetensors({{"big", SafetensorsDType::kF32, {5000}, Bytes(big)},
+                             {"half", SafetensorsDType::kBF16, {3}, Bytes(half)}},
+                            {{"format", "pt"}}));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_FALSE(parsed->mapped());
+  std::optional<SafetensorsFile> copy;
+  {
+    absl::StatusOr<SafetensorsFile> mapped = SafetensorsFile::Read(path);
+    ASSERT_TRUE(mapped.ok()) << mapped.status();
+    EXPECT_TRUE(mapped->mapped());
+    EXPECT_EQ(mapped->metadata(), parsed->metadata());
+    ASSERT_EQ(mapped->tensors().size(), 2u);
+    for (const auto& [name, entry] : parsed->tensors()) {
+      const SafetensorsEntry& m = mapped->tensors().at(name);
+      EXPECT_EQ(m.shape, entry.shape) << name;
+      EXPECT_EQ(mapped->Data(m), parsed->Data(entry)) << name;
+    }
+    const SafetensorsEntry& b = mapped->tensors().at("big");
+    mapped->Release(b);
+    EXPECT_EQ(mapped->Data(b), Bytes(big));
+    copy = *mapped;
+  }
+  EXPECT_EQ(copy->Data(copy->tensors().at("big")), Bytes(big));
+  EXPECT_EQ(copy->Data(copy->tensors().at("half")), Bytes(half));
+  // An empty or truncated file is a clear error, as from memory.
+  ASSERT_TRUE(WriteFileAtomic(path, "").ok());
+  EXPECT_THAT(std::string(SafetensorsFile::Read(path).status().message()), HasSubstr("too short"));
 }
 
 }  // namespace

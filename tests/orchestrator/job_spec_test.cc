@@ -31,6 +31,13 @@ TEST_F(JobSpecTest, DefaultsAreValid) {
   EXPECT_EQ(s.rounds(), 3);
   EXPECT_EQ(s.sampling().num_samples(), 4);
   EXPECT_EQ(s.pairs().policy(), "dno_margin");
+  EXPECT_EQ(s.chat_template(), "auto");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  // "none" and a template name (with tokenizer.json) are accepted.
+  s.set_chat_template("none");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "models/base/tokenizer.json"), "{}").ok());
+  s.set_chat_template("llama3");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
 }
 
@@ -165,7 +172,11 @@ INSTANTIATE_TEST_SUITE_P(
                 R"({"base_model": "models/base", "algorithm": "dpo", "pairs": {"defect_ngram": 3}})",
                 "pairs.defect_ngram"},
         BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
-                "eval.num_prompts"}),
+                "eval.num_prompts"},
+        BadSpec{"unknown_chat_template", R"({"base_model": "models/base", "chat_template": "vicuna"})",
+                "spec.chat_template"},
+        BadSpec{"chat_template_on_byte_model",
+                R"({"base_model": "models/base", "chat_template": "chatml"})", "spec.chat_template"}),
     [](const ::testing::TestParamInfo<BadSpec>& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -7,12 +7,15 @@
 #include <httplib.h>
 #include <stdlib.h>
 
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
+#include "model/hf_tokenizer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/policy.h"
 #include "orchestrator/job_spec.h"
@@ -407,6 +410,133 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   for (auto& r : replicas) r->Shutdown();
 }
 
+
+// A job whose base model is a Hugging Face directory: a tiny random qwen3 with the real Qwen3
+// tokenizer.json and tokenizer_config.json (whose Jinja chat_template is ChatML). One round on
+// CPU: samples are the HF tokenizer's ids, the trainer encodes prompts through the chat template
+// (job default chat_template "auto") as the sampler does, and the round's checkpoint is an HF
+// directory with the tokenizer files, loadable and moved away from the base.
+TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
+  model::LlamaConfig c;
+  c.model_type = "qwen3";
+  c.vocab_size = 151936;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.explicit_head_dim = 16;
+  c.qk_norm = true;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 256;
+  c.bos_token_id = 151643;
+  c.eos_token_id = 151645;
+  c.pad_token_id = 151643;
+  auto created = model::Policy::CreateRandom(c, 3);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string base = JoinPath(*root_, "hf_base");
+  ASSERT_TRUE((*created)->Save(base).ok());
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    auto contents = ReadFile(JoinPath("tests/data/tokenizers/qwen3", f));
+    ASSERT_TRUE(contents.ok()) << f;
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(base, f), *contents).ok());
+  }
+  auto base_policy = model::Policy::Load(base);
+  ASSERT_TRUE(base_policy.ok()) << base_policy.status();
+  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "chatml");
+
+  // The sampler feeds the chat-templated prompt and answers in the HF tokenizer's ids.
+  {
+    auto stub = v1::Sampler::NewStub(MakeChannel(app_->address()));
+    v1::GenerateRequest req;
+    req.set_policy(base);
+    req.add_prompts("12+7=");
+    req.mutable_params()->set_num_samples(2);
+    req.mutable_params()->set_max_new_tokens(6);
+    req.mutable_params()->set_seed(5);
+    req.set_chat_template("auto");
+    grpc::ClientContext ctx;
+    auto reader = stub->Generate(&ctx, req);
+    v1::GenerateResponse resp;
+    ASSERT_TRUE(reader->Read(&resp));
+    ASSERT_TRUE(reader->Finish().ok());
+    bool non_byte = false;
+    for (const v1::Sample& sample : resp.samples()) {
+      std::vector<int32_t> ids(sample.token_ids().begin(), sample.token_ids().end());
+      for (int32_t id : ids) non_byte |= id > 258;
+      if (!ids.empty() && ids.back() == c.eos_token_id) ids.pop_back();
+      model::DecodeOptions options;
+      options.skip_special_tokens = true;
+      auto text = (*base_policy)->tokenizer()->Decode(ids, options);
+      ASSERT_TRUE(text.ok());
+      EXPECT_EQ(SanitizeUtf8(*text), sample.text());
+    }
+    EXPECT_TRUE(non_byte);
+  }
+
+  v1::CreateJobRequest req;
+  *req.mutable_spec() = SmallSpec();
+  req.mutable_spec()->set_name("hf");
+  req.mutable_spec()->set_base_model("hf_base");
+  // The rule judge only tie-breaks random text (p 0.4 / 0.6): keep pairs with smaller gaps.
+  req.mutable_spec()->mutable_pairs()->set_min_gap(0.1);
+  req.set_request_id("itest-hf");
+  v1::Job job;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status st = Stub()->CreateJob(&ctx, req, &job);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_EQ(job.spec().chat_template(), "auto");
+  const v1::Job final_job = WatchToEnd(*Stub(), job.job_id());
+  ASSERT_EQ(final_job.state(), v1::JOB_STATE_SUCCEEDED) << final_job.error();
+  ASSERT_EQ(final_job.rounds_size(), 1);
+  const std::string round =
+      JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  // A real update, not a copied checkpoint.
+  ASSERT_GT(final_job.rounds(0).pairs_kept(), 0)
+      << ReadFile(JoinPath(round, "samples.jsonl")).value_or("")
+      << ReadFile(JoinPath(round, "judgments.jsonl")).value_or("");
+
+  const std::string ckpt = JoinPath(round, "checkpoint");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "config.json"}) {
+    EXPECT_TRUE(PathExists(JoinPath(ckpt, f))) << f;
+  }
+  EXPECT_EQ(*ReadFile(JoinPath(ckpt, "tokenizer.json")), *ReadFile(JoinPath(base, "tokenizer.json")));
+  auto trained = model::Policy::Load(ckpt);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_NE((*trained)->tokenizer(), nullptr);
+  EXPECT_EQ((*trained)->config().model_type, "qwen3");
+  EXPECT_EQ((*trained)->TokenizerFingerprint(), (*base_policy)->TokenizerFingerprint());
+
+  // The trainer encoded each pair's (raw) prompt through the chat template: its prompt-token count
+  // is EncodePrompt(prompt, "auto")'s, not the raw text's.
+  auto pairs = ReadJsonl(JoinPath(round, "pairs.jsonl"));
+  ASSERT_TRUE(pairs.ok());
+  ASSERT_EQ(static_cast<int>(pairs->size()), final_job.rounds(0).pairs_kept());
+  double chat_tokens = 0, raw_tokens = 0;
+  std::vector<std::pair<std::string, std::string>> chosen;
+  for (const auto& p : *pairs) {
+    const std::string prompt = p["prompt"].get<std::string>();
+    EXPECT_EQ(prompt.find("<|im_start|>"), std::string::npos);  // the judge saw raw prompts
+    chat_tokens += (*base_policy)->EncodePrompt(prompt, "auto")->size();
+    raw_tokens += (*base_policy)->EncodePrompt(prompt, "none")->size();
+    chosen.emplace_back(prompt, p["chosen"].get<std::string>());
+  }
+  auto train = ReadJsonFile(JoinPath(round, "train.json"));
+  ASSERT_TRUE(train.ok());
+  EXPECT_EQ((*train)["metrics"]["data/prompt_tokens"].get<double>(), chat_tokens);
+  EXPECT_NE(chat_tokens, raw_tokens);
+
+  // The update moved the weights: the chosen responses score differently than under the base.
+  auto before = (*base_policy)->ScoreResponses(chosen, 64, "auto");
+  auto after = (*trained)->ScoreResponses(chosen, 64, "auto");
+  ASSERT_TRUE(before.ok() && after.ok());
+  double moved = 0;
+  for (size_t i = 0; i < chosen.size(); ++i) moved += std::abs((*after)[i] - (*before)[i]);
+  EXPECT_GT(moved, 0.0);
+}
+
 struct BadRequest {
   const char* name;
   const char* spec_json;
@@ -419,6 +549,7 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
       {"missing_file", R"({"base_model":"no/such/model"})", "base_model"},
       {"missing_prompts", R"({"base_model":"base","prompts":{"path":"none.jsonl"}})", "prompts.path"},
       {"escape", R"({"base_model":"../../"})", "base_model"},
+      {"chat_template", R"({"base_model":"base","chat_template":"vicuna"})", "spec.chat_template"},
   };
   for (const BadRequest& c : cases) {
     auto spec = orchestrator::ParseJobSpecJson(c.spec_json);

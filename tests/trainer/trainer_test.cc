@@ -46,6 +46,25 @@ std::string SaveTinyPolicy(uint64_t seed) {
   return dir;
 }
 
+// A tiny llama with the SentencePiece tokenizer of tests/data (32000 ids, BOS 1, EOS 2).
+std::string SaveTinyHfPolicy(uint64_t seed) {
+  model::LlamaConfig c = testing::TinyConfig();
+  c.vocab_size = 32000;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  c.pad_token_id = 0;
+  absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
+  EXPECT_TRUE(p.ok()) << p.status();
+  const std::string dir = TempDir(absl::StrCat("hf", seed));
+  EXPECT_TRUE((*p)->Save(dir).ok());
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    absl::StatusOr<std::string> contents = ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f));
+    EXPECT_TRUE(contents.ok()) << f;
+    EXPECT_TRUE(WriteFileAtomic(JoinPath(dir, f), *contents).ok());
+  }
+  return dir;
+}
+
 std::vector<double> Scores(const std::string& dir,
                            const std::vector<std::pair<std::string, std::string>>& pr) {
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::Load(dir);
@@ -310,7 +329,8 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
   bad_p[0].p = 1.5;
   EXPECT_THAT(code_and_message(init, bad_p, TrainConfig()), HasSubstr("pairs[0].p must be in"));
 
-  // A checkpoint made for another tokenizer: special ids differ, or it ships tokenizer files.
+  // A checkpoint without tokenizer.json whose special ids are not the byte tokenizer's, or with a
+  // SentencePiece tokenizer.model alone.
   model::LlamaConfig mc = testing::TinyConfig();
   mc.vocab_size = 300;
   mc.eos_token_id = 2;
@@ -320,10 +340,117 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
   ASSERT_TRUE((*other)->Save(other_dir).ok());
   EXPECT_THAT(code_and_message(other_dir, ok, TrainConfig()),
               HasSubstr("does not match the byte tokenizer"));
-  const std::string hf_dir = SaveTinyPolicy(25);
-  ASSERT_TRUE(WriteFileAtomic(JoinPath(hf_dir, "tokenizer.json"), "{}").ok());
-  EXPECT_THAT(code_and_message(hf_dir, ok, TrainConfig()), HasSubstr("carries its own tokenizer"));
+  const std::string spm_dir = SaveTinyPolicy(25);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(spm_dir, "tokenizer.model"), "x").ok());
+  EXPECT_THAT(code_and_message(spm_dir, ok, TrainConfig()),
+              HasSubstr("has tokenizer.model but no tokenizer.json"));
+  // mpo's magnet must speak init's tokenizer.
+  c = TrainConfig();
+  c.loss = "mpo";
+  c.magnet_checkpoint = SaveTinyHfPolicy(26);
+  EXPECT_THAT(code_and_message(init, ok, c),
+              HasSubstr("train.magnet_checkpoint: mismatched tokenizer"));
+  c.magnet_checkpoint = init;
+  EXPECT_THAT(code_and_message(SaveTinyHfPolicy(27), ok, c),
+              HasSubstr("train.magnet_checkpoint: mismatched tokenizer"));
+  // A tokenizer with more ids than the embedding table.
+  const std::string small_vocab = SaveTinyPolicy(28);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    ASSERT_TRUE(WriteFileAtomic(JoinPath(small_vocab, f),
+                                *ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f)))
+                    .ok());
+  }
+  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
+              HasSubstr("init_checkpoint: "));
+  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
+              HasSubstr("tokenizer has 32000 ids, config.vocab_size is only 259"));
   EXPECT_FALSE(PathExists(out));
+}
+
+// An HF checkpoint trains on its own tokenizer's ids: the first step's policy log-probs (equal to
+// the reference's, so the rewards are 0) are Policy::ScoreResponses' for the same text, and the
+// prompt ids are EncodePrompt's.
+TEST(TrainDpoTest, HfTokenizerCheckpointTrainsOnItsOwnIds) {
+  const std::string init = SaveTinyHfPolicy(30);
+  const std::string magnet = SaveTinyHfPolicy(31);
+  const std::vector<PreferencePair> pairs = {{"Hello, my dog is cute", " Yes it is.", " No."}};
+  auto policy = model::Policy::Load(init);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_NE((*policy)->tokenizer(), nullptr);
+  auto c0 = (*policy)->ScoreResponses({{pairs[0].prompt, pairs[0].chosen}});
+  auto r0 = (*policy)->ScoreResponses({{pairs[0].prompt, pairs[0].rejected}});
+  ASSERT_TRUE(c0.ok() && r0.ok());
+  auto prompt_ids = (*policy)->EncodePrompt(pairs[0].prompt);
+  auto chosen_ids = (*policy)->EncodeResponse(pairs[0].chosen);
+  ASSERT_TRUE(prompt_ids.ok() && chosen_ids.ok());
+  EXPECT_EQ(prompt_ids->front(), 1);  // the SentencePiece BOS
+  EXPECT_EQ(chosen_ids->back(), 2);   // EOS
+  for (const char* loss : {"dpo", "mpo"}) {
+    TrainConfig config;
+    config.loss = loss;
+    config.learning_rate = 1e-3;
+    config.batch_size = 1;
+    if (config.loss == "mpo") config.magnet_checkpoint = magnet;  // same tokenizer: accepted
+    std::vector<TrainProgress> progress;
+    const std::string out = TempDir(absl::StrCat("hf_", loss));
+    absl::StatusOr<TrainResult> result =
+        TrainDpo(init, pairs, config, out, [&](const TrainProgress& p) {
+          progress.push_back(p);
+          return true;
+        });
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(progress.size(), 1u);
+    EXPECT_NEAR(progress[0].metrics.at("logps/chosen"), (*c0)[0], 1e-3) << loss;
+    EXPECT_NEAR(progress[0].metrics.at("logps/rejected"), (*r0)[0], 1e-3) << loss;
+    EXPECT_EQ(result->metrics.at("data/prompt_tokens"), static_cast<double>(prompt_ids->size()));
+    EXPECT_EQ(result->metrics.at("data/chosen_tokens"), static_cast<double>(chosen_ids->size()));
+    if (config.loss == "dpo") {
+      EXPECT_NEAR(progress[0].metrics.at("rewards/chosen"), 0.0, 1e-5);
+      EXPECT_NEAR(progress[0].metrics.at("rewards/rejected"), 0.0, 1e-5);
+    }
+    // The output is an HF checkpoint with the tokenizer files, and the update moved the weights.
+    auto trained = model::Policy::Load(out);
+    ASSERT_TRUE(trained.ok()) << trained.status();
+    ASSERT_NE((*trained)->tokenizer(), nullptr);
+    EXPECT_EQ((*trained)->TokenizerFingerprint(), (*policy)->TokenizerFingerprint());
+    auto c1 = (*trained)->ScoreResponses({{pairs[0].prompt, pairs[0].chosen}});
+    ASSERT_TRUE(c1.ok());
+    EXPECT_NE((*c1)[0], (*c0)[0]);
+  }
+  // With a chat template the trainer's prompt ids are EncodePrompt's with that template.
+  TrainConfig config;
+  config.batch_size = 1;
+  config.chat_template = "chatml";
+  auto chat_ids = (*policy)->EncodePrompt(pairs[0].prompt, "chatml");
+  auto chat_c0 = (*policy)->ScoreResponses({{pairs[0].prompt, pairs[0].chosen}}, 8, "chatml");
+  ASSERT_TRUE(chat_ids.ok() && chat_c0.ok());
+  ASSERT_NE(chat_ids->size(), prompt_ids->size());
+  std::vector<TrainProgress> progress;
+  absl::StatusOr<TrainResult> result =
+      TrainDpo(init, pairs, config, TempDir("hf_chat"), [&](const TrainProgress& p) {
+        progress.push_back(p);
+        return true;
+      });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->metrics.at("data/prompt_tokens"), static_cast<double>(chat_ids->size()));
+  EXPECT_NEAR(progress[0].metrics.at("logps/chosen"), (*chat_c0)[0], 1e-3);
+  config.chat_template = "vicuna";
+  EXPECT_THAT(TrainDpo(init, pairs, config, TempDir("hf_chat_bad")).status().message(),
+              HasSubstr("train.chat_template"));
+}
+
+// The byte tokenizer's ids through the policy are the byte path's: BOS + bytes, bytes + EOS.
+TEST(TrainUtilTest, PolicyEncodingMatchesByteTokenize) {
+  auto policy = model::Policy::CreateRandom(testing::TinyConfig(), 1);
+  ASSERT_TRUE(policy.ok());
+  const internal::TokenizedExample ex = internal::Tokenize("12+3=", "15", 257);
+  auto prompt = (*policy)->EncodePrompt("12+3=");
+  auto response = (*policy)->EncodeResponse("15");
+  ASSERT_TRUE(prompt.ok() && response.ok());
+  std::vector<int32_t> want = {ex.first};
+  want.insert(want.end(), ex.prompt.begin(), ex.prompt.end());
+  EXPECT_EQ(*prompt, want);
+  EXPECT_EQ(*response, ex.response);
 }
 
 TEST(TrainDpoTest, GradientAccumulationMatchesOneBigBatch) {

@@ -8,15 +8,19 @@
 
 #include <torch/torch.h>
 
+#include "model/byte_tokenizer.h"
 #include "model/internal/llama.h"
 
 namespace spar::trainer::internal {
 
-// Prompt tokens (bytes) and response tokens (bytes + EOS).
+// One training sequence: `first` (the prompt encoding's first id: BOS for the byte tokenizer),
+// the rest of the prompt, and the response tokens (+ EOS). Truncation never drops `first`.
 struct TokenizedExample {
+  int32_t first = model::ByteTokenizer::kBos;
   std::vector<int32_t> prompt;
   std::vector<int32_t> response;
 };
+// Byte tokenizer: prompt bytes, response bytes + eos.
 TokenizedExample Tokenize(const std::string& prompt, const std::string& response, int32_t eos);
 
 // Cuts ex to max_prompt_length prompt tokens (keeping the end) and max_length prompt + response
