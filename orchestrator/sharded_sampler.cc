@@ -51,9 +51,9 @@ absl::Status ShardedSamplerPort::Generate(
         while (next < end && delivered[next]) ++next;
       }
       if (next >= end) return;
-      v1::GenerateRequest sub;
-      sub.set_policy(request.policy());
-      *sub.mutable_params() = request.params();
+      // Everything but the prompts as the caller sent it (policy, params, chat_template, ...).
+      v1::GenerateRequest sub = request;
+      sub.clear_prompts();
       sub.set_idempotency_key(
           absl::StrFormat("%s/shard-%d-of-%d", request.idempotency_key(), shard, num_shards));
       sub.set_first_index(first + next);
