@@ -26,6 +26,7 @@
 #include "trainer/internal/distributed.h"
 #include "trainer/internal/train_util.h"
 #include "trainer/losses.h"
+#include "trainer/process_group.h"
 
 namespace spar::trainer {
 namespace internal {
@@ -456,23 +457,50 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
                                 const ProgressCallback& on_progress) {
   SPAR_ASSIGN_OR_RETURN(const LossKind kind, ParseLossKind(config.loss));
   const DistributedConfig& dist = config.distributed;
-  const bool writer = dist.rank == 0;
-  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
-  SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy,
-                        model::Policy::Load(init_checkpoint));
-  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, policy->impl().config, "init_checkpoint"));
+  // The group: the caller's (the Trainer service keeps one), or one joined for this run.
+  std::unique_ptr<internal::Communicator> owned_comm;
+  internal::Communicator* comm = nullptr;
+  if (dist.group != nullptr) {
+    comm = dist.group->communicator();
+    if (!comm->healthy()) {
+      return absl::FailedPreconditionError(
+          "distributed.group is broken (a collective failed earlier); restart every rank");
+    }
+  } else if (dist.world_size > 1) {
+    SPAR_ASSIGN_OR_RETURN(owned_comm, internal::Communicator::Create(dist));
+    comm = owned_comm.get();
+  }
+  const bool writer = comm == nullptr || comm->rank() == 0;
   const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
-  std::unique_ptr<model::Policy> magnet;
-  if (uses_magnet && !config.magnet_checkpoint.empty()) {
-    SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
-    SPAR_ASSIGN_OR_RETURN(magnet, model::Policy::Load(config.magnet_checkpoint));
+  std::unique_ptr<model::Policy> policy, magnet;
+  absl::Status setup = [&]() -> absl::Status {
+    SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
+    SPAR_ASSIGN_OR_RETURN(policy, model::Policy::Load(init_checkpoint));
     SPAR_RETURN_IF_ERROR(
-        CheckTokenizer(config.magnet_checkpoint, magnet->impl().config, "magnet_checkpoint"));
+        CheckTokenizer(init_checkpoint, policy->impl().config, "init_checkpoint"));
+    if (uses_magnet && !config.magnet_checkpoint.empty()) {
+      SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
+      SPAR_ASSIGN_OR_RETURN(magnet, model::Policy::Load(config.magnet_checkpoint));
+      SPAR_RETURN_IF_ERROR(
+          CheckTokenizer(config.magnet_checkpoint, magnet->impl().config, "magnet_checkpoint"));
+    }
+    return absl::OkStatus();
+  }();
+  if (comm) {
+    // Every rank learns whether any rank failed to set up, so all return before the training
+    // collectives and the group stays in step.
+    SPAR_ASSIGN_OR_RETURN(
+        const double failed, TorchCall("setup agreement", [&]() -> absl::StatusOr<double> {
+          torch::Tensor f = torch::tensor({setup.ok() ? 0.0 : 1.0}, torch::kFloat64);
+          comm->AllReduceSum(f);
+          return f.item<double>();
+        }));
+    if (setup.ok() && failed > 0) {
+      return absl::InternalError(absl::StrCat(
+          failed, " other rank(s) failed to load or check the run's inputs (see their logs)"));
+    }
   }
-  std::unique_ptr<internal::Communicator> comm;
-  if (dist.world_size > 1) {
-    SPAR_ASSIGN_OR_RETURN(comm, internal::Communicator::Create(dist));
-  }
+  SPAR_RETURN_IF_ERROR(setup);
   const bool save_state = config.save_every_steps > 0;
   const std::string state_dir = !config.train_state_dir.empty()
                                     ? config.train_state_dir
@@ -734,17 +762,30 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     module->eval();
     return result;
   });
-  if (!result.ok()) return result.status();
+  if (!result.ok()) {
+    // Cancellation is agreed by an all-reduce each step; any other failure may have left the
+    // ranks at different points of the collective sequence.
+    if (comm && !absl::IsCancelled(result.status())) comm->MarkBroken();
+    return result.status();
+  }
+  absl::Status written = absl::OkStatus();
   if (writer) {
-    SPAR_RETURN_IF_ERROR(policy->Save(out_checkpoint));
-    if (save_state) SPAR_RETURN_IF_ERROR(RemoveAll(state_dir));
+    written = policy->Save(out_checkpoint);
+    if (written.ok() && save_state) written = RemoveAll(state_dir);
   }
   if (comm) {
-    SPAR_RETURN_IF_ERROR(TorchCall("barrier", [&]() -> absl::Status {
-      comm->Barrier();
-      return absl::OkStatus();
-    }));
+    // Doubles as the final barrier: every rank learns whether rank 0's write succeeded.
+    SPAR_ASSIGN_OR_RETURN(
+        const double failed, TorchCall("write agreement", [&]() -> absl::StatusOr<double> {
+          torch::Tensor f = torch::tensor({written.ok() ? 0.0 : 1.0}, torch::kFloat64);
+          comm->AllReduceSum(f);
+          return f.item<double>();
+        }));
+    if (written.ok() && failed > 0) {
+      return absl::InternalError("rank 0 failed to write the checkpoint (see its log)");
+    }
   }
+  SPAR_RETURN_IF_ERROR(written);
   return result;
 }
 

@@ -19,6 +19,8 @@
 
 namespace spar::trainer {
 
+class ProcessGroup;  // trainer/process_group.h
+
 // Data-parallel group membership, torchrun-style (see DistributedFromEnv). world_size 1 = none.
 struct DistributedConfig {
   int rank = 0;                        // this process, 0 .. world_size-1; rank 0 writes files
@@ -26,6 +28,10 @@ struct DistributedConfig {
   std::string master_addr = "127.0.0.1";  // host of rank 0's TCPStore
   int master_port = 29500;             // port of rank 0's TCPStore
   int timeout_seconds = 120;           // rendezvous and collective timeout
+  // An already joined group (not owned; outlives the call) to train on instead of joining one
+  // from the fields above: the Trainer service joins once and runs every request on it. Its rank
+  // and world size win over the fields above.
+  ProcessGroup* group = nullptr;
 };
 
 // Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (all optional; absent = single process).
@@ -117,7 +123,10 @@ using ProgressCallback = std::function<bool(const TrainProgress&)>;
 // tokenizer; NotFound / InvalidArgument from loading; CancelledError when on_progress returns
 // false (train_state, if any, is kept). With save_every_steps > 0 the run resumes from a matching
 // train_state (same request) and removes it after success. With distributed.world_size > 1 every
-// rank calls this with the same arguments; only rank 0 writes files.
+// rank calls this with the same arguments; only rank 0 writes files. In a group, a failure to
+// load or check the inputs on any rank fails the run on every rank (Internal on the ranks that
+// did not fail themselves) and leaves the group usable; a failure during training marks it
+// broken (ProcessGroup::healthy).
 absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const std::vector<PreferencePair>& pairs,
                                      const TrainConfig& config, const std::string& out_checkpoint,

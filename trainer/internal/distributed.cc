@@ -22,16 +22,40 @@ class GlooCommunicator final : public Communicator {
       : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_size_(world_size) {}
 
   void AllReduceSum(torch::Tensor& tensor) override {
-    std::vector<torch::Tensor> tensors = {tensor};
-    c10d::AllreduceOptions opts;
-    opts.reduceOp = c10d::ReduceOp::SUM;
-    group_->allreduce(tensors, opts)->wait();
+    Guarded([&] {
+      std::vector<torch::Tensor> tensors = {tensor};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp::SUM;
+      group_->allreduce(tensors, opts)->wait();
+    });
   }
-  void Barrier() override { group_->barrier()->wait(); }
+  void Broadcast(torch::Tensor& tensor, int root, std::chrono::milliseconds timeout) override {
+    Guarded([&] {
+      std::vector<torch::Tensor> tensors = {tensor};
+      c10d::BroadcastOptions opts;
+      opts.rootRank = root;
+      if (timeout.count() >= 0) opts.timeout = timeout;
+      group_->broadcast(tensors, opts)->wait();
+    });
+  }
+  void Barrier() override {
+    Guarded([&] { group_->barrier()->wait(); });
+  }
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 
  private:
+  // A throwing collective leaves the ranks out of step: mark the group broken, then rethrow.
+  template <typename F>
+  void Guarded(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      MarkBroken();
+      throw;
+    }
+  }
+
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
   int rank_, world_size_;

@@ -3,6 +3,8 @@
 // distributed.cc (they need USE_C10D_GLOO and gloo's headers).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 
 #include <torch/torch.h>
@@ -19,11 +21,23 @@ class Communicator {
   // when the rendezvous fails or times out.
   static absl::StatusOr<std::unique_ptr<Communicator>> Create(const DistributedConfig& config);
 
-  // In-place sum over all ranks (CPU tensor, contiguous). Throws c10::Error on failure.
+  // In-place sum over all ranks (CPU tensor, contiguous). Throws c10::Error on failure (and
+  // marks the communicator broken).
   virtual void AllReduceSum(torch::Tensor& tensor) = 0;
+  // In place: `root`'s tensor is copied to every rank (same shape and dtype everywhere).
+  // timeout < 0: the group's default collective timeout.
+  virtual void Broadcast(torch::Tensor& tensor, int root, std::chrono::milliseconds timeout) = 0;
   virtual void Barrier() = 0;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
+
+  // False after a collective threw, or after MarkBroken: ranks may disagree on where they are in
+  // the collective sequence, so the group must not be used again.
+  bool healthy() const { return healthy_.load(); }
+  void MarkBroken() { healthy_.store(false); }
+
+ private:
+  std::atomic<bool> healthy_{true};
 };
 
 }  // namespace spar::trainer::internal
