@@ -542,6 +542,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
       SPAR_ASSIGN_OR_RETURN(resumed, LoadTrainState(state_dir, fingerprint, state, module,
                                                     *optimizer));
     }
+    const int resumed_from_step = resumed ? static_cast<int>(state.step) : 0;
     const bool token_level = kind == LossKind::kMpoPg;
     if (!resumed) {
       // Reference (π_t) log-probs once, before any update; the magnet's from its frozen
@@ -745,6 +746,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           progress.metrics = m;
           progress.metrics["tokens"] = sums[9];
           progress.metrics["learning_rate"] = lr;
+          progress.resumed_from_step = resumed_from_step;
           cancel = !on_progress(progress);
         }
         if (comm) {
@@ -756,6 +758,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
       }
     }
     result.steps = step;
+    result.resumed_from_step = resumed_from_step;
     result.metrics = epoch_means.Means();
     result.final_loss = result.metrics["loss"];
     result.seconds = Seconds(t0);

@@ -100,6 +100,7 @@ struct TrainProgress {
   double loss = 0;      // this step's loss
   double tokens_per_second = 0;
   std::map<std::string, double> metrics;  // this step's metrics (TRL names for DPO)
+  int resumed_from_step = 0;  // steps restored from train_state when the run started; 0 = fresh
 };
 
 struct TrainResult {
@@ -110,6 +111,7 @@ struct TrainResult {
   std::map<std::string, double> metrics;
   int64_t num_parameters = 0;
   double seconds = 0;
+  int resumed_from_step = 0;  // steps restored from train_state; 0 = trained from step 0
 };
 
 // Called after every optimizer step; returning false cancels the run (CancelledError, nothing

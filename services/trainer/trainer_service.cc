@@ -1,9 +1,14 @@
 #include "services/trainer/trainer_service.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -194,6 +199,11 @@ TrainerService::TrainerService(metrics::Registry& registry, trainer::ProcessGrou
                              .Add({})),
       running_(registry.AddGauge("spar_trainer_runs_running", "Training runs in progress.").Add({})),
       runs_(registry.AddCounter("spar_trainer_runs_total", "Training runs ended, by final state.")),
+      resumed_runs_(registry
+                        .AddCounter("spar_trainer_resumed_runs_total",
+                                    "Runs that continued from a train_state left by an earlier "
+                                    "(killed) trainer instead of starting at step 0.")
+                        .Add({})),
       world_size_(registry.AddGauge("spar_trainer_world_size",
                                     "Processes in the trainer's data-parallel group (1 = single).")
                       .Add({})),
@@ -201,6 +211,11 @@ TrainerService::TrainerService(metrics::Registry& registry, trainer::ProcessGrou
                                        "1 while the data-parallel group is usable; 0 after a "
                                        "collective failed (restart every rank).")
                          .Add({})),
+      fault_kill_after_step_([] {
+        const char* v = std::getenv("SPAR_TRAINER_FAULT_KILL_AFTER_STEP");
+        int n = 0;
+        return v != nullptr && absl::SimpleAtoi(v, &n) ? n : 0;
+      }()),
       group_(group) {
   for (const char* s : {"succeeded", "failed", "cancelled"}) runs_.Add({{"state", s}});
   world_size_.Set(group_ ? group_->world_size() : 1);
@@ -280,6 +295,7 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
     run->done = done;
     run->cv.notify_all();
   };
+  bool counted_resume = false;
   // With a group: one run at a time, and the other ranks learn the request first.
   std::unique_lock<std::mutex> group_lock(group_mu_, std::defer_lock);
   if (group_ != nullptr) group_lock.lock();
@@ -317,7 +333,14 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
           ev.set_total_steps(p.total_steps);
           ev.set_loss(p.loss);
           ev.set_tokens_per_second(p.tokens_per_second);
+          ev.set_resumed_from_step(p.resumed_from_step);
           for (const auto& [k, v] : p.metrics) (*ev.mutable_metrics())[k] = v;
+          if (p.resumed_from_step > 0 && !counted_resume) {
+            counted_resume = true;
+            resumed_runs_.Increment();
+            SPAR_LOG(Info) << "training " << run->key << " resumed from train_state at step "
+                           << p.resumed_from_step;
+          }
           steps_.Increment();
           loss_.Set(p.loss);
           tokens_per_second_.Set(p.tokens_per_second);
@@ -327,6 +350,10 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
           if (p.metrics.count("rewards/margins")) reward_margin_.Set(p.metrics.at("rewards/margins"));
           if (p.metrics.count("tokens")) tokens_.Increment(p.metrics.at("tokens"));
           publish(ev, false);
+          if (fault_kill_after_step_ > 0 && p.step == fault_kill_after_step_) {
+            SPAR_LOG(Warning) << "fault injection: SIGKILL after step " << p.step;
+            ::kill(::getpid(), SIGKILL);
+          }
           return !run->cancel.load();
         });
   }();
@@ -337,6 +364,7 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
     ev.set_step(result->steps);
     ev.set_total_steps(result->steps);
     ev.set_loss(result->final_loss);
+    ev.set_resumed_from_step(result->resumed_from_step);
     for (const auto& [k, v] : result->metrics) (*ev.mutable_metrics())[k] = v;
     runs_.Add({{"state", "succeeded"}}).Increment();
   } else if (absl::IsCancelled(result.status())) {

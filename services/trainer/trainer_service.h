@@ -63,8 +63,13 @@ class TrainerService final : public v1::Trainer::CallbackService {
   metrics::Gauge& tokens_per_second_;
   metrics::Gauge& running_;
   metrics::Family<metrics::Counter>& runs_;
+  metrics::Counter& resumed_runs_;
   metrics::Gauge& world_size_;
   metrics::Gauge& group_healthy_;
+
+  // Fault injection for tests only: SPAR_TRAINER_FAULT_KILL_AFTER_STEP=N makes the process
+  // SIGKILL itself right after optimizer step N (after that step's train_state was written).
+  const int fault_kill_after_step_;
 
   trainer::ProcessGroup* const group_;
   std::mutex group_mu_;       // one run at a time on the group (collectives must not interleave)

@@ -2,7 +2,10 @@
 //  - data parallel: rank 0 serves and drives a 2-rank Gloo group (torchrun env); the checkpoint
 //    equals a single-process service run of the same request, and rank 1 writes nothing;
 //  - a rank that cannot read a request's inputs fails that run on every rank, and the group
-//    stays usable for the next one.
+//    stays usable for the next one;
+//  - resume: the service process SIGKILLed mid-run (injected fault after step 5, train_state
+//    saved at step 4) and restarted continues the repeated request from step 4 and ends with the
+//    weights of an uninterrupted run.
 // Each rank runs in its own directory and the requests use relative paths, so "rank 1 wrote
 // nothing" is a check on rank 1's own directory.
 #include <fcntl.h>
@@ -167,9 +170,11 @@ v1::StartTrainingRequest Request(const std::string& key, const std::string& base
   return r;
 }
 
-// Starts a run and watches it to the end; returns every event.
+// Starts a run and watches it to the end; returns every event seen. `expect_ok`: the watch
+// stream ends OK (false when the server is expected to die mid-run).
 std::vector<v1::TrainingEvent> TrainThroughGrpc(const std::string& address,
-                                                const v1::StartTrainingRequest& request) {
+                                                const v1::StartTrainingRequest& request,
+                                                bool expect_ok = true) {
   auto stub = v1::Trainer::NewStub(MakeChannel(address));
   v1::StartTrainingResponse started;
   {
@@ -186,7 +191,9 @@ std::vector<v1::TrainingEvent> TrainThroughGrpc(const std::string& address,
   v1::TrainingEvent ev;
   while (reader->Read(&ev)) events.push_back(ev);
   grpc::Status st = reader->Finish();
-  EXPECT_TRUE(st.ok()) << st.error_message();
+  if (expect_ok) {
+    EXPECT_TRUE(st.ok()) << st.error_message();
+  }
   return events;
 }
 
@@ -267,6 +274,80 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
   const int s1 = rank1.Wait();
   EXPECT_TRUE(WIFEXITED(s0) && WEXITSTATUS(s0) == 0) << "rank 0 status " << s0;
   EXPECT_TRUE(WIFEXITED(s1) && WEXITSTATUS(s1) == 0) << "rank 1 status " << s1;
+  RemoveAll(root).IgnoreError();
+}
+
+// Starts `spar serve --role=trainer` in `dir`; returns the child and its gRPC address and
+// metrics port.
+Child StartTrainer(const std::string& dir, const std::vector<std::string>& env,
+                   std::string* address, int* metrics_port) {
+  Child c = SpawnSpar({"serve", "--role=trainer", "--port=0", "--metrics_port=0"}, dir, env);
+  const std::string listening = c.ReadLineStartingWith("spar listening on ");
+  EXPECT_FALSE(listening.empty()) << "the trainer did not start";
+  std::vector<std::string> words = absl::StrSplit(listening, ' ');
+  if (words.size() < 7) return c;
+  *address = words[3];
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(words[6], ":"), ")\n"),
+                               metrics_port))
+      << listening;
+  return c;
+}
+
+TEST(TrainerServiceProcessTest, KilledServiceResumesTheRepeatedRequestFromTrainState) {
+  const std::string root = TempRoot();
+  // Uninterrupted reference (in-process service), state every 2 steps like the crash run.
+  const std::string ref = JoinPath(root, "ref");
+  MakeRankDir(ref);
+  {
+    AppConfig ac;
+    ac.roles = {"trainer"};
+    ac.metrics_port = -1;
+    auto app = App::Start(ac);
+    ASSERT_TRUE(app.ok()) << app.status();
+    std::vector<v1::TrainingEvent> events =
+        TrainThroughGrpc((*app)->address(), Request("resume-key", ref, /*save_every_steps=*/2));
+    ASSERT_FALSE(events.empty());
+    ASSERT_EQ(events.back().state(), v1::TRAINING_STATE_SUCCEEDED) << events.back().error();
+    EXPECT_EQ(events.back().resumed_from_step(), 0);
+  }
+
+  // The service dies (SIGKILL) right after step 5; train_state holds step 4.
+  const std::string dir = JoinPath(root, "crash");
+  MakeRankDir(dir);
+  std::string address;
+  int metrics_port = 0;
+  Child first = StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP=5"}, &address,
+                             &metrics_port);
+  ASSERT_FALSE(address.empty());
+  TrainThroughGrpc(address, Request("resume-key", "", 2), /*expect_ok=*/false);
+  const int status = first.Wait();
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  ASSERT_TRUE(PathExists(JoinPath(dir, "out.train_state/state.pt")));
+  ASSERT_FALSE(PathExists(JoinPath(dir, "out")));
+
+  // Restarted, the same request (same idempotency key) continues from step 4.
+  Child second = StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP="}, &address,
+                              &metrics_port);
+  ASSERT_FALSE(address.empty());
+  std::vector<v1::TrainingEvent> events = TrainThroughGrpc(address, Request("resume-key", "", 2));
+  ASSERT_FALSE(events.empty());
+  const v1::TrainingEvent& last = events.back();
+  ASSERT_EQ(last.state(), v1::TRAINING_STATE_SUCCEEDED) << last.error();
+  EXPECT_EQ(last.step(), 6);
+  EXPECT_EQ(last.resumed_from_step(), 4);
+  for (const v1::TrainingEvent& ev : events) {
+    if (ev.step() == 0) continue;  // the "started" event, before any step
+    EXPECT_GE(ev.step(), 5) << "a resumed run reports no step before the state's";
+    EXPECT_EQ(ev.resumed_from_step(), 4);
+  }
+  EXPECT_LE(MaxWeightDiff(JoinPath(ref, "out"), JoinPath(dir, "out")), 1e-6);
+  EXPECT_FALSE(PathExists(JoinPath(dir, "out.train_state"))) << "state removed after success";
+  const std::string metrics = Metrics(metrics_port);
+  EXPECT_NE(metrics.find("spar_trainer_resumed_runs_total 1"), std::string::npos) << metrics;
+
+  ASSERT_EQ(kill(second.pid, SIGTERM), 0);
+  const int s = second.Wait();
+  EXPECT_TRUE(WIFEXITED(s) && WEXITSTATUS(s) == 0) << "status " << s;
   RemoveAll(root).IgnoreError();
 }
 
