@@ -569,6 +569,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     if (comm) comm->Barrier();  // every rank has read the state before rank 0 may rewrite it
 
     module->train();
+    module->set_gradient_checkpointing(config.gradient_checkpointing);
     std::mt19937_64 rng(config.seed);
     const size_t global_batch = static_cast<size_t>(config.batch_size);
     const int steps_per_epoch = static_cast<int>((n + global_batch - 1) / global_batch);

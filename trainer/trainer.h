@@ -64,6 +64,10 @@ struct TrainConfig {
   int max_length = 0;              // prompt + response tokens kept (response cut at the end);
                                    // 0 = no limit
   bool length_bucketing = false;   // batch similar lengths together (deterministic given seed)
+  // Activation checkpointing: keep only each decoder layer's input in the forward pass and
+  // recompute the layer in backward (same gradients up to float rounding; less activation
+  // memory, about one extra forward per step).
+  bool gradient_checkpointing = false;
   int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
   std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
   DistributedConfig distributed;   // data-parallel group; default single process

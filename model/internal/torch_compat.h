@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <mutex>
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -40,6 +41,23 @@ inline torch::Tensor ScaledDotProductAttention(const torch::Tensor& q, const tor
   torch::Tensor probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
   return torch::matmul(probs, v);
 #endif
+}
+
+// The default generator of `device` (CPU, or a CUDA device): its state is saved before a
+// checkpointed layer's forward and restored for the recomputation, so random ops (LoRA dropout)
+// draw the same numbers both times. at::globalContext().defaultGenerator works in 1.13 and 2.x
+// without CUDA headers.
+inline torch::Tensor GetRngState(const torch::Device& device) {
+  at::Generator gen = device.is_cuda() ? at::globalContext().defaultGenerator(device)
+                                       : at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+inline void SetRngState(const torch::Device& device, const torch::Tensor& state) {
+  at::Generator gen = device.is_cuda() ? at::globalContext().defaultGenerator(device)
+                                       : at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
 }
 
 }  // namespace spar::model::internal

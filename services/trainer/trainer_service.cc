@@ -59,6 +59,7 @@ absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) 
   if (c.has_max_length()) out.max_length = c.max_length();
   if (c.has_length_bucketing()) out.length_bucketing = c.length_bucketing();
   if (c.has_save_every_steps()) out.save_every_steps = c.save_every_steps();
+  if (c.has_gradient_checkpointing()) out.gradient_checkpointing = c.gradient_checkpointing();
   absl::Status st = trainer::Validate(out);
   if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
   return out;
