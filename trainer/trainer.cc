@@ -234,6 +234,7 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
     f.Add(v);
   }
   f.Add(c.magnet_checkpoint);
+  if (c.mixed_precision != "no") f.Add(c.mixed_precision);  // absent before bf16 existed
   f.Add(c.optimizer);
   f.Add(c.lr_scheduler);
   for (const PreferencePair& p : pairs) {
@@ -263,7 +264,7 @@ std::vector<int64_t> Offsets(const std::vector<TokenizedExample>& rows) {
 
 void ScoreFrozen(model::internal::LlamaForCausalLM& module, const model::LlamaConfig& cfg,
                  const torch::Device& device, const std::vector<TokenizedExample>& rows,
-                 bool tokens, torch::Tensor* seq_out, torch::Tensor* token_out) {
+                 bool tokens, bool bf16, torch::Tensor* seq_out, torch::Tensor* token_out) {
   torch::NoGradGuard no_grad;
   module->eval();
   const size_t n = rows.size();
@@ -279,7 +280,12 @@ void ScoreFrozen(model::internal::LlamaForCausalLM& module, const model::LlamaCo
     }
     model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
         prompts, responses, cfg.bos_token_id, cfg.pad_token_id, device);
-    torch::Tensor tok = model::internal::TokenLogProbs(module, batch).to(torch::kCPU).contiguous();
+    torch::Tensor tok;
+    {
+      model::internal::CudaAutocast autocast(bf16);
+      tok = model::internal::TokenLogProbs(module, batch);
+    }
+    tok = tok.to(torch::kCPU, torch::kFloat32).contiguous();
     torch::Tensor sums = tok.sum(-1).contiguous();
     const float* sp = sums.data_ptr<float>();
     const auto acc = tok.accessor<float, 2>();
@@ -449,6 +455,10 @@ void PairTargets(const PreferencePair& pair, float* p, float* win_c, float* win_
   }
 }
 
+constexpr char kBf16NeedsCuda[] =
+    "train.mixed_precision: \"bf16\" uses CUDA autocast and this trainer runs on CPU (no CUDA "
+    "device); use \"no\"";
+
 // One training run over pairs (SFT: `rejected` unused). Called by TrainDpo and TrainSft after
 // input checks.
 absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkpoint,
@@ -471,6 +481,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     comm = owned_comm.get();
   }
   const bool writer = comm == nullptr || comm->rank() == 0;
+  const bool bf16 = config.mixed_precision == "bf16";
   const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
   std::unique_ptr<model::Policy> policy, magnet;
   absl::Status setup = [&]() -> absl::Status {
@@ -478,6 +489,9 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     SPAR_ASSIGN_OR_RETURN(policy, model::Policy::Load(init_checkpoint));
     SPAR_RETURN_IF_ERROR(
         CheckTokenizer(init_checkpoint, policy->impl().config, "init_checkpoint"));
+    if (config.mixed_precision == "bf16" && !policy->impl().device.is_cuda()) {
+      return absl::InvalidArgumentError(kBf16NeedsCuda);
+    }
     if (uses_magnet && !config.magnet_checkpoint.empty()) {
       SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
       SPAR_ASSIGN_OR_RETURN(magnet, model::Policy::Load(config.magnet_checkpoint));
@@ -548,16 +562,16 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
       // Reference (π_t) log-probs once, before any update; the magnet's from its frozen
       // checkpoint (then freed), or π_t's when no magnet is given.
       if (NeedsReference(kind)) {
-        ScoreFrozen(module, cfg, device, chosen, token_level, &state.ref.chosen,
+        ScoreFrozen(module, cfg, device, chosen, token_level, bf16, &state.ref.chosen,
                     &state.ref.token_chosen);
-        ScoreFrozen(module, cfg, device, rejected, token_level, &state.ref.rejected,
+        ScoreFrozen(module, cfg, device, rejected, token_level, bf16, &state.ref.rejected,
                     &state.ref.token_rejected);
       }
       if (uses_magnet && magnet) {
         model::Policy::Impl& mi = magnet->impl();
-        ScoreFrozen(mi.module, mi.config, mi.device, chosen, token_level, &state.magnet.chosen,
-                    &state.magnet.token_chosen);
-        ScoreFrozen(mi.module, mi.config, mi.device, rejected, token_level,
+        ScoreFrozen(mi.module, mi.config, mi.device, chosen, token_level, bf16,
+                    &state.magnet.chosen, &state.magnet.token_chosen);
+        ScoreFrozen(mi.module, mi.config, mi.device, rejected, token_level, bf16,
                     &state.magnet.rejected, &state.magnet.token_rejected);
       } else if (uses_magnet) {
         state.magnet = state.ref;
@@ -633,7 +647,11 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           // Chosen rows first, then rejected: one padded forward for both.
           model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
               prompts, responses, cfg.bos_token_id, cfg.pad_token_id, device);
-          torch::Tensor token_logps = model::internal::TokenLogProbs(module, batch);
+          torch::Tensor token_logps;
+          {
+            model::internal::CudaAutocast autocast(bf16);  // forward only; backward in float32
+            token_logps = model::internal::TokenLogProbs(module, batch).to(torch::kFloat32);
+          }
           torch::Tensor seq = token_logps.sum(-1);
           torch::Tensor lens = batch.target_mask.sum(-1).clamp_min(1.0);
           PairLossInputs in;
@@ -691,10 +709,12 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           if (!prm.grad().defined()) prm.mutable_grad() = torch::zeros_like(prm);
         }
         if (comm) {
-          // One flat all-reduce of every gradient (fp32, CPU), copied back.
+          // One flat all-reduce of every gradient (fp32; CPU over Gloo, CUDA over NCCL), copied
+          // back.
           std::vector<torch::Tensor> flat_parts;
           for (torch::Tensor& prm : params_list) {
-            flat_parts.push_back(prm.grad().reshape({-1}).to(torch::kCPU, torch::kFloat32));
+            flat_parts.push_back(
+                prm.grad().reshape({-1}).to(comm->gradient_device(), torch::kFloat32));
           }
           torch::Tensor flat = torch::cat(flat_parts);
           comm->AllReduceSum(flat);
@@ -881,6 +901,10 @@ absl::Status Validate(const TrainConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.save_every_steps must be >= 0 (0 = never), got ", c.save_every_steps));
   }
+  if (c.mixed_precision != "no" && c.mixed_precision != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train.mixed_precision must be \"no\" or \"bf16\", got \"", c.mixed_precision, "\""));
+  }
   const DistributedConfig& d = c.distributed;
   if (d.world_size < 1) {
     return absl::InvalidArgumentError(
@@ -897,6 +921,13 @@ absl::Status Validate(const TrainConfig& c) {
   if (d.timeout_seconds < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "train.distributed.timeout_seconds must be >= 1, got ", d.timeout_seconds));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDevice(const TrainConfig& c) {
+  if (c.mixed_precision == "bf16" && !model::internal::DefaultDevice().is_cuda()) {
+    return absl::InvalidArgumentError(kBf16NeedsCuda);
   }
   return absl::OkStatus();
 }

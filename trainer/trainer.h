@@ -68,6 +68,10 @@ struct TrainConfig {
   // recompute the layer in backward (same gradients up to float rounding; less activation
   // memory, about one extra forward per step).
   bool gradient_checkpointing = false;
+  // "no" (float32) | "bf16": the forward passes (policy, reference, magnet) under CUDA autocast
+  // to bfloat16; losses, gradients and weights stay float32. bf16 needs a CUDA device (a CPU run
+  // gets InvalidArgument naming this field).
+  std::string mixed_precision = "no";
   int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
   std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
   DistributedConfig distributed;   // data-parallel group; default single process
@@ -75,6 +79,11 @@ struct TrainConfig {
 
 // InvalidArgument naming the field, e.g. "train.loss: unknown loss \"x\"".
 absl::Status Validate(const TrainConfig& config);
+
+// InvalidArgument naming the field when `config` needs a device this process lacks
+// (mixed_precision "bf16" without CUDA). TrainDpo / TrainSft check it too; services call it to
+// refuse such a request up front.
+absl::Status CheckDevice(const TrainConfig& config);
 
 // The defaults for one loss: β 2.0 for simpo, β 0.001 (η = 1000) for sppo / sppo_hard, otherwise
 // TrainConfig(); `loss` is set (unknown names are left for Validate to reject).

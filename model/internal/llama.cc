@@ -37,6 +37,7 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["layer"] = layer_address;
     ctx->saved_data["rng"] = GetRngState(x.device());
     ctx->saved_data["x_requires_grad"] = x.requires_grad();
+    ctx->saved_data["autocast"] = CudaAutocastEnabled();  // replayed in the recomputation
     ctx->save_for_backward({x, cos, sin, bias});
     return layer->forward(x, cos, sin, bias, nullptr, nullptr);
   }
@@ -58,6 +59,7 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
       torch::Tensor now = GetRngState(device);
       SetRngState(device, ctx->saved_data["rng"].toTensor());
       torch::AutoGradMode grad(true);
+      CudaAutocast autocast(ctx->saved_data["autocast"].toBool());
       out = layer->forward(x, saved[1], saved[2], saved[3], nullptr, nullptr);
       SetRngState(device, now);
     }

@@ -60,7 +60,11 @@ absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) 
   if (c.has_length_bucketing()) out.length_bucketing = c.length_bucketing();
   if (c.has_save_every_steps()) out.save_every_steps = c.save_every_steps();
   if (c.has_gradient_checkpointing()) out.gradient_checkpointing = c.gradient_checkpointing();
+  if (c.has_mixed_precision() && !c.mixed_precision().empty()) {
+    out.mixed_precision = c.mixed_precision();
+  }
   absl::Status st = trainer::Validate(out);
+  if (st.ok()) st = trainer::CheckDevice(out);
   if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
   return out;
 }

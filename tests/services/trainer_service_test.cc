@@ -277,6 +277,26 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
   RemoveAll(root).IgnoreError();
 }
 
+TEST(TrainerServiceTest, Bf16OnACpuTrainerIsInvalidArgumentNamingTheField) {
+  AppConfig ac;
+  ac.roles = {"trainer"};
+  ac.metrics_port = -1;
+  auto app = App::Start(ac);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const std::string root = TempRoot();
+  MakeRankDir(root);
+  v1::StartTrainingRequest request = Request("bf16", root);
+  request.mutable_config()->set_mixed_precision("bf16");
+  auto stub = v1::Trainer::NewStub(MakeChannel((*app)->address()));
+  grpc::ClientContext ctx;
+  v1::StartTrainingResponse response;
+  grpc::Status st = stub->StartTraining(&ctx, request, &response);
+  if (st.ok()) GTEST_SKIP() << "this build has a CUDA device";
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("mixed_precision"), std::string::npos) << st.error_message();
+  RemoveAll(root).IgnoreError();
+}
+
 // Starts `spar serve --role=trainer` in `dir`; returns the child and its gRPC address and
 // metrics port.
 Child StartTrainer(const std::string& dir, const std::vector<std::string>& env,

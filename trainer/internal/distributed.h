@@ -1,5 +1,6 @@
 // c10d data-parallel group over Gloo (CPU): a TCPStore rendezvous at MASTER_ADDR:MASTER_PORT
-// (rank 0 hosts it) and a ProcessGroupGloo. Private to trainer/. The c10d headers stay in
+// (rank 0 hosts it) and a ProcessGroupGloo; on CUDA builds with a GPU also a ProcessGroupNCCL for
+// the gradients. Private to trainer/. The c10d headers stay in
 // distributed.cc (they need USE_C10D_GLOO and gloo's headers).
 #pragma once
 
@@ -30,6 +31,10 @@ class Communicator {
   virtual void Barrier() = 0;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
+  // Where gradient all-reduces run: CUDA over ProcessGroupNCCL on CUDA builds (USE_C10D_NCCL)
+  // with a visible GPU, CPU over Gloo otherwise. AllReduceSum picks the group by the tensor's
+  // device; the other collectives (agreements, control messages) always use Gloo on CPU.
+  virtual torch::Device gradient_device() const { return torch::Device(torch::kCPU); }
 
   // False after a collective threw, or after MarkBroken: ranks may disagree on where they are in
   // the collective sequence, so the group must not be used again.
