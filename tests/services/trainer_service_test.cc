@@ -2,7 +2,7 @@
 //  - data parallel: rank 0 serves and drives a 2-rank Gloo group (torchrun env); the checkpoint
 //    equals a single-process service run of the same request, and rank 1 writes nothing;
 //  - a rank that cannot read a request's inputs fails that run on every rank, and the group
-//    stays usable for the next one;
+//    stays usable for the next one; so does a run cancelled through rank 0;
 //  - resume: the service process SIGKILLed mid-run (injected fault after step 5, train_state
 //    saved at step 4) and restarted continues the repeated request from step 4 and ends with the
 //    weights of an uninterrupted run.
@@ -263,6 +263,44 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
   EXPECT_FALSE(PathExists(JoinPath(dir1, "out"))) << "only rank 0 writes checkpoints";
   EXPECT_FALSE(PathExists(JoinPath(dir1, "out.train_state")));
   EXPECT_LE(MaxWeightDiff(JoinPath(single, "out"), JoinPath(dir0, "out")), 1e-5);
+
+  // CancelTraining on rank 0 stops every rank between steps (the per-step all-reduce), nothing
+  // is written, and the group stays usable. 3,000 steps: far longer than the cancel takes.
+  {
+    v1::StartTrainingRequest long_run = Request("k-long", "");
+    long_run.set_output_checkpoint("out-long");
+    long_run.mutable_config()->set_epochs(1000);
+    auto stub = v1::Trainer::NewStub(MakeChannel(address));
+    v1::StartTrainingResponse started;
+    grpc::ClientContext start_ctx;
+    ASSERT_TRUE(stub->StartTraining(&start_ctx, long_run, &started).ok());
+    grpc::ClientContext watch_ctx;
+    v1::WatchTrainingRequest watch;
+    watch.set_run_id(started.run_id());
+    auto reader = stub->WatchTraining(&watch_ctx, watch);
+    v1::TrainingEvent ev;
+    bool cancel_sent = false;
+    while (reader->Read(&ev)) {
+      if (!cancel_sent && ev.step() >= 1) {
+        grpc::ClientContext cancel_ctx;
+        v1::CancelTrainingRequest cancel;
+        cancel.set_run_id(started.run_id());
+        v1::CancelTrainingResponse cancelled;
+        ASSERT_TRUE(stub->CancelTraining(&cancel_ctx, cancel, &cancelled).ok());
+        cancel_sent = true;
+      }
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(ev.state(), v1::TRAINING_STATE_CANCELLED) << ev.error();
+    EXPECT_LT(ev.step(), 3000);
+    EXPECT_FALSE(PathExists(JoinPath(dir0, "out-long")));
+    // The group still trains: the first request again under a new key, same result.
+    ASSERT_TRUE(RemoveAll(JoinPath(dir0, "out")).ok());
+    events = TrainThroughGrpc(address, Request("k-again", ""));
+    ASSERT_FALSE(events.empty());
+    ASSERT_EQ(events.back().state(), v1::TRAINING_STATE_SUCCEEDED) << events.back().error();
+    EXPECT_LE(MaxWeightDiff(JoinPath(single, "out"), JoinPath(dir0, "out")), 1e-5);
+  }
 
   const std::string metrics = Metrics(metrics_port);
   EXPECT_NE(metrics.find("spar_trainer_world_size 2"), std::string::npos) << metrics;
