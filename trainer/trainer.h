@@ -2,7 +2,8 @@
 // ALGORITHMS.md §7 (trainer/losses.h; reference log-probs from the initial policy π_t computed
 // once before the first update, magnet log-probs from a frozen checkpoint for MPO), AdamW or
 // RMSprop with warmup + constant/linear/cosine schedules, gradient accumulation, global-norm
-// clipping, truncation, length bucketing, resumable train_state/, and c10d (Gloo) data parallel.
+// clipping, truncation, length bucketing, resumable train_state/, activation checkpointing, bf16
+// autocast on CUDA, and c10d data parallel (Gloo; NCCL for gradients on CUDA builds).
 // Saves the result with Policy::Save (whole-directory atomic). No gRPC; torch stays in the .cc
 // files. Thread-compatible: one training run per call; runs on the calling thread.
 #pragma once
