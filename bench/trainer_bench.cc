@@ -7,7 +7,9 @@
 // forward is counted; attention score FLOPs (~12 * layers * hidden * seq per token) are left out.
 // Steady state: the first step is discarded as warm-up.
 //
-//   spar_trainer_bench [tiny|100m|all] (default all)
+//   spar_trainer_bench [tiny|100m|all|tiny-ckpt|100m-ckpt] (default all; max_rss per process)
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -53,7 +55,15 @@ struct BenchCase {
   int batch_size;  // pairs per step
   int steps;
   int prompt_len, response_len;
+  bool checkpointing = false;  // TrainConfig::gradient_checkpointing
 };
+
+// Peak resident memory of this process so far (MiB). Run one case per process to compare.
+double MaxRssMiB() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
 
 int RunCase(const BenchCase& bc, double matmul_flops) {
   using namespace spar;
@@ -80,6 +90,7 @@ int RunCase(const BenchCase& bc, double matmul_flops) {
   trainer::TrainConfig config;
   config.batch_size = bc.batch_size;
   config.learning_rate = 1e-5;
+  config.gradient_checkpointing = bc.checkpointing;
   double tokens = 0, secs = 0;
   auto last = Clock::now();
   auto result = trainer::TrainDpo(dir, pairs, config, out, [&](const trainer::TrainProgress& p) {
@@ -100,9 +111,9 @@ int RunCase(const BenchCase& bc, double matmul_flops) {
   const double tps = tokens / secs;
   const double flops = 6.0 * n_params * tps;
   std::printf("%-6s N=%.1fM  batch=%d pairs x %d tokens/row  steps=%d  tokens/s=%.0f  "
-              "achieved=%.2f GFLOP/s  matmul=%.2f GFLOP/s  ratio=%.3f\n",
+              "achieved=%.2f GFLOP/s  matmul=%.2f GFLOP/s  ratio=%.3f  max_rss=%.0f MiB\n",
               bc.name.c_str(), n_params / 1e6, bc.batch_size, 1 + bc.prompt_len + bc.response_len + 1,
-              bc.steps, tps, flops / 1e9, matmul_flops / 1e9, flops / matmul_flops);
+              bc.steps, tps, flops / 1e9, matmul_flops / 1e9, flops / matmul_flops, MaxRssMiB());
   return 0;
 }
 
@@ -129,5 +140,10 @@ int main(int argc, char** argv) {
   int rc = 0;
   if (which == "tiny" || which == "all") rc |= RunCase({"tiny", tiny, 16, 12, 24, 40}, mm);
   if (which == "100m" || which == "all") rc |= RunCase({"100m", m100, 4, 4, 48, 80}, mm);
+  // Activation checkpointing (each decoder layer recomputed in backward): run one case per
+  // process and compare max_rss with the plain case; the FLOP/s count stays 6N (the extra
+  // forward is not counted), so the ratio shows the time cost.
+  if (which == "tiny-ckpt") rc |= RunCase({"tiny-ckpt", tiny, 16, 12, 24, 40, true}, mm);
+  if (which == "100m-ckpt") rc |= RunCase({"100m-ckpt", m100, 4, 4, 48, 80, true}, mm);
   return rc;
 }

@@ -59,6 +59,8 @@ if(SPAR_WITH_TORCH)
   separate_arguments(_spar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(spar_torch INTERFACE ${_spar_torch_flags})
   add_library(spar::torch ALIAS spar_torch)
+  find_file(SPAR_TORCH_NCCL_HEADER torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp
+            PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
   # Gloo (libgloo-dev): c10d's ProcessGroupGloo (compiled into libtorch_cpu) needs its headers
   # and USE_C10D_GLOO; only trainer/internal/distributed.cc includes them.
   find_path(SPAR_GLOO_INCLUDE_DIR gloo/algorithm.h REQUIRED)
@@ -67,6 +69,13 @@ if(SPAR_WITH_TORCH)
   target_include_directories(spar_gloo SYSTEM INTERFACE ${SPAR_GLOO_INCLUDE_DIR})
   target_link_libraries(spar_gloo INTERFACE ${SPAR_GLOO_LIBRARY} spar::torch)
   target_compile_definitions(spar_gloo INTERFACE USE_C10D_GLOO)
+  # CUDA builds of LibTorch carry c10d's ProcessGroupNCCL: the trainer's Communicator all-reduces
+  # gradients over NCCL there (USE_C10D_NCCL), Gloo otherwise. CPU-only builds (Debian's 1.13)
+  # have no torch_cuda target.
+  if(TARGET torch_cuda AND EXISTS "${SPAR_TORCH_NCCL_HEADER}")
+    target_compile_definitions(spar_gloo INTERFACE USE_C10D_NCCL)
+    message(STATUS "spar: c10d NCCL enabled for the trainer")
+  endif()
   add_library(spar::gloo ALIAS spar_gloo)
 endif()
 

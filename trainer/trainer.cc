@@ -27,6 +27,7 @@
 #include "trainer/internal/distributed.h"
 #include "trainer/internal/train_util.h"
 #include "trainer/losses.h"
+#include "trainer/process_group.h"
 
 namespace spar::trainer {
 namespace internal {
@@ -248,6 +249,7 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
     f.Add(v);
   }
   f.Add(c.magnet_checkpoint);
+  if (c.mixed_precision != "no") f.Add(c.mixed_precision);  // absent before bf16 existed
   f.Add(c.optimizer);
   f.Add(c.lr_scheduler);
   if (!c.chat_template.empty()) f.Add(c.chat_template);
@@ -278,7 +280,7 @@ std::vector<int64_t> Offsets(const std::vector<TokenizedExample>& rows) {
 
 void ScoreFrozen(model::internal::LlamaForCausalLM& module, const model::LlamaConfig& cfg,
                  const torch::Device& device, const std::vector<TokenizedExample>& rows,
-                 bool tokens, torch::Tensor* seq_out, torch::Tensor* token_out) {
+                 bool tokens, bool bf16, torch::Tensor* seq_out, torch::Tensor* token_out) {
   torch::NoGradGuard no_grad;
   module->eval();
   const size_t n = rows.size();
@@ -296,7 +298,12 @@ void ScoreFrozen(model::internal::LlamaForCausalLM& module, const model::LlamaCo
     }
     model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
         prompts, responses, firsts, cfg.pad_token_id, device);
-    torch::Tensor tok = model::internal::TokenLogProbs(module, batch).to(torch::kCPU).contiguous();
+    torch::Tensor tok;
+    {
+      model::internal::CudaAutocast autocast(bf16);
+      tok = model::internal::TokenLogProbs(module, batch);
+    }
+    tok = tok.to(torch::kCPU, torch::kFloat32).contiguous();
     torch::Tensor sums = tok.sum(-1).contiguous();
     const float* sp = sums.data_ptr<float>();
     const auto acc = tok.accessor<float, 2>();
@@ -466,6 +473,10 @@ void PairTargets(const PreferencePair& pair, float* p, float* win_c, float* win_
   }
 }
 
+constexpr char kBf16NeedsCuda[] =
+    "train.mixed_precision: \"bf16\" uses CUDA autocast and this trainer runs on CPU (no CUDA "
+    "device); use \"no\"";
+
 // One training run over pairs (SFT: `rejected` unused). Called by TrainDpo and TrainSft after
 // input checks.
 absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkpoint,
@@ -474,76 +485,106 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
                                 const ProgressCallback& on_progress) {
   SPAR_ASSIGN_OR_RETURN(const LossKind kind, ParseLossKind(config.loss));
   const DistributedConfig& dist = config.distributed;
-  const bool writer = dist.rank == 0;
-  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
-  SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy,
-                        LoadCheckpoint(init_checkpoint, "init_checkpoint"));
-  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *policy, "init_checkpoint"));
-  const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
-  std::unique_ptr<model::Policy> magnet;
-  if (uses_magnet && !config.magnet_checkpoint.empty()) {
-    SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
-    SPAR_ASSIGN_OR_RETURN(magnet,
-                          LoadCheckpoint(config.magnet_checkpoint, "train.magnet_checkpoint"));
-    SPAR_RETURN_IF_ERROR(CheckTokenizer(config.magnet_checkpoint, *magnet, "magnet_checkpoint"));
-    // The magnet scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
-    if (magnet->TokenizerFingerprint() != policy->TokenizerFingerprint()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "train.magnet_checkpoint: mismatched tokenizer: \"", config.magnet_checkpoint,
-          "\" has ", magnet->TokenizerDescription(), ", init_checkpoint \"", init_checkpoint,
-          "\" has ", policy->TokenizerDescription(),
-          " (token strings or special ids differ; both must use the same tokenizer)"));
+  // The group: the caller's (the Trainer service keeps one), or one joined for this run.
+  std::unique_ptr<internal::Communicator> owned_comm;
+  internal::Communicator* comm = nullptr;
+  if (dist.group != nullptr) {
+    comm = dist.group->communicator();
+    if (!comm->healthy()) {
+      return absl::FailedPreconditionError(
+          "distributed.group is broken (a collective failed earlier); restart every rank");
     }
+  } else if (dist.world_size > 1) {
+    SPAR_ASSIGN_OR_RETURN(owned_comm, internal::Communicator::Create(dist));
+    comm = owned_comm.get();
   }
-  // Every example through π_t's own tokenizer, exactly as the sampler feeds prompts
-  // (Policy::EncodePrompt) and ScoreResponses scores responses (Policy::EncodeResponse).
-  if (absl::StatusOr<std::string> t = policy->ResolveChatTemplate(config.chat_template); !t.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", t.status().message()));
-  }
+  const bool writer = comm == nullptr || comm->rank() == 0;
+  const bool bf16 = config.mixed_precision == "bf16";
+  const bool uses_magnet = kind == LossKind::kMpo || kind == LossKind::kMpoPg;
+  std::unique_ptr<model::Policy> policy, magnet;
   const bool pairwise_kind = IsPairwise(kind);
   const size_t num_pairs = pairs.size();
   std::vector<TokenizedExample> chosen(num_pairs), rejected(pairwise_kind ? num_pairs : 0);
-  {
-    const int64_t vocab = policy->config().vocab_size;
-    auto tokenize = [&](size_t i, const std::string& response, const char* field,
-                        TokenizedExample* ex) -> absl::Status {
-      absl::StatusOr<std::vector<int32_t>> prompt =
-          policy->EncodePrompt(pairs[i].prompt, config.chat_template);
-      if (!prompt.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
-      }
-      absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response);
-      if (!resp.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
-      }
-      for (const auto* ids : {&*prompt, &*resp}) {
-        for (int32_t id : *ids) {
-          if (id < 0 || id >= vocab) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "pairs[", i, "]: token id ", id, " is outside init_checkpoint's config.vocab_size ",
-                vocab, " (mismatched tokenizer)"));
-          }
-        }
-      }
-      ex->first = prompt->front();
-      ex->prompt.assign(prompt->begin() + 1, prompt->end());
-      ex->response = *std::move(resp);
-      internal::Truncate(*ex, config.max_prompt_length, config.max_length);
-      return absl::OkStatus();
-    };
-    for (size_t i = 0; i < num_pairs; ++i) {
-      SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].chosen, "chosen", &chosen[i]));
-      if (pairwise_kind) {
-        SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, "rejected", &rejected[i]));
+  absl::Status setup = [&]() -> absl::Status {
+    SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
+    SPAR_ASSIGN_OR_RETURN(policy, LoadCheckpoint(init_checkpoint, "init_checkpoint"));
+    SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *policy, "init_checkpoint"));
+    if (bf16 && !policy->impl().device.is_cuda()) {
+      return absl::InvalidArgumentError(kBf16NeedsCuda);
+    }
+    if (uses_magnet && !config.magnet_checkpoint.empty()) {
+      SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(config.magnet_checkpoint, "magnet_checkpoint"));
+      SPAR_ASSIGN_OR_RETURN(magnet,
+                            LoadCheckpoint(config.magnet_checkpoint, "train.magnet_checkpoint"));
+      SPAR_RETURN_IF_ERROR(CheckTokenizer(config.magnet_checkpoint, *magnet, "magnet_checkpoint"));
+      // The magnet scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
+      if (magnet->TokenizerFingerprint() != policy->TokenizerFingerprint()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "train.magnet_checkpoint: mismatched tokenizer: \"", config.magnet_checkpoint,
+            "\" has ", magnet->TokenizerDescription(), ", init_checkpoint \"", init_checkpoint,
+            "\" has ", policy->TokenizerDescription(),
+            " (token strings or special ids differ; both must use the same tokenizer)"));
       }
     }
+    // Every example through π_t's own tokenizer, exactly as the sampler feeds prompts
+    // (Policy::EncodePrompt) and ScoreResponses scores responses (Policy::EncodeResponse).
+    if (absl::StatusOr<std::string> t = policy->ResolveChatTemplate(config.chat_template); !t.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", t.status().message()));
+    }
+    {
+      const int64_t vocab = policy->config().vocab_size;
+      auto tokenize = [&](size_t i, const std::string& response, const char* field,
+                          TokenizedExample* ex) -> absl::Status {
+        absl::StatusOr<std::vector<int32_t>> prompt =
+            policy->EncodePrompt(pairs[i].prompt, config.chat_template);
+        if (!prompt.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
+        }
+        absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response);
+        if (!resp.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
+        }
+        for (const auto* ids : {&*prompt, &*resp}) {
+          for (int32_t id : *ids) {
+            if (id < 0 || id >= vocab) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "pairs[", i, "]: token id ", id, " is outside init_checkpoint's config.vocab_size ",
+                  vocab, " (mismatched tokenizer)"));
+            }
+          }
+        }
+        ex->first = prompt->front();
+        ex->prompt.assign(prompt->begin() + 1, prompt->end());
+        ex->response = *std::move(resp);
+        internal::Truncate(*ex, config.max_prompt_length, config.max_length);
+        return absl::OkStatus();
+      };
+      for (size_t i = 0; i < num_pairs; ++i) {
+        SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].chosen, "chosen", &chosen[i]));
+        if (pairwise_kind) {
+          SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, "rejected", &rejected[i]));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }();
+  if (comm) {
+    // Every rank learns whether any rank failed to set up, so all return before the training
+    // collectives and the group stays in step.
+    SPAR_ASSIGN_OR_RETURN(
+        const double failed, TorchCall("setup agreement", [&]() -> absl::StatusOr<double> {
+          torch::Tensor f = torch::tensor({setup.ok() ? 0.0 : 1.0}, torch::kFloat64);
+          comm->AllReduceSum(f);
+          return f.item<double>();
+        }));
+    if (setup.ok() && failed > 0) {
+      return absl::InternalError(absl::StrCat(
+          failed, " other rank(s) failed to load or check the run's inputs (see their logs)"));
+    }
   }
-  std::unique_ptr<internal::Communicator> comm;
-  if (dist.world_size > 1) {
-    SPAR_ASSIGN_OR_RETURN(comm, internal::Communicator::Create(dist));
-  }
+  SPAR_RETURN_IF_ERROR(setup);
   const bool save_state = config.save_every_steps > 0;
   const std::string state_dir = !config.train_state_dir.empty()
                                     ? config.train_state_dir
@@ -579,21 +620,22 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
       SPAR_ASSIGN_OR_RETURN(resumed, LoadTrainState(state_dir, fingerprint, state, module,
                                                     *optimizer));
     }
+    const int resumed_from_step = resumed ? static_cast<int>(state.step) : 0;
     const bool token_level = kind == LossKind::kMpoPg;
     if (!resumed) {
       // Reference (π_t) log-probs once, before any update; the magnet's from its frozen
       // checkpoint (then freed), or π_t's when no magnet is given.
       if (NeedsReference(kind)) {
-        ScoreFrozen(module, cfg, device, chosen, token_level, &state.ref.chosen,
+        ScoreFrozen(module, cfg, device, chosen, token_level, bf16, &state.ref.chosen,
                     &state.ref.token_chosen);
-        ScoreFrozen(module, cfg, device, rejected, token_level, &state.ref.rejected,
+        ScoreFrozen(module, cfg, device, rejected, token_level, bf16, &state.ref.rejected,
                     &state.ref.token_rejected);
       }
       if (uses_magnet && magnet) {
         model::Policy::Impl& mi = magnet->impl();
-        ScoreFrozen(mi.module, mi.config, mi.device, chosen, token_level, &state.magnet.chosen,
-                    &state.magnet.token_chosen);
-        ScoreFrozen(mi.module, mi.config, mi.device, rejected, token_level,
+        ScoreFrozen(mi.module, mi.config, mi.device, chosen, token_level, bf16,
+                    &state.magnet.chosen, &state.magnet.token_chosen);
+        ScoreFrozen(mi.module, mi.config, mi.device, rejected, token_level, bf16,
                     &state.magnet.rejected, &state.magnet.token_rejected);
       } else if (uses_magnet) {
         state.magnet = state.ref;
@@ -605,6 +647,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     if (comm) comm->Barrier();  // every rank has read the state before rank 0 may rewrite it
 
     module->train();
+    module->set_gradient_checkpointing(config.gradient_checkpointing);
     std::mt19937_64 rng(config.seed);
     const size_t global_batch = static_cast<size_t>(config.batch_size);
     const int steps_per_epoch = static_cast<int>((n + global_batch - 1) / global_batch);
@@ -671,7 +714,11 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           // Chosen rows first, then rejected: one padded forward for both.
           model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
               prompts, responses, firsts, cfg.pad_token_id, device);
-          torch::Tensor token_logps = model::internal::TokenLogProbs(module, batch);
+          torch::Tensor token_logps;
+          {
+            model::internal::CudaAutocast autocast(bf16);  // forward only; backward in float32
+            token_logps = model::internal::TokenLogProbs(module, batch).to(torch::kFloat32);
+          }
           torch::Tensor seq = token_logps.sum(-1);
           torch::Tensor lens = batch.target_mask.sum(-1).clamp_min(1.0);
           PairLossInputs in;
@@ -729,10 +776,12 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           if (!prm.grad().defined()) prm.mutable_grad() = torch::zeros_like(prm);
         }
         if (comm) {
-          // One flat all-reduce of every gradient (fp32, CPU), copied back.
+          // One flat all-reduce of every gradient (fp32; CPU over Gloo, CUDA over NCCL), copied
+          // back.
           std::vector<torch::Tensor> flat_parts;
           for (torch::Tensor& prm : params_list) {
-            flat_parts.push_back(prm.grad().reshape({-1}).to(torch::kCPU, torch::kFloat32));
+            flat_parts.push_back(
+                prm.grad().reshape({-1}).to(comm->gradient_device(), torch::kFloat32));
           }
           torch::Tensor flat = torch::cat(flat_parts);
           comm->AllReduceSum(flat);
@@ -785,6 +834,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           progress.metrics = m;
           progress.metrics["tokens"] = sums[9];
           progress.metrics["learning_rate"] = lr;
+          progress.resumed_from_step = resumed_from_step;
           cancel = !on_progress(progress);
         }
         if (comm) {
@@ -796,6 +846,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
       }
     }
     result.steps = step;
+    result.resumed_from_step = resumed_from_step;
     result.metrics = epoch_means.Means();
     // What the examples were tokenized into (first id included): how a caller checks the
     // tokenizer and chat template the trainer used.
@@ -811,17 +862,30 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     module->eval();
     return result;
   });
-  if (!result.ok()) return result.status();
+  if (!result.ok()) {
+    // Cancellation is agreed by an all-reduce each step; any other failure may have left the
+    // ranks at different points of the collective sequence.
+    if (comm && !absl::IsCancelled(result.status())) comm->MarkBroken();
+    return result.status();
+  }
+  absl::Status written = absl::OkStatus();
   if (writer) {
-    SPAR_RETURN_IF_ERROR(policy->Save(out_checkpoint));
-    if (save_state) SPAR_RETURN_IF_ERROR(RemoveAll(state_dir));
+    written = policy->Save(out_checkpoint);
+    if (written.ok() && save_state) written = RemoveAll(state_dir);
   }
   if (comm) {
-    SPAR_RETURN_IF_ERROR(TorchCall("barrier", [&]() -> absl::Status {
-      comm->Barrier();
-      return absl::OkStatus();
-    }));
+    // Doubles as the final barrier: every rank learns whether rank 0's write succeeded.
+    SPAR_ASSIGN_OR_RETURN(
+        const double failed, TorchCall("write agreement", [&]() -> absl::StatusOr<double> {
+          torch::Tensor f = torch::tensor({written.ok() ? 0.0 : 1.0}, torch::kFloat64);
+          comm->AllReduceSum(f);
+          return f.item<double>();
+        }));
+    if (written.ok() && failed > 0) {
+      return absl::InternalError("rank 0 failed to write the checkpoint (see its log)");
+    }
   }
+  SPAR_RETURN_IF_ERROR(written);
   return result;
 }
 
@@ -916,6 +980,10 @@ absl::Status Validate(const TrainConfig& c) {
   if (absl::Status st = model::ValidateChatTemplateSetting(c.chat_template); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", st.message()));
   }
+  if (c.mixed_precision != "no" && c.mixed_precision != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train.mixed_precision must be \"no\" or \"bf16\", got \"", c.mixed_precision, "\""));
+  }
   const DistributedConfig& d = c.distributed;
   if (d.world_size < 1) {
     return absl::InvalidArgumentError(
@@ -932,6 +1000,13 @@ absl::Status Validate(const TrainConfig& c) {
   if (d.timeout_seconds < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "train.distributed.timeout_seconds must be >= 1, got ", d.timeout_seconds));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDevice(const TrainConfig& c) {
+  if (c.mixed_precision == "bf16" && !model::internal::DefaultDevice().is_cuda()) {
+    return absl::InvalidArgumentError(kBf16NeedsCuda);
   }
   return absl::OkStatus();
 }

@@ -2,7 +2,8 @@
 // ALGORITHMS.md §7 (trainer/losses.h; reference log-probs from the initial policy π_t computed
 // once before the first update, magnet log-probs from a frozen checkpoint for MPO), AdamW or
 // RMSprop with warmup + constant/linear/cosine schedules, gradient accumulation, global-norm
-// clipping, truncation, length bucketing, resumable train_state/, and c10d (Gloo) data parallel.
+// clipping, truncation, length bucketing, resumable train_state/, activation checkpointing, bf16
+// autocast on CUDA, and c10d data parallel (Gloo; NCCL for gradients on CUDA builds).
 // Saves the result with Policy::Save (whole-directory atomic). No gRPC; torch stays in the .cc
 // files. Thread-compatible: one training run per call; runs on the calling thread.
 #pragma once
@@ -19,6 +20,8 @@
 
 namespace spar::trainer {
 
+class ProcessGroup;  // trainer/process_group.h
+
 // Data-parallel group membership, torchrun-style (see DistributedFromEnv). world_size 1 = none.
 struct DistributedConfig {
   int rank = 0;                        // this process, 0 .. world_size-1; rank 0 writes files
@@ -26,6 +29,10 @@ struct DistributedConfig {
   std::string master_addr = "127.0.0.1";  // host of rank 0's TCPStore
   int master_port = 29500;             // port of rank 0's TCPStore
   int timeout_seconds = 120;           // rendezvous and collective timeout
+  // An already joined group (not owned; outlives the call) to train on instead of joining one
+  // from the fields above: the Trainer service joins once and runs every request on it. Its rank
+  // and world size win over the fields above.
+  ProcessGroup* group = nullptr;
 };
 
 // Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (all optional; absent = single process).
@@ -58,6 +65,14 @@ struct TrainConfig {
   int max_length = 0;              // prompt + response tokens kept (response cut at the end);
                                    // 0 = no limit
   bool length_bucketing = false;   // batch similar lengths together (deterministic given seed)
+  // Activation checkpointing: keep only each decoder layer's input in the forward pass and
+  // recompute the layer in backward (same gradients up to float rounding; less activation
+  // memory, about one extra forward per step).
+  bool gradient_checkpointing = false;
+  // "no" (float32) | "bf16": the forward passes (policy, reference, magnet) under CUDA autocast
+  // to bfloat16; losses, gradients and weights stay float32. bf16 needs a CUDA device (a CPU run
+  // gets InvalidArgument naming this field).
+  std::string mixed_precision = "no";
   int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
   std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
   // How prompts are encoded, as the sampler does (model::Policy::EncodePrompt): "" / "none" = raw
@@ -68,6 +83,11 @@ struct TrainConfig {
 
 // InvalidArgument naming the field, e.g. "train.loss: unknown loss \"x\"".
 absl::Status Validate(const TrainConfig& config);
+
+// InvalidArgument naming the field when `config` needs a device this process lacks
+// (mixed_precision "bf16" without CUDA). TrainDpo / TrainSft check it too; services call it to
+// refuse such a request up front.
+absl::Status CheckDevice(const TrainConfig& config);
 
 // The defaults for one loss: β 2.0 for simpo, β 0.001 (η = 1000) for sppo / sppo_hard, otherwise
 // TrainConfig(); `loss` is set (unknown names are left for Validate to reject).
@@ -97,6 +117,7 @@ struct TrainProgress {
   double loss = 0;      // this step's loss
   double tokens_per_second = 0;
   std::map<std::string, double> metrics;  // this step's metrics (TRL names for DPO)
+  int resumed_from_step = 0;  // steps restored from train_state when the run started; 0 = fresh
 };
 
 struct TrainResult {
@@ -107,6 +128,7 @@ struct TrainResult {
   std::map<std::string, double> metrics;
   int64_t num_parameters = 0;
   double seconds = 0;
+  int resumed_from_step = 0;  // steps restored from train_state; 0 = trained from step 0
 };
 
 // Called after every optimizer step; returning false cancels the run (CancelledError, nothing
@@ -120,7 +142,10 @@ using ProgressCallback = std::function<bool(const TrainProgress&)>;
 // tokenizer; NotFound / InvalidArgument from loading; CancelledError when on_progress returns
 // false (train_state, if any, is kept). With save_every_steps > 0 the run resumes from a matching
 // train_state (same request) and removes it after success. With distributed.world_size > 1 every
-// rank calls this with the same arguments; only rank 0 writes files.
+// rank calls this with the same arguments; only rank 0 writes files. In a group, a failure to
+// load or check the inputs on any rank fails the run on every rank (Internal on the ranks that
+// did not fail themselves) and leaves the group usable; a failure during training marks it
+// broken (ProcessGroup::healthy).
 absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const std::vector<PreferencePair>& pairs,
                                      const TrainConfig& config, const std::string& out_checkpoint,

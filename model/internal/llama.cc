@@ -21,6 +21,62 @@ torch::Tensor RotateHalf(const torch::Tensor& x) {
 // Large finite negative instead of -inf so that fully masked rows (left padding) stay finite.
 constexpr double kMaskValue = -1e9;
 
+// A decoder layer under activation checkpointing: forward runs without autograd (the Function
+// machinery disables grad mode) and saves only the layer's inputs and the RNG state; backward
+// restores the RNG, recomputes the layer with grad enabled and differentiates it with
+// torch::autograd::grad. The layer's trainable parameters are passed as inputs so the output
+// requires grad even when x does not (frozen embeddings under LoRA), and their gradients flow
+// back through the Function like any other input's.
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin,
+                               const torch::Tensor& bias, int64_t layer_address,
+                               torch::TensorList params) {
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(layer_address);
+    ctx->saved_data["layer"] = layer_address;
+    ctx->saved_data["rng"] = GetRngState(x.device());
+    ctx->saved_data["x_requires_grad"] = x.requires_grad();
+    ctx->saved_data["autocast"] = CudaAutocastEnabled();  // replayed in the recomputation
+    ctx->save_for_backward({x, cos, sin, bias});
+    return layer->forward(x, cos, sin, bias, nullptr, nullptr);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const bool x_grad = ctx->saved_data["x_requires_grad"].toBool();
+    torch::Tensor x = saved[0].detach().requires_grad_(x_grad);
+    std::vector<torch::Tensor> params;
+    for (const torch::Tensor& p : layer->parameters()) {
+      if (p.requires_grad()) params.push_back(p);
+    }
+    torch::Tensor out;
+    {
+      // Recompute with the RNG as it was in forward, then put the current state back.
+      const torch::Device device = x.device();
+      torch::Tensor now = GetRngState(device);
+      SetRngState(device, ctx->saved_data["rng"].toTensor());
+      torch::AutoGradMode grad(true);
+      CudaAutocast autocast(ctx->saved_data["autocast"].toBool());
+      out = layer->forward(x, saved[1], saved[2], saved[3], nullptr, nullptr);
+      SetRngState(device, now);
+    }
+    std::vector<torch::Tensor> inputs;
+    if (x_grad) inputs.push_back(x);
+    inputs.insert(inputs.end(), params.begin(), params.end());
+    torch::autograd::variable_list grads =
+        torch::autograd::grad({out}, inputs, {grad_out[0]}, /*retain_graph=*/false,
+                              /*create_graph=*/false, /*allow_unused=*/true);
+    // One gradient per forward argument: x, cos, sin, bias, layer, then each parameter.
+    torch::autograd::variable_list result = {x_grad ? grads[0] : torch::Tensor(), torch::Tensor(),
+                                             torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    result.insert(result.end(), grads.begin() + (x_grad ? 1 : 0), grads.end());
+    return result;
+  }
+};
+
 }  // namespace
 
 void AttachLora(torch::nn::Linear& linear, LoraSlot* slot, int64_t rank, double scale,
@@ -225,6 +281,19 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor h = model->embed_tokens(input_ids);
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers->ptr<DecoderLayerImpl>(i);
+    if (gradient_checkpointing_ && cache == nullptr && is_training() &&
+        torch::GradMode::is_enabled()) {
+      std::vector<torch::Tensor> trainable;
+      for (const torch::Tensor& p : layer->parameters()) {
+        if (p.requires_grad()) trainable.push_back(p);
+      }
+      if (h.requires_grad() || !trainable.empty()) {
+        h = CheckpointedLayer::apply(h, cos, sin, bias,
+                                     reinterpret_cast<int64_t>(layer.get()),
+                                     torch::TensorList(trainable));
+        continue;
+      }
+    }
     h = layer->forward(h, cos, sin, bias, cache ? &cache->keys[i] : nullptr,
                        cache ? &cache->values[i] : nullptr);
   }

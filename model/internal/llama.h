@@ -105,6 +105,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
                         const torch::Tensor& key_mask, KvCache* cache = nullptr);
 
   const LlamaConfig& config() const { return config_; }
+
+  // Activation checkpointing: while training with grad enabled (and no KV cache), each decoder
+  // layer keeps only its input and recomputes its activations in backward (CheckpointedLayer in
+  // llama.cc; LibTorch C++ has no torch.utils.checkpoint). Same gradients, less memory, about
+  // one more forward per step.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   // The output projection (lm_head, or the embedding when tied).
   torch::Tensor OutputWeight() const;
 
@@ -113,6 +120,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
  private:
   LlamaConfig config_;
+  bool gradient_checkpointing_ = false;
   torch::Tensor inv_freq_;  // [head_dim/2], a buffer (not saved: HF recomputes it too)
 };
 TORCH_MODULE(LlamaForCausalLM);

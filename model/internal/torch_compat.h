@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cmath>
+#include <mutex>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -41,5 +43,68 @@ inline torch::Tensor ScaledDotProductAttention(const torch::Tensor& q, const tor
   return torch::matmul(probs, v);
 #endif
 }
+
+// The default generator of `device` (CPU, or a CUDA device): its state is saved before a
+// checkpointed layer's forward and restored for the recomputation, so random ops (LoRA dropout)
+// draw the same numbers both times. at::globalContext().defaultGenerator works in 1.13 and 2.x
+// without CUDA headers.
+inline torch::Tensor GetRngState(const torch::Device& device) {
+  at::Generator gen = device.is_cuda() ? at::globalContext().defaultGenerator(device)
+                                       : at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+inline void SetRngState(const torch::Device& device, const torch::Tensor& state) {
+  at::Generator gen = device.is_cuda() ? at::globalContext().defaultGenerator(device)
+                                       : at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// CUDA autocast (mixed precision) to `dtype` for the guard's scope, on this thread; a no-op when
+// `on` is false. Forward passes run under it, backward outside (PyTorch's recipe). LibTorch
+// >= 2.4 names the calls per device type; 1.13 - 2.3 have the GPU-specific ones.
+inline bool CudaAutocastEnabled() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool on, at::ScalarType dtype = at::kBFloat16) : on_(on) {
+    if (!on_) return;
+    prev_enabled_ = CudaAutocastEnabled();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+#else
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+#endif
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kHalf;
+};
 
 }  // namespace spar::model::internal

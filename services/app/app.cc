@@ -20,6 +20,7 @@
 #include "services/orchestrator/orchestrator_service.h"
 #include "services/sampler/sampler_service.h"
 #include "services/trainer/trainer_service.h"
+#include "trainer/process_group.h"
 
 namespace spar::services {
 
@@ -30,6 +31,7 @@ struct App::Impl {
   std::unique_ptr<oracle::OracleClient> oracle;
   std::unique_ptr<SamplerService> sampler_service;
   std::unique_ptr<OracleService> oracle_service;
+  std::unique_ptr<trainer::ProcessGroup> trainer_group;  // outlives trainer_service
   std::unique_ptr<TrainerService> trainer_service;
   // The orchestrator is built after the server starts (its ports may point at it).
   // One port per sampler replica; with more than one, sampler_port shards across them.
@@ -102,7 +104,19 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     services.push_back(impl->oracle_service.get());
   }
   if (has("trainer")) {
-    impl->trainer_service = std::make_unique<TrainerService>(impl->registry);
+    const trainer::DistributedConfig& dist = config.trainer_distributed;
+    if (dist.world_size > 1) {
+      if (dist.rank != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "trainer_distributed.rank: the Trainer service runs on rank 0, got rank ", dist.rank,
+            " (ranks > 0 run the worker loop)"));
+      }
+      SPAR_LOG(Info) << "trainer: joining a data-parallel group of " << dist.world_size
+                     << " at " << dist.master_addr << ":" << dist.master_port;
+      SPAR_ASSIGN_OR_RETURN(impl->trainer_group, trainer::ProcessGroup::Create(dist));
+    }
+    impl->trainer_service =
+        std::make_unique<TrainerService>(impl->registry, impl->trainer_group.get());
     services.push_back(impl->trainer_service.get());
   }
   if (has("orchestrator")) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "oracle_client/oracle_config.h"
+#include "trainer/trainer.h"
 
 namespace spar::services {
 
@@ -34,6 +35,11 @@ struct AppConfig {
   std::string api_token;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
+  // Trainer: data-parallel group (`spar serve --role=trainer` reads RANK, WORLD_SIZE,
+  // MASTER_ADDR, MASTER_PORT). world_size > 1: this process must be rank 0; Start joins the group
+  // (blocking until every rank has connected) and the service drives it. Ranks > 0 run
+  // services::RunTrainerWorker instead of an App.
+  trainer::DistributedConfig trainer_distributed;
 };
 
 // Reads an AppConfig from a JSON file's object (unknown keys rejected, errors name the field).

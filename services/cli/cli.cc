@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -27,6 +29,9 @@
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
+#include "services/trainer/trainer_service.h"
+#include "trainer/process_group.h"
+#include "trainer/trainer.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -47,6 +52,8 @@ const char kUsage[] =
     "     [--judge_cache=FILE.sqlite] [--data_root=DIR]\n"
     "                                                   all four services in one process\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
+    "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
+    "                                                   env = data parallel, rank 0 serves\n"
     "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
     "  status JOB [--json]                              a job and its per-round table\n"
@@ -129,17 +136,28 @@ absl::StatusOr<v1::JobState> ParseState(const std::string& s) {
   return absl::InvalidArgumentError(absl::StrCat("--state: unknown state \"", s, "\""));
 }
 
-// Blocks SIGINT/SIGTERM in every thread and returns a thread that calls `on_signal` on the first.
+// SIGINT/SIGTERM → `on_signal` (once) on a thread of its own. A handler writing to a pipe, not
+// sigwait with blocked signals: threads that exist before any mask could be set (OpenBLAS
+// starts its pool when the library loads) would otherwise take the signal and end the process.
+int g_signal_pipe[2] = {-1, -1};
+extern "C" void OnStopSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &c, 1);
+}
+
 std::thread SignalThread(std::function<void()> on_signal) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return std::thread([set, on_signal = std::move(on_signal)] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    SPAR_LOG(Info) << "signal " << sig << ": shutting down";
+  if (pipe(g_signal_pipe) != 0) SPAR_LOG(Error) << "signal pipe: " << std::strerror(errno);
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  return std::thread([on_signal = std::move(on_signal)] {
+    char c = 0;
+    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    SPAR_LOG(Info) << "signal " << static_cast<int>(c) << ": shutting down";
     on_signal();
   });
 }
@@ -184,9 +202,32 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   return config;
 }
 
+// A rank > 0 of a data-parallel trainer: no server, only the worker loop driven by rank 0.
+int RunTrainerWorkerProcess(const trainer::DistributedConfig& dist) {
+  auto group = trainer::ProcessGroup::Create(dist);
+  if (!group.ok()) {
+    std::fprintf(stderr, "spar: cannot join the trainer group: %s\n",
+                 std::string(group.status().message()).c_str());
+    return kExitUnavailable;
+  }
+  std::printf("spar trainer worker rank %d/%d joined %s:%d\n", dist.rank, dist.world_size,
+              dist.master_addr.c_str(), dist.master_port);
+  std::fflush(stdout);
+  absl::Status st = services::RunTrainerWorker(**group);
+  if (!st.ok()) return Fail(st);
+  return kExitOk;
+}
+
 int RunServer(const Args& args, std::set<std::string> roles) {
   auto config = LoadAppConfig(args);
   if (!config.ok()) return Fail(config.status());
+  if (roles == std::set<std::string>{"trainer"}) {
+    // torchrun-style data parallel: rank 0 serves and drives the group, the others follow it.
+    auto dist = trainer::DistributedFromEnv();
+    if (!dist.ok()) return Fail(dist.status());
+    if (dist->world_size > 1 && dist->rank > 0) return RunTrainerWorkerProcess(*dist);
+    config->trainer_distributed = *dist;
+  }
   config->roles = std::move(roles);
   auto app = services::App::Start(*config);
   if (!app.ok()) {

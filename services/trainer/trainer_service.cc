@@ -1,9 +1,14 @@
 #include "services/trainer/trainer_service.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -11,6 +16,7 @@
 #include "model/chat_template.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
+#include "trainer/process_group.h"
 #include "trainer/trainer.h"
 
 namespace spar::services {
@@ -54,7 +60,12 @@ absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) 
   if (c.has_max_length()) out.max_length = c.max_length();
   if (c.has_length_bucketing()) out.length_bucketing = c.length_bucketing();
   if (c.has_save_every_steps()) out.save_every_steps = c.save_every_steps();
+  if (c.has_gradient_checkpointing()) out.gradient_checkpointing = c.gradient_checkpointing();
+  if (c.has_mixed_precision() && !c.mixed_precision().empty()) {
+    out.mixed_precision = c.mixed_precision();
+  }
   absl::Status st = trainer::Validate(out);
+  if (st.ok()) st = trainer::CheckDevice(out);
   if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
   return out;
 }
@@ -111,9 +122,77 @@ absl::StatusOr<std::vector<trainer::PreferencePair>> ReadPairs(const std::string
   return pairs;
 }
 
+// Control messages from rank 0 to the other ranks (ProcessGroup::BroadcastFromRank0).
+constexpr char kCommandTrain = 'T';     // followed by a serialized StartTrainingRequest
+constexpr char kCommandShutdown = 'S';  // the service is stopping: workers exit
+constexpr absl::Duration kControlTimeout = absl::Seconds(120);
+
+// What every rank needs to train one request.
+struct Prepared {
+  trainer::TrainConfig config;
+  std::vector<trainer::PreferencePair> pairs;
+};
+
+absl::StatusOr<Prepared> Prepare(const v1::StartTrainingRequest& request) {
+  Prepared p;
+  auto config = ToTrainConfig(request.config());
+  if (!config.ok()) return config.status();
+  p.config = *std::move(config);
+  p.config.chat_template = request.chat_template();
+  auto pairs = ReadPairs(request.pairs_path());
+  if (!pairs.ok()) return pairs.status();
+  p.pairs = *std::move(pairs);
+  return p;
+}
+
 }  // namespace
 
-TrainerService::TrainerService(metrics::Registry& registry)
+absl::Status RunTrainerWorker(trainer::ProcessGroup& group) {
+  const std::string who = absl::StrCat("trainer rank ", group.rank(), "/", group.world_size());
+  SPAR_LOG(Info) << who << ": waiting for rank 0's requests";
+  while (true) {
+    std::string message;
+    absl::Status st = group.BroadcastFromRank0(&message, absl::InfiniteDuration());
+    if (!st.ok()) return absl::UnavailableError(absl::StrCat(who, ": lost the group: ", st.message()));
+    if (message.size() == 1 && message[0] == kCommandShutdown) {
+      SPAR_LOG(Info) << who << ": rank 0 is shutting down";
+      return absl::OkStatus();
+    }
+    v1::StartTrainingRequest request;
+    absl::StatusOr<Prepared> prepared = absl::InternalError("malformed control message");
+    if (!message.empty() && message[0] == kCommandTrain &&
+        request.ParseFromArray(message.data() + 1, static_cast<int>(message.size() - 1))) {
+      prepared = Prepare(request);
+    }
+    if (!prepared.ok()) {
+      SPAR_LOG(Error) << who << ": cannot train " << request.idempotency_key() << ": "
+                      << prepared.status();
+    }
+    // Every rank says whether it can train this request; all skip it if one cannot.
+    absl::StatusOr<int64_t> failed = group.AllReduceSum(prepared.ok() ? 0 : 1);
+    if (!failed.ok()) {
+      return absl::UnavailableError(absl::StrCat(who, ": lost the group: ", failed.status().message()));
+    }
+    if (*failed > 0) continue;
+    prepared->config.distributed.group = &group;
+    SPAR_LOG(Info) << who << ": training " << request.idempotency_key();
+    absl::StatusOr<trainer::TrainResult> result =
+        trainer::TrainDpo(request.init_checkpoint(), prepared->pairs, prepared->config,
+                          request.output_checkpoint());
+    if (result.ok()) {
+      SPAR_LOG(Info) << who << ": " << request.idempotency_key() << " done, " << result->steps
+                     << " steps";
+    } else {
+      SPAR_LOG(Warning) << who << ": " << request.idempotency_key() << ": " << result.status();
+    }
+    if (!group.healthy()) {
+      return absl::UnavailableError(
+          absl::StrCat(who, ": the group broke during training: ", result.status().message()));
+    }
+  }
+}
+
+TrainerService::TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group)
     : rpc_metrics_(registry, "trainer"),
       steps_(registry.AddCounter("spar_trainer_steps_total", "Optimizer steps taken.").Add({})),
       tokens_(registry.AddCounter("spar_trainer_tokens_total", "Tokens trained on (approximate).")
@@ -129,8 +208,28 @@ TrainerService::TrainerService(metrics::Registry& registry)
                                            "Training throughput of the latest step.")
                              .Add({})),
       running_(registry.AddGauge("spar_trainer_runs_running", "Training runs in progress.").Add({})),
-      runs_(registry.AddCounter("spar_trainer_runs_total", "Training runs ended, by final state.")) {
+      runs_(registry.AddCounter("spar_trainer_runs_total", "Training runs ended, by final state.")),
+      resumed_runs_(registry
+                        .AddCounter("spar_trainer_resumed_runs_total",
+                                    "Runs that continued from a train_state left by an earlier "
+                                    "(killed) trainer instead of starting at step 0.")
+                        .Add({})),
+      world_size_(registry.AddGauge("spar_trainer_world_size",
+                                    "Processes in the trainer's data-parallel group (1 = single).")
+                      .Add({})),
+      group_healthy_(registry.AddGauge("spar_trainer_group_healthy",
+                                       "1 while the data-parallel group is usable; 0 after a "
+                                       "collective failed (restart every rank).")
+                         .Add({})),
+      fault_kill_after_step_([] {
+        const char* v = std::getenv("SPAR_TRAINER_FAULT_KILL_AFTER_STEP");
+        int n = 0;
+        return v != nullptr && absl::SimpleAtoi(v, &n) ? n : 0;
+      }()),
+      group_(group) {
   for (const char* s : {"succeeded", "failed", "cancelled"}) runs_.Add({{"state", s}});
+  world_size_.Set(group_ ? group_->world_size() : 1);
+  group_healthy_.Set(1);
 }
 
 TrainerService::~TrainerService() { Shutdown(); }
@@ -142,6 +241,15 @@ void TrainerService::Shutdown() {
     for (auto& [id, run] : runs_by_id_) run->cancel.store(true);
   }
   workers_.JoinAll();
+  if (group_ != nullptr) {
+    std::lock_guard<std::mutex> lock(group_mu_);
+    if (!group_closed_ && group_->healthy()) {
+      std::string message(1, kCommandShutdown);
+      absl::Status st = group_->BroadcastFromRank0(&message, kControlTimeout);
+      if (!st.ok()) SPAR_LOG(Warning) << "trainer: telling the other ranks to stop: " << st;
+    }
+    group_closed_ = true;
+  }
 }
 
 grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerContext* ctx,
@@ -158,6 +266,12 @@ grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerCont
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "trainer is shutting down"));
+    return reactor;
+  }
+  if (group_ != nullptr && !group_->healthy()) {
+    rpc_metrics_.Record("StartTraining", "UNAVAILABLE", started);
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "trainer: the data-parallel group is broken; restart every rank"));
     return reactor;
   }
   auto it = runs_by_key_.find(request->idempotency_key());
@@ -191,14 +305,36 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
     run->done = done;
     run->cv.notify_all();
   };
+  bool counted_resume = false;
+  // With a group: one run at a time, and the other ranks learn the request first.
+  std::unique_lock<std::mutex> group_lock(group_mu_, std::defer_lock);
+  if (group_ != nullptr) group_lock.lock();
   absl::StatusOr<trainer::TrainResult> result = [&]() -> absl::StatusOr<trainer::TrainResult> {
-    auto config = ToTrainConfig(request.config());
-    if (!config.ok()) return config.status();
-    config->chat_template = request.chat_template();
-    auto pairs = ReadPairs(request.pairs_path());
-    if (!pairs.ok()) return pairs.status();
+    if (run->cancel.load()) return absl::CancelledError("training cancelled before it started");
+    absl::StatusOr<Prepared> prepared = Prepare(request);
+    if (!prepared.ok()) return prepared.status();
+    if (group_ != nullptr) {
+      if (group_closed_ || !group_->healthy()) {
+        return absl::UnavailableError(
+            "trainer: the data-parallel group is broken or closed; restart every rank");
+      }
+      std::string message = std::string(1, kCommandTrain) + request.SerializeAsString();
+      absl::Status st = group_->BroadcastFromRank0(&message, kControlTimeout);
+      absl::StatusOr<int64_t> failed =
+          st.ok() ? group_->AllReduceSum(0) : absl::StatusOr<int64_t>(st);
+      if (!failed.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("trainer: sending the request to the other ranks: ",
+                         failed.status().message()));
+      }
+      if (*failed > 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            *failed, " other rank(s) cannot read the request's inputs (see their logs)"));
+      }
+      prepared->config.distributed.group = group_;
+    }
     return trainer::TrainDpo(
-        request.init_checkpoint(), *pairs, *config, request.output_checkpoint(),
+        request.init_checkpoint(), prepared->pairs, prepared->config, request.output_checkpoint(),
         [&](const trainer::TrainProgress& p) {
           v1::TrainingEvent ev;
           ev.set_run_id(run->run_id);
@@ -207,7 +343,14 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
           ev.set_total_steps(p.total_steps);
           ev.set_loss(p.loss);
           ev.set_tokens_per_second(p.tokens_per_second);
+          ev.set_resumed_from_step(p.resumed_from_step);
           for (const auto& [k, v] : p.metrics) (*ev.mutable_metrics())[k] = v;
+          if (p.resumed_from_step > 0 && !counted_resume) {
+            counted_resume = true;
+            resumed_runs_.Increment();
+            SPAR_LOG(Info) << "training " << run->key << " resumed from train_state at step "
+                           << p.resumed_from_step;
+          }
           steps_.Increment();
           loss_.Set(p.loss);
           tokens_per_second_.Set(p.tokens_per_second);
@@ -217,6 +360,10 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
           if (p.metrics.count("rewards/margins")) reward_margin_.Set(p.metrics.at("rewards/margins"));
           if (p.metrics.count("tokens")) tokens_.Increment(p.metrics.at("tokens"));
           publish(ev, false);
+          if (fault_kill_after_step_ > 0 && p.step == fault_kill_after_step_) {
+            SPAR_LOG(Warning) << "fault injection: SIGKILL after step " << p.step;
+            ::kill(::getpid(), SIGKILL);
+          }
           return !run->cancel.load();
         });
   }();
@@ -227,6 +374,7 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
     ev.set_step(result->steps);
     ev.set_total_steps(result->steps);
     ev.set_loss(result->final_loss);
+    ev.set_resumed_from_step(result->resumed_from_step);
     for (const auto& [k, v] : result->metrics) (*ev.mutable_metrics())[k] = v;
     runs_.Add({{"state", "succeeded"}}).Increment();
   } else if (absl::IsCancelled(result.status())) {
@@ -238,6 +386,10 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
     ev.set_error(result.status().ToString());
     runs_.Add({{"state", "failed"}}).Increment();
     SPAR_LOG(Error) << "training " << run->key << " failed: " << result.status();
+  }
+  if (group_ != nullptr) {
+    group_healthy_.Set(group_->healthy() ? 1 : 0);
+    group_lock.unlock();
   }
   running_.Decrement();
   if (!result.ok()) {

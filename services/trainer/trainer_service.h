@@ -1,6 +1,14 @@
 // gRPC Trainer service: StartTraining is idempotent by key (a repeated call attaches to the
 // running or finished run); training runs on its own thread; WatchTraining streams progress
 // until the run ends; CancelTraining stops it between steps (nothing is written then).
+//
+// Data parallel (WORLD_SIZE > 1): the service runs on rank 0 with a trainer::ProcessGroup and
+// drives the group. Runs are serialized on it; for each run rank 0 broadcasts the request (a
+// control message: a length, then 'T' + the serialized StartTrainingRequest), every rank checks
+// it can read the inputs (an all-reduce), and all ranks call TrainDpo on their share of each
+// batch. Cancellation reaches the other ranks through the per-step all-reduce in TrainDpo;
+// Shutdown broadcasts 'S'. Ranks > 0 run RunTrainerWorker instead of a server. Only rank 0
+// writes checkpoints and train_state, and only it reports events and metrics.
 // Thread-safe.
 #pragma once
 
@@ -10,16 +18,23 @@
 #include <mutex>
 #include <string>
 
+#include "absl/status/status.h"
 #include "common/metrics/registry.h"
 #include "services/common/rpc_metrics.h"
 #include "services/common/worker_threads.h"
 #include "spar/v1/trainer.grpc.pb.h"
 
+namespace spar::trainer {
+class ProcessGroup;
+}  // namespace spar::trainer
+
 namespace spar::services {
 
 class TrainerService final : public v1::Trainer::CallbackService {
  public:
-  explicit TrainerService(metrics::Registry& registry);
+  // `group`: rank 0 of a data-parallel group to drive (not owned; outlives the service), or null
+  // for a single process.
+  explicit TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group = nullptr);
   ~TrainerService() override;
 
   grpc::ServerUnaryReactor* StartTraining(grpc::CallbackServerContext* ctx,
@@ -31,7 +46,8 @@ class TrainerService final : public v1::Trainer::CallbackService {
                                            const v1::CancelTrainingRequest* request,
                                            v1::CancelTrainingResponse* response) override;
 
-  // Stops running trainings (they end CANCELLED) and joins the threads.
+  // Stops running trainings (they end CANCELLED), joins the threads and, with a group, tells
+  // the other ranks to exit. Idempotent.
   void Shutdown();
 
  private:
@@ -47,6 +63,17 @@ class TrainerService final : public v1::Trainer::CallbackService {
   metrics::Gauge& tokens_per_second_;
   metrics::Gauge& running_;
   metrics::Family<metrics::Counter>& runs_;
+  metrics::Counter& resumed_runs_;
+  metrics::Gauge& world_size_;
+  metrics::Gauge& group_healthy_;
+
+  // Fault injection for tests only: SPAR_TRAINER_FAULT_KILL_AFTER_STEP=N makes the process
+  // SIGKILL itself right after optimizer step N (after that step's train_state was written).
+  const int fault_kill_after_step_;
+
+  trainer::ProcessGroup* const group_;
+  std::mutex group_mu_;       // one run at a time on the group (collectives must not interleave)
+  bool group_closed_ = false;  // guarded by group_mu_: the shutdown message was sent
 
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Run>> runs_by_key_;
@@ -54,5 +81,11 @@ class TrainerService final : public v1::Trainer::CallbackService {
   bool shutting_down_ = false;
   WorkerThreads workers_;  // last: joined before the members above go away
 };
+
+// The loop of a rank > 0 of a data-parallel trainer: waits for rank 0's control messages and
+// trains each broadcast request on its share (writing nothing). OK when rank 0 sends shutdown;
+// an error when the group fails (rank 0 died, a collective failed): the process should exit and
+// be restarted together with the other ranks.
+absl::Status RunTrainerWorker(trainer::ProcessGroup& group);
 
 }  // namespace spar::services

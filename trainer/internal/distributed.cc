@@ -8,6 +8,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "model/internal/torch_call.h"
@@ -22,18 +25,57 @@ class GlooCommunicator final : public Communicator {
       : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_size_(world_size) {}
 
   void AllReduceSum(torch::Tensor& tensor) override {
-    std::vector<torch::Tensor> tensors = {tensor};
-    c10d::AllreduceOptions opts;
-    opts.reduceOp = c10d::ReduceOp::SUM;
-    group_->allreduce(tensors, opts)->wait();
+    Guarded([&] {
+      std::vector<torch::Tensor> tensors = {tensor};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp::SUM;
+#ifdef USE_C10D_NCCL
+      if (tensor.is_cuda() && nccl_) {
+        nccl_->allreduce(tensors, opts)->wait();
+        return;
+      }
+#endif
+      group_->allreduce(tensors, opts)->wait();
+    });
   }
-  void Barrier() override { group_->barrier()->wait(); }
+#ifdef USE_C10D_NCCL
+  void SetNccl(c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl) { nccl_ = std::move(nccl); }
+  torch::Device gradient_device() const override {
+    return nccl_ ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  }
+#endif
+  void Broadcast(torch::Tensor& tensor, int root, std::chrono::milliseconds timeout) override {
+    Guarded([&] {
+      std::vector<torch::Tensor> tensors = {tensor};
+      c10d::BroadcastOptions opts;
+      opts.rootRank = root;
+      if (timeout.count() >= 0) opts.timeout = timeout;
+      group_->broadcast(tensors, opts)->wait();
+    });
+  }
+  void Barrier() override {
+    Guarded([&] { group_->barrier()->wait(); });
+  }
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 
  private:
+  // A throwing collective leaves the ranks out of step: mark the group broken, then rethrow.
+  template <typename F>
+  void Guarded(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      MarkBroken();
+      throw;
+    }
+  }
+
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl_;  // gradients on CUDA; null on CPU
+#endif
   int rank_, world_size_;
 };
 
@@ -66,8 +108,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Create(const Distrib
         options->threads = 2;
         auto group =
             c10::make_intrusive<c10d::ProcessGroupGloo>(store, c.rank, c.world_size, options);
-        return std::unique_ptr<Communicator>(
-            std::make_unique<GlooCommunicator>(store, group, c.rank, c.world_size));
+        auto comm = std::make_unique<GlooCommunicator>(store, group, c.rank, c.world_size);
+#ifdef USE_C10D_NCCL
+        // The policy trains on cuda:0 (model::internal::DefaultDevice; one visible GPU per rank,
+        // e.g. CUDA_VISIBLE_DEVICES=$LOCAL_RANK).
+        if (torch::cuda::is_available()) {
+          auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+          nccl_options->timeout = timeout;
+          comm->SetNccl(c10::make_intrusive<c10d::ProcessGroupNCCL>(
+              c10::make_intrusive<c10d::PrefixStore>("spar_trainer_nccl", tcp), c.rank,
+              c.world_size, nccl_options));
+        }
+#endif
+        return std::unique_ptr<Communicator>(std::move(comm));
       });
 }
 

@@ -1,8 +1,11 @@
 // c10d data-parallel group over Gloo (CPU): a TCPStore rendezvous at MASTER_ADDR:MASTER_PORT
-// (rank 0 hosts it) and a ProcessGroupGloo. Private to trainer/. The c10d headers stay in
+// (rank 0 hosts it) and a ProcessGroupGloo; on CUDA builds with a GPU also a ProcessGroupNCCL for
+// the gradients. Private to trainer/. The c10d headers stay in
 // distributed.cc (they need USE_C10D_GLOO and gloo's headers).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 
 #include <torch/torch.h>
@@ -19,11 +22,27 @@ class Communicator {
   // when the rendezvous fails or times out.
   static absl::StatusOr<std::unique_ptr<Communicator>> Create(const DistributedConfig& config);
 
-  // In-place sum over all ranks (CPU tensor, contiguous). Throws c10::Error on failure.
+  // In-place sum over all ranks (CPU tensor, contiguous). Throws c10::Error on failure (and
+  // marks the communicator broken).
   virtual void AllReduceSum(torch::Tensor& tensor) = 0;
+  // In place: `root`'s tensor is copied to every rank (same shape and dtype everywhere).
+  // timeout < 0: the group's default collective timeout.
+  virtual void Broadcast(torch::Tensor& tensor, int root, std::chrono::milliseconds timeout) = 0;
   virtual void Barrier() = 0;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
+  // Where gradient all-reduces run: CUDA over ProcessGroupNCCL on CUDA builds (USE_C10D_NCCL)
+  // with a visible GPU, CPU over Gloo otherwise. AllReduceSum picks the group by the tensor's
+  // device; the other collectives (agreements, control messages) always use Gloo on CPU.
+  virtual torch::Device gradient_device() const { return torch::Device(torch::kCPU); }
+
+  // False after a collective threw, or after MarkBroken: ranks may disagree on where they are in
+  // the collective sequence, so the group must not be used again.
+  bool healthy() const { return healthy_.load(); }
+  void MarkBroken() { healthy_.store(false); }
+
+ private:
+  std::atomic<bool> healthy_{true};
 };
 
 }  // namespace spar::trainer::internal
