@@ -11,7 +11,7 @@
 // ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
 // then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
 // x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
-// goes through the same path. Single-flight: while a request for one cache key (one
+// and side-by-side 6-point scoring (ScoreSideBySide, DNO-Prct) go through the same path. Single-flight: while a request for one cache key (one
 // presentation order of one comparison) is in flight, an identical request waits for its answer
 // instead of calling the judge; a request whose caller went away (cancelled) still finishes and
 // stores its answer, so the caller's retry finds it.
