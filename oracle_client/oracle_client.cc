@@ -24,7 +24,9 @@
 #include "oracle_client/internal/http_policy.h"
 #include "oracle_client/internal/rate_limiter.h"
 #include "oracle_client/judge_template.h"
+#include "oracle_client/internal/sha256.h"
 #include "oracle_client/judgment_cache.h"
+#include "oracle_client/side_by_side.h"
 #include "oracle_client/verdict.h"
 
 namespace spar::oracle {
@@ -48,6 +50,8 @@ struct OracleMetrics {
   metrics::Gauge& in_flight;
   metrics::Counter& judgments_ok;
   metrics::Counter& judgments_failed;
+  metrics::Counter& side_by_side_ok;
+  metrics::Counter& side_by_side_failed;
   metrics::Counter& prompt_tokens;
   metrics::Counter& completion_tokens;
   metrics::Counter& cache_hits;
@@ -69,6 +73,8 @@ struct OracleMetrics {
                                "HTTP requests to the judge, by response status code.");
     auto& judgments = r.AddCounter("spar_oracle_judgments_total",
                                    "Pairwise judgments completed, by result (ok|failed).");
+    auto& sbs = r.AddCounter("spar_oracle_side_by_side_scores_total",
+                             "Side-by-side score requests completed, by result (ok|failed).");
     return OracleMetrics{
         codes.Add({{"code", "200"}}),
         codes.Add({{"code", "400"}}),
@@ -86,6 +92,8 @@ struct OracleMetrics {
         r.AddGauge("spar_oracle_in_flight_requests", "Judge HTTP requests in flight.").Add({}),
         judgments.Add({{"result", "ok"}}),
         judgments.Add({{"result", "failed"}}),
+        sbs.Add({{"result", "ok"}}),
+        sbs.Add({{"result", "failed"}}),
         r.AddCounter("spar_oracle_prompt_tokens_total", "Prompt tokens reported by the judge.")
             .Add({}),
         r.AddCounter("spar_oracle_completion_tokens_total",
@@ -161,12 +169,13 @@ struct HttpResult {
 };
 
 // What kind of answer a request asks for.
-enum class AskKind { kPairwise, kPointwise };
+enum class AskKind { kPairwise, kPointwise, kSideBySide };
 
 // One request's parsed answer.
 struct OrderResult {
   double p_first = 0.5;  // P(the output shown as "A" wins), or the pointwise score
   std::string verdict_text;
+  std::vector<int> scores;  // side-by-side: one per candidate, un-shuffled
   bool cached = false;
 };
 
@@ -177,6 +186,7 @@ struct AskSpec {
   int max_tokens = 1;
   std::string cache_key;   // "" = not cached
   std::string flight_key;  // single-flight key (the cache key, computed with or without a cache)
+  std::vector<int> order;  // side-by-side: the presentation order
 };
 
 struct CallStats {
@@ -584,8 +594,9 @@ struct OracleClient::Impl {
 
   // Parses a 2xx body. Unparsable (bad JSON, no choices, verdict neither "A"/"B" nor in the
   // log-probs, score not 1..10) -> nullopt with `why` set.
-  std::optional<OrderResult> ParseResponse(const json& j, const std::string& body, AskKind kind,
-                                           std::string* why) {
+  std::optional<OrderResult> ParseResponse(const json& j, const std::string& body,
+                                           const AskSpec& spec, std::string* why) {
+    const AskKind kind = spec.kind;
     if (j.is_discarded() || !j.is_object()) {
       *why = absl::StrCat("response body is not JSON: ", Truncate(body, 80));
       return std::nullopt;
@@ -603,6 +614,17 @@ struct OracleClient::Impl {
         if (auto content = msg->find("content"); content != msg->end() && content->is_string()) {
           out.verdict_text = content->get<std::string>();
         }
+      }
+      if (kind == AskKind::kSideBySide) {
+        absl::StatusOr<std::vector<int>> scores =
+            ParseSideBySideScores(out.verdict_text, spec.order);
+        if (!scores.ok()) {
+          *why = absl::StrCat("unparsable answer \"", Truncate(out.verdict_text, 60),
+                              "\" (", scores.status().message(), ")");
+          return std::nullopt;
+        }
+        out.scores = *std::move(scores);
+        return out;
       }
       if (kind == AskKind::kPointwise) {
         std::optional<int> score = ParseScoreText(out.verdict_text);
@@ -773,7 +795,16 @@ struct OracleClient::Impl {
   absl::StatusOr<OrderResult> AskOnce(const AskSpec& spec, CallStats* stats,
                                       const std::function<bool()>& cancelled,
                                       const JobScope* scope) {
-    if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) return *std::move(hit);
+    if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) {
+      if (spec.kind != AskKind::kSideBySide) return *std::move(hit);
+      // Only parsed answers are stored, so this parses; a row that does not is asked again.
+      absl::StatusOr<std::vector<int>> scores = ParseSideBySideScores(hit->verdict_text, spec.order);
+      if (scores.ok()) {
+        hit->scores = *std::move(scores);
+        return *std::move(hit);
+      }
+      SPAR_LOG(Warning) << "oracle: cached side-by-side answer unparsable; asking again";
+    }
     const std::string body = BuildRequest(spec);
     int64_t prompt_estimate = 0;
     for (const ChatMessage& m : spec.messages) prompt_estimate += EstimateTokens(m.content);
@@ -803,7 +834,7 @@ struct OracleClient::Impl {
         metrics->prompt_tokens.Increment(static_cast<double>(prompt));
         metrics->completion_tokens.Increment(static_cast<double>(completion));
         std::string why;
-        std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec.kind, &why);
+        std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec, &why);
         if (parsed) {
           CachePut(spec.cache_key, *parsed, prompt, completion, charge);
           return *std::move(parsed);
@@ -944,6 +975,61 @@ struct OracleClient::Impl {
     CountResult(out.status());
     return out;
   }
+
+  absl::StatusOr<SideBySideScores> SideBySideImpl(const SideBySideItem& item,
+                                                  const std::function<bool()>& cancelled,
+                                                  const JobScope* scope) {
+    CallStats stats;
+    absl::StatusOr<SideBySideScores> out = [&]() -> absl::StatusOr<SideBySideScores> {
+      const size_t n = item.responses.size();
+      if (item.prompt.empty()) return absl::InvalidArgumentError("side-by-side: prompt is empty");
+      if (n < 1 || n > 16) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("side-by-side: responses must hold 1..16 responses, got ", n));
+      }
+      std::vector<std::string> responses;
+      responses.reserve(n);
+      for (const std::string& r : item.responses) {
+        responses.push_back(TruncateToTokens(r, config.max_response_tokens));
+      }
+      // The presentation order: seeded by the content, so a re-run shows (and caches) the same.
+      json all = responses;
+      const std::string all_text = all.dump(-1, ' ', false, json::error_handler_t::replace);
+      const std::string digest =
+          internal::Sha256HexOfFields({"spar-side-by-side-order-v1", item.prompt, all_text});
+      const uint64_t seed = std::stoull(digest.substr(0, 16), nullptr, 16);
+      AskSpec spec;
+      spec.kind = AskKind::kSideBySide;
+      spec.order = SideBySideOrder(static_cast<int>(n), seed);
+      spec.messages = RenderSideBySide(item.prompt, responses, spec.order);
+      // A justification (<= 100 words) and a score per id.
+      spec.max_tokens = 64 + 160 * static_cast<int>(n);
+      std::string order_text;
+      for (int o : spec.order) absl::StrAppend(&order_text, order_text.empty() ? "" : ",", o);
+      spec.flight_key = JudgmentCache::Key(CacheKeyFields{
+          config.model,
+          absl::StrCat(kSideBySideTemplateId, "/trunc", config.max_response_tokens, "/order",
+                       order_text),
+          item.prompt, all_text, "", JudgeOrder::kAB});
+      if (cache != nullptr) spec.cache_key = spec.flight_key;
+      SPAR_ASSIGN_OR_RETURN(OrderResult r, Ask(spec, &stats, cancelled, scope));
+      SideBySideScores s;
+      s.scores = std::move(r.scores);
+      s.order = spec.order;
+      s.text = std::move(r.verdict_text);
+      s.http_calls = stats.http_calls;
+      s.retries = stats.retries;
+      s.cached = r.cached;
+      return s;
+    }();
+    if (out.ok()) {
+      metrics->side_by_side_ok.Increment();
+    } else {
+      failures.fetch_add(1, std::memory_order_relaxed);
+      metrics->side_by_side_failed.Increment();
+    }
+    return out;
+  }
 };
 
 OracleClient::OracleClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -1009,6 +1095,39 @@ absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison,
 
 absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
   return impl_->ScoreImpl(item);
+}
+
+absl::StatusOr<SideBySideScores> OracleClient::ScoreSideBySide(const SideBySideItem& item,
+                                                               const JobScope& scope) {
+  return impl_->SideBySideImpl(item, nullptr, scope.job_id.empty() ? nullptr : &scope);
+}
+
+void OracleClient::ScoreSideBySideAll(
+    const std::vector<SideBySideItem>& items,
+    const std::function<void(size_t index, absl::StatusOr<SideBySideScores>)>& on_done,
+    const std::function<bool()>& cancelled, const JobScope& scope) {
+  const size_t n = items.size();
+  const JobScope* scoped = scope.job_id.empty() ? nullptr : &scope;
+  if (n == 0) return;
+  std::atomic<size_t> next{0};
+  std::mutex callback_mu;
+  auto work = [&] {
+    for (;;) {
+      size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      absl::StatusOr<SideBySideScores> r =
+          (cancelled && cancelled())
+              ? absl::StatusOr<SideBySideScores>(absl::CancelledError("scoring cancelled"))
+              : impl_->SideBySideImpl(items[i], cancelled, scoped);
+      std::lock_guard<std::mutex> lock(callback_mu);
+      on_done(i, std::move(r));
+    }
+  };
+  size_t workers = std::min<size_t>(n, static_cast<size_t>(impl_->config.max_concurrency));
+  std::vector<std::thread> threads;
+  threads.reserve(workers);
+  for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
+  for (std::thread& t : threads) t.join();
 }
 
 void OracleClient::CompareAll(

@@ -11,7 +11,7 @@
 // ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
 // then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
 // x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
-// goes through the same path. Single-flight: while a request for one cache key (one
+// and side-by-side 6-point scoring (ScoreSideBySide, DNO-Prct) go through the same path. Single-flight: while a request for one cache key (one
 // presentation order of one comparison) is in flight, an identical request waits for its answer
 // instead of calling the judge; a request whose caller went away (cancelled) still finishes and
 // stores its answer, so the caller's retry finds it.
@@ -71,6 +71,22 @@ struct ScoreResult {
   bool cached = false;
 };
 
+// One side-by-side question (DNO-Prct, side_by_side.h): score every response to `prompt` on the
+// additive 6-point rubric in one judge call. 1..16 responses.
+struct SideBySideItem {
+  std::string prompt;
+  std::vector<std::string> responses;
+};
+
+struct SideBySideScores {
+  std::vector<int> scores;  // scores[i] in [0, 6] is responses[i]'s (un-shuffled)
+  std::vector<int> order;   // order[k]: the response shown as id{k+1}
+  std::string text;         // the judge's raw answer
+  int http_calls = 0;
+  int retries = 0;
+  bool cached = false;      // answered from the cache or by an identical request in flight
+};
+
 // Limits of one job's judging (JudgeBudget in oracle.proto); 0 = unlimited. Calls are HTTP
 // requests (retries included), tokens prompt + completion (the request about to be sent is
 // estimated), cost priced with oracle.price_*_per_1k_usd.
@@ -124,6 +140,20 @@ class OracleClient {
 
   // Pointwise score with the pointwise template; same errors as Compare.
   absl::StatusOr<ScoreResult> Score(const ScoreItem& item);
+
+  // Side-by-side 6-point scores of every response (DNO-Prct). The presentation order is
+  // SideBySideOrder seeded by a hash of the prompt and the responses (a re-run shows the same
+  // order); the cache key covers the judge model, the side-by-side template id, the truncation,
+  // that order, the prompt and every response, so a re-run pays nothing. An answer that breaks
+  // ParseSideBySideScores is retried once, then DataLoss (never a guessed score). InvalidArgument
+  // for an empty prompt or not 1..16 responses; otherwise the errors of Compare.
+  absl::StatusOr<SideBySideScores> ScoreSideBySide(const SideBySideItem& item,
+                                                   const JobScope& scope = JobScope());
+  // ScoreSideBySide for every item, with the threading and callback contract of CompareAll.
+  void ScoreSideBySideAll(
+      const std::vector<SideBySideItem>& items,
+      const std::function<void(size_t index, absl::StatusOr<SideBySideScores>)>& on_done,
+      const std::function<bool()>& cancelled = nullptr, const JobScope& scope = JobScope());
 
   // Judges every item, up to max_concurrency at a time, on the client's own threads. `on_done` is
   // called exactly once per index as each item completes, from worker threads but serialized

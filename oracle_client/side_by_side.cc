@@ -67,6 +67,45 @@ std::vector<ChatMessage> RenderSideBySide(const std::string& instruction,
   return {{"system", SideBySideSystemPrompt()}, {"user", user}};
 }
 
+std::optional<SideBySideInputs> ParseSideBySideUserMessage(const std::string& user_message) {
+  std::vector<std::string> lines = absl::StrSplit(user_message, '\n');
+  // Sections: a header line, content lines, then one empty line before the next header; the
+  // message ends with "## Scores (JSON)" and a final newline.
+  if (lines.size() < 3 || lines[0] != "## Instruction" || lines.back() != "" ||
+      lines[lines.size() - 2] != "## Scores (JSON)") {
+    return std::nullopt;
+  }
+  std::vector<std::string> headers;
+  std::vector<std::string> bodies;
+  for (size_t i = 0; i + 2 < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    if (absl::StartsWith(line, "##")) {
+      headers.push_back(line);
+      bodies.emplace_back();
+      continue;
+    }
+    if (headers.empty()) return std::nullopt;
+    absl::string_view content(line);
+    if (absl::StartsWith(content, "\\")) content.remove_prefix(1);
+    absl::StrAppend(&bodies.back(), content, "\n");
+  }
+  SideBySideInputs in;
+  for (size_t s = 0; s < headers.size(); ++s) {
+    // Content lines plus the separating empty line: "...\n\n" (or "\n" for empty content).
+    std::string& b = bodies[s];
+    if (!absl::EndsWith(b, "\n\n") && b != "\n") return std::nullopt;
+    b.resize(b == "\n" ? 0 : b.size() - 2);
+    if (s == 0) {
+      in.instruction = std::move(b);
+    } else {
+      if (headers[s] != absl::StrCat("## id", s)) return std::nullopt;
+      in.outputs.push_back(std::move(b));
+    }
+  }
+  if (in.outputs.empty()) return std::nullopt;
+  return in;
+}
+
 absl::StatusOr<std::vector<int>> ParseSideBySideScores(const std::string& answer,
                                                        const std::vector<int>& order) {
   auto bad = [](const std::string& what) {

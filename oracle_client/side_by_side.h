@@ -5,13 +5,14 @@
 // be an integer in [0, 6], nothing else may appear; an answer that breaks any rule is a recorded
 // failure, never a guess. Pure functions; thread-safe.
 //
-// What is here is the template and the verdict parsing. The orchestrator's DNO recipe turns scores
-// into pairs with DnoScoreOptions (orchestrator/dno.h: gate 5, margins 2 for the teacher and 1 for
-// the model's own samples); the oracle service does not expose a scoring call yet, so jobs use
-// pairwise win rates (docs/algorithms.md).
+// OracleClient::ScoreSideBySide asks the judge with this template (Oracle.Score over gRPC); the
+// orchestrator's DNO recipe with pairs.scoring = "side_by_side" turns the scores into pairs with
+// DnoScoreOptions (orchestrator/dno.h: gate 5, margins 2 for the teacher and 1 for the model's own
+// samples).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,15 @@ std::vector<int> SideBySideOrder(int n, uint64_t seed);
 std::vector<ChatMessage> RenderSideBySide(const std::string& instruction,
                                           const std::vector<std::string>& candidates,
                                           const std::vector<int>& order);
+
+// The inverse of RenderSideBySide's user message (for judges such as spar-judge): the instruction
+// and the candidates in presentation order (id1, id2, ...), unescaped; nullopt when `user_message`
+// does not follow the template.
+struct SideBySideInputs {
+  std::string instruction;
+  std::vector<std::string> outputs;
+};
+std::optional<SideBySideInputs> ParseSideBySideUserMessage(const std::string& user_message);
 
 // The judge's answer -> one score per candidate (un-shuffled: scores[i] is candidate i's). The
 // answer must be one JSON object (optionally inside a ```json fence) with exactly the keys

@@ -102,6 +102,28 @@ class GrpcOraclePort final : public OraclePort {
     });
   }
 
+  absl::Status Score(const v1::ScoreRequest& request,
+                     const std::function<absl::Status(const v1::ScoreResult&)>& on_result) override {
+    return WithRetries(config_, "oracle.Score", [&](bool* delivered) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(config_.stream_deadline));
+      auto reader = stub_->Score(&ctx, request);
+      v1::ScoreResult r;
+      absl::Status cb_status;
+      while (reader->Read(&r)) {
+        *delivered = true;
+        cb_status = on_result(r);
+        if (!cb_status.ok()) {
+          ctx.TryCancel();
+          break;
+        }
+      }
+      grpc::Status st = reader->Finish();
+      if (!cb_status.ok()) return cb_status;
+      return FromGrpc(st, "oracle.Score");
+    });
+  }
+
  private:
   std::unique_ptr<v1::Oracle::Stub> stub_;
   GrpcPortsConfig config_;

@@ -101,6 +101,12 @@ void JobRunner::SetJudgeScope(int t, v1::CompareRequest* req) const {
   *req->mutable_budget() = spec_.judge_budget();
 }
 
+void JobRunner::SetJudgeScope(int t, v1::ScoreRequest* req) const {
+  req->set_job_id(job_id_);
+  req->set_round(t);
+  *req->mutable_budget() = spec_.judge_budget();
+}
+
 std::string JobRunner::Key(int t, const std::string& stage) const {
   return absl::StrFormat("%s/iter_%03d/%s", job_id_, t, stage);
 }
@@ -429,7 +435,116 @@ std::vector<RowComparison> RowComparisons(const Recipe& recipe, const json& row)
   return out;
 }
 
+// Side-by-side: the candidates of one sample row the recipe wants scored (indices into
+// Candidates()) and the question they make; no texts = nothing to score.
+struct RowScore {
+  std::vector<std::string> candidates;
+  std::vector<int> shown;
+  std::pair<std::string, std::vector<std::string>> key;
+};
+
+RowScore RowScoreOf(const Recipe& recipe, const json& row) {
+  const PromptRound pr = RoundFromRow(row);
+  RowScore out;
+  out.candidates = recipe.Candidates(pr);
+  out.shown = recipe.CandidatesToScore(pr);
+  out.key.first = pr.prompt;
+  for (int i : out.shown) out.key.second.push_back(out.candidates[i]);
+  return out;
+}
+
 }  // namespace
+
+absl::Status JobRunner::ScoreRows(int t, const std::vector<json>& rows, ScoredMap* scored) {
+  RunDir dir(job_dir_);
+  std::vector<RowScore> per_row;
+  per_row.reserve(rows.size());
+  v1::ScoreRequest req;
+  req.set_idempotency_key(Key(t, "judge"));
+  SetJudgeScope(t, &req);
+  std::vector<ScoreKey> sent;
+  std::set<ScoreKey> asked;
+  for (const json& row : rows) {
+    per_row.push_back(RowScoreOf(*recipe_, row));
+    const ScoreKey& key = per_row.back().key;
+    if (key.second.empty() || scored->count(key) > 0 || !asked.insert(key).second) continue;
+    v1::ScoreItem* item = req.add_items();
+    item->set_prompt(key.first);
+    for (const std::string& text : key.second) item->add_responses(text);
+    sent.push_back(key);
+  }
+  std::vector<bool> seen(sent.size(), false);
+  size_t received = 0;
+  const int64_t total = static_cast<int64_t>(sent.size());
+  if (total > 0) {
+    SPAR_RETURN_IF_ERROR(ports_.oracle->Score(req, [&](const v1::ScoreResult& r) {
+      if (r.index() < 0 || r.index() >= total || seen[r.index()]) {
+        return absl::InternalError(
+            absl::StrCat("oracle returned score index ", r.index(), " twice or out of range"));
+      }
+      if (r.ok() && r.scores_size() != static_cast<int>(sent[r.index()].second.size())) {
+        return absl::InternalError(absl::StrCat("oracle returned ", r.scores_size(),
+                                                " scores for ", sent[r.index()].second.size(),
+                                                " responses"));
+      }
+      seen[r.index()] = true;
+      (*scored)[sent[r.index()]] = r;
+      ++received;
+      if (received % 64 == 0 || static_cast<int64_t>(received) == total) {
+        Emit(t, "judge", "progress", received, total);
+      }
+      return CheckCancelled();
+    }));
+  }
+  if (static_cast<int64_t>(received) != total) {
+    return absl::UnavailableError(
+        absl::StrFormat("oracle returned %d of %d score results", received, total));
+  }
+  // One row per prompt, in prompt order: every candidate's score (null when not shown: a defect),
+  // which candidates were shown and in what order, the judge's answer.
+  std::vector<json> out;
+  out.reserve(rows.size());
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const RowScore& rs = per_row[k];
+    json o = {{"index", rows[k]["index"].get<int64_t>()}, {"scoring", "side_by_side"}};
+    json scores = json::array();
+    for (size_t c = 0; c < rs.candidates.size(); ++c) scores.push_back(nullptr);
+    if (rs.key.second.empty()) {
+      o["ok"] = true;
+      o["shown"] = json::array();
+      o["order"] = json::array();
+      o["scores"] = std::move(scores);
+      o["verdict"] = "";
+      out.push_back(std::move(o));
+      continue;
+    }
+    const v1::ScoreResult& r = scored->at(rs.key);
+    o["ok"] = r.ok();
+    o["shown"] = rs.shown;
+    o["order"] = std::vector<int>(r.order().begin(), r.order().end());
+    if (r.ok()) {
+      // Duplicates of a shown text take its score.
+      std::map<std::string, int> by_text;
+      for (size_t s = 0; s < rs.shown.size(); ++s) by_text[rs.key.second[s]] = r.scores(s);
+      // (Defects are decided by text, so no defect shares a shown text.)
+      for (size_t c = 0; c < rs.candidates.size(); ++c) {
+        auto it = by_text.find(rs.candidates[c]);
+        if (it != by_text.end()) scores[c] = it->second;
+      }
+    }
+    o["scores"] = std::move(scores);
+    o["verdict"] = r.verdict();
+    if (!r.ok()) o["error"] = r.error();
+    out.push_back(std::move(o));
+  }
+  // Quota or budget exhausted: pause, as for pairwise judgments.
+  for (const json& j : out) {
+    if (!j["ok"].get<bool>() && absl::StrContains(j.value("error", ""), "RESOURCE_EXHAUSTED")) {
+      return absl::ResourceExhaustedError(absl::StrCat("judge: ", j["error"].get<std::string>()));
+    }
+  }
+  return WriteJsonlAtomic(dir.Judgments(t), out);
+}
 
 absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMap* judged) {
   RunDir dir(job_dir_);
@@ -514,6 +629,10 @@ absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMa
 absl::Status JobRunner::StageJudge(int t) {
   RunDir dir(job_dir_);
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
+  if (recipe_->ScoresSideBySide()) {
+    ScoredMap scored;
+    return ScoreRows(t, samples, &scored);
+  }
   JudgedMap judged;
   return JudgeRows(t, samples, &judged);
 }
@@ -526,11 +645,15 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
 
   // Worker threads (the sampler stream, one per judge chunk) only hand results to this thread
   // through `sh`; every callback, file write and decision happens here.
+  // A chunk is comparisons (pairwise) or prompts to score (side_by_side), never both.
   struct Chunk {
     std::vector<ComparisonKey> keys;
     std::vector<v1::Judgment> judgments;
+    std::vector<ScoreKey> score_keys;
+    std::vector<v1::ScoreResult> scores;
     absl::Status status;
   };
+  const bool side_by_side = recipe_->ScoresSideBySide();
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
@@ -597,12 +720,55 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       notify([&] { sh.chunks.push_back(std::move(ch)); });
     });
   };
+  auto dispatch_scores = [&](std::vector<ScoreKey> keys) {
+    ++in_flight;
+    const std::string key = absl::StrFormat("%s/%04d", Key(t, "judge"), chunk_no++);
+    judges.emplace_back([this, t, &sh, &notify, key, keys = std::move(keys)]() mutable {
+      v1::ScoreRequest sreq;
+      sreq.set_idempotency_key(key);
+      SetJudgeScope(t, &sreq);
+      for (const ScoreKey& k : keys) {
+        v1::ScoreItem* item = sreq.add_items();
+        item->set_prompt(k.first);
+        for (const std::string& text : k.second) item->add_responses(text);
+      }
+      Chunk ch;
+      ch.scores.resize(keys.size());
+      std::vector<bool> seen(keys.size(), false);
+      size_t received = 0;
+      ch.status = ports_.oracle->Score(sreq, [&](const v1::ScoreResult& r) {
+        if (sh.abort.load()) return absl::CancelledError("round stopped");
+        if (r.index() < 0 || r.index() >= static_cast<int64_t>(keys.size()) || seen[r.index()]) {
+          return absl::InternalError(
+              absl::StrCat("oracle returned score index ", r.index(), " twice or out of range"));
+        }
+        if (r.ok() && r.scores_size() != static_cast<int>(keys[r.index()].second.size())) {
+          return absl::InternalError(absl::StrCat("oracle returned ", r.scores_size(),
+                                                  " scores for ",
+                                                  keys[r.index()].second.size(), " responses"));
+        }
+        seen[r.index()] = true;
+        ch.scores[r.index()] = r;
+        ++received;
+        return CheckCancelled();
+      });
+      if (ch.status.ok() && received != keys.size()) {
+        ch.status = absl::UnavailableError(
+            absl::StrFormat("oracle returned %d of %d score results", received, keys.size()));
+      }
+      ch.score_keys = std::move(keys);
+      notify([&] { sh.chunks.push_back(std::move(ch)); });
+    });
+  };
 
   std::vector<json> rows(items.size());
   size_t sampled = 0;
   std::set<ComparisonKey> requested;
   std::deque<ComparisonKey> pending;
   JudgedMap judged;
+  std::set<ScoreKey> requested_scores;
+  std::deque<ScoreKey> pending_scores;
+  ScoredMap scored;
   absl::Status sample_error, judge_error;
   bool sampling_finished = false, judge_started = false;
   for (;;) {
@@ -635,6 +801,13 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       if (sampled % 32 == 0 || static_cast<int64_t>(sampled) == total) {
         Emit(t, "sample", "progress", sampled, total);
       }
+      if (side_by_side) {
+        RowScore rs = RowScoreOf(*recipe_, rows[r.index()]);
+        if (!rs.key.second.empty() && requested_scores.insert(rs.key).second) {
+          pending_scores.push_back(std::move(rs.key));
+        }
+        continue;
+      }
       for (RowComparison& c : RowComparisons(*recipe_, rows[r.index()])) {
         if (requested.insert(c.key).second) pending.push_back(std::move(c.key));
       }
@@ -646,8 +819,10 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
         continue;
       }
       for (size_t k = 0; k < ch.keys.size(); ++k) judged[ch.keys[k]] = ch.judgments[k];
+      for (size_t k = 0; k < ch.score_keys.size(); ++k) scored[ch.score_keys[k]] = ch.scores[k];
       // Judge progress while sampling still runs shows the overlap (message: prompts sampled).
-      Emit(t, "judge", "progress", judged.size(), requested.size(),
+      Emit(t, "judge", "progress", judged.size() + scored.size(),
+           requested.size() + requested_scores.size(),
            absl::StrFormat("%d of %d prompts sampled", sampled, total));
     }
     if (sampling_ended_now) {
@@ -677,13 +852,23 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       if (!sampling_finished) sample_error = judge_error;
       break;
     }
-    while (judge_error.ok() && !pending.empty() && in_flight < judge_in_flight_ &&
-           (static_cast<int>(pending.size()) >= judge_chunk_ || in_flight == 0 ||
-            sampling_finished)) {
+    while (judge_error.ok() && !(pending.empty() && pending_scores.empty()) &&
+           in_flight < judge_in_flight_ &&
+           (static_cast<int>(pending.size() + pending_scores.size()) >= judge_chunk_ ||
+            in_flight == 0 || sampling_finished)) {
       if (!judge_started) {
         judge_started = true;
         Emit(t, "judge", "stage_started", 0, 0,
              sampling_finished ? "" : "pipelined: judging while sampling continues");
+      }
+      if (side_by_side) {
+        std::vector<ScoreKey> keys;
+        while (!pending_scores.empty() && static_cast<int>(keys.size()) < judge_chunk_) {
+          keys.push_back(std::move(pending_scores.front()));
+          pending_scores.pop_front();
+        }
+        dispatch_scores(std::move(keys));
+        continue;
       }
       std::vector<ComparisonKey> keys;
       while (!pending.empty() && static_cast<int>(keys.size()) < judge_chunk_) {
@@ -700,6 +885,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
   if (!sample_error.ok()) return sample_error;
   if (!judge_error.ok()) return judge_error;
   if (!judge_started) Emit(t, "judge", "stage_started", 0, 0);
+  if (side_by_side) return ScoreRows(t, rows, &scored);
   return JudgeRows(t, rows, &judged);
 }
 
@@ -707,11 +893,24 @@ absl::Status JobRunner::StagePairs(int t) {
   RunDir dir(job_dir_);
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
   SPAR_ASSIGN_OR_RETURN(std::vector<json> judgments, ReadJsonl(dir.Judgments(t)));
+  const bool side_by_side = recipe_->ScoresSideBySide();
   std::map<int64_t, std::vector<PairJudgment>> by_prompt;
+  // side_by_side: each prompt's candidate scores (-1: not scored); absent when scoring failed.
+  std::map<int64_t, std::vector<int>> scores_by_prompt;
   int failed = 0;
   for (const json& j : judgments) {
     bool ok = j["ok"].get<bool>();
     failed += ok ? 0 : 1;
+    if (side_by_side) {
+      if (!j.contains("scores")) {
+        return absl::DataLossError(absl::StrCat(dir.Judgments(t), ": prompt ", j.value("index", -1),
+                                                " has no scores (not a side_by_side file)"));
+      }
+      if (!ok) continue;
+      std::vector<int>& sc = scores_by_prompt[j["index"].get<int64_t>()];
+      for (const json& v : j["scores"]) sc.push_back(v.is_null() ? -1 : v.get<int>());
+      continue;
+    }
     by_prompt[j["index"].get<int64_t>()].push_back(
         {j["i"].get<int>(), j["j"].get<int>(), j["p_a_wins"].get<double>(), ok});
   }
@@ -720,11 +919,29 @@ absl::Status JobRunner::StagePairs(int t) {
   for (const json& row : samples) {
     const PromptRound pr = RoundFromRow(row);
     int64_t index = row["index"].get<int64_t>();
-    for (const PreferencePairRow& p : recipe_->BuildPairs(pr, by_prompt[index])) {
+    std::vector<PreferencePairRow> built;
+    if (side_by_side) {
+      auto it = scores_by_prompt.find(index);
+      // A prompt whose scoring failed yields no pairs (never guessed scores).
+      if (it != scores_by_prompt.end()) built = recipe_->BuildPairsFromScores(pr, it->second);
+    } else {
+      built = recipe_->BuildPairs(pr, by_prompt[index]);
+    }
+    for (const PreferencePairRow& p : built) {
       // The trainer rejects empty responses (nothing but EOS to score); such samples still count
       // in the win rates, they just cannot be one side of a training pair.
       if (p.chosen.empty() || p.rejected.empty()) {
         ++dropped_empty;
+        continue;
+      }
+      if (side_by_side) {
+        // Scores 0..6 → the trainer's win-rate scale [0, 1] (score / 6); the raw scores too.
+        rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},
+                        {"chosen_win_rate", p.chosen_win_rate / 6.0},
+                        {"rejected_win_rate", p.rejected_win_rate / 6.0},
+                        {"chosen_score", static_cast<int>(p.chosen_win_rate)},
+                        {"rejected_score", static_cast<int>(p.rejected_win_rate)},
+                        {"source_index", index}, {"source_round", t}});
         continue;
       }
       rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},

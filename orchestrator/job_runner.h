@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -75,6 +76,13 @@ class JobRunner {
   absl::Status StageJudge(int t);
   // Judges what `judged` lacks of the round's comparisons (prompt order), writes judgments.jsonl.
   absl::Status JudgeRows(int t, const std::vector<nlohmann::json>& rows, JudgedMap* judged);
+  // Side-by-side scoring (pairs.scoring = "side_by_side"): one distinct question per prompt,
+  // (prompt, the candidate texts shown to the judge).
+  using ScoreKey = std::pair<std::string, std::vector<std::string>>;
+  using ScoredMap = std::map<ScoreKey, v1::ScoreResult>;
+  // Scores what `scored` lacks of the round's prompts (one Oracle.Score item each), writes
+  // judgments.jsonl (one row per prompt, docs/algorithms.md).
+  absl::Status ScoreRows(int t, const std::vector<nlohmann::json>& rows, ScoredMap* scored);
   absl::StatusOr<nlohmann::json> SampleRow(const v1::GenerateResponse& r,
                                            const std::vector<PromptItem>& items) const;
   v1::GenerateRequest SampleRequest(int t, const std::string& policy,
@@ -101,6 +109,7 @@ class JobRunner {
   std::string Key(int t, const std::string& stage) const;
   // The oracle's accounting scope: this job, round t, spec.judge_budget.
   void SetJudgeScope(int t, v1::CompareRequest* req) const;
+  void SetJudgeScope(int t, v1::ScoreRequest* req) const;
   std::string PolicyFor(int t) const;
 
   std::string job_id_;

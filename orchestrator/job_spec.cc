@@ -73,6 +73,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
     if (!pp->has_teacher_min_gap()) pp->set_teacher_min_gap(std::min(1.0, 2 * pp->min_gap()));
     if (!pp->has_defect_ngram()) pp->set_defect_ngram(4);
     if (!pp->has_defect_max_repeats()) pp->set_defect_max_repeats(2);
+    if (!pp->has_scoring()) pp->set_scoring("pairwise");
   }
   v1::TrainingConfig* tc = s.mutable_training();
   if (!tc->has_loss()) {
@@ -236,6 +237,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                       : pp.has_teacher_min_gap()      ? "teacher_min_gap"
                       : pp.has_defect_ngram()         ? "defect_ngram"
                       : pp.has_defect_max_repeats()   ? "defect_max_repeats"
+                      : pp.has_scoring()              ? "scoring"
                                                       : nullptr;
     if (set != nullptr) {
       return Invalid(absl::StrCat("pairs.", set),
@@ -253,6 +255,17 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
     if (pp.defect_max_repeats() < 1) {
       return Invalid("pairs.defect_max_repeats",
                      absl::StrCat("must be >= 1, got ", pp.defect_max_repeats()));
+    }
+    if (pp.scoring() != "pairwise" && pp.scoring() != "side_by_side") {
+      return Invalid("pairs.scoring", absl::StrCat("must be \"pairwise\" or \"side_by_side\", got \"",
+                                                   pp.scoring(), "\""));
+    }
+    const int candidates = sp.num_samples() + (pp.use_teacher() ? 1 : 0);
+    if (pp.scoring() == "side_by_side" && candidates > 16) {
+      return Invalid("sampling.num_samples",
+                     absl::StrCat("with pairs.scoring \"side_by_side\" at most 16 candidates fit one "
+                                  "judge call (num_samples", pp.use_teacher() ? " + the teacher" : "",
+                                  "), got ", candidates));
     }
   }
   const v1::TrainingConfig& tc = s.training();

@@ -30,6 +30,12 @@ class OraclePort {
   virtual absl::Status Compare(
       const v1::CompareRequest& request,
       const std::function<absl::Status(const v1::Judgment&)>& on_judgment) = 0;
+  // Side-by-side 6-point scores (pairs.scoring = "side_by_side"): streams one result per item, in
+  // completion order. Unimplemented unless the port supports it.
+  virtual absl::Status Score(const v1::ScoreRequest& /*request*/,
+                             const std::function<absl::Status(const v1::ScoreResult&)>& /*on_result*/) {
+    return absl::UnimplementedError("this oracle port does not implement Score");
+  }
 };
 
 class TrainerPort {

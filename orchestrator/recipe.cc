@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -40,6 +41,25 @@ class DnoRecipe final : public Recipe {
     return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
   }
   bool NeedsGold() const override { return spec_.pairs().use_teacher(); }
+  bool ScoresSideBySide() const override { return spec_.pairs().scoring() == "side_by_side"; }
+  std::vector<int> CandidatesToScore(const PromptRound& r) const override {
+    std::vector<std::string> c = Candidates(r);
+    std::vector<bool> d = Defects(c);
+    std::vector<int> out;
+    std::set<std::string> seen;
+    for (size_t i = 0; i < c.size(); ++i) {
+      if (!d[i] && seen.insert(c[i]).second) out.push_back(static_cast<int>(i));
+    }
+    return out;
+  }
+  std::vector<PreferencePairRow> BuildPairsFromScores(const PromptRound& r,
+                                                     const std::vector<int>& scores) const override {
+    std::vector<std::string> c = Candidates(r);
+    std::vector<double> values(c.size(), 0.0);
+    for (size_t i = 0; i < c.size() && i < scores.size(); ++i) values[i] = std::max(0, scores[i]);
+    const int teacher = c.size() > r.samples.size() ? static_cast<int>(r.samples.size()) : -1;
+    return DnoMarginPairs(r.prompt, c, values, DnoScoreOptions(teacher, Defects(c)));
+  }
 
  private:
   std::vector<bool> Defects(const std::vector<std::string>& c) const {

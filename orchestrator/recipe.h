@@ -36,6 +36,18 @@ class Recipe {
   // Training pairs for one prompt from its samples and their judgments.
   virtual std::vector<PreferencePairRow> BuildPairs(
       const PromptRound& round, const std::vector<PairJudgment>& judgments) const = 0;
+  // Side-by-side scoring (dno with pairs.scoring = "side_by_side"): the judge scores candidates
+  // (Oracle.Score) instead of comparing PairsToJudge.
+  virtual bool ScoresSideBySide() const { return false; }
+  // The candidates to show the judge, by index into Candidates(): each distinct text once (first
+  // occurrence), defects left out. Empty: nothing to score.
+  virtual std::vector<int> CandidatesToScore(const PromptRound&) const { return {}; }
+  // Training pairs from 6-point scores: scores[i] is candidate i's, or -1 when it was not scored
+  // (a defect).
+  virtual std::vector<PreferencePairRow> BuildPairsFromScores(const PromptRound&,
+                                                             const std::vector<int>&) const {
+    return {};
+  }
   // Fractions of earlier rounds' pairs mixed in (index 0 = round t-1).
   virtual std::vector<double> MixPrevious() const = 0;
   // True when the recipe needs a gold answer for every prompt.

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "oracle_client/judge_template.h"
 #include "oracle_client/rule_judge.h"
+#include "oracle_client/side_by_side.h"
 
 namespace spar::judge {
 namespace {
@@ -173,6 +174,7 @@ struct JudgeServer::Handlers {
     }
     std::optional<oracle::JudgeInputs> inputs;
     std::optional<oracle::PointwiseInputs> pointwise;
+    std::optional<oracle::SideBySideInputs> side_by_side;
     std::string prompt_text;
     for (const json& m : *messages) {
       if (!m.is_object()) continue;
@@ -185,7 +187,12 @@ struct JudgeServer::Handlers {
       if (role != m.end() && role->is_string() && role->get<std::string>() == "user") {
         inputs = oracle::ParseJudgeUserMessage(*text);
         pointwise = oracle::ParsePointwiseUserMessage(*text);
+        side_by_side = oracle::ParseSideBySideUserMessage(*text);
       }
+    }
+    if (!inputs && !pointwise && side_by_side) {
+      SideBySideResponse(s, *side_by_side, body, prompt_text, n, fault, res);
+      return;
     }
     if (!inputs && pointwise) {
       ScoreResponse(s, *pointwise, body, prompt_text, n, fault, res);
@@ -292,6 +299,55 @@ struct JudgeServer::Handlers {
                  {{"prompt_tokens", prompt_tokens},
                   {"completion_tokens", 1},
                   {"total_tokens", prompt_tokens + 1}}}};
+    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (fault == "truncated_json") text.resize(text.size() / 2);
+    res.status = 200;
+    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
+    res.set_content(text, kJsonType);
+  }
+
+  // Side-by-side 6-point scores by the arithmetic rule: 6 for the correct number, 1 for a wrong
+  // number, 0 for no number; 3 for every output when the instruction is not arithmetic.
+  static void SideBySideResponse(JudgeServer& s, const oracle::SideBySideInputs& in,
+                                 const json& body, const std::string& prompt_text, int64_t n,
+                                 const std::string& fault, httplib::Response& res) {
+    std::string model = s.options_.model;
+    if (auto m = body.find("model"); m != body.end() && m->is_string()) {
+      model = m->get<std::string>();
+    }
+    s.RecordSeen(json{{"instruction", in.instruction},
+                      {"outputs", in.outputs},
+                      {"model", model},
+                      {"mode", "side_by_side"}});
+    json answer = json::object();
+    const std::optional<int64_t> truth = ArithTruth(in.instruction);
+    for (size_t k = 0; k < in.outputs.size(); ++k) {
+      int score = 3;
+      std::string why = "not an arithmetic question";
+      if (truth) {
+        std::optional<int64_t> got = ParseArithAnswer(in.outputs[k]);
+        score = !got ? 0 : (*got == *truth ? 6 : 1);
+        why = !got ? "no number" : (*got == *truth ? "correct" : "wrong number");
+      }
+      const std::string id = absl::StrCat("id", k + 1);
+      answer[id + "_justification"] = why;
+      answer[id + "_score"] = score;
+    }
+    std::string content = fault == "bad_verdict" ? "The first one is best." : answer.dump();
+    const int64_t prompt_tokens = ApproxTokens(prompt_text);
+    const int64_t completion_tokens = ApproxTokens(content);
+    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
+                {"object", "chat.completion"},
+                {"created", absl::ToUnixSeconds(absl::Now())},
+                {"model", model},
+                {"choices", json::array({{{"index", 0},
+                                          {"message", {{"role", "assistant"}, {"content", content}}},
+                                          {"finish_reason", "stop"},
+                                          {"logprobs", nullptr}}})},
+                {"usage",
+                 {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", completion_tokens},
+                  {"total_tokens", prompt_tokens + completion_tokens}}}};
     std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
     if (fault == "truncated_json") text.resize(text.size() / 2);
     res.status = 200;

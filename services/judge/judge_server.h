@@ -3,7 +3,9 @@
 // template (oracle_client/judge_template.h), applies the arithmetic rule judge and answers with a
 // one-token verdict "A"/"B" plus log-probs when asked. The built-in pointwise template is answered
 // with a score: 10 for a correct answer, 3 for a wrong number, 1 for no number, 5 when the
-// instruction is not an arithmetic question. It can inject faults (rate limits, 5xx,
+// instruction is not an arithmetic question. The side-by-side template (oracle_client/side_by_side.h)
+// is answered with JSON scores per id: 6 for a correct answer, 1 for a wrong number, 0 for no
+// number, 3 when the instruction is not arithmetic. It can inject faults (rate limits, 5xx,
 // slowness, truncated bodies, bad verdicts, connection resets, insufficient_quota) to exercise
 // OracleClient's retry policy. Used by the demo (binary spar-judge) and by tests in-process.
 //
@@ -86,7 +88,8 @@ class JudgeServer {
   int64_t requests_served() const { return requests_served_.load(); }
   // One entry per chat-completion request that was judged:
   // {"instruction","output_a","output_b","model","logprobs","top_logprobs"} (pairwise) or
-  // {"instruction","output","model"} (pointwise).
+  // {"instruction","output","model"} (pointwise) or
+  // {"instruction","outputs","model","mode":"side_by_side"} (side-by-side, outputs in id order).
   std::vector<nlohmann::json> seen_requests() const;
 
  private:

@@ -10,7 +10,8 @@ namespace spar::services {
 namespace {
 
 // The request's accounting scope; InvalidArgument naming the field for a negative limit.
-absl::StatusOr<oracle::JobScope> ScopeOf(const v1::CompareRequest& r) {
+template <typename Request>
+absl::StatusOr<oracle::JobScope> ScopeOf(const Request& r) {
   oracle::JobScope s;
   s.job_id = r.job_id();
   s.round = r.round();
@@ -90,6 +91,58 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
         [&] { return sink->cancelled(); }, scope);
     bool cancelled = sink->cancelled();
     rpc_metrics_.Record("Compare", cancelled ? "CANCELLED" : "OK", started);
+    sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::ScoreResult>* OracleService::Score(grpc::CallbackServerContext* ctx,
+                                                                const v1::ScoreRequest* request) {
+  absl::Time started = absl::Now();
+  auto [reactor, sink] = StreamSink<v1::ScoreResult>::Create();
+  auto invalid = [&](const std::string& message) {
+    rpc_metrics_.Record("Score", "INVALID_ARGUMENT", started);
+    sink->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
+    return reactor;
+  };
+  std::vector<oracle::SideBySideItem> items;
+  items.reserve(request->items_size());
+  for (int i = 0; i < request->items_size(); ++i) {
+    const v1::ScoreItem& it = request->items(i);
+    if (it.prompt().empty()) return invalid(absl::StrCat("items[", i, "].prompt is empty"));
+    if (it.responses_size() < 1 || it.responses_size() > 16) {
+      return invalid(absl::StrCat("items[", i, "].responses must hold 1..16 responses, got ",
+                                  it.responses_size()));
+    }
+    items.push_back({it.prompt(), {it.responses().begin(), it.responses().end()}});
+  }
+  if (items.empty()) return invalid("items is empty");
+  absl::StatusOr<oracle::JobScope> scope = ScopeOf(*request);
+  if (!scope.ok()) {
+    rpc_metrics_.Record("Score", "INVALID_ARGUMENT", started);
+    sink->Finish(ToGrpcStatus(scope.status()));
+    return reactor;
+  }
+  workers_.Spawn([this, sink = sink, items = std::move(items), started, scope = *std::move(scope)] {
+    client_.ScoreSideBySideAll(
+        items,
+        [&](size_t index, absl::StatusOr<oracle::SideBySideScores> r) {
+          v1::ScoreResult out;
+          out.set_index(static_cast<int64_t>(index));
+          if (r.ok()) {
+            out.set_ok(true);
+            for (int v : r->scores) out.add_scores(v);
+            for (int o : r->order) out.add_order(o);
+            out.set_verdict(r->text);
+          } else {
+            out.set_ok(false);
+            out.set_error(r.status().ToString());
+          }
+          sink->Write(std::move(out));
+        },
+        [&] { return sink->cancelled(); }, scope);
+    bool cancelled = sink->cancelled();
+    rpc_metrics_.Record("Score", cancelled ? "CANCELLED" : "OK", started);
     sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
   });
   return reactor;

@@ -19,6 +19,9 @@ class OracleService final : public v1::Oracle::CallbackService {
 
   grpc::ServerWriteReactor<v1::Judgment>* Compare(grpc::CallbackServerContext* ctx,
                                                   const v1::CompareRequest* request) override;
+  // Side-by-side 6-point scores (OracleClient::ScoreSideBySideAll), one result per item.
+  grpc::ServerWriteReactor<v1::ScoreResult>* Score(grpc::CallbackServerContext* ctx,
+                                                   const v1::ScoreRequest* request) override;
   grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* ctx,
                                      const v1::GetUsageRequest* request,
                                      v1::GetUsageResponse* response) override;

@@ -432,6 +432,110 @@ TEST_F(OracleFeaturesTest, PointwiseScores) {
   EXPECT_EQ(server->seen_requests()[0]["output"], "85");
 }
 
+TEST_F(OracleFeaturesTest, SideBySideScoresAreParsedCachedAndAccounted) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "sbs.sqlite");
+  metrics::Registry registry;
+  std::vector<oracle::SideBySideItem> items = {
+      {"37+48=", {"84", "85", "no idea", "85"}},
+      {"2+2=", {"4", "5"}},
+      {"Write a haiku.", {"leaves fall", "autumn"}},
+  };
+  const std::vector<std::vector<int>> want = {{1, 6, 0, 6}, {6, 1}, {3, 3}};
+  oracle::JobScope scope{"job-sbs", 1, {}};
+  {
+    auto client = MakeClient(config, &registry);
+    std::vector<int> reported(items.size(), 0);
+    client->ScoreSideBySideAll(
+        items,
+        [&](size_t i, absl::StatusOr<oracle::SideBySideScores> r) {
+          ++reported[i];
+          ASSERT_TRUE(r.ok()) << r.status();
+          EXPECT_EQ(r->scores, want[i]) << "item " << i;
+          EXPECT_FALSE(r->cached);
+          EXPECT_EQ(r->http_calls, 1);
+          ASSERT_EQ(r->order.size(), items[i].responses.size());
+        },
+        nullptr, scope);
+    EXPECT_EQ(reported, (std::vector<int>{1, 1, 1}));
+    EXPECT_EQ(server->requests_served(), 3);
+    absl::StatusOr<oracle::JobUsage> ju = client->GetJobUsage("job-sbs", 1);
+    ASSERT_TRUE(ju.ok());
+    EXPECT_EQ(ju->calls, 3);
+    EXPECT_GT(ju->completion_tokens, 0);
+  }
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr("spar_oracle_side_by_side_scores_total{result=\"ok\"} 3"));
+  // The judge saw every response once, in the shuffled order the client reported.
+  ASSERT_EQ(server->seen_requests().size(), 3u);
+  for (const nlohmann::json& seen : server->seen_requests()) {
+    EXPECT_EQ(seen["mode"], "side_by_side");
+  }
+  // A restarted client on the same cache file: zero new HTTP requests, the same scores.
+  auto restarted = MakeClient(config);
+  for (size_t i = 0; i < items.size(); ++i) {
+    absl::StatusOr<oracle::SideBySideScores> r = restarted->ScoreSideBySide(items[i], scope);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->cached);
+    EXPECT_EQ(r->http_calls, 0);
+    EXPECT_EQ(r->scores, want[i]);
+  }
+  EXPECT_EQ(server->requests_served(), 3);
+  EXPECT_EQ(restarted->GetUsage().calls, 0);
+  EXPECT_EQ(restarted->GetJobUsage("job-sbs")->calls, 3);  // cache hits cost nothing
+  // The order is part of the content's identity: the same responses permuted are another key.
+  absl::StatusOr<oracle::SideBySideScores> permuted =
+      restarted->ScoreSideBySide({"2+2=", {"5", "4"}});
+  ASSERT_TRUE(permuted.ok());
+  EXPECT_EQ(permuted->scores, (std::vector<int>{1, 6}));
+  EXPECT_EQ(server->requests_served(), 4);
+}
+
+TEST_F(OracleFeaturesTest, SideBySideOrderIsShuffledAndUnshuffled) {
+  auto server = StartServer();
+  auto client = MakeClient(Config(*server));
+  // Eight candidates, one correct: whatever id it is shown under, its score comes back at its
+  // own index.
+  oracle::SideBySideItem item{"40+2=", {"41", "43", "44", "42", "45", "46", "47", "48"}};
+  absl::StatusOr<oracle::SideBySideScores> r = client->ScoreSideBySide(item);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->scores, (std::vector<int>{1, 1, 1, 6, 1, 1, 1, 1}));
+  std::vector<int> identity = {0, 1, 2, 3, 4, 5, 6, 7};
+  EXPECT_NE(r->order, identity);
+  ASSERT_EQ(server->seen_requests().size(), 1u);
+  const nlohmann::json outputs = server->seen_requests()[0]["outputs"];
+  ASSERT_EQ(outputs.size(), 8u);
+  for (size_t k = 0; k < 8; ++k) EXPECT_EQ(outputs[k], item.responses[r->order[k]]);
+}
+
+TEST_F(OracleFeaturesTest, SideBySideUnparsableAnswerIsRetriedOnceThenFailsUncached) {
+  JudgeServerOptions o;
+  o.fault = "bad_verdict";
+  auto server = StartServer(o);
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "sbs_bad.sqlite");
+  metrics::Registry registry;
+  auto client = MakeClient(config, &registry);
+  absl::StatusOr<oracle::SideBySideScores> r = client->ScoreSideBySide({"2+2=", {"4", "5"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), HasSubstr("not guessing"));
+  EXPECT_EQ(server->requests_served(), 2);  // the answer, then one retry
+  EXPECT_EQ(client->GetUsage().failures, 1);
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr("spar_oracle_side_by_side_scores_total{result=\"failed\"} 1"));
+  auto cache = oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ(*(*cache)->Size(), 0);
+  // Bad requests never reach the judge.
+  EXPECT_EQ(client->ScoreSideBySide({"", {"4"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->ScoreSideBySide({"2+2=", {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(server->requests_served(), 2);
+}
+
 TEST_F(OracleFeaturesTest, ResponsesAreTruncatedToTheTokenBudget) {
   auto server = StartServer();
   OracleConfig config = Config(*server);

@@ -35,6 +35,19 @@ TEST(SideBySideTest, RendersEveryCandidateUnderItsShuffledId) {
             "header\n\n## Scores (JSON)\n");
 }
 
+TEST(SideBySideTest, UserMessageParsesBackToTheCandidatesInIdOrder) {
+  const std::vector<std::string> c = {"first\n\nline 3", "## not a header\n\\x", "", "tail\n"};
+  const std::vector<int> order = {3, 1, 0, 2};
+  std::vector<ChatMessage> m = RenderSideBySide("Add 2+2.\n## hm", c, order);
+  std::optional<SideBySideInputs> in = ParseSideBySideUserMessage(m[1].content);
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(in->instruction, "Add 2+2.\n## hm");
+  ASSERT_EQ(in->outputs.size(), 4u);
+  for (size_t k = 0; k < order.size(); ++k) EXPECT_EQ(in->outputs[k], c[order[k]]) << k;
+  EXPECT_FALSE(ParseSideBySideUserMessage("## Instruction\nx\n").has_value());
+  EXPECT_FALSE(ParseSideBySideUserMessage("## Instruction\nx\n\n## Scores (JSON)\n").has_value());
+}
+
 TEST(SideBySideTest, ParsesScoresBackToCandidateOrder) {
   const std::vector<int> order = {2, 0, 1};  // id1 = candidate 2, id2 = 0, id3 = 1
   auto s = ParseSideBySideScores(

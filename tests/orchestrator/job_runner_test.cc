@@ -13,6 +13,7 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_cat.h"
 #include "common/arith_task.h"
 #include "common/file_util.h"
@@ -67,6 +68,44 @@ class FakeOracle : public OraclePort {
     }
     return absl::OkStatus();
   }
+  // Side-by-side: 6 for the right number, 5 one off, 3 two off, 1 otherwise; items whose prompt
+  // is in fail_prompts fail as an unparsable answer would.
+  absl::Status Score(const v1::ScoreRequest& req,
+                     const std::function<absl::Status(const v1::ScoreResult&)>& cb) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      keys.push_back(req.idempotency_key());
+      if (unavailable_times > 0 && absl::StrContains(req.idempotency_key(), "/judge")) {
+        --unavailable_times;
+        return absl::UnavailableError("oracle restarting");
+      }
+      for (const v1::ScoreItem& item : req.items()) {
+        ++paid[absl::StrCat(item.prompt(), "|", absl::StrJoin(item.responses(), "|"))];
+        score_items.push_back(item);
+      }
+    }
+    for (int i = 0; i < req.items_size(); ++i) {
+      const v1::ScoreItem& item = req.items(i);
+      v1::ScoreResult r;
+      r.set_index(i);
+      if (fail_prompts.count(item.prompt()) > 0) {
+        r.set_ok(false);
+        r.set_error("DATA_LOSS: judge answer unparsable twice; not guessing");
+      } else {
+        r.set_ok(true);
+        int64_t truth = *ArithTruth(item.prompt());
+        for (int k = 0; k < item.responses_size(); ++k) {
+          r.add_order(item.responses_size() - 1 - k);
+          int64_t d = std::llabs(*ParseArithAnswer(item.responses(k)) - truth);
+          r.add_scores(d == 0 ? 6 : d == 1 ? 5 : d == 2 ? 3 : 1);
+        }
+        r.set_verdict("{}");
+      }
+      absl::Status st = cb(r);
+      if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
   // True once a Compare call with comparisons has arrived.
   bool WaitForFirstComparison(std::chrono::seconds timeout) {
     std::unique_lock<std::mutex> lock(mu);
@@ -80,6 +119,8 @@ class FakeOracle : public OraclePort {
   std::vector<v1::CompareRequest> scopes;  // each request without its comparisons
   std::map<std::string, int> paid;
   std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
+  std::vector<v1::ScoreItem> score_items;  // every side-by-side item received
+  std::set<std::string> fail_prompts;      // side-by-side items that fail
 };
 
 // Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
@@ -189,6 +230,7 @@ class JobRunnerTest : public ::testing::Test {
     pp->clear_use_teacher();
     pp->clear_teacher_min_gap();
     pp->clear_defect_ngram();
+    pp->clear_scoring();
     pp->clear_defect_max_repeats();
   }
 
@@ -681,6 +723,144 @@ TEST_F(JobRunnerTest, DnoPrctDefectsAreNeitherJudgedNorChosen) {
   }
   // Both sound samples (win rates 1 and 0.5, both >= the gate) are preferred over the defect.
   EXPECT_EQ(against_defect, 16);
+}
+
+}  // namespace
+}  // namespace spar::orchestrator
+
+namespace spar::orchestrator {
+namespace {
+
+TEST_F(JobRunnerTest, SideBySideScoresBuildPairsWithDnoPrctThresholds) {
+  spec_.mutable_pairs()->set_use_teacher(true);
+  spec_.mutable_pairs()->set_scoring("side_by_side");
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  FakeSampler s;
+  s.offset = 1;  // samples truth+1, truth+2, truth+3 (scores 5, 3, 1); the teacher is right (6)
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  // Round 1's judging is side-by-side only: no pairwise comparison went out for it.
+  EXPECT_EQ(o.score_items.size(), 8u * 2u);  // both rounds' 8 prompts
+  for (const v1::CompareRequest& r : o.scopes) {
+    EXPECT_FALSE(absl::StrContains(r.idempotency_key(), "/judge")) << r.idempotency_key();
+  }
+  RunDir rd(dir);
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  ASSERT_TRUE(judgments.ok());
+  ASSERT_EQ(judgments->size(), 8u);  // one row per prompt
+  for (const auto& j : *judgments) {
+    EXPECT_EQ(j["scoring"], "side_by_side");
+    EXPECT_TRUE(j["ok"].get<bool>());
+    EXPECT_EQ(j["scores"], nlohmann::json::parse("[5, 3, 1, 6]")) << j;
+    EXPECT_EQ(j["shown"], nlohmann::json::parse("[0, 1, 2, 3]")) << j;
+  }
+  // Gate 5: the teacher (6) needs a gap of 2 (beats truth+2 and truth+3, not truth+1); truth+1
+  // (5) needs 1 (beats truth+2 and truth+3); truth+2 (3) is below the gate.
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 4u);
+  int teacher_chosen = 0;
+  for (const auto& p : *pairs) {
+    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    EXPECT_LT(c, r);
+    EXPECT_GE(p["chosen_score"].get<int>(), 5);
+    // The trainer's scale: score / 6.
+    EXPECT_DOUBLE_EQ(p["chosen_win_rate"].get<double>(), p["chosen_score"].get<int>() / 6.0);
+    EXPECT_DOUBLE_EQ(p["rejected_win_rate"].get<double>(), p["rejected_score"].get<int>() / 6.0);
+    if (c == 0) {
+      ++teacher_chosen;
+      EXPECT_GE(r, 2);
+    }
+  }
+  EXPECT_EQ(teacher_chosen, 8 * 2);
+  EXPECT_EQ(job_.rounds(0).pairs_kept(), 32);
+}
+
+TEST_F(JobRunnerTest, SideBySidePipelinedMatchesUnpipelinedAndSkipsDefectsAndDuplicates) {
+  spec_.mutable_pairs()->set_scoring("side_by_side");
+  spec_.mutable_sampling()->set_num_samples(4);
+  FakeSampler s0;
+  s0.distinct = 2;         // truth, truth+1, truth, then
+  s0.defect_last = true;   // a repetition defect
+  FakeOracle o0;
+  FakeTrainer t0;
+  std::string ref = JobDir("unpipelined");
+  pipeline_ = false;
+  ASSERT_TRUE(RunJob(ref, s0, o0, t0).ok());
+
+  FakeSampler s1;
+  s1.distinct = 2;
+  s1.defect_last = true;
+  s1.reverse = true;
+  FakeOracle o1;
+  FakeTrainer t1;
+  std::string dir = JobDir("pipelined");
+  pipeline_ = true;
+  judge_chunk_ = 2;
+  judge_in_flight_ = 3;
+  ASSERT_TRUE(RunJob(dir, s1, o1, t1).ok());
+  int chunks = 0;
+  for (const std::string& k : o1.keys) chunks += absl::StrContains(k, "iter_001/judge/") ? 1 : 0;
+  EXPECT_GT(chunks, 1);
+  RunDir a(ref), b(dir);
+  for (int r = 1; r <= 2; ++r) {
+    for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Stage}) {
+      auto x = ReadFile((a.*f)(r));
+      auto y = ReadFile((b.*f)(r));
+      ASSERT_TRUE(x.ok() && y.ok()) << (b.*f)(r);
+      EXPECT_EQ(*x, *y) << (b.*f)(r);
+    }
+  }
+  EXPECT_EQ(o1.paid, o0.paid);  // nothing scored twice, nothing more than unpipelined
+  EXPECT_EQ(o1.score_items.size(), o0.score_items.size());
+  // Each prompt shows its two distinct sound texts once; the duplicate takes the same score,
+  // the defect none.
+  for (const v1::ScoreItem& item : o1.score_items) {
+    ASSERT_EQ(item.responses_size(), 2) << item.prompt();
+  }
+  auto judgments = ReadJsonl(b.Judgments(1));
+  ASSERT_EQ(judgments->size(), 8u);
+  for (const auto& j : *judgments) {
+    EXPECT_EQ(j["scores"], nlohmann::json::parse("[6, 5, 6, null]")) << j;
+  }
+  // 6 beats 5 (gap 1) and the defect; 5 (>= the gate) beats the defect.
+  EXPECT_EQ(ReadJsonl(b.Pairs(1))->size(), 8u * 3u);
+}
+
+TEST_F(JobRunnerTest, SideBySideFailedScoreLeavesThatPromptWithoutPairs) {
+  spec_.mutable_pairs()->set_scoring("side_by_side");
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  // Learn round 1's prompts from a first run, then fail one of them.
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  ASSERT_FALSE(o.score_items.empty());
+  const std::string failing = o.score_items[0].prompt();
+  FakeSampler s2;
+  FakeOracle o2;
+  o2.fail_prompts.insert(failing);
+  FakeTrainer t2;
+  std::string dir2 = JobDir("job2");
+  ASSERT_TRUE(RunJob(dir2, s2, o2, t2).ok());
+  RunDir rd(dir2);
+  auto judgments = ReadJsonl(rd.Judgments(1));
+  int failed = 0;
+  for (const auto& j : *judgments) {
+    if (j["ok"].get<bool>()) continue;
+    ++failed;
+    EXPECT_TRUE(absl::StrContains(j["error"].get<std::string>(), "not guessing")) << j;
+    EXPECT_EQ(j["scores"], nlohmann::json::parse("[null, null, null]")) << j;
+  }
+  EXPECT_EQ(failed, 1);
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  auto all_pairs = ReadJsonl(RunDir(dir).Pairs(1));
+  ASSERT_TRUE(pairs.ok() && all_pairs.ok());
+  for (const auto& p : *pairs) EXPECT_NE(p["prompt"], failing);
+  EXPECT_EQ(pairs->size(), all_pairs->size() - 3u);
 }
 
 }  // namespace

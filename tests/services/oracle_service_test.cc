@@ -1,7 +1,7 @@
 // The gRPC Oracle service over an in-process channel, with a real OracleClient and JudgeServer:
 // Compare streams one judgment per comparison (budget-refused ones as ok=false with the reason),
 // a repeated request is served from the judgment cache, and GetUsage reports calls, tokens,
-// cost, cache hits/misses and swap consistency.
+// cost, cache hits/misses and swap consistency; Score streams one side-by-side result per item.
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
@@ -124,6 +124,59 @@ TEST_F(OracleServiceTest, RetriedCompareIsFreeAndUsageReportsCacheAndCost) {
   EXPECT_EQ(u2.cache_hits(), 20);
   EXPECT_DOUBLE_EQ(u2.cost(), u.cost());
   EXPECT_EQ(judge_->requests_served(), 20);
+}
+
+TEST_F(OracleServiceTest, ScoreStreamsOneResultPerItemAndARepeatIsFree) {
+  Start(oracle::OracleConfig());
+  v1::ScoreRequest req;
+  req.set_idempotency_key("job/iter_001/judge");
+  req.set_job_id("job");
+  req.set_round(1);
+  for (int i = 0; i < 5; ++i) {
+    v1::ScoreItem* item = req.add_items();
+    item->set_prompt(std::to_string(i) + "+1=");
+    item->add_responses(std::to_string(i + 2));  // wrong: 1
+    item->add_responses(std::to_string(i + 1));  // right: 6
+    item->add_responses("pass");                 // no number: 0
+  }
+  auto run = [&] {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Score(&ctx, req);
+    std::map<int64_t, v1::ScoreResult> out;
+    v1::ScoreResult r;
+    while (reader->Read(&r)) {
+      EXPECT_EQ(out.count(r.index()), 0u) << "index " << r.index() << " twice";
+      out[r.index()] = r;
+    }
+    grpc::Status st = reader->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return out;
+  };
+  std::map<int64_t, v1::ScoreResult> first = run();
+  ASSERT_EQ(first.size(), 5u);
+  for (auto& [i, r] : first) {
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_THAT(r.scores(), ::testing::ElementsAre(1, 6, 0));
+    EXPECT_EQ(r.order_size(), 3);
+    EXPECT_FALSE(r.verdict().empty());
+  }
+  EXPECT_EQ(judge_->requests_served(), 5);
+  std::map<int64_t, v1::ScoreResult> again = run();
+  ASSERT_EQ(again.size(), 5u);
+  for (auto& [i, r] : again) EXPECT_THAT(r.scores(), ::testing::ElementsAre(1, 6, 0));
+  EXPECT_EQ(judge_->requests_served(), 5);
+  EXPECT_EQ(Usage().cache_hits(), 5);
+  // Bad requests are INVALID_ARGUMENT naming the field.
+  v1::ScoreRequest bad = req;
+  bad.mutable_items(2)->clear_responses();
+  grpc::ClientContext ctx;
+  auto reader = stub_->Score(&ctx, bad);
+  v1::ScoreResult r;
+  while (reader->Read(&r)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), ::testing::HasSubstr("items[2].responses"));
 }
 
 TEST_F(OracleServiceTest, BudgetRefusalsAreStreamedAsFailedJudgments) {

@@ -338,6 +338,44 @@ int64_t MetricValue(int metrics_port, const std::string& name) {
   return std::stoll(res->body.substr(at + name.size() + 2));
 }
 
+TEST_F(ServicesTest, SideBySideDnoJobScoresThroughOracleScoreAndKeepsPairs) {
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("side-by-side");
+  spec.mutable_pairs()->set_scoring("side_by_side");
+  spec.mutable_pairs()->set_use_teacher(true);  // the arith answer: the judge scores it 6
+  const size_t seen_before = judge_->seen_requests().size();
+  v1::Job job = RunJobToEnd(*Stub(), spec, "sbs-1");
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
+  ASSERT_EQ(job.rounds_size(), 1);
+  std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  auto judgments = ReadJsonl(JoinPath(round, "judgments.jsonl"));
+  ASSERT_TRUE(judgments.ok());
+  ASSERT_EQ(judgments->size(), 6u);  // one row per prompt
+  for (const auto& j : *judgments) {
+    EXPECT_EQ(j["scoring"], "side_by_side") << j.dump();
+    ASSERT_TRUE(j["ok"].get<bool>()) << j.dump();
+    ASSERT_EQ(j["scores"].size(), 4u) << j.dump();  // 3 samples + the teacher
+    EXPECT_EQ(j["scores"][3], 6) << j.dump();      // the teacher is the right answer
+  }
+  // The judge got side-by-side prompts (one per distinct question) and answered them.
+  int side_by_side = 0;
+  std::vector<nlohmann::json> seen = judge_->seen_requests();
+  for (size_t k = seen_before; k < seen.size(); ++k) {
+    side_by_side += seen[k].value("mode", "") == "side_by_side" ? 1 : 0;
+  }
+  EXPECT_EQ(side_by_side, 6);
+  // The teacher (6) beats every sample scoring <= 4 by the DNO-Prct margin of 2.
+  auto pairs = ReadJsonl(JoinPath(round, "pairs.jsonl"));
+  ASSERT_TRUE(pairs.ok());
+  EXPECT_EQ(static_cast<int>(pairs->size()), job.rounds(0).pairs_kept());
+  EXPECT_GT(job.rounds(0).pairs_kept(), 0);
+  for (const auto& p : *pairs) {
+    EXPECT_GE(p["chosen_score"].get<int>(), 5) << p.dump();
+    EXPECT_GE(p["chosen_score"].get<int>() - p["rejected_score"].get<int>(), 1) << p.dump();
+    EXPECT_LE(p["chosen_win_rate"].get<double>(), 1.0) << p.dump();  // score / 6 for the trainer
+  }
+}
+
 TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   // Two sampler-only processes' worth of services on loopback, and an orchestrator that shards
   // across them (oracle and trainer: the suite's app).
