@@ -35,9 +35,8 @@
 #include "services/app/app.h"
 #include "services/common/server_runner.h"
 #include "spar/v1/trainer.grpc.pb.h"
+#include "tests/common/child_env.h"
 #include "tests/trainer/toy_data.h"
-
-extern char** environ;
 
 namespace spar::services {
 namespace {
@@ -84,16 +83,7 @@ struct Child {
 
 Child SpawnSpar(const std::vector<std::string>& args, const std::string& cwd,
                 const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv = *e;
-    bool overridden = false;
-    for (const std::string& x : extra_env) {
-      if (kv.substr(0, kv.find('=') + 1) == x.substr(0, x.find('=') + 1)) overridden = true;
-    }
-    if (!overridden) env_strings.push_back(kv);
-  }
-  for (const std::string& x : extra_env) env_strings.push_back(x);
+  std::vector<std::string> env_strings = spar::testing::ChildEnvironment(extra_env);
   std::string bin = SPAR_BIN;
   std::vector<std::string> argv_strings = {bin};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());

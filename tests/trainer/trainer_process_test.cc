@@ -16,10 +16,9 @@
 #include "gtest/gtest.h"
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
+#include "tests/common/child_env.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/trainer.h"
-
-extern char** environ;
 
 namespace spar::trainer {
 namespace {
@@ -41,16 +40,7 @@ std::string SaveInit(uint64_t seed, const std::string& name) {
 
 // Starts the helper with extra environment entries; returns its pid.
 pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv = *e;
-    bool overridden = false;
-    for (const std::string& x : extra_env) {
-      if (kv.substr(0, kv.find('=') + 1) == x.substr(0, x.find('=') + 1)) overridden = true;
-    }
-    if (!overridden) env_strings.push_back(kv);
-  }
-  for (const std::string& x : extra_env) env_strings.push_back(x);
+  std::vector<std::string> env_strings = spar::testing::ChildEnvironment(extra_env);
   std::vector<char*> argv, envp;
   std::string helper = SPAR_TRAINER_TEST_HELPER;
   argv.push_back(helper.data());
