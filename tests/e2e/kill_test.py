@@ -216,9 +216,12 @@ class Cluster:
             st = subprocess.run([spar, "status", self.job, "--addr=" + self.addr("orchestrator")],
                                 capture_output=True, text=True)
             fail("job did not succeed: %s %s %s" % (r.stdout[-2000:], r.stderr, st.stdout))
-        time.sleep(0.02)  # let the monitor note the last marker (it polls every 5 ms)
         self.monitoring = False
         self.monitor.join()
+        for rnd in (1, 2):  # markers written after the monitor's last look: the job is over
+            for stage in STAGES:
+                if (rnd, stage) not in self.marker_lines and self.stage_done(rnd, stage):
+                    self.marker_lines[(rnd, stage)] = log_lines(self.judge_log)
 
     def stage_done(self, rnd, stage):
         try:
