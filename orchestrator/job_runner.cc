@@ -1,6 +1,7 @@
 #include "orchestrator/job_runner.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -25,6 +26,23 @@ namespace spar::orchestrator {
 namespace {
 
 using nlohmann::json;
+
+// Test-only fault hook (tests/e2e/kill_test.py): with SPAR_ORCHESTRATOR_FAULT_HOLD_DIR set, a stage
+// that reaches its hold point while DIR/hold-<round>-<stage> exists writes DIR/held-<round>-<stage>
+// and waits until the hold file is removed, so a test can kill a service while the stage is
+// provably in progress (pairs and eval otherwise take milliseconds; judge and train may end
+// while a restarted service is still starting). Unset: does nothing.
+void FaultHold(int t, const std::string& stage) {
+  static const char* dir = std::getenv("SPAR_ORCHESTRATOR_FAULT_HOLD_DIR");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string name = absl::StrCat(t, "-", stage);
+  const std::string hold = absl::StrCat(dir, "/hold-", name);
+  if (!PathExists(hold)) return;
+  SPAR_LOG(Warning) << "fault hook: holding round " << t << " stage " << stage;
+  absl::Status st = WriteFileAtomic(absl::StrCat(dir, "/held-", name), "");
+  if (!st.ok()) SPAR_LOG(Warning) << "fault hook: " << st;
+  while (PathExists(hold)) absl::SleepFor(absl::Milliseconds(10));
+}
 
 // Attempts per stage when a service is unavailable (about a minute of backoff in all).
 constexpr int kStageAttempts = 8;
@@ -593,6 +611,7 @@ absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMa
       seen[jd.index()] = true;
       (*judged)[comparisons[sent[jd.index()]]] = jd;
       ++received;
+      FaultHold(t, "judge");  // test-only: some judged, not all
       if (received % 256 == 0 || static_cast<int64_t>(received) == total) {
         Emit(t, "judge", "progress", received, total);
       }
@@ -820,6 +839,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       }
       for (size_t k = 0; k < ch.keys.size(); ++k) judged[ch.keys[k]] = ch.judgments[k];
       for (size_t k = 0; k < ch.score_keys.size(); ++k) scored[ch.score_keys[k]] = ch.scores[k];
+      if (sampling_finished) FaultHold(t, "judge");  // test-only: sampled, judging under way
       // Judge progress while sampling still runs shows the overlap (message: prompts sampled).
       Emit(t, "judge", "progress", judged.size() + scored.size(),
            requested.size() + requested_scores.size(),
@@ -950,6 +970,7 @@ absl::Status JobRunner::StagePairs(int t) {
                       {"source_round", t}});
     }
   }
+  FaultHold(t, "pairs");  // test-only: pairs built, nothing written yet
   // Earlier rounds' own pairs mixed back in (not re-sampled), per the recipe.
   int mixed = 0;
   std::vector<double> mix = recipe_->MixPrevious();
@@ -1006,6 +1027,7 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
           [&](const v1::TrainingEvent& ev) {
             Emit(t, "train", "progress", ev.step(), ev.total_steps(),
                  absl::StrFormat("loss %.4f", ev.loss()));
+            if (ev.step() > 0) FaultHold(t, "train");  // test-only: the trainer is stepping
           },
           [&] { return !CheckCancelled().ok(); }));
   if (!PathExists(JoinPath(dir.Checkpoint(t), "config.json"))) {
@@ -1097,6 +1119,7 @@ absl::Status JobRunner::StageEval(int t) {
     answers.push_back({{"index", i}, {"prompt", prompts[i]}, {"text", texts[i]}});
   }
   SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(JoinPath(dir.Round(t), "eval_answers.jsonl"), answers));
+  FaultHold(t, "eval");  // test-only: greedy answers written, nothing judged yet
 
   // Judged win rates of pi_t vs pi_0 and vs the previous policy on held-out prompts.
   int failed_base = 0, failed_prev = 0;
