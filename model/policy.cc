@@ -480,18 +480,22 @@ absl::Status Policy::SaveLoraAdapter(const std::string& dir, const std::string& 
   });
 }
 
-absl::StatusOr<std::string> Policy::ResolveChatTemplate(const std::string& chat_template) const {
-  if (chat_template.empty() || chat_template == "none") return std::string();
-  const HfTokenizer* tok = impl_->tokenizer.get();
+namespace {
+
+// The template family a chat_template setting selects for a checkpoint's tokenizer (null: none,
+// byte tokenizer), or nullopt for raw text.
+absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateKind(
+    const HfTokenizer* tok, const std::string& chat_template) {
+  if (chat_template.empty() || chat_template == "none") return std::nullopt;
   if (chat_template == "auto") {
-    if (tok == nullptr || tok->chat_template().empty()) return std::string();
+    if (tok == nullptr || tok->chat_template().empty()) return std::nullopt;
     absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(tok->chat_template());
     if (!kind.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "chat_template \"auto\": ", kind.status().message(),
           "; name one (chatml, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
     }
-    return std::string(ChatTemplateName(*kind));
+    return *kind;
   }
   SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(chat_template));
   if (tok == nullptr) {
@@ -499,21 +503,29 @@ absl::StatusOr<std::string> Policy::ResolveChatTemplate(const std::string& chat_
         "chat_template \"", chat_template,
         "\": the checkpoint has no tokenizer.json (byte tokenizer); use \"none\" or \"auto\""));
   }
-  return std::string(ChatTemplateName(kind));
+  return kind;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Policy::ResolveChatTemplate(const std::string& chat_template) const {
+  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplateKind> kind,
+                        ResolveChatTemplateKind(impl_->tokenizer.get(), chat_template));
+  return kind ? std::string(ChatTemplateName(*kind)) : std::string();
 }
 
 absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& prompt,
                                                           const std::string& chat_template) const {
   const LlamaConfig& cfg = impl_->config;
-  SPAR_ASSIGN_OR_RETURN(const std::string name, ResolveChatTemplate(chat_template));
-  if (!name.empty()) {
+  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplateKind> kind,
+                        ResolveChatTemplateKind(impl_->tokenizer.get(), chat_template));
+  if (kind) {
     const HfTokenizer& tok = *impl_->tokenizer;
-    SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(name));
     ChatRenderOptions render;
     render.add_generation_prompt = true;
     render.bos_token = tok.bos_token().value_or("");
     render.eos_token = tok.eos_token().value_or("");
-    SPAR_ASSIGN_OR_RETURN(std::string text, RenderChat(kind, {{"user", prompt}}, render));
+    SPAR_ASSIGN_OR_RETURN(std::string text, RenderChat(*kind, {{"user", prompt}}, render));
     // As transformers' apply_chat_template(tokenize=True): the specials are in the text.
     return tok.Encode(text, EncodeOptions{});
   }

@@ -1093,6 +1093,39 @@ absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison,
   return impl_->CompareImpl(comparison, nullptr, scope.job_id.empty() ? nullptr : &scope);
 }
 
+namespace {
+
+// Runs job(i) for every i in [0, n) on up to max_concurrency threads and hands each result to
+// on_done (calls serialized, in completion order); once `cancelled` is true the remaining items
+// get CancelledError(cancel_message) without running.
+template <typename T>
+void RunConcurrently(size_t n, int max_concurrency, const std::function<bool()>& cancelled,
+                     const char* cancel_message,
+                     const std::function<absl::StatusOr<T>(size_t)>& job,
+                     const std::function<void(size_t, absl::StatusOr<T>)>& on_done) {
+  if (n == 0) return;
+  std::atomic<size_t> next{0};
+  std::mutex callback_mu;
+  auto work = [&] {
+    for (;;) {
+      const size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      absl::StatusOr<T> r = (cancelled && cancelled())
+                                ? absl::StatusOr<T>(absl::CancelledError(cancel_message))
+                                : job(i);
+      std::lock_guard<std::mutex> lock(callback_mu);
+      on_done(i, std::move(r));
+    }
+  };
+  const size_t workers = std::min<size_t>(n, static_cast<size_t>(std::max(1, max_concurrency)));
+  std::vector<std::thread> threads;
+  threads.reserve(workers);
+  for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace
+
 absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
   return impl_->ScoreImpl(item);
 }
@@ -1106,56 +1139,20 @@ void OracleClient::ScoreSideBySideAll(
     const std::vector<SideBySideItem>& items,
     const std::function<void(size_t index, absl::StatusOr<SideBySideScores>)>& on_done,
     const std::function<bool()>& cancelled, const JobScope& scope) {
-  const size_t n = items.size();
   const JobScope* scoped = scope.job_id.empty() ? nullptr : &scope;
-  if (n == 0) return;
-  std::atomic<size_t> next{0};
-  std::mutex callback_mu;
-  auto work = [&] {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      absl::StatusOr<SideBySideScores> r =
-          (cancelled && cancelled())
-              ? absl::StatusOr<SideBySideScores>(absl::CancelledError("scoring cancelled"))
-              : impl_->SideBySideImpl(items[i], cancelled, scoped);
-      std::lock_guard<std::mutex> lock(callback_mu);
-      on_done(i, std::move(r));
-    }
-  };
-  size_t workers = std::min<size_t>(n, static_cast<size_t>(impl_->config.max_concurrency));
-  std::vector<std::thread> threads;
-  threads.reserve(workers);
-  for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
-  for (std::thread& t : threads) t.join();
+  RunConcurrently<SideBySideScores>(
+      items.size(), impl_->config.max_concurrency, cancelled, "scoring cancelled",
+      [&](size_t i) { return impl_->SideBySideImpl(items[i], cancelled, scoped); }, on_done);
 }
 
 void OracleClient::CompareAll(
     const std::vector<Comparison>& comparisons,
     const std::function<void(size_t index, absl::StatusOr<Judgment>)>& on_done,
     const std::function<bool()>& cancelled, const JobScope& scope) {
-  const size_t n = comparisons.size();
   const JobScope* scoped = scope.job_id.empty() ? nullptr : &scope;
-  if (n == 0) return;
-  std::atomic<size_t> next{0};
-  std::mutex callback_mu;
-  auto work = [&] {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      absl::StatusOr<Judgment> r =
-          (cancelled && cancelled())
-              ? absl::StatusOr<Judgment>(absl::CancelledError("judgment cancelled"))
-              : impl_->CompareImpl(comparisons[i], cancelled, scoped);
-      std::lock_guard<std::mutex> lock(callback_mu);
-      on_done(i, std::move(r));
-    }
-  };
-  size_t workers = std::min<size_t>(n, static_cast<size_t>(impl_->config.max_concurrency));
-  std::vector<std::thread> threads;
-  threads.reserve(workers);
-  for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
-  for (std::thread& t : threads) t.join();
+  RunConcurrently<Judgment>(
+      comparisons.size(), impl_->config.max_concurrency, cancelled, "judgment cancelled",
+      [&](size_t i) { return impl_->CompareImpl(comparisons[i], cancelled, scoped); }, on_done);
 }
 
 OracleClient::Usage OracleClient::GetUsage() const {

@@ -122,6 +122,34 @@ struct JudgeServer::Handlers {
     return false;
   }
 
+  // One chat.completion choice carrying `content` (no logprobs).
+  static json TextChoice(const std::string& content) {
+    return {{"index", 0},
+            {"message", {{"role", "assistant"}, {"content", content}}},
+            {"finish_reason", "stop"},
+            {"logprobs", nullptr}};
+  }
+
+  // Answers 200 with a chat.completion of one choice; the truncated_json fault cuts the body.
+  static void SendCompletion(httplib::Response& res, int64_t n, const std::string& model,
+                             json choice, int64_t prompt_tokens, int64_t completion_tokens,
+                             const std::string& fault) {
+    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
+                {"object", "chat.completion"},
+                {"created", absl::ToUnixSeconds(absl::Now())},
+                {"model", model},
+                {"choices", json::array({std::move(choice)})},
+                {"usage",
+                 {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", completion_tokens},
+                  {"total_tokens", prompt_tokens + completion_tokens}}}};
+    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (fault == "truncated_json") text.resize(text.size() / 2);
+    res.status = 200;
+    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
+    res.set_content(text, kJsonType);
+  }
+
   static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
     if (!Authorized(s, req, res)) return;
     const JudgeServerOptions& o = s.options_;
@@ -229,10 +257,7 @@ struct JudgeServer::Handlers {
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
     const double p = WinnerProbability(v.basis);
     std::string content = winner;
-    json choice = {{"index", 0},
-                   {"message", {{"role", "assistant"}, {"content", content}}},
-                   {"finish_reason", "stop"},
-                   {"logprobs", nullptr}};
+    json choice = TextChoice(content);
     if (fault == "bad_verdict") {
       content = "maybe";
       choice["message"]["content"] = content;
@@ -255,21 +280,7 @@ struct JudgeServer::Handlers {
                                                       {"bytes", nullptr},
                                                       {"top_logprobs", top}}})}};
     }
-    const int64_t prompt_tokens = ApproxTokens(prompt_text);
-    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
-                {"object", "chat.completion"},
-                {"created", absl::ToUnixSeconds(absl::Now())},
-                {"model", model},
-                {"choices", json::array({choice})},
-                {"usage",
-                 {{"prompt_tokens", prompt_tokens},
-                  {"completion_tokens", 1},
-                  {"total_tokens", prompt_tokens + 1}}}};
-    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (fault == "truncated_json") text.resize(text.size() / 2);
-    res.status = 200;
-    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
-    res.set_content(text, kJsonType);
+    SendCompletion(res, n, model, std::move(choice), ApproxTokens(prompt_text), 1, fault);
   }
 
   static void ScoreResponse(JudgeServer& s, const oracle::PointwiseInputs& in, const json& body,
@@ -286,24 +297,7 @@ struct JudgeServer::Handlers {
       score = !got ? 1 : (*got == *truth ? 10 : 3);
     }
     std::string content = fault == "bad_verdict" ? "maybe" : std::to_string(score);
-    const int64_t prompt_tokens = ApproxTokens(prompt_text);
-    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
-                {"object", "chat.completion"},
-                {"created", absl::ToUnixSeconds(absl::Now())},
-                {"model", model},
-                {"choices", json::array({{{"index", 0},
-                                          {"message", {{"role", "assistant"}, {"content", content}}},
-                                          {"finish_reason", "stop"},
-                                          {"logprobs", nullptr}}})},
-                {"usage",
-                 {{"prompt_tokens", prompt_tokens},
-                  {"completion_tokens", 1},
-                  {"total_tokens", prompt_tokens + 1}}}};
-    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (fault == "truncated_json") text.resize(text.size() / 2);
-    res.status = 200;
-    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
-    res.set_content(text, kJsonType);
+    SendCompletion(res, n, model, TextChoice(content), ApproxTokens(prompt_text), 1, fault);
   }
 
   // Side-by-side 6-point scores by the arithmetic rule: 6 for the correct number, 1 for a wrong
@@ -334,25 +328,8 @@ struct JudgeServer::Handlers {
       answer[id + "_score"] = score;
     }
     std::string content = fault == "bad_verdict" ? "The first one is best." : answer.dump();
-    const int64_t prompt_tokens = ApproxTokens(prompt_text);
-    const int64_t completion_tokens = ApproxTokens(content);
-    json out = {{"id", absl::StrCat("chatcmpl-spar-", n)},
-                {"object", "chat.completion"},
-                {"created", absl::ToUnixSeconds(absl::Now())},
-                {"model", model},
-                {"choices", json::array({{{"index", 0},
-                                          {"message", {{"role", "assistant"}, {"content", content}}},
-                                          {"finish_reason", "stop"},
-                                          {"logprobs", nullptr}}})},
-                {"usage",
-                 {{"prompt_tokens", prompt_tokens},
-                  {"completion_tokens", completion_tokens},
-                  {"total_tokens", prompt_tokens + completion_tokens}}}};
-    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (fault == "truncated_json") text.resize(text.size() / 2);
-    res.status = 200;
-    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
-    res.set_content(text, kJsonType);
+    SendCompletion(res, n, model, TextChoice(content), ApproxTokens(prompt_text),
+                   ApproxTokens(content), fault);
   }
 
   static void Models(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {

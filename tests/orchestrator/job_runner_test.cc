@@ -30,11 +30,7 @@ class FakeOracle : public OraclePort {
                        const std::function<absl::Status(const v1::Judgment&)>& cb) override {
     {
       std::lock_guard<std::mutex> lock(mu);
-      keys.push_back(req.idempotency_key());
-      if (unavailable_times > 0 && absl::StrContains(req.idempotency_key(), "/judge")) {
-        --unavailable_times;
-        return absl::UnavailableError("oracle restarting");
-      }
+      if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
       scopes.push_back(req);
       scopes.back().clear_comparisons();
       if (exhaust_key.empty() || !absl::StrContains(req.idempotency_key(), exhaust_key)) {
@@ -74,11 +70,7 @@ class FakeOracle : public OraclePort {
                      const std::function<absl::Status(const v1::ScoreResult&)>& cb) override {
     {
       std::lock_guard<std::mutex> lock(mu);
-      keys.push_back(req.idempotency_key());
-      if (unavailable_times > 0 && absl::StrContains(req.idempotency_key(), "/judge")) {
-        --unavailable_times;
-        return absl::UnavailableError("oracle restarting");
-      }
+      if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
       for (const v1::ScoreItem& item : req.items()) {
         ++paid[absl::StrCat(item.prompt(), "|", absl::StrJoin(item.responses(), "|"))];
         score_items.push_back(item);
@@ -103,6 +95,16 @@ class FakeOracle : public OraclePort {
       }
       absl::Status st = cb(r);
       if (!st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+  // Records the call's key; UNAVAILABLE for the next unavailable_times judge-stage calls.
+  // Requires mu held.
+  absl::Status AdmitLocked(const std::string& key) {
+    keys.push_back(key);
+    if (unavailable_times > 0 && absl::StrContains(key, "/judge")) {
+      --unavailable_times;
+      return absl::UnavailableError("oracle restarting");
     }
     return absl::OkStatus();
   }
