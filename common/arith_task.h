@@ -20,8 +20,10 @@ struct ArithProblem {
 enum class ArithSplit { kTrain, kEval };
 
 // Operands are in [0, kArithMaxOperand]. Every (a, b) belongs to exactly one split, decided by a
-// fixed hash, so train and eval never share a problem.
+// fixed hash, so train and eval never share a problem: kArithEvalSize problems are held out (enough
+// for an eval whose 95% interval on accuracy is about ±0.028), the other 8,747 train.
 inline constexpr int64_t kArithMaxOperand = 99;
+inline constexpr int kArithEvalSize = 1253;
 
 // `n` problems of `split`, drawn without replacement in an order fixed by `seed`
 // (n is capped at the split's size).

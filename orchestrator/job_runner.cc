@@ -17,6 +17,7 @@
 #include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/status_macros.h"
 #include "orchestrator/dno.h"
 #include "orchestrator/job_spec.h"
@@ -93,6 +94,36 @@ absl::Status CopyCheckpoint(const std::string& from, const std::string& to) {
   }
   SPAR_RETURN_IF_ERROR(RemoveAll(to));
   return RenameDurable(tmp, to);
+}
+
+// Greedy accuracy over the verifiable prompts (the built-in task's questions) with its 95% Wilson
+// interval; accuracy -1 when no prompt is verifiable.
+struct GreedyAccuracy {
+  int correct = 0;
+  int verifiable = 0;
+  double accuracy = -1;
+  Interval ci95{0, 1};
+};
+GreedyAccuracy ScoreGreedy(const std::vector<std::string>& prompts,
+                           const std::vector<std::string>& texts) {
+  GreedyAccuracy g;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (!ArithTruth(prompts[i]).has_value()) continue;
+    ++g.verifiable;
+    g.correct += ArithCorrect(prompts[i], texts[i]) ? 1 : 0;
+  }
+  if (g.verifiable > 0) {
+    g.accuracy = static_cast<double>(g.correct) / g.verifiable;
+    g.ci95 = WilsonInterval(g.correct, g.verifiable);
+  }
+  return g;
+}
+
+json IntervalJson(const Interval& i) { return json::array({i.lo, i.hi}); }
+
+void SetInterval(const Interval& from, v1::Interval* to) {
+  to->set_lo(from.lo);
+  to->set_hi(from.hi);
 }
 
 }  // namespace
@@ -247,19 +278,18 @@ absl::Status JobRunner::EnsureBaseEval() {
   std::vector<std::string> texts;
   SPAR_RETURN_IF_ERROR(Greedy(PolicyFor(1), prompts, Key(0, "eval"), &texts));
   std::vector<json> rows;
-  int correct = 0, verifiable = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     rows.push_back({{"index", i}, {"prompt", prompts[i]}, {"text", texts[i]}});
-    if (ArithTruth(prompts[i]).has_value()) {
-      ++verifiable;
-      correct += ArithCorrect(prompts[i], texts[i]) ? 1 : 0;
-    }
   }
   SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(dir.BaseEval(), rows));
-  double acc = verifiable > 0 ? static_cast<double>(correct) / verifiable : -1.0;
-  callbacks_.update_job([acc](v1::Job& job) { job.set_base_greedy_accuracy(acc); });
+  const GreedyAccuracy g = ScoreGreedy(prompts, texts);
+  callbacks_.update_job([&g](v1::Job& job) {
+    job.set_base_greedy_accuracy(g.accuracy);
+    SetInterval(g.ci95, job.mutable_base_greedy_accuracy_ci95());
+  });
   Emit(0, "eval", "stage_finished", prompts.size(), prompts.size(),
-       absl::StrFormat("base greedy accuracy %.3f", acc));
+       absl::StrFormat("base greedy accuracy %.3f [%.3f, %.3f] on %d prompts", g.accuracy,
+                       g.ci95.lo, g.ci95.hi, g.verifiable));
   return absl::OkStatus();
 }
 
@@ -1142,26 +1172,27 @@ absl::Status JobRunner::StageEval(int t) {
     return n > 0 ? sum / n : 0.5;
   };
   double win_base = mean(p_base), win_prev = mean(p_prev);
-  int correct = 0, verifiable = 0;
+  const Interval win_base_ci = MeanInterval(p_base), win_prev_ci = MeanInterval(p_prev);
   double len_sum = 0;
   size_t max_len = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     len_sum += static_cast<double>(texts[i].size());
     max_len = std::max(max_len, texts[i].size());
-    if (ArithTruth(prompts[i]).has_value()) {
-      ++verifiable;
-      correct += ArithCorrect(prompts[i], texts[i]) ? 1 : 0;
-    }
   }
-  double acc = verifiable > 0 ? static_cast<double>(correct) / verifiable : -1.0;
+  const GreedyAccuracy g = ScoreGreedy(prompts, texts);
+  const double acc = g.accuracy;
   double mean_len = prompts.empty() ? 0 : len_sum / prompts.size();
   const double stop_below = spec_.eval().early_stop_win_rate();
   bool early_stop = stop_below > 0 && t > 1 && win_prev < stop_below;
   json eval = {{"round", t},
                {"num_prompts", prompts.size()},
                {"greedy_accuracy", acc},
+               {"greedy_accuracy_ci95", IntervalJson(g.ci95)},
+               {"num_verifiable", g.verifiable},
                {"win_rate_vs_base", win_base},
+               {"win_rate_vs_base_ci95", IntervalJson(win_base_ci)},
                {"win_rate_vs_prev", win_prev},
+               {"win_rate_vs_prev_ci95", IntervalJson(win_prev_ci)},
                {"failed_judgments", failed_base + failed_prev},
                {"mean_response_length_bytes", mean_len},
                {"max_response_length_bytes", max_len},
@@ -1173,6 +1204,9 @@ absl::Status JobRunner::StageEval(int t) {
     r->set_win_rate_vs_base(win_base);
     r->set_win_rate_vs_prev(win_prev);
     r->set_mean_response_length(mean_len);
+    SetInterval(g.ci95, r->mutable_greedy_accuracy_ci95());
+    SetInterval(win_base_ci, r->mutable_win_rate_vs_base_ci95());
+    SetInterval(win_prev_ci, r->mutable_win_rate_vs_prev_ci95());
   });
   if (early_stop) {
     early_stopped_ = true;

@@ -91,7 +91,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!tc->has_nll_weight()) tc->set_nll_weight(0.0);
   if (!tc->has_seed()) tc->set_seed(s.seed());
   v1::EvalSpec* ev = s.mutable_eval();
-  if (!ev->has_num_prompts()) ev->set_num_prompts(200);
+  if (!ev->has_num_prompts()) ev->set_num_prompts(1000);
   if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
   if (!ev->has_early_stop_win_rate()) ev->set_early_stop_win_rate(0.0);
   return s;

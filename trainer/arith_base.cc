@@ -21,8 +21,8 @@ model::LlamaConfig ArithBaseModelConfig() {
   c.hidden_size = 128;
   c.intermediate_size = 352;
   c.num_hidden_layers = 4;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 8;
   c.max_position_embeddings = 64;
   c.tie_word_embeddings = true;
   c.bos_token_id = model::ByteTokenizer::kBos;
@@ -81,13 +81,17 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
     for (const auto& p : train) {
       data.push_back(internal::Tokenize(p.prompt, p.answer, static_cast<int32_t>(cfg.eos_token_id)));
     }
-    auto optimizer = internal::MakeOptimizer(module, o.learning_rate, 0.0);
+    auto optimizer = std::make_unique<torch::optim::AdamW>(
+        module->parameters(), torch::optim::AdamWOptions(o.learning_rate)
+                                  .weight_decay(o.weight_decay)
+                                  .betas({0.9, o.beta2}));
     std::mt19937_64 rng(o.seed);
     std::vector<size_t> order = internal::Permutation(data.size(), rng);
     size_t cursor = 0;
     for (int step = 1; step <= o.max_steps; ++step) {
       module->train();
-      const double lr = o.learning_rate * std::min(1.0, step / double(std::max(1, o.warmup_steps)));
+      const double lr =
+          o.learning_rate * internal::LrFactor(o.lr_schedule, step, o.max_steps, o.warmup_steps);
       for (auto& group : optimizer->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       }
@@ -106,7 +110,9 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
       internal::SftLossOutput sft = internal::SftLoss(module, batch);
       optimizer->zero_grad();
       sft.loss.backward();
-      torch::nn::utils::clip_grad_norm_(module->parameters(), 1.0);
+      if (o.max_grad_norm > 0) {
+        torch::nn::utils::clip_grad_norm_(module->parameters(), o.max_grad_norm);
+      }
       optimizer->step();
       report.steps = step;
       ArithBaseProgress progress;

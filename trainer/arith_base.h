@@ -17,17 +17,21 @@
 
 namespace spar::trainer {
 
-// hidden 128, 4 layers, 4 heads, 2 kv heads, SwiGLU 352, tied embeddings, vocab 259.
+// hidden 128, 4 layers, 8 heads (8 kv heads: no sharing), SwiGLU 352, tied embeddings, vocab 259.
 model::LlamaConfig ArithBaseModelConfig();
 
 struct ArithBaseOptions {
   std::string out_dir;            // checkpoint directory written (Policy::Save)
   uint64_t seed = 1;              // weights init, data order
   double target_accuracy = 0.45;  // stop once greedy eval accuracy >= this, in [0, 1]
-  int max_steps = 4000;           // optimizer steps at most
+  int max_steps = 2000;           // optimizer steps at most
   int batch_size = 64;            // SFT examples per step
-  double learning_rate = 3e-3;    // AdamW, after a linear warmup
-  int warmup_steps = 50;          // linear warmup length, steps
+  double learning_rate = 2e-3;    // AdamW, after a linear warmup
+  int warmup_steps = 100;         // linear warmup length, steps
+  double weight_decay = 0.1;      // AdamW decoupled weight decay
+  double beta2 = 0.95;            // AdamW second-moment decay
+  double max_grad_norm = 1.0;     // global gradient-norm clip (0 = none)
+  std::string lr_schedule = "constant";  // after warmup: "constant" | "cosine" (to 0 at max_steps)
   int eval_every = 50;            // steps between accuracy checks
   int eval_problems = 200;        // eval-split problems in the fixed check subset
   uint64_t eval_seed = 7;         // which eval problems

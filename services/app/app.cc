@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/metrics/registry.h"
 #include "common/status_macros.h"
+#include "model/runtime_info.h"
 #include "oracle_client/oracle_client.h"
 #include "orchestrator/grpc_ports.h"
 #include "orchestrator/job_manager.h"
@@ -84,11 +85,37 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() { Shutdown(); }
 
+namespace {
+// What this process runs on, logged once and exported as an info metric (value 1, the facts as
+// labels) so a dashboard shows which BLAS kernel and LibTorch a host uses.
+void ExportRuntimeInfo(metrics::Registry& registry) {
+  const model::RuntimeInfo info = model::CurrentRuntimeInfo();
+  SPAR_LOG(Info) << "runtime: spar " << info.spar_version << ", libtorch " << info.libtorch_version
+                 << ", cuda " << (info.cuda_compiled ? "compiled" : "not compiled") << ", "
+                 << info.gpus_visible << " gpu(s), blas kernel " << info.blas_kernel << " ("
+                 << info.blas_kernel_how << "), cpu " << info.cpu_capability;
+  metrics::BuildGauge()
+      .Name("spar_process_runtime_info")
+      .Help("Build and host facts as labels (value 1): spar and libtorch versions, cuda, BLAS "
+            "kernel and how it was chosen, CPU vector class")
+      .Register(registry)
+      .Add({{"spar_version", info.spar_version},
+            {"libtorch_version", info.libtorch_version},
+            {"cuda", info.cuda_compiled ? "1" : "0"},
+            {"gpus", std::to_string(info.gpus_visible)},
+            {"blas_kernel", info.blas_kernel},
+            {"blas_kernel_how", info.blas_kernel_how},
+            {"cpu", info.cpu_capability}})
+      .Set(1);
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   const auto has = [&](const char* r) { return config.roles.count(r) > 0; };
   if (config.roles.empty()) return absl::InvalidArgumentError("roles: at least one role is required");
+  ExportRuntimeInfo(impl->registry);
   std::vector<grpc::Service*> services;
   if (has("sampler")) {
     sampler::SamplerConfig sc;

@@ -19,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "model/runtime_info.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
 #include "services/cli/args.h"
@@ -66,6 +67,7 @@ const char kUsage[] =
     "                                                   offline judging (resumes through the cache)\n"
     "  tokenize --model DIR [--chat] [--chat_template=NAME] [--add-special-tokens]  stdin JSON lines -> ids\n"
     "  inspect DIR [--json]                             architecture, parameters, tensor sums\n"
+    "  version [--json]                                 Spar, LibTorch, CUDA, GPUs, BLAS kernel, CPU\n"
     "client commands take --addr (default $SPAR_ADDR or 127.0.0.1:50051)\n";
 
 int ExitCodeFor(const absl::Status& st) {
@@ -459,6 +461,14 @@ int RunCli(int argc, char** argv) {
   if (cmd == "health") {
     if (!(known = check({"addr", "service"})).ok()) return Fail(known);
     return Health(args);
+  }
+  if (cmd == "version") {
+    if (!(known = check({"json"})).ok()) return Fail(known);
+    const model::RuntimeInfo info = model::CurrentRuntimeInfo();
+    std::fputs(args.Has("json") ? (model::ToJson(info).dump() + "\n").c_str()
+                                : model::ToText(info).c_str(),
+               stdout);
+    return kExitOk;
   }
   std::fprintf(stderr, "spar: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
   return kExitUsage;

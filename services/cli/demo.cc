@@ -17,6 +17,7 @@
 #include "services/common/status_util.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
+#include "common/arith_task.h"
 #include "trainer/arith_base.h"
 
 namespace spar::cli {
@@ -37,6 +38,9 @@ std::string Fmt(double v, const char* fmt = "%.3f") {
   std::snprintf(buf, sizeof(buf), fmt, v);
   return buf;
 }
+
+// "[lo,hi]" of a 95% interval.
+std::string Ci(const v1::Interval& ci) { return absl::StrFormat("[%.3f,%.3f]", ci.lo(), ci.hi()); }
 
 std::string CacheDir(const Args& args) {
   if (args.Has("cache_dir")) return args.Get("cache_dir");
@@ -77,7 +81,7 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
   s.mutable_training()->set_nll_weight(1.0);
   s.mutable_training()->set_epochs(1);
   s.mutable_training()->set_batch_size(16);
-  s.mutable_eval()->set_num_prompts(200);
+  s.mutable_eval()->set_num_prompts(kArithEvalSize);  // every held-out problem
   s.mutable_eval()->set_max_new_tokens(6);
   if (s.algorithm() == "spin") {
     // SPIN's recipe lowers the learning rate in later rounds (ALGORITHMS.md §3); here it halves
@@ -105,16 +109,22 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
 }
 
 void PrintRoundTable(const v1::Job& job, std::FILE* out) {
-  std::fprintf(out, "%5s %7s %10s %10s %11s %10s %8s\n", "round", "pairs", "train_loss",
-               "reward_acc", "win_vs_pi0", "greedy_acc", "seconds");
-  std::fprintf(out, "%5d %7s %10s %10s %11s %10s %8s\n", 0, "-", "-", "-", "-",
-               Fmt(job.base_greedy_accuracy()).c_str(), "-");
+  // Accuracy and win rates carry their 95% intervals (eval.json): a difference between rounds
+  // is real only where the intervals say so.
+  std::fprintf(out, "%5s %7s %10s %10s %11s %15s %10s %15s %8s\n", "round", "pairs", "train_loss",
+               "reward_acc", "win_vs_pi0", "win_95ci", "greedy_acc", "acc_95ci", "seconds");
+  std::fprintf(out, "%5d %7s %10s %10s %11s %15s %10s %15s %8s\n", 0, "-", "-", "-", "-", "-",
+               Fmt(job.base_greedy_accuracy()).c_str(),
+               job.base_greedy_accuracy() >= 0 ? Ci(job.base_greedy_accuracy_ci95()).c_str() : "-",
+               "-");
   for (const v1::RoundSummary& r : job.rounds()) {
     bool done = r.stage() == "eval";
-    std::fprintf(out, "%5d %7d %10s %10s %11s %10s %8s%s\n", r.round(), r.pairs_kept(),
+    std::fprintf(out, "%5d %7d %10s %10s %11s %15s %10s %15s %8s%s\n", r.round(), r.pairs_kept(),
                  Fmt(r.train_loss(), "%.4f").c_str(), Fmt(r.reward_accuracy()).c_str(),
                  done ? Fmt(r.win_rate_vs_base()).c_str() : "-",
+                 done ? Ci(r.win_rate_vs_base_ci95()).c_str() : "-",
                  done ? Fmt(r.greedy_accuracy()).c_str() : "-",
+                 done && r.greedy_accuracy() >= 0 ? Ci(r.greedy_accuracy_ci95()).c_str() : "-",
                  Fmt(r.seconds(), "%.1f").c_str(), done ? "" : "  (in progress)");
   }
   std::fflush(out);
@@ -196,7 +206,7 @@ int RunDemo(const Args& args) {
     return 2;
   }
   // 1. The tiny base model pi_0: SFT to partial skill once, then reuse the cached checkpoint.
-  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v1-seed", *seed));
+  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v2-seed", *seed));
   if (!PathExists(JoinPath(base, "config.json"))) {
     std::printf("[1/3] building the base model pi_0 (SFT on %s, cached at %s)\n",
                 "two-digit addition", base.c_str());
