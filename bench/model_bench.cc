@@ -19,6 +19,7 @@
 
 #include <torch/torch.h>
 
+#include "common/blas_kernel.h"
 #include "common/file_util.h"
 #include "model/internal/llama.h"
 #include "model/llama_config.h"
@@ -163,6 +164,9 @@ int main(int argc, char** argv) {
   std::printf("machine: copy bandwidth %.2f GB/s (256 MiB tensor copy, read+write), "
               "matmul %.1f GFLOP/s (1024^3 f32), %d torch threads\n",
               bw / 1e9, flops / 1e9, at::get_num_threads());
+  const spar::BlasKernelChoice blas = spar::CurrentBlasKernelChoice();
+  std::printf("blas kernel: %s (%s), cpu: %s\n", blas.kernel.c_str(), blas.how.c_str(),
+              spar::CpuCapability().c_str());
   std::printf("decode: prompt 16 tokens, %d steps of 1 token with the KV cache, float32 CPU\n\n",
               steps);
   std::printf("%-6s %9s %4s %12s %12s %12s %8s %8s\n", "model", "params", "B", "tok/s",
