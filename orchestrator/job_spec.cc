@@ -31,6 +31,8 @@ std::string PolicyFor(const std::string& algorithm) {
 constexpr const char* kLosses[] = {"dpo",  "cdpo",      "robust", "dno", "ipo", "hinge",
                                    "sppo", "sppo_hard", "simpo",  "mpo", "mpo_pg", "sft"};
 
+bool IsMpoLoss(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
+
 }  // namespace
 
 absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text) {
@@ -134,6 +136,37 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
     return absl::OkStatus();
   }
   return ResolveDataPath(src.path(), data_root, field + ".path").status();
+}
+
+// MPO losses and algorithm mpo go together. The runner passes a magnet checkpoint (chosen by
+// mpo_magnet_refresh) for algorithm mpo only, and only mpo / mpo_pg read one: the trainer refuses a
+// magnet with any other loss, which would fail round 1's train stage after its sampling and
+// judging were paid for; an MPO loss elsewhere would regress on win rates and a magnet no other
+// recipe provides. A magnet set by hand is never right. (round_training cannot change the loss.)
+absl::Status ValidateMpoPairing(const v1::JobSpec& s) {
+  const std::string& loss = s.training().loss();
+  if (IsMpoLoss(loss) && s.algorithm() != "mpo") {
+    return Invalid("training.loss", absl::StrCat("\"", loss, "\" needs algorithm \"mpo\", got \"",
+                                                 s.algorithm(), "\""));
+  }
+  if (s.algorithm() == "mpo" && !IsMpoLoss(loss)) {
+    return Invalid("training.loss",
+                   absl::StrCat("must be \"mpo\" or \"mpo_pg\" with algorithm \"mpo\" (its rounds "
+                                "train against a magnet that only those losses use), got \"",
+                                loss, "\""));
+  }
+  const char* why =
+      s.algorithm() == "mpo"
+          ? "is chosen by the orchestrator for algorithm \"mpo\" (use mpo_magnet_refresh)"
+          : "is only used by the mpo / mpo_pg losses (algorithm \"mpo\"), which choose it with "
+            "mpo_magnet_refresh";
+  if (s.training().has_magnet_checkpoint()) return Invalid("training.magnet_checkpoint", why);
+  for (int i = 0; i < s.round_training_size(); ++i) {
+    if (s.round_training(i).training().has_magnet_checkpoint()) {
+      return Invalid(absl::StrCat("round_training[", i, "].training.magnet_checkpoint"), why);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -277,19 +310,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                                 "\" (known: dpo, cdpo, robust, dno, ipo, hinge, sppo, sppo_hard, "
                                 "simpo, mpo, mpo_pg, sft)"));
   }
-  // The regression losses need the recipe's win rates vs pi_t; mpo/mpo_pg also need a magnet.
-  if ((tc.loss() == "mpo" || tc.loss() == "mpo_pg") && s.algorithm() != "mpo") {
-    return Invalid("training.loss", absl::StrCat("\"", tc.loss(), "\" needs algorithm \"mpo\""));
-  }
+  if (auto st = ValidateMpoPairing(s); !st.ok()) return st;
   if (tc.has_mpo_alpha() && !(tc.mpo_alpha() >= 0.0)) {
     return Invalid("training.mpo_alpha", absl::StrCat("must be >= 0, got ", tc.mpo_alpha()));
   }
   if (tc.has_mpo_eta() && !(tc.mpo_eta() > 0.0)) {
     return Invalid("training.mpo_eta", absl::StrCat("must be > 0, got ", tc.mpo_eta()));
-  }
-  if (s.algorithm() == "mpo" && tc.has_magnet_checkpoint()) {
-    return Invalid("training.magnet_checkpoint",
-                   "is chosen by the orchestrator for algorithm \"mpo\" (use mpo_magnet_refresh)");
   }
   if (!(tc.beta() > 0.0)) return Invalid("training.beta", absl::StrCat("must be > 0, got ", tc.beta()));
   if (!(tc.learning_rate() > 0.0) || tc.learning_rate() > 1.0) {
