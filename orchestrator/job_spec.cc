@@ -57,7 +57,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
     s.mutable_eval_prompts()->set_builtin("arith");
   }
   v1::SamplingParams* sp = s.mutable_sampling();
-  if (!sp->has_num_samples()) sp->set_num_samples(4);
+  // SPIN pairs the gold answer with one sample (ALGORITHMS.md §3); the judged recipes need two.
+  if (!sp->has_num_samples()) sp->set_num_samples(s.algorithm() == "spin" ? 1 : 4);
   if (!sp->has_temperature()) sp->set_temperature(1.0f);
   if (!sp->has_top_p()) sp->set_top_p(1.0f);
   if (!sp->has_max_new_tokens()) sp->set_max_new_tokens(8);
@@ -229,9 +230,15 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
     return st;
   }
   const v1::SamplingParams& sp = s.sampling();
-  if (sp.num_samples() < 2) {
+  if (s.algorithm() == "spin" && sp.num_samples() < 1) {
     return Invalid("sampling.num_samples",
-                   absl::StrCat("must be >= 2 (pairs need two responses), got ", sp.num_samples()));
+                   absl::StrCat("must be >= 1 (spin pairs the gold answer with a sample), got ",
+                                sp.num_samples()));
+  }
+  if (s.algorithm() != "spin" && sp.num_samples() < 2) {
+    return Invalid("sampling.num_samples",
+                   absl::StrCat("must be >= 2 (pairs need two responses; only spin allows 1), got ",
+                                sp.num_samples()));
   }
   if (sp.num_samples() > 64) {
     return Invalid("sampling.num_samples", absl::StrCat("must be <= 64, got ", sp.num_samples()));

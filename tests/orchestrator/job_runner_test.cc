@@ -454,6 +454,46 @@ TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   EXPECT_EQ(job_.rounds(1).pairs_mixed(), 8);
 }
 
+TEST_F(JobRunnerTest, SpinWithOneSamplePerPromptProducesPairs) {
+  // SPIN's default K = 1: winner = gold, loser = the one sample (ALGORITHMS.md §3).
+  spec_.set_algorithm("spin");
+  ClearDnoOnlyDefaults();
+  spec_.mutable_pairs()->clear_policy();
+  spec_.mutable_sampling()->clear_num_samples();
+  spec_ = WithDefaults(spec_);
+  ASSERT_EQ(spec_.sampling().num_samples(), 1);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok()) << ValidateJobSpec(spec_, "");
+  for (bool pipelined : {true, false}) {
+    pipeline_ = pipelined;
+    job_.Clear();
+    FakeSampler s;
+    s.offset = 1;  // the one sample answers truth + 1: never the gold
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(pipelined ? "pipelined" : "unpipelined");
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    RunDir rd(dir);
+    for (const std::string& k : o.keys) EXPECT_FALSE(absl::StrContains(k, "/judge")) << k;
+    auto samples = ReadJsonl(rd.Samples(1));
+    ASSERT_EQ(samples->size(), 8u);
+    for (const auto& row : *samples) EXPECT_EQ(row["samples"].size(), 1u);
+    EXPECT_TRUE(ReadJsonl(rd.Judgments(1))->empty());
+    auto r1 = ReadJsonl(rd.Pairs(1));
+    ASSERT_EQ(r1->size(), 8u);
+    for (const auto& p : *r1) {
+      int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+      EXPECT_EQ(p["chosen"], std::to_string(truth));
+      EXPECT_EQ(p["rejected"], std::to_string(truth + 1));
+    }
+    EXPECT_EQ(ReadJsonl(rd.Pairs(2))->size(), 16u);  // + round 1's pairs (mix_previous [1.0])
+    ASSERT_EQ(t.configs.size(), 2u);
+    ASSERT_EQ(job_.rounds_size(), 2);
+    EXPECT_EQ(job_.rounds(0).num_samples(), 8);
+    EXPECT_EQ(job_.rounds(0).pairs_kept(), 8);
+    EXPECT_EQ(job_.rounds(1).pairs_kept(), 16);
+  }
+}
+
 TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
   spec_.set_rounds(3);
   spec_.mutable_eval()->set_early_stop_win_rate(0.6);

@@ -81,6 +81,36 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   }
 }
 
+TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
+  // SPIN's pair is gold vs one sample (ALGORITHMS.md §3): K = 1 is its default and is valid.
+  auto spin = ParseJobSpecJson(R"({"base_model": "models/base", "algorithm": "spin"})");
+  ASSERT_TRUE(spin.ok());
+  v1::JobSpec s = WithDefaults(*spin);
+  EXPECT_EQ(s.sampling().num_samples(), 1);
+  EXPECT_EQ(s.pairs().policy(), "gold_vs_sample");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_sampling()->set_num_samples(4);  // more samples are still allowed
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_sampling()->set_num_samples(0);
+  EXPECT_EQ(ValidateJobSpec(s, root_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(ValidateJobSpec(s, root_).message().find("spec.sampling.num_samples must be >= 1"),
+            std::string::npos)
+      << ValidateJobSpec(s, root_);
+  // Every judged algorithm still needs two responses per prompt.
+  for (const char* algo : {"dno", "dpo", "sppo", "mpo"}) {
+    v1::JobSpec j;
+    j.set_base_model("models/base");
+    j.set_algorithm(algo);
+    j.mutable_sampling()->set_num_samples(1);
+    absl::Status st = ValidateJobSpec(WithDefaults(j), root_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << algo;
+    EXPECT_NE(st.message().find("spec.sampling.num_samples must be >= 2"), std::string::npos)
+        << algo << ": " << st;
+    j.clear_sampling();
+    EXPECT_EQ(WithDefaults(j).sampling().num_samples(), 4) << algo;
+  }
+}
+
 struct BadSpec {
   const char* name;
   const char* json;
