@@ -17,6 +17,7 @@
 #include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/mpo_defaults.h"
 #include "common/status_macros.h"
 #include "orchestrator/dno.h"
 #include "orchestrator/job_spec.h"
@@ -139,7 +140,8 @@ std::string JobRunner::PolicyFor(int t) const {
 
 std::string JobRunner::MagnetFor(int t) const {
   // pi_0 for rounds 1..M, the checkpoint of round M for rounds M+1..2M, ... (ALGORITHMS.md §5).
-  const int m = std::max(1, spec_.has_mpo_magnet_refresh() ? spec_.mpo_magnet_refresh() : 2);
+  const int m = std::max(1, spec_.has_mpo_magnet_refresh() ? spec_.mpo_magnet_refresh()
+                                                            : kDefaultMpoMagnetRefresh);
   const int from = ((t - 1) / m) * m;  // the round whose output policy is the magnet (0 = pi_0)
   return PolicyFor(from + 1);
 }

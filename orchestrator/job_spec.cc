@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/mpo_defaults.h"
 #include "model/chat_template.h"
 
 namespace spar::orchestrator {
@@ -82,7 +83,12 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!tc->has_loss()) {
     tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
   }
-  if (s.algorithm() == "mpo" && !s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(2);
+  if (s.algorithm() == "mpo") {
+    // Defaults whose last iterate converges (common/mpo_defaults.h, orchestrator/mpo_game.h).
+    if (!s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(kDefaultMpoMagnetRefresh);
+    if (!tc->has_mpo_alpha()) tc->set_mpo_alpha(kDefaultMpoAlpha);
+    if (!tc->has_mpo_eta()) tc->set_mpo_eta(kDefaultMpoEta);
+  }
   if (!s.has_chat_template()) s.set_chat_template("auto");
   // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
   if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);

@@ -583,6 +583,8 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(t.configs[i].loss(), "mpo");
     EXPECT_EQ(t.configs[i].magnet_checkpoint(), want[i]) << "round " << i + 1;
+    EXPECT_DOUBLE_EQ(t.configs[i].mpo_alpha(), 0.5);  // the defaults that converge
+    EXPECT_DOUBLE_EQ(t.configs[i].mpo_eta(), 11);
   }
 }
 

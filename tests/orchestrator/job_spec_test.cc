@@ -59,6 +59,7 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   EXPECT_EQ(s.training().loss(), "sppo");
   EXPECT_DOUBLE_EQ(s.training().beta(), 0.001);
   EXPECT_FALSE(s.has_mpo_magnet_refresh());
+  EXPECT_FALSE(s.training().has_mpo_alpha());  // MPO's defaults are filled for algorithm mpo only
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   auto mpo = ParseJobSpecJson(
       R"({"base_model": "models/base", "algorithm": "mpo", "training": {"mpo_alpha": 0.1}})");
@@ -67,6 +68,11 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   EXPECT_EQ(s.pairs().policy(), "mpo_pairs");
   EXPECT_EQ(s.training().loss(), "mpo");
   EXPECT_EQ(s.mpo_magnet_refresh(), 2);
+  EXPECT_DOUBLE_EQ(s.training().mpo_alpha(), 0.1);  // set: kept
+  EXPECT_DOUBLE_EQ(s.training().mpo_eta(), 11);     // the default whose last iterate converges
+  auto mpo_plain = ParseJobSpecJson(R"({"base_model": "models/base", "algorithm": "mpo"})");
+  ASSERT_TRUE(mpo_plain.ok());
+  EXPECT_DOUBLE_EQ(WithDefaults(*mpo_plain).training().mpo_alpha(), 0.5);
   EXPECT_DOUBLE_EQ(s.training().beta(), 0.1);
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   s.mutable_training()->set_loss("mpo_pg");
