@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/mpo_defaults.h"
 #include "common/status_macros.h"
+#include "orchestrator/best_round.h"
 #include "orchestrator/dno.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
@@ -302,7 +303,7 @@ absl::Status JobRunner::RunRound(int t) {
     if (eval.ok() && eval->contains("early_stop") && (*eval)["early_stop"].get<bool>()) {
       early_stopped_ = true;
     }
-    return absl::OkStatus();
+    return UpdateBestRound();  // the link may predate a crash right after this round's eval
   }
   absl::Time started = absl::Now();
   callbacks_.update_job([t](v1::Job& job) {
@@ -352,6 +353,7 @@ absl::Status JobRunner::RunRound(int t) {
     callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_stage(stage); });
     Emit(t, stage, "stage_finished", 1, 1);
   }
+  SPAR_RETURN_IF_ERROR(UpdateBestRound());
   double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   callbacks_.update_job([&](v1::Job& job) {
     v1::RoundSummary* r = job.mutable_rounds(t - 1);
@@ -1045,6 +1047,18 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
     job.mutable_rounds(t - 1)->set_train_loss(last.loss());
     job.mutable_rounds(t - 1)->set_reward_accuracy(acc);
   });
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::UpdateBestRound() {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<RoundEval> evals, ReadRoundEvals(job_dir_, spec_.rounds()));
+  SPAR_ASSIGN_OR_RETURN(int best, SelectBestRound(evals, spec_.eval().select_best()));
+  if (best > 0) {
+    // Relative, so the run directory can be moved or mounted elsewhere.
+    SPAR_RETURN_IF_ERROR(ReplaceSymlink(RunDir::CheckpointInJobDir(best), dir.Best()));
+  }
+  callbacks_.update_job([best](v1::Job& job) { job.set_best_round(best); });
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/mpo_defaults.h"
 #include "model/chat_template.h"
+#include "orchestrator/best_round.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -103,6 +104,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!ev->has_num_prompts()) ev->set_num_prompts(200);
   if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
   if (!ev->has_early_stop_win_rate()) ev->set_early_stop_win_rate(0.0);
+  if (!ev->has_select_best()) ev->set_select_best(kSelectBestDefault);
   return s;
 }
 
@@ -384,6 +386,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   if (s.eval().max_new_tokens() < 1) {
     return Invalid("eval.max_new_tokens",
                    absl::StrCat("must be >= 1, got ", s.eval().max_new_tokens()));
+  }
+  if (!IsKnownSelectBest(s.eval().select_best())) {
+    return Invalid("eval.select_best",
+                   absl::StrCat("must be \"win_rate_vs_base\", \"greedy_accuracy\" or \"last\", "
+                                "got \"", s.eval().select_best(), "\""));
+  }
+  if (s.eval().select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
+    return Invalid("eval.select_best",
+                   "\"greedy_accuracy\" needs a verifiable eval task (eval_prompts.builtin); a "
+                   "prompts file has no answers to check: use \"win_rate_vs_base\"");
   }
   return ValidateJudgeBudget(s.judge_budget(), "spec.judge_budget");
 }

@@ -302,6 +302,60 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   }
 }
 
+TEST_F(JobRunnerTest, BestRoundLinkFollowsEveryEvalAndIsRecomputedOnResume) {
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  s.fail_key = "iter_002/sample";  // stop after round 1
+  std::string dir = JobDir("job");
+  ASSERT_EQ(RunJob(dir, s, o, t).code(), absl::StatusCode::kInternal);
+  RunDir rd(dir);
+  EXPECT_EQ(job_.best_round(), 1);
+  // Relative to the job directory.
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_001/checkpoint");
+  EXPECT_TRUE(PathExists(JoinPath(rd.Best(), "config.json")));
+  // Both trained policies answer every eval prompt right (win rate 1.0 vs pi_0): the tie goes to
+  // the earlier round.
+  s.fail_key.clear();
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_DOUBLE_EQ(job_.rounds(0).win_rate_vs_base(), job_.rounds(1).win_rate_vs_base());
+  EXPECT_EQ(job_.best_round(), 1);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_001/checkpoint");
+  // Recomputed from the files on resume: round 1's eval now reads worse, and a lost link or
+  // job record comes back, without re-running anything.
+  auto eval1 = ReadJsonFile(rd.Eval(1));
+  (*eval1)["win_rate_vs_base"] = 0.4;
+  ASSERT_TRUE(WriteJsonFileAtomic(rd.Eval(1), *eval1).ok());
+  ASSERT_TRUE(RemoveAll(rd.Best()).ok());
+  job_.set_best_round(0);
+  const size_t sampler_calls = s.keys.size(), oracle_calls = o.keys.size();
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_EQ(s.keys.size(), sampler_calls);
+  EXPECT_EQ(o.keys.size(), oracle_calls);
+  EXPECT_EQ(job_.best_round(), 2);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_002/checkpoint");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());  // idempotent
+  EXPECT_EQ(job_.best_round(), 2);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_002/checkpoint");
+  EXPECT_FALSE(PathExists(rd.Best() + ".tmp-link"));
+}
+
+TEST_F(JobRunnerTest, BestRoundBySelectBestLastOrGreedyAccuracy) {
+  for (const char* by : {"last", "greedy_accuracy"}) {
+    spec_.mutable_eval()->set_select_best(by);
+    ASSERT_TRUE(ValidateJobSpec(spec_, "").ok()) << ValidateJobSpec(spec_, "");
+    FakeSampler s;
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(by);
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    // Greedy accuracy 1.0 in both rounds: the tie goes to round 1; "last" is round 2.
+    const int want = std::string(by) == "last" ? 2 : 1;
+    EXPECT_EQ(job_.best_round(), want) << by;
+    EXPECT_EQ(ReadSymlink(RunDir(dir).Best()).value_or(""), RunDir::CheckpointInJobDir(want)) << by;
+  }
+}
+
 TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
   // Uninterrupted reference run.
   FakeSampler s0;

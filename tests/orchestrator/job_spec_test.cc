@@ -32,7 +32,13 @@ TEST_F(JobSpecTest, DefaultsAreValid) {
   EXPECT_EQ(s.sampling().num_samples(), 4);
   EXPECT_EQ(s.pairs().policy(), "dno_margin");
   EXPECT_EQ(s.chat_template(), "auto");
+  EXPECT_EQ(s.eval().select_best(), "win_rate_vs_base");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  for (const char* by : {"greedy_accuracy", "last"}) {
+    v1::JobSpec b = s;
+    b.mutable_eval()->set_select_best(by);
+    EXPECT_TRUE(ValidateJobSpec(b, root_).ok()) << by << ": " << ValidateJobSpec(b, root_);
+  }
   // "none" and a template name (with tokenizer.json) are accepted.
   s.set_chat_template("none");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
@@ -242,6 +248,13 @@ INSTANTIATE_TEST_SUITE_P(
                 R"({"base_model": "models/base", "sampling": {"num_samples": 16},
                     "pairs": {"scoring": "side_by_side", "use_teacher": true}})",
                 "sampling.num_samples"},
+        BadSpec{"unknown_select_best",
+                R"({"base_model": "models/base", "eval": {"select_best": "lowest_loss"}})",
+                "spec.eval.select_best"},
+        BadSpec{"greedy_accuracy_without_verifiable_eval",
+                R"({"base_model": "models/base", "eval_prompts": {"path": "prompts.jsonl"},
+                    "eval": {"select_best": "greedy_accuracy"}})",
+                "spec.eval.select_best"},
         BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
                 "eval.num_prompts"},
         BadSpec{"unknown_chat_template", R"({"base_model": "models/base", "chat_template": "vicuna"})",

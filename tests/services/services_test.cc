@@ -141,6 +141,11 @@ TEST_F(ServicesTest, OneRoundDnoJobThroughGrpc) {
   EXPECT_EQ(r.num_samples(), 18);
   EXPECT_GE(r.win_rate_vs_base(), 0.0);
   EXPECT_LE(r.win_rate_vs_base(), 1.0);
+  // The only evaluated round is the best one; runs/<job>/best links to its checkpoint.
+  EXPECT_EQ(final_job.best_round(), 1);
+  const std::string job_dir = JoinPath(JoinPath(*root_, "runs"), job.job_id());
+  EXPECT_EQ(ReadSymlink(JoinPath(job_dir, "best")).value_or(""), "iter_001/checkpoint");
+  EXPECT_TRUE(PathExists(JoinPath(job_dir, "best/config.json")));
 
   std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
   for (const char* f : {"samples.jsonl", "judgments.jsonl", "pairs.jsonl", "eval.json",
@@ -588,6 +593,10 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
       {"missing_prompts", R"({"base_model":"base","prompts":{"path":"none.jsonl"}})", "prompts.path"},
       {"escape", R"({"base_model":"../../"})", "base_model"},
       {"chat_template", R"({"base_model":"base","chat_template":"vicuna"})", "spec.chat_template"},
+      {"mpo_with_dpo_loss", R"({"base_model":"base","algorithm":"mpo","training":{"loss":"dpo"}})",
+       "spec.training.loss"},
+      {"select_best", R"({"base_model":"base","eval":{"select_best":"best"}})",
+       "spec.eval.select_best"},
   };
   for (const BadRequest& c : cases) {
     auto spec = orchestrator::ParseJobSpecJson(c.spec_json);
