@@ -144,6 +144,23 @@ absl::Status RenameDurable(const std::string& from, const std::string& to) {
   return FsyncPath(Dirname(to), /*directory=*/true);
 }
 
+absl::StatusOr<std::string> ReadSymlink(const std::string& path) {
+  std::string buf(4096, '\0');
+  ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size());
+  if (n < 0) return ErrnoStatus("readlink", path);
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+absl::Status ReplaceSymlink(const std::string& target, const std::string& link) {
+  absl::StatusOr<std::string> current = ReadSymlink(link);
+  if (current.ok() && *current == target) return absl::OkStatus();
+  const std::string tmp = link + ".tmp-link";
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink", tmp);
+  if (::symlink(target.c_str(), tmp.c_str()) != 0) return ErrnoStatus("symlink", tmp);
+  return RenameDurable(tmp, link);
+}
+
 absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return ErrnoStatus("opendir", path);

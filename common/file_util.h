@@ -27,6 +27,13 @@ absl::Status MakeDirs(const std::string& path);
 absl::Status RemoveAll(const std::string& path);
 // rename(2) + fsync of the parent directory.
 absl::Status RenameDurable(const std::string& from, const std::string& to);
+// Points the symbolic link `link` at `target`, stored as given (relative targets resolve against
+// the link's directory): a temporary link beside it is renamed over `link` and the directory
+// fsynced, so a reader sees the old or the new target, never no link. `link` must not be a
+// directory. Does nothing when the link already holds `target`.
+absl::Status ReplaceSymlink(const std::string& target, const std::string& link);
+// The target stored in symbolic link `path` (readlink(2)); NotFound when there is none.
+absl::StatusOr<std::string> ReadSymlink(const std::string& path);
 // Directory entries (names only, no "." / ".."), sorted.
 absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path);
 std::string JoinPath(const std::string& a, const std::string& b);

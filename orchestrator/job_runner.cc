@@ -17,8 +17,10 @@
 #include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/mpo_defaults.h"
 #include "common/stats.h"
 #include "common/status_macros.h"
+#include "orchestrator/best_round.h"
 #include "orchestrator/dno.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
@@ -170,7 +172,8 @@ std::string JobRunner::PolicyFor(int t) const {
 
 std::string JobRunner::MagnetFor(int t) const {
   // pi_0 for rounds 1..M, the checkpoint of round M for rounds M+1..2M, ... (ALGORITHMS.md §5).
-  const int m = std::max(1, spec_.has_mpo_magnet_refresh() ? spec_.mpo_magnet_refresh() : 2);
+  const int m = std::max(1, spec_.has_mpo_magnet_refresh() ? spec_.mpo_magnet_refresh()
+                                                            : kDefaultMpoMagnetRefresh);
   const int from = ((t - 1) / m) * m;  // the round whose output policy is the magnet (0 = pi_0)
   return PolicyFor(from + 1);
 }
@@ -330,7 +333,7 @@ absl::Status JobRunner::RunRound(int t) {
     if (eval.ok() && eval->contains("early_stop") && (*eval)["early_stop"].get<bool>()) {
       early_stopped_ = true;
     }
-    return absl::OkStatus();
+    return UpdateBestRound();  // the link may predate a crash right after this round's eval
   }
   absl::Time started = absl::Now();
   callbacks_.update_job([t](v1::Job& job) {
@@ -380,6 +383,7 @@ absl::Status JobRunner::RunRound(int t) {
     callbacks_.update_job([&](v1::Job& job) { job.mutable_rounds(t - 1)->set_stage(stage); });
     Emit(t, stage, "stage_finished", 1, 1);
   }
+  SPAR_RETURN_IF_ERROR(UpdateBestRound());
   double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   callbacks_.update_job([&](v1::Job& job) {
     v1::RoundSummary* r = job.mutable_rounds(t - 1);
@@ -1073,6 +1077,18 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
     job.mutable_rounds(t - 1)->set_train_loss(last.loss());
     job.mutable_rounds(t - 1)->set_reward_accuracy(acc);
   });
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::UpdateBestRound() {
+  RunDir dir(job_dir_);
+  SPAR_ASSIGN_OR_RETURN(std::vector<RoundEval> evals, ReadRoundEvals(job_dir_, spec_.rounds()));
+  SPAR_ASSIGN_OR_RETURN(int best, SelectBestRound(evals, spec_.eval().select_best()));
+  if (best > 0) {
+    // Relative, so the run directory can be moved or mounted elsewhere.
+    SPAR_RETURN_IF_ERROR(ReplaceSymlink(RunDir::CheckpointInJobDir(best), dir.Best()));
+  }
+  callbacks_.update_job([best](v1::Job& job) { job.set_best_round(best); });
   return absl::OkStatus();
 }
 

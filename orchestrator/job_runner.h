@@ -93,6 +93,9 @@ class JobRunner {
   // mpo: the magnet checkpoint of round t (JobSpec.mpo_magnet_refresh).
   std::string MagnetFor(int t) const;
   absl::Status StageEval(int t);
+  // Recomputes the best round from the evaluated rounds' eval.json (spec.eval.select_best),
+  // points runs/<job>/best at its checkpoint and records it as Job.best_round. Idempotent.
+  absl::Status UpdateBestRound();
   absl::Status Greedy(const std::string& policy, const std::vector<std::string>& prompts,
                       const std::string& key, std::vector<std::string>* texts);
   absl::StatusOr<std::vector<PromptItem>> RoundPrompts(int t);

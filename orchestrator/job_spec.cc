@@ -9,7 +9,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/mpo_defaults.h"
 #include "model/chat_template.h"
+#include "orchestrator/best_round.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -30,6 +32,8 @@ std::string PolicyFor(const std::string& algorithm) {
 // The trainer's losses (trainer/losses.h).
 constexpr const char* kLosses[] = {"dpo",  "cdpo",      "robust", "dno", "ipo", "hinge",
                                    "sppo", "sppo_hard", "simpo",  "mpo", "mpo_pg", "sft"};
+
+bool IsMpoLoss(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
 
 }  // namespace
 
@@ -55,7 +59,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
     s.mutable_eval_prompts()->set_builtin("arith");
   }
   v1::SamplingParams* sp = s.mutable_sampling();
-  if (!sp->has_num_samples()) sp->set_num_samples(4);
+  // SPIN pairs the gold answer with one sample (ALGORITHMS.md §3); the judged recipes need two.
+  if (!sp->has_num_samples()) sp->set_num_samples(s.algorithm() == "spin" ? 1 : 4);
   if (!sp->has_temperature()) sp->set_temperature(1.0f);
   if (!sp->has_top_p()) sp->set_top_p(1.0f);
   if (!sp->has_max_new_tokens()) sp->set_max_new_tokens(8);
@@ -79,7 +84,12 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!tc->has_loss()) {
     tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
   }
-  if (s.algorithm() == "mpo" && !s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(2);
+  if (s.algorithm() == "mpo") {
+    // Defaults whose last iterate converges (common/mpo_defaults.h, orchestrator/mpo_game.h).
+    if (!s.has_mpo_magnet_refresh()) s.set_mpo_magnet_refresh(kDefaultMpoMagnetRefresh);
+    if (!tc->has_mpo_alpha()) tc->set_mpo_alpha(kDefaultMpoAlpha);
+    if (!tc->has_mpo_eta()) tc->set_mpo_eta(kDefaultMpoEta);
+  }
   if (!s.has_chat_template()) s.set_chat_template("auto");
   // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
   if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);
@@ -94,6 +104,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!ev->has_num_prompts()) ev->set_num_prompts(1000);
   if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
   if (!ev->has_early_stop_win_rate()) ev->set_early_stop_win_rate(0.0);
+  if (!ev->has_select_best()) ev->set_select_best(kSelectBestDefault);
   return s;
 }
 
@@ -134,6 +145,37 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
     return absl::OkStatus();
   }
   return ResolveDataPath(src.path(), data_root, field + ".path").status();
+}
+
+// MPO losses and algorithm mpo go together. The runner passes a magnet checkpoint (chosen by
+// mpo_magnet_refresh) for algorithm mpo only, and only mpo / mpo_pg read one: the trainer refuses a
+// magnet with any other loss, which would fail round 1's train stage after its sampling and
+// judging were paid for; an MPO loss elsewhere would regress on win rates and a magnet no other
+// recipe provides. A magnet set by hand is never right. (round_training cannot change the loss.)
+absl::Status ValidateMpoPairing(const v1::JobSpec& s) {
+  const std::string& loss = s.training().loss();
+  if (IsMpoLoss(loss) && s.algorithm() != "mpo") {
+    return Invalid("training.loss", absl::StrCat("\"", loss, "\" needs algorithm \"mpo\", got \"",
+                                                 s.algorithm(), "\""));
+  }
+  if (s.algorithm() == "mpo" && !IsMpoLoss(loss)) {
+    return Invalid("training.loss",
+                   absl::StrCat("must be \"mpo\" or \"mpo_pg\" with algorithm \"mpo\" (its rounds "
+                                "train against a magnet that only those losses use), got \"",
+                                loss, "\""));
+  }
+  const char* why =
+      s.algorithm() == "mpo"
+          ? "is chosen by the orchestrator for algorithm \"mpo\" (use mpo_magnet_refresh)"
+          : "is only used by the mpo / mpo_pg losses (algorithm \"mpo\"), which choose it with "
+            "mpo_magnet_refresh";
+  if (s.training().has_magnet_checkpoint()) return Invalid("training.magnet_checkpoint", why);
+  for (int i = 0; i < s.round_training_size(); ++i) {
+    if (s.round_training(i).training().has_magnet_checkpoint()) {
+      return Invalid(absl::StrCat("round_training[", i, "].training.magnet_checkpoint"), why);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -196,9 +238,15 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
     return st;
   }
   const v1::SamplingParams& sp = s.sampling();
-  if (sp.num_samples() < 2) {
+  if (s.algorithm() == "spin" && sp.num_samples() < 1) {
     return Invalid("sampling.num_samples",
-                   absl::StrCat("must be >= 2 (pairs need two responses), got ", sp.num_samples()));
+                   absl::StrCat("must be >= 1 (spin pairs the gold answer with a sample), got ",
+                                sp.num_samples()));
+  }
+  if (s.algorithm() != "spin" && sp.num_samples() < 2) {
+    return Invalid("sampling.num_samples",
+                   absl::StrCat("must be >= 2 (pairs need two responses; only spin allows 1), got ",
+                                sp.num_samples()));
   }
   if (sp.num_samples() > 64) {
     return Invalid("sampling.num_samples", absl::StrCat("must be <= 64, got ", sp.num_samples()));
@@ -277,19 +325,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                                 "\" (known: dpo, cdpo, robust, dno, ipo, hinge, sppo, sppo_hard, "
                                 "simpo, mpo, mpo_pg, sft)"));
   }
-  // The regression losses need the recipe's win rates vs pi_t; mpo/mpo_pg also need a magnet.
-  if ((tc.loss() == "mpo" || tc.loss() == "mpo_pg") && s.algorithm() != "mpo") {
-    return Invalid("training.loss", absl::StrCat("\"", tc.loss(), "\" needs algorithm \"mpo\""));
-  }
+  if (auto st = ValidateMpoPairing(s); !st.ok()) return st;
   if (tc.has_mpo_alpha() && !(tc.mpo_alpha() >= 0.0)) {
     return Invalid("training.mpo_alpha", absl::StrCat("must be >= 0, got ", tc.mpo_alpha()));
   }
   if (tc.has_mpo_eta() && !(tc.mpo_eta() > 0.0)) {
     return Invalid("training.mpo_eta", absl::StrCat("must be > 0, got ", tc.mpo_eta()));
-  }
-  if (s.algorithm() == "mpo" && tc.has_magnet_checkpoint()) {
-    return Invalid("training.magnet_checkpoint",
-                   "is chosen by the orchestrator for algorithm \"mpo\" (use mpo_magnet_refresh)");
   }
   if (!(tc.beta() > 0.0)) return Invalid("training.beta", absl::StrCat("must be > 0, got ", tc.beta()));
   if (!(tc.learning_rate() > 0.0) || tc.learning_rate() > 1.0) {
@@ -345,6 +386,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   if (s.eval().max_new_tokens() < 1) {
     return Invalid("eval.max_new_tokens",
                    absl::StrCat("must be >= 1, got ", s.eval().max_new_tokens()));
+  }
+  if (!IsKnownSelectBest(s.eval().select_best())) {
+    return Invalid("eval.select_best",
+                   absl::StrCat("must be \"win_rate_vs_base\", \"greedy_accuracy\" or \"last\", "
+                                "got \"", s.eval().select_best(), "\""));
+  }
+  if (s.eval().select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
+    return Invalid("eval.select_best",
+                   "\"greedy_accuracy\" needs a verifiable eval task (eval_prompts.builtin); a "
+                   "prompts file has no answers to check: use \"win_rate_vs_base\"");
   }
   return ValidateJudgeBudget(s.judge_budget(), "spec.judge_budget");
 }

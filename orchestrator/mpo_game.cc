@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <complex>
 
 namespace spar::orchestrator {
 
@@ -56,6 +57,13 @@ double L1Distance(const std::vector<double>& a, const std::vector<double>& b) {
   double d = 0;
   for (size_t i = 0; i < a.size(); ++i) d += std::fabs(a[i] - b[i]);
   return d;
+}
+
+double MagnetPeriodGain(double alpha, double eta, int magnet_refresh, double omega) {
+  const std::complex<double> r(1 / (1 + alpha * eta), eta * omega / (1 + alpha * eta));
+  const double c = alpha * eta / (1 + alpha * eta);
+  const std::complex<double> rm = std::pow(r, magnet_refresh);
+  return std::abs(rm + c * (1.0 - rm) / (1.0 - r));
 }
 
 std::vector<std::vector<double>> RunMagneticMirrorDescent(const PreferenceMatrix& p,

@@ -33,6 +33,18 @@ double Exploitability(const PreferenceMatrix& p, const std::vector<double>& pi);
 
 double L1Distance(const std::vector<double>& a, const std::vector<double>& b);
 
+// Local analysis of the magnet refreshes. Near an equilibrium, log-policy deviations evolve
+// linearly; the game's Jacobian there has eigenvalues ±i*omega (a skew matrix: omega^2 <= half the
+// sum of (P[i][j] - 1/2)^2 pi(i) pi(j) over i != j, so omega < 1/(2 sqrt 2) whenever P is in
+// [0, 1]). One step scales an eigen-deviation x by r = (1 + i*eta*omega)/(1 + alpha*eta) and adds
+// c*m, c = alpha*eta/(1 + alpha*eta), for the magnet's deviation m; one magnet period (M steps from
+// pi = magnet, then the magnet moves to pi) scales it by g = r^M + c (1 - r^M)/(1 - r). Returns
+// |g|: < 1 for every omega in (0, omega_max] means the last iterate converges near the
+// equilibrium of every such game, > 1 means it spirals out (cycles). For M = 1, g = r + c with
+// |g| > 1: refreshing every step is plain mirror descent. alpha*eta large enough that
+// (1 + alpha*eta)^M >> 1 lets each period reach the regularised equilibrium (proximal point).
+double MagnetPeriodGain(double alpha, double eta, int magnet_refresh, double omega);
+
 // Runs `iterations` MMD steps from pi0; the magnet starts as pi0 and is set to the current
 // policy after every `magnet_refresh` steps (<= 0: never refreshed). Returns every iterate
 // (index 0 = pi0).

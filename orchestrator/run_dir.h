@@ -1,6 +1,7 @@
 // The run directory layout (ARCHITECTURE.md "The run directory is the source of truth"):
 // runs/<job_id>/{job.json, events.jsonl, base_eval.jsonl, iter_NNN/{samples.jsonl,
-// judgments.jsonl, pairs.jsonl, train.json, eval.json, checkpoint/, STAGE}}.
+// judgments.jsonl, pairs.jsonl, train.json, eval.json, checkpoint/, STAGE},
+// best -> iter_NNN/checkpoint (the best round's, EvalSpec.select_best)}.
 #pragma once
 
 #include <string>
@@ -37,6 +38,11 @@ class RunDir {
   std::string Eval(int t) const { return JoinPath(Round(t), "eval.json"); }
   std::string Checkpoint(int t) const { return JoinPath(Round(t), "checkpoint"); }
   std::string Stage(int t) const { return JoinPath(Round(t), "STAGE"); }
+  // The symlink to the best round's checkpoint, and its target relative to the job directory.
+  std::string Best() const { return JoinPath(job_dir_, "best"); }
+  static std::string CheckpointInJobDir(int t) {
+    return absl::StrFormat("iter_%03d/checkpoint", t);
+  }
 
  private:
   std::string job_dir_;

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "common/mpo_defaults.h"
 
 namespace spar::trainer {
 
@@ -40,8 +41,8 @@ struct LossParams {
   double beta = 0.1;             // β (DNO's η; SPPO's η = 1/β)
   double label_smoothing = 0.1;  // ε of cdpo / robust
   double simpo_gamma = 1.6;      // γ of SimPO
-  double mpo_alpha = 0.01;       // α: magnet strength (MPO)
-  double mpo_eta = 11;           // η: mirror-descent step size (MPO)
+  double mpo_alpha = kDefaultMpoAlpha;  // α: magnet strength (MPO)
+  double mpo_eta = kDefaultMpoEta;      // η: mirror-descent step size (MPO)
 };
 
 // Batched inputs; [B] float32 unless noted. Sequence log-probs ℓ are sums over response tokens.

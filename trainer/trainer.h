@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mpo_defaults.h"
 
 namespace spar::trainer {
 
@@ -53,8 +54,8 @@ struct TrainConfig {
   uint64_t seed = 0;               // shuffle order (and torch's RNG)
   double label_smoothing = 0.1;    // ε of cdpo and robust, in [0, 0.5)
   double simpo_gamma = 1.6;        // γ (target margin) of simpo
-  double mpo_alpha = 0.01;         // α: magnet strength of mpo / mpo_pg
-  double mpo_eta = 11;             // η: mirror-descent step of mpo / mpo_pg
+  double mpo_alpha = kDefaultMpoAlpha;  // α: magnet strength of mpo / mpo_pg (0.5)
+  double mpo_eta = kDefaultMpoEta;      // η: mirror-descent step of mpo / mpo_pg (11)
   std::string magnet_checkpoint;   // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
   std::string optimizer = "adamw";      // "adamw" | "rmsprop" (torch defaults otherwise)
   std::string lr_scheduler = "constant";  // "constant" | "linear" | "cosine" (after warmup)

@@ -127,6 +127,13 @@ void PrintRoundTable(const v1::Job& job, std::FILE* out) {
                  done && r.greedy_accuracy() >= 0 ? Ci(r.greedy_accuracy_ci95()).c_str() : "-",
                  Fmt(r.seconds(), "%.1f").c_str(), done ? "" : "  (in progress)");
   }
+  if (job.best_round() > 0) {
+    // The job's result (EvalSpec.select_best; runs/<job>/best links to its checkpoint).
+    const std::string& by = job.spec().eval().select_best();
+    std::fprintf(out, "best round: %d (by %s; checkpoint %s/best -> iter_%03d/checkpoint)\n",
+                 job.best_round(), by.empty() ? "win_rate_vs_base" : by.c_str(),
+                 job.job_id().c_str(), job.best_round());
+  }
   std::fflush(out);
 }
 

@@ -22,7 +22,8 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
 // of `spec`'s name, base model, rounds and seed.
 v1::JobSpec DemoSpecDefaults(const v1::JobSpec& spec);
 
-// One row per round: pairs kept, final train loss, reward accuracy, win rate vs pi_0, greedy acc.
+// One row per round: pairs kept, final train loss, reward accuracy, win rate vs pi_0, greedy acc;
+// then the best round (Job.best_round) once a round is evaluated.
 void PrintRoundTable(const v1::Job& job, std::FILE* out);
 
 }  // namespace spar::cli

@@ -24,6 +24,29 @@ TEST(FileUtilTest, AtomicWriteReplacesAndLeavesNoTemp) {
   EXPECT_FALSE(PathExists(dir));
 }
 
+TEST(FileUtilTest, ReplaceSymlinkSwapsTheTargetAndLeavesNoTemp) {
+  std::string dir = TempDir();
+  ASSERT_TRUE(MakeDirs(JoinPath(dir, "iter_001/checkpoint")).ok());
+  ASSERT_TRUE(MakeDirs(JoinPath(dir, "iter_002/checkpoint")).ok());
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, "iter_002/checkpoint/config.json"), "{}").ok());
+  std::string link = JoinPath(dir, "best");
+  EXPECT_EQ(ReadSymlink(link).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ReplaceSymlink("iter_001/checkpoint", link).ok());
+  EXPECT_EQ(*ReadSymlink(link), "iter_001/checkpoint");
+  ASSERT_TRUE(ReplaceSymlink("iter_001/checkpoint", link).ok());  // unchanged: nothing to do
+  ASSERT_TRUE(ReplaceSymlink("iter_002/checkpoint", link).ok());
+  EXPECT_EQ(*ReadSymlink(link), "iter_002/checkpoint");
+  EXPECT_EQ(*ReadFile(JoinPath(link, "config.json")), "{}");  // relative to the link's directory
+  EXPECT_EQ(*ListDir(dir), (std::vector<std::string>{"best", "iter_001", "iter_002"}));
+  // A stale temporary link (a crash between symlink and rename) is replaced.
+  ASSERT_EQ(::symlink("nowhere", (link + ".tmp-link").c_str()), 0);
+  ASSERT_TRUE(ReplaceSymlink("iter_001/checkpoint", link).ok());
+  EXPECT_EQ(*ReadSymlink(link), "iter_001/checkpoint");
+  EXPECT_FALSE(PathExists(link + ".tmp-link"));
+  ASSERT_TRUE(RemoveAll(dir).ok());  // removes the link, not what it points to first
+  EXPECT_FALSE(PathExists(dir));
+}
+
 TEST(FileUtilTest, JsonlRoundTripAndTornTail) {
   std::string dir = TempDir();
   std::string path = JoinPath(dir, "x.jsonl");

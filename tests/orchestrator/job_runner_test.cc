@@ -302,6 +302,60 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   }
 }
 
+TEST_F(JobRunnerTest, BestRoundLinkFollowsEveryEvalAndIsRecomputedOnResume) {
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  s.fail_key = "iter_002/sample";  // stop after round 1
+  std::string dir = JobDir("job");
+  ASSERT_EQ(RunJob(dir, s, o, t).code(), absl::StatusCode::kInternal);
+  RunDir rd(dir);
+  EXPECT_EQ(job_.best_round(), 1);
+  // Relative to the job directory.
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_001/checkpoint");
+  EXPECT_TRUE(PathExists(JoinPath(rd.Best(), "config.json")));
+  // Both trained policies answer every eval prompt right (win rate 1.0 vs pi_0): the tie goes to
+  // the earlier round.
+  s.fail_key.clear();
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_DOUBLE_EQ(job_.rounds(0).win_rate_vs_base(), job_.rounds(1).win_rate_vs_base());
+  EXPECT_EQ(job_.best_round(), 1);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_001/checkpoint");
+  // Recomputed from the files on resume: round 1's eval now reads worse, and a lost link or
+  // job record comes back, without re-running anything.
+  auto eval1 = ReadJsonFile(rd.Eval(1));
+  (*eval1)["win_rate_vs_base"] = 0.4;
+  ASSERT_TRUE(WriteJsonFileAtomic(rd.Eval(1), *eval1).ok());
+  ASSERT_TRUE(RemoveAll(rd.Best()).ok());
+  job_.set_best_round(0);
+  const size_t sampler_calls = s.keys.size(), oracle_calls = o.keys.size();
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  EXPECT_EQ(s.keys.size(), sampler_calls);
+  EXPECT_EQ(o.keys.size(), oracle_calls);
+  EXPECT_EQ(job_.best_round(), 2);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_002/checkpoint");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());  // idempotent
+  EXPECT_EQ(job_.best_round(), 2);
+  EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_002/checkpoint");
+  EXPECT_FALSE(PathExists(rd.Best() + ".tmp-link"));
+}
+
+TEST_F(JobRunnerTest, BestRoundBySelectBestLastOrGreedyAccuracy) {
+  for (const char* by : {"last", "greedy_accuracy"}) {
+    spec_.mutable_eval()->set_select_best(by);
+    ASSERT_TRUE(ValidateJobSpec(spec_, "").ok()) << ValidateJobSpec(spec_, "");
+    FakeSampler s;
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(by);
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    // Greedy accuracy 1.0 in both rounds: the tie goes to round 1; "last" is round 2.
+    const int want = std::string(by) == "last" ? 2 : 1;
+    EXPECT_EQ(job_.best_round(), want) << by;
+    EXPECT_EQ(ReadSymlink(RunDir(dir).Best()).value_or(""), RunDir::CheckpointInJobDir(want)) << by;
+  }
+}
+
 TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
   // Uninterrupted reference run.
   FakeSampler s0;
@@ -454,6 +508,46 @@ TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   EXPECT_EQ(job_.rounds(1).pairs_mixed(), 8);
 }
 
+TEST_F(JobRunnerTest, SpinWithOneSamplePerPromptProducesPairs) {
+  // SPIN's default K = 1: winner = gold, loser = the one sample (ALGORITHMS.md §3).
+  spec_.set_algorithm("spin");
+  ClearDnoOnlyDefaults();
+  spec_.mutable_pairs()->clear_policy();
+  spec_.mutable_sampling()->clear_num_samples();
+  spec_ = WithDefaults(spec_);
+  ASSERT_EQ(spec_.sampling().num_samples(), 1);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok()) << ValidateJobSpec(spec_, "");
+  for (bool pipelined : {true, false}) {
+    pipeline_ = pipelined;
+    job_.Clear();
+    FakeSampler s;
+    s.offset = 1;  // the one sample answers truth + 1: never the gold
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(pipelined ? "pipelined" : "unpipelined");
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    RunDir rd(dir);
+    for (const std::string& k : o.keys) EXPECT_FALSE(absl::StrContains(k, "/judge")) << k;
+    auto samples = ReadJsonl(rd.Samples(1));
+    ASSERT_EQ(samples->size(), 8u);
+    for (const auto& row : *samples) EXPECT_EQ(row["samples"].size(), 1u);
+    EXPECT_TRUE(ReadJsonl(rd.Judgments(1))->empty());
+    auto r1 = ReadJsonl(rd.Pairs(1));
+    ASSERT_EQ(r1->size(), 8u);
+    for (const auto& p : *r1) {
+      int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+      EXPECT_EQ(p["chosen"], std::to_string(truth));
+      EXPECT_EQ(p["rejected"], std::to_string(truth + 1));
+    }
+    EXPECT_EQ(ReadJsonl(rd.Pairs(2))->size(), 16u);  // + round 1's pairs (mix_previous [1.0])
+    ASSERT_EQ(t.configs.size(), 2u);
+    ASSERT_EQ(job_.rounds_size(), 2);
+    EXPECT_EQ(job_.rounds(0).num_samples(), 8);
+    EXPECT_EQ(job_.rounds(0).pairs_kept(), 8);
+    EXPECT_EQ(job_.rounds(1).pairs_kept(), 16);
+  }
+}
+
 TEST_F(JobRunnerTest, EarlyStopWhenNoLongerBeatingThePreviousPolicy) {
   spec_.set_rounds(3);
   spec_.mutable_eval()->set_early_stop_win_rate(0.6);
@@ -543,6 +637,8 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(t.configs[i].loss(), "mpo");
     EXPECT_EQ(t.configs[i].magnet_checkpoint(), want[i]) << "round " << i + 1;
+    EXPECT_DOUBLE_EQ(t.configs[i].mpo_alpha(), 0.5);  // the defaults that converge
+    EXPECT_DOUBLE_EQ(t.configs[i].mpo_eta(), 11);
   }
 }
 

@@ -32,7 +32,13 @@ TEST_F(JobSpecTest, DefaultsAreValid) {
   EXPECT_EQ(s.sampling().num_samples(), 4);
   EXPECT_EQ(s.pairs().policy(), "dno_margin");
   EXPECT_EQ(s.chat_template(), "auto");
+  EXPECT_EQ(s.eval().select_best(), "win_rate_vs_base");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  for (const char* by : {"greedy_accuracy", "last"}) {
+    v1::JobSpec b = s;
+    b.mutable_eval()->set_select_best(by);
+    EXPECT_TRUE(ValidateJobSpec(b, root_).ok()) << by << ": " << ValidateJobSpec(b, root_);
+  }
   // "none" and a template name (with tokenizer.json) are accepted.
   s.set_chat_template("none");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
@@ -59,6 +65,7 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   EXPECT_EQ(s.training().loss(), "sppo");
   EXPECT_DOUBLE_EQ(s.training().beta(), 0.001);
   EXPECT_FALSE(s.has_mpo_magnet_refresh());
+  EXPECT_FALSE(s.training().has_mpo_alpha());  // MPO's defaults are filled for algorithm mpo only
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   auto mpo = ParseJobSpecJson(
       R"({"base_model": "models/base", "algorithm": "mpo", "training": {"mpo_alpha": 0.1}})");
@@ -67,6 +74,11 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   EXPECT_EQ(s.pairs().policy(), "mpo_pairs");
   EXPECT_EQ(s.training().loss(), "mpo");
   EXPECT_EQ(s.mpo_magnet_refresh(), 2);
+  EXPECT_DOUBLE_EQ(s.training().mpo_alpha(), 0.1);  // set: kept
+  EXPECT_DOUBLE_EQ(s.training().mpo_eta(), 11);     // the default whose last iterate converges
+  auto mpo_plain = ParseJobSpecJson(R"({"base_model": "models/base", "algorithm": "mpo"})");
+  ASSERT_TRUE(mpo_plain.ok());
+  EXPECT_DOUBLE_EQ(WithDefaults(*mpo_plain).training().mpo_alpha(), 0.5);
   EXPECT_DOUBLE_EQ(s.training().beta(), 0.1);
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   s.mutable_training()->set_loss("mpo_pg");
@@ -78,6 +90,36 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
     ds.mutable_training()->set_loss(loss);
     ds = WithDefaults(ds);
     EXPECT_TRUE(ValidateJobSpec(ds, root_).ok()) << loss << ": " << ValidateJobSpec(ds, root_);
+  }
+}
+
+TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
+  // SPIN's pair is gold vs one sample (ALGORITHMS.md §3): K = 1 is its default and is valid.
+  auto spin = ParseJobSpecJson(R"({"base_model": "models/base", "algorithm": "spin"})");
+  ASSERT_TRUE(spin.ok());
+  v1::JobSpec s = WithDefaults(*spin);
+  EXPECT_EQ(s.sampling().num_samples(), 1);
+  EXPECT_EQ(s.pairs().policy(), "gold_vs_sample");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_sampling()->set_num_samples(4);  // more samples are still allowed
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_sampling()->set_num_samples(0);
+  EXPECT_EQ(ValidateJobSpec(s, root_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(ValidateJobSpec(s, root_).message().find("spec.sampling.num_samples must be >= 1"),
+            std::string::npos)
+      << ValidateJobSpec(s, root_);
+  // Every judged algorithm still needs two responses per prompt.
+  for (const char* algo : {"dno", "dpo", "sppo", "mpo"}) {
+    v1::JobSpec j;
+    j.set_base_model("models/base");
+    j.set_algorithm(algo);
+    j.mutable_sampling()->set_num_samples(1);
+    absl::Status st = ValidateJobSpec(WithDefaults(j), root_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << algo;
+    EXPECT_NE(st.message().find("spec.sampling.num_samples must be >= 2"), std::string::npos)
+        << algo << ": " << st;
+    j.clear_sampling();
+    EXPECT_EQ(WithDefaults(j).sampling().num_samples(), 4) << algo;
   }
 }
 
@@ -131,6 +173,31 @@ INSTANTIATE_TEST_SUITE_P(
                 "training.loss"},
         BadSpec{"mpo_loss_without_mpo", R"({"base_model": "models/base", "training": {"loss": "mpo"}})",
                 "training.loss"},
+        BadSpec{"mpo_pg_loss_without_mpo",
+                R"({"base_model": "models/base", "algorithm": "sppo", "training": {"loss": "mpo_pg"}})",
+                "spec.training.loss"},
+        // algorithm mpo passes a magnet checkpoint every round, which only mpo / mpo_pg use: any
+        // other loss would fail in round 1's train stage, after sampling and judging were paid.
+        BadSpec{"mpo_with_dpo_loss",
+                R"({"base_model": "models/base", "algorithm": "mpo", "training": {"loss": "dpo"}})",
+                "spec.training.loss"},
+        BadSpec{"mpo_with_sppo_loss",
+                R"({"base_model": "models/base", "algorithm": "mpo", "training": {"loss": "sppo"}})",
+                "spec.training.loss"},
+        BadSpec{"mpo_round_override_dpo_loss",
+                R"({"base_model": "models/base", "algorithm": "mpo", "rounds": 2,
+                    "round_training": [{"round": 1, "training": {"beta": 0.2}},
+                                       {"round": 2, "training": {"loss": "dpo"}}]})",
+                "spec.round_training[1].training.loss"},
+        // Only mpo / mpo_pg read a magnet, and with algorithm mpo the runner sets it: a hand-set
+        // magnet_checkpoint would fail in the trainer (or be silently replaced).
+        BadSpec{"magnet_without_mpo",
+                R"({"base_model": "models/base", "training": {"magnet_checkpoint": "models/base"}})",
+                "spec.training.magnet_checkpoint"},
+        BadSpec{"round_magnet_set_by_hand",
+                R"({"base_model": "models/base", "algorithm": "mpo",
+                    "round_training": [{"round": 1, "training": {"magnet_checkpoint": "models/base"}}]})",
+                "spec.round_training[0].training.magnet_checkpoint"},
         BadSpec{"magnet_refresh_zero",
                 R"({"base_model": "models/base", "algorithm": "mpo", "mpo_magnet_refresh": 0})",
                 "mpo_magnet_refresh"},
@@ -181,6 +248,13 @@ INSTANTIATE_TEST_SUITE_P(
                 R"({"base_model": "models/base", "sampling": {"num_samples": 16},
                     "pairs": {"scoring": "side_by_side", "use_teacher": true}})",
                 "sampling.num_samples"},
+        BadSpec{"unknown_select_best",
+                R"({"base_model": "models/base", "eval": {"select_best": "lowest_loss"}})",
+                "spec.eval.select_best"},
+        BadSpec{"greedy_accuracy_without_verifiable_eval",
+                R"({"base_model": "models/base", "eval_prompts": {"path": "prompts.jsonl"},
+                    "eval": {"select_best": "greedy_accuracy"}})",
+                "spec.eval.select_best"},
         BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
                 "eval.num_prompts"},
         BadSpec{"unknown_chat_template", R"({"base_model": "models/base", "chat_template": "vicuna"})",

@@ -141,6 +141,11 @@ TEST_F(ServicesTest, OneRoundDnoJobThroughGrpc) {
   EXPECT_EQ(r.num_samples(), 18);
   EXPECT_GE(r.win_rate_vs_base(), 0.0);
   EXPECT_LE(r.win_rate_vs_base(), 1.0);
+  // The only evaluated round is the best one; runs/<job>/best links to its checkpoint.
+  EXPECT_EQ(final_job.best_round(), 1);
+  const std::string job_dir = JoinPath(JoinPath(*root_, "runs"), job.job_id());
+  EXPECT_EQ(ReadSymlink(JoinPath(job_dir, "best")).value_or(""), "iter_001/checkpoint");
+  EXPECT_TRUE(PathExists(JoinPath(job_dir, "best/config.json")));
 
   std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
   for (const char* f : {"samples.jsonl", "judgments.jsonl", "pairs.jsonl", "eval.json",
@@ -376,6 +381,37 @@ TEST_F(ServicesTest, SideBySideDnoJobScoresThroughOracleScoreAndKeepsPairs) {
   }
 }
 
+TEST_F(ServicesTest, SpinJobWithOneSamplePerPromptTrainsOnGoldVsSample) {
+  // SPIN's default K = 1 through the real sampler, orchestrator and trainer: one gold-vs-sample
+  // pair per prompt whose (non-empty) sample misses the answer.
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("spin-k1");
+  spec.set_algorithm("spin");
+  spec.mutable_sampling()->clear_num_samples();
+  v1::Job job = RunJobToEnd(*Stub(), spec, "spin-k1");
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
+  EXPECT_EQ(job.spec().sampling().num_samples(), 1);
+  ASSERT_EQ(job.rounds_size(), 1);
+  EXPECT_EQ(job.rounds(0).num_samples(), 6);
+  std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  auto samples = ReadJsonl(JoinPath(round, "samples.jsonl"));
+  ASSERT_TRUE(samples.ok());
+  ASSERT_EQ(samples->size(), 6u);
+  int missed = 0;
+  for (const auto& row : *samples) {
+    ASSERT_EQ(row["samples"].size(), 1u) << row.dump();
+    const std::string text = row["samples"][0]["text"].get<std::string>();
+    missed += !text.empty() && text != row["gold"].get<std::string>() ? 1 : 0;
+  }
+  auto pairs = ReadJsonl(JoinPath(round, "pairs.jsonl"));
+  ASSERT_TRUE(pairs.ok());
+  EXPECT_GT(missed, 0);  // a random policy
+  EXPECT_EQ(static_cast<int>(pairs->size()), missed);
+  EXPECT_EQ(job.rounds(0).pairs_kept(), missed);
+  for (const auto& p : *pairs) EXPECT_NE(p["chosen"], p["rejected"]) << p.dump();
+  EXPECT_TRUE(PathExists(JoinPath(round, "checkpoint/model.safetensors")));
+}
+
 TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   // Two sampler-only processes' worth of services on loopback, and an orchestrator that shards
   // across them (oracle and trainer: the suite's app).
@@ -588,6 +624,10 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
       {"missing_prompts", R"({"base_model":"base","prompts":{"path":"none.jsonl"}})", "prompts.path"},
       {"escape", R"({"base_model":"../../"})", "base_model"},
       {"chat_template", R"({"base_model":"base","chat_template":"vicuna"})", "spec.chat_template"},
+      {"mpo_with_dpo_loss", R"({"base_model":"base","algorithm":"mpo","training":{"loss":"dpo"}})",
+       "spec.training.loss"},
+      {"select_best", R"({"base_model":"base","eval":{"select_best":"best"}})",
+       "spec.eval.select_best"},
   };
   for (const BadRequest& c : cases) {
     auto spec = orchestrator::ParseJobSpecJson(c.spec_json);

@@ -1,0 +1,43 @@
+// The round table `spar status` and `spar demo` print (services/cli/demo.h).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "services/cli/demo.h"
+
+namespace spar::cli {
+namespace {
+
+std::string Table(const v1::Job& job) {
+  char* buf = nullptr;
+  size_t size = 0;
+  std::FILE* f = open_memstream(&buf, &size);
+  PrintRoundTable(job, f);
+  std::fclose(f);
+  std::string out(buf, size);
+  std::free(buf);
+  return out;
+}
+
+TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
+  v1::Job job;
+  job.set_job_id("dno-1a2b");
+  for (int t = 1; t <= 2; ++t) {
+    v1::RoundSummary* r = job.add_rounds();
+    r->set_round(t);
+    r->set_stage("eval");
+  }
+  EXPECT_EQ(Table(job).find("best round"), std::string::npos);  // 0: nothing evaluated yet
+  job.set_best_round(2);
+  EXPECT_NE(Table(job).find("best round: 2 (by win_rate_vs_base; checkpoint dno-1a2b/best -> "
+                            "iter_002/checkpoint)"),
+            std::string::npos)
+      << Table(job);
+  job.mutable_spec()->mutable_eval()->set_select_best("greedy_accuracy");
+  EXPECT_NE(Table(job).find("best round: 2 (by greedy_accuracy;"), std::string::npos) << Table(job);
+}
+
+}  // namespace
+}  // namespace spar::cli
