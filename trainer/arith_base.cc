@@ -55,9 +55,11 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
     return absl::InvalidArgumentError(
         absl::StrCat("arith_base.target_accuracy must be in [0, 1], got ", o.target_accuracy));
   }
-  if (o.max_steps < 1 || o.batch_size < 1 || o.eval_every < 1 || o.eval_problems < 1) {
+  if (o.max_steps < 1 || o.batch_size < 1 || o.eval_every < 1 || o.fine_eval_every < 1 ||
+      o.eval_problems < 1) {
     return absl::InvalidArgumentError(
-        "arith_base: max_steps, batch_size, eval_every and eval_problems must be >= 1");
+        "arith_base: max_steps, batch_size, eval_every, fine_eval_every and eval_problems must be "
+        ">= 1");
   }
   if (!(o.learning_rate > 0)) {
     return absl::InvalidArgumentError(
@@ -88,6 +90,7 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
     std::mt19937_64 rng(o.seed);
     std::vector<size_t> order = internal::Permutation(data.size(), rng);
     size_t cursor = 0;
+    bool rising = false;
     for (int step = 1; step <= o.max_steps; ++step) {
       module->train();
       const double lr =
@@ -118,7 +121,10 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
       ArithBaseProgress progress;
       progress.step = step;
       progress.loss = sft.loss.item<double>();
-      if (step % o.eval_every == 0 || step == o.max_steps) {
+      // Checks get denser once accuracy starts to rise: it climbs from near 0 to past 0.5 within
+      // about 50 steps, and the demo wants pi_0 stopped partway up.
+      const int every = rising ? o.fine_eval_every : o.eval_every;
+      if (step % every == 0 || step == o.max_steps) {
         module->eval();
         SPAR_ASSIGN_OR_RETURN(double acc, ArithGreedyAccuracy(*policy, eval));
         progress.accuracy = acc;
@@ -126,6 +132,7 @@ absl::StatusOr<ArithBaseReport> BuildArithBaseModel(
         report.accuracy_curve.push_back({step, acc});
         if (on_progress) on_progress(progress);
         if (acc >= o.target_accuracy) break;
+        rising = rising || acc >= o.target_accuracy / 3;
       } else if (on_progress) {
         on_progress(progress);
       }

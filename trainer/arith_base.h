@@ -33,6 +33,7 @@ struct ArithBaseOptions {
   double max_grad_norm = 1.0;     // global gradient-norm clip (0 = none)
   std::string lr_schedule = "constant";  // after warmup: "constant" | "cosine" (to 0 at max_steps)
   int eval_every = 50;            // steps between accuracy checks
+  int fine_eval_every = 10;       // ... once a check reached target_accuracy / 3
   int eval_problems = 200;        // eval-split problems in the fixed check subset
   uint64_t eval_seed = 7;         // which eval problems
   int num_threads = 2;            // torch intra-op threads (0 = leave as is)

@@ -84,6 +84,8 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
   s.mutable_eval()->set_num_prompts(kArithEvalSize);  // every held-out problem
   s.mutable_eval()->set_max_new_tokens(6);
   if (s.algorithm() == "spin") {
+    // SPIN contrasts the gold answer with one sample of pi_t per prompt (the paper's K = 1).
+    s.mutable_sampling()->set_num_samples(1);
     // SPIN's recipe lowers the learning rate in later rounds (ALGORITHMS.md §3); here it halves
     // each round: 2e-4, 1e-4, 5e-5 (greedy accuracy 0.38 -> 0.695 -> 0.73 -> 0.74, seed 1).
     for (int t = 2; t <= s.rounds(); ++t) {

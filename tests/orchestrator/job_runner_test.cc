@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/arith_task.h"
 #include "common/file_util.h"
+#include "common/stats.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
 
@@ -294,6 +295,21 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   EXPECT_DOUBLE_EQ(job_.rounds(1).greedy_accuracy(), 1.0);
   EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_base(), 1.0);
   EXPECT_DOUBLE_EQ(job_.rounds(0).reward_accuracy(), 0.75);
+  // 95% intervals beside the numbers, in eval.json and on the Job (plumbing; the interval
+  // functions themselves are pinned against statsmodels in tests/common/stats_test.cc).
+  auto eval2 = ReadJsonFile(rd.Eval(2));
+  ASSERT_TRUE(eval2.ok());
+  const int n = (*eval2)["num_verifiable"].get<int>();
+  EXPECT_GT(n, 0);
+  EXPECT_DOUBLE_EQ((*eval2)["greedy_accuracy_ci95"][0].get<double>(),
+                   WilsonInterval(n, n).lo);
+  EXPECT_DOUBLE_EQ((*eval2)["greedy_accuracy_ci95"][1].get<double>(), 1.0);
+  EXPECT_LT(WilsonInterval(n, n).lo, 1.0);
+  EXPECT_DOUBLE_EQ(job_.rounds(1).greedy_accuracy_ci95().lo(), WilsonInterval(n, n).lo);
+  EXPECT_DOUBLE_EQ(job_.base_greedy_accuracy_ci95().hi(), WilsonInterval(0, n).hi);
+  EXPECT_GT(job_.base_greedy_accuracy_ci95().hi(), 0.0);
+  EXPECT_DOUBLE_EQ((*eval2)["win_rate_vs_base_ci95"][0].get<double>(), 1.0);  // every p = 1
+  EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_base_ci95().hi(), 1.0);
   auto pairs = ReadJsonl(rd.Pairs(1));
   for (const auto& p : *pairs) {
     int64_t truth = *ArithTruth(p["prompt"].get<std::string>());

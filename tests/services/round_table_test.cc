@@ -39,5 +39,28 @@ TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
   EXPECT_NE(Table(job).find("best round: 2 (by greedy_accuracy;"), std::string::npos) << Table(job);
 }
 
+TEST(RoundTableTest, AccuracyAndWinRateCarryTheirIntervals) {
+  v1::Job job;
+  job.set_base_greedy_accuracy(0.45);
+  job.mutable_base_greedy_accuracy_ci95()->set_lo(0.4225);
+  job.mutable_base_greedy_accuracy_ci95()->set_hi(0.4776);
+  v1::RoundSummary* r = job.add_rounds();
+  r->set_round(1);
+  r->set_stage("eval");
+  r->set_greedy_accuracy(0.56);
+  r->mutable_greedy_accuracy_ci95()->set_lo(0.5324);
+  r->mutable_greedy_accuracy_ci95()->set_hi(0.5873);
+  r->set_win_rate_vs_base(0.61);
+  r->mutable_win_rate_vs_base_ci95()->set_lo(0.5901);
+  r->mutable_win_rate_vs_base_ci95()->set_hi(0.6299);
+  const std::string t = Table(job);
+  EXPECT_NE(t.find("acc_95ci"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.450   [0.423,0.478]"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.610   [0.590,0.630]"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.560   [0.532,0.587]"), std::string::npos) << t;
+  r->set_stage("train");  // not evaluated yet: no numbers, no intervals
+  EXPECT_EQ(Table(job).find("[0.532,0.587]"), std::string::npos) << Table(job);
+}
+
 }  // namespace
 }  // namespace spar::cli

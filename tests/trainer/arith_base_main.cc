@@ -55,6 +55,7 @@ bool Apply(std::map<std::string, std::string>& kv_, spar::trainer::ArithBaseOpti
   d("beta2", &o->beta2);
   d("max_grad_norm", &o->max_grad_norm);
   i("eval_every", &o->eval_every);
+  i("fine_eval_every", &o->fine_eval_every);
   i("eval_problems", &o->eval_problems);
   i("threads", &o->num_threads);
   int64_t hidden = o->model.hidden_size, inter = o->model.intermediate_size;
