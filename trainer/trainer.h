@@ -40,8 +40,9 @@ struct DistributedConfig {
 absl::StatusOr<DistributedConfig> DistributedFromEnv();
 
 struct TrainConfig {
-  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "hinge" | "sppo" | "sppo_hard" | "simpo" | "mpo" |
-  // "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas: trainer/losses.h.
+  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "ipo_sum" | "hinge" | "sppo" | "sppo_hard" |
+  // "simpo" | "mpo" | "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas:
+  // trainer/losses.h.
   std::string loss = "dpo";
   double beta = 0.1;               // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
   double learning_rate = 1e-4;     // peak optimizer step size
