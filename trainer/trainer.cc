@@ -260,6 +260,11 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
     f.Add(p.p);
     f.Add(p.chosen_win_rate);
     f.Add(p.rejected_win_rate);
+    // Only when unfinished: the fingerprints of earlier requests stay the same.
+    if (!p.chosen_finished || !p.rejected_finished) {
+      f.Add(absl::StrCat("finished:", p.chosen_finished ? "1" : "0",
+                         p.rejected_finished ? "1" : "0"));
+    }
   }
   return f.Hex();
 }
@@ -520,18 +525,22 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     }
     {
       const int64_t vocab = policy->config().vocab_size;
-      auto tokenize = [&](size_t i, const std::string& response, const char* field,
-                          TokenizedExample* ex) -> absl::Status {
+      auto tokenize = [&](size_t i, const std::string& response, bool finished,
+                          const char* field, TokenizedExample* ex) -> absl::Status {
         absl::StatusOr<std::vector<int32_t>> prompt =
             policy->EncodePrompt(pairs[i].prompt, config.chat_template);
         if (!prompt.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
         }
-        absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response);
+        absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response, finished);
         if (!resp.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
+        }
+        if (resp->empty()) {  // only an unfinished response has no EOS to fall back on
+          return absl::InvalidArgumentError(
+              absl::StrCat("pairs[", i, "].", field, ": encodes to no tokens"));
         }
         for (const auto* ids : {&*prompt, &*resp}) {
           for (int32_t id : *ids) {
@@ -549,9 +558,11 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
         return absl::OkStatus();
       };
       for (size_t i = 0; i < num_pairs; ++i) {
-        SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].chosen, "chosen", &chosen[i]));
+        SPAR_RETURN_IF_ERROR(
+            tokenize(i, pairs[i].chosen, pairs[i].chosen_finished, "chosen", &chosen[i]));
         if (pairwise_kind) {
-          SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, "rejected", &rejected[i]));
+          SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, pairs[i].rejected_finished,
+                                        "rejected", &rejected[i]));
         }
       }
     }

@@ -290,6 +290,42 @@ TEST(TrainDpoTest, MpoPgRaisesARejectedResponseThatBeatsThePolicy) {
   EXPECT_GT(r1, r0);
 }
 
+// A response cut at max_new_tokens is trained and scored as its tokens alone: no EOS, which would
+// teach the policy to stop mid-answer. The first step's log-probs (policy = reference) are those
+// of the bytes without EOS.
+TEST(TrainDpoTest, UnfinishedResponsesGetNoEos) {
+  const std::string init = SaveTinyPolicy(26);
+  PreferencePair pair{"12+30=", "42", "4242424"};
+  pair.rejected_finished = false;
+  auto policy = model::Policy::Load(init);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  auto prompt = (*policy)->EncodePrompt(pair.prompt);
+  auto rejected = (*policy)->EncodeResponse(pair.rejected, /*finished=*/false);
+  ASSERT_TRUE(prompt.ok() && rejected.ok());
+  EXPECT_EQ(*rejected, model::ByteTokenizer::Encode(pair.rejected));
+  auto with_eos = (*policy)->EncodeResponse(pair.rejected);
+  ASSERT_TRUE(with_eos.ok());
+  EXPECT_EQ(with_eos->back(), model::ByteTokenizer::kEos);
+  auto want_rejected = (*policy)->ScoreTokens({{*prompt, *rejected}});
+  ASSERT_TRUE(want_rejected.ok()) << want_rejected.status();
+  for (bool chosen_finished : {true, false}) {
+    SCOPED_TRACE(chosen_finished);
+    pair.chosen_finished = chosen_finished;
+    TrainConfig config;
+    config.batch_size = 1;
+    std::vector<TrainProgress> progress;
+    absl::StatusOr<TrainResult> r =
+        TrainDpo(init, {pair}, config, TempDir("unfinished"), [&](const TrainProgress& p) {
+          progress.push_back(p);
+          return true;
+        });
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(progress.size(), 1u);
+    EXPECT_NEAR(progress[0].metrics.at("logps/rejected"), (*want_rejected)[0], 1e-3);
+    EXPECT_EQ(r->metrics.at("data/chosen_tokens"), chosen_finished ? 3.0 : 2.0);  // "42" (+ EOS)
+  }
+}
+
 TEST(TrainDpoTest, SftOnChosenAndRmspropWithLinearSchedule) {
   const std::string init = SaveTinyPolicy(23);
   std::vector<PreferencePair> pairs = testing::ToyPairs();
