@@ -118,8 +118,9 @@ absl::StatusOr<std::vector<trainer::PreferencePair>> ReadPairs(const std::string
       *slot = r[field].get<double>();
     }
     // Truncated responses (absent = finished, as in files written before the field existed).
-    for (auto [field, slot] : {std::pair<const char*, bool*>{"chosen_finished", &pair.chosen_finished},
-                               {"rejected_finished", &pair.rejected_finished}}) {
+    for (auto [field, slot] :
+         {std::pair<const char*, bool*>{"chosen_finished", &pair.chosen_finished},
+          {"rejected_finished", &pair.rejected_finished}}) {
       if (!r.contains(field) || r[field].is_null()) continue;
       if (!r[field].is_boolean()) {
         return absl::InvalidArgumentError(

@@ -157,9 +157,9 @@ TEST(PairLossTest, MpoPgMatchesTheIndependentReference) {
   in.token_ref_rejected = Rows(&Example::trr);
   in.token_magnet_chosen = Rows(&Example::tmc);
   in.token_magnet_rejected = Rows(&Example::tmr);
-  in.adv_chosen = torch::tensor({static_cast<float>(a.adv_chosen), static_cast<float>(b.adv_chosen)});
-  in.adv_rejected =
-      torch::tensor({static_cast<float>(a.adv_rejected), static_cast<float>(b.adv_rejected)});
+  auto f = [](double v) { return static_cast<float>(v); };
+  in.adv_chosen = torch::tensor({f(a.adv_chosen), f(b.adv_chosen)});
+  in.adv_rejected = torch::tensor({f(a.adv_rejected), f(b.adv_rejected)});
   EXPECT_NEAR(a.adv_chosen, 0.2, 1e-12);
   EXPECT_NEAR(a.adv_rejected, -0.15, 1e-12);
   EXPECT_NEAR(b.adv_chosen, -0.2, 1e-12);
