@@ -73,8 +73,9 @@ std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>&
                                                  const std::vector<PairJudgment>& judgments,
                                                  const std::vector<bool>& negative) {
   const int k = static_cast<int>(texts.size());
-  auto neg = [&](int i) { return i >= 0 && i < k && static_cast<size_t>(i) < negative.size() &&
-                                 negative[i]; };
+  auto neg = [&](int i) {
+    return i >= 0 && i < k && static_cast<size_t>(i) < negative.size() && negative[i];
+  };
   std::vector<PairJudgment> all;
   for (const PairJudgment& j : judgments) {
     if (neg(j.i) || neg(j.j)) continue;  // a negative's outcome is fixed, whatever a judge said
@@ -108,8 +109,7 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
   auto defect = [&](size_t i) { return i < o.defective.size() && o.defective[i]; };
   for (size_t c = 0; c < texts.size(); ++c) {
     if (defect(c) || values[c] + kEps < o.gate) continue;
-    const double need =
-        static_cast<int>(c) == o.teacher_index ? o.teacher_min_gap : o.min_gap;
+    const double need = static_cast<int>(c) == o.teacher_index ? o.teacher_min_gap : o.min_gap;
     for (size_t r = 0; r < texts.size(); ++r) {
       if (texts[c] == texts[r]) continue;
       if (!defect(r) && values[c] - values[r] + kEps < need) continue;
@@ -141,9 +141,8 @@ std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
       if (texts[a] == texts[b] || (neg(a) && neg(b))) continue;
       if (!seen.insert(std::minmax(texts[a], texts[b])).second) continue;
       auto it = judged.find({texts[a], texts[b]});
-      const double p = it != judged.end()
-                           ? it->second
-                           : 1.0 / (1.0 + std::exp(-(win_rates[a] - win_rates[b])));
+      const double p =
+          it != judged.end() ? it->second : 1.0 / (1.0 + std::exp(-(win_rates[a] - win_rates[b])));
       const bool swap = p < 0.5;
       const int c = swap ? b : a, r = swap ? a : b;
       PreferencePairRow row{prompt, texts[c], texts[r], win_rates[c], win_rates[r]};

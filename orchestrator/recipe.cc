@@ -71,8 +71,8 @@ class DnoRecipe final : public Recipe {
     }
     return out;
   }
-  std::vector<PreferencePairRow> BuildPairsFromScores(const PromptRound& r,
-                                                     const std::vector<int>& scores) const override {
+  std::vector<PreferencePairRow> BuildPairsFromScores(
+      const PromptRound& r, const std::vector<int>& scores) const override {
     std::vector<std::string> c = Candidates(r);
     std::vector<double> values(c.size(), 0.0);
     for (size_t i = 0; i < c.size() && i < scores.size(); ++i) values[i] = std::max(0, scores[i]);
@@ -219,8 +219,7 @@ std::optional<std::pair<size_t, size_t>> BestAndWorst(const std::vector<double>&
   for (size_t i = 0; i < values.size(); ++i) {
     if (!neg(i) && (!best || values[i] > values[*best])) best = i;
     // A negative replaces a sound worst; otherwise the lower value wins.
-    if (!worst || (neg(i) && !worst_neg) ||
-        (neg(i) == worst_neg && values[i] < values[*worst])) {
+    if (!worst || (neg(i) && !worst_neg) || (neg(i) == worst_neg && values[i] < values[*worst])) {
       worst = i;
       worst_neg = neg(i);
     }
@@ -248,8 +247,8 @@ std::vector<PreferencePairRow> SppoArgmaxArgminPair(const std::string& prompt,
 
 std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
-                                               const std::vector<double>& win_rates,
-                                               double min_gap, const std::vector<bool>& negative) {
+                                               const std::vector<double>& win_rates, double min_gap,
+                                               const std::vector<bool>& negative) {
   if (texts.size() < 2) return {};
   auto bw = BestAndWorst(win_rates, negative);
   if (!bw) return {};

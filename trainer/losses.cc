@@ -10,13 +10,11 @@ namespace spar::trainer {
 namespace {
 
 constexpr std::pair<LossKind, const char*> kLossNames[] = {
-    {LossKind::kDpo, "dpo"},       {LossKind::kCdpo, "cdpo"},
-    {LossKind::kRobust, "robust"}, {LossKind::kDno, "dno"},
-    {LossKind::kIpo, "ipo"},       {LossKind::kIpoSum, "ipo_sum"},
-    {LossKind::kHinge, "hinge"},   {LossKind::kSppo, "sppo"},
-    {LossKind::kSppoHard, "sppo_hard"},
-    {LossKind::kSimpo, "simpo"},   {LossKind::kMpo, "mpo"},
-    {LossKind::kMpoPg, "mpo_pg"},  {LossKind::kSft, "sft"},
+    {LossKind::kDpo, "dpo"},     {LossKind::kCdpo, "cdpo"}, {LossKind::kRobust, "robust"},
+    {LossKind::kDno, "dno"},     {LossKind::kIpo, "ipo"},   {LossKind::kIpoSum, "ipo_sum"},
+    {LossKind::kHinge, "hinge"}, {LossKind::kSppo, "sppo"}, {LossKind::kSppoHard, "sppo_hard"},
+    {LossKind::kSimpo, "simpo"}, {LossKind::kMpo, "mpo"},   {LossKind::kMpoPg, "mpo_pg"},
+    {LossKind::kSft, "sft"},
 };
 
 torch::Tensor F32(const torch::Tensor& t) { return t.to(torch::kFloat32); }
@@ -130,10 +128,10 @@ torch::Tensor ReferenceLoss(LossKind kind, const PairLossInputs& in, const LossP
       return (rho_w - 0.5 / beta).pow(2) + (rho_l + 0.5 / beta).pow(2);
     case LossKind::kMpo: {
       const double a = params.mpo_alpha, eta = params.mpo_eta, z = 1 + a * eta;
-      torch::Tensor rk_w = F32(in.policy_chosen) -
-                           (F32(in.ref_chosen) + a * eta * F32(in.magnet_chosen)) / z;
-      torch::Tensor rk_l = F32(in.policy_rejected) -
-                           (F32(in.ref_rejected) + a * eta * F32(in.magnet_rejected)) / z;
+      torch::Tensor rk_w =
+          F32(in.policy_chosen) - (F32(in.ref_chosen) + a * eta * F32(in.magnet_chosen)) / z;
+      torch::Tensor rk_l =
+          F32(in.policy_rejected) - (F32(in.ref_rejected) + a * eta * F32(in.magnet_rejected)) / z;
       torch::Tensor target = eta * (F32(in.win_chosen) - F32(in.win_rejected)) / z;
       return ((rk_w - rk_l) - target).pow(2);
     }
