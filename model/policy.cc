@@ -548,14 +548,15 @@ absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& pro
   return ids;
 }
 
-absl::StatusOr<std::vector<int32_t>> Policy::EncodeResponse(const std::string& response) const {
+absl::StatusOr<std::vector<int32_t>> Policy::EncodeResponse(const std::string& response,
+                                                            bool finished) const {
   std::vector<int32_t> ids;
   if (impl_->tokenizer == nullptr) {
     ids = ByteTokenizer::Encode(response);
   } else {
     SPAR_ASSIGN_OR_RETURN(ids, impl_->tokenizer->Encode(response));
   }
-  ids.push_back(static_cast<int32_t>(impl_->config.eos_token_id));
+  if (finished) ids.push_back(static_cast<int32_t>(impl_->config.eos_token_id));
   return ids;
 }
 

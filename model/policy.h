@@ -107,9 +107,12 @@ class Policy {
   // The template EncodePrompt applies for `chat_template` ("" when the raw text is used).
   absl::StatusOr<std::string> ResolveChatTemplate(const std::string& chat_template) const;
   // A response's ids as scored and trained on: the tokenizer's encoding of `response` without
-  // special tokens (bytes for the byte tokenizer), then config.eos_token_id. The trainer and
-  // ScoreResponses both use EncodePrompt + EncodeResponse, so they agree token for token.
-  absl::StatusOr<std::vector<int32_t>> EncodeResponse(const std::string& response) const;
+  // special tokens (bytes for the byte tokenizer), then config.eos_token_id when `finished`. An
+  // unfinished response (cut at max_new_tokens) gets no EOS: training on one must not teach the
+  // policy to stop mid-answer. The trainer and ScoreResponses both use EncodePrompt +
+  // EncodeResponse, so they agree token for token.
+  absl::StatusOr<std::vector<int32_t>> EncodeResponse(const std::string& response,
+                                                      bool finished = true) const;
   // The HF tokenizer, or null for the byte tokenizer.
   const HfTokenizer* tokenizer() const;
   // Identifies the tokenizer as the trainer sees it: a hash over every token string, the special

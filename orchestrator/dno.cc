@@ -1,5 +1,7 @@
 #include "orchestrator/dno.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -67,23 +69,30 @@ std::vector<PairRef> PairsToJudge(const std::vector<std::string>& texts,
   return out;
 }
 
+std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>& texts,
+                                                 const std::vector<PairJudgment>& judgments,
+                                                 const std::vector<bool>& negative) {
+  const int k = static_cast<int>(texts.size());
+  auto neg = [&](int i) {
+    return i >= 0 && i < k && static_cast<size_t>(i) < negative.size() && negative[i];
+  };
+  std::vector<PairJudgment> all;
+  for (const PairJudgment& j : judgments) {
+    if (neg(j.i) || neg(j.j)) continue;  // a negative's outcome is fixed, whatever a judge said
+    all.push_back(j);
+  }
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) {
+      if (!neg(i) && neg(j) && texts[i] != texts[j]) all.push_back({i, j, 1.0, true});
+    }
+  }
+  return all;
+}
+
 std::vector<double> DefectAwareWinRates(const std::vector<std::string>& texts,
                                         const std::vector<PairJudgment>& judgments,
                                         const std::vector<bool>& defective) {
-  std::vector<PairJudgment> all;
-  for (const PairJudgment& j : judgments) {
-    if (j.i >= 0 && j.j >= 0 && j.i < static_cast<int>(texts.size()) &&
-        j.j < static_cast<int>(texts.size()) && (defective[j.i] || defective[j.j])) {
-      continue;  // a defect's outcome is fixed, whatever a judge said
-    }
-    all.push_back(j);
-  }
-  for (int i = 0; i < static_cast<int>(texts.size()); ++i) {
-    for (int j = 0; j < static_cast<int>(texts.size()); ++j) {
-      if (!defective[i] && defective[j] && texts[i] != texts[j]) all.push_back({i, j, 1.0, true});
-    }
-  }
-  std::vector<double> rates = WinRates(texts, all);
+  std::vector<double> rates = WinRates(texts, WithAutomaticNegatives(texts, judgments, defective));
   for (size_t i = 0; i < texts.size(); ++i) {
     if (defective[i]) rates[i] = 0.0;
   }
@@ -100,13 +109,45 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
   auto defect = [&](size_t i) { return i < o.defective.size() && o.defective[i]; };
   for (size_t c = 0; c < texts.size(); ++c) {
     if (defect(c) || values[c] + kEps < o.gate) continue;
-    const double need =
-        static_cast<int>(c) == o.teacher_index ? o.teacher_min_gap : o.min_gap;
+    const double need = static_cast<int>(c) == o.teacher_index ? o.teacher_min_gap : o.min_gap;
     for (size_t r = 0; r < texts.size(); ++r) {
       if (texts[c] == texts[r]) continue;
       if (!defect(r) && values[c] - values[r] + kEps < need) continue;
       if (!seen.insert({texts[c], texts[r]}).second) continue;
       out.push_back({prompt, texts[c], texts[r], values[c], values[r]});
+    }
+  }
+  return out;
+}
+
+std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
+                                               const std::vector<std::string>& texts,
+                                               const std::vector<PairJudgment>& judgments,
+                                               const std::vector<double>& win_rates,
+                                               const std::vector<bool>& negative) {
+  // P(a ≻ b) by text pair from the usable judgments (every (i, j) with the same texts shares one).
+  std::map<std::pair<std::string, std::string>, double> judged;
+  const int k = static_cast<int>(texts.size());
+  for (const PairJudgment& j : WithAutomaticNegatives(texts, judgments, negative)) {
+    if (!j.ok || j.i < 0 || j.j < 0 || j.i >= k || j.j >= k || texts[j.i] == texts[j.j]) continue;
+    judged.emplace(std::make_pair(texts[j.i], texts[j.j]), j.p_i_wins);
+    judged.emplace(std::make_pair(texts[j.j], texts[j.i]), 1.0 - j.p_i_wins);
+  }
+  auto neg = [&](int i) { return static_cast<size_t>(i) < negative.size() && negative[i]; };
+  std::vector<PreferencePairRow> out;
+  std::set<std::pair<std::string, std::string>> seen;
+  for (int a = 0; a < k; ++a) {
+    for (int b = a + 1; b < k; ++b) {
+      if (texts[a] == texts[b] || (neg(a) && neg(b))) continue;
+      if (!seen.insert(std::minmax(texts[a], texts[b])).second) continue;
+      auto it = judged.find({texts[a], texts[b]});
+      const double p =
+          it != judged.end() ? it->second : 1.0 / (1.0 + std::exp(-(win_rates[a] - win_rates[b])));
+      const bool swap = p < 0.5;
+      const int c = swap ? b : a, r = swap ? a : b;
+      PreferencePairRow row{prompt, texts[c], texts[r], win_rates[c], win_rates[r]};
+      row.p = swap ? 1.0 - p : p;
+      out.push_back(std::move(row));
     }
   }
   return out;

@@ -3,6 +3,7 @@
 // with win rates in place of the 6-point scores. Pure functions; thread-safe.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct PreferencePairRow {
   std::string rejected;
   double chosen_win_rate = 0;
   double rejected_win_rate = 0;
+  std::optional<double> p;  // the soft label P(chosen ≻ rejected) (dno_soft_all)
+  // False for a response cut at max_new_tokens: the trainer scores it without EOS.
+  bool chosen_finished = true;
+  bool rejected_finished = true;
 };
 
 // dno_margin: a chosen response needs win rate >= gate; every (chosen, rejected) with
@@ -57,6 +62,13 @@ bool HasRepeatedNgram(const std::string& text, int n, int max_repeats);
 // comparing it buys nothing.
 std::vector<PairRef> PairsToJudge(const std::vector<std::string>& texts,
                                   const std::vector<bool>& defective);
+
+// The judgments with automatic negatives' outcomes fixed: every judgment involving a negative is
+// dropped (whatever a judge said) and every sound candidate beats every negative with a
+// different text (P = 1, no judge call). Negatives are not compared with each other.
+std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>& texts,
+                                                 const std::vector<PairJudgment>& judgments,
+                                                 const std::vector<bool>& negative);
 
 // WinRates where every defective candidate loses to every sound one (P = 1 without a judge
 // call) and has win rate 0 itself.
@@ -81,6 +93,17 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
                                               const std::vector<std::string>& texts,
                                               const std::vector<double>& values,
                                               const DnoMarginOptions& options);
+
+// dno_soft_all (DNO Algorithm 1, soft labels; ALGORITHMS.md §2): one pair per two distinct texts
+// of the prompt, with p = the pair's judged P(y1 ≻ y2) (both orders combined; the fixed 1 of an
+// automatic negative against a sound candidate) or, where the pair has no usable judgment,
+// σ(R(y1) - R(y2)) from `win_rates`. Oriented so that p >= ½ (chosen = the preferred side; the
+// DNO loss is the same either way). Pairs of two negatives carry no preference and are left out.
+std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
+                                               const std::vector<std::string>& texts,
+                                               const std::vector<PairJudgment>& judgments,
+                                               const std::vector<double>& win_rates,
+                                               const std::vector<bool>& negative);
 
 // DNO-Prct's side-by-side scoring thresholds: a positive scores >= 5 of 6; gap >= 2 when the
 // positive is the teacher, >= 1 when it is the model's own sample.

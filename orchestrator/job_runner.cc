@@ -468,7 +468,10 @@ struct RowComparison {
 PromptRound RoundFromRow(const json& row) {
   PromptRound pr{row["prompt"].get<std::string>(), std::nullopt, {}};
   if (row.contains("gold")) pr.gold = row["gold"].get<std::string>();
-  for (const json& s : row["samples"]) pr.samples.push_back(s["text"].get<std::string>());
+  for (const json& s : row["samples"]) {
+    pr.samples.push_back(s["text"].get<std::string>());
+    pr.finished.push_back(s.value("finished", true));  // absent in hand-written files: finished
+  }
   return pr;
 }
 
@@ -943,6 +946,31 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
   return JudgeRows(t, rows, &judged);
 }
 
+namespace {
+
+// One pairs.jsonl row (before its source_index / source_round). Side-by-side scores 0..6 go to
+// the trainer's win-rate scale [0, 1] (score / 6), with the raw scores too. A response whose text
+// is in `unfinished` (cut at max_new_tokens) is marked so that the trainer adds no EOS.
+json PairJson(const PreferencePairRow& p, bool side_by_side,
+              const std::set<std::string>& unfinished) {
+  const double scale = side_by_side ? 6.0 : 1.0;
+  json row = {{"prompt", p.prompt},
+              {"chosen", p.chosen},
+              {"rejected", p.rejected},
+              {"chosen_win_rate", p.chosen_win_rate / scale},
+              {"rejected_win_rate", p.rejected_win_rate / scale}};
+  if (side_by_side) {
+    row["chosen_score"] = static_cast<int>(p.chosen_win_rate);
+    row["rejected_score"] = static_cast<int>(p.rejected_win_rate);
+  }
+  if (p.p.has_value()) row["p"] = *p.p;
+  row["chosen_finished"] = p.chosen_finished && unfinished.count(p.chosen) == 0;
+  row["rejected_finished"] = p.rejected_finished && unfinished.count(p.rejected) == 0;
+  return row;
+}
+
+}  // namespace
+
 absl::Status JobRunner::StagePairs(int t) {
   RunDir dir(job_dir_);
   SPAR_ASSIGN_OR_RETURN(std::vector<json> samples, ReadJsonl(dir.Samples(t)));
@@ -972,6 +1000,7 @@ absl::Status JobRunner::StagePairs(int t) {
   int dropped_empty = 0;
   for (const json& row : samples) {
     const PromptRound pr = RoundFromRow(row);
+    const std::set<std::string> unfinished = UnfinishedTexts(pr, recipe_->NeedsGold());
     int64_t index = row["index"].get<int64_t>();
     std::vector<PreferencePairRow> built;
     if (side_by_side) {
@@ -988,20 +1017,9 @@ absl::Status JobRunner::StagePairs(int t) {
         ++dropped_empty;
         continue;
       }
-      if (side_by_side) {
-        // Scores 0..6 → the trainer's win-rate scale [0, 1] (score / 6); the raw scores too.
-        rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},
-                        {"chosen_win_rate", p.chosen_win_rate / 6.0},
-                        {"rejected_win_rate", p.rejected_win_rate / 6.0},
-                        {"chosen_score", static_cast<int>(p.chosen_win_rate)},
-                        {"rejected_score", static_cast<int>(p.rejected_win_rate)},
-                        {"source_index", index}, {"source_round", t}});
-        continue;
-      }
-      rows.push_back({{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected},
-                      {"chosen_win_rate", p.chosen_win_rate},
-                      {"rejected_win_rate", p.rejected_win_rate}, {"source_index", index},
-                      {"source_round", t}});
+      rows.push_back(PairJson(p, side_by_side, unfinished));
+      rows.back()["source_index"] = index;
+      rows.back()["source_round"] = t;
     }
   }
   FaultHold(t, "pairs");  // test-only: pairs built, nothing written yet

@@ -5,9 +5,12 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/mpo_defaults.h"
 #include "model/chat_template.h"
@@ -29,9 +32,18 @@ std::string PolicyFor(const std::string& algorithm) {
   return "dno_margin";
 }
 
+// The pair policies each algorithm accepts (the first is its default).
+std::vector<std::string> PoliciesFor(const std::string& algorithm) {
+  if (algorithm == "dno") return {"dno_margin", "dno_soft_all"};
+  return {PolicyFor(algorithm)};
+}
+
 // The trainer's losses (trainer/losses.h).
-constexpr const char* kLosses[] = {"dpo",  "cdpo",      "robust", "dno", "ipo", "hinge",
-                                   "sppo", "sppo_hard", "simpo",  "mpo", "mpo_pg", "sft"};
+constexpr const char* kLosses[] = {"dpo",   "cdpo",      "robust", "dno", "ipo",    "ipo_sum",
+                                   "hinge", "sppo",      "sppo_hard", "simpo", "mpo", "mpo_pg",
+                                   "sft"};
+constexpr char kLossList[] =
+    "dpo, cdpo, robust, dno, ipo, ipo_sum, hinge, sppo, sppo_hard, simpo, mpo, mpo_pg, sft";
 
 bool IsMpoLoss(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
 
@@ -72,6 +84,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   }
   if (!pp->has_win_rate_gate()) pp->set_win_rate_gate(0.5);
   if (!pp->has_min_gap()) pp->set_min_gap(0.25);
+  if (!pp->has_unfinished_negative()) pp->set_unfinished_negative(true);
   if (s.algorithm() == "dno") {
     // DNO-Prct (ALGORITHMS.md §2): teacher margin twice the samples' (2 vs 1 of 6 points).
     if (!pp->has_use_teacher()) pp->set_use_teacher(false);
@@ -82,7 +95,11 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   }
   v1::TrainingConfig* tc = s.mutable_training();
   if (!tc->has_loss()) {
-    tc->set_loss(s.algorithm() == "sppo" ? "sppo" : s.algorithm() == "mpo" ? "mpo" : "dpo");
+    // dno_soft_all's soft labels are for the DNO loss (Algorithm 1); dno_margin trains DPO.
+    tc->set_loss(s.algorithm() == "sppo"             ? "sppo"
+                 : s.algorithm() == "mpo"            ? "mpo"
+                 : pp->policy() == "dno_soft_all"    ? "dno"
+                                                     : "dpo");
   }
   if (s.algorithm() == "mpo") {
     // Defaults whose last iterate converges (common/mpo_defaults.h, orchestrator/mpo_game.h).
@@ -262,10 +279,11 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("must be in [1, 4096], got ", sp.max_new_tokens()));
   }
   const v1::PairPolicy& pp = s.pairs();
-  const std::string want_policy = PolicyFor(s.algorithm());
-  if (pp.policy() != want_policy) {
-    return Invalid("pairs.policy", absl::StrCat("\"", pp.policy(), "\" does not fit algorithm \"",
-                                                s.algorithm(), "\" (use \"", want_policy, "\")"));
+  const std::vector<std::string> policies = PoliciesFor(s.algorithm());
+  if (std::find(policies.begin(), policies.end(), pp.policy()) == policies.end()) {
+    return Invalid("pairs.policy",
+                   absl::StrCat("\"", pp.policy(), "\" does not fit algorithm \"", s.algorithm(),
+                                "\" (use \"", absl::StrJoin(policies, "\" or \""), "\")"));
   }
   for (int i = 0; i < pp.mix_previous_size(); ++i) {
     if (!(pp.mix_previous(i) >= 0.0 && pp.mix_previous(i) <= 1.0)) {
@@ -308,6 +326,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
       return Invalid("pairs.scoring", absl::StrCat("must be \"pairwise\" or \"side_by_side\", got \"",
                                                    pp.scoring(), "\""));
     }
+    if (pp.policy() == "dno_soft_all" && pp.scoring() != "pairwise") {
+      return Invalid("pairs.scoring",
+                     absl::StrCat("must be \"pairwise\" with pairs.policy \"dno_soft_all\" (its "
+                                  "soft labels are judged preferences and win rates), got \"",
+                                  pp.scoring(), "\""));
+    }
     const int candidates = sp.num_samples() + (pp.use_teacher() ? 1 : 0);
     if (pp.scoring() == "side_by_side" && candidates > 16) {
       return Invalid("sampling.num_samples",
@@ -321,9 +345,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   for (const char* l : kLosses) known_loss = known_loss || tc.loss() == l;
   if (!known_loss) {
     return Invalid("training.loss",
-                   absl::StrCat("unknown loss \"", tc.loss(),
-                                "\" (known: dpo, cdpo, robust, dno, ipo, hinge, sppo, sppo_hard, "
-                                "simpo, mpo, mpo_pg, sft)"));
+                   absl::StrCat("unknown loss \"", tc.loss(), "\" (known: ", kLossList, ")"));
+  }
+  // DNO Algorithm 1: the soft labels of dno_soft_all are what the dno loss reads.
+  if (pp.policy() == "dno_soft_all" && tc.loss() != "dno") {
+    return Invalid("training.loss",
+                   absl::StrCat("must be \"dno\" with pairs.policy \"dno_soft_all\" (soft labels), "
+                                "got \"", tc.loss(), "\""));
   }
   if (auto st = ValidateMpoPairing(s); !st.ok()) return st;
   if (tc.has_mpo_alpha() && !(tc.mpo_alpha() >= 0.0)) {

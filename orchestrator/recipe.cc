@@ -2,13 +2,28 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace spar::orchestrator {
 namespace {
+
+// Which candidates are unfinished automatic negatives: none with pairs.unfinished_negative off
+// (unset = on, as WithDefaults fills it). The teacher (DNO-Prct) is a complete response.
+std::vector<bool> UnfinishedNegatives(const v1::JobSpec& spec, const PromptRound& r,
+                                      const std::vector<std::string>& candidates) {
+  std::vector<bool> out(candidates.size(), false);
+  const v1::PairPolicy& pp = spec.pairs();
+  if (pp.has_unfinished_negative() && !pp.unfinished_negative()) return out;
+  const bool with_teacher = candidates.size() > r.samples.size();
+  const std::set<std::string> unfinished = UnfinishedTexts(r, with_teacher);
+  for (size_t i = 0; i < candidates.size(); ++i) out[i] = unfinished.count(candidates[i]) > 0;
+  return out;
+}
 
 // DNO (ALGORITHMS.md §2), DNO-Prct's practical rules: K samples (+ the teacher response with
 // pairs.use_teacher), repetition defects as automatic negatives, win rates from pairwise
@@ -24,17 +39,21 @@ class DnoRecipe final : public Recipe {
   }
   std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
     std::vector<std::string> c = Candidates(r);
-    return orchestrator::PairsToJudge(c, Defects(c));
+    return orchestrator::PairsToJudge(c, Negatives(r, c));
   }
   std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
                                             const std::vector<PairJudgment>& j) const override {
     std::vector<std::string> c = Candidates(r);
+    if (spec_.pairs().policy() == "dno_soft_all") {  // DNO Algorithm 1, soft labels
+      const std::vector<bool> negative = Negatives(r, c);
+      return DnoSoftAllPairs(r.prompt, c, j, DefectAwareWinRates(c, j, negative), negative);
+    }
     DnoMarginOptions o;
     o.gate = spec_.pairs().win_rate_gate();
     o.min_gap = spec_.pairs().min_gap();
     o.teacher_min_gap = spec_.pairs().teacher_min_gap();
     o.teacher_index = c.size() > r.samples.size() ? static_cast<int>(r.samples.size()) : -1;
-    o.defective = Defects(c);
+    o.defective = Negatives(r, c);
     return DnoMarginPairs(r.prompt, c, DefectAwareWinRates(c, j, o.defective), o);
   }
   std::vector<double> MixPrevious() const override {
@@ -44,7 +63,7 @@ class DnoRecipe final : public Recipe {
   bool ScoresSideBySide() const override { return spec_.pairs().scoring() == "side_by_side"; }
   std::vector<int> CandidatesToScore(const PromptRound& r) const override {
     std::vector<std::string> c = Candidates(r);
-    std::vector<bool> d = Defects(c);
+    std::vector<bool> d = Negatives(r, c);
     std::vector<int> out;
     std::set<std::string> seen;
     for (size_t i = 0; i < c.size(); ++i) {
@@ -52,20 +71,22 @@ class DnoRecipe final : public Recipe {
     }
     return out;
   }
-  std::vector<PreferencePairRow> BuildPairsFromScores(const PromptRound& r,
-                                                     const std::vector<int>& scores) const override {
+  std::vector<PreferencePairRow> BuildPairsFromScores(
+      const PromptRound& r, const std::vector<int>& scores) const override {
     std::vector<std::string> c = Candidates(r);
     std::vector<double> values(c.size(), 0.0);
     for (size_t i = 0; i < c.size() && i < scores.size(); ++i) values[i] = std::max(0, scores[i]);
     const int teacher = c.size() > r.samples.size() ? static_cast<int>(r.samples.size()) : -1;
-    return DnoMarginPairs(r.prompt, c, values, DnoScoreOptions(teacher, Defects(c)));
+    return DnoMarginPairs(r.prompt, c, values, DnoScoreOptions(teacher, Negatives(r, c)));
   }
 
  private:
-  std::vector<bool> Defects(const std::vector<std::string>& c) const {
-    std::vector<bool> d(c.size());
+  // Automatic negatives: repetition defects and unfinished responses.
+  std::vector<bool> Negatives(const PromptRound& r, const std::vector<std::string>& c) const {
+    std::vector<bool> d = UnfinishedNegatives(spec_, r, c);
     for (size_t i = 0; i < c.size(); ++i) {
-      d[i] = HasRepeatedNgram(c[i], spec_.pairs().defect_ngram(), spec_.pairs().defect_max_repeats());
+      d[i] = d[i] || HasRepeatedNgram(c[i], spec_.pairs().defect_ngram(),
+                                      spec_.pairs().defect_max_repeats());
     }
     return d;
   }
@@ -77,11 +98,13 @@ class IterativeDpoRecipe final : public Recipe {
   explicit IterativeDpoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
   std::string name() const override { return "dpo"; }
   std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
-    return orchestrator::PairsToJudge(r.samples);
+    return orchestrator::PairsToJudge(r.samples, UnfinishedNegatives(spec_, r, r.samples));
   }
   std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
                                             const std::vector<PairJudgment>& j) const override {
-    return BestVsWorstPair(r.prompt, r.samples, WinRates(r.samples, j), spec_.pairs().min_gap());
+    const std::vector<bool> negative = UnfinishedNegatives(spec_, r, r.samples);
+    return BestVsWorstPair(r.prompt, r.samples, DefectAwareWinRates(r.samples, j, negative),
+                           spec_.pairs().min_gap(), negative);
   }
   std::vector<double> MixPrevious() const override {
     return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
@@ -120,11 +143,14 @@ class SppoRecipe final : public Recipe {
   explicit SppoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
   std::string name() const override { return "sppo"; }
   std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
-    return orchestrator::PairsToJudge(r.samples);
+    return orchestrator::PairsToJudge(r.samples, UnfinishedNegatives(spec_, r, r.samples));
   }
   std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
                                             const std::vector<PairJudgment>& j) const override {
-    return SppoArgmaxArgminPair(r.prompt, r.samples, SppoWinRates(r.samples, j));
+    const std::vector<bool> negative = UnfinishedNegatives(spec_, r, r.samples);
+    return SppoArgmaxArgminPair(
+        r.prompt, r.samples,
+        SppoWinRates(r.samples, WithAutomaticNegatives(r.samples, j, negative)), negative);
   }
   std::vector<double> MixPrevious() const override {
     return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
@@ -142,12 +168,16 @@ class MpoRecipe final : public Recipe {
   explicit MpoRecipe(const v1::JobSpec& spec) : spec_(spec) {}
   std::string name() const override { return "mpo"; }
   std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
-    return orchestrator::PairsToJudge(r.samples);
+    return orchestrator::PairsToJudge(r.samples, UnfinishedNegatives(spec_, r, r.samples));
   }
   std::vector<PreferencePairRow> BuildPairs(const PromptRound& r,
                                             const std::vector<PairJudgment>& j) const override {
-    return DnoMarginPairs(r.prompt, r.samples, SppoWinRates(r.samples, j), /*gate=*/0.0,
-                          spec_.pairs().min_gap());
+    DnoMarginOptions o;
+    o.gate = 0.0;
+    o.min_gap = spec_.pairs().min_gap();
+    o.defective = UnfinishedNegatives(spec_, r, r.samples);
+    const std::vector<PairJudgment> all = WithAutomaticNegatives(r.samples, j, o.defective);
+    return DnoMarginPairs(r.prompt, r.samples, SppoWinRates(r.samples, all), o);
   }
   std::vector<double> MixPrevious() const override {
     return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
@@ -177,31 +207,69 @@ std::vector<double> SppoWinRates(const std::vector<std::string>& texts,
   return w;
 }
 
+namespace {
+
+// The best non-negative and the worst candidate (the worst negative when there is one), first
+// index on ties; nullopt when every candidate is a negative.
+std::optional<std::pair<size_t, size_t>> BestAndWorst(const std::vector<double>& values,
+                                                      const std::vector<bool>& negative) {
+  auto neg = [&](size_t i) { return i < negative.size() && negative[i]; };
+  std::optional<size_t> best, worst;
+  bool worst_neg = false;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!neg(i) && (!best || values[i] > values[*best])) best = i;
+    // A negative replaces a sound worst; otherwise the lower value wins.
+    if (!worst || (neg(i) && !worst_neg) || (neg(i) == worst_neg && values[i] < values[*worst])) {
+      worst = i;
+      worst_neg = neg(i);
+    }
+  }
+  if (!best) return std::nullopt;
+  return std::make_pair(*best, *worst);
+}
+
+}  // namespace
+
 std::vector<PreferencePairRow> SppoArgmaxArgminPair(const std::string& prompt,
                                                     const std::vector<std::string>& texts,
-                                                    const std::vector<double>& win_rates) {
+                                                    const std::vector<double>& win_rates,
+                                                    const std::vector<bool>& negative) {
   if (texts.size() < 2) return {};
-  size_t best = 0, worst = 0;
-  for (size_t i = 1; i < texts.size(); ++i) {
-    if (win_rates[i] > win_rates[best]) best = i;
-    if (win_rates[i] < win_rates[worst]) worst = i;
+  auto bw = BestAndWorst(win_rates, negative);
+  if (!bw) return {};
+  const auto [best, worst] = *bw;
+  const bool auto_negative = worst < negative.size() && negative[worst];
+  if (texts[best] == texts[worst] || (!auto_negative && win_rates[best] <= win_rates[worst])) {
+    return {};
   }
-  if (texts[best] == texts[worst] || win_rates[best] <= win_rates[worst]) return {};
   return {{prompt, texts[best], texts[worst], win_rates[best], win_rates[worst]}};
 }
 
 std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
-                                               const std::vector<double>& win_rates,
-                                               double min_gap) {
+                                               const std::vector<double>& win_rates, double min_gap,
+                                               const std::vector<bool>& negative) {
   if (texts.size() < 2) return {};
-  size_t best = 0, worst = 0;
-  for (size_t i = 1; i < texts.size(); ++i) {
-    if (win_rates[i] > win_rates[best]) best = i;
-    if (win_rates[i] < win_rates[worst]) worst = i;
+  auto bw = BestAndWorst(win_rates, negative);
+  if (!bw) return {};
+  const auto [best, worst] = *bw;
+  const bool auto_negative = worst < negative.size() && negative[worst];
+  if (texts[best] == texts[worst] ||
+      (!auto_negative && win_rates[best] - win_rates[worst] + 1e-9 < min_gap)) {
+    return {};
   }
-  if (texts[best] == texts[worst] || win_rates[best] - win_rates[worst] + 1e-9 < min_gap) return {};
   return {{prompt, texts[best], texts[worst], win_rates[best], win_rates[worst]}};
+}
+
+std::set<std::string> UnfinishedTexts(const PromptRound& round, bool gold_is_response) {
+  std::set<std::string> cut, done;
+  for (size_t i = 0; i < round.samples.size(); ++i) {
+    const bool finished = i >= round.finished.size() || round.finished[i];
+    (finished ? done : cut).insert(round.samples[i]);
+  }
+  if (gold_is_response && round.gold.has_value()) done.insert(*round.gold);
+  for (const std::string& t : done) cut.erase(t);
+  return cut;
 }
 
 std::vector<PreferencePairRow> GoldVsSamplePair(const std::string& prompt, const std::string& gold,

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,16 @@ struct PromptRound {
   std::string prompt;
   std::optional<std::string> gold;  // the reference answer when the task has one
   std::vector<std::string> samples;
+  // Per sample: false when cut at max_new_tokens (samples.jsonl "finished"); empty = all
+  // finished (files written before the field was read).
+  std::vector<bool> finished;
 };
+
+// The texts of the round that are unfinished: every sample with that text was cut at
+// max_new_tokens (a text that also came out finished once is a finished response), and, when
+// `gold_is_response` (the recipe trains on the gold answer: SPIN's winner, DNO's teacher), the
+// text is not the gold answer, which is complete by definition.
+std::set<std::string> UnfinishedTexts(const PromptRound& round, bool gold_is_response);
 
 class Recipe {
  public:
@@ -58,11 +68,14 @@ class Recipe {
 absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec);
 
 // best_vs_worst (iterative DPO, §6): the sample with the highest win rate vs the one with the
-// lowest, when their gap is >= min_gap and texts differ.
+// lowest, when their gap is >= min_gap and texts differ. With automatic negatives (`negative`,
+// empty = none): the chosen one is the best non-negative, the rejected one the lowest negative
+// when there is one (whatever the gap).
 std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
                                                const std::vector<double>& win_rates,
-                                               double min_gap);
+                                               double min_gap,
+                                               const std::vector<bool>& negative = {});
 
 // SPPO's P̂(y_i > pi_t) (ALGORITHMS.md §4): the mean over all k samples INCLUDING y_i itself
 // (P(y_i > y_i) = 0.5); failed judgments are left out (a sample with none gets 0.5).
@@ -70,10 +83,12 @@ std::vector<double> SppoWinRates(const std::vector<std::string>& texts,
                                  const std::vector<PairJudgment>& judgments);
 
 // sppo_argmax_argmin (§4): the sample with the highest P̂ vs the one with the lowest (first index
-// on ties), when P̂ differs and texts differ; no gap filter.
+// on ties), when P̂ differs and texts differ; no gap filter. With automatic negatives: argmax
+// over the non-negatives, argmin over the negatives when there is one.
 std::vector<PreferencePairRow> SppoArgmaxArgminPair(const std::string& prompt,
                                                     const std::vector<std::string>& texts,
-                                                    const std::vector<double>& win_rates);
+                                                    const std::vector<double>& win_rates,
+                                                    const std::vector<bool>& negative = {});
 
 // gold_vs_sample (SPIN, §3): the gold answer beats the first sample that differs from it.
 std::vector<PreferencePairRow> GoldVsSamplePair(const std::string& prompt, const std::string& gold,

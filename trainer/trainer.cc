@@ -260,6 +260,11 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
     f.Add(p.p);
     f.Add(p.chosen_win_rate);
     f.Add(p.rejected_win_rate);
+    // Only when unfinished: the fingerprints of earlier requests stay the same.
+    if (!p.chosen_finished || !p.rejected_finished) {
+      f.Add(absl::StrCat("finished:", p.chosen_finished ? "1" : "0",
+                         p.rejected_finished ? "1" : "0"));
+    }
   }
   return f.Hex();
 }
@@ -455,22 +460,9 @@ void SetTorchRng(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
-// Judge data → per-pair p and win rates (see PreferencePair).
-void PairTargets(const PreferencePair& pair, float* p, float* win_c, float* win_r) {
-  double pv = 1.0;
-  if (pair.p) {
-    pv = *pair.p;
-  } else if (pair.chosen_win_rate && pair.rejected_win_rate) {
-    pv = 1.0 / (1.0 + std::exp(-(*pair.chosen_win_rate - *pair.rejected_win_rate)));
-  }
-  *p = static_cast<float>(pv);
-  if (pair.chosen_win_rate && pair.rejected_win_rate) {
-    *win_c = static_cast<float>(*pair.chosen_win_rate);
-    *win_r = static_cast<float>(*pair.rejected_win_rate);
-  } else {
-    *win_c = static_cast<float>((0.5 + pv) / 2);
-    *win_r = static_cast<float>((0.5 + 1 - pv) / 2);
-  }
+// Judge data → the per-pair targets of the losses (see PreferencePair).
+PairTargets TargetsOf(const PreferencePair& pair) {
+  return TargetsFromJudgeData(pair.p, pair.chosen_win_rate, pair.rejected_win_rate);
 }
 
 constexpr char kBf16NeedsCuda[] =
@@ -533,18 +525,22 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     }
     {
       const int64_t vocab = policy->config().vocab_size;
-      auto tokenize = [&](size_t i, const std::string& response, const char* field,
-                          TokenizedExample* ex) -> absl::Status {
+      auto tokenize = [&](size_t i, const std::string& response, bool finished,
+                          const char* field, TokenizedExample* ex) -> absl::Status {
         absl::StatusOr<std::vector<int32_t>> prompt =
             policy->EncodePrompt(pairs[i].prompt, config.chat_template);
         if (!prompt.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
         }
-        absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response);
+        absl::StatusOr<std::vector<int32_t>> resp = policy->EncodeResponse(response, finished);
         if (!resp.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
+        }
+        if (resp->empty()) {  // only an unfinished response has no EOS to fall back on
+          return absl::InvalidArgumentError(
+              absl::StrCat("pairs[", i, "].", field, ": encodes to no tokens"));
         }
         for (const auto* ids : {&*prompt, &*resp}) {
           for (int32_t id : *ids) {
@@ -562,9 +558,11 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
         return absl::OkStatus();
       };
       for (size_t i = 0; i < num_pairs; ++i) {
-        SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].chosen, "chosen", &chosen[i]));
+        SPAR_RETURN_IF_ERROR(
+            tokenize(i, pairs[i].chosen, pairs[i].chosen_finished, "chosen", &chosen[i]));
         if (pairwise_kind) {
-          SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, "rejected", &rejected[i]));
+          SPAR_RETURN_IF_ERROR(tokenize(i, pairs[i].rejected, pairs[i].rejected_finished,
+                                        "rejected", &rejected[i]));
         }
       }
     }
@@ -601,17 +599,23 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     const bool pairwise = pairwise_kind;
     const size_t n = num_pairs;
     std::vector<size_t> lengths(n);
-    std::vector<float> p(n), win_c(n), win_r(n);
+    std::vector<float> p(n), win_c(n), win_r(n), adv_c(n), adv_r(n);
     for (size_t i = 0; i < n; ++i) {
       lengths[i] = chosen[i].prompt.size() + chosen[i].response.size();
       if (pairwise) {
         lengths[i] = std::max(lengths[i], rejected[i].prompt.size() + rejected[i].response.size());
       }
-      PairTargets(pairs[i], &p[i], &win_c[i], &win_r[i]);
+      const PairTargets targets = TargetsOf(pairs[i]);
+      p[i] = static_cast<float>(targets.p);
+      win_c[i] = static_cast<float>(targets.win_chosen);
+      win_r[i] = static_cast<float>(targets.win_rejected);
+      adv_c[i] = static_cast<float>(targets.adv_chosen);
+      adv_r[i] = static_cast<float>(targets.adv_rejected);
     }
     const std::vector<int64_t> off_c = Offsets(chosen), off_r = Offsets(rejected);
     const torch::Tensor p_t = torch::tensor(p), win_c_t = torch::tensor(win_c),
-                        win_r_t = torch::tensor(win_r);
+                        win_r_t = torch::tensor(win_r), adv_c_t = torch::tensor(adv_c),
+                        adv_r_t = torch::tensor(adv_r);
 
     auto optimizer = MakeOptimizer(module, config);
     TrainState state;
@@ -655,8 +659,8 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
     const int warmup = config.warmup_steps > 0
                            ? config.warmup_steps
                            : static_cast<int>(std::ceil(config.warmup_ratio * total_steps));
-    const LossParams params{config.beta, config.label_smoothing, config.simpo_gamma,
-                            config.mpo_alpha, config.mpo_eta};
+    const LossParams params{config.beta,      config.label_smoothing, config.simpo_gamma,
+                            config.mpo_alpha, config.mpo_eta,         config.nll_weight};
     const int world = comm ? comm->world_size() : 1;
     const int rank = comm ? comm->rank() : 0;
     std::vector<torch::Tensor> params_list = module->parameters();
@@ -739,6 +743,8 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           in.p = Select(p_t, idx, device);
           in.win_chosen = Select(win_c_t, idx, device);
           in.win_rejected = Select(win_r_t, idx, device);
+          in.adv_chosen = Select(adv_c_t, idx, device);
+          in.adv_rejected = Select(adv_r_t, idx, device);
           if (token_level) {
             const int64_t width = token_logps.size(1);
             in.token_policy_chosen = token_logps.narrow(0, 0, b);
@@ -752,11 +758,8 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
             in.token_magnet_rejected =
                 GatherTokens(state.magnet.token_rejected, off_r, rejected, idx, width).to(device);
           }
-          PairLossOutput out = PairLoss(kind, in, params);
-          torch::Tensor losses = out.losses;
-          if (config.nll_weight > 0) {
-            losses = losses + config.nll_weight * (-in.policy_chosen / in.chosen_len);
-          }
+          PairLossOutput out = PairLoss(kind, in, params);  // NLL term included
+          const torch::Tensor& losses = out.losses;
           // Sum over this micro-batch / global batch size: the gradients summed over micro-batches
           // and ranks are the gradient of the global batch mean.
           (losses.sum() / global_count).backward();

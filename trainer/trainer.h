@@ -41,8 +41,9 @@ struct DistributedConfig {
 absl::StatusOr<DistributedConfig> DistributedFromEnv();
 
 struct TrainConfig {
-  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "hinge" | "sppo" | "sppo_hard" | "simpo" | "mpo" |
-  // "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas: trainer/losses.h.
+  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "ipo_sum" | "hinge" | "sppo" | "sppo_hard" |
+  // "simpo" | "mpo" | "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas:
+  // trainer/losses.h.
   std::string loss = "dpo";
   double beta = 0.1;               // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
   double learning_rate = 1e-4;     // peak optimizer step size
@@ -98,13 +99,16 @@ struct PreferencePair {
   std::string prompt;
   std::string chosen;    // y_w
   std::string rejected;  // y_l
-  // Optional judge data, each in [0, 1]. p = P(y_w ≻ y_l) (dno, mpo_pg); when absent it is
-  // σ(chosen_win_rate - rejected_win_rate) if both are given, else 1. Win rates P̂(y ≻ π_t)
-  // (sppo, mpo); when absent P̂_w = (½ + p)/2 and P̂_l = (½ + 1 - p)/2 (two samples, self
-  // included).
+  // Optional judge data, each in [0, 1]: p = the judged P(y_w ≻ y_l) and the win rates
+  // P̂ / q̂(y ≻ π_t). What each loss makes of them (σ(q̂_w - q̂_l) as dno's soft label when p is
+  // absent, mpo_pg's advantages q̂ - ½, ...): TargetsFromJudgeData in trainer/losses.h.
   std::optional<double> p;
   std::optional<double> chosen_win_rate;
   std::optional<double> rejected_win_rate;
+  // False for a response cut at max_new_tokens (samples.jsonl "finished": false): it is trained
+  // and scored as its tokens alone, without the EOS a finished response ends with.
+  bool chosen_finished = true;
+  bool rejected_finished = true;
 };
 
 struct SftExample {
@@ -138,15 +142,15 @@ using ProgressCallback = std::function<bool(const TrainProgress&)>;
 
 // Trains with config.loss (any of the family; "sft" trains on the chosen responses) from
 // init_checkpoint (pi_t, also the reference) into out_checkpoint (pi_{t+1}). Responses are scored
-// as bytes(response) + EOS. InvalidArgument for a bad config, no pairs, an empty
-// prompt/response (naming pairs[i].field), a checkpoint whose tokenizer is not the byte
-// tokenizer; NotFound / InvalidArgument from loading; CancelledError when on_progress returns
-// false (train_state, if any, is kept). With save_every_steps > 0 the run resumes from a matching
-// train_state (same request) and removes it after success. With distributed.world_size > 1 every
-// rank calls this with the same arguments; only rank 0 writes files. In a group, a failure to
-// load or check the inputs on any rank fails the run on every rank (Internal on the ranks that
-// did not fail themselves) and leaves the group usable; a failure during training marks it
-// broken (ProcessGroup::healthy).
+// as Policy::EncodeResponse encodes them: the tokens, then EOS unless the response is unfinished.
+// InvalidArgument for a bad config, no pairs, an empty prompt/response (naming pairs[i].field), a
+// checkpoint whose tokenizer is not the byte tokenizer; NotFound / InvalidArgument from loading;
+// CancelledError when on_progress returns false (train_state, if any, is kept). With
+// save_every_steps > 0 the run resumes from a matching train_state (same request) and removes it
+// after success. With distributed.world_size > 1 every rank calls this with the same arguments;
+// only rank 0 writes files. In a group, a failure to load or check the inputs on any rank fails the
+// run on every rank (Internal on the ranks that did not fail themselves) and leaves the group
+// usable; a failure during training marks it broken (ProcessGroup::healthy).
 absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const std::vector<PreferencePair>& pairs,
                                      const TrainConfig& config, const std::string& out_checkpoint,

@@ -117,6 +117,17 @@ absl::StatusOr<std::vector<trainer::PreferencePair>> ReadPairs(const std::string
       }
       *slot = r[field].get<double>();
     }
+    // Truncated responses (absent = finished, as in files written before the field existed).
+    for (auto [field, slot] :
+         {std::pair<const char*, bool*>{"chosen_finished", &pair.chosen_finished},
+          {"rejected_finished", &pair.rejected_finished}}) {
+      if (!r.contains(field) || r[field].is_null()) continue;
+      if (!r[field].is_boolean()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pairs_path: line ", i + 1, ": field \"", field, "\" is not a boolean"));
+      }
+      *slot = r[field].get<bool>();
+    }
     pairs.push_back(std::move(pair));
   }
   return pairs;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <map>
 #include <set>
 
 namespace spar::orchestrator {
@@ -152,6 +154,48 @@ TEST(DnoPrctTest, SideBySideScoresUseGateFiveAndMarginsTwoAndOne) {
   EXPECT_EQ(got, want);
   // No candidate >= 5: no pairs for the prompt.
   EXPECT_TRUE(DnoMarginPairs("p", {"a", "b"}, {4, 1}, DnoScoreOptions(-1, {false, false})).empty());
+}
+
+// DNO Algorithm 1 (dno_soft_all): one pair per two distinct texts, p = the judged preference,
+// σ(R(y1) - R(y2)) where the judgment failed, 1 against an automatic negative; chosen = the side
+// with p >= ½; two negatives make no pair.
+TEST(DnoSoftAllTest, EveryDistinctPairWithJudgedOrWinRateSoftLabel) {
+  const std::vector<std::string> t = {"a", "b", "c", "a", "cut", "rep rep rep"};
+  const std::vector<bool> negative = {false, false, false, false, true, true};
+  const std::vector<PairJudgment> j = {{0, 1, 0.8, true},   // a > b 0.8
+                                       {0, 2, 0.0, false},  // a vs c failed
+                                       {1, 2, 0.3, true},   // c > b 0.7
+                                       {3, 1, 0.8, true},   // the duplicate a, same verdict
+                                       {0, 4, 0.0, true}};  // a judge on a negative: ignored
+  const std::vector<double> r = {0.7, 0.4, 0.6, 0.7, 0.0, 0.0};
+  std::map<std::pair<std::string, std::string>, double> got;
+  for (const PreferencePairRow& row : DnoSoftAllPairs("q", t, j, r, negative)) {
+    ASSERT_TRUE(row.p.has_value());
+    EXPECT_GE(*row.p, 0.5);
+    EXPECT_TRUE(got.emplace(std::make_pair(row.chosen, row.rejected), *row.p).second);
+  }
+  const double sigma_a_c = 1.0 / (1.0 + std::exp(-(0.7 - 0.6)));
+  const std::map<std::pair<std::string, std::string>, double> want = {
+      {{"a", "b"}, 0.8},   {{"a", "c"}, sigma_a_c}, {{"a", "cut"}, 1.0},
+      {{"a", "rep rep rep"}, 1.0}, {{"c", "b"}, 0.7}, {{"b", "cut"}, 1.0},
+      {{"b", "rep rep rep"}, 1.0}, {{"c", "cut"}, 1.0}, {{"c", "rep rep rep"}, 1.0}};
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [pair, p] : want) {
+    ASSERT_EQ(got.count(pair), 1u) << pair.first << " > " << pair.second;
+    EXPECT_NEAR(got[pair], p, 1e-12) << pair.first << " > " << pair.second;
+  }
+}
+
+TEST(DnoSoftAllTest, WinRatesRideAlongAndOrientationFollowsP) {
+  // Without judgments every p is σ(R1 - R2): the higher win rate is chosen.
+  auto rows = DnoSoftAllPairs("q", {"x", "y"}, {}, {0.2, 0.9}, {});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].chosen, "y");
+  EXPECT_EQ(rows[0].rejected, "x");
+  EXPECT_DOUBLE_EQ(rows[0].chosen_win_rate, 0.9);
+  EXPECT_DOUBLE_EQ(rows[0].rejected_win_rate, 0.2);
+  EXPECT_NEAR(*rows[0].p, 1.0 / (1.0 + std::exp(-0.7)), 1e-12);
+  EXPECT_TRUE(DnoSoftAllPairs("q", {"x", "x"}, {}, {0.5, 0.5}, {}).empty());  // one text
 }
 
 }  // namespace

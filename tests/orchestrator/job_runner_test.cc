@@ -158,11 +158,11 @@ class FakeSampler : public SamplerPort {
       for (int j = 0; j < req.params().num_samples(); ++j) {
         int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
                                                       : truth + offset + (distinct > 0 ? j % distinct : j);
-        if (defect_last && j == req.params().num_samples() - 1 && req.params().temperature() > 0) {
-          r.add_samples()->set_text("7 7 7 7 7 7 7 7 7 7 7 7");
-        } else {
-          r.add_samples()->set_text(std::to_string(ans));
-        }
+        const bool sampled = req.params().temperature() > 0;
+        const bool last = j == req.params().num_samples() - 1 && sampled;
+        v1::Sample* sample = r.add_samples();
+        sample->set_text(defect_last && last ? "7 7 7 7 7 7 7 7 7 7 7 7" : std::to_string(ans));
+        sample->set_finished(!(sampled && j == unfinished_index));
       }
       absl::Status st = cb(r);
       if (!st.ok()) return st;
@@ -177,6 +177,7 @@ class FakeSampler : public SamplerPort {
   bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
   int offset = 0;             // sample j answers truth + offset + j
   bool defect_last = false;   // the last sample is a repetition defect
+  int unfinished_index = -1;  // this round sample was cut at max_new_tokens (finished: false)
   // Round sampling holds the stream open after the first prompt until this returns (false:
   // timed out, the call fails).
   std::function<bool()> hold_after_first;
@@ -837,6 +838,121 @@ TEST_F(JobRunnerTest, DnoPrctDefectsAreNeitherJudgedNorChosen) {
   }
   // Both sound samples (win rates 1 and 0.5, both >= the gate) are preferred over the defect.
   EXPECT_EQ(against_defect, 16);
+}
+
+// Sample 0 (the right answer) was cut at max_new_tokens: by default an automatic negative, like a
+// defect — not judged, never chosen, rejected by every sound candidate — and its pairs say so, so
+// that the trainer adds no EOS to it.
+TEST_F(JobRunnerTest, UnfinishedSamplesAreAutomaticNegativesAndMarkedInPairs) {
+  ASSERT_TRUE(spec_.pairs().unfinished_negative());  // the default
+  FakeSampler s;
+  s.unfinished_index = 0;  // truth (cut), truth+1, truth+2
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  auto samples = ReadJsonl(rd.Samples(1));
+  EXPECT_FALSE((*samples)[0]["samples"][0]["finished"].get<bool>());
+  EXPECT_EQ(ReadJsonl(rd.Judgments(1))->size(), 8u);  // only (truth+1, truth+2) per prompt
+  // Win rates 1 (truth+1), 0.5 (truth+2), 0 (cut): truth+1 > truth+2, both > the cut answer.
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u * 3u);
+  int against_cut = 0;
+  for (const auto& p : *pairs) {
+    const int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    EXPECT_NE(p["chosen"], std::to_string(truth)) << p;
+    EXPECT_TRUE(p["chosen_finished"].get<bool>()) << p;
+    const bool cut = p["rejected"] == std::to_string(truth);
+    EXPECT_EQ(p["rejected_finished"].get<bool>(), !cut) << p;
+    against_cut += cut ? 1 : 0;
+  }
+  EXPECT_EQ(against_cut, 16);
+}
+
+// pairs.unfinished_negative = false: the cut sample competes on its judged merit (here it wins),
+// and is still marked unfinished in its pairs.
+TEST_F(JobRunnerTest, UnfinishedNegativeOffJudgesTheCutSampleAndStillMarksIt) {
+  spec_.mutable_pairs()->set_unfinished_negative(false);
+  FakeSampler s;
+  s.unfinished_index = 0;
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  EXPECT_EQ(ReadJsonl(rd.Judgments(1))->size(), 24u);
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 24u);
+  int cut_chosen = 0;
+  for (const auto& p : *pairs) {
+    const bool cut = p["chosen"] == std::to_string(*ArithTruth(p["prompt"].get<std::string>()));
+    EXPECT_EQ(p["chosen_finished"].get<bool>(), !cut) << p;
+    EXPECT_TRUE(p["rejected_finished"].get<bool>()) << p;
+    cut_chosen += cut ? 1 : 0;
+  }
+  EXPECT_EQ(cut_chosen, 16);
+}
+
+// Iterative DPO, SPPO and MPO treat a cut sample the same way: never chosen, the rejected side
+// when there is one.
+TEST_F(JobRunnerTest, UnfinishedSamplesAreNegativesForEveryJudgedRecipe) {
+  for (const char* algo : {"dpo", "sppo", "mpo"}) {
+    SCOPED_TRACE(algo);
+    spec_.set_algorithm(algo);
+    ClearDnoOnlyDefaults();
+    spec_.mutable_pairs()->clear_policy();
+    spec_.mutable_training()->clear_loss();
+    spec_.mutable_training()->clear_beta();
+    spec_ = WithDefaults(spec_);
+    ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+    FakeSampler s;
+    s.unfinished_index = 0;
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(std::string("job-") + algo);
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    RunDir rd(dir);
+    EXPECT_EQ(ReadJsonl(rd.Judgments(1))->size(), 8u);
+    auto pairs = ReadJsonl(rd.Pairs(1));
+    ASSERT_FALSE(pairs->empty());
+    for (const auto& p : *pairs) {
+      const std::string truth = std::to_string(*ArithTruth(p["prompt"].get<std::string>()));
+      EXPECT_NE(p["chosen"], truth) << p;
+      if (std::string(algo) != "mpo") EXPECT_EQ(p["rejected"], truth) << p;  // one pair each
+      EXPECT_EQ(p["rejected_finished"].get<bool>(), p["rejected"] != truth) << p;
+    }
+  }
+}
+
+// DNO Algorithm 1 (pairs.policy "dno_soft_all", loss dno): every pair of distinct candidates,
+// carrying its soft label p (the judged preference: 1 for the fake judge's exact verdicts).
+TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
+  spec_.mutable_pairs()->set_policy("dno_soft_all");
+  spec_.mutable_training()->clear_loss();
+  spec_ = WithDefaults(spec_);
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
+  EXPECT_EQ(spec_.training().loss(), "dno");
+  FakeSampler s;
+  s.distinct = 2;  // truth, truth+1, truth: one distinct pair per prompt
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  auto pairs = ReadJsonl(rd.Pairs(1));
+  ASSERT_EQ(pairs->size(), 8u);
+  for (const auto& p : *pairs) {
+    const int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    EXPECT_EQ(p["chosen"], std::to_string(truth)) << p;
+    EXPECT_EQ(p["rejected"], std::to_string(truth + 1)) << p;
+    EXPECT_DOUBLE_EQ(p["p"].get<double>(), 1.0) << p;
+    // R = mean over the two others: truth (0.5 vs its twin, 1 vs truth+1), truth+1 (0, 0).
+    EXPECT_DOUBLE_EQ(p["chosen_win_rate"].get<double>(), 0.75) << p;
+    EXPECT_DOUBLE_EQ(p["rejected_win_rate"].get<double>(), 0.0) << p;
+  }
+  ASSERT_FALSE(t.configs.empty());
+  EXPECT_EQ(t.configs[0].loss(), "dno");
 }
 
 }  // namespace

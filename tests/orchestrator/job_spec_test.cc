@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 
 namespace spar::orchestrator {
@@ -83,8 +84,8 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   s.mutable_training()->set_loss("mpo_pg");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
-  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "hinge", "sppo", "sppo_hard",
-                           "simpo", "sft"}) {
+  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "ipo_sum", "hinge", "sppo",
+                           "sppo_hard", "simpo", "sft"}) {
     auto d = ParseJobSpecJson(R"({"base_model": "models/base"})");
     v1::JobSpec ds = *d;
     ds.mutable_training()->set_loss(loss);
@@ -121,6 +122,33 @@ TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
     j.clear_sampling();
     EXPECT_EQ(WithDefaults(j).sampling().num_samples(), 4) << algo;
   }
+}
+
+TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedOff) {
+  for (const char* algo : {"dno", "dpo", "spin", "sppo", "mpo"}) {
+    v1::JobSpec s = WithDefaults(*ParseJobSpecJson(
+        absl::StrCat(R"({"base_model": "models/base", "algorithm": ")", algo, R"("})")));
+    ASSERT_TRUE(s.pairs().has_unfinished_negative()) << algo;  // filled in: the stored job shows it
+    EXPECT_TRUE(s.pairs().unfinished_negative()) << algo;
+    EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << algo << ": " << ValidateJobSpec(s, root_);
+  }
+  auto off = ParseJobSpecJson(
+      R"({"base_model": "models/base", "pairs": {"unfinished_negative": false}})");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(WithDefaults(*off).pairs().unfinished_negative());
+}
+
+// DNO Algorithm 1's soft labels: pairs.policy "dno_soft_all" next to dno_margin, for algorithm
+// dno with the dno loss (its default there).
+TEST_F(JobSpecTest, DnoSoftAllGoesWithTheDnoLoss) {
+  auto spec = ParseJobSpecJson(
+      R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  v1::JobSpec s = WithDefaults(*spec);
+  EXPECT_EQ(s.training().loss(), "dno");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  s.mutable_pairs()->set_use_teacher(true);  // the teacher is one more candidate
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
 }
 
 struct BadSpec {
@@ -204,6 +232,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"mpo_magnet_set_by_hand",
                 R"({"base_model": "models/base", "algorithm": "mpo", "training": {"magnet_checkpoint": "x"}})",
                 "training.magnet_checkpoint"},
+        BadSpec{"dno_soft_all_with_dpo_loss",
+                R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"},
+                    "training": {"loss": "dpo"}})",
+                "training.loss"},
+        BadSpec{"dno_soft_all_outside_dno",
+                R"({"base_model": "models/base", "algorithm": "dpo",
+                    "pairs": {"policy": "dno_soft_all"}})",
+                "pairs.policy"},
+        BadSpec{"dno_soft_all_side_by_side",
+                R"({"base_model": "models/base",
+                    "pairs": {"policy": "dno_soft_all", "scoring": "side_by_side"}})",
+                "pairs.scoring"},
+        BadSpec{"ipo_sum_beta_zero",
+                R"({"base_model": "models/base", "training": {"loss": "ipo_sum", "beta": 0}})",
+                "training.beta"},
         BadSpec{"sppo_wrong_policy",
                 R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"policy": "dno_margin"}})",
                 "pairs.policy"},

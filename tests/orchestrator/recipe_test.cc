@@ -37,6 +37,40 @@ TEST(RecipeTest, SppoWinRatesIncludeTheSampleItself) {
   EXPECT_TRUE(SppoArgmaxArgminPair("q", {"a", "a"}, {0.5, 0.5}).empty());  // same text
 }
 
+// Automatic negatives (unfinished samples): never the chosen side; the rejected side whatever the
+// gap; no pair when every candidate is one.
+TEST(RecipeTest, BestVsWorstAndArgmaxArgminWithNegatives) {
+  const std::vector<std::string> t = {"a", "b", "c"};
+  const std::vector<bool> neg = {true, false, false};
+  // "a" has the best value but is a negative; "c" is only 0.1 below "b" (< min_gap).
+  auto p = BestVsWorstPair("q", t, {0.9, 0.5, 0.4}, 0.25, neg);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "b");
+  EXPECT_EQ(p[0].rejected, "a");
+  p = SppoArgmaxArgminPair("q", t, {0.9, 0.5, 0.4}, neg);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "b");
+  EXPECT_EQ(p[0].rejected, "a");
+  // Without negatives the old rules hold.
+  p = BestVsWorstPair("q", t, {0.9, 0.5, 0.4}, 0.25, {false, false, false});
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].chosen, "a");
+  EXPECT_EQ(p[0].rejected, "c");
+  EXPECT_TRUE(BestVsWorstPair("q", {"a", "b"}, {0.5, 0.5}, 0.25, {true, true}).empty());
+  EXPECT_TRUE(SppoArgmaxArgminPair("q", {"a", "b"}, {0.5, 0.5}, {true, true}).empty());
+}
+
+TEST(RecipeTest, UnfinishedTextsAreThoseNeverFinished) {
+  PromptRound r{"1+1=", std::string("2"), {"2", "22", "3", "3", "4"},
+                {false, false, false, true, true}};
+  // "3" also came out finished once.
+  EXPECT_EQ(UnfinishedTexts(r, false), (std::set<std::string>{"2", "22"}));
+  // A recipe that trains on the gold answer "2" (SPIN, DNO's teacher) treats it as complete.
+  EXPECT_EQ(UnfinishedTexts(r, true), std::set<std::string>{"22"});
+  r.finished.clear();  // files without the field: all finished
+  EXPECT_TRUE(UnfinishedTexts(r, false).empty());
+}
+
 TEST(RecipeTest, GoldBeatsTheFirstDifferentSample) {
   auto p = GoldVsSamplePair("1+1=", "2", {"2", "3", "4"});
   ASSERT_EQ(p.size(), 1u);

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -76,6 +77,9 @@ class ServicesTest : public ::testing::Test {
     s.mutable_sampling()->set_max_new_tokens(4);
     s.mutable_eval()->set_num_prompts(5);
     s.mutable_training()->set_batch_size(4);
+    // The tiny random policies rarely emit EOS within 4 tokens: nearly every sample is cut at
+    // max_new_tokens, which by default would make it an automatic negative (no pairs at all).
+    s.mutable_pairs()->set_unfinished_negative(false);
     return s;
   }
 
@@ -410,6 +414,55 @@ TEST_F(ServicesTest, SpinJobWithOneSamplePerPromptTrainsOnGoldVsSample) {
   EXPECT_EQ(job.rounds(0).pairs_kept(), missed);
   for (const auto& p : *pairs) EXPECT_NE(p["chosen"], p["rejected"]) << p.dump();
   EXPECT_TRUE(PathExists(JoinPath(round, "checkpoint/model.safetensors")));
+}
+
+// MPO with the REINFORCE loss (training.loss "mpo_pg") through every service: pairs carry the
+// win rates the trainer turns into advantages q̂ - ½, and whether each side was cut at
+// max_new_tokens; the trainer scores a cut response without EOS (its chosen-token count is the
+// bytes of the chosen texts plus one EOS per finished one).
+TEST_F(ServicesTest, MpoPgJobTrainsWithoutEosOnCutSamples) {
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("mpo-pg");
+  spec.set_algorithm("mpo");
+  spec.mutable_training()->set_loss("mpo_pg");
+  // The rule judge only tie-breaks random text (p 0.4 / 0.6): q̂ gaps are 1/15 or 2/15.
+  spec.mutable_pairs()->set_min_gap(0.05);
+  v1::Job job = RunJobToEnd(*Stub(), spec, "mpo-pg-1");
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
+  EXPECT_EQ(job.spec().training().loss(), "mpo_pg");
+  ASSERT_EQ(job.rounds_size(), 1);
+  ASSERT_GT(job.rounds(0).pairs_kept(), 0);
+  const std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  auto samples = ReadJsonl(JoinPath(round, "samples.jsonl"));
+  ASSERT_TRUE(samples.ok());
+  std::map<std::pair<std::string, std::string>, bool> finished;  // (prompt, text) -> finished
+  for (const auto& row : *samples) {
+    for (const auto& s : row["samples"]) {
+      bool& f = finished[{row["prompt"].get<std::string>(), s["text"].get<std::string>()}];
+      f = f || s["finished"].get<bool>();
+    }
+  }
+  auto pairs = ReadJsonl(JoinPath(round, "pairs.jsonl"));
+  ASSERT_TRUE(pairs.ok());
+  double chosen_tokens = 0;
+  int cut = 0;
+  for (const auto& p : *pairs) {
+    const std::string prompt = p["prompt"].get<std::string>();
+    const std::string chosen = p["chosen"].get<std::string>();
+    EXPECT_GT(p["chosen_win_rate"].get<double>(), p["rejected_win_rate"].get<double>()) << p;
+    EXPECT_EQ(p["chosen_finished"].get<bool>(), finished.at({prompt, chosen})) << p;
+    EXPECT_EQ(p["rejected_finished"].get<bool>(),
+              finished.at({prompt, p["rejected"].get<std::string>()}))
+        << p;
+    const bool chosen_finished = p["chosen_finished"].get<bool>();
+    chosen_tokens += static_cast<double>(chosen.size()) + (chosen_finished ? 1 : 0);
+    cut += chosen_finished ? 0 : 1;
+  }
+  EXPECT_GT(cut, 0);  // the case this test is about
+  auto train = ReadJsonFile(JoinPath(round, "train.json"));
+  ASSERT_TRUE(train.ok());
+  EXPECT_GE((*train)["steps"].get<int>(), 1);
+  EXPECT_EQ((*train)["metrics"]["data/chosen_tokens"].get<double>(), chosen_tokens);
 }
 
 TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {

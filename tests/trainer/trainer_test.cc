@@ -243,8 +243,8 @@ TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
   const std::vector<double> c0 = Scores(init, Side(pairs, true)), r0 = Scores(init, Side(pairs, false));
   double mean0 = 0;
   for (size_t i = 0; i < pairs.size(); ++i) mean0 += (c0[i] - r0[i]) / pairs.size();
-  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "hinge", "sppo", "sppo_hard",
-                           "simpo", "mpo", "mpo_pg"}) {
+  for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "ipo_sum", "hinge", "sppo",
+                           "sppo_hard", "simpo", "mpo", "mpo_pg"}) {
     SCOPED_TRACE(loss);
     TrainConfig config = TrainConfigDefaults(loss);
     config.learning_rate = 1e-3;
@@ -266,6 +266,64 @@ TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
   }
   EXPECT_DOUBLE_EQ(TrainConfigDefaults("simpo").beta, 2.0);
   EXPECT_DOUBLE_EQ(TrainConfigDefaults("sppo").beta, 0.001);
+}
+
+// mpo_pg's REINFORCE advantage is each response's own win rate minus ½ (ALGORITHMS.md §5): with
+// q̂ = 0.9 and 0.8 both responses beat π_t, so one step raises ℓ(y_l) too. (σ(q̂_w - q̂_l) - ½
+// would have pushed y_l down as if it had lost.)
+TEST(TrainDpoTest, MpoPgRaisesARejectedResponseThatBeatsThePolicy) {
+  const std::string init = SaveTinyPolicy(25);
+  PreferencePair pair{"3+4=", "7", "8"};
+  pair.chosen_win_rate = 0.9;
+  pair.rejected_win_rate = 0.8;
+  const std::vector<PreferencePair> pairs = {pair};
+  TrainConfig config = TrainConfigDefaults("mpo_pg");
+  config.learning_rate = 1e-3;
+  config.batch_size = 1;
+  const std::string out = TempDir("mpo_pg_adv");
+  absl::StatusOr<TrainResult> r = TrainDpo(init, pairs, config, out);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 1);
+  const double c0 = Scores(init, Side(pairs, true))[0], r0 = Scores(init, Side(pairs, false))[0];
+  const double c1 = Scores(out, Side(pairs, true))[0], r1 = Scores(out, Side(pairs, false))[0];
+  EXPECT_GT(c1, c0);
+  EXPECT_GT(r1, r0);
+}
+
+// A response cut at max_new_tokens is trained and scored as its tokens alone: no EOS, which would
+// teach the policy to stop mid-answer. The first step's log-probs (policy = reference) are those
+// of the bytes without EOS.
+TEST(TrainDpoTest, UnfinishedResponsesGetNoEos) {
+  const std::string init = SaveTinyPolicy(26);
+  PreferencePair pair{"12+30=", "42", "4242424"};
+  pair.rejected_finished = false;
+  auto policy = model::Policy::Load(init);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  auto prompt = (*policy)->EncodePrompt(pair.prompt);
+  auto rejected = (*policy)->EncodeResponse(pair.rejected, /*finished=*/false);
+  ASSERT_TRUE(prompt.ok() && rejected.ok());
+  EXPECT_EQ(*rejected, model::ByteTokenizer::Encode(pair.rejected));
+  auto with_eos = (*policy)->EncodeResponse(pair.rejected);
+  ASSERT_TRUE(with_eos.ok());
+  EXPECT_EQ(with_eos->back(), model::ByteTokenizer::kEos);
+  auto want_rejected = (*policy)->ScoreTokens({{*prompt, *rejected}});
+  ASSERT_TRUE(want_rejected.ok()) << want_rejected.status();
+  for (bool chosen_finished : {true, false}) {
+    SCOPED_TRACE(chosen_finished);
+    pair.chosen_finished = chosen_finished;
+    TrainConfig config;
+    config.batch_size = 1;
+    std::vector<TrainProgress> progress;
+    absl::StatusOr<TrainResult> r =
+        TrainDpo(init, {pair}, config, TempDir("unfinished"), [&](const TrainProgress& p) {
+          progress.push_back(p);
+          return true;
+        });
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(progress.size(), 1u);
+    EXPECT_NEAR(progress[0].metrics.at("logps/rejected"), (*want_rejected)[0], 1e-3);
+    EXPECT_EQ(r->metrics.at("data/chosen_tokens"), chosen_finished ? 3.0 : 2.0);  // "42" (+ EOS)
+  }
 }
 
 TEST(TrainDpoTest, SftOnChosenAndRmspropWithLinearSchedule) {
