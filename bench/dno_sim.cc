@@ -46,6 +46,7 @@ struct Flags {
   double nll_weight = 1.0;
   int eval_n = 500;
   int reuse_base = 1;
+  int strict = 0;  // 1: the judge ties two wrong answers (only correct beats wrong)
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -85,6 +86,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   d("nll_weight", &f->nll_weight);
   i("eval_n", &f->eval_n);
   i("reuse_base", &f->reuse_base);
+  i("strict", &f->strict);
   for (const auto& [k, v] : kv) {
     std::fprintf(stderr, "unknown flag --%s\n", k.c_str());
     ok = false;
@@ -168,7 +170,9 @@ int main(int argc, char** argv) {
       }
       for (int a = 0; a < k; ++a) {
         for (int b = 0; b < k; ++b) {
-          if (a != b) win[a] += Prefer(dist[a], dist[b]);
+          if (a == b) continue;
+          const bool tie = f.strict && dist[a] > 0 && dist[b] > 0;
+          win[a] += tie ? 0.5 : Prefer(dist[a], dist[b]);
         }
         win[a] /= std::max(1, k - 1);
       }

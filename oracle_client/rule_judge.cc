@@ -28,7 +28,7 @@ RuleVerdict Make(Verdict w, RuleVerdict::Basis basis, std::string reason) {
 }  // namespace
 
 RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
-                            const std::string& b) {
+                            const std::string& b, ArithRule rule) {
   using Basis = RuleVerdict::Basis;
   if (a == b)
     return Make(Verdict::kA, Basis::kTie, "identical responses; position A by convention");
@@ -38,6 +38,14 @@ RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a
   if (truth) {
     std::optional<int64_t> da = Distance(truth, a);
     std::optional<int64_t> db = Distance(truth, b);
+    if (rule == ArithRule::kExact) {
+      const bool ca = da && *da == 0, cb = db && *db == 0;
+      if (ca != cb) {
+        return Make(ca ? Verdict::kA : Verdict::kB, Basis::kQuality,
+                    "correct answer beats a wrong one");
+      }
+      return Make(Verdict::kA, Basis::kTie, "equally good (exact rule); position A by convention");
+    }
     if (da && !db) return Make(Verdict::kA, Basis::kQuality, "only A states a number");
     if (!da && db) return Make(Verdict::kB, Basis::kQuality, "only B states a number");
     if (da && db && *da != *db) {

@@ -20,13 +20,20 @@ struct RuleVerdict {
   std::string reason;  // one short sentence, for logs and tests
 };
 
+// How two answers to an arithmetic question compare beyond "a correct answer beats a wrong one":
+// kCloser grades wrong answers (numerically closer wins, a number beats none); kExact does not
+// (two wrong answers are equally good: a tie that goes to position A, so asking both orders
+// debiases it to exactly 0.5). kExact aligns the judge with exact-answer accuracy: under kCloser
+// a policy can win by being nearly right more often without being right more often.
+enum class ArithRule { kCloser, kExact };
+
 // Judges two responses to the arithmetic prompt `instruction` ("37+48="): a correct answer beats a
-// wrong one; otherwise the one numerically closer to the truth wins; a response with no parsable
+// wrong one; otherwise (kCloser) the one numerically closer to the truth wins; a response with no parsable
 // number loses to one with a number. When `instruction` is not an arithmetic question, or both
 // answers are equally good, the tie-breaks decide: shorter text, then the lexicographically
 // smaller one; identical texts are a tie that goes to A, so that asking both orders and debiasing
 // gives exactly 0.5.
 RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
-                            const std::string& b);
+                            const std::string& b, ArithRule rule = ArithRule::kCloser);
 
 }  // namespace spar::oracle

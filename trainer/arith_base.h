@@ -1,6 +1,7 @@
 // The demo's built-in base model: a tiny Llama (~0.8M parameters, byte tokenizer) SFT'd on the
 // addition task (common/arith_task.h) until its greedy accuracy on a fixed eval subset reaches a
-// target (the demo wants a base that is right about half the time, leaving room for DNO).
+// target (the demo wants a base partway up its learning curve, right about a third of the time,
+// leaving room for the recipes to improve it).
 // Runs on the calling thread; deterministic given the seed and thread count.
 #pragma once
 
@@ -23,7 +24,7 @@ model::LlamaConfig ArithBaseModelConfig();
 struct ArithBaseOptions {
   std::string out_dir;            // checkpoint directory written (Policy::Save)
   uint64_t seed = 1;              // weights init, data order
-  double target_accuracy = 0.45;  // stop once greedy eval accuracy >= this, in [0, 1]
+  double target_accuracy = 0.30;  // stop once greedy eval accuracy >= this, in [0, 1]
   int max_steps = 2000;           // optimizer steps at most
   int batch_size = 64;            // SFT examples per step
   double learning_rate = 2e-3;    // AdamW, after a linear warmup

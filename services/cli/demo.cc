@@ -215,7 +215,7 @@ int RunDemo(const Args& args) {
     return 2;
   }
   // 1. The tiny base model pi_0: SFT to partial skill once, then reuse the cached checkpoint.
-  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v2-seed", *seed));
+  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v3-seed", *seed));
   if (!PathExists(JoinPath(base, "config.json"))) {
     std::printf("[1/3] building the base model pi_0 (SFT on %s, cached at %s)\n",
                 "two-digit addition", base.c_str());
@@ -246,6 +246,9 @@ int RunDemo(const Args& args) {
   }
   // 2. A local OpenAI-compatible rule judge and all four services on loopback.
   judge::JudgeServerOptions jo;
+  // Only a correct answer beats another: the graded rule (a closer wrong answer wins) let the
+  // recipes win on closeness without gaining accuracy (docs/benchmarks.md).
+  jo.arith_rule = "exact";
   auto judge = judge::JudgeServer::Start(jo);
   if (!judge.ok()) {
     std::fprintf(stderr, "spar demo: judge: %s\n", std::string(judge.status().message()).c_str());

@@ -75,6 +75,11 @@ int64_t ApproxTokens(const std::string& text) { return static_cast<int64_t>(text
 }  // namespace
 
 absl::Status Validate(const JudgeServerOptions& o) {
+  if (o.arith_rule != "closer" && o.arith_rule != "exact") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.arith_rule must be \"closer\" or \"exact\", got \"", o.arith_rule,
+                     "\""));
+  }
   static const std::set<std::string> kFaults = {"",
                                                 "429",
                                                 "500",
@@ -252,7 +257,9 @@ struct JudgeServer::Handlers {
                       {"top_logprobs", top_n}});
 
     oracle::RuleVerdict v =
-        oracle::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b);
+        oracle::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b,
+                                o.arith_rule == "exact" ? oracle::ArithRule::kExact
+                                                        : oracle::ArithRule::kCloser);
     const std::string winner = oracle::VerdictToken(v.winner);
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
     const double p = WinnerProbability(v.basis);

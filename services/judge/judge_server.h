@@ -55,6 +55,9 @@ struct JudgeServerOptions {
   // When set, chat-completion and models requests need "Authorization: Bearer <api_key>" (else
   // 401).
   std::string api_key;
+  // How arithmetic answers compare: "closer" (a closer wrong answer beats a farther one) or
+  // "exact" (only a correct answer beats another; see oracle::ArithRule).
+  std::string arith_rule = "closer";
   // The model name reported by /v1/models and in responses.
   std::string model = "spar-rule-judge";
   // When set, every judged request (as in seen_requests()) is also appended to this file as one

@@ -1,5 +1,6 @@
 // spar-judge: the reference rule judge as an OpenAI-compatible HTTP server.
-//   spar-judge [--host=127.0.0.1] [--port=8081] [--fault=429|500|503|slow|truncated_json|
+//   spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=closer|exact]
+//              [--fault=429|500|503|slow|truncated_json|
 //              bad_verdict|reset|insufficient_quota] [--fault_rate=1] [--latency_ms=0]
 //              [--log_requests=FILE]   (every judged request as a JSON line, as it is judged)
 // API key (optional) from SPAR_JUDGE_API_KEY. Blocks until SIGINT/SIGTERM.
@@ -31,6 +32,8 @@ int main(int argc, char** argv) {
       options.request_log = value;
     else if (name == "--fault")
       options.fault = value;
+    else if (name == "--arith_rule")
+      options.arith_rule = value;
     else if (name == "--fault_rate")
       ok = absl::SimpleAtod(value, &options.fault_rate);
     else if (name == "--latency_ms") {

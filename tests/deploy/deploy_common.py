@@ -89,9 +89,9 @@ def start_judge(procs, judge_bin, args=("--port=0",)):
 
 
 def base_model(spar_bin, cache_dir, workdir):
-    """The demo's tiny base model: reuses CACHE_DIR/arith-base-v2-seed1 (the e2e tests' cache),
+    """The demo's tiny base model: reuses CACHE_DIR/arith-base-v3-seed1 (the e2e tests' cache),
     else builds it with `spar demo --rounds=1` (a few minutes, once)."""
-    path = os.path.join(cache_dir, "arith-base-v2-seed1")
+    path = os.path.join(cache_dir, "arith-base-v3-seed1")
     if not os.path.isfile(os.path.join(path, "config.json")):
         os.makedirs(cache_dir, exist_ok=True)
         runs = os.path.join(workdir, "demo-runs")

@@ -26,7 +26,7 @@ wait_line() {
 
 base_model() {
   # The demo builds and caches the base model; reuse it when present.
-  [ -f "$cache/arith-base-v2-seed1/config.json" ] || "$bin/spar" demo --cache_dir="$cache" --runs_dir="$work/demo-runs" >"$work/demo.out" 2>&1
+  [ -f "$cache/arith-base-v3-seed1/config.json" ] || "$bin/spar" demo --cache_dir="$cache" --runs_dir="$work/demo-runs" >"$work/demo.out" 2>&1
 }
 
 case "$which" in
@@ -34,7 +34,7 @@ case "$which" in
     base_model
     data="$work/data"
     rm -rf "$data" && mkdir -p "$data/models"
-    cp -r "$cache/arith-base-v2-seed1" "$data/models/arith-base"
+    cp -r "$cache/arith-base-v3-seed1" "$data/models/arith-base"
     "$judge_bin" --port=0 >"$work/judge.out" 2>&1 & pids+=($!)
     judge_url=$(wait_line "$work/judge.out" "listening on" | grep -oE 'http://[^ ]+')
     "$bin/spar" up --port=0 --metrics_port=0 --judge_url="$judge_url" --runs_dir="$work/runs" \

@@ -80,7 +80,7 @@ def wait_for(what, pred, timeout=300):
 
 
 def ensure_base():
-    base = os.path.join(cache, "arith-base-v2-seed1")
+    base = os.path.join(cache, "arith-base-v3-seed1")
     if not os.path.exists(os.path.join(base, "config.json")):
         subprocess.run([spar, "demo", "--rounds=1", "--cache_dir=" + cache,
                         "--runs_dir=" + os.path.join(work, "demo-runs")], check=True,

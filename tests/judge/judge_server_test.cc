@@ -136,6 +136,23 @@ TEST_F(JudgeServerTest, IdenticalAnswersDebiasToOneHalf) {
   EXPECT_NEAR(j->p_a_wins, 0.5, 1e-12);  // ...and debiasing cancels it
 }
 
+TEST_F(JudgeServerTest, ExactRuleTiesWrongAnswersAndStillRewardsTheCorrectOne) {
+  JudgeServerOptions o;
+  o.arith_rule = "exact";
+  StartServer(o);
+  auto client = MakeClient(ClientConfig());
+  absl::StatusOr<Judgment> wrong = client->Compare({"37+48=", "84", "12"});  // closer vs farther
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  EXPECT_NEAR(wrong->p_a_wins, 0.5, 1e-12);
+  absl::StatusOr<Judgment> right = client->Compare({"37+48=", "12", "85"});
+  ASSERT_TRUE(right.ok()) << right.status();
+  EXPECT_LT(right->p_a_wins, 0.05);
+  o.arith_rule = "nearest";
+  absl::StatusOr<std::unique_ptr<JudgeServer>> bad = JudgeServer::Start(o);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("judge.arith_rule"));
+}
+
 TEST_F(JudgeServerTest, TextVerdictsWithoutLogprobs) {
   StartServer();
   OracleConfig config = ClientConfig();

@@ -55,5 +55,24 @@ TEST(RuleJudgeTest, DifferentTextsAreOrderConsistent) {
   }
 }
 
+TEST(RuleJudgeTest, ExactRuleOnlyRewardsTheCorrectAnswer) {
+  // Correct beats wrong in either position; two wrong answers (closer or not, number or not) are
+  // a tie that goes to position A, so both orders debias to 0.5.
+  for (const char* wrong : {"84", "12", "x", ""}) {
+    RuleVerdict ab = JudgeArithmetic("37+48=", "85", wrong, ArithRule::kExact);
+    RuleVerdict ba = JudgeArithmetic("37+48=", wrong, "85", ArithRule::kExact);
+    EXPECT_EQ(ab.winner, Verdict::kA) << wrong;
+    EXPECT_EQ(ba.winner, Verdict::kB) << wrong;
+    EXPECT_EQ(ab.basis, RuleVerdict::Basis::kQuality) << wrong;
+  }
+  RuleVerdict ab = JudgeArithmetic("37+48=", "84", "12", ArithRule::kExact);
+  RuleVerdict ba = JudgeArithmetic("37+48=", "12", "84", ArithRule::kExact);
+  EXPECT_EQ(ab.winner, Verdict::kA);
+  EXPECT_EQ(ba.winner, Verdict::kA);
+  EXPECT_EQ(ab.basis, RuleVerdict::Basis::kTie);
+  // The graded default still prefers the closer wrong answer.
+  EXPECT_EQ(JudgeArithmetic("37+48=", "12", "84").winner, Verdict::kB);
+}
+
 }  // namespace
 }  // namespace spar::oracle

@@ -42,7 +42,7 @@ TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
 TEST(RoundTableTest, AccuracyAndWinRateCarryTheirIntervals) {
   v1::Job job;
   job.set_base_greedy_accuracy(0.45);
-  job.mutable_base_greedy_accuracy_ci95()->set_lo(0.4225);
+  job.mutable_base_greedy_accuracy_ci95()->set_lo(0.4226);
   job.mutable_base_greedy_accuracy_ci95()->set_hi(0.4776);
   v1::RoundSummary* r = job.add_rounds();
   r->set_round(1);
