@@ -4,7 +4,8 @@ greedy accuracy within ArithBaseOptions.max_steps for seeds 1-5, under the OpenB
 Prescott (SSE3) and Haswell (AVX2) -- both exist on every x86-64 CPU that runs Spar -- and the
 library's own choice for this CPU, each with 1 and 2 intra-op threads.
 
-usage: arith_base_matrix_test.py RUN_BINARY WORK_DIR [--seeds=1,2,3,4,5] [--kernels=...]
+usage: arith_base_matrix_test.py RUN_BINARY WORK_DIR [--seeds=1,2,3,4,5] [--kernels=default,Prescott,Haswell]
+       [--threads=1,2]
 
 Each (kernel, threads) cell is one process (OpenBLAS reads OPENBLAS_CORETYPE when it loads) that
 builds pi_0 for every seed and stops at the target. Prints one row per run and a summary table.
