@@ -1,9 +1,13 @@
 // File IO with the durability protocol of ARCHITECTURE.md: whole files are written under a
 // temporary name, fsynced, renamed over the target and the directory fsynced, so a reader sees
 // either the old or the new file, never a torn one. JSONL helpers for the run directory.
+// Every write, fsync and close is checked: a full disk is ResourceExhausted naming the file and
+// "No space left on device", and a failed write leaves no temporary behind.
 // All functions are thread-safe with respect to distinct paths.
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,7 +21,41 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Atomically replaces `path` with `contents` (temp + fsync + rename + fsync dir).
 absl::Status WriteFileAtomic(const std::string& path, const std::string& contents);
 // Appends one line (a '\n' is added) and fsyncs; for append-only logs such as events.jsonl.
+// A failed append is cut off again (ftruncate), so the next one does not follow a torn line.
 absl::Status AppendLine(const std::string& path, const std::string& line);
+
+// One file written durably by a producer that streams its bytes (LibTorch's archive writer, a
+// serializer): they go to a temporary beside `path` ("<path>.tmp-<pid>-<n>"), and Commit()
+// fsyncs and closes it, renames it over `path` and fsyncs the directory. The first failed write
+// is remembered; later writes are skipped but still report their full size, so a producer that
+// cannot stop midway finishes normally (LibTorch throws from a destructor on a short write, which
+// terminates the process); Commit() then returns that error. A writer destroyed without a
+// successful Commit() removes its temporary. Not thread-safe.
+class AtomicFileWriter {
+ public:
+  // Creates the temporary; the error names it (ResourceExhausted on ENOSPC).
+  static absl::StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  // Appends `size` bytes; always returns `size` (see above). Check status() or Commit().
+  size_t Write(const void* data, size_t size);
+  // The first write error, OK while every write succeeded.
+  const absl::Status& status() const { return status_; }
+  // Publishes the file (see above). On any error the temporary is removed and `path` keeps its
+  // old contents, except when only the final directory fsync fails. Call at most once.
+  absl::Status Commit();
+
+ private:
+  AtomicFileWriter(std::string path, std::string tmp, int fd);
+  void Abandon();
+
+  const std::string path_, tmp_;
+  int fd_;
+  absl::Status status_;
+  bool done_ = false;
+};
 
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);

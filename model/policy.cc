@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -352,6 +353,9 @@ absl::Status Policy::Save(const std::string& checkpoint_dir, int64_t max_shard_b
         "-", std::chrono::steady_clock::now().time_since_epoch().count());
     const std::string tmp = JoinPath(parent, absl::StrCat("tmp-", suffix));
     SPAR_RETURN_IF_ERROR(MakeDirs(tmp));
+    // Whatever fails below (a full disk, most likely) takes the half-written directory with it;
+    // after the rename into place there is nothing left to remove.
+    auto remove_tmp = absl::MakeCleanup([&tmp] { (void)RemoveAll(tmp); });
 
     // Tensors in HF order (named_parameters order), little-endian, in the config's dtype.
     const torch::ScalarType torch_type = disk_type == SafetensorsDType::kBF16  ? torch::kBFloat16
@@ -428,6 +432,13 @@ absl::Status Policy::Save(const std::string& checkpoint_dir, int64_t max_shard_b
                          {"pad_token_id", ByteTokenizer::kPad},
                          {"vocab_size", ByteTokenizer::kVocabSize}}));
     }
+    SPAR_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(tmp, kSparCheckpointMarker), "spar\n"));
+    if (PathExists(dir) && !IsSparCheckpoint(dir)) {
+      RemoveAll(tmp).IgnoreError();  // ours: the half-built new checkpoint
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint_dir: \"", dir, "\" exists and is not a checkpoint written by Spar (no ",
+          kSparCheckpointMarker, "); refusing to replace it"));
+    }
     if (PathExists(dir)) {
       // rename(2) cannot replace a non-empty directory: move the old one aside first.
       const std::string old = JoinPath(parent, absl::StrCat("tmp-old-", suffix));
@@ -440,6 +451,10 @@ absl::Status Policy::Save(const std::string& checkpoint_dir, int64_t max_shard_b
 }
 
 const HfTokenizer* Policy::tokenizer() const { return impl_->tokenizer.get(); }
+
+bool IsSparCheckpoint(const std::string& dir) {
+  return PathExists(JoinPath(dir, Policy::kSparCheckpointMarker));
+}
 
 absl::Status Policy::AddLora(const LoraConfig& config) {
   SPAR_RETURN_IF_ERROR(Validate(config));

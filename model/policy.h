@@ -73,13 +73,17 @@ class Policy {
 
   // Writes config.json, model.safetensors and tokenizer_config.json into a "tmp-*" sibling of
   // `checkpoint_dir` and renames it into place (an existing checkpoint there is replaced), so a
-  // reader sees the whole old or the whole new directory. Readers ignore "tmp-*" entries.
+  // reader sees the whole old or the whole new directory. Every checkpoint carries the marker
+  // file kSparCheckpointMarker; an existing `checkpoint_dir` without it (a directory Spar did not
+  // write) is never replaced or deleted: FailedPrecondition naming it. Readers ignore "tmp-*" entries.
   // Weights are written in config.torch_dtype, split into model-0000i-of-0000n.safetensors
   // shards with model.safetensors.index.json when larger than `max_shard_bytes`; the tokenizer
   // files of the directory the policy was loaded from are copied (the byte tokenizer's
   // tokenizer_config.json otherwise).
   absl::Status Save(const std::string& checkpoint_dir) const;
   absl::Status Save(const std::string& checkpoint_dir, int64_t max_shard_bytes) const;
+  // The marker file Save() writes into every checkpoint directory.
+  static constexpr char kSparCheckpointMarker[] = ".spar-checkpoint";
 
   // Samples params.num_samples responses per prompt: prompt tokens = BOS + bytes(prompt); stops at
   // EOS or after max_new_tokens. Results are in prompt order. Deterministic: sample j of prompt i
@@ -152,5 +156,8 @@ class Policy {
 
 // Validates generation parameters; InvalidArgument naming the field.
 absl::Status Validate(const GenerationParams& params);
+
+// True when `dir` holds the marker Policy::Save writes: a checkpoint Spar wrote and may replace.
+bool IsSparCheckpoint(const std::string& dir);
 
 }  // namespace spar::model

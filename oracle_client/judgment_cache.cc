@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "oracle_client/internal/sha256.h"
 
 namespace spar::oracle {
@@ -28,7 +29,17 @@ constexpr char kSchema[] =
     " completion_tokens INTEGER NOT NULL,"
     " cost_usd REAL NOT NULL,"
     " PRIMARY KEY (job_id, round)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS leases ("
+    " key TEXT PRIMARY KEY,"
+    " owner TEXT NOT NULL,"
+    " expires_unix_ms INTEGER NOT NULL"
     ") WITHOUT ROWID";
+
+// Binds text ?index of `st`.
+void BindText(sqlite3_stmt* st, int index, const std::string& text) {
+  sqlite3_bind_text(st, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+}
 
 }  // namespace
 
@@ -209,6 +220,88 @@ absl::StatusOr<std::vector<RoundUsage>> JudgmentCache::JobUsage(const std::strin
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return Error("usage query failed");
   return out;
+}
+
+absl::StatusOr<int> JudgmentCache::ExecKeyOwner(const char* sql, const std::string& key,
+                                                const std::string& owner, int64_t number) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return Error("lease query");
+  BindText(st, 1, key);
+  BindText(st, 2, owner);
+  sqlite3_bind_int64(st, 3, number);
+  const int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return Error("lease update failed");
+  return sqlite3_changes(db_);
+}
+
+absl::StatusOr<JudgmentCache::Lease> JudgmentCache::ClaimLeaseLocked(const std::string& key,
+                                                                     const std::string& owner,
+                                                                     absl::Time now,
+                                                                     absl::Time expires,
+                                                                     std::string* holder) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT (SELECT COUNT(*) FROM judgments WHERE key = ?1), "
+                         "(SELECT owner FROM leases WHERE key = ?1 AND owner != ?2 "
+                         "AND expires_unix_ms > ?3)",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return Error("lease query");
+  }
+  BindText(st, 1, key);
+  BindText(st, 2, owner);
+  sqlite3_bind_int64(st, 3, absl::ToUnixMillis(now));
+  int64_t answered = -1;
+  bool held = false;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    answered = sqlite3_column_int64(st, 0);
+    const unsigned char* held_by = sqlite3_column_text(st, 1);
+    held = held_by != nullptr;
+    if (held && holder != nullptr) *holder = reinterpret_cast<const char*>(held_by);
+  }
+  sqlite3_finalize(st);
+  if (answered < 0) return Error("lease query failed");
+  if (answered > 0) return Lease::kAnswered;
+  if (held) return Lease::kHeld;
+  SPAR_RETURN_IF_ERROR(
+      ExecKeyOwner("INSERT OR REPLACE INTO leases (key, owner, expires_unix_ms) VALUES (?1, ?2, ?3)",
+                   key, owner, absl::ToUnixMillis(expires))
+          .status());
+  return Lease::kAcquired;
+}
+
+absl::StatusOr<JudgmentCache::Lease> JudgmentCache::ClaimLease(const std::string& key,
+                                                               const std::string& owner,
+                                                               absl::Time now,
+                                                               absl::Time expires,
+                                                               std::string* holder) {
+  absl::MutexLock lock(&mu_);
+  // IMMEDIATE: the check and the claim are one step for every process sharing the file.
+  SPAR_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::StatusOr<Lease> out = ClaimLeaseLocked(key, owner, now, expires, holder);
+  absl::Status st = out.ok() ? Exec("COMMIT") : out.status();
+  if (!st.ok()) {
+    (void)Exec("ROLLBACK");
+    return st;
+  }
+  return out;
+}
+
+absl::StatusOr<bool> JudgmentCache::ExtendLease(const std::string& key, const std::string& owner,
+                                                absl::Time expires) {
+  absl::MutexLock lock(&mu_);
+  SPAR_ASSIGN_OR_RETURN(
+      int changed,
+      ExecKeyOwner("UPDATE leases SET expires_unix_ms = ?3 WHERE key = ?1 AND owner = ?2", key,
+                   owner, absl::ToUnixMillis(expires)));
+  return changed > 0;
+}
+
+absl::Status JudgmentCache::ReleaseLease(const std::string& key, const std::string& owner) {
+  absl::MutexLock lock(&mu_);
+  return ExecKeyOwner("DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND ?3 = ?3", key, owner,
+                      0)
+      .status();
 }
 
 absl::StatusOr<int64_t> JudgmentCache::Size() {

@@ -1,6 +1,10 @@
 #include "oracle_client/oracle_client.h"
 
 #include <httplib.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>
@@ -17,12 +21,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "oracle_client/internal/http_policy.h"
+#include "oracle_client/internal/judge_text.h"
 #include "oracle_client/internal/rate_limiter.h"
+#include "oracle_client/internal/request_watchdog.h"
 #include "oracle_client/judge_template.h"
 #include "oracle_client/internal/sha256.h"
 #include "oracle_client/judgment_cache.h"
@@ -165,6 +173,7 @@ struct HttpResult {
   std::string retry_after;
   std::string x_should_retry;
   std::string request_id;
+  bool cut = false;  // stopped at its total deadline (oracle.timeout_s)
   std::string remaining_requests, reset_requests, remaining_tokens, reset_tokens;
 };
 
@@ -189,9 +198,18 @@ struct AskSpec {
   std::vector<int> order;  // side-by-side: the presentation order
 };
 
+// One judgment's attempts (all its requests: both orders of a comparison).
 struct CallStats {
   int http_calls = 0;
   int retries = 0;
+  // On the client's clock: no retry waits past it (oracle.judgment_deadline_s).
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// One request's retry bookkeeping.
+struct RetryState {
+  int backoff_retries = 0;
+  bool retried_unparsable = false;
 };
 
 // The judge's error message from an OpenAI-style body ({"error":{...}} or flat vLLM style).
@@ -238,8 +256,30 @@ std::optional<bool> ParseShouldRetry(const std::string& v) {
   return std::nullopt;
 }
 
-std::string Truncate(const std::string& s, size_t n = 200) {
-  return s.size() <= n ? s : absl::StrCat(s.substr(0, n), "...");
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
+  return host;
+}
+
+// "<host>/<pid>/<random>": unique per client, and tells a waiter on the same host whether the
+// holder's process still exists.
+std::string LeaseOwnerId() {
+  std::random_device rd;
+  return absl::StrFormat("%s/%d/%08x%08x", HostName(), static_cast<int>(getpid()), rd(), rd());
+}
+
+// True when `owner` (a LeaseOwnerId) names a process on this host that no longer exists: its
+// lease can be broken at once instead of waiting for it to expire (a restarted oracle retakes
+// the keys its killed predecessor held).
+bool LeaseOwnerIsDeadHere(const std::string& owner) {
+  std::vector<std::string> parts = absl::StrSplit(owner, '/');
+  int pid = 0;
+  if (parts.size() != 3 || parts[0] != HostName() || !absl::SimpleAtoi(parts[1], &pid) ||
+      pid <= 0) {
+    return false;
+  }
+  return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace
@@ -255,6 +295,10 @@ struct OracleClient::Impl {
   JudgeTemplate pointwise_template;
   std::unique_ptr<JudgmentCache> cache;  // null: no cache
   std::unique_ptr<internal::RateLimiter> limiter;
+  // Cuts requests off at their total deadline (oracle.timeout_s).
+  std::unique_ptr<internal::RequestWatchdog> watchdog;
+  // This client's owner id in the cache's lease table: unique per process and client.
+  std::string lease_owner;
 
   absl::Mutex pool_mu;
   std::vector<std::unique_ptr<httplib::Client>> idle ABSL_GUARDED_BY(pool_mu);
@@ -265,6 +309,11 @@ struct OracleClient::Impl {
   std::atomic<int64_t> calls{0}, retries{0}, failures{0}, prompt_tokens{0}, completion_tokens{0};
   std::atomic<int64_t> cache_hits{0}, cache_misses{0}, swap_judgments{0}, swap_consistent{0};
   std::atomic<int64_t> shared{0};
+  // Circuit breaker: set when a judgment gave up at its deadline with the judge failing all the
+  // while, cleared by the next 2xx. While set, transient failures are not retried (each judgment
+  // still tries once, so a recovered judge is noticed): a judge that is down fails a round in one
+  // judgment deadline, not one per judgment.
+  std::atomic<bool> judge_down{false};
 
   // Single-flight: at most one request per key is being asked at a time; a request whose key is
   // in flight waits for that answer instead of calling the judge (an orchestrator that restarted
@@ -334,6 +383,18 @@ struct OracleClient::Impl {
   void Release(std::unique_ptr<httplib::Client> c) {
     absl::MutexLock lock(&pool_mu);
     idle.push_back(std::move(c));
+  }
+
+  // Judge-supplied text made safe to store, log and return (internal/judge_text.h).
+  std::string Text(absl::string_view raw, size_t max_bytes = 200) const {
+    return internal::SafeJudgeText(raw, config.api_key, max_bytes);
+  }
+
+  // `st` with its message passed through Text: the last line of defence before a status leaves
+  // the client (into judgments.jsonl, a gRPC status, a log).
+  absl::Status SafeStatus(const absl::Status& st) const {
+    if (st.ok()) return st;
+    return absl::Status(st.code(), Text(st.message(), 1000));
   }
 
   double Jitter() {
@@ -528,27 +589,31 @@ struct OracleClient::Impl {
     if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
   }
 
-  HttpResult Post(const std::string& body) {
+  // One HTTP exchange, cut off `budget` (real time) after it starts whatever the judge does.
+  HttpResult Post(const std::string& body, absl::Duration budget) {
     std::unique_ptr<httplib::Client> cli = Acquire();
     metrics->in_flight.Increment();
     absl::Time start = absl::Now();
+    const uint64_t watch = watchdog->Arm(start + budget, [c = cli.get()] { c->stop(); });
     httplib::Result res = cli->Post(path, body, "application/json");
+    const bool cut = watchdog->Disarm(watch);
     double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     metrics->in_flight.Decrement();
     HttpResult out;
-    if (res) {
+    if (res) {  // complete, even when the deadline fired just after: it was paid for
       out.status = res->status;
       out.body = std::move(res->body);
       out.retry_after_ms = res->get_header_value("retry-after-ms");
       out.retry_after = res->get_header_value("retry-after");
       out.x_should_retry = res->get_header_value("x-should-retry");
-      out.request_id = res->get_header_value("x-request-id");
+      out.request_id = Text(res->get_header_value("x-request-id"), 100);
       out.remaining_requests = res->get_header_value("x-ratelimit-remaining-requests");
       out.reset_requests = res->get_header_value("x-ratelimit-reset-requests");
       out.remaining_tokens = res->get_header_value("x-ratelimit-remaining-tokens");
       out.reset_tokens = res->get_header_value("x-ratelimit-reset-tokens");
     } else {
       out.error = res.error();
+      out.cut = cut;
       // A failed exchange may leave the connection in an unknown state; start afresh.
       cli->stop();
     }
@@ -598,7 +663,7 @@ struct OracleClient::Impl {
                                            const AskSpec& spec, std::string* why) {
     const AskKind kind = spec.kind;
     if (j.is_discarded() || !j.is_object()) {
-      *why = absl::StrCat("response body is not JSON: ", Truncate(body, 80));
+      *why = absl::StrCat("response body is not JSON: ", Text(body, 80));
       return std::nullopt;
     }
     try {
@@ -612,14 +677,15 @@ struct OracleClient::Impl {
       OrderResult out;
       if (auto msg = choice.find("message"); msg != choice.end() && msg->is_object()) {
         if (auto content = msg->find("content"); content != msg->end() && content->is_string()) {
-          out.verdict_text = content->get<std::string>();
+          // Valid UTF-8 already (the JSON parser checks); the key must still not be stored.
+          out.verdict_text = internal::RedactKey(content->get<std::string>(), config.api_key);
         }
       }
       if (kind == AskKind::kSideBySide) {
         absl::StatusOr<std::vector<int>> scores =
             ParseSideBySideScores(out.verdict_text, spec.order);
         if (!scores.ok()) {
-          *why = absl::StrCat("unparsable answer \"", Truncate(out.verdict_text, 60),
+          *why = absl::StrCat("unparsable answer \"", Text(out.verdict_text, 60),
                               "\" (", scores.status().message(), ")");
           return std::nullopt;
         }
@@ -629,7 +695,7 @@ struct OracleClient::Impl {
       if (kind == AskKind::kPointwise) {
         std::optional<int> score = ParseScoreText(out.verdict_text);
         if (!score) {
-          *why = absl::StrCat("unparsable score \"", Truncate(out.verdict_text, 40), "\"");
+          *why = absl::StrCat("unparsable score \"", Text(out.verdict_text, 40), "\"");
           return std::nullopt;
         }
         out.p_first = *score;
@@ -663,7 +729,7 @@ struct OracleClient::Impl {
       }
       if (!p && verdict) p = *verdict == Verdict::kA ? 1.0 : 0.0;
       if (!p) {
-        *why = absl::StrCat("unparsable verdict \"", Truncate(out.verdict_text, 40), "\"");
+        *why = absl::StrCat("unparsable verdict \"", Text(out.verdict_text, 40), "\"");
         return std::nullopt;
       }
       out.p_first = *p;
@@ -677,10 +743,12 @@ struct OracleClient::Impl {
   absl::Status FinalError(const HttpResult& r, const ErrorBody& e, int attempts) const {
     std::string detail = absl::StrCat(
         "judge at ", config.base_url, " failed after ", attempts, " attempt(s): ",
-        r.status == 0 ? absl::StrCat("no response (", httplib::to_string(r.error), ")")
-                      : absl::StrCat("HTTP ", r.status),
-        e.message.empty() ? "" : absl::StrCat(": ", Truncate(e.message)),
-        e.code.empty() ? "" : absl::StrCat(" [code ", e.code, "]"),
+        r.cut ? absl::StrCat("no response within the request deadline (oracle.timeout_s = ",
+                             absl::ToDoubleSeconds(config.timeout), " s)")
+        : r.status == 0 ? absl::StrCat("no response (", httplib::to_string(r.error), ")")
+                        : absl::StrCat("HTTP ", r.status),
+        e.message.empty() ? "" : absl::StrCat(": ", Text(e.message)),
+        e.code.empty() ? "" : absl::StrCat(" [code ", Text(e.code, 60), "]"),
         r.request_id.empty() ? "" : absl::StrCat(" (x-request-id ", r.request_id, ")"));
     if (r.status == 0) {
       if (r.error == httplib::Error::SSLServerVerification ||
@@ -791,86 +859,267 @@ struct OracleClient::Impl {
     }
   }
 
-  // One request: cache, budget, rate limit, HTTP with the retry policy, parse, cache.
+  // The stored answer for `spec`, parsed (nullopt when absent, or when a stored side-by-side
+  // answer does not parse: it is asked again). `count` = count a cache hit or miss.
+  std::optional<OrderResult> LookUp(const AskSpec& spec, bool count) {
+    std::optional<OrderResult> hit;
+    if (count) {
+      hit = CacheGet(spec.cache_key);
+    } else if (absl::StatusOr<std::optional<CachedAnswer>> got = cache->Get(spec.cache_key);
+               got.ok() && got->has_value()) {
+      hit = OrderResult{(*got)->value, (*got)->verdict_text, {}, true};
+    }
+    if (!hit || spec.kind != AskKind::kSideBySide) return hit;
+    // Only parsed answers are stored, so this parses; a row that does not is asked again.
+    absl::StatusOr<std::vector<int>> scores = ParseSideBySideScores(hit->verdict_text, spec.order);
+    if (scores.ok()) {
+      hit->scores = *std::move(scores);
+      return hit;
+    }
+    SPAR_LOG(Warning) << "oracle: cached side-by-side answer unparsable; asking again";
+    return std::nullopt;
+  }
+
+  // How long a lease is claimed for: one request plus `wait`, plus slack. The holder renews it
+  // before every attempt and every backoff wait, so only a dead holder lets it expire.
+  absl::Duration LeaseTtl(absl::Duration wait) const {
+    return config.timeout + wait + absl::Seconds(10);
+  }
+
+  // Renews this client's lease on spec.cache_key for one request plus `wait`; false when the lease
+  // was lost (it expired, e.g. during a long rate-limiter wait, and may have been taken over).
+  bool KeepLease(const AskSpec& spec, absl::Duration wait) {
+    if (cache == nullptr || spec.cache_key.empty()) return true;
+    absl::StatusOr<bool> held =
+        cache->ExtendLease(spec.cache_key, lease_owner, absl::Now() + LeaseTtl(wait));
+    if (!held.ok()) SPAR_LOG(Warning) << "oracle: " << held.status();
+    return !held.ok() || *held;  // a broken cache costs money, never judgments
+  }
+
+  // Single-flight across processes sharing the cache file: claims spec.cache_key's lease, or
+  // waits (polling, real time) while another process holds it. Returns the answer when the holder
+  // stored one, nullopt once this client holds the lease (or the cache failed: a broken cache
+  // costs money, never judgments). Cancelled, or Unavailable past the judgment deadline.
+  absl::StatusOr<std::optional<OrderResult>> ClaimOrAwait(const AskSpec& spec,
+                                                          const CallStats& stats,
+                                                          const std::function<bool()>& cancelled) {
+    absl::Duration poll = absl::Milliseconds(2);
+    for (;;) {
+      const absl::Time now = absl::Now();
+      std::string holder;
+      absl::StatusOr<JudgmentCache::Lease> claim = cache->ClaimLease(
+          spec.cache_key, lease_owner, now, now + LeaseTtl(absl::ZeroDuration()), &holder);
+      if (!claim.ok()) {
+        SPAR_LOG(Warning) << "oracle: " << claim.status();
+        return std::nullopt;
+      }
+      if (*claim == JudgmentCache::Lease::kAcquired) return std::nullopt;
+      if (*claim == JudgmentCache::Lease::kAnswered) {
+        std::optional<OrderResult> answer = LookUp(spec, /*count=*/false);
+        if (answer) {
+          shared.fetch_add(1, std::memory_order_relaxed);
+          metrics->single_flight_shared.Increment();
+        }
+        return answer;
+      }
+      if (LeaseOwnerIsDeadHere(holder)) {
+        SPAR_LOG(Warning) << "oracle: breaking the judge lease of dead process " << holder;
+        (void)cache->ReleaseLease(spec.cache_key, holder);
+        continue;
+      }
+      if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+      if (clock->Now() > stats.deadline) {
+        return absl::UnavailableError(
+            "judgment deadline (oracle.judgment_deadline_s) passed while another process "
+            "sharing oracle.cache_path was asking the judge the same question");
+      }
+      absl::SleepFor(poll);
+      poll = std::min(poll * 2, absl::Milliseconds(50));
+    }
+  }
+
+  // One request: cache, cross-process lease, then the judge (AskJudge).
   absl::StatusOr<OrderResult> AskOnce(const AskSpec& spec, CallStats* stats,
                                       const std::function<bool()>& cancelled,
                                       const JobScope* scope) {
-    if (std::optional<OrderResult> hit = CacheGet(spec.cache_key)) {
-      if (spec.kind != AskKind::kSideBySide) return *std::move(hit);
-      // Only parsed answers are stored, so this parses; a row that does not is asked again.
-      absl::StatusOr<std::vector<int>> scores = ParseSideBySideScores(hit->verdict_text, spec.order);
-      if (scores.ok()) {
-        hit->scores = *std::move(scores);
-        return *std::move(hit);
-      }
-      SPAR_LOG(Warning) << "oracle: cached side-by-side answer unparsable; asking again";
+    if (cache == nullptr || spec.cache_key.empty()) return AskJudge(spec, stats, cancelled, scope);
+    if (std::optional<OrderResult> hit = LookUp(spec, /*count=*/true)) return *std::move(hit);
+    SPAR_ASSIGN_OR_RETURN(std::optional<OrderResult> answered,
+                          ClaimOrAwait(spec, *stats, cancelled));
+    if (answered) return *std::move(answered);
+    absl::StatusOr<OrderResult> r = AskJudge(spec, stats, cancelled, scope);
+    absl::Status released = cache->ReleaseLease(spec.cache_key, lease_owner);
+    if (!released.ok()) SPAR_LOG(Warning) << "oracle: " << released;
+    return r;
+  }
+
+  // Reserves budget, waits for the rate limiter and sends one attempt, cut off at
+  // oracle.timeout_s (or the judgment deadline when sooner, but never under 100 ms).
+  // Sets *answered_elsewhere (and sends nothing) when the lease was lost while waiting and the
+  // process that took it over stored the answer.
+  absl::StatusOr<HttpResult> SendAttempt(const std::string& body, int64_t prompt_estimate,
+                                         const AskSpec& spec, const JobScope* scope,
+                                         const std::function<bool()>& cancelled, CallStats* stats,
+                                         std::optional<OrderResult>* answered_elsewhere) {
+    SPAR_RETURN_IF_ERROR(ReserveBudget(prompt_estimate, spec.max_tokens, scope));
+    absl::Time before = clock->Now();
+    absl::StatusOr<absl::Time> granted =
+        limiter->Acquire(prompt_estimate + spec.max_tokens, cancelled);
+    if (!granted.ok()) {
+      SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/false, 0, 0);
+      return granted.status();
     }
+    if (*granted > before) {
+      metrics->rate_limit_wait.Increment(absl::ToDoubleSeconds(*granted - before));
+    }
+    if (!KeepLease(spec, absl::ZeroDuration())) {
+      // Lost while waiting: claim it again, or take the answer its new holder stored.
+      absl::StatusOr<std::optional<OrderResult>> other = ClaimOrAwait(spec, *stats, cancelled);
+      if (!other.ok() || other->has_value()) {
+        SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/false, 0, 0);
+        if (!other.ok()) return other.status();
+        *answered_elsewhere = std::move(*other);
+        return HttpResult{};
+      }
+    }
+    const absl::Duration budget =
+        std::clamp(stats->deadline - clock->Now(), absl::Milliseconds(100), config.timeout);
+    HttpResult r = Post(body, budget);
+    ++stats->http_calls;
+    OnRateLimitHeaders(r);
+    return r;
+  }
+
+  // A 2xx answer: settles the budget and returns the parsed answer (stored in the cache), or
+  // nullopt with `why`, and `cut_short` set when the body ended mid-JSON (a transport fault, worth
+  // retrying until the deadline) rather than being a bad answer (retried once).
+  std::optional<OrderResult> TakeAnswer(const HttpResult& r, const AskSpec& spec,
+                                        int64_t prompt_estimate, const JobScope* scope,
+                                        std::string* why, bool* cut_short) {
+    json j;
+    try {
+      j = json::parse(r.body);
+    } catch (const json::parse_error& e) {
+      j = json(json::value_t::discarded);
+      *cut_short = e.byte >= r.body.size();
+    }
+    auto [prompt, completion] = ReportedUsage(j);
+    UsageCharge charge =
+        SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, prompt, completion);
+    prompt_tokens.fetch_add(prompt, std::memory_order_relaxed);
+    completion_tokens.fetch_add(completion, std::memory_order_relaxed);
+    metrics->prompt_tokens.Increment(static_cast<double>(prompt));
+    metrics->completion_tokens.Increment(static_cast<double>(completion));
+    std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec, why);
+    if (parsed) {
+      CachePut(spec.cache_key, *parsed, prompt, completion, charge);
+    } else {
+      RecordCharge(charge);
+    }
+    return parsed;
+  }
+
+  // The error a failed (non-2xx or no response) attempt ends with, and whether it is transient
+  // (worth a retry before the deadline).
+  absl::Status AttemptError(const HttpResult& r, int attempts, bool* transient) const {
+    ErrorBody e = r.status == 0 ? ErrorBody{} : ParseErrorBody(r.body);
+    internal::AttemptOutcome outcome;
+    outcome.http_status = r.status;
+    outcome.x_should_retry = ParseShouldRetry(r.x_should_retry);
+    outcome.insufficient_quota = r.status == 429 && IsInsufficientQuota(e);
+    *transient = internal::ShouldRetry(outcome);
+    if (outcome.insufficient_quota) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "judge at ", config.base_url, " reports insufficient_quota (billing), not retried",
+          e.message.empty() ? "" : absl::StrCat(": ", Text(e.message))));
+    }
+    return FinalError(r, e, attempts);
+  }
+
+  // The wait before the next retry of a transient `failure`, or `failure` itself when
+  // oracle.max_retries is used up or the wait would end past the judgment deadline.
+  absl::StatusOr<absl::Duration> NextRetryDelay(const HttpResult& r, const absl::Status& failure,
+                                                RetryState* rs, const CallStats& stats) {
+    if (config.max_retries >= 0 && rs->backoff_retries >= config.max_retries) return failure;
+    if (judge_down.load()) {
+      return absl::Status(failure.code(),
+                          absl::StrCat(failure.message(),
+                                       "; not retried: the judge has been failing for longer than "
+                                       "oracle.judgment_deadline_s = ",
+                                       absl::ToDoubleSeconds(config.judgment_deadline), " s"));
+    }
+    const absl::Time now = clock->Now();
+    absl::Duration delay =
+        internal::RetryDelay(rs->backoff_retries, r.retry_after_ms, r.retry_after, Jitter(), now,
+                             config.retry_backoff_initial, config.retry_backoff_max);
+    if (now + delay > stats.deadline) {
+      judge_down.store(true);
+      return absl::Status(failure.code(),
+                          absl::StrCat(failure.message(), "; gave up at the judgment deadline (",
+                                       "oracle.judgment_deadline_s = ",
+                                       absl::ToDoubleSeconds(config.judgment_deadline), " s)"));
+    }
+    ++rs->backoff_retries;
+    return delay;
+  }
+
+  // The judge, with the retry policy: transient failures (no response, request deadline, body cut
+  // short, 408/409/429/5xx) are retried with backoff (retry-after honoured) until the judgment
+  // deadline; an unparsable answer once; anything else fails at once.
+  absl::StatusOr<OrderResult> AskJudge(const AskSpec& spec, CallStats* stats,
+                                       const std::function<bool()>& cancelled,
+                                       const JobScope* scope) {
     const std::string body = BuildRequest(spec);
     int64_t prompt_estimate = 0;
     for (const ChatMessage& m : spec.messages) prompt_estimate += EstimateTokens(m.content);
-    int backoff_retries = 0;
-    bool retried_unparsable = false;
+    RetryState rs;
     for (;;) {
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
-      SPAR_RETURN_IF_ERROR(ReserveBudget(prompt_estimate, spec.max_tokens, scope));
-      absl::Time before = clock->Now();
-      absl::StatusOr<absl::Time> granted =
-          limiter->Acquire(prompt_estimate + spec.max_tokens, cancelled);
-      if (!granted.ok()) {
-        SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/false, 0, 0);
-        return granted.status();
-      }
-      if (*granted > before) metrics->rate_limit_wait.Increment(absl::ToDoubleSeconds(*granted - before));
-      HttpResult r = Post(body);
-      ++stats->http_calls;
-      OnRateLimitHeaders(r);
+      std::optional<OrderResult> elsewhere;
+      SPAR_ASSIGN_OR_RETURN(
+          HttpResult r,
+          SendAttempt(body, prompt_estimate, spec, scope, cancelled, stats, &elsewhere));
+      if (elsewhere) return *std::move(elsewhere);
+      absl::Status failure;
       if (r.status >= 200 && r.status < 300) {
-        json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-        auto [prompt, completion] = ReportedUsage(j);
-        UsageCharge charge =
-            SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, prompt, completion);
-        prompt_tokens.fetch_add(prompt, std::memory_order_relaxed);
-        completion_tokens.fetch_add(completion, std::memory_order_relaxed);
-        metrics->prompt_tokens.Increment(static_cast<double>(prompt));
-        metrics->completion_tokens.Increment(static_cast<double>(completion));
+        judge_down.store(false);
         std::string why;
-        std::optional<OrderResult> parsed = ParseResponse(j, r.body, spec, &why);
-        if (parsed) {
-          CachePut(spec.cache_key, *parsed, prompt, completion, charge);
-          return *std::move(parsed);
+        bool cut_short = false;
+        std::optional<OrderResult> parsed =
+            TakeAnswer(r, spec, prompt_estimate, scope, &why, &cut_short);
+        if (parsed) return *std::move(parsed);
+        if (!cut_short) {
+          if (rs.retried_unparsable) {
+            return absl::DataLossError(
+                absl::StrCat("judge at ", config.base_url, ": ", why, " twice; not guessing"));
+          }
+          SPAR_LOG(Warning) << "oracle: " << why << "; retrying once"
+                            << (r.request_id.empty() ? "" : " x-request-id=") << r.request_id;
+          rs.retried_unparsable = true;
+          CountRetry(stats);
+          continue;
         }
-        RecordCharge(charge);
-        if (retried_unparsable) {
-          return absl::DataLossError(
-              absl::StrCat("judge at ", config.base_url, ": ", why, " twice; not guessing"));
-        }
-        SPAR_LOG(Warning) << "oracle: " << why << "; retrying once"
-                          << (r.request_id.empty() ? "" : " x-request-id=") << r.request_id;
-        retried_unparsable = true;
-        CountRetry(stats);
-        continue;
+        failure = absl::UnavailableError(absl::StrCat(
+            "judge at ", config.base_url, " failed after ", stats->http_calls,
+            " attempt(s): answer cut short: ", why));
+      } else {
+        RecordCharge(SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, 0, 0));
+        bool transient = false;
+        failure = AttemptError(r, stats->http_calls, &transient);
+        if (!transient) return failure;
       }
-      RecordCharge(SettleBudget(prompt_estimate, spec.max_tokens, scope, /*sent=*/true, 0, 0));
-      ErrorBody e = r.status == 0 ? ErrorBody{} : ParseErrorBody(r.body);
-      internal::AttemptOutcome outcome;
-      outcome.http_status = r.status;
-      outcome.x_should_retry = ParseShouldRetry(r.x_should_retry);
-      outcome.insufficient_quota = r.status == 429 && IsInsufficientQuota(e);
-      if (outcome.insufficient_quota) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "judge at ", config.base_url, " reports insufficient_quota (billing), not retried",
-            e.message.empty() ? "" : absl::StrCat(": ", Truncate(e.message))));
-      }
-      if (!internal::ShouldRetry(outcome) || backoff_retries >= config.max_retries) {
-        return FinalError(r, e, stats->http_calls);
-      }
-      absl::Duration delay = internal::RetryDelay(backoff_retries, r.retry_after_ms,
-                                                  r.retry_after, Jitter(), clock->Now());
-      ++backoff_retries;
+      SPAR_ASSIGN_OR_RETURN(absl::Duration delay, NextRetryDelay(r, failure, &rs, *stats));
       CountRetry(stats);
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+      KeepLease(spec, delay);
       clock->SleepFor(delay);
     }
+  }
+
+  CallStats StartJudgment() {
+    CallStats stats;
+    stats.deadline = clock->Now() + config.judgment_deadline;
+    return stats;
   }
 
   void CountRetry(CallStats* stats) {
@@ -900,7 +1149,7 @@ struct OracleClient::Impl {
 
   absl::StatusOr<Judgment> CompareImpl(const Comparison& c, const std::function<bool()>& cancelled,
                                        const JobScope* scope) {
-    CallStats stats;
+    CallStats stats = StartJudgment();
     int cached = 0;
     absl::StatusOr<Judgment> out = [&]() -> absl::StatusOr<Judgment> {
       Judgment j;
@@ -928,6 +1177,7 @@ struct OracleClient::Impl {
       j.cached_orders = cached;
       return j;
     }();
+    if (!out.ok()) out = SafeStatus(out.status());
     CountResult(out.status());
     return out;
   }
@@ -952,7 +1202,7 @@ struct OracleClient::Impl {
   }
 
   absl::StatusOr<ScoreResult> ScoreImpl(const ScoreItem& item) {
-    CallStats stats;
+    CallStats stats = StartJudgment();
     absl::StatusOr<ScoreResult> out = [&]() -> absl::StatusOr<ScoreResult> {
       const std::string response = TruncateToTokens(item.response, config.max_response_tokens);
       AskSpec spec;
@@ -972,6 +1222,7 @@ struct OracleClient::Impl {
       s.cached = r.cached;
       return s;
     }();
+    if (!out.ok()) out = SafeStatus(out.status());
     CountResult(out.status());
     return out;
   }
@@ -979,7 +1230,7 @@ struct OracleClient::Impl {
   absl::StatusOr<SideBySideScores> SideBySideImpl(const SideBySideItem& item,
                                                   const std::function<bool()>& cancelled,
                                                   const JobScope* scope) {
-    CallStats stats;
+    CallStats stats = StartJudgment();
     absl::StatusOr<SideBySideScores> out = [&]() -> absl::StatusOr<SideBySideScores> {
       const size_t n = item.responses.size();
       if (item.prompt.empty()) return absl::InvalidArgumentError("side-by-side: prompt is empty");
@@ -1022,6 +1273,7 @@ struct OracleClient::Impl {
       s.cached = r.cached;
       return s;
     }();
+    if (!out.ok()) out = SafeStatus(out.status());
     if (out.ok()) {
       metrics->side_by_side_ok.Increment();
     } else {
@@ -1067,6 +1319,8 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
       internal::RateLimits{config.requests_per_minute, config.tokens_per_minute}, clock);
   impl->config = std::move(config);
   impl->clock = clock;
+  impl->watchdog = std::make_unique<internal::RequestWatchdog>();
+  impl->lease_owner = LeaseOwnerId();
   if (registry == nullptr) {
     impl->owned_registry = std::make_unique<metrics::Registry>();
     registry = impl->owned_registry.get();

@@ -1,10 +1,13 @@
 // OracleClient: the preference oracle. Asks an OpenAI-compatible judge (POST
 // {base_url}/chat/completions, one-token verdict "A"/"B", log-probs when enabled) which of two
 // responses to a prompt is better, in both presentation orders, and returns the position-debiased
-// probability that the first response wins. Retries follow the OpenAI SDK policy (connection
-// errors, 408, 409, 429 and >= 500; retry-after-ms / retry-after honoured; x-should-retry
-// overrides; insufficient_quota never retried); backoff waits go through the injected Clock.
-// An unparsable verdict is retried once and then reported as an error, never guessed.
+// probability that the first response wins. Each HTTP request is cut off at oracle.timeout_s in
+// total (not per read). Transient failures (connection errors and resets, that cut, a body ending
+// mid-JSON, 408, 409, 429 and >= 500; retry-after-ms / retry-after honoured; x-should-retry
+// overrides; insufficient_quota never retried) are retried with backoff until the judgment's
+// deadline (oracle.judgment_deadline_s, on the injected Clock, which also runs the backoff waits).
+// An unparsable verdict is retried once and then reported as an error, never guessed. Text the
+// judge sends back reaches statuses and logs only as valid UTF-8 with the API key redacted.
 //
 // Before any HTTP request: the judgment cache (oracle.cache_path; a hit costs nothing), then the
 // budgets (the process's own, and the job's and round's when the call names a JobScope;
@@ -14,7 +17,9 @@
 // and side-by-side 6-point scoring (ScoreSideBySide, DNO-Prct) go through the same path. Single-flight: while a request for one cache key (one
 // presentation order of one comparison) is in flight, an identical request waits for its answer
 // instead of calling the judge; a request whose caller went away (cancelled) still finishes and
-// stores its answer, so the caller's retry finds it.
+// stores its answer, so the caller's retry finds it. With a cache file this holds across
+// processes too: a lease row claims the key first, and other processes wait for its answer
+// (JudgmentCache::ClaimLease).
 //
 // Called by services/oracle (behind gRPC), `spar judge` and by tests. Thread-safe: Compare and CompareAll may be
 // called from any number of threads; at most config.max_concurrency HTTP requests are in flight
@@ -128,7 +133,8 @@ class OracleClient {
   OracleClient& operator=(const OracleClient&) = delete;
 
   // Blocking. Errors: ResourceExhausted (insufficient_quota), Unavailable (judge unreachable, or
-  // still 408/409/429/5xx after max_retries), DataLoss (verdict or body unparsable twice),
+  // still failing transiently at the judgment deadline or after max_retries), DataLoss (verdict
+  // or body unparsable twice),
   // Unauthenticated (401), PermissionDenied (403), NotFound (404), InvalidArgument (400/422),
   // FailedPrecondition (other 4xx, TLS verification failure).
   // ResourceExhausted is also returned, with a message starting "budget: ", when the configured

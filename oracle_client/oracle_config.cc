@@ -45,6 +45,22 @@ absl::Status ReadNumber(const nlohmann::json& json, const char* key, double* out
   return absl::OkStatus();
 }
 
+// A duration in seconds, in (0, 86400].
+absl::Status ReadSeconds(const nlohmann::json& json, const char* key, absl::Duration* out) {
+  auto it = json.find(key);
+  if (it == json.end()) return absl::OkStatus();
+  if (!it->is_number()) {
+    return absl::InvalidArgumentError(absl::StrCat("oracle.", key, " must be a number"));
+  }
+  double s = it->get<double>();
+  if (!std::isfinite(s) || s <= 0 || s > 86400) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.", key, " must be in (0, 86400], got ", s));
+  }
+  *out = absl::Seconds(s);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
@@ -54,7 +70,10 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
                                                "api_key_env",
                                                "max_concurrency",
                                                "timeout_s",
+                                               "judgment_deadline_s",
                                                "max_retries",
+                                               "retry_backoff_initial_s",
+                                               "retry_backoff_max_s",
                                                "both_orders",
                                                "use_logprobs",
                                                "cache_path",
@@ -98,15 +117,10 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   SPAR_RETURN_IF_ERROR(Read(json, "template_path", &c.template_path));
   SPAR_RETURN_IF_ERROR(Read(json, "score_template_path", &c.score_template_path));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "max_response_tokens", &c.max_response_tokens));
-  if (auto it = json.find("timeout_s"); it != json.end()) {
-    if (!it->is_number()) return absl::InvalidArgumentError("oracle.timeout_s must be a number");
-    double s = it->get<double>();
-    if (!std::isfinite(s) || s <= 0 || s > 86400) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("oracle.timeout_s must be in (0, 86400], got ", s));
-    }
-    c.timeout = absl::Seconds(s);
-  }
+  SPAR_RETURN_IF_ERROR(ReadSeconds(json, "timeout_s", &c.timeout));
+  SPAR_RETURN_IF_ERROR(ReadSeconds(json, "judgment_deadline_s", &c.judgment_deadline));
+  SPAR_RETURN_IF_ERROR(ReadSeconds(json, "retry_backoff_initial_s", &c.retry_backoff_initial));
+  SPAR_RETURN_IF_ERROR(ReadSeconds(json, "retry_backoff_max_s", &c.retry_backoff_max));
   if (!c.api_key_env.empty()) {
     const char* v = std::getenv(c.api_key_env.c_str());
     if (v == nullptr || *v == '\0') {
@@ -130,9 +144,21 @@ absl::Status Validate(const OracleConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("oracle.timeout must be > 0, got ", absl::FormatDuration(c.timeout)));
   }
-  if (c.max_retries < 0 || c.max_retries > 20) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("oracle.max_retries must be in [0, 20], got ", c.max_retries));
+  if (c.judgment_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("oracle.judgment_deadline must be > 0, got ",
+                                                   absl::FormatDuration(c.judgment_deadline)));
+  }
+  if (c.max_retries < -1 || c.max_retries > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.max_retries must be in [-1, 1000] (-1 = until the deadline), got ",
+        c.max_retries));
+  }
+  if (c.retry_backoff_initial <= absl::ZeroDuration() ||
+      c.retry_backoff_max < c.retry_backoff_initial) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.retry_backoff_initial must be > 0 and <= oracle.retry_backoff_max, got ",
+        absl::FormatDuration(c.retry_backoff_initial), " and ",
+        absl::FormatDuration(c.retry_backoff_max)));
   }
   if (c.requests_per_minute < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -177,7 +203,10 @@ nlohmann::json RedactedOracleConfig(const OracleConfig& c) {
                         {"api_key_env", c.api_key_env},
                         {"max_concurrency", c.max_concurrency},
                         {"timeout_s", absl::ToDoubleSeconds(c.timeout)},
+                        {"judgment_deadline_s", absl::ToDoubleSeconds(c.judgment_deadline)},
                         {"max_retries", c.max_retries},
+                        {"retry_backoff_initial_s", absl::ToDoubleSeconds(c.retry_backoff_initial)},
+                        {"retry_backoff_max_s", absl::ToDoubleSeconds(c.retry_backoff_max)},
                         {"both_orders", c.both_orders},
                         {"use_logprobs", c.use_logprobs},
                         {"cache_path", c.cache_path},

@@ -25,10 +25,21 @@ struct OracleConfig {
   std::string api_key_env;
   // Most HTTP requests in flight at once, across Compare and CompareAll callers. >= 1.
   int max_concurrency = 8;
-  // Per-request connect/read/write timeout. > 0.
+  // Total deadline of one HTTP request, from connect to the last byte of the answer (also the
+  // connect/read/write timeout): a judge that drips bytes is cut off here. > 0.
   absl::Duration timeout = absl::Seconds(30);
-  // Retries after a retryable failure (connection error, 408, 409, 429, >= 500); 0 = none.
-  int max_retries = 2;
+  // How long one judgment (both presentation orders, or one score) may keep retrying transient
+  // failures (connection errors and resets, timeouts, bodies cut short, 408, 409, 429, >= 500),
+  // from its first attempt: a retry whose wait would end past it is not made, and the judgment
+  // fails Unavailable. 401/403/400 and other 4xx fail at once. > 0.
+  absl::Duration judgment_deadline = absl::Minutes(10);
+  // Most backoff retries per request on top of the deadline; -1 = no count limit (retry until
+  // judgment_deadline), 0 = no retries.
+  int max_retries = -1;
+  // Backoff before retry n (0-based) when the judge sends no usable retry-after(-ms):
+  // min(initial * 2^n, max) * jitter, jitter in [0.75, 1]. > 0, initial <= max.
+  absl::Duration retry_backoff_initial = absl::Milliseconds(500);
+  absl::Duration retry_backoff_max = absl::Seconds(8);
   // Ask both presentation orders and debias: P = ½(P_ab + 1 − P_ba).
   bool both_orders = true;
   // Request logprobs (top 5) and take P(A) from the verdict tokens' probabilities.
@@ -60,7 +71,8 @@ struct OracleConfig {
   int max_response_tokens = 0;
 };
 
-// Reads {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+// Reads {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s",
+// "judgment_deadline_s", "max_retries", "retry_backoff_initial_s", "retry_backoff_max_s",
 // "both_orders", "use_logprobs", "cache_path", "requests_per_minute", "tokens_per_minute",
 // "budget_calls", "budget_tokens", "budget_cost_usd", "price_prompt_per_1k_usd",
 // "price_completion_per_1k_usd", "template_path", "score_template_path", "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in

@@ -25,6 +25,13 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
          std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
+// Every call: a deadline, and the service token as "authorization: Bearer" metadata. Metadata
+// rather than call credentials: gRPC drops call credentials on insecure channels.
+void PrepareCall(grpc::ClientContext& ctx, const GrpcPortsConfig& config, absl::Duration d) {
+  ctx.set_deadline(Deadline(d));
+  if (!config.api_token.empty()) ctx.AddMetadata("authorization", "Bearer " + config.api_token);
+}
+
 // Runs `attempt` until it succeeds, fails with a non-retryable code, or attempts run out.
 // `attempt` reports whether it delivered any result (then a retry would duplicate work).
 template <typename F>
@@ -52,7 +59,7 @@ class GrpcSamplerPort final : public SamplerPort {
       const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) override {
     return WithRetries(config_, "sampler.Generate", [&](bool* delivered) {
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(config_.stream_deadline));
+      PrepareCall(ctx, config_, config_.stream_deadline);
       auto reader = stub_->Generate(&ctx, request);
       v1::GenerateResponse resp;
       absl::Status cb_status;
@@ -84,7 +91,7 @@ class GrpcOraclePort final : public OraclePort {
                        const std::function<absl::Status(const v1::Judgment&)>& on_judgment) override {
     return WithRetries(config_, "oracle.Compare", [&](bool* delivered) {
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(config_.stream_deadline));
+      PrepareCall(ctx, config_, config_.stream_deadline);
       auto reader = stub_->Compare(&ctx, request);
       v1::Judgment j;
       absl::Status cb_status;
@@ -106,7 +113,7 @@ class GrpcOraclePort final : public OraclePort {
                      const std::function<absl::Status(const v1::ScoreResult&)>& on_result) override {
     return WithRetries(config_, "oracle.Score", [&](bool* delivered) {
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(config_.stream_deadline));
+      PrepareCall(ctx, config_, config_.stream_deadline);
       auto reader = stub_->Score(&ctx, request);
       v1::ScoreResult r;
       absl::Status cb_status;
@@ -144,12 +151,12 @@ class GrpcTrainerPort final : public TrainerPort {
       v1::StartTrainingResponse started;
       {
         grpc::ClientContext ctx;
-        ctx.set_deadline(Deadline(config_.unary_deadline));
+        PrepareCall(ctx, config_, config_.unary_deadline);
         grpc::Status s = stub_->StartTraining(&ctx, request, &started);
         if (!s.ok()) return FromGrpc(s, "trainer.StartTraining");
       }
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(config_.stream_deadline));
+      PrepareCall(ctx, config_, config_.stream_deadline);
       v1::WatchTrainingRequest watch;
       watch.set_run_id(started.run_id());
       auto reader = stub_->WatchTraining(&ctx, watch);
@@ -160,7 +167,7 @@ class GrpcTrainerPort final : public TrainerPort {
         if (on_event) on_event(ev);
         if (!cancel_sent && cancelled && cancelled()) {
           grpc::ClientContext cctx;
-          cctx.set_deadline(Deadline(config_.unary_deadline));
+          PrepareCall(cctx, config_, config_.unary_deadline);
           v1::CancelTrainingRequest creq;
           creq.set_run_id(started.run_id());
           v1::CancelTrainingResponse cresp;
@@ -174,13 +181,38 @@ class GrpcTrainerPort final : public TrainerPort {
         case v1::TRAINING_STATE_SUCCEEDED: return absl::OkStatus();
         case v1::TRAINING_STATE_CANCELLED: return absl::CancelledError("training cancelled");
         case v1::TRAINING_STATE_FAILED:
-          return absl::InternalError(absl::StrCat("training failed: ", last.error()));
+          // The trainer's code travels on (RESOURCE_EXHAUSTED for a full disk pauses the job);
+          // a trainer that sets none is INTERNAL.
+          return absl::Status(last.error_code() > 0 && last.error_code() <= 16
+                                  ? static_cast<absl::StatusCode>(last.error_code())
+                                  : absl::StatusCode::kInternal,
+                              absl::StrCat("training failed: ", last.error()));
         default:
           return absl::UnavailableError("trainer stream ended before the run finished");
       }
     });
     if (!st.ok()) return st;
     return last;
+  }
+
+  absl::Status CheckConfig(const v1::TrainingConfig& config,
+                           const std::string& chat_template) override {
+    v1::StartTrainingRequest req;
+    *req.mutable_config() = config;
+    req.set_chat_template(chat_template);
+    req.set_validate_only(true);
+    v1::StartTrainingResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(config_.unary_deadline));
+    grpc::Status s = stub_->StartTraining(&ctx, req, &resp);
+    if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      return absl::InvalidArgumentError(s.error_message());
+    }
+    if (!s.ok()) {
+      SPAR_LOG(Warning) << "trainer.StartTraining(validate_only): " << s.error_message()
+                        << "; the train stage will check the config";
+    }
+    return absl::OkStatus();
   }
 
  private:

@@ -22,6 +22,9 @@ struct GrpcPortsConfig {
   // Attempts for a call that fails with UNAVAILABLE before any result arrived.
   int max_attempts = 5;
   absl::Duration initial_backoff = absl::Milliseconds(200);
+  // The shared service token (SPAR_API_TOKEN) sent as "authorization: Bearer <token>" on every
+  // call; "" sends none. Never logged.
+  std::string api_token;
 };
 
 std::unique_ptr<SamplerPort> MakeGrpcSamplerPort(std::shared_ptr<grpc::Channel> channel,

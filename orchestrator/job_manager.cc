@@ -1,6 +1,7 @@
 #include "orchestrator/job_manager.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include <atomic>
 #include <map>
@@ -8,7 +9,10 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -16,7 +20,10 @@
 #include "common/status_macros.h"
 #include "orchestrator/job_runner.h"
 #include "orchestrator/job_spec.h"
+#include "orchestrator/request_limits.h"
 #include "orchestrator/run_dir.h"
+#include "orchestrator/start_guard.h"
+#include "orchestrator/training_config.h"
 
 namespace spar::orchestrator {
 
@@ -199,6 +206,19 @@ struct JobManager::Impl {
     if (!st.ok()) SPAR_LOG(Error) << "persisting job " << e->job.job_id() << ": " << st;
   }
 
+  // A job whose runner did not return kMaxUnfinishedStarts times in a row (the server crashed
+  // while running it) is marked FAILED instead of resumed (orchestrator/start_guard.h).
+  bool RefuseCrashLoop(Entry* e) {  // requires mu
+    const int starts = UnfinishedStarts(e->dir);
+    if (starts < kMaxUnfinishedStarts) return false;
+    e->job.set_state(v1::JOB_STATE_FAILED);
+    e->job.set_error(CrashLoopReason(starts));
+    e->job.set_updated_unix_ms(NowMs());
+    (void)Persist(*e);
+    SPAR_LOG(Error) << "job " << e->job.job_id() << " " << e->job.error();
+    return true;
+  }
+
   void StartRunner(Entry* e) {  // requires mu
     if (e->running) return;
     if (e->thread.joinable()) e->thread.join();
@@ -307,6 +327,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig 
   if (config.resume_on_start) {
     for (auto& [id, e] : impl->jobs) {
       if (e->job.state() == v1::JOB_STATE_RUNNING || e->job.state() == v1::JOB_STATE_PENDING) {
+        if (impl->RefuseCrashLoop(e.get())) continue;
         SPAR_LOG(Info) << "resuming job " << id << " at round " << e->job.current_round()
                        << " stage after \"" << e->job.current_stage() << "\"";
         impl->StartRunner(e.get());
@@ -317,9 +338,23 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig 
   return std::unique_ptr<JobManager>(new JobManager(std::move(impl)));
 }
 
+namespace {
+
+// Two specs ask for the same job. judge_budget is left out: ResumeJob may have raised it since.
+bool SameSpec(const v1::JobSpec& a, const v1::JobSpec& b) {
+  v1::JobSpec x = a, y = b;
+  x.clear_judge_budget();
+  y.clear_judge_budget();
+  return google::protobuf::util::MessageDifferencer::Equals(x, y);
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& request) {
+  SPAR_RETURN_IF_ERROR(CheckRequestLimits(request));
   v1::JobSpec spec = WithDefaults(request.spec());
   SPAR_RETURN_IF_ERROR(ValidateJobSpec(spec, impl_->config.data_root));
+  SPAR_RETURN_IF_ERROR(CheckTrainingOnTrainer(spec, *impl_->ports.trainer));  // its devices
   std::string name = SanitizeName(spec.name());
   std::string job_id;
   if (!request.request_id().empty()) {
@@ -331,12 +366,26 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
   }
   std::lock_guard<std::mutex> lock(impl_->mu);
   if (impl_->shutting_down) return absl::UnavailableError("orchestrator is shutting down");
-  auto it = impl_->jobs.find(job_id);
-  if (it != impl_->jobs.end()) return it->second->job;  // idempotent by request_id
+  if (!request.request_id().empty()) {
+    for (const auto& [id, entry] : impl_->jobs) {
+      // Records from before request_id was stored match by id (same name and request_id).
+      const bool same_request = entry->job.request_id() == request.request_id() ||
+                                (entry->job.request_id().empty() && id == job_id);
+      if (!same_request) continue;
+      if (SameSpec(entry->job.spec(), spec)) return entry->job;  // idempotent by request_id
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id: \"", request.request_id(), "\" already created job ", id,
+          " with a different spec; use a new request_id for a new job"));
+    }
+  }
+  if (impl_->jobs.count(job_id) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " already exists"));
+  }
   auto e = std::make_unique<Impl::Entry>();
   e->dir = JoinPath(impl_->config.runs_dir, job_id);
   SPAR_RETURN_IF_ERROR(MakeDirs(e->dir));
   e->job.set_job_id(job_id);
+  e->job.set_request_id(request.request_id());
   *e->job.mutable_spec() = spec;
   e->job.set_state(v1::JOB_STATE_PENDING);
   e->job.set_created_unix_ms(NowMs());
@@ -366,6 +415,88 @@ std::vector<v1::Job> JobManager::ListJobs(v1::JobState filter) const {
     return a.created_unix_ms() < b.created_unix_ms();
   });
   return out;
+}
+
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 500;
+constexpr size_t kMaxPageBytes = 2 << 20;
+
+// The page token: the sort key (created_unix_ms, job_id) of the page's last job, web-safe base64.
+std::string PageToken(const v1::Job& last) {
+  return absl::WebSafeBase64Escape(absl::StrCat(last.created_unix_ms(), "/", last.job_id()));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ListJobsResponse> JobManager::ListJobsPage(
+    const v1::ListJobsRequest& request) const {
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be >= 0, got ", request.page_size()));
+  }
+  const int page_size = request.page_size() == 0 ? kDefaultPageSize
+                                                 : std::min(request.page_size(), kMaxPageSize);
+  int64_t after_ms = 0;
+  std::string after_id;
+  if (!request.page_token().empty()) {
+    std::string raw;
+    std::vector<std::string> parts;
+    if (absl::WebSafeBase64Unescape(request.page_token(), &raw)) {
+      parts = absl::StrSplit(raw, absl::MaxSplits('/', 1));
+    }
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after_ms)) {
+      return absl::InvalidArgumentError("page_token: not a token from ListJobs");
+    }
+    after_id = parts[1];
+  }
+  v1::ListJobsResponse out;
+  size_t bytes = 0;
+  for (v1::Job& job : ListJobs(request.state())) {
+    if (!request.page_token().empty() &&
+        std::make_pair(job.created_unix_ms(), job.job_id()) <= std::make_pair(after_ms, after_id)) {
+      continue;
+    }
+    const size_t size = job.ByteSizeLong();
+    if (out.jobs_size() == page_size || (out.jobs_size() > 0 && bytes + size > kMaxPageBytes)) {
+      out.set_next_page_token(PageToken(out.jobs(out.jobs_size() - 1)));
+      break;
+    }
+    bytes += size;
+    *out.add_jobs() = std::move(job);
+  }
+  return out;
+}
+
+absl::Status JobManager::DeleteJob(const std::string& job_id) {
+  std::unique_ptr<Impl::Entry> removed;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto it = impl_->jobs.find(job_id);
+    if (it == impl_->jobs.end()) {
+      return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+    }
+    Impl::Entry* e = it->second.get();
+    if (e->running || e->job.state() == v1::JOB_STATE_RUNNING ||
+        e->job.state() == v1::JOB_STATE_PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job_id: job ", job_id, " is running; cancel it first"));
+    }
+    // Only the directory CreateJob made: runs_dir/<job_id>, holding its job.json.
+    const std::string dir = JoinPath(impl_->config.runs_dir, job_id);
+    if (e->dir != dir || !PathExists(RunDir(dir).JobJson())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job_id: ", dir, " is not the run directory of job ", job_id));
+    }
+    SPAR_RETURN_IF_ERROR(RemoveAll(RunDir(dir).JobJson()));
+    removed = std::move(it->second);
+    impl_->jobs.erase(it);
+    impl_->RefreshJobGauges();
+  }
+  if (removed->thread.joinable()) removed->thread.join();  // a runner's last lines after it ended
+  SPAR_LOG(Info) << "deleted job " << job_id;
+  return RemoveAll(removed->dir);
 }
 
 absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& job_id) {
@@ -411,6 +542,7 @@ absl::StatusOr<v1::Job> JobManager::ResumeJob(const std::string& job_id,
     SPAR_LOG(Info) << "job " << job_id << " judge_budget now "
                    << e->job.spec().judge_budget().ShortDebugString();
   }
+  SPAR_RETURN_IF_ERROR(ClearRunnerStarts(e->dir));  // an explicit resume: the guard starts over
   impl_->StartRunner(e);
   return e->job;
 }

@@ -31,10 +31,20 @@ class JobManager {
                                                             metrics::Registry* registry);
   ~JobManager();
 
-  // INVALID_ARGUMENT naming the field for a bad spec; the same request_id returns the same job.
+  // INVALID_ARGUMENT naming the field for a bad spec or one over the bounds of
+  // request_limits.h; the same request_id with the same spec returns the same job, with a
+  // different spec ALREADY_EXISTS naming request_id.
   absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
+  // Every job in `filter`'s state (UNSPECIFIED = all), oldest first.
   std::vector<v1::Job> ListJobs(v1::JobState filter) const;
+  // One page of ListJobs (see ListJobsRequest in orchestrator.proto): INVALID_ARGUMENT for a
+  // negative page_size or a page_token this manager did not hand out.
+  absl::StatusOr<v1::ListJobsResponse> ListJobsPage(const v1::ListJobsRequest& request) const;
+  // Removes a job that is not running: its record leaves the manager and its run directory
+  // (runs_dir/<job_id>, created by CreateJob) is deleted, job.json first so a half-removed
+  // directory is never loaded again. NOT_FOUND; FAILED_PRECONDITION while it runs.
+  absl::Status DeleteJob(const std::string& job_id);
   // FAILED_PRECONDITION when the job already ended.
   absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
   // Restarts a FAILED/CANCELLED/PAUSED job at its first unfinished stage. The fields set in

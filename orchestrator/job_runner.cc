@@ -6,10 +6,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <new>
+#include <stdexcept>
 #include <set>
 #include <thread>
 #include <tuple>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +27,8 @@
 #include "orchestrator/dno.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
+#include "orchestrator/start_guard.h"
+#include "orchestrator/training_config.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -47,6 +52,18 @@ void FaultHold(int t, const std::string& stage) {
   while (PathExists(hold)) absl::SleepFor(absl::Milliseconds(10));
 }
 
+// Runs `fn` on a worker thread, turning an escaped exception into an Internal error (an exception
+// leaving a std::thread ends the process).
+absl::Status Guarded(const std::function<absl::Status()>& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc& e) {
+    return absl::InternalError(absl::StrCat("out of memory (std::bad_alloc): ", e.what()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("unexpected exception: ", e.what()));
+  }
+}
+
 // Attempts per stage when a service is unavailable (about a minute of backoff in all).
 constexpr int kStageAttempts = 8;
 
@@ -58,7 +75,13 @@ uint64_t MixSeed(uint64_t seed, uint64_t round, uint64_t salt) {
 }
 
 absl::Status WriteStage(const RunDir& dir, int t, const std::string& stage) {
-  return WriteFileAtomic(dir.Stage(t), stage + "\n");
+  SPAR_RETURN_IF_ERROR(WriteFileAtomic(dir.Stage(t), stage + "\n"));
+  return RecordRunnerProgress(dir.job_dir());  // progress: the crash-loop count restarts
+}
+
+// The answered judgments of a judge stage that failed its checks (JobRunner::SaveAnswered).
+std::string PartialJudgments(const RunDir& dir, int t) {
+  return JoinPath(dir.Round(t), "judgments.partial.jsonl");
 }
 
 std::string ReadStage(const RunDir& dir, int t) {
@@ -88,6 +111,7 @@ absl::Status CopyCheckpoint(const std::string& from, const std::string& to) {
   std::string tmp = to + ".tmp-copy";
   SPAR_RETURN_IF_ERROR(RemoveAll(tmp));
   SPAR_RETURN_IF_ERROR(MakeDirs(tmp));
+  auto remove_tmp = absl::MakeCleanup([&tmp] { (void)RemoveAll(tmp); });  // on any failure
   SPAR_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(from));
   for (const std::string& n : names) {
     if (IsDirectory(JoinPath(from, n))) continue;
@@ -313,11 +337,32 @@ absl::Status JobRunner::RetryUnavailable(int t, const std::string& stage,
 }
 
 absl::Status JobRunner::Run() {
+  SPAR_RETURN_IF_ERROR(RecordRunnerStart(job_dir_).status());
+  absl::Status st;
+  // The job boundary: no exception ends the server. An allocation failure or any other escaped
+  // exception fails this job with the reason (R4); worker threads catch their own.
+  try {
+    st = RunRounds();
+  } catch (const std::bad_alloc& e) {
+    st = absl::InternalError(absl::StrCat("out of memory (std::bad_alloc) in round ",
+                                          current_round_, ": ", e.what()));
+  } catch (const std::exception& e) {
+    st = absl::InternalError(absl::StrCat("unexpected exception in round ", current_round_, ": ",
+                                          e.what()));
+  }
+  if (absl::Status cleared = ClearRunnerStarts(job_dir_); !cleared.ok()) {
+    SPAR_LOG(Warning) << "job " << job_id_ << ": " << cleared;
+  }
+  return st;
+}
+
+absl::Status JobRunner::RunRounds() {
   SPAR_ASSIGN_OR_RETURN(recipe_, MakeRecipe(spec_));
   SPAR_RETURN_IF_ERROR(CheckCancelled());
   SPAR_RETURN_IF_ERROR(RetryUnavailable(0, "eval", [this] { return EnsureBaseEval(); }));
   for (int t = 1; t <= spec_.rounds() && !early_stopped_; ++t) {
     SPAR_RETURN_IF_ERROR(CheckCancelled());
+    current_round_ = t;
     SPAR_RETURN_IF_ERROR(RunRound(t));
   }
   return absl::OkStatus();
@@ -508,7 +553,55 @@ RowScore RowScoreOf(const Recipe& recipe, const json& row) {
   return out;
 }
 
+// The judge's failures over one stage's distinct judgments (Judgment.code / ScoreResult.code;
+// never the error's text). Check() decides what they mean for the job.
+struct JudgeFailures {
+  int total = 0;
+  int failed = 0;
+  std::string first_error;
+  std::string budget_error;   // first RESOURCE_EXHAUSTED: a budget or quota is spent
+  absl::StatusCode refused = absl::StatusCode::kOk;  // UNAUTHENTICATED / PERMISSION_DENIED
+  std::string refused_error;
+
+  void Add(bool ok, int code, const std::string& error) {
+    ++total;
+    if (ok) return;
+    ++failed;
+    if (first_error.empty()) first_error = error;
+    const auto c = static_cast<absl::StatusCode>(code);
+    if (c == absl::StatusCode::kResourceExhausted && budget_error.empty()) budget_error = error;
+    if ((c == absl::StatusCode::kUnauthenticated || c == absl::StatusCode::kPermissionDenied) &&
+        refused == absl::StatusCode::kOk) {
+      refused = c;
+      refused_error = error;
+    }
+  }
+
+  // ResourceExhausted (the job pauses; ResumeJob with a raised budget continues) for a spent
+  // budget; the refusal's own code (the job fails) for a refused key; FailedPrecondition when
+  // more than max_rate of the judgments failed (the round is not done).
+  absl::Status Check(double max_rate) const {
+    if (!budget_error.empty()) {
+      return absl::ResourceExhaustedError(absl::StrCat("judge: ", budget_error));
+    }
+    if (refused != absl::StatusCode::kOk) {
+      return absl::Status(refused, absl::StrCat("the judge refused the API key (HTTP 401/403): ",
+                                                refused_error, "; fix the key, then ResumeJob"));
+    }
+    if (total == 0 || failed <= max_rate * total) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%d of %d judgments failed (%.1f%%, above judge.max_failure_rate %.1f%%); first error: %s; "
+        "ResumeJob once the judge is fixed re-asks only the failed ones",
+        failed, total, 100.0 * failed / total, 100.0 * max_rate, first_error));
+  }
+};
+
 }  // namespace
+
+double JobRunner::MaxJudgeFailureRate() const {
+  return spec_.judge().has_max_failure_rate() ? spec_.judge().max_failure_rate()
+                                              : kDefaultJudgeMaxFailureRate;
+}
 
 absl::Status JobRunner::ScoreRows(int t, const std::vector<json>& rows, ScoredMap* scored) {
   RunDir dir(job_dir_);
@@ -592,12 +685,16 @@ absl::Status JobRunner::ScoreRows(int t, const std::vector<json>& rows, ScoredMa
     if (!r.ok()) o["error"] = r.error();
     out.push_back(std::move(o));
   }
-  // Quota or budget exhausted: pause, as for pairwise judgments.
-  for (const json& j : out) {
-    if (!j["ok"].get<bool>() && absl::StrContains(j.value("error", ""), "RESOURCE_EXHAUSTED")) {
-      return absl::ResourceExhaustedError(absl::StrCat("judge: ", j["error"].get<std::string>()));
-    }
+  // A spent budget pauses, a refused key or too many failures fail the stage (as for pairwise
+  // judgments; the oracle's cache keeps answered items from being paid again on resume).
+  JudgeFailures failures;
+  std::set<ScoreKey> counted;
+  for (const RowScore& rs : per_row) {
+    if (rs.key.second.empty() || !counted.insert(rs.key).second) continue;
+    const v1::ScoreResult& r = scored->at(rs.key);
+    failures.Add(r.ok(), r.code(), r.error());
   }
+  SPAR_RETURN_IF_ERROR(failures.Check(MaxJudgeFailureRate()));
   return WriteJsonlAtomic(dir.Judgments(t), out);
 }
 
@@ -672,14 +769,20 @@ absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMa
     if (!jd.ok()) row["error"] = jd.error();
     out.push_back(std::move(row));
   }
-  // Quota or budget exhausted: pause (ResumeJob continues here; judged pairs are cached by the
-  // oracle, so nothing is paid twice) instead of training on a partial set.
-  for (const json& j : out) {
-    if (!j["ok"].get<bool>() && absl::StrContains(j.value("error", ""), "RESOURCE_EXHAUSTED")) {
-      return absl::ResourceExhaustedError(absl::StrCat("judge: ", j["error"].get<std::string>()));
-    }
+  // A spent budget pauses, a refused key or too many failures fail the stage, instead of
+  // training on a partial set. What was answered is kept (judgments.partial.jsonl) so that the
+  // resumed stage asks only the rest, whatever the oracle's cache holds.
+  JudgeFailures failures;
+  for (const ComparisonKey& key : comparisons) {
+    const v1::Judgment& jd = judged->at(key);
+    failures.Add(jd.ok(), jd.code(), jd.error());
   }
-  return WriteJsonlAtomic(dir.Judgments(t), out);
+  if (absl::Status st = failures.Check(MaxJudgeFailureRate()); !st.ok()) {
+    SPAR_RETURN_IF_ERROR(SaveAnswered(t, *judged));
+    return st;
+  }
+  SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(dir.Judgments(t), out));
+  return RemoveAll(PartialJudgments(dir, t));
 }
 
 absl::Status JobRunner::StageJudge(int t) {
@@ -689,8 +792,44 @@ absl::Status JobRunner::StageJudge(int t) {
     ScoredMap scored;
     return ScoreRows(t, samples, &scored);
   }
-  JudgedMap judged;
+  SPAR_ASSIGN_OR_RETURN(JudgedMap judged, LoadAnswered(t));
   return JudgeRows(t, samples, &judged);
+}
+
+absl::Status JobRunner::SaveAnswered(int t, const JudgedMap& judged) const {
+  std::vector<json> rows;
+  for (const auto& [key, jd] : judged) {
+    if (!jd.ok()) continue;
+    rows.push_back({{"prompt", std::get<0>(key)}, {"response_a", std::get<1>(key)},
+                    {"response_b", std::get<2>(key)}, {"p_a_wins", jd.p_a_wins()},
+                    {"p_ab", jd.p_ab()}, {"p_ba", jd.p_ba()}, {"verdict_ab", jd.verdict_ab()},
+                    {"verdict_ba", jd.verdict_ba()}});
+  }
+  return WriteJsonlAtomic(PartialJudgments(RunDir(job_dir_), t), rows);
+}
+
+absl::StatusOr<JobRunner::JudgedMap> JobRunner::LoadAnswered(int t) const {
+  JudgedMap judged;
+  const std::string path = PartialJudgments(RunDir(job_dir_), t);
+  if (!PathExists(path)) return judged;
+  SPAR_ASSIGN_OR_RETURN(std::vector<json> rows, ReadJsonl(path));
+  try {
+    for (const json& r : rows) {
+      v1::Judgment jd;
+      jd.set_ok(true);
+      jd.set_p_a_wins(r.at("p_a_wins").get<double>());
+      jd.set_p_ab(r.at("p_ab").get<double>());
+      jd.set_p_ba(r.at("p_ba").get<double>());
+      jd.set_verdict_ab(r.at("verdict_ab").get<std::string>());
+      jd.set_verdict_ba(r.at("verdict_ba").get<std::string>());
+      judged[std::make_tuple(r.at("prompt").get<std::string>(),
+                             r.at("response_a").get<std::string>(),
+                             r.at("response_b").get<std::string>())] = std::move(jd);
+    }
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
+  }
+  return judged;
 }
 
 absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
@@ -727,10 +866,12 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
     sh.cv.notify_all();
   };
   std::thread sampler_thread([&] {
-    absl::Status st = ports_.sampler->Generate(req, [&](const v1::GenerateResponse& r) {
-      if (sh.abort.load()) return absl::CancelledError("round stopped");
-      notify([&] { sh.results.push_back(r); });
-      return CheckCancelled();
+    absl::Status st = Guarded([&] {
+      return ports_.sampler->Generate(req, [&](const v1::GenerateResponse& r) {
+        if (sh.abort.load()) return absl::CancelledError("round stopped");
+        notify([&] { sh.results.push_back(r); });
+        return CheckCancelled();
+      });
     });
     notify([&] {
       sh.sampling_done = true;
@@ -756,7 +897,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       ch.judgments.resize(keys.size());
       std::vector<bool> seen(keys.size(), false);
       size_t received = 0;
-      ch.status = ports_.oracle->Compare(creq, [&](const v1::Judgment& jd) {
+      ch.status = Guarded([&] { return ports_.oracle->Compare(creq, [&](const v1::Judgment& jd) {
         if (sh.abort.load()) return absl::CancelledError("round stopped");
         if (jd.index() < 0 || jd.index() >= static_cast<int64_t>(keys.size()) ||
             seen[jd.index()]) {
@@ -767,7 +908,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
         ch.judgments[jd.index()] = jd;
         ++received;
         return CheckCancelled();
-      });
+      }); });
       if (ch.status.ok() && received != keys.size()) {
         ch.status = absl::UnavailableError(
             absl::StrFormat("oracle returned %d of %d judgments", received, keys.size()));
@@ -792,7 +933,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
       ch.scores.resize(keys.size());
       std::vector<bool> seen(keys.size(), false);
       size_t received = 0;
-      ch.status = ports_.oracle->Score(sreq, [&](const v1::ScoreResult& r) {
+      ch.status = Guarded([&] { return ports_.oracle->Score(sreq, [&](const v1::ScoreResult& r) {
         if (sh.abort.load()) return absl::CancelledError("round stopped");
         if (r.index() < 0 || r.index() >= static_cast<int64_t>(keys.size()) || seen[r.index()]) {
           return absl::InternalError(
@@ -807,7 +948,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
         ch.scores[r.index()] = r;
         ++received;
         return CheckCancelled();
-      });
+      }); });
       if (ch.status.ok() && received != keys.size()) {
         ch.status = absl::UnavailableError(
             absl::StrFormat("oracle returned %d of %d score results", received, keys.size()));
@@ -1066,10 +1207,7 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
   req.set_pairs_path(dir.Pairs(t));
   req.set_output_checkpoint(dir.Checkpoint(t));
   req.set_chat_template(spec_.chat_template());
-  *req.mutable_config() = spec_.training();
-  for (const v1::RoundTraining& rt : spec_.round_training()) {
-    if (rt.round() == t) req.mutable_config()->MergeFrom(rt.training());  // set fields win
-  }
+  *req.mutable_config() = RoundTrainingConfig(spec_, t);
   req.mutable_config()->set_seed(MixSeed(req.config().seed(), t, 3));
   if (spec_.algorithm() == "mpo") req.mutable_config()->set_magnet_checkpoint(MagnetFor(t));
   SPAR_ASSIGN_OR_RETURN(
@@ -1136,7 +1274,7 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
   }
   std::vector<double> p(prompts.size(), 0.5);
   std::vector<bool> ok(prompts.size(), true);
-  std::vector<std::string> errors;
+  JudgeFailures failures;
   if (!judged.empty()) {
     SPAR_RETURN_IF_ERROR(ports_.oracle->Compare(req, [&](const v1::Judgment& jd) {
       if (jd.index() < 0 || jd.index() >= static_cast<int64_t>(judged.size())) {
@@ -1144,16 +1282,13 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
       }
       p[judged[jd.index()]] = jd.p_a_wins();
       ok[judged[jd.index()]] = jd.ok();
-      if (!jd.ok()) errors.push_back(jd.error());
+      failures.Add(jd.ok(), jd.code(), jd.error());
       return CheckCancelled();
     }));
   }
-  // A budget or quota refusal pauses the job (as in StageJudge) rather than dropping the judgment.
-  for (const std::string& e : errors) {
-    if (absl::StrContains(e, "RESOURCE_EXHAUSTED")) {
-      return absl::ResourceExhaustedError(absl::StrCat("judge: ", e));
-    }
-  }
+  // As in StageJudge: a spent budget pauses the job, a refused key or too many failures fail it
+  // (eval is re-run on resume; the oracle's cache holds what was answered).
+  SPAR_RETURN_IF_ERROR(failures.Check(MaxJudgeFailureRate()));
   *failed = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (!ok[i]) {

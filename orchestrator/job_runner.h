@@ -37,7 +37,9 @@ struct JobRunnerCallbacks {
 class JobRunner {
  public:
   // `spec` must have gone through WithDefaults + ValidateJobSpec. `cancel` is polled between
-  // and inside stages; when set, Run returns CancelledError.
+  // and inside stages; when set, Run returns CancelledError. Run never throws: an exception
+  // (std::bad_alloc included) becomes an Internal error naming it, and the job fails. Run keeps
+  // the job's crash-loop count (orchestrator/start_guard.h).
   JobRunner(std::string job_id, std::string job_dir, v1::JobSpec spec, Ports ports,
             JobRunnerCallbacks callbacks, const std::atomic<bool>* cancel,
             std::string data_root = "");
@@ -56,6 +58,8 @@ class JobRunner {
 
  private:
   struct RoundState;
+  // Run's body, inside the job boundary's try/catch.
+  absl::Status RunRounds();
   absl::Status EnsureBaseEval();
   // Runs `fn` again (with backoff) while it fails with UNAVAILABLE: a stage whose service went
   // away (killed, restarting) is re-run, not the job failed.
@@ -74,6 +78,12 @@ class JobRunner {
   // sampling is whole, then judgments.jsonl once every comparison is judged.
   absl::Status StageSampleAndJudge(int t, const std::string& policy);
   absl::Status StageJudge(int t);
+  // The answered judgments of round t's judge stage, kept when the stage failed its checks
+  // (iter_NNN/judgments.partial.jsonl) and read back when it runs again: only the rest is asked.
+  absl::Status SaveAnswered(int t, const JudgedMap& judged) const;
+  absl::StatusOr<JudgedMap> LoadAnswered(int t) const;
+  // spec.judge.max_failure_rate (docs/job-spec.md).
+  double MaxJudgeFailureRate() const;
   // Judges what `judged` lacks of the round's comparisons (prompt order), writes judgments.jsonl.
   absl::Status JudgeRows(int t, const std::vector<nlohmann::json>& rows, JudgedMap* judged);
   // Side-by-side scoring (pairs.scoring = "side_by_side"): one distinct question per prompt,
@@ -124,6 +134,7 @@ class JobRunner {
   std::string data_root_;
   std::unique_ptr<Recipe> recipe_;
   bool early_stopped_ = false;
+  int current_round_ = 0;  // for error messages
   absl::Duration stage_retry_backoff_ = absl::Milliseconds(500);
   bool pipeline_judging_ = true;
   int judge_chunk_ = 64;

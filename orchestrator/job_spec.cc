@@ -5,16 +5,21 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/arith_task.h"
 #include "common/file_util.h"
+#include "common/status_macros.h"
 #include "common/mpo_defaults.h"
 #include "model/chat_template.h"
 #include "orchestrator/best_round.h"
+#include "orchestrator/training_config.h"
+#include "trainer/train_config.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -37,13 +42,6 @@ std::vector<std::string> PoliciesFor(const std::string& algorithm) {
   if (algorithm == "dno") return {"dno_margin", "dno_soft_all"};
   return {PolicyFor(algorithm)};
 }
-
-// The trainer's losses (trainer/losses.h).
-constexpr const char* kLosses[] = {"dpo",   "cdpo",      "robust", "dno", "ipo",    "ipo_sum",
-                                   "hinge", "sppo",      "sppo_hard", "simpo", "mpo", "mpo_pg",
-                                   "sft"};
-constexpr char kLossList[] =
-    "dpo, cdpo, robust, dno, ipo, ipo_sum, hinge, sppo, sppo_hard, simpo, mpo, mpo_pg, sft";
 
 bool IsMpoLoss(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
 
@@ -108,6 +106,9 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
     if (!tc->has_mpo_eta()) tc->set_mpo_eta(kDefaultMpoEta);
   }
   if (!s.has_chat_template()) s.set_chat_template("auto");
+  if (!s.judge().has_max_failure_rate()) {
+    s.mutable_judge()->set_max_failure_rate(kDefaultJudgeMaxFailureRate);
+  }
   // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
   if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);
   if (!tc->has_learning_rate()) tc->set_learning_rate(1e-4);
@@ -217,19 +218,32 @@ absl::Status ValidateJudgeBudget(const v1::JudgeBudget& b, const std::string& fi
   return absl::OkStatus();
 }
 
-absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
+namespace {
+
+// The longest built-in arithmetic prompt ("99+99="), in bytes: byte-tokenizer tokens less BOS.
+int64_t ArithMaxPromptBytes() {
+  return static_cast<int64_t>(absl::StrCat(kArithMaxOperand, "+", kArithMaxOperand, "=").size());
+}
+
+absl::Status CountIn(const std::string& field, int64_t v, int64_t lo, int64_t hi,
+                     const std::string& note = "") {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return Invalid(field, absl::StrCat("must be in [", lo, ", ", hi, "]", note, ", got ", v));
+}
+
+// algorithm, base_model, chat_template, rounds, prompts. Sets *base to base_model's directory.
+absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root,
+                            std::string* base) {
   if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin" &&
       s.algorithm() != "sppo" && s.algorithm() != "mpo") {
     return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
                                              "\" (known: dno, dpo, spin, sppo, mpo)"));
   }
-  if (s.has_mpo_magnet_refresh() && s.mpo_magnet_refresh() < 1) {
-    return Invalid("mpo_magnet_refresh",
-                   absl::StrCat("must be >= 1, got ", s.mpo_magnet_refresh()));
+  if (s.has_mpo_magnet_refresh()) {
+    SPAR_RETURN_IF_ERROR(CountIn("mpo_magnet_refresh", s.mpo_magnet_refresh(), 1, kMaxRounds));
   }
   if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
-  auto base = ResolveDataPath(s.base_model(), data_root, "base_model");
-  if (!base.ok()) return base.status();
+  SPAR_ASSIGN_OR_RETURN(*base, ResolveDataPath(s.base_model(), data_root, "base_model"));
   if (!PathExists(JoinPath(*base, "config.json"))) {
     return Invalid("base_model", absl::StrCat("\"", s.base_model(),
                                               "\" is not a checkpoint (no config.json)"));
@@ -244,16 +258,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("\"", s.chat_template(), "\" needs a base_model with tokenizer.json (\"",
                                 s.base_model(), "\" uses the byte tokenizer); use \"auto\" or \"none\""));
   }
-  if (s.rounds() < 1 || s.rounds() > 1000) {
-    return Invalid("rounds", absl::StrCat("must be in [1, 1000], got ", s.rounds()));
-  }
-  if (s.prompts_per_round() < 1) {
-    return Invalid("prompts_per_round", absl::StrCat("must be >= 1, got ", s.prompts_per_round()));
-  }
-  if (auto st = ValidatePromptSource(s.prompts(), "prompts", data_root); !st.ok()) return st;
-  if (auto st = ValidatePromptSource(s.eval_prompts(), "eval_prompts", data_root); !st.ok()) {
-    return st;
-  }
+  SPAR_RETURN_IF_ERROR(CountIn("rounds", s.rounds(), 1, kMaxRounds));
+  SPAR_RETURN_IF_ERROR(CountIn("prompts_per_round", s.prompts_per_round(), 1, kMaxPromptsPerRound));
+  SPAR_RETURN_IF_ERROR(ValidatePromptSource(s.prompts(), "prompts", data_root));
+  return ValidatePromptSource(s.eval_prompts(), "eval_prompts", data_root);
+}
+
+absl::Status ValidateSampling(const v1::JobSpec& s) {
   const v1::SamplingParams& sp = s.sampling();
   if (s.algorithm() == "spin" && sp.num_samples() < 1) {
     return Invalid("sampling.num_samples",
@@ -265,19 +276,59 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("must be >= 2 (pairs need two responses; only spin allows 1), got ",
                                 sp.num_samples()));
   }
-  if (sp.num_samples() > 64) {
-    return Invalid("sampling.num_samples", absl::StrCat("must be <= 64, got ", sp.num_samples()));
-  }
+  SPAR_RETURN_IF_ERROR(CountIn("sampling.num_samples", sp.num_samples(), 1, kMaxSamplesPerPrompt));
   if (!(sp.temperature() >= 0.0f) || sp.temperature() > 10.0f) {
     return Invalid("sampling.temperature", absl::StrCat("must be in [0, 10], got ", sp.temperature()));
   }
   if (!(sp.top_p() > 0.0f && sp.top_p() <= 1.0f)) {
     return Invalid("sampling.top_p", absl::StrCat("must be in (0, 1], got ", sp.top_p()));
   }
-  if (sp.max_new_tokens() < 1 || sp.max_new_tokens() > 4096) {
-    return Invalid("sampling.max_new_tokens",
-                   absl::StrCat("must be in [1, 4096], got ", sp.max_new_tokens()));
+  SPAR_RETURN_IF_ERROR(CountIn("sampling.max_new_tokens", sp.max_new_tokens(), 1, kMaxNewTokens));
+  const int64_t samples = int64_t{s.prompts_per_round()} * sp.num_samples();
+  if (samples > kMaxSamplesPerRound) {
+    return Invalid("prompts_per_round",
+                   absl::StrCat("* sampling.num_samples must be <= ", kMaxSamplesPerRound,
+                                " samples per round, got ", s.prompts_per_round(), " * ",
+                                sp.num_samples(), " = ", samples));
   }
+  if (samples * sp.max_new_tokens() > kMaxTokensPerRound) {
+    return Invalid("sampling.max_new_tokens",
+                   absl::StrCat("* prompts_per_round * num_samples must be <= ", kMaxTokensPerRound,
+                                " generated tokens per round, got ",
+                                samples * sp.max_new_tokens()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDnoPairs(const v1::JobSpec& s) {
+  const v1::PairPolicy& pp = s.pairs();
+  if (!(pp.teacher_min_gap() > 0.0 && pp.teacher_min_gap() <= 1.0)) {
+    return Invalid("pairs.teacher_min_gap",
+                   absl::StrCat("must be in (0, 1], got ", pp.teacher_min_gap()));
+  }
+  SPAR_RETURN_IF_ERROR(CountIn("pairs.defect_ngram", pp.defect_ngram(), 0, 64, " (0 = off)"));
+  SPAR_RETURN_IF_ERROR(CountIn("pairs.defect_max_repeats", pp.defect_max_repeats(), 1, 1 << 16));
+  if (pp.scoring() != "pairwise" && pp.scoring() != "side_by_side") {
+    return Invalid("pairs.scoring", absl::StrCat("must be \"pairwise\" or \"side_by_side\", got \"",
+                                                 pp.scoring(), "\""));
+  }
+  if (pp.policy() == "dno_soft_all" && pp.scoring() != "pairwise") {
+    return Invalid("pairs.scoring",
+                   absl::StrCat("must be \"pairwise\" with pairs.policy \"dno_soft_all\" (its "
+                                "soft labels are judged preferences and win rates), got \"",
+                                pp.scoring(), "\""));
+  }
+  const int candidates = s.sampling().num_samples() + (pp.use_teacher() ? 1 : 0);
+  if (pp.scoring() == "side_by_side" && candidates > 16) {
+    return Invalid("sampling.num_samples",
+                   absl::StrCat("with pairs.scoring \"side_by_side\" at most 16 candidates fit one "
+                                "judge call (num_samples", pp.use_teacher() ? " + the teacher" : "",
+                                "), got ", candidates));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePairs(const v1::JobSpec& s) {
   const v1::PairPolicy& pp = s.pairs();
   const std::vector<std::string> policies = PoliciesFor(s.algorithm());
   if (std::find(policies.begin(), policies.end(), pp.policy()) == policies.end()) {
@@ -285,6 +336,8 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
                    absl::StrCat("\"", pp.policy(), "\" does not fit algorithm \"", s.algorithm(),
                                 "\" (use \"", absl::StrJoin(policies, "\" or \""), "\")"));
   }
+  SPAR_RETURN_IF_ERROR(
+      CountIn("pairs.mix_previous (entries)", pp.mix_previous_size(), 0, kMaxRounds));
   for (int i = 0; i < pp.mix_previous_size(); ++i) {
     if (!(pp.mix_previous(i) >= 0.0 && pp.mix_previous(i) <= 1.0)) {
       return Invalid(absl::StrCat("pairs.mix_previous[", i, "]"),
@@ -297,87 +350,35 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
   if (!(pp.min_gap() > 0.0 && pp.min_gap() <= 1.0)) {
     return Invalid("pairs.min_gap", absl::StrCat("must be in (0, 1], got ", pp.min_gap()));
   }
-  if (s.algorithm() != "dno") {
-    // DNO-Prct's candidate rules belong to dno_margin.
-    const char* set = pp.has_use_teacher()            ? "use_teacher"
-                      : pp.has_teacher_min_gap()      ? "teacher_min_gap"
-                      : pp.has_defect_ngram()         ? "defect_ngram"
-                      : pp.has_defect_max_repeats()   ? "defect_max_repeats"
-                      : pp.has_scoring()              ? "scoring"
-                                                      : nullptr;
-    if (set != nullptr) {
-      return Invalid(absl::StrCat("pairs.", set),
-                     absl::StrCat("only applies to algorithm \"dno\", got \"", s.algorithm(), "\""));
-    }
-  } else {
-    if (!(pp.teacher_min_gap() > 0.0 && pp.teacher_min_gap() <= 1.0)) {
-      return Invalid("pairs.teacher_min_gap",
-                     absl::StrCat("must be in (0, 1], got ", pp.teacher_min_gap()));
-    }
-    if (pp.defect_ngram() < 0 || pp.defect_ngram() > 64) {
-      return Invalid("pairs.defect_ngram",
-                     absl::StrCat("must be in [0, 64] (0 = off), got ", pp.defect_ngram()));
-    }
-    if (pp.defect_max_repeats() < 1) {
-      return Invalid("pairs.defect_max_repeats",
-                     absl::StrCat("must be >= 1, got ", pp.defect_max_repeats()));
-    }
-    if (pp.scoring() != "pairwise" && pp.scoring() != "side_by_side") {
-      return Invalid("pairs.scoring", absl::StrCat("must be \"pairwise\" or \"side_by_side\", got \"",
-                                                   pp.scoring(), "\""));
-    }
-    if (pp.policy() == "dno_soft_all" && pp.scoring() != "pairwise") {
-      return Invalid("pairs.scoring",
-                     absl::StrCat("must be \"pairwise\" with pairs.policy \"dno_soft_all\" (its "
-                                  "soft labels are judged preferences and win rates), got \"",
-                                  pp.scoring(), "\""));
-    }
-    const int candidates = sp.num_samples() + (pp.use_teacher() ? 1 : 0);
-    if (pp.scoring() == "side_by_side" && candidates > 16) {
-      return Invalid("sampling.num_samples",
-                     absl::StrCat("with pairs.scoring \"side_by_side\" at most 16 candidates fit one "
-                                  "judge call (num_samples", pp.use_teacher() ? " + the teacher" : "",
-                                  "), got ", candidates));
-    }
+  if (s.algorithm() == "dno") return ValidateDnoPairs(s);
+  // DNO-Prct's candidate rules belong to dno_margin.
+  const char* set = pp.has_use_teacher()            ? "use_teacher"
+                    : pp.has_teacher_min_gap()      ? "teacher_min_gap"
+                    : pp.has_defect_ngram()         ? "defect_ngram"
+                    : pp.has_defect_max_repeats()   ? "defect_max_repeats"
+                    : pp.has_scoring()              ? "scoring"
+                                                    : nullptr;
+  if (set != nullptr) {
+    return Invalid(absl::StrCat("pairs.", set),
+                   absl::StrCat("only applies to algorithm \"dno\", got \"", s.algorithm(), "\""));
   }
+  return absl::OkStatus();
+}
+
+// The trainer's own rules (trainer::Validate) on what each round's train stage will send:
+// spec.training, and spec.training merged with each round_training override.
+absl::Status ValidateTraining(const v1::JobSpec& s) {
   const v1::TrainingConfig& tc = s.training();
-  bool known_loss = false;
-  for (const char* l : kLosses) known_loss = known_loss || tc.loss() == l;
-  if (!known_loss) {
-    return Invalid("training.loss",
-                   absl::StrCat("unknown loss \"", tc.loss(), "\" (known: ", kLossList, ")"));
-  }
   // DNO Algorithm 1: the soft labels of dno_soft_all are what the dno loss reads.
-  if (pp.policy() == "dno_soft_all" && tc.loss() != "dno") {
+  if (s.pairs().policy() == "dno_soft_all" && tc.loss() != "dno") {
     return Invalid("training.loss",
                    absl::StrCat("must be \"dno\" with pairs.policy \"dno_soft_all\" (soft labels), "
                                 "got \"", tc.loss(), "\""));
   }
-  if (auto st = ValidateMpoPairing(s); !st.ok()) return st;
-  if (tc.has_mpo_alpha() && !(tc.mpo_alpha() >= 0.0)) {
-    return Invalid("training.mpo_alpha", absl::StrCat("must be >= 0, got ", tc.mpo_alpha()));
-  }
-  if (tc.has_mpo_eta() && !(tc.mpo_eta() > 0.0)) {
-    return Invalid("training.mpo_eta", absl::StrCat("must be > 0, got ", tc.mpo_eta()));
-  }
-  if (!(tc.beta() > 0.0)) return Invalid("training.beta", absl::StrCat("must be > 0, got ", tc.beta()));
-  if (!(tc.learning_rate() > 0.0) || tc.learning_rate() > 1.0) {
-    return Invalid("training.learning_rate",
-                   absl::StrCat("must be in (0, 1], got ", tc.learning_rate()));
-  }
-  if (!(tc.weight_decay() >= 0.0)) {
-    return Invalid("training.weight_decay", absl::StrCat("must be >= 0, got ", tc.weight_decay()));
-  }
-  if (tc.epochs() < 1) return Invalid("training.epochs", absl::StrCat("must be >= 1, got ", tc.epochs()));
-  if (tc.batch_size() < 1) {
-    return Invalid("training.batch_size", absl::StrCat("must be >= 1, got ", tc.batch_size()));
-  }
-  if (!(tc.max_grad_norm() >= 0.0)) {
-    return Invalid("training.max_grad_norm", absl::StrCat("must be >= 0, got ", tc.max_grad_norm()));
-  }
-  if (!(tc.nll_weight() >= 0.0)) {
-    return Invalid("training.nll_weight", absl::StrCat("must be >= 0, got ", tc.nll_weight()));
-  }
+  SPAR_RETURN_IF_ERROR(ValidateMpoPairing(s));
+  SPAR_RETURN_IF_ERROR(trainer::Validate(ToTrainConfig(tc), "spec.training"));
+  SPAR_RETURN_IF_ERROR(
+      CountIn("round_training (entries)", s.round_training_size(), 0, kMaxRounds));
   for (int i = 0; i < s.round_training_size(); ++i) {
     const v1::RoundTraining& rt = s.round_training(i);
     const std::string f = absl::StrCat("round_training[", i, "]");
@@ -385,46 +386,101 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root)
       return Invalid(f + ".round", absl::StrCat("must be in [1, rounds=", s.rounds(), "], got ",
                                                 rt.round()));
     }
-    const v1::TrainingConfig& o = rt.training();
-    if (o.has_loss()) return Invalid(f + ".training.loss", "cannot change between rounds");
-    if (o.has_beta() && !(o.beta() > 0)) {
-      return Invalid(f + ".training.beta", absl::StrCat("must be > 0, got ", o.beta()));
+    if (rt.training().has_loss()) {
+      return Invalid(f + ".training.loss", "cannot change between rounds");
     }
-    if (o.has_learning_rate() && !(o.learning_rate() > 0 && o.learning_rate() <= 1)) {
-      return Invalid(f + ".training.learning_rate",
-                     absl::StrCat("must be in (0, 1], got ", o.learning_rate()));
-    }
-    if (o.has_epochs() && o.epochs() < 1) {
-      return Invalid(f + ".training.epochs", absl::StrCat("must be >= 1, got ", o.epochs()));
-    }
-    if (o.has_batch_size() && o.batch_size() < 1) {
-      return Invalid(f + ".training.batch_size", absl::StrCat("must be >= 1, got ", o.batch_size()));
-    }
-    if (o.has_nll_weight() && !(o.nll_weight() >= 0)) {
-      return Invalid(f + ".training.nll_weight", absl::StrCat("must be >= 0, got ", o.nll_weight()));
-    }
+    v1::TrainingConfig merged = tc;
+    merged.MergeFrom(rt.training());
+    SPAR_RETURN_IF_ERROR(trainer::Validate(ToTrainConfig(merged), "spec." + f + ".training"));
   }
-  if (s.eval().num_prompts() < 1) {
-    return Invalid("eval.num_prompts", absl::StrCat("must be >= 1, got ", s.eval().num_prompts()));
-  }
-  if (!(s.eval().early_stop_win_rate() >= 0.0 && s.eval().early_stop_win_rate() <= 1.0)) {
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEval(const v1::JobSpec& s) {
+  const v1::EvalSpec& ev = s.eval();
+  SPAR_RETURN_IF_ERROR(CountIn("eval.num_prompts", ev.num_prompts(), 1, kMaxEvalPrompts));
+  if (!(ev.early_stop_win_rate() >= 0.0 && ev.early_stop_win_rate() <= 1.0)) {
     return Invalid("eval.early_stop_win_rate",
-                   absl::StrCat("must be in [0, 1], got ", s.eval().early_stop_win_rate()));
+                   absl::StrCat("must be in [0, 1], got ", ev.early_stop_win_rate()));
   }
-  if (s.eval().max_new_tokens() < 1) {
-    return Invalid("eval.max_new_tokens",
-                   absl::StrCat("must be >= 1, got ", s.eval().max_new_tokens()));
-  }
-  if (!IsKnownSelectBest(s.eval().select_best())) {
+  SPAR_RETURN_IF_ERROR(CountIn("eval.max_new_tokens", ev.max_new_tokens(), 1, kMaxNewTokens));
+  if (!IsKnownSelectBest(ev.select_best())) {
     return Invalid("eval.select_best",
                    absl::StrCat("must be \"win_rate_vs_base\", \"greedy_accuracy\" or \"last\", "
-                                "got \"", s.eval().select_best(), "\""));
+                                "got \"", ev.select_best(), "\""));
   }
-  if (s.eval().select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
+  if (ev.select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
     return Invalid("eval.select_best",
                    "\"greedy_accuracy\" needs a verifiable eval task (eval_prompts.builtin); a "
                    "prompts file has no answers to check: use \"win_rate_vs_base\"");
   }
+  const double rate = s.judge().max_failure_rate();
+  if (!(rate >= 0.0 && rate <= 1.0)) {
+    return Invalid("judge.max_failure_rate", absl::StrCat("must be in [0, 1], got ", rate));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ModelContextLength(const std::string& checkpoint_dir) {
+  SPAR_ASSIGN_OR_RETURN(nlohmann::json config,
+                        ReadJsonFile(JoinPath(checkpoint_dir, "config.json")));
+  const auto it = config.is_object() ? config.find("max_position_embeddings") : config.end();
+  if (!config.is_object() || it == config.end()) return kDefaultContextLength;
+  if (!it->is_number_integer() || it->get<int64_t>() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint_dir, "/config.json: max_position_embeddings must be a positive "
+                                     "integer, got ", it->dump()));
+  }
+  return it->get<int64_t>();
+}
+
+namespace {
+
+// What the base model can hold: every sampled and evaluated sequence (prompt, BOS and
+// max_new_tokens) and every trained one (max_length) fits its context.
+absl::Status ValidateModelContext(const v1::JobSpec& s, const std::string& base) {
+  absl::StatusOr<int64_t> ctx = ModelContextLength(base);
+  if (!ctx.ok()) return Invalid("base_model", std::string(ctx.status().message()));
+  // Prompt positions known up front: BOS, plus the longest built-in question with the byte
+  // tokenizer (a prompts file or another tokenizer: at least the BOS).
+  const bool bytes = !PathExists(JoinPath(base, "tokenizer.json"));
+  auto prompt_min = [&](const v1::PromptSource& src) {
+    return 1 + (bytes && src.has_builtin() ? ArithMaxPromptBytes() : 0);
+  };
+  auto fits = [&](const std::string& field, int64_t new_tokens, int64_t prompt) -> absl::Status {
+    if (new_tokens + prompt <= *ctx) return absl::OkStatus();
+    return Invalid(field, absl::StrCat("must be <= ", *ctx - prompt, ": the base model's context ",
+                                       "is ", *ctx, " tokens (max_position_embeddings) and ",
+                                       "prompts take at least ", prompt, ", got ", new_tokens));
+  };
+  SPAR_RETURN_IF_ERROR(fits("sampling.max_new_tokens", s.sampling().max_new_tokens(),
+                            prompt_min(s.prompts())));
+  SPAR_RETURN_IF_ERROR(
+      fits("eval.max_new_tokens", s.eval().max_new_tokens(), prompt_min(s.eval_prompts())));
+  for (int t = 1; t <= s.rounds(); ++t) {
+    const int64_t max_length = RoundTrainingConfig(s, t).max_length();
+    if (max_length > *ctx) {
+      return Invalid("training.max_length",
+                     absl::StrCat("must be <= the base model's context (", *ctx,
+                                  " tokens, max_position_embeddings) in round ", t, ", got ",
+                                  max_length));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const v1::JobSpec& s, const std::string& data_root) {
+  std::string base;
+  SPAR_RETURN_IF_ERROR(ValidateBasics(s, data_root, &base));
+  SPAR_RETURN_IF_ERROR(ValidateSampling(s));
+  SPAR_RETURN_IF_ERROR(ValidatePairs(s));
+  SPAR_RETURN_IF_ERROR(ValidateTraining(s));
+  SPAR_RETURN_IF_ERROR(ValidateEval(s));
+  SPAR_RETURN_IF_ERROR(ValidateModelContext(s, base));
   return ValidateJudgeBudget(s.judge_budget(), "spec.judge_budget");
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -47,6 +48,13 @@ class TrainerPort {
       const v1::StartTrainingRequest& request,
       const std::function<void(const v1::TrainingEvent&)>& on_event,
       const std::function<bool()>& cancelled) = 0;
+  // Checks `config` against the trainer's rules and devices (bf16 needs CUDA) without starting
+  // anything: InvalidArgument naming the field when the trainer refuses it; OK when it accepts it
+  // or cannot be asked (the train stage checks again).
+  virtual absl::Status CheckConfig(const v1::TrainingConfig& /*config*/,
+                                   const std::string& /*chat_template*/) {
+    return absl::OkStatus();
+  }
 };
 
 struct Ports {

@@ -1,8 +1,5 @@
 #include "trainer/trainer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -384,12 +381,16 @@ std::vector<std::pair<const char*, decltype(&std::declval<State&>().ref.chosen)>
           {"magnet_token_rejected", &s.magnet.token_rejected}};
 }
 
+// Serialized through our own checked writer, never save_to(path): LibTorch's file writer throws
+// from its destructor when a write fails (a full disk), which terminates the process. Ours keeps
+// accepting bytes after a failure and reports it on Commit (ResourceExhausted on ENOSPC), and the
+// temporary is removed, so the last good state.pt stays for a resume.
 absl::Status SaveTrainState(const std::string& dir, const std::string& fingerprint,
                             const TrainState& s, model::internal::LlamaForCausalLM& module,
                             torch::optim::Optimizer& opt) {
   SPAR_RETURN_IF_ERROR(MakeDirs(dir));
-  const std::string path = JoinPath(dir, "state.pt");
-  const std::string tmp = absl::StrCat(path, ".tmp");
+  SPAR_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> file,
+                        AtomicFileWriter::Create(JoinPath(dir, "state.pt")));
   SPAR_RETURN_IF_ERROR(TorchCall("save train_state", [&]() -> absl::Status {
     torch::serialize::OutputArchive ar;
     torch::serialize::OutputArchive model_ar, opt_ar;
@@ -404,15 +405,10 @@ absl::Status SaveTrainState(const std::string& dir, const std::string& fingerpri
     for (const auto& [key, tensor] : FrozenTensors(s)) {
       if (tensor->defined()) ar.write(key, *tensor);
     }
-    ar.save_to(tmp);
+    ar.save_to([&](const void* data, size_t n) { return file->Write(data, n); });
     return absl::OkStatus();
   }));
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  return RenameDurable(tmp, path);
+  return file->Commit();
 }
 
 // Loads <dir>/state.pt when present and written for the same request; false otherwise.
@@ -471,6 +467,19 @@ constexpr char kBf16NeedsCuda[] =
 
 // One training run over pairs (SFT: `rejected` unused). Called by TrainDpo and TrainSft after
 // input checks.
+// FailedPrecondition "non-finite weights after step N" when an update left any parameter NaN or
+// infinite (e.g. weight_decay or nll_weight = inf). One device sync per step.
+absl::Status CheckFiniteWeights(const std::vector<torch::Tensor>& params, int step) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> finite;
+  finite.reserve(params.size());
+  for (const torch::Tensor& p : params) finite.push_back(torch::isfinite(p).all());
+  if (finite.empty() || torch::stack(finite).all().item<bool>()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "non-finite weights after step ", step,
+      ": check training.weight_decay, learning_rate, nll_weight and max_grad_norm"));
+}
+
 absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkpoint,
                                 const std::vector<PreferencePair>& pairs, const TrainConfig& config,
                                 const std::string& out_checkpoint,
@@ -798,6 +807,12 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
           comm->AllReduceSum(s);
           for (size_t k = 0; k < sums.size(); ++k) sums[k] = s[k].item<double>();
         }
+        // A diverged step fails the run: nothing non-finite is ever applied or saved (#12).
+        if (!std::isfinite(sums[0])) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "non-finite loss at step ", step + 1, " (", sums[0] / std::max(1.0, sums[6]),
+              "): check training.beta, learning_rate, nll_weight and the data"));
+        }
         const double lr =
             config.learning_rate * internal::LrFactor(config.lr_scheduler, step, total_steps, warmup);
         for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
@@ -806,6 +821,7 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
         }
         optimizer->step();
         ++step;
+        SPAR_RETURN_IF_ERROR(CheckFiniteWeights(params_list, step));
 
         const double count = std::max(1.0, sums[6]);
         std::map<std::string, double> m;
@@ -894,132 +910,11 @@ absl::StatusOr<TrainResult> Run(const char* what, const std::string& init_checkp
 
 }  // namespace
 
-absl::Status Validate(const TrainConfig& c) {
-  SPAR_RETURN_IF_ERROR(ParseLossKind(c.loss).status());
-  if (!(c.beta > 0) || !std::isfinite(c.beta)) {
-    return absl::InvalidArgumentError(absl::StrCat("train.beta must be > 0, got ", c.beta));
-  }
-  if (!(c.learning_rate > 0) || !std::isfinite(c.learning_rate)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.learning_rate must be > 0, got ", c.learning_rate));
-  }
-  if (!(c.weight_decay >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.weight_decay must be >= 0, got ", c.weight_decay));
-  }
-  if (c.epochs < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("train.epochs must be >= 1, got ", c.epochs));
-  }
-  if (c.batch_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.batch_size must be >= 1, got ", c.batch_size));
-  }
-  if (!(c.max_grad_norm >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.max_grad_norm must be >= 0 (0 = no clipping), got ", c.max_grad_norm));
-  }
-  if (!(c.nll_weight >= 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.nll_weight must be >= 0, got ", c.nll_weight));
-  }
-  if (!(c.label_smoothing >= 0 && c.label_smoothing < 0.5)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.label_smoothing must be in [0, 0.5), got ", c.label_smoothing));
-  }
-  if (!(c.simpo_gamma >= 0) || !std::isfinite(c.simpo_gamma)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.simpo_gamma must be >= 0, got ", c.simpo_gamma));
-  }
-  if (!(c.mpo_alpha >= 0) || !std::isfinite(c.mpo_alpha)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.mpo_alpha must be >= 0, got ", c.mpo_alpha));
-  }
-  if (!(c.mpo_eta > 0) || !std::isfinite(c.mpo_eta)) {
-    return absl::InvalidArgumentError(absl::StrCat("train.mpo_eta must be > 0, got ", c.mpo_eta));
-  }
-  if (!c.magnet_checkpoint.empty() && c.loss != "mpo" && c.loss != "mpo_pg") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.magnet_checkpoint is only used by mpo / mpo_pg, got loss \"", c.loss, "\""));
-  }
-  if (c.optimizer != "adamw" && c.optimizer != "rmsprop") {
-    return absl::InvalidArgumentError(absl::StrCat("train.optimizer: unknown optimizer \"",
-                                                   c.optimizer, "\" (adamw | rmsprop)"));
-  }
-  if (c.lr_scheduler != "constant" && c.lr_scheduler != "linear" && c.lr_scheduler != "cosine") {
-    return absl::InvalidArgumentError(absl::StrCat("train.lr_scheduler: unknown schedule \"",
-                                                   c.lr_scheduler,
-                                                   "\" (constant | linear | cosine)"));
-  }
-  if (!(c.warmup_ratio >= 0 && c.warmup_ratio < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.warmup_ratio must be in [0, 1), got ", c.warmup_ratio));
-  }
-  if (c.warmup_steps < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.warmup_steps must be >= 0, got ", c.warmup_steps));
-  }
-  if (c.gradient_accumulation_steps < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.gradient_accumulation_steps must be >= 1, got ", c.gradient_accumulation_steps));
-  }
-  if (c.max_prompt_length < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.max_prompt_length must be >= 0 (0 = no limit), got ",
-                     c.max_prompt_length));
-  }
-  if (c.max_length < 0 || c.max_length == 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.max_length must be 0 (no limit) or >= 2, got ", c.max_length));
-  }
-  if (c.max_length > 0 && c.max_prompt_length >= c.max_length) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.max_prompt_length (", c.max_prompt_length,
-                     ") must be < train.max_length (", c.max_length, ")"));
-  }
-  if (c.save_every_steps < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.save_every_steps must be >= 0 (0 = never), got ", c.save_every_steps));
-  }
-  if (absl::Status st = model::ValidateChatTemplateSetting(c.chat_template); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", st.message()));
-  }
-  if (c.mixed_precision != "no" && c.mixed_precision != "bf16") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.mixed_precision must be \"no\" or \"bf16\", got \"", c.mixed_precision, "\""));
-  }
-  const DistributedConfig& d = c.distributed;
-  if (d.world_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.distributed.world_size must be >= 1, got ", d.world_size));
-  }
-  if (d.rank < 0 || d.rank >= d.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("train.distributed.rank must be in [0, ",
-                                                   d.world_size, "), got ", d.rank));
-  }
-  if (d.world_size > 1 && (d.master_port < 1 || d.master_port > 65535)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.distributed.master_port must be in [1, 65535], got ", d.master_port));
-  }
-  if (d.timeout_seconds < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.distributed.timeout_seconds must be >= 1, got ", d.timeout_seconds));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckDevice(const TrainConfig& c) {
   if (c.mixed_precision == "bf16" && !model::internal::DefaultDevice().is_cuda()) {
     return absl::InvalidArgumentError(kBf16NeedsCuda);
   }
   return absl::OkStatus();
-}
-
-TrainConfig TrainConfigDefaults(const std::string& loss) {
-  TrainConfig c;
-  c.loss = loss;
-  if (loss == "simpo") c.beta = 2.0;
-  if (loss == "sppo" || loss == "sppo_hard") c.beta = 0.001;  // η = 1/β = 1000
-  return c;
 }
 
 absl::StatusOr<DistributedConfig> DistributedFromEnv() {

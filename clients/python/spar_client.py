@@ -106,7 +106,17 @@ class Client:
         req = self._pb2.ListJobsRequest()
         if state:
             req.state = self._pb2.JobState.Value("JOB_STATE_" + state.upper())
-        return list(self._stub.ListJobs(req, timeout=self.timeout, metadata=self._md).jobs)
+        jobs = []
+        while True:  # every page (the server sends at most 500 jobs per page)
+            resp = self._stub.ListJobs(req, timeout=self.timeout, metadata=self._md)
+            jobs.extend(resp.jobs)
+            if not resp.next_page_token:
+                return jobs
+            req.page_token = resp.next_page_token
+
+    def delete(self, job_id):
+        """Removes an ended job and its run directory (FAILED_PRECONDITION while it runs)."""
+        self._stub.DeleteJob(self._pb2.DeleteJobRequest(job_id=job_id), timeout=self.timeout, metadata=self._md)
 
     def cancel(self, job_id):
         return self._stub.CancelJob(self._pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout, metadata=self._md)

@@ -157,7 +157,8 @@ std::optional<int64_t> ParseRateLimitRemaining(const std::string& text) {
 }
 
 absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
-                          const std::string& retry_after, double jitter, absl::Time now) {
+                          const std::string& retry_after, double jitter, absl::Time now,
+                          absl::Duration initial, absl::Duration max) {
   constexpr double kMaxRetryAfterSeconds = 60.0;
   double seconds = 0.0;
   if (!retry_after_ms.empty() &&
@@ -176,7 +177,8 @@ absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
     return absl::Seconds(seconds);
   }
   jitter = std::clamp(jitter, 0.75, 1.0);
-  double backoff = std::min(0.5 * std::pow(2.0, std::max(retry, 0)), 8.0);
+  const double doubling = std::pow(2.0, std::clamp(retry, 0, 60));
+  double backoff = std::min(absl::ToDoubleSeconds(initial) * doubling, absl::ToDoubleSeconds(max));
   return absl::Seconds(backoff * jitter);
 }
 

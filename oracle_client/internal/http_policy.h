@@ -41,10 +41,13 @@ bool ShouldRetry(const AttemptOutcome& outcome);
 // Delay before retry number `retry` (0-based): the server's retry-after-ms, then retry-after
 // (seconds, may be fractional, or an HTTP-date such as "Wed, 21 Oct 2015 07:28:00 GMT", taken
 // relative to `now`; a date is ignored when `now` is InfinitePast), when positive and at most
-// 60 s; otherwise min(0.5 s * 2^retry, 8 s) * jitter, jitter in [0.75, 1].
+// 60 s; otherwise min(initial * 2^retry, max) * jitter, jitter in [0.75, 1] (the SDK's 0.5 s
+// and 8 s by default).
 absl::Duration RetryDelay(int retry, const std::string& retry_after_ms,
                           const std::string& retry_after, double jitter,
-                          absl::Time now = absl::InfinitePast());
+                          absl::Time now = absl::InfinitePast(),
+                          absl::Duration initial = absl::Milliseconds(500),
+                          absl::Duration max = absl::Seconds(8));
 
 // An RFC 9110 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); nullopt otherwise.
 std::optional<absl::Time> ParseHttpDate(const std::string& text);

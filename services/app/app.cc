@@ -1,8 +1,12 @@
 #include "services/app/app.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <climits>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +20,7 @@
 #include "orchestrator/job_manager.h"
 #include "orchestrator/sharded_sampler.h"
 #include "sampler/sampler.h"
+#include "services/common/access.h"
 #include "services/common/server_runner.h"
 #include "services/oracle/oracle_service.h"
 #include "services/orchestrator/orchestrator_service.h"
@@ -82,6 +87,33 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
   return c;
 }
 
+namespace {
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" ||
+         absl::StartsWith(host, "127.");
+}
+
+// Refuses an unauthenticated server off loopback (unless `insecure`) and fills the data root
+// default: the working directory, so paths are confined even when no --data_root is given.
+absl::Status CheckExposure(AppConfig& config) {
+  if (!IsLoopbackHost(config.host) && config.api_token.empty() && !config.insecure) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "host: refusing to serve on non-loopback address \"", config.host,
+        "\" without SPAR_API_TOKEN (set it, or pass --insecure to serve unauthenticated)"));
+  }
+  if (config.data_root.empty()) {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof(cwd)) == nullptr) {
+      return absl::FailedPreconditionError("data_root: cannot read the working directory");
+    }
+    config.data_root = cwd;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() { Shutdown(); }
 
@@ -112,22 +144,26 @@ void ExportRuntimeInfo(metrics::Registry& registry) {
 
 absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   auto impl = std::make_unique<Impl>();
-  impl->config = config;
   const auto has = [&](const char* r) { return config.roles.count(r) > 0; };
   if (config.roles.empty()) return absl::InvalidArgumentError("roles: at least one role is required");
+  SPAR_RETURN_IF_ERROR(CheckExposure(config));
+  impl->config = config;
+  AccessPolicy access;
+  access.api_token = config.api_token;
+  access.path_roots = {config.data_root, config.runs_dir};
   ExportRuntimeInfo(impl->registry);
   std::vector<grpc::Service*> services;
   if (has("sampler")) {
     sampler::SamplerConfig sc;
     sc.max_batch_size = config.sampler_max_batch_size;
     SPAR_ASSIGN_OR_RETURN(impl->sampler, sampler::Sampler::Create(sc));
-    impl->sampler_service = std::make_unique<SamplerService>(*impl->sampler, impl->registry);
+    impl->sampler_service = std::make_unique<SamplerService>(*impl->sampler, impl->registry, access);
     services.push_back(impl->sampler_service.get());
   }
   if (has("oracle")) {
     SPAR_ASSIGN_OR_RETURN(impl->oracle,
                           oracle::OracleClient::Create(config.oracle, &impl->registry));
-    impl->oracle_service = std::make_unique<OracleService>(*impl->oracle, impl->registry);
+    impl->oracle_service = std::make_unique<OracleService>(*impl->oracle, impl->registry, access);
     services.push_back(impl->oracle_service.get());
   }
   if (has("trainer")) {
@@ -143,7 +179,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
       SPAR_ASSIGN_OR_RETURN(impl->trainer_group, trainer::ProcessGroup::Create(dist));
     }
     impl->trainer_service =
-        std::make_unique<TrainerService>(impl->registry, impl->trainer_group.get());
+        std::make_unique<TrainerService>(impl->registry, impl->trainer_group.get(), access);
     services.push_back(impl->trainer_service.get());
   }
   if (has("orchestrator")) {
@@ -174,6 +210,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
             role, "_address is required when the ", role, " role does not run in this process"));
       }
     }
+    orchestrator::GrpcPortsConfig ports;
+    ports.api_token = config.api_token;  // the other services check the same token
     // sampler_address may list replicas ("a:50051,b:50051"): prompts are sharded across them.
     std::vector<std::string> sampler_addresses;
     for (absl::string_view a : absl::StrSplit(config.sampler_address, ',', absl::SkipWhitespace())) {
@@ -181,9 +219,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     }
     if (sampler_addresses.size() <= 1) {
       impl->sampler_port =
-          orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)));
+          orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)), ports);
     } else {
-      orchestrator::GrpcPortsConfig replica_config;
+      orchestrator::GrpcPortsConfig replica_config = ports;
       // A replica that is down hands its shard to another one soon, rather than after the
       // single-sampler retries.
       replica_config.max_attempts = 2;
@@ -200,9 +238,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
       SPAR_LOG(Info) << "sharding sampling across " << replicas.size() << " sampler replicas: "
                      << absl::StrJoin(sampler_addresses, ", ");
     }
-    impl->oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)));
+    impl->oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)), ports);
     impl->trainer_port =
-        orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)));
+        orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)), ports);
     orchestrator::JobManagerConfig jc;
     jc.runs_dir = config.runs_dir;
     jc.data_root = config.data_root;
@@ -215,13 +253,18 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   }
   impl->server->SetServing(true);
   SPAR_LOG(Info) << "serving " << absl::StrJoin(config.roles, ",") << " on "
-                 << impl->server->address() << ", metrics on :" << impl->server->metrics_port();
+                 << impl->server->listen_address()
+                 << (IsLoopbackHost(config.host) ? "" : " (reachable from other hosts)")
+                 << ", metrics on " << config.host << ":" << impl->server->metrics_port()
+                 << "; auth " << (config.api_token.empty() ? "off" : "on (bearer token)")
+                 << "; data root " << config.data_root;
   return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
 int App::port() const { return impl_->server->port(); }
 int App::metrics_port() const { return impl_->server->metrics_port(); }
 std::string App::address() const { return impl_->server->address(); }
+std::string App::listen_address() const { return impl_->server->listen_address(); }
 
 void App::Shutdown() {
   if (impl_->shut_down) return;

@@ -20,9 +20,12 @@ struct AppConfig {
   std::string host = "127.0.0.1";
   int port = 0;            // gRPC port; 0 picks a free one
   int metrics_port = 0;    // /metrics + /healthz port; 0 picks a free one, -1 disables
-  // Orchestrator: where jobs live, and the directory job paths must stay inside ("" = anywhere).
+  // Where jobs live, and the directory every path a service accepts must stay inside (job specs,
+  // trainer and sampler paths; the runs dir is allowed too). "" = the working directory.
   std::string runs_dir = "runs";
   std::string data_root;
+  // Serve on a non-loopback host without api_token. Off by default: Start refuses it.
+  bool insecure = false;
   // Orchestrator: addresses of the other services; "" = this process's own port.
   // sampler_address may be a comma-separated list of sampler replicas: each round's prompts are
   // then split into contiguous shards sampled in parallel (same samples as one replica).
@@ -31,7 +34,9 @@ struct AppConfig {
   std::string trainer_address;
   // Oracle: the judge endpoint and client settings (api_key filled by main from env/file).
   oracle::OracleConfig oracle;
-  // Orchestrator API bearer token ("" = no auth); from SPAR_API_TOKEN, never from files/flags.
+  // The shared service token ("" = no auth): every service requires "authorization: Bearer
+  // <api_token>" on every RPC (grpc.health.v1 stays open) and the orchestrator sends it to the
+  // others. From SPAR_API_TOKEN, never from files/flags; never logged.
   std::string api_token;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
@@ -51,7 +56,8 @@ class App {
   ~App();
   int port() const;
   int metrics_port() const;
-  std::string address() const;
+  std::string address() const;         // where this host dials it
+  std::string listen_address() const;  // what it is bound to
   void Shutdown();
   void Wait();
 

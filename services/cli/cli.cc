@@ -25,6 +25,7 @@
 #include "services/cli/args.h"
 #include "services/cli/demo.h"
 #include "services/cli/inspect_command.h"
+#include "services/cli/spec_file.h"
 #include "services/cli/judge_command.h"
 #include "services/cli/tokenize_command.h"
 #include "services/common/auth.h"
@@ -50,8 +51,9 @@ const char kUsage[] =
     "  demo [--algo=dno|spin|dpo] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
     "                                                   build the tiny model, run a job, print a table\n"
     "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] [--runs_dir=runs]\n"
-    "     [--judge_cache=FILE.sqlite] [--data_root=DIR]\n"
-    "                                                   all four services in one process\n"
+    "     [--judge_cache=FILE.sqlite] [--data_root=DIR (default: working dir)] [--host=127.0.0.1]\n"
+    "     [--insecure]                                  all four services in one process; a non-\n"
+    "                                                   loopback --host needs SPAR_API_TOKEN or --insecure\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
     "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "                                                   env = data parallel, rank 0 serves\n"
@@ -59,6 +61,7 @@ const char kUsage[] =
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
     "  status JOB [--json]                              a job and its per-round table\n"
     "  watch JOB                                        live progress until the job ends\n"
+    "  delete JOB                                       remove an ended job and its run directory\n"
     "  cancel JOB | resume JOB [--judge_max_calls=N] [--judge_max_tokens=N] [--judge_max_cost_usd=X]\n"
     "             [--judge_round_max_calls=N] [--judge_round_max_tokens=N] [--judge_round_max_cost_usd=X]\n"
     "                                                   resume raises the job's judge budget (0 = unlimited)\n"
@@ -182,6 +185,8 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (args.Has("host")) config.host = args.Get("host");
   if (args.Has("runs_dir")) config.runs_dir = args.Get("runs_dir");
   if (args.Has("data_root")) config.data_root = args.Get("data_root");
+  // Serving off loopback without SPAR_API_TOKEN is refused unless asked for by name.
+  if (args.Has("insecure")) config.insecure = true;
   if (args.Has("judge_url")) config.oracle.base_url = args.Get("judge_url");
   // SQLite judgment cache shared by every job of this oracle (survives restarts).
   if (args.Has("judge_cache")) config.oracle.cache_path = args.Get("judge_cache");
@@ -258,9 +263,10 @@ std::string JobJson(const v1::Job& job) {
 
 int Submit(const Args& args) {
   if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar submit JOB.json"));
-  auto text = ReadFile(args.positional()[0]);
+  const std::string& path = args.positional()[0];
+  auto text = ReadFile(path);
   if (!text.ok()) return Fail(text.status());
-  auto spec = orchestrator::ParseJobSpecJson(*text);
+  auto spec = ParseJobSpecFile(path, *text);  // errors name the position, never the contents
   if (!spec.ok()) return Fail(spec.status());
   v1::CreateJobRequest req;
   *req.mutable_spec() = *spec;
@@ -283,16 +289,33 @@ int List(const Args& args) {
     if (!s.ok()) return Fail(s.status());
     req.set_state(*s);
   }
-  v1::ListJobsResponse resp;
+  std::printf("%-28s %-10s %5s  %s\n", "JOB", "STATE", "ROUND", "STAGE");
+  auto stub = Stub(args);
+  do {  // every page
+    v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    grpc::Status st = stub->ListJobs(&ctx, req, &resp);
+    if (!st.ok()) return Fail(services::FromGrpcStatus(st));
+    for (const v1::Job& j : resp.jobs()) {
+      std::printf("%-28s %-10s %2d/%-2d  %s\n", j.job_id().c_str(), StateName(j.state()),
+                  j.current_round(), j.spec().rounds(), j.current_stage().c_str());
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return kExitOk;
+}
+
+int Delete(const Args& args) {
+  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar delete JOB"));
+  v1::DeleteJobRequest req;
+  req.set_job_id(args.positional()[0]);
+  v1::DeleteJobResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
-  grpc::Status st = Stub(args)->ListJobs(&ctx, req, &resp);
+  grpc::Status st = Stub(args)->DeleteJob(&ctx, req, &resp);
   if (!st.ok()) return Fail(services::FromGrpcStatus(st));
-  std::printf("%-28s %-10s %5s  %s\n", "JOB", "STATE", "ROUND", "STAGE");
-  for (const v1::Job& j : resp.jobs()) {
-    std::printf("%-28s %-10s %2d/%-2d  %s\n", j.job_id().c_str(), StateName(j.state()),
-                j.current_round(), j.spec().rounds(), j.current_stage().c_str());
-  }
+  std::printf("%s deleted\n", req.job_id().c_str());
   return kExitOk;
 }
 
@@ -394,7 +417,8 @@ int Health(const Args& args) {
 }  // namespace
 
 int RunCli(int argc, char** argv) {
-  auto parsed = Args::Parse(argc, argv, {"json", "watch", "help", "chat", "add-special-tokens"});
+  auto parsed =
+      Args::Parse(argc, argv, {"json", "watch", "help", "chat", "add-special-tokens", "insecure"});
   if (!parsed.ok()) return Fail(parsed.status());
   const Args& args = *parsed;
   const std::string& cmd = args.command();
@@ -405,7 +429,7 @@ int RunCli(int argc, char** argv) {
   std::set<std::string> client = {"addr"};
   std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
                                   "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
-                                  "trainer_address", "role"};
+                                  "trainer_address", "role", "insecure"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {
@@ -445,6 +469,10 @@ int RunCli(int argc, char** argv) {
   if (cmd == "cancel") {
     if (!(known = check(client)).ok()) return Fail(known);
     return CancelOrResume(args, true);
+  }
+  if (cmd == "delete") {
+    if (!(known = check(client)).ok()) return Fail(known);
+    return Delete(args);
   }
   if (cmd == "resume") {
     if (!(known = check({"addr", "judge_max_calls", "judge_max_tokens", "judge_max_cost_usd",

@@ -262,6 +262,7 @@ int RunDemo(const Args& args) {
   ac.port = 0;
   ac.metrics_port = 0;
   ac.runs_dir = args.Get("runs_dir", "runs");
+  ac.data_root = Dirname(base);  // the base model's cache dir: the only input path the job names
   ac.oracle.base_url = (*judge)->base_url();
   ac.oracle.max_concurrency = 8;
   auto app = services::App::Start(ac);

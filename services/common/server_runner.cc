@@ -95,6 +95,10 @@ std::string ServerRunner::address() const {
   return absl::StrCat(host, ":", impl_->port);
 }
 
+std::string ServerRunner::listen_address() const {
+  return absl::StrCat(impl_->host, ":", impl_->port);
+}
+
 void ServerRunner::SetServing(bool serving) {
   impl_->serving.store(serving);
   impl_->server->GetHealthCheckService()->SetServingStatus(serving);

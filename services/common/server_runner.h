@@ -40,7 +40,8 @@ class ServerRunner {
 
   int port() const;
   int metrics_port() const;
-  std::string address() const;  // "127.0.0.1:<port>"
+  std::string address() const;  // where this host dials it: "127.0.0.1:<port>" for a wildcard
+  std::string listen_address() const;  // what it is bound to: "<host>:<port>", e.g. "0.0.0.0:50051"
   void SetServing(bool serving);
   // Stops accepting calls, cancels in-flight ones after `deadline_ms`, stops the HTTP port.
   void Shutdown(int deadline_ms = 2000);

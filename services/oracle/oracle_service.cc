@@ -36,8 +36,9 @@ absl::StatusOr<oracle::JobScope> ScopeOf(const Request& r) {
 
 }  // namespace
 
-OracleService::OracleService(oracle::OracleClient& client, metrics::Registry& registry)
-    : client_(client), rpc_metrics_(registry, "oracle") {}
+OracleService::OracleService(oracle::OracleClient& client, metrics::Registry& registry,
+                             AccessPolicy access)
+    : client_(client), access_(std::move(access)), rpc_metrics_(registry, "oracle") {}
 
 OracleService::~OracleService() { workers_.JoinAll(); }
 
@@ -45,6 +46,9 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
                                                                const v1::CompareRequest* request) {
   absl::Time started = absl::Now();
   auto [reactor, sink] = StreamSink<v1::Judgment>::Create();
+  if (RejectUnauthorizedStream(ctx, access_, rpc_metrics_, "Compare", started, *sink)) {
+    return reactor;
+  }
   std::vector<oracle::Comparison> items;
   items.reserve(request->comparisons_size());
   for (int i = 0; i < request->comparisons_size(); ++i) {
@@ -85,6 +89,7 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
             out.set_ok(false);
             out.set_p_a_wins(0.5);
             out.set_error(j.status().ToString());
+            out.set_code(static_cast<int32_t>(j.status().code()));
           }
           sink->Write(std::move(out));
         },
@@ -100,6 +105,9 @@ grpc::ServerWriteReactor<v1::ScoreResult>* OracleService::Score(grpc::CallbackSe
                                                                 const v1::ScoreRequest* request) {
   absl::Time started = absl::Now();
   auto [reactor, sink] = StreamSink<v1::ScoreResult>::Create();
+  if (RejectUnauthorizedStream(ctx, access_, rpc_metrics_, "Score", started, *sink)) {
+    return reactor;
+  }
   auto invalid = [&](const std::string& message) {
     rpc_metrics_.Record("Score", "INVALID_ARGUMENT", started);
     sink->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
@@ -137,6 +145,7 @@ grpc::ServerWriteReactor<v1::ScoreResult>* OracleService::Score(grpc::CallbackSe
           } else {
             out.set_ok(false);
             out.set_error(r.status().ToString());
+            out.set_code(static_cast<int32_t>(r.status().code()));
           }
           sink->Write(std::move(out));
         },
@@ -152,6 +161,9 @@ grpc::ServerUnaryReactor* OracleService::GetUsage(grpc::CallbackServerContext* c
                                                   const v1::GetUsageRequest* request,
                                                   v1::GetUsageResponse* response) {
   absl::Time started = absl::Now();
+  if (auto* denied = RejectUnauthorized(ctx, access_, rpc_metrics_, "GetUsage", started)) {
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
   if (!request->job_id().empty()) {
     absl::StatusOr<oracle::JobUsage> ju = client_.GetJobUsage(

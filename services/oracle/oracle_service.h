@@ -5,6 +5,7 @@
 
 #include "common/metrics/registry.h"
 #include "oracle_client/oracle_client.h"
+#include "services/common/access.h"
 #include "services/common/rpc_metrics.h"
 #include "services/common/worker_threads.h"
 #include "spar/v1/oracle.grpc.pb.h"
@@ -13,8 +14,9 @@ namespace spar::services {
 
 class OracleService final : public v1::Oracle::CallbackService {
  public:
-  // `client` must outlive the service.
-  OracleService(oracle::OracleClient& client, metrics::Registry& registry);
+  // `client` must outlive the service. Every RPC checks `access`'s token.
+  OracleService(oracle::OracleClient& client, metrics::Registry& registry,
+                AccessPolicy access = {});
   ~OracleService() override;
 
   grpc::ServerWriteReactor<v1::Judgment>* Compare(grpc::CallbackServerContext* ctx,
@@ -28,6 +30,7 @@ class OracleService final : public v1::Oracle::CallbackService {
 
  private:
   oracle::OracleClient& client_;
+  const AccessPolicy access_;
   RpcMetrics rpc_metrics_;
   WorkerThreads workers_;  // last: joined before the members above go away
 };

@@ -44,12 +44,24 @@ grpc::ServerUnaryReactor* OrchestratorService::FinishUnary(grpc::CallbackServerC
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::CreateJob(grpc::CallbackServerContext* ctx,
-                                                         const v1::CreateJobRequest* request,
-                                                         v1::Job* response) {
+                                                         const grpc::ByteBuffer* request,
+                                                         grpc::ByteBuffer* response) {
   absl::Time started = absl::Now();
   SPAR_REQUIRE_MANAGER("CreateJob");
-  absl::StatusOr<v1::Job> job = manager->CreateJob(*request);
-  if (job.ok()) *response = *std::move(job);
+  v1::CreateJobRequest parsed;
+  grpc::ByteBuffer copy(*request);
+  if (!grpc::SerializationTraits<v1::CreateJobRequest>::Deserialize(&copy, &parsed).ok()) {
+    return FinishUnary(ctx, "CreateJob", started,
+                       absl::InvalidArgumentError("request: not a valid CreateJobRequest "
+                                                  "(malformed protobuf or invalid UTF-8)"));
+  }
+  absl::StatusOr<v1::Job> job = manager->CreateJob(parsed);
+  if (job.ok()) {
+    bool own_buffer = false;
+    grpc::Status st =
+        grpc::SerializationTraits<v1::Job>::Serialize(*job, response, &own_buffer);
+    if (!st.ok()) job = absl::InternalError("CreateJob: cannot serialize the job");
+  }
   return FinishUnary(ctx, "CreateJob", started, job.status());
 }
 
@@ -71,8 +83,20 @@ grpc::ServerUnaryReactor* OrchestratorService::ListJobs(grpc::CallbackServerCont
                                                         v1::ListJobsResponse* response) {
   absl::Time started = absl::Now();
   SPAR_REQUIRE_MANAGER("ListJobs");
-  for (v1::Job& j : manager->ListJobs(request->state())) *response->add_jobs() = std::move(j);
-  return FinishUnary(ctx, "ListJobs", started, absl::OkStatus());
+  absl::StatusOr<v1::ListJobsResponse> page = manager->ListJobsPage(*request);
+  if (page.ok()) *response = *std::move(page);
+  return FinishUnary(ctx, "ListJobs", started, page.status());
+}
+
+grpc::ServerUnaryReactor* OrchestratorService::DeleteJob(grpc::CallbackServerContext* ctx,
+                                                         const v1::DeleteJobRequest* request,
+                                                         v1::DeleteJobResponse*) {
+  absl::Time started = absl::Now();
+  SPAR_REQUIRE_MANAGER("DeleteJob");
+  if (request->job_id().empty()) {
+    return FinishUnary(ctx, "DeleteJob", started, absl::InvalidArgumentError("job_id is required"));
+  }
+  return FinishUnary(ctx, "DeleteJob", started, manager->DeleteJob(request->job_id()));
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::CancelJob(grpc::CallbackServerContext* ctx,

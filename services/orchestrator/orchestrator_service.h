@@ -6,12 +6,17 @@
 
 #include "common/metrics/registry.h"
 #include "orchestrator/job_manager.h"
+#include "services/common/access.h"
 #include "services/common/rpc_metrics.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 
 namespace spar::services {
 
-class OrchestratorService final : public v1::Orchestrator::CallbackService {
+// CreateJob is registered raw (bytes in, bytes out) so that a request that is not a valid
+// CreateJobRequest gets INVALID_ARGUMENT: gRPC's generated callback handler answers a
+// deserialization failure with UNIMPLEMENTED (grpc 1.51, CallbackUnaryHandler::RunHandler).
+class OrchestratorService final
+    : public v1::Orchestrator::WithRawCallbackMethod_CreateJob<v1::Orchestrator::CallbackService> {
  public:
   // `api_token` empty = no auth; else every RPC needs "authorization: Bearer <api_token>".
   explicit OrchestratorService(metrics::Registry& registry, std::string api_token = "");
@@ -20,7 +25,8 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
   void SetJobManager(orchestrator::JobManager* jobs);
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx,
-                                      const v1::CreateJobRequest* request, v1::Job* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
                                    const v1::GetJobRequest* request, v1::Job* response) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
@@ -30,6 +36,9 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
                                       const v1::CancelJobRequest* request, v1::Job* response) override;
   grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
                                       const v1::ResumeJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* ctx,
+                                      const v1::DeleteJobRequest* request,
+                                      v1::DeleteJobResponse* response) override;
   grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
                                                    const v1::WatchJobRequest* request) override;
 

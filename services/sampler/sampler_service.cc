@@ -20,8 +20,10 @@ absl::StatusOr<sampler::SamplingParams> FromProto(const v1::SamplingParams& p) {
   return out;
 }
 
-SamplerService::SamplerService(sampler::Sampler& sampler, metrics::Registry& registry)
+SamplerService::SamplerService(sampler::Sampler& sampler, metrics::Registry& registry,
+                               AccessPolicy access)
     : sampler_(sampler),
+      access_(std::move(access)),
       rpc_metrics_(registry, "sampler"),
       prompts_(registry.AddCounter("spar_sampler_prompts_total", "Prompts sampled.").Add({})),
       samples_(registry.AddCounter("spar_sampler_samples_total", "Responses generated.").Add({})),
@@ -41,10 +43,14 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   absl::Time started = absl::Now();
   auto [reactor, sink] = StreamSink<v1::GenerateResponse>::Create();
-  absl::Status invalid;
-  if (request->policy().empty()) invalid = absl::InvalidArgumentError("policy is required");
-  else if (request->prompts_size() == 0) invalid = absl::InvalidArgumentError("prompts is empty");
-  else if (request->first_index() < 0) {
+  if (RejectUnauthorizedStream(ctx, access_, rpc_metrics_, "Generate", started, *sink)) {
+    return reactor;
+  }
+  absl::StatusOr<std::string> policy = access_.Confine(request->policy(), "policy");
+  absl::Status invalid = policy.status();
+  if (invalid.ok() && request->prompts_size() == 0) {
+    invalid = absl::InvalidArgumentError("prompts is empty");
+  } else if (invalid.ok() && request->first_index() < 0) {
     invalid = absl::InvalidArgumentError(
         absl::StrCat("first_index must be >= 0, got ", request->first_index()));
   }
@@ -58,14 +64,14 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
     if (absl::Status st = sampler::Validate(*params); !st.ok()) invalid = st;
   }
   if (!invalid.ok()) {
-    rpc_metrics_.Record("Generate", "INVALID_ARGUMENT", started);
+    rpc_metrics_.Record("Generate", GrpcCodeName(ToGrpcStatus(invalid).error_code()), started);
     sink->Finish(ToGrpcStatus(invalid));
     return reactor;
   }
   std::vector<std::string> prompts(request->prompts().begin(), request->prompts().end());
   in_flight_.Increment();
   workers_.Spawn([this, sink = sink, prompts = std::move(prompts), params = *params,
-                  policy = request->policy(), first = request->first_index(), started] {
+                  policy = *policy, first = request->first_index(), started] {
     int64_t tokens = 0;
     absl::Status st = sampler_.Generate(policy, prompts, params, [&](sampler::PromptSamples ps) {
       v1::GenerateResponse out;
@@ -100,14 +106,18 @@ grpc::ServerUnaryReactor* SamplerService::LoadPolicy(grpc::CallbackServerContext
                                                      const v1::LoadPolicyRequest* request,
                                                      v1::LoadPolicyResponse* response) {
   absl::Time started = absl::Now();
+  if (auto* denied = RejectUnauthorized(ctx, access_, rpc_metrics_, "LoadPolicy", started)) {
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
-  if (request->policy().empty()) {
+  absl::StatusOr<std::string> policy = access_.Confine(request->policy(), "policy");
+  if (!policy.ok()) {
     rpc_metrics_.Record("LoadPolicy", "INVALID_ARGUMENT", started);
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "policy is required"));
+    reactor->Finish(ToGrpcStatus(policy.status()));
     return reactor;
   }
   // Loading a small checkpoint is quick, but it is still disk + torch work: run it off-thread.
-  workers_.Spawn([this, reactor, policy = request->policy(), started] {
+  workers_.Spawn([this, reactor, policy = *policy, started] {
     grpc::Status g = ToGrpcStatus(sampler_.LoadPolicy(policy));
     rpc_metrics_.Record("LoadPolicy", GrpcCodeName(g.error_code()), started);
     reactor->Finish(g);
@@ -119,6 +129,9 @@ grpc::ServerUnaryReactor* SamplerService::GetStatus(grpc::CallbackServerContext*
                                                     const v1::GetSamplerStatusRequest*,
                                                     v1::GetSamplerStatusResponse* response) {
   absl::Time started = absl::Now();
+  if (auto* denied = RejectUnauthorized(ctx, access_, rpc_metrics_, "GetStatus", started)) {
+    return denied;
+  }
   response->set_tokens_generated(sampler_.tokens_generated());
   rpc_metrics_.Record("GetStatus", "OK", started);
   auto* reactor = ctx->DefaultReactor();

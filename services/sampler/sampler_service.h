@@ -4,6 +4,7 @@
 
 #include "common/metrics/registry.h"
 #include "sampler/sampler.h"
+#include "services/common/access.h"
 #include "services/common/rpc_metrics.h"
 #include "services/common/worker_threads.h"
 #include "spar/v1/sampler.grpc.pb.h"
@@ -12,8 +13,10 @@ namespace spar::services {
 
 class SamplerService final : public v1::Sampler::CallbackService {
  public:
-  // `sampler` must outlive the service.
-  SamplerService(sampler::Sampler& sampler, metrics::Registry& registry);
+  // `sampler` must outlive the service. Every RPC checks `access`'s token; policy paths must lie
+  // inside its roots (INVALID_ARGUMENT naming "policy" otherwise).
+  SamplerService(sampler::Sampler& sampler, metrics::Registry& registry,
+                 AccessPolicy access = {});
   ~SamplerService() override;
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
@@ -27,6 +30,7 @@ class SamplerService final : public v1::Sampler::CallbackService {
 
  private:
   sampler::Sampler& sampler_;
+  const AccessPolicy access_;
   RpcMetrics rpc_metrics_;
   metrics::Counter& prompts_;
   metrics::Counter& samples_;

@@ -13,7 +13,10 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/status_macros.h"
+#include "model/policy.h"
 #include "model/chat_template.h"
+#include "orchestrator/training_config.h"
 #include "services/common/status_util.h"
 #include "services/common/stream_sink.h"
 #include "trainer/process_group.h"
@@ -35,39 +38,51 @@ struct TrainerService::Run {
 namespace {
 
 absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c) {
-  trainer::TrainConfig out = trainer::TrainConfigDefaults(c.has_loss() ? c.loss() : "dpo");
-  if (c.has_beta()) out.beta = c.beta();
-  if (c.has_learning_rate()) out.learning_rate = c.learning_rate();
-  if (c.has_weight_decay()) out.weight_decay = c.weight_decay();
-  if (c.has_epochs()) out.epochs = c.epochs();
-  if (c.has_batch_size()) out.batch_size = c.batch_size();
-  if (c.has_max_grad_norm()) out.max_grad_norm = c.max_grad_norm();
-  if (c.has_nll_weight()) out.nll_weight = c.nll_weight();
-  if (c.has_seed()) out.seed = c.seed();
-  if (c.has_label_smoothing()) out.label_smoothing = c.label_smoothing();
-  if (c.has_simpo_gamma()) out.simpo_gamma = c.simpo_gamma();
-  if (c.has_mpo_alpha()) out.mpo_alpha = c.mpo_alpha();
-  if (c.has_mpo_eta()) out.mpo_eta = c.mpo_eta();
-  if (c.has_magnet_checkpoint()) out.magnet_checkpoint = c.magnet_checkpoint();
-  if (c.has_optimizer()) out.optimizer = c.optimizer();
-  if (c.has_lr_scheduler()) out.lr_scheduler = c.lr_scheduler();
-  if (c.has_warmup_ratio()) out.warmup_ratio = c.warmup_ratio();
-  if (c.has_warmup_steps()) out.warmup_steps = c.warmup_steps();
-  if (c.has_gradient_accumulation_steps()) {
-    out.gradient_accumulation_steps = c.gradient_accumulation_steps();
-  }
-  if (c.has_max_prompt_length()) out.max_prompt_length = c.max_prompt_length();
-  if (c.has_max_length()) out.max_length = c.max_length();
-  if (c.has_length_bucketing()) out.length_bucketing = c.length_bucketing();
-  if (c.has_save_every_steps()) out.save_every_steps = c.save_every_steps();
-  if (c.has_gradient_checkpointing()) out.gradient_checkpointing = c.gradient_checkpointing();
-  if (c.has_mixed_precision() && !c.mixed_precision().empty()) {
-    out.mixed_precision = c.mixed_precision();
-  }
+  trainer::TrainConfig out = orchestrator::ToTrainConfig(c);  // the conversion CreateJob checks
   absl::Status st = trainer::Validate(out);
   if (st.ok()) st = trainer::CheckDevice(out);
   if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", st.message()));
   return out;
+}
+
+// Resolves every path of the request inside the service's roots (INVALID_ARGUMENT naming the
+// field otherwise) and refuses an output that exists and is not a checkpoint Spar wrote.
+absl::Status ConfinePaths(const AccessPolicy& access, v1::StartTrainingRequest& r) {
+  SPAR_ASSIGN_OR_RETURN(std::string init, access.Confine(r.init_checkpoint(), "init_checkpoint"));
+  SPAR_ASSIGN_OR_RETURN(std::string pairs, access.Confine(r.pairs_path(), "pairs_path"));
+  SPAR_ASSIGN_OR_RETURN(std::string out, access.Confine(r.output_checkpoint(), "output_checkpoint"));
+  r.set_init_checkpoint(init);
+  r.set_pairs_path(pairs);
+  r.set_output_checkpoint(out);
+  if (r.config().has_magnet_checkpoint() && !r.config().magnet_checkpoint().empty()) {
+    SPAR_ASSIGN_OR_RETURN(std::string magnet, access.Confine(r.config().magnet_checkpoint(),
+                                                             "config.magnet_checkpoint"));
+    r.mutable_config()->set_magnet_checkpoint(magnet);
+  }
+  if (PathExists(out) && !model::IsSparCheckpoint(out)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "output_checkpoint: \"", r.output_checkpoint(),
+        "\" exists and is not a checkpoint written by Spar; refusing to replace it"));
+  }
+  const std::string state_dir = absl::StrCat(out, ".train_state");
+  // Spar's train_state holds state.pt (or, after a crash mid-write, state.pt.tmp), or nothing
+  // (a first save that failed, e.g. on a full disk, removes its temp file).
+  auto listed = ListDir(state_dir);
+  const bool empty = listed.ok() && listed->empty();
+  if (PathExists(state_dir) && !empty && !PathExists(JoinPath(state_dir, "state.pt")) &&
+      !PathExists(JoinPath(state_dir, "state.pt.tmp"))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "output_checkpoint: \"", state_dir, "\" exists and is not Spar's train_state"));
+  }
+  return absl::OkStatus();
+}
+
+// StartTrainingRequest.validate_only: the config and chat template, on this trainer's devices.
+absl::Status ValidateConfigOnly(const v1::StartTrainingRequest& r) {
+  if (absl::Status st = model::ValidateChatTemplateSetting(r.chat_template()); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
+  }
+  return ToTrainConfig(r.config()).status();
 }
 
 absl::Status ValidateRequest(const v1::StartTrainingRequest& r) {
@@ -203,8 +218,10 @@ absl::Status RunTrainerWorker(trainer::ProcessGroup& group) {
   }
 }
 
-TrainerService::TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group)
-    : rpc_metrics_(registry, "trainer"),
+TrainerService::TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group,
+                               AccessPolicy access)
+    : access_(std::move(access)),
+      rpc_metrics_(registry, "trainer"),
       steps_(registry.AddCounter("spar_trainer_steps_total", "Optimizer steps taken.").Add({})),
       tokens_(registry.AddCounter("spar_trainer_tokens_total", "Tokens trained on (approximate).")
                   .Add({})),
@@ -267,11 +284,24 @@ grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerCont
                                                         const v1::StartTrainingRequest* request,
                                                         v1::StartTrainingResponse* response) {
   absl::Time started = absl::Now();
+  if (auto* denied = RejectUnauthorized(ctx, access_, rpc_metrics_, "StartTraining", started)) {
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
-  absl::Status st = ValidateRequest(*request);
+  v1::StartTrainingRequest confined = *request;
+  // Confined first: a path outside the roots is refused before anything looks at it.
+  absl::Status st = request->validate_only() ? ValidateConfigOnly(*request)
+                                             : ConfinePaths(access_, confined);
+  if (st.ok() && request->validate_only()) {
+    rpc_metrics_.Record("StartTraining", "OK", started);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  if (st.ok()) st = ValidateRequest(confined);
   if (!st.ok()) {
-    rpc_metrics_.Record("StartTraining", "INVALID_ARGUMENT", started);
-    reactor->Finish(ToGrpcStatus(st));
+    grpc::Status g = ToGrpcStatus(st);
+    rpc_metrics_.Record("StartTraining", GrpcCodeName(g.error_code()), started);
+    reactor->Finish(g);
     return reactor;
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -301,14 +331,17 @@ grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerCont
     response->set_run_id(run->run_id);
     response->set_attached(false);
     running_.Increment();
-    workers_.Spawn([this, run, req = *request] { Execute(run, req); });
+    workers_.Spawn([this, run, req = std::move(confined), original = *request] {
+      Execute(run, req, original);
+    });
   }
   rpc_metrics_.Record("StartTraining", "OK", started);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
-void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request) {
+void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request,
+                             const v1::StartTrainingRequest& as_sent) {
   auto publish = [&](const v1::TrainingEvent& ev, bool done) {
     std::lock_guard<std::mutex> lock(run->mu);
     run->last = ev;
@@ -329,7 +362,8 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
         return absl::UnavailableError(
             "trainer: the data-parallel group is broken or closed; restart every rank");
       }
-      std::string message = std::string(1, kCommandTrain) + request.SerializeAsString();
+      // The paths as the client sent them: each rank resolves them on its own host.
+      std::string message = std::string(1, kCommandTrain) + as_sent.SerializeAsString();
       absl::Status st = group_->BroadcastFromRank0(&message, kControlTimeout);
       absl::StatusOr<int64_t> failed =
           st.ok() ? group_->AllReduceSum(0) : absl::StatusOr<int64_t>(st);
@@ -395,6 +429,7 @@ void TrainerService::Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest 
   } else {
     ev.set_state(v1::TRAINING_STATE_FAILED);
     ev.set_error(result.status().ToString());
+    ev.set_error_code(static_cast<int32_t>(result.status().code()));
     runs_.Add({{"state", "failed"}}).Increment();
     SPAR_LOG(Error) << "training " << run->key << " failed: " << result.status();
   }
@@ -415,6 +450,9 @@ grpc::ServerWriteReactor<v1::TrainingEvent>* TrainerService::WatchTraining(
     grpc::CallbackServerContext* ctx, const v1::WatchTrainingRequest* request) {
   absl::Time started = absl::Now();
   auto [reactor, sink] = StreamSink<v1::TrainingEvent>::Create();
+  if (RejectUnauthorizedStream(ctx, access_, rpc_metrics_, "WatchTraining", started, *sink)) {
+    return reactor;
+  }
   std::shared_ptr<Run> run;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -458,6 +496,9 @@ grpc::ServerUnaryReactor* TrainerService::CancelTraining(grpc::CallbackServerCon
                                                          const v1::CancelTrainingRequest* request,
                                                          v1::CancelTrainingResponse*) {
   absl::Time started = absl::Now();
+  if (auto* denied = RejectUnauthorized(ctx, access_, rpc_metrics_, "CancelTraining", started)) {
+    return denied;
+  }
   auto* reactor = ctx->DefaultReactor();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = runs_by_id_.find(request->run_id());

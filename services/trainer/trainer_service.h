@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "common/metrics/registry.h"
+#include "services/common/access.h"
 #include "services/common/rpc_metrics.h"
 #include "services/common/worker_threads.h"
 #include "spar/v1/trainer.grpc.pb.h"
@@ -33,8 +34,10 @@ namespace spar::services {
 class TrainerService final : public v1::Trainer::CallbackService {
  public:
   // `group`: rank 0 of a data-parallel group to drive (not owned; outlives the service), or null
-  // for a single process.
-  explicit TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group = nullptr);
+  // for a single process. Every RPC checks `access`'s token; every path of StartTraining must lie
+  // inside its roots, and an existing output_checkpoint must be a checkpoint Spar wrote.
+  explicit TrainerService(metrics::Registry& registry, trainer::ProcessGroup* group = nullptr,
+                          AccessPolicy access = {});
   ~TrainerService() override;
 
   grpc::ServerUnaryReactor* StartTraining(grpc::CallbackServerContext* ctx,
@@ -52,8 +55,12 @@ class TrainerService final : public v1::Trainer::CallbackService {
 
  private:
   struct Run;
-  void Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request);
+  // `request` has its paths confined and resolved; `as_sent` is what the client sent (broadcast
+  // to the other ranks of a group).
+  void Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request,
+               const v1::StartTrainingRequest& as_sent);
 
+  const AccessPolicy access_;
   RpcMetrics rpc_metrics_;
   metrics::Counter& steps_;
   metrics::Counter& tokens_;

@@ -4,6 +4,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "common/internal/file_sys_calls.h"
+#include "tests/common/fault_sys_calls.h"
 
 namespace spar {
 namespace {
@@ -63,6 +68,112 @@ TEST(FileUtilTest, JsonlRoundTripAndTornTail) {
   EXPECT_NE(std::string(strict.status().message()).find(":4:"), std::string::npos);
   EXPECT_EQ(ReadJsonl(path, /*allow_torn_tail=*/true)->size(), 3u);
   RemoveAll(dir).IgnoreError();
+}
+
+// A disk that fills up after N bytes (a fault-injected writer): the error is ResourceExhausted
+// naming the file and ENOSPC, the old contents stay, and no temporary is left behind.
+TEST(FileUtilTest, AtomicWriteOnAFullDiskKeepsTheOldFileAndLeavesNoTemp) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPath(dir, "a.json");
+  ASSERT_TRUE(WriteFileAtomic(path, "old").ok());
+  for (size_t budget : {0, 1, 4095, 4096}) {
+    testing::FaultSysCalls full(/*match=*/dir, budget);
+    spar::internal::ScopedFileSysCallsForTesting scoped(&full);
+    const absl::Status st = WriteFileAtomic(path, std::string(8192, 'x'));
+    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << budget << ": " << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), path)) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "No space left on device")) << st;
+    EXPECT_EQ(full.failures(), 1) << budget;
+    EXPECT_EQ(*ReadFile(path), "old");
+    EXPECT_EQ(*ListDir(dir), std::vector<std::string>{"a.json"}) << budget;
+  }
+  ASSERT_TRUE(WriteFileAtomic(path, "new").ok()) << "space is back";
+  EXPECT_EQ(*ReadFile(path), "new");
+  ASSERT_TRUE(RemoveAll(dir).ok());
+}
+
+// A streaming producer (LibTorch's archive writer) must be able to finish: after the first
+// failure Write still reports every byte, and the error comes from status() and Commit().
+TEST(FileUtilTest, AtomicFileWriterKeepsAcceptingAfterAFailureAndReportsItOnCommit) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPath(dir, "state.pt");
+  testing::FaultSysCalls full(dir, /*budget=*/100);
+  spar::internal::ScopedFileSysCallsForTesting scoped(&full);
+  auto file = AtomicFileWriter::Create(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  const std::string chunk(64, 'y');
+  for (int i = 0; i < 4; ++i) EXPECT_EQ((*file)->Write(chunk.data(), chunk.size()), 64u);
+  EXPECT_EQ((*file)->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(full.failures(), 1) << "no write is tried after the first failure";
+  const absl::Status st = (*file)->Commit();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "state.pt: No space left on device")) << st;
+  EXPECT_FALSE(PathExists(path));
+  EXPECT_TRUE(ListDir(dir)->empty());
+  // Dropped without Commit: the temporary goes too.
+  full.Heal();
+  auto dropped = AtomicFileWriter::Create(path);
+  ASSERT_TRUE(dropped.ok());
+  (*dropped)->Write(chunk.data(), chunk.size());
+  EXPECT_EQ(ListDir(dir)->size(), 1u);
+  dropped->reset();
+  EXPECT_TRUE(ListDir(dir)->empty());
+  ASSERT_TRUE(RemoveAll(dir).ok());
+}
+
+// fsync and close results count: a file whose fsync or close failed is not published.
+class FailingSync final : public internal::FileSysCalls {
+ public:
+  explicit FailingSync(bool close) : close_(close) {}
+  int Fsync(int fd) override {
+    if (close_) return FileSysCalls::Fsync(fd);
+    errno = EIO;
+    return -1;
+  }
+  int Close(int fd) override {
+    const int rc = FileSysCalls::Close(fd);
+    if (!close_ || rc != 0) return rc;
+    errno = ENOSPC;  // NFS reports a deferred write error here
+    return -1;
+  }
+
+ private:
+  const bool close_;
+};
+
+TEST(FileUtilTest, AtomicWriteChecksFsyncAndClose) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPath(dir, "job.json");
+  ASSERT_TRUE(WriteFileAtomic(path, "old").ok());
+  for (bool close : {false, true}) {
+    FailingSync failing(close);
+    spar::internal::ScopedFileSysCallsForTesting scoped(&failing);
+    const absl::Status st = WriteFileAtomic(path, "new");
+    EXPECT_FALSE(st.ok());
+    EXPECT_TRUE(absl::StrContains(st.message(), close ? "close" : "fsync")) << st;
+    EXPECT_EQ(*ReadFile(path), "old");
+    EXPECT_EQ(*ListDir(dir), std::vector<std::string>{"job.json"});
+  }
+  ASSERT_TRUE(RemoveAll(dir).ok());
+}
+
+// An append that fails midway is cut off again: the next append starts a fresh line, so the
+// log stays readable (a torn line in the middle would be DataLoss for every later read).
+TEST(FileUtilTest, FailedAppendLeavesNoTornLine) {
+  const std::string dir = TempDir();
+  const std::string path = JoinPath(dir, "events.jsonl");
+  ASSERT_TRUE(AppendLine(path, R"({"a": 1})").ok());
+  {
+    testing::FaultSysCalls full(dir, /*budget=*/5);
+    spar::internal::ScopedFileSysCallsForTesting scoped(&full);
+    const absl::Status st = AppendLine(path, R"({"b": "a longer line"})");
+    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  }
+  ASSERT_TRUE(AppendLine(path, R"({"c": 3})").ok());
+  auto rows = ReadJsonl(path);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(*rows, (std::vector<nlohmann::json>{{{"a", 1}}, {{"c", 3}}}));
+  ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 TEST(FileUtilTest, MissingFileIsNotFound) {

@@ -147,14 +147,14 @@ class Cluster:
         return "127.0.0.1:%d" % self.ports[role]
 
     def start(self, role, env_extra=None):
+        # Every service confines the paths it accepts to the data root and the runs dir.
         args = [spar, "serve", "--role=" + role, "--port=%d" % self.ports[role],
-                "--metrics_port=0"]
+                "--metrics_port=0", "--runs_dir=" + self.runs, "--data_root=" + self.data]
         if role == "oracle":
             args += ["--judge_url=" + self.judge_url,
                      "--judge_cache=" + os.path.join(self.data, "judge-cache.sqlite")]
         if role == "orchestrator":
-            args += ["--runs_dir=" + self.runs, "--data_root=" + self.data,
-                     "--sampler_address=" + self.addr("sampler"),
+            args += ["--sampler_address=" + self.addr("sampler"),
                      "--oracle_address=" + self.addr("oracle"),
                      "--trainer_address=" + self.addr("trainer")]
         env = dict(os.environ, SPAR_ORCHESTRATOR_FAULT_HOLD_DIR=self.hold_dir)

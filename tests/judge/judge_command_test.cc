@@ -4,13 +4,21 @@
 #include "services/cli/judge_command.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/judge/judge_server.h"
+#include "tests/judge/hostile_judge.h"
 
 namespace spar::cli {
 namespace {
@@ -120,6 +128,135 @@ TEST_F(JudgeCommandTest, BadInputExitsTwo) {
   EXPECT_EQ(Run({"--config", Path("bad.json"), "--in", Path("pairs.jsonl"), "--out",
                  Path("o.jsonl")}),
             2);
+}
+
+// Issue #12 items 3 and 9: a judge whose error bodies echo the Authorization header and are
+// long non-ASCII text. `spar judge` used to write the key into judgments.jsonl, and cut the text
+// mid-character so that WriteJsonlAtomic aborted the process after every judgment was paid for.
+TEST_F(JudgeCommandTest, HostileErrorBodiesAreWrittenRedactedAndValidUtf8) {
+  std::string euros;
+  for (int i = 0; i < 150; ++i) euros += "\xE2\x82\xAC";
+  judge::HostileJudge hostile(
+      [&euros](int64_t n, const std::string& headers) {
+        judge::HostileJudge::Reply r;
+        r.fault = judge::HostileJudge::Fault::kStatus;
+        r.status = 400;
+        size_t at = headers.find("Authorization: ");
+        std::string echo = headers.substr(at, headers.find("\r\n", at) - at);
+        // 0, 1 or 2 more ASCII bytes: one of three requests is cut inside a character.
+        const std::string pad(static_cast<size_t>(n % 3), '!');
+        r.body = nlohmann::json{{"error", {{"message", absl::StrCat("bad request", pad,
+                                                                   "; you sent ", echo, " ",
+                                                                   euros)}}}}
+                     .dump();
+        return r;
+      },
+      "");
+  ASSERT_TRUE(hostile.ok());
+  ASSERT_TRUE(WriteJsonFileAtomic(Path("oracle.json"), {{"base_url", hostile.base_url()}}).ok());
+  std::string pairs;
+  for (int i = 1; i <= 3; ++i) {
+    absl::StrAppend(&pairs, "{\"prompt\":\"", i, "+1=\",\"response_a\":\"", i + 1,
+                    "\",\"response_b\":\"", i + 2, "\"}\n");
+  }
+  ASSERT_TRUE(WriteFileAtomic(Path("pairs.jsonl"), pairs).ok());
+  setenv("SPAR_JUDGE_API_KEY", "sk-live-CMDKEY-42", 1);
+  const int rc = RunDefault();
+  unsetenv("SPAR_JUDGE_API_KEY");
+  EXPECT_EQ(rc, 1);
+  absl::StatusOr<std::string> text = ReadFile(Path("judgments.jsonl"));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(SanitizeUtf8(*text), *text);
+  EXPECT_THAT(*text, ::testing::Not(::testing::HasSubstr("CMDKEY")));
+  absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path("judgments.jsonl"));
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 3u);
+  for (const nlohmann::json& r : *rows) {
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_THAT(r["error"].get<std::string>(), ::testing::HasSubstr("Bearer <redacted>"));
+  }
+  EXPECT_EQ(hostile.requests(), 3);  // 400 is not retried
+}
+
+// Issue #12 item 11: two `spar judge` runs at once over the same pairs, sharing one --cache file:
+// every distinct question reaches the (counting) judge once; both outputs are complete.
+TEST_F(JudgeCommandTest, TwoRunsSharingOneCachePayEachQuestionOnce) {
+  judge::JudgeServerOptions o;
+  o.latency = absl::Milliseconds(20);
+  StartJudge(o);
+  std::string pairs;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&pairs, "{\"prompt\":\"", i, "+1=\",\"response_a\":\"", i + 1,
+                    "\",\"response_b\":\"", i + 2, "\"}\n");
+  }
+  ASSERT_TRUE(WriteFileAtomic(Path("pairs.jsonl"), pairs).ok());
+  auto run = [&](const std::string& out) {
+    return Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out", Path(out),
+                "--cache", Path("shared.sqlite")});
+  };
+  int rc1 = -1;
+  std::thread other([&] { rc1 = run("one.jsonl"); });
+  const int rc2 = run("two.jsonl");
+  other.join();
+  EXPECT_EQ(rc1, 0);
+  EXPECT_EQ(rc2, 0);
+  EXPECT_EQ(judge_->requests_served(), 60);  // 30 pairs x 2 orders
+  std::set<std::string> seen;
+  for (const nlohmann::json& r : judge_->seen_requests()) {
+    EXPECT_TRUE(seen.insert(r.dump()).second) << "paid twice: " << r.dump();
+  }
+  for (const char* out : {"one.jsonl", "two.jsonl"}) {
+    absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path(out));
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 30u);
+    for (const nlohmann::json& r : *rows) EXPECT_EQ(r["ok"], true) << r.dump();
+  }
+}
+
+// The same with two real processes (fork before any thread exists, so each child is a plain
+// single-threaded `spar judge`): each distinct question is paid once across processes.
+TEST_F(JudgeCommandTest, TwoProcessesSharingOneCachePayEachQuestionOnce) {
+  std::string pairs;
+  for (int i = 0; i < 30; ++i) {
+    absl::StrAppend(&pairs, "{\"prompt\":\"", i, "+2=\",\"response_a\":\"", i + 2,
+                    "\",\"response_b\":\"", i + 3, "\"}\n");
+  }
+  ASSERT_TRUE(WriteFileAtomic(Path("pairs.jsonl"), pairs).ok());
+  pid_t children[2];
+  int go[2][2];
+  for (int c = 0; c < 2; ++c) {
+    ASSERT_EQ(pipe(go[c]), 0);
+    children[c] = fork();
+    ASSERT_GE(children[c], 0);
+    if (children[c] == 0) {  // child: wait until the judge and its config exist, then judge
+      char byte = 0;
+      if (read(go[c][0], &byte, 1) != 1) _exit(100);
+      _exit(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
+                 Path(absl::StrCat("out", c, ".jsonl")), "--cache", Path("shared.sqlite")}));
+    }
+    close(go[c][0]);
+  }
+  judge::JudgeServerOptions o;
+  o.latency = absl::Milliseconds(20);
+  StartJudge(o);
+  for (int c = 0; c < 2; ++c) {
+    ASSERT_EQ(write(go[c][1], "x", 1), 1);
+    close(go[c][1]);
+  }
+  for (int c = 0; c < 2; ++c) {
+    int status = 0;
+    ASSERT_EQ(waitpid(children[c], &status, 0), children[c]);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "child " << c;
+  }
+  EXPECT_EQ(judge_->requests_served(), 60);  // 30 pairs x 2 orders, across both processes
+  for (int c = 0; c < 2; ++c) {
+    absl::StatusOr<std::vector<nlohmann::json>> rows =
+        ReadJsonl(Path(absl::StrCat("out", c, ".jsonl")));
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 30u);
+    for (const nlohmann::json& r : *rows) EXPECT_EQ(r["ok"], true) << r.dump();
+  }
 }
 
 }  // namespace

@@ -272,15 +272,35 @@ TEST_F(JudgeServerTest, OccasionalBadVerdictRecoversOnRetry) {
   EXPECT_EQ(j->retries, 2);
 }
 
-TEST_F(JudgeServerTest, TruncatedJsonIsRetriedOnceThenAnError) {
+// A body cut short is a transport fault, not a bad answer: retried with backoff until the
+// judgment deadline (issue #12 item 10), then Unavailable naming the deadline.
+TEST_F(JudgeServerTest, TruncatedJsonIsRetriedUntilTheJudgmentDeadline) {
   JudgeServerOptions o;
   o.fault = "truncated_json";
   StartServer(o);
-  auto client = MakeClient(ClientConfig());
+  OracleConfig config = ClientConfig();
+  config.judgment_deadline = absl::Seconds(20);  // on the FakeClock: backoffs 0.5, 1, 2, 4, 8 s
+  auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(server_->requests_served(), 2);
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(j.status().message()), HasSubstr("cut short"));
+  EXPECT_THAT(std::string(j.status().message()), HasSubstr("judgment_deadline_s = 20"));
+  EXPECT_GE(server_->requests_served(), 5);
+  EXPECT_LE(server_->requests_served(), 7);
+  EXPECT_LE(Slept(), absl::Seconds(20));
+}
+
+TEST_F(JudgeServerTest, TruncatedJsonNowAndThenLosesNothing) {
+  JudgeServerOptions o;
+  o.fault = "truncated_json";
+  o.fault_rate = 0.5;
+  StartServer(o);
+  auto client = MakeClient(ClientConfig());
+  absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
+  EXPECT_EQ(j->http_calls, 4);
 }
 
 TEST_F(JudgeServerTest, ConnectionResetIsRetried) {

@@ -5,15 +5,18 @@
 // restart). Backoffs and rate-limit waits go through a FakeClock: no test sleeps.
 #include <httplib.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -351,6 +354,143 @@ TEST_F(OracleFeaturesTest, ConcurrentIdenticalComparesMakeOneHttpRequest) {
   EXPECT_EQ(client->GetUsage().calls, 1);
   EXPECT_THAT(registry.Serialize(),
               HasSubstr(absl::StrCat("spar_oracle_single_flight_shared_total ", kCallers - 1)));
+}
+
+// Issue #12 item 11: two clients with their own connections to one cache file (as two
+// `spar judge` processes have), judging the same comparisons at the same time: the lease in the
+// cache lets only one of them ask each question; the other waits for the stored answer.
+TEST_F(OracleFeaturesTest, TwoClientsSharingACacheFilePayEachQuestionOnce) {
+  JudgeServerOptions o;
+  o.latency = absl::Milliseconds(20);  // keeps each question in flight while the other arrives
+  auto server = StartServer(o);
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "shared.sqlite");
+  auto first = MakeClient(config);
+  auto second = MakeClient(config);
+  const std::vector<Comparison> items = Items(40);
+  std::vector<absl::StatusOr<Judgment>> a, b;
+  std::thread t([&] { a = RunAll(*first, items); });
+  b = RunAll(*second, items);
+  t.join();
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSERT_TRUE(a[i].ok()) << a[i].status();
+    ASSERT_TRUE(b[i].ok()) << b[i].status();
+    EXPECT_DOUBLE_EQ(a[i]->p_a_wins, b[i]->p_a_wins);
+  }
+  EXPECT_EQ(server->requests_served(), 80);  // 40 comparisons x 2 orders, each paid once
+  std::set<std::string> seen;
+  for (const nlohmann::json& r : server->seen_requests()) {
+    EXPECT_TRUE(seen.insert(r.dump()).second) << "asked twice: " << r.dump();
+  }
+  const OracleClient::Usage u1 = first->GetUsage(), u2 = second->GetUsage();
+  EXPECT_EQ(u1.calls + u2.calls, 80);
+  EXPECT_GT(u1.shared + u2.shared, 0);  // the clients did overlap
+}
+
+// A lease whose holder died (never released, never renewed) is taken over once it expires.
+TEST_F(OracleFeaturesTest, ExpiredLeaseOfADeadClientIsTakenOver) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "shared.sqlite");
+  config.both_orders = false;
+  auto client = MakeClient(config);
+  const Comparison item = Items(1)[0];
+  const std::string key = oracle::JudgmentCache::Key(
+      {config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt, item.response_a,
+       item.response_b, oracle::JudgeOrder::kAB});
+  absl::StatusOr<std::unique_ptr<oracle::JudgmentCache>> dead =
+      oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(dead.ok());
+  const absl::Time now = absl::Now();
+  ASSERT_EQ(*(*dead)->ClaimLease(key, "dead process", now, now + absl::Milliseconds(300)),
+            oracle::JudgmentCache::Lease::kAcquired);
+  absl::StatusOr<Judgment> j = client->Compare(item);
+  const absl::Duration waited = absl::Now() - now;
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->http_calls, 1);
+  EXPECT_EQ(server->requests_served(), 1);
+  EXPECT_GE(waited, absl::Milliseconds(300)) << "the lease was ignored (or the key differs)";
+}
+
+// A lease held by a process on this host that no longer exists (a killed oracle) is broken at
+// once: the restarted process does not wait for it to expire.
+TEST_F(OracleFeaturesTest, LeaseOfAProcessThatIsGoneIsBrokenAtOnce) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "shared.sqlite");
+  config.both_orders = false;
+  auto client = MakeClient(config);
+  const Comparison item = Items(1)[0];
+  const std::string key = oracle::JudgmentCache::Key(
+      {config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt, item.response_a,
+       item.response_b, oracle::JudgeOrder::kAB});
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);  // a pid that no longer exists
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  absl::StatusOr<std::unique_ptr<oracle::JudgmentCache>> dead =
+      oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(dead.ok());
+  const absl::Time now = absl::Now();
+  ASSERT_EQ(*(*dead)->ClaimLease(key, absl::StrCat(host, "/", child, "/0"), now,
+                                 now + absl::Hours(1)),
+            oracle::JudgmentCache::Lease::kAcquired);
+  absl::StatusOr<Judgment> j = client->Compare(item);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(server->requests_served(), 1);
+  EXPECT_LT(absl::Now() - now, absl::Seconds(5));
+}
+
+// A clock whose sleeps run a hook first (here: another process taking the lease over while this
+// client waits for its rate limiter).
+class HookedClock final : public Clock {
+ public:
+  absl::Time Now() override { return clock_.Now(); }
+  void SleepFor(absl::Duration d) override {
+    if (hook) std::exchange(hook, nullptr)();
+    clock_.SleepFor(d);
+  }
+  std::function<void()> hook;
+
+ private:
+  FakeClock clock_;
+};
+
+// The lease expires while its holder waits for the rate limiter, another process takes the
+// question over and stores the answer: the first client takes that answer instead of paying.
+TEST_F(OracleFeaturesTest, LeaseLostDuringARateLimitWaitIsNotPaidTwice) {
+  auto server = StartServer();
+  OracleConfig config = Config(*server);
+  config.cache_path = JoinPath(dir_, "shared.sqlite");
+  config.both_orders = false;
+  config.requests_per_minute = 1;
+  HookedClock clock;
+  absl::StatusOr<std::unique_ptr<OracleClient>> client =
+      OracleClient::Create(config, nullptr, &clock);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<Comparison> items = Items(2);
+  ASSERT_TRUE((*client)->Compare(items[0]).ok());  // uses the minute's one request
+  const std::string key = oracle::JudgmentCache::Key(
+      {config.model, "spar-pairwise-v1/logprobs/trunc0", items[1].prompt, items[1].response_a,
+       items[1].response_b, oracle::JudgeOrder::kAB});
+  absl::StatusOr<std::unique_ptr<oracle::JudgmentCache>> other =
+      oracle::JudgmentCache::Open(config.cache_path);
+  ASSERT_TRUE(other.ok());
+  clock.hook = [&] {  // the second request waits a minute for the limiter: its lease runs out
+    const absl::Time later = absl::Now() + absl::Hours(1);
+    ASSERT_EQ(*(*other)->ClaimLease(key, "other", later, later + absl::Hours(1)),
+              oracle::JudgmentCache::Lease::kAcquired);
+    ASSERT_TRUE((*other)->Put(key, oracle::CachedAnswer{0.25, "B", 1, 1}).ok());
+    ASSERT_TRUE((*other)->ReleaseLease(key, "other").ok());
+  };
+  absl::StatusOr<Judgment> j = (*client)->Compare(items[1]);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(clock.hook, nullptr) << "the limiter never waited";
+  EXPECT_DOUBLE_EQ(j->p_a_wins, 0.25);  // the other process's answer
+  EXPECT_EQ(j->http_calls, 0);
+  EXPECT_EQ(server->requests_served(), 1);
 }
 
 TEST_F(OracleFeaturesTest, TokenAndCostBudgetsUseReportedUsageAndPrices) {

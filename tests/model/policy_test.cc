@@ -8,11 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/internal/file_sys_calls.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
 #include "model/internal/policy_internal.h"
 #include "model/safetensors.h"
+#include "tests/common/fault_sys_calls.h"
 
 namespace spar::model {
 namespace {
@@ -85,6 +87,29 @@ TEST(PolicyTest, SaveLoadRoundTripGivesIdenticalLogits) {
   loaded = Policy::Load(dir);
   ASSERT_TRUE(loaded.ok());
   EXPECT_TRUE(torch::equal(Logits(*other, ids), Logits(**loaded, ids)));
+}
+
+// A disk that fills up while a checkpoint is written (a fault-injected writer): the error is
+// ResourceExhausted naming the file, the half-written tmp-* directory is removed, and an
+// existing checkpoint at the target stays whole.
+TEST(PolicyTest, SaveOnAFullDiskLeavesNoTmpDirAndKeepsTheOldCheckpoint) {
+  const std::string parent = TempDir("full_disk");
+  const std::string dir = JoinPath(parent, "ckpt");
+  std::unique_ptr<Policy> old = MakeTiny(5);
+  ASSERT_TRUE(old->Save(dir).ok());
+  std::unique_ptr<Policy> next = MakeTiny(6);
+  for (const std::string& target : {dir, JoinPath(parent, "fresh")}) {
+    spar::testing::FaultSysCalls disk(parent, /*budget=*/2000);
+    spar::internal::ScopedFileSysCallsForTesting scoped(&disk);
+    const absl::Status st = next->Save(target);
+    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("No space left on device"));
+    EXPECT_EQ(*ListDir(parent), std::vector<std::string>{"ckpt"}) << target;
+  }
+  absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const std::vector<int64_t> ids = {256, 51, 55, 43};
+  EXPECT_TRUE(torch::equal(Logits(*old, ids), Logits(**loaded, ids)));
 }
 
 TEST(PolicyTest, UntiedEmbeddingsRoundTrip) {

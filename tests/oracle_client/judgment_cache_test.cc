@@ -130,3 +130,43 @@ TEST_F(JudgmentCacheTest, UsageChargesAddUpPerRoundAndSurviveReopening) {
 
 }  // namespace
 }  // namespace spar::oracle
+
+namespace spar::oracle {
+namespace {
+
+// Leases (issue #12 item 11): one owner at a time per key, an answered key needs no lease, an
+// expired lease is taken over, release and extend touch only the owner's own lease.
+TEST_F(JudgmentCacheTest, LeasesGiveOneOwnerPerKeyAndExpire) {
+  absl::StatusOr<std::unique_ptr<JudgmentCache>> a = JudgmentCache::Open(path_);
+  absl::StatusOr<std::unique_ptr<JudgmentCache>> b = JudgmentCache::Open(path_);  // 2nd connection
+  ASSERT_TRUE(a.ok() && b.ok());
+  using Lease = JudgmentCache::Lease;
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  const std::string key = JudgmentCache::Key({"m", "t", "p", "a", "b", JudgeOrder::kAB});
+  EXPECT_EQ(*(*a)->ClaimLease(key, "A", t0, t0 + absl::Seconds(10)), Lease::kAcquired);
+  EXPECT_EQ(*(*a)->ClaimLease(key, "A", t0, t0 + absl::Seconds(10)), Lease::kAcquired);  // own
+  EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(9), t0 + absl::Seconds(20)),
+            Lease::kHeld);
+  ASSERT_TRUE((*b)->ReleaseLease(key, "B").ok());  // not B's: no effect
+  EXPECT_FALSE(*(*b)->ExtendLease(key, "B", t0 + absl::Seconds(99)));  // not B's either
+  EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(9), t0 + absl::Seconds(20)),
+            Lease::kHeld);
+  EXPECT_TRUE(*(*a)->ExtendLease(key, "A", t0 + absl::Seconds(30)));
+  EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(29), t0 + absl::Seconds(40)),
+            Lease::kHeld);
+  // A died: its lease expires and B takes the key over.
+  EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(31), t0 + absl::Seconds(40)),
+            Lease::kAcquired);
+  std::string holder;
+  EXPECT_EQ(*(*a)->ClaimLease(key, "A", t0 + absl::Seconds(32), t0 + absl::Seconds(40), &holder),
+            Lease::kHeld);
+  EXPECT_EQ(holder, "B");
+  EXPECT_FALSE(*(*a)->ExtendLease(key, "A", t0 + absl::Seconds(50)));  // A lost it
+  ASSERT_TRUE((*b)->Put(key, CachedAnswer{0.9, "A", 1, 1}).ok());
+  ASSERT_TRUE((*b)->ReleaseLease(key, "B").ok());
+  EXPECT_EQ(*(*a)->ClaimLease(key, "A", t0 + absl::Seconds(33), t0 + absl::Seconds(40)),
+            Lease::kAnswered);
+}
+
+}  // namespace
+}  // namespace spar::oracle

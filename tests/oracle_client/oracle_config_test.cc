@@ -16,6 +16,9 @@ TEST(OracleConfigTest, ParsesAllFields) {
                       {"max_concurrency", 4},
                       {"timeout_s", 2.5},
                       {"max_retries", 6},
+                      {"judgment_deadline_s", 90},
+                      {"retry_backoff_initial_s", 0.01},
+                      {"retry_backoff_max_s", 0.2},
                       {"both_orders", false},
                       {"use_logprobs", false}};
   absl::StatusOr<OracleConfig> c = ParseOracleConfig(j);
@@ -25,6 +28,9 @@ TEST(OracleConfigTest, ParsesAllFields) {
   EXPECT_EQ(c->max_concurrency, 4);
   EXPECT_EQ(c->timeout, absl::Milliseconds(2500));
   EXPECT_EQ(c->max_retries, 6);
+  EXPECT_EQ(c->judgment_deadline, absl::Seconds(90));
+  EXPECT_EQ(c->retry_backoff_initial, absl::Milliseconds(10));
+  EXPECT_EQ(c->retry_backoff_max, absl::Milliseconds(200));
   EXPECT_FALSE(c->both_orders);
   EXPECT_FALSE(c->use_logprobs);
   EXPECT_TRUE(c->api_key.empty());
@@ -38,7 +44,8 @@ TEST(OracleConfigTest, DefaultsWhenAbsent) {
   EXPECT_EQ(c->model, "spar-rule-judge");
   EXPECT_EQ(c->max_concurrency, 8);
   EXPECT_EQ(c->timeout, absl::Seconds(30));
-  EXPECT_EQ(c->max_retries, 2);
+  EXPECT_EQ(c->max_retries, -1);  // no count limit: retries end at the judgment deadline
+  EXPECT_EQ(c->judgment_deadline, absl::Minutes(10));
   EXPECT_TRUE(c->both_orders);
   EXPECT_TRUE(c->use_logprobs);
   EXPECT_TRUE(Validate(*c).ok());
@@ -119,8 +126,18 @@ TEST(OracleConfigTest, ValidateRules) {
   bad.timeout = absl::ZeroDuration();
   EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("timeout"));
   bad = c;
-  bad.max_retries = -1;
+  bad.max_retries = -2;
   EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("max_retries"));
+  bad = c;
+  bad.judgment_deadline = absl::ZeroDuration();
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("judgment_deadline"));
+  bad = c;
+  bad.retry_backoff_initial = absl::Seconds(9);
+  EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("retry_backoff_initial"));
+  EXPECT_EQ(ParseOracleConfig({{"judgment_deadline_s", 0}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ParseOracleConfig({{"retry_backoff_max_s", "1"}}).status().message()),
+              HasSubstr("retry_backoff_max_s"));
   bad = c;
   bad.model = "";
   EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("model"));

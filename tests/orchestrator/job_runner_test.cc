@@ -3,6 +3,7 @@
 #include "orchestrator/job_runner.h"
 
 #include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -10,6 +11,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <new>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -18,7 +20,9 @@
 #include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/stats.h"
+#include "orchestrator/job_manager.h"
 #include "orchestrator/job_spec.h"
+#include "orchestrator/start_guard.h"
 #include "orchestrator/run_dir.h"
 
 namespace spar::orchestrator {
@@ -49,6 +53,17 @@ class FakeOracle : public OraclePort {
         j.set_index(i);
         j.set_ok(false);
         j.set_error("RESOURCE_EXHAUSTED: budget: job job-1 round 1 judge_budget.round_max_calls");
+        j.set_code(static_cast<int>(absl::StatusCode::kResourceExhausted));
+        absl::Status st = cb(j);
+        if (!st.ok()) return st;
+        continue;
+      }
+      if (fail_every > 0 && FailNext(c)) {
+        v1::Judgment j;  // what the oracle answers when the judge failed for this pair
+        j.set_index(i);
+        j.set_ok(false);
+        j.set_error(absl::Status(fail_code, "judge failed").ToString());
+        j.set_code(static_cast<int>(fail_code));
         absl::Status st = cb(j);
         if (!st.ok()) return st;
         continue;
@@ -84,6 +99,7 @@ class FakeOracle : public OraclePort {
       if (fail_prompts.count(item.prompt()) > 0) {
         r.set_ok(false);
         r.set_error("DATA_LOSS: judge answer unparsable twice; not guessing");
+        r.set_code(static_cast<int>(absl::StatusCode::kDataLoss));
       } else {
         r.set_ok(true);
         int64_t truth = *ArithTruth(item.prompt());
@@ -109,6 +125,13 @@ class FakeOracle : public OraclePort {
     }
     return absl::OkStatus();
   }
+  // Every fail_every-th comparison fails (recorded in `failed`).
+  bool FailNext(const v1::Comparison& c) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (++compared % fail_every != 0) return false;
+    failed.insert(absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b()));
+    return true;
+  }
   // True once a Compare call with comparisons has arrived.
   bool WaitForFirstComparison(std::chrono::seconds timeout) {
     std::unique_lock<std::mutex> lock(mu);
@@ -124,6 +147,10 @@ class FakeOracle : public OraclePort {
   std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
   std::vector<v1::ScoreItem> score_items;  // every side-by-side item received
   std::set<std::string> fail_prompts;      // side-by-side items that fail
+  int fail_every = 0;  // > 0: every fail_every-th comparison fails with fail_code
+  absl::StatusCode fail_code = absl::StatusCode::kUnavailable;
+  int64_t compared = 0;
+  std::set<std::string> failed;  // comparisons answered with a failure
 };
 
 // Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
@@ -137,6 +164,9 @@ class FakeSampler : public SamplerPort {
       keys.push_back(req.idempotency_key());
       if (!fail_key.empty() && absl::StrContains(req.idempotency_key(), fail_key)) {
         return absl::InternalError("sampler crashed");
+      }
+      if (!bad_alloc_key.empty() && absl::StrContains(req.idempotency_key(), bad_alloc_key)) {
+        throw std::bad_alloc();  // what an allocation the run cannot hold ends in
       }
       if (unavailable_times > 0) {
         --unavailable_times;
@@ -172,6 +202,7 @@ class FakeSampler : public SamplerPort {
   std::mutex mu;
   std::vector<std::string> keys;
   std::string fail_key;
+  std::string bad_alloc_key;  // calls whose key contains this throw std::bad_alloc
   int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
   int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
   bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
@@ -955,6 +986,7 @@ TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
   EXPECT_EQ(t.configs[0].loss(), "dno");
 }
 
+
 }  // namespace
 }  // namespace spar::orchestrator
 
@@ -1091,6 +1123,123 @@ TEST_F(JobRunnerTest, SideBySideFailedScoreLeavesThatPromptWithoutPairs) {
   ASSERT_TRUE(pairs.ok() && all_pairs.ok());
   for (const auto& p : *pairs) EXPECT_NE(p["prompt"], failing);
   EXPECT_EQ(pairs->size(), all_pairs->size() - 3u);
+}
+
+
+// #12 item 4: an allocation failure (or any exception) on the runner's thread or on a worker
+// thread fails the job with the reason; the process lives and the crash-loop count is cleared.
+TEST_F(JobRunnerTest, BadAllocFailsTheJobInsteadOfTheProcess) {
+  for (const char* key : {"iter_000/eval", "iter_001/sample"}) {
+    SCOPED_TRACE(key);
+    FakeSampler s;
+    s.bad_alloc_key = key;
+    FakeOracle o;
+    FakeTrainer t;
+    std::string dir = JobDir(absl::StrCat("job-", key[7] == '0' ? "eval" : "sample"));
+    absl::Status st = RunJob(dir, s, o, t);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "out of memory (std::bad_alloc)")) << st;
+    EXPECT_EQ(UnfinishedStarts(dir), 0);
+    EXPECT_TRUE(t.keys.empty());
+  }
+}
+
+// Waits until `job_id` ends (job_finished); its final record.
+absl::StatusOr<v1::Job> WaitForEnd(JobManager& m, const std::string& job_id) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  auto h = m.Subscribe(job_id, [&](const v1::JobEvent& ev) {
+    if (ev.kind() != "job_finished") return true;
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+    return false;
+  });
+  if (!h.ok()) return h.status();
+  std::unique_lock<std::mutex> lock(mu);
+  if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return done; })) {
+    return absl::DeadlineExceededError("job did not end within 60 s");
+  }
+  return m.GetJob(job_id);
+}
+
+// #12 item 4: a job left RUNNING by two server crashes in a row (no stage completed in between)
+// is not resumed a third time on start: FAILED with the reason; ResumeJob runs it again. One
+// crash is resumed as before.
+TEST_F(JobRunnerTest, JobThatCrashedTheServerTwiceIsNotResumedBlindly) {
+  const std::string runs = JoinPath(root_, "runs");
+  for (const auto& [id, starts] : {std::pair<std::string, int>{"twice", 2}, {"once", 1}}) {
+    const std::string dir = JoinPath(runs, id);
+    ASSERT_TRUE(MakeDirs(dir).ok());
+    v1::Job job;
+    job.set_job_id(id);
+    *job.mutable_spec() = spec_;
+    job.set_state(v1::JOB_STATE_RUNNING);
+    std::string text;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(job, &text).ok());
+    ASSERT_TRUE(WriteFileAtomic(RunDir(dir).JobJson(), text).ok());
+    for (int i = 0; i < starts; ++i) ASSERT_TRUE(RecordRunnerStart(dir).ok());
+  }
+  FakeSampler s;
+  FakeOracle o;
+  FakeTrainer t;
+  JobManagerConfig config;
+  config.runs_dir = runs;
+  auto m = JobManager::Create(config, {&s, &o, &t}, nullptr);
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::StatusOr<v1::Job> once = WaitForEnd(**m, "once");
+  ASSERT_TRUE(once.ok()) << once.status();
+  EXPECT_EQ(once->state(), v1::JOB_STATE_SUCCEEDED) << once->error();
+  absl::StatusOr<v1::Job> twice = (*m)->GetJob("twice");
+  ASSERT_TRUE(twice.ok());
+  EXPECT_EQ(twice->state(), v1::JOB_STATE_FAILED);
+  EXPECT_TRUE(absl::StrContains(twice->error(), "stopped abnormally")) << twice->error();
+  EXPECT_TRUE(absl::StrContains(twice->error(), "ResumeJob")) << twice->error();
+  EXPECT_FALSE(PathExists(RunDir(JoinPath(runs, "twice")).Round(1)));  // nothing ran
+  // An explicit ResumeJob is not blind: it runs the job (and the count starts over).
+  ASSERT_TRUE((*m)->ResumeJob("twice").ok());
+  absl::StatusOr<v1::Job> resumed = WaitForEnd(**m, "twice");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state(), v1::JOB_STATE_SUCCEEDED) << resumed->error();
+  EXPECT_EQ(UnfinishedStarts(JoinPath(runs, "twice")), 0);
+}
+
+// #12 item 8: judge failures above judge.max_failure_rate fail the round (nothing trained); a
+// refused key (UNAUTHENTICATED) fails it whatever the rate; a resumed round asks only what failed.
+TEST_F(JobRunnerTest, JudgeFailuresAboveTheRateOrARefusedKeyFailTheRound) {
+  for (const auto& [code, rate] : {std::pair<absl::StatusCode, double>{absl::StatusCode::kUnavailable, 0.2},
+                                   {absl::StatusCode::kUnauthenticated, 1.0}}) {
+    SCOPED_TRACE(absl::StatusCodeToString(code));
+    spec_.mutable_judge()->set_max_failure_rate(rate);
+    FakeSampler s;
+    FakeOracle o;
+    o.fail_every = 2;
+    o.fail_code = code;
+    FakeTrainer t;
+    std::string dir = JobDir(absl::StrCat("job-", static_cast<int>(code)));
+    absl::Status st = RunJob(dir, s, o, t);
+    ASSERT_FALSE(st.ok());
+    EXPECT_TRUE(t.keys.empty());  // nothing trained on a partial set
+    EXPECT_FALSE(PathExists(RunDir(dir).Pairs(1)));
+    if (code == absl::StatusCode::kUnauthenticated) {
+      EXPECT_EQ(st.code(), code) << st;
+      EXPECT_TRUE(absl::StrContains(st.message(), "refused the API key")) << st;
+    } else {
+      EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+      EXPECT_TRUE(absl::StrContains(st.message(), "above judge.max_failure_rate 20.0%")) << st;
+      EXPECT_TRUE(absl::StrContains(st.message(), "first error: UNAVAILABLE")) << st;
+    }
+    // Fixed: only the failed comparisons are asked again.
+    std::map<std::string, int> paid_before = o.paid;
+    o.fail_every = 0;
+    ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+    ASSERT_FALSE(o.failed.empty());
+    for (const auto& [key, n] : paid_before) {
+      EXPECT_EQ(o.paid[key], o.failed.count(key) > 0 ? 2 : 1) << key;
+    }
+    EXPECT_FALSE(PathExists(JoinPath(RunDir(dir).Round(1), "judgments.partial.jsonl")));
+  }
 }
 
 }  // namespace

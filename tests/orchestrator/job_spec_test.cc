@@ -306,5 +306,71 @@ INSTANTIATE_TEST_SUITE_P(
                 R"({"base_model": "models/base", "chat_template": "chatml"})", "spec.chat_template"}),
     [](const ::testing::TestParamInfo<BadSpec>& info) { return std::string(info.param.name); });
 
+
+// #12 item 5: the trainer's own rules at CreateJob, with exact, field-naming messages, and the
+// model's context read from the base checkpoint's config.json.
+TEST_F(JobSpecTest, TrainerRulesAndTheModelContextAreCheckedUpFront) {
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "models/base/config.json"),
+                              R"({"max_position_embeddings": 16})").ok());
+  EXPECT_EQ(*ModelContextLength(JoinPath(root_, "models/base")), 16);
+  struct Case {
+    const char* json;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"({"training": {"weight_decay": "Infinity"}})",
+       "spec.training.weight_decay must be finite and in [0, 1], got inf"},
+      {R"({"training": {"nll_weight": "Infinity"}})",
+       "spec.training.nll_weight must be finite and >= 0, got inf"},
+      {R"({"rounds": 2, "round_training": [{"round": 2, "training": {"max_grad_norm": "NaN"}}]})",
+       "spec.round_training[0].training.max_grad_norm must be finite and >= 0, got nan"},
+      {R"({"round_training": [{"round": 1, "training": {"lr_scheduler": "bogus"}}]})",
+       "spec.round_training[0].training.lr_scheduler: unknown schedule \"bogus\""},
+      {R"({"prompts_per_round": 2147483647})",
+       "spec.prompts_per_round must be in [1, 100000], got 2147483647"},
+      // 16 positions: BOS + "99+99=" (6) leave 9 for sampled tokens.
+      {R"({"sampling": {"max_new_tokens": 10}})", "spec.sampling.max_new_tokens must be <= 9"},
+      {R"({"sampling": {"max_new_tokens": 9}, "eval": {"max_new_tokens": 12}})",
+       "spec.eval.max_new_tokens must be <= 9"},
+      {R"({"sampling": {"max_new_tokens": 9}, "training": {"max_length": 17}})",
+       "spec.training.max_length must be <= the base model's context (16"},
+  };
+  for (const Case& c : cases) {
+    auto parsed = ParseJobSpecJson(c.json);
+    ASSERT_TRUE(parsed.ok()) << c.json << ": " << parsed.status();
+    v1::JobSpec s = *parsed;
+    s.set_base_model("models/base");
+    if (!s.sampling().has_max_new_tokens()) s.mutable_sampling()->set_max_new_tokens(4);
+    absl::Status st = ValidateJobSpec(WithDefaults(s), root_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.json;
+    EXPECT_NE(st.message().find(c.message), std::string::npos) << c.json << ": " << st.message();
+  }
+  // At the limit: accepted.
+  auto ok = ParseJobSpecJson(R"({"base_model": "models/base", "sampling": {"max_new_tokens": 9}})");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ValidateJobSpec(WithDefaults(*ok), root_).ok()) << ValidateJobSpec(WithDefaults(*ok), root_);
+}
+
+
+// The documented example specs (deploy/examples) still pass the whole-spec checks, against a
+// byte-tokenizer base with the default 64-token context like the built-in arithmetic base.
+TEST_F(JobSpecTest, DeployExamplesValidate) {
+  auto names = ListDir(JoinPath(SPAR_SOURCE_DIR, "deploy/examples"));
+  ASSERT_TRUE(names.ok()) << names.status();
+  int checked = 0;
+  for (const std::string& name : *names) {
+    if (name.size() < 5 || name.substr(name.size() - 5) != ".json") continue;
+    auto text = ReadFile(JoinPath(JoinPath(SPAR_SOURCE_DIR, "deploy/examples"), name));
+    ASSERT_TRUE(text.ok()) << name;
+    auto spec = ParseJobSpecJson(*text);
+    ASSERT_TRUE(spec.ok()) << name << ": " << spec.status();
+    spec->set_base_model("models/base");
+    absl::Status st = ValidateJobSpec(WithDefaults(*spec), root_);
+    EXPECT_TRUE(st.ok()) << name << ": " << st;
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
+}
+
 }  // namespace
 }  // namespace spar::orchestrator

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/internal/file_sys_calls.h"
 #include "common/utf8.h"
 #include "model/hf_tokenizer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -27,6 +28,7 @@
 #include "spar/v1/oracle.grpc.pb.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
+#include "tests/common/fault_sys_calls.h"
 
 namespace spar::services {
 namespace {
@@ -313,6 +315,51 @@ TEST_F(ServicesTest, JudgeBudgetPausesTheJobAndResumeWithALargerBudgetFinishesIt
   (*app)->Shutdown();
 }
 
+// A full disk while the trainer writes train_state (issue 12, item 12; before: LibTorch threw
+// from a destructor and the whole server terminated with the job left RUNNING). Here the disk is
+// a fault-injected writer that refuses every byte of state.pt: the job PAUSES with the reason
+// (RESOURCE_EXHAUSTED travels from the trainer as a status code), the server keeps serving, and
+// ResumeJob once there is space again finishes the job.
+TEST_F(ServicesTest, FullDiskWhileSavingTrainStatePausesTheJobAndResumeFinishesIt) {
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("full-disk");
+  spec.mutable_training()->set_save_every_steps(1);
+  spec.mutable_training()->set_epochs(3);
+  spar::testing::FaultSysCalls disk("state.pt", /*budget=*/0);
+  v1::Job job;
+  {
+    spar::internal::ScopedFileSysCallsForTesting scoped(&disk);
+    v1::CreateJobRequest req;
+    *req.mutable_spec() = spec;
+    req.set_request_id("full-disk-1");
+    grpc::ClientContext ctx;
+    grpc::Status st = Stub()->CreateJob(&ctx, req, &job);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    job = WatchToEnd(*Stub(), job.job_id());
+  }
+  ASSERT_EQ(job.state(), v1::JOB_STATE_PAUSED) << job.error();
+  EXPECT_EQ(job.current_stage(), "train");
+  EXPECT_NE(job.error().find("No space left on device"), std::string::npos) << job.error();
+  EXPECT_NE(job.error().find("state.pt"), std::string::npos) << job.error();
+  EXPECT_GE(disk.failures(), 1);
+  const std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  std::vector<std::string> files = *ListDir(round);
+  for (const std::string& f : files) EXPECT_EQ(f.find("tmp"), std::string::npos) << f;
+
+  // Space is back (the fault is gone): the paused job resumes at its train stage and finishes.
+  {
+    v1::ResumeJobRequest rreq;
+    rreq.set_job_id(job.job_id());
+    grpc::ClientContext ctx;
+    v1::Job out;
+    grpc::Status st = Stub()->ResumeJob(&ctx, rreq, &out);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  v1::Job done = WatchToEnd(*Stub(), job.job_id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_TRUE(PathExists(JoinPath(round, "checkpoint/config.json")));
+}
+
 // Creates a job and watches it to the end; the final job record.
 v1::Job RunJobToEnd(v1::Orchestrator::Stub& stub, const v1::JobSpec& spec,
                     const std::string& request_id) {
@@ -474,6 +521,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   for (int i = 0; i < 2; ++i) {
     AppConfig rc;
     rc.roles = {"sampler"};
+    rc.data_root = *root_;  // the policies the orchestrator names live there
     rc.sampler_max_batch_size = kMaxBatch;
     auto r = App::Start(rc);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -681,7 +729,63 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
        "spec.training.loss"},
       {"select_best", R"({"base_model":"base","eval":{"select_best":"best"}})",
        "spec.eval.select_best"},
+      // #12: each used to pass CreateJob and fail at the train stage after the judge was paid,
+      // or (nll_weight / weight_decay Infinity) to SUCCEED with NaN weights, or (huge counts) to
+      // allocate until the server died.
+      {"optimizer", R"({"base_model":"base","training":{"optimizer":"sgd"}})",
+       "spec.training.optimizer"},
+      {"label_smoothing", R"({"base_model":"base","training":{"loss":"cdpo","label_smoothing":0.9}})",
+       "spec.training.label_smoothing"},
+      {"lr_scheduler", R"({"base_model":"base","training":{"lr_scheduler":"bogus"}})",
+       "spec.training.lr_scheduler"},
+      {"magnet_with_dno", R"({"base_model":"base","training":{"magnet_checkpoint":"base"}})",
+       "spec.training.magnet_checkpoint"},
+      {"max_length_1", R"({"base_model":"base","training":{"max_length":1}})",
+       "spec.training.max_length"},
+      {"max_length_beyond_context", R"({"base_model":"base","training":{"max_length":65}})",
+       "spec.training.max_length"},
+      {"beta_inf", R"({"base_model":"base","training":{"beta":"Infinity"}})", "spec.training.beta"},
+      {"nll_weight_inf", R"({"base_model":"base","training":{"nll_weight":"Infinity"}})",
+       "spec.training.nll_weight"},
+      {"weight_decay_inf", R"({"base_model":"base","training":{"weight_decay":"Infinity"}})",
+       "spec.training.weight_decay"},
+      {"round_max_grad_norm_nan",
+       R"({"base_model":"base","rounds":2,"round_training":[{"round":2,"training":{"max_grad_norm":"NaN"}}]})",
+       "spec.round_training[0].training.max_grad_norm"},
+      {"round_optimizer",
+       R"({"base_model":"base","round_training":[{"round":1,"training":{"optimizer":"bogus"}}]})",
+       "spec.round_training[0].training.optimizer"},
+      {"sampling_beyond_context", R"({"base_model":"base","sampling":{"max_new_tokens":60}})",
+       "spec.sampling.max_new_tokens"},
+      {"eval_beyond_context", R"({"base_model":"base","eval":{"max_new_tokens":64}})",
+       "spec.eval.max_new_tokens"},
+      {"prompts_per_round_max", R"({"base_model":"base","prompts_per_round":2147483647})",
+       "spec.prompts_per_round"},
+      {"samples_per_round", R"({"base_model":"base","prompts_per_round":100000,"sampling":{"num_samples":64}})",
+       "spec.prompts_per_round"},
+      {"rounds", R"({"base_model":"base","rounds":2147483647})", "spec.rounds"},
+      {"eval_prompts", R"({"base_model":"base","eval":{"num_prompts":2147483647}})",
+       "spec.eval.num_prompts"},
+      {"epochs", R"({"base_model":"base","training":{"epochs":2147483647}})", "spec.training.epochs"},
+      {"batch_size", R"({"base_model":"base","training":{"batch_size":2147483647}})",
+       "spec.training.batch_size"},
+      {"failure_rate", R"({"base_model":"base","judge":{"max_failure_rate":1.5}})",
+       "spec.judge.max_failure_rate"},
+      // The trainer of this process has no CUDA device: asked at CreateJob (validate_only).
+      {"bf16_on_cpu", R"({"base_model":"base","training":{"mixed_precision":"bf16"}})",
+       "spec.training.mixed_precision"},
+      {"round_bf16_on_cpu",
+       R"({"base_model":"base","round_training":[{"round":1,"training":{"mixed_precision":"bf16"}}]})",
+       "spec.round_training[0].training.mixed_precision"},
   };
+  const int64_t judge_calls = judge_->requests_served();
+  size_t jobs_before = 0;
+  {
+    v1::ListJobsResponse list;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(Stub()->ListJobs(&ctx, v1::ListJobsRequest(), &list).ok());
+    jobs_before = list.jobs_size();
+  }
   for (const BadRequest& c : cases) {
     auto spec = orchestrator::ParseJobSpecJson(c.spec_json);
     ASSERT_TRUE(spec.ok()) << c.name;
@@ -694,6 +798,12 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
     EXPECT_NE(st.error_message().find(c.field), std::string::npos)
         << c.name << ": " << st.error_message();
   }
+  // Refused before anything was paid for: no judge call, no job.
+  EXPECT_EQ(judge_->requests_served(), judge_calls);
+  v1::ListJobsResponse list;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(Stub()->ListJobs(&ctx, v1::ListJobsRequest(), &list).ok());
+  EXPECT_EQ(static_cast<size_t>(list.jobs_size()), jobs_before);
   // Unknown fields and malformed JSON never reach the server: the client-side parser names them.
   EXPECT_NE(std::string(orchestrator::ParseJobSpecJson(R"({"rounds":1,"bogus":2})").status().message())
                 .find("bogus"),

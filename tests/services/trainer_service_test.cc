@@ -205,6 +205,7 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
   {
     AppConfig ac;
     ac.roles = {"trainer"};
+    ac.data_root = single;  // the request's paths are relative to it
     ac.metrics_port = -1;
     auto app = App::Start(ac);
     ASSERT_TRUE(app.ok()) << app.status();
@@ -306,12 +307,13 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
 }
 
 TEST(TrainerServiceTest, Bf16OnACpuTrainerIsInvalidArgumentNamingTheField) {
+  const std::string root = TempRoot();
   AppConfig ac;
   ac.roles = {"trainer"};
+  ac.data_root = root;
   ac.metrics_port = -1;
   auto app = App::Start(ac);
   ASSERT_TRUE(app.ok()) << app.status();
-  const std::string root = TempRoot();
   MakeRankDir(root);
   v1::StartTrainingRequest request = Request("bf16", root);
   request.mutable_config()->set_mixed_precision("bf16");
@@ -349,6 +351,7 @@ TEST(TrainerServiceProcessTest, KilledServiceResumesTheRepeatedRequestFromTrainS
   {
     AppConfig ac;
     ac.roles = {"trainer"};
+    ac.data_root = ref;
     ac.metrics_port = -1;
     auto app = App::Start(ac);
     ASSERT_TRUE(app.ok()) << app.status();

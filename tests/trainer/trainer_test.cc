@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -77,7 +79,7 @@ std::vector<double> Scores(const std::string& dir,
 TEST(TrainConfigTest, ValidateNamesTheField) {
   TrainConfig c;
   c.loss = "x";
-  EXPECT_EQ(Validate(c).message(), "train.loss: unknown loss \"x\"");
+  EXPECT_THAT(std::string(Validate(c).message()), HasSubstr("train.loss: unknown loss \"x\""));
   c = TrainConfig();
   c.beta = 0;
   EXPECT_THAT(std::string(Validate(c).message()), HasSubstr("train.beta"));
@@ -109,6 +111,31 @@ TEST(TrainDpoTest, RejectsBadInput) {
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("pairs[1].rejected is empty"));
   r = TrainDpo("/nonexistent/init", {{"1+1=", "2", "3"}}, TrainConfig(), out);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(PathExists(out));
+}
+
+// #12 item 5: infinite settings are refused by Validate (finite numbers only), and a run that
+// diverges anyway (finite settings whose product overflows float32) fails at the step instead of
+// saving NaN weights.
+TEST(TrainDpoTest, NonFiniteSettingsAreRefusedAndANonFiniteLossFailsTheStep) {
+  TrainConfig c;
+  c.weight_decay = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(std::string(Validate(c).message()),
+            "train.weight_decay must be finite and in [0, 1], got inf");
+  c = TrainConfig();
+  c.nll_weight = std::numeric_limits<double>::infinity();
+  EXPECT_THAT(std::string(Validate(c).message()), HasSubstr("train.nll_weight must be finite"));
+  c = TrainConfig();
+  c.max_grad_norm = std::nan("");
+  EXPECT_THAT(std::string(Validate(c).message()), HasSubstr("train.max_grad_norm must be finite"));
+
+  const std::string init = SaveTinyPolicy(3);
+  const std::string out = TempDir("nonfinite");
+  c = TrainConfig();
+  c.nll_weight = 1e39;  // finite as a double, infinite as the float32 loss
+  absl::StatusOr<TrainResult> r = TrainDpo(init, {{"1+2=", "3", "4"}, {"2+2=", "4", "5"}}, c, out);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("non-finite loss at step 1"));
   EXPECT_FALSE(PathExists(out));
 }
 
@@ -369,7 +396,7 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
               HasSubstr("pairs[0].chosen is empty"));
   TrainConfig c;
   c.loss = "kto";
-  EXPECT_EQ(code_and_message(init, ok, c), "train.loss: unknown loss \"kto\"");
+  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.loss: unknown loss \"kto\""));
   c = TrainConfig();
   c.optimizer = "sgd";
   EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.optimizer: unknown optimizer \"sgd\""));
