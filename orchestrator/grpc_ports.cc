@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "orchestrator/internal/stream_watch.h"
 #include "spar/v1/oracle.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "spar/v1/trainer.grpc.pb.h"
@@ -49,31 +50,46 @@ absl::Status WithRetries(const GrpcPortsConfig& config, const std::string& what,
   return st;
 }
 
+// One server-streaming call read to its end: each message goes to `on_message` (whose error
+// stops the call); a StreamWatch ends the call when the job is cancelled or the peer goes quiet.
+// `start` opens the call on the given context. `delivered` turns true with the first message.
+template <typename Msg, typename Start>
+absl::Status ReadStream(const GrpcPortsConfig& config, const std::string& what, Start start,
+                        const std::function<absl::Status(const Msg&)>& on_message,
+                        const CancelCheck& cancelled, bool* delivered) {
+  grpc::ClientContext ctx;
+  PrepareCall(ctx, config, config.stream_deadline);
+  internal::StreamWatch watch([&ctx] { ctx.TryCancel(); }, cancelled, config.stream_idle_timeout);
+  auto reader = start(&ctx);
+  Msg msg;
+  absl::Status cb_status;
+  while (reader->Read(&msg)) {
+    watch.Touch();
+    *delivered = true;
+    cb_status = on_message(msg);
+    if (!cb_status.ok()) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (!cb_status.ok()) return cb_status;
+  return watch.Explain(FromGrpc(st, what), what);
+}
+
 class GrpcSamplerPort final : public SamplerPort {
  public:
   GrpcSamplerPort(std::shared_ptr<grpc::Channel> ch, GrpcPortsConfig c)
       : stub_(v1::Sampler::NewStub(ch)), config_(c) {}
 
-  absl::Status Generate(
-      const v1::GenerateRequest& request,
-      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) override {
-    return WithRetries(config_, "sampler.Generate", [&](bool* delivered) {
-      grpc::ClientContext ctx;
-      PrepareCall(ctx, config_, config_.stream_deadline);
-      auto reader = stub_->Generate(&ctx, request);
-      v1::GenerateResponse resp;
-      absl::Status cb_status;
-      while (reader->Read(&resp)) {
-        *delivered = true;
-        cb_status = on_result(resp);
-        if (!cb_status.ok()) {
-          ctx.TryCancel();
-          break;
-        }
-      }
-      grpc::Status st = reader->Finish();
-      if (!cb_status.ok()) return cb_status;
-      return FromGrpc(st, "sampler.Generate");
+  absl::Status Generate(const v1::GenerateRequest& request,
+                        const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+                        const CancelCheck& cancelled) override {
+    const std::string what = "sampler.Generate";
+    return WithRetries(config_, what, [&](bool* delivered) {
+      auto start = [&](grpc::ClientContext* ctx) { return stub_->Generate(ctx, request); };
+      return ReadStream<v1::GenerateResponse>(config_, what, start, on_result, cancelled,
+                                              delivered);
     });
   }
 
@@ -88,46 +104,22 @@ class GrpcOraclePort final : public OraclePort {
       : stub_(v1::Oracle::NewStub(ch)), config_(c) {}
 
   absl::Status Compare(const v1::CompareRequest& request,
-                       const std::function<absl::Status(const v1::Judgment&)>& on_judgment) override {
-    return WithRetries(config_, "oracle.Compare", [&](bool* delivered) {
-      grpc::ClientContext ctx;
-      PrepareCall(ctx, config_, config_.stream_deadline);
-      auto reader = stub_->Compare(&ctx, request);
-      v1::Judgment j;
-      absl::Status cb_status;
-      while (reader->Read(&j)) {
-        *delivered = true;
-        cb_status = on_judgment(j);
-        if (!cb_status.ok()) {
-          ctx.TryCancel();
-          break;
-        }
-      }
-      grpc::Status st = reader->Finish();
-      if (!cb_status.ok()) return cb_status;
-      return FromGrpc(st, "oracle.Compare");
+                       const std::function<absl::Status(const v1::Judgment&)>& on_judgment,
+                       const CancelCheck& cancelled) override {
+    const std::string what = "oracle.Compare";
+    return WithRetries(config_, what, [&](bool* delivered) {
+      auto start = [&](grpc::ClientContext* ctx) { return stub_->Compare(ctx, request); };
+      return ReadStream<v1::Judgment>(config_, what, start, on_judgment, cancelled, delivered);
     });
   }
 
   absl::Status Score(const v1::ScoreRequest& request,
-                     const std::function<absl::Status(const v1::ScoreResult&)>& on_result) override {
-    return WithRetries(config_, "oracle.Score", [&](bool* delivered) {
-      grpc::ClientContext ctx;
-      PrepareCall(ctx, config_, config_.stream_deadline);
-      auto reader = stub_->Score(&ctx, request);
-      v1::ScoreResult r;
-      absl::Status cb_status;
-      while (reader->Read(&r)) {
-        *delivered = true;
-        cb_status = on_result(r);
-        if (!cb_status.ok()) {
-          ctx.TryCancel();
-          break;
-        }
-      }
-      grpc::Status st = reader->Finish();
-      if (!cb_status.ok()) return cb_status;
-      return FromGrpc(st, "oracle.Score");
+                     const std::function<absl::Status(const v1::ScoreResult&)>& on_result,
+                     const CancelCheck& cancelled) override {
+    const std::string what = "oracle.Score";
+    return WithRetries(config_, what, [&](bool* delivered) {
+      auto start = [&](grpc::ClientContext* ctx) { return stub_->Score(ctx, request); };
+      return ReadStream<v1::ScoreResult>(config_, what, start, on_result, cancelled, delivered);
     });
   }
 
@@ -143,7 +135,7 @@ class GrpcTrainerPort final : public TrainerPort {
 
   absl::StatusOr<v1::TrainingEvent> Train(const v1::StartTrainingRequest& request,
                                           const std::function<void(const v1::TrainingEvent&)>& on_event,
-                                          const std::function<bool()>& cancelled) override {
+                                          const CancelCheck& cancelled) override {
     v1::TrainingEvent last;
     absl::Status st = WithRetries(config_, "trainer", [&](bool* /*delivered*/) -> absl::Status {
       // Training is idempotent by key: retrying after UNAVAILABLE attaches to the same run (or
@@ -159,10 +151,13 @@ class GrpcTrainerPort final : public TrainerPort {
       PrepareCall(ctx, config_, config_.stream_deadline);
       v1::WatchTrainingRequest watch;
       watch.set_run_id(started.run_id());
+      // Idle only: a cancel is sent to the trainer (below) rather than dropping the stream.
+      internal::StreamWatch idle([&ctx] { ctx.TryCancel(); }, nullptr, config_.stream_idle_timeout);
       auto reader = stub_->WatchTraining(&ctx, watch);
       v1::TrainingEvent ev;
       bool cancel_sent = false;
       while (reader->Read(&ev)) {
+        idle.Touch();
         last = ev;
         if (on_event) on_event(ev);
         if (!cancel_sent && cancelled && cancelled()) {
@@ -176,7 +171,7 @@ class GrpcTrainerPort final : public TrainerPort {
         }
       }
       grpc::Status s = reader->Finish();
-      if (!s.ok()) return FromGrpc(s, "trainer.WatchTraining");
+      if (!s.ok()) return idle.Explain(FromGrpc(s, "trainer.WatchTraining"), "trainer.WatchTraining");
       switch (last.state()) {
         case v1::TRAINING_STATE_SUCCEEDED: return absl::OkStatus();
         case v1::TRAINING_STATE_CANCELLED: return absl::CancelledError("training cancelled");

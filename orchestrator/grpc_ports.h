@@ -19,6 +19,11 @@ struct GrpcPortsConfig {
   // Deadline of one streaming call (a whole stage's sampling/judging), and of unary calls.
   absl::Duration stream_deadline = absl::Hours(6);
   absl::Duration unary_deadline = absl::Seconds(30);
+  // A stream on which no message arrived for this long is ended (DEADLINE_EXCEEDED naming the
+  // call; the job fails and can be resumed): a peer that stopped answering does not hold a job
+  // RUNNING for stream_deadline. Above the oracle's judgment_deadline (10 min) and a training
+  // step. Streams also end within ~0.1 s of the job's cancel or the server's shutdown.
+  absl::Duration stream_idle_timeout = absl::Minutes(30);
   // Attempts for a call that fails with UNAVAILABLE before any result arrived.
   int max_attempts = 5;
   absl::Duration initial_backoff = absl::Milliseconds(200);

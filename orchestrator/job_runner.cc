@@ -170,6 +170,10 @@ absl::Status JobRunner::CheckCancelled() const {
   return absl::OkStatus();
 }
 
+CancelCheck JobRunner::Cancelled() const {
+  return [cancel = cancel_] { return cancel != nullptr && cancel->load(); };
+}
+
 void JobRunner::SetJudgeScope(int t, v1::CompareRequest* req) const {
   req->set_job_id(job_id_);
   req->set_round(t);
@@ -290,7 +294,7 @@ absl::Status JobRunner::Greedy(const std::string& policy, const std::vector<std:
     (*texts)[r.index()] = r.samples(0).text();
     seen[r.index()] = true;
     return CheckCancelled();
-  }));
+  }, Cancelled()));
   if (std::find(seen.begin(), seen.end(), false) != seen.end()) {
     return absl::UnavailableError("sampler stream ended before every prompt had a result");
   }
@@ -488,7 +492,7 @@ absl::Status JobRunner::StageSample(int t, const std::string& policy) {
       Emit(t, "sample", "progress", received, total);
     }
     return CheckCancelled();
-  }));
+  }, Cancelled()));
   if (received != items.size()) {
     return absl::UnavailableError(absl::StrFormat("sampler returned %d of %d prompts", received,
                                                   items.size()));
@@ -642,7 +646,7 @@ absl::Status JobRunner::ScoreRows(int t, const std::vector<json>& rows, ScoredMa
         Emit(t, "judge", "progress", received, total);
       }
       return CheckCancelled();
-    }));
+    }, Cancelled()));
   }
   if (static_cast<int64_t>(received) != total) {
     return absl::UnavailableError(
@@ -750,7 +754,7 @@ absl::Status JobRunner::JudgeRows(int t, const std::vector<json>& rows, JudgedMa
         Emit(t, "judge", "progress", received, total);
       }
       return CheckCancelled();
-    }));
+    }, Cancelled()));
   }
   if (static_cast<int64_t>(received) != total) {
     return absl::UnavailableError(absl::StrFormat("oracle returned %d of %d judgments", received,
@@ -865,13 +869,15 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
     }
     sh.cv.notify_all();
   };
+  // The streams below end soon after the round stops or the job is cancelled.
+  const CancelCheck round_stopped = [&] { return sh.abort.load() || !CheckCancelled().ok(); };
   std::thread sampler_thread([&] {
     absl::Status st = Guarded([&] {
       return ports_.sampler->Generate(req, [&](const v1::GenerateResponse& r) {
         if (sh.abort.load()) return absl::CancelledError("round stopped");
         notify([&] { sh.results.push_back(r); });
         return CheckCancelled();
-      });
+      }, round_stopped);
     });
     notify([&] {
       sh.sampling_done = true;
@@ -883,7 +889,8 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
   auto dispatch = [&](std::vector<ComparisonKey> keys) {
     ++in_flight;
     const std::string key = absl::StrFormat("%s/%04d", Key(t, "judge"), chunk_no++);
-    judges.emplace_back([this, t, &sh, &notify, key, keys = std::move(keys)]() mutable {
+    judges.emplace_back([this, t, &sh, &notify, &round_stopped, key,
+                         keys = std::move(keys)]() mutable {
       v1::CompareRequest creq;
       creq.set_idempotency_key(key);
       SetJudgeScope(t, &creq);
@@ -908,7 +915,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
         ch.judgments[jd.index()] = jd;
         ++received;
         return CheckCancelled();
-      }); });
+      }, round_stopped); });
       if (ch.status.ok() && received != keys.size()) {
         ch.status = absl::UnavailableError(
             absl::StrFormat("oracle returned %d of %d judgments", received, keys.size()));
@@ -920,7 +927,8 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
   auto dispatch_scores = [&](std::vector<ScoreKey> keys) {
     ++in_flight;
     const std::string key = absl::StrFormat("%s/%04d", Key(t, "judge"), chunk_no++);
-    judges.emplace_back([this, t, &sh, &notify, key, keys = std::move(keys)]() mutable {
+    judges.emplace_back([this, t, &sh, &notify, &round_stopped, key,
+                         keys = std::move(keys)]() mutable {
       v1::ScoreRequest sreq;
       sreq.set_idempotency_key(key);
       SetJudgeScope(t, &sreq);
@@ -948,7 +956,7 @@ absl::Status JobRunner::StageSampleAndJudge(int t, const std::string& policy) {
         ch.scores[r.index()] = r;
         ++received;
         return CheckCancelled();
-      }); });
+      }, round_stopped); });
       if (ch.status.ok() && received != keys.size()) {
         ch.status = absl::UnavailableError(
             absl::StrFormat("oracle returned %d of %d score results", received, keys.size()));
@@ -1219,7 +1227,7 @@ absl::Status JobRunner::StageTrain(int t, const std::string& policy) {
                  absl::StrFormat("loss %.4f", ev.loss()));
             if (ev.step() > 0) FaultHold(t, "train");  // test-only: the trainer is stepping
           },
-          [&] { return !CheckCancelled().ok(); }));
+          Cancelled()));
   if (!PathExists(JoinPath(dir.Checkpoint(t), "config.json"))) {
     return absl::InternalError(absl::StrCat("trainer reported success but ", dir.Checkpoint(t),
                                             " has no config.json"));
@@ -1284,7 +1292,7 @@ absl::StatusOr<std::vector<double>> JobRunner::JudgeAgainst(
       ok[judged[jd.index()]] = jd.ok();
       failures.Add(jd.ok(), jd.code(), jd.error());
       return CheckCancelled();
-    }));
+    }, Cancelled()));
   }
   // As in StageJudge: a spent budget pauses the job, a refused key or too many failures fail it
   // (eval is re-run on resume; the oracle's cache holds what was answered).

@@ -117,6 +117,8 @@ class JobRunner {
                                                    const std::string& key_suffix, int* failed);
   absl::StatusOr<std::vector<std::string>> EvalPrompts();
   absl::Status CheckCancelled() const;
+  // The same, as the ports ask it while a call waits.
+  CancelCheck Cancelled() const;
   void Emit(int round, const std::string& stage, const std::string& kind, int64_t done,
             int64_t total, const std::string& message = "");
   std::string Key(int t, const std::string& stage) const;

@@ -15,13 +15,18 @@
 
 namespace spar::orchestrator {
 
+// Asked while a call waits (a user's cancel or the server's shutdown): an implementation ends the
+// call soon after it turns true and returns Cancelled. May be empty.
+using CancelCheck = std::function<bool()>;
+
 class SamplerPort {
  public:
   virtual ~SamplerPort() = default;
   // Streams one result per prompt to `on_result` (which may stop the call by returning an error).
   virtual absl::Status Generate(
       const v1::GenerateRequest& request,
-      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) = 0;
+      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+      const CancelCheck& cancelled) = 0;
 };
 
 class OraclePort {
@@ -30,11 +35,13 @@ class OraclePort {
   // Streams one judgment per comparison, in completion order.
   virtual absl::Status Compare(
       const v1::CompareRequest& request,
-      const std::function<absl::Status(const v1::Judgment&)>& on_judgment) = 0;
+      const std::function<absl::Status(const v1::Judgment&)>& on_judgment,
+      const CancelCheck& cancelled) = 0;
   // Side-by-side 6-point scores (pairs.scoring = "side_by_side"): streams one result per item, in
   // completion order. Unimplemented unless the port supports it.
   virtual absl::Status Score(const v1::ScoreRequest& /*request*/,
-                             const std::function<absl::Status(const v1::ScoreResult&)>& /*on_result*/) {
+                             const std::function<absl::Status(const v1::ScoreResult&)>& /*on_result*/,
+                     const CancelCheck& /*cancelled*/) {
     return absl::UnimplementedError("this oracle port does not implement Score");
   }
 };
@@ -47,7 +54,7 @@ class TrainerPort {
   virtual absl::StatusOr<v1::TrainingEvent> Train(
       const v1::StartTrainingRequest& request,
       const std::function<void(const v1::TrainingEvent&)>& on_event,
-      const std::function<bool()>& cancelled) = 0;
+      const CancelCheck& cancelled) = 0;
   // Checks `config` against the trainer's rules and devices (bf16 needs CUDA) without starting
   // anything: InvalidArgument naming the field when the trainer refuses it; OK when it accepts it
   // or cannot be asked (the train stage checks again).

@@ -16,7 +16,8 @@ ShardedSamplerPort::ShardedSamplerPort(std::vector<SamplerPort*> replicas,
 
 absl::Status ShardedSamplerPort::Generate(
     const v1::GenerateRequest& request,
-    const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) {
+    const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+    const CancelCheck& cancelled) {
   if (replicas_.empty()) return absl::FailedPreconditionError("no sampler replicas configured");
   const int64_t n = request.prompts_size();
   const int64_t first = request.first_index();
@@ -74,7 +75,7 @@ absl::Status ShardedSamplerPort::Generate(
           stop = true;
         }
         return st;
-      });
+      }, cancelled);
       if (last.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         bool whole = true;

@@ -25,7 +25,8 @@ class ShardedSamplerPort final : public SamplerPort {
   explicit ShardedSamplerPort(std::vector<SamplerPort*> replicas, int replica_max_batch_size = 0);
   absl::Status Generate(
       const v1::GenerateRequest& request,
-      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result) override;
+      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+      const CancelCheck& cancelled) override;
 
  private:
   std::vector<SamplerPort*> replicas_;

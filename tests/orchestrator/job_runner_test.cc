@@ -32,7 +32,8 @@ namespace {
 class FakeOracle : public OraclePort {
  public:
   absl::Status Compare(const v1::CompareRequest& req,
-                       const std::function<absl::Status(const v1::Judgment&)>& cb) override {
+                       const std::function<absl::Status(const v1::Judgment&)>& cb,
+                        const CancelCheck& /*cancelled*/) override {
     {
       std::lock_guard<std::mutex> lock(mu);
       if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
@@ -83,7 +84,8 @@ class FakeOracle : public OraclePort {
   // Side-by-side: 6 for the right number, 5 one off, 3 two off, 1 otherwise; items whose prompt
   // is in fail_prompts fail as an unparsable answer would.
   absl::Status Score(const v1::ScoreRequest& req,
-                     const std::function<absl::Status(const v1::ScoreResult&)>& cb) override {
+                     const std::function<absl::Status(const v1::ScoreResult&)>& cb,
+                        const CancelCheck& /*cancelled*/) override {
     {
       std::lock_guard<std::mutex> lock(mu);
       if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
@@ -158,7 +160,8 @@ class FakeOracle : public OraclePort {
 class FakeSampler : public SamplerPort {
  public:
   absl::Status Generate(const v1::GenerateRequest& req,
-                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb) override {
+                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb,
+                        const CancelCheck& /*cancelled*/) override {
     {
       std::lock_guard<std::mutex> lock(mu);
       keys.push_back(req.idempotency_key());

@@ -18,7 +18,8 @@ namespace {
 class FakeReplica : public SamplerPort {
  public:
   absl::Status Generate(const v1::GenerateRequest& req,
-                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb) override {
+                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb,
+                        const CancelCheck& /*cancelled*/) override {
     {
       std::lock_guard<std::mutex> lock(mu);
       calls.push_back({req.first_index(), req.prompts_size()});
@@ -62,7 +63,7 @@ std::map<int64_t, std::string> Collect(SamplerPort& port, const v1::GenerateRequ
     EXPECT_EQ(out.count(r.index()), 0u) << "index " << r.index() << " delivered twice";
     out[r.index()] = r.samples(0).text() + "|" + r.samples(1).text();
     return absl::OkStatus();
-  });
+  }, nullptr);
   return out;
 }
 
@@ -168,7 +169,7 @@ TEST(ShardedSamplerTest, ACallbackErrorStopsEveryShard) {
   int seen = 0;
   absl::Status st = sharded.Generate(Request(8), [&](const v1::GenerateResponse&) {
     return ++seen == 2 ? absl::CancelledError("job cancelled") : absl::OkStatus();
-  });
+  }, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
   EXPECT_LE(seen, 3);
 }
