@@ -589,12 +589,15 @@ struct OracleClient::Impl {
     if (!st.ok()) SPAR_LOG(Warning) << "oracle: " << st;
   }
 
-  // One HTTP exchange, cut off `budget` (real time) after it starts whatever the judge does.
-  HttpResult Post(const std::string& body, absl::Duration budget) {
+  // One HTTP exchange, cut off `budget` (real time) after it starts whatever the judge does, or
+  // as soon as `cancelled` turns true.
+  HttpResult Post(const std::string& body, absl::Duration budget,
+                  const std::function<bool()>& cancelled) {
     std::unique_ptr<httplib::Client> cli = Acquire();
     metrics->in_flight.Increment();
     absl::Time start = absl::Now();
-    const uint64_t watch = watchdog->Arm(start + budget, [c = cli.get()] { c->stop(); });
+    const uint64_t watch =
+        watchdog->Arm(start + budget, [c = cli.get()] { c->stop(); }, cancelled);
     httplib::Result res = cli->Post(path, body, "application/json");
     const bool cut = watchdog->Disarm(watch);
     double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -984,7 +987,7 @@ struct OracleClient::Impl {
     }
     const absl::Duration budget =
         std::clamp(stats->deadline - clock->Now(), absl::Milliseconds(100), config.timeout);
-    HttpResult r = Post(body, budget);
+    HttpResult r = Post(body, budget, cancelled);
     ++stats->http_calls;
     OnRateLimitHeaders(r);
     return r;

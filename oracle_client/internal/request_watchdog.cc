@@ -10,6 +10,8 @@ namespace {
 
 // How often a fired cut is repeated until the request is disarmed.
 constexpr absl::Duration kRecut = absl::Milliseconds(20);
+// How often a request's `cancelled` is asked.
+constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
 
 }  // namespace
 
@@ -23,10 +25,11 @@ RequestWatchdog::~RequestWatchdog() {
   thread_.join();
 }
 
-uint64_t RequestWatchdog::Arm(absl::Time deadline, std::function<void()> cut) {
+uint64_t RequestWatchdog::Arm(absl::Time deadline, std::function<void()> cut,
+                             std::function<bool()> cancelled) {
   absl::MutexLock lock(&mu_);
   const uint64_t id = next_id_++;
-  entries_.emplace(id, Entry{deadline, std::move(cut)});
+  entries_.emplace(id, Entry{deadline, std::move(cut), std::move(cancelled)});
   return id;
 }
 
@@ -45,13 +48,14 @@ void RequestWatchdog::Loop() {
     absl::Time next = absl::InfiniteFuture();
     const absl::Time now = absl::Now();
     for (auto& [id, e] : entries_) {
-      if (e.deadline <= now) {
+      if (e.deadline <= now || (!e.fired && e.cancelled && e.cancelled())) {
         // Under the lock: Disarm cannot return (and the client be reused) while this runs.
         e.cut();
         e.fired = true;
         e.deadline = now + kRecut;
       }
       next = std::min(next, e.deadline);
+      if (!e.fired && e.cancelled) next = std::min(next, now + kCancelPoll);
     }
     // Wakes at the earliest deadline, or when an entry is added or stop_ is set.
     const uint64_t seen = next_id_;

@@ -26,8 +26,11 @@ class RequestWatchdog {
   RequestWatchdog& operator=(const RequestWatchdog&) = delete;
 
   // Calls `cut` (on the watchdog thread, never after Disarm(id) returned) once `deadline` has
-  // passed. Returns the id for Disarm.
-  uint64_t Arm(absl::Time deadline, std::function<void()> cut);
+  // passed, or once `cancelled` (when given; asked every kCancelPoll) turns true: the caller's
+  // cancel (a job cancelled, a server shutting down) ends a request the judge holds. Returns
+  // the id for Disarm.
+  uint64_t Arm(absl::Time deadline, std::function<void()> cut,
+               std::function<bool()> cancelled = nullptr);
   // Stops watching `id`; true when its deadline had passed (the request was cut).
   bool Disarm(uint64_t id);
 
@@ -35,6 +38,7 @@ class RequestWatchdog {
   struct Entry {
     absl::Time deadline;
     std::function<void()> cut;
+    std::function<bool()> cancelled;
     bool fired = false;
   };
   void Loop();

@@ -6,6 +6,8 @@
 #include "tests/judge/hostile_judge.h"
 
 #include <atomic>
+#include <future>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -170,6 +172,39 @@ TEST_F(HostileJudgeTest, DrippingJudgeIsCutAtTheRequestDeadline) {
   EXPECT_EQ(hostile_->requests(), 2);
   EXPECT_GE(took, absl::Milliseconds(600));
   EXPECT_LT(took, absl::Seconds(3)) << "the drip was not cut: per-read timeouts only";
+}
+
+// Item 9: a judge that holds the request (a drip that would take 10 minutes, inside a 10-minute
+// request deadline) does not hold the caller's cancel: the oracle's Compare handler passes the
+// gRPC call's cancellation here, so a job's cancel or a server's SIGTERM ends the request at once.
+TEST_F(HostileJudgeTest, CancelEndsARequestTheJudgeHolds) {
+  std::promise<void> arrived;
+  std::atomic<bool> first{true};
+  StartHostile([&](int64_t, const std::string&) {
+    if (first.exchange(false)) arrived.set_value();
+    Reply r;
+    r.fault = Fault::kDrip;
+    r.body = std::string(600, ' ');
+    r.drip_interval = absl::Seconds(1);
+    return r;
+  });
+  OracleConfig config = Config();
+  config.timeout = absl::Minutes(10);
+  config.max_concurrency = 1;
+  auto client = MakeClient(config);
+  std::atomic<bool> cancel{false};
+  std::vector<absl::Status> results;
+  std::thread caller([&] {
+    client->CompareAll({kCorrectVsWrong}, [&](size_t, absl::StatusOr<Judgment> j) {
+      results.push_back(j.status());
+    }, [&] { return cancel.load(); });
+  });
+  arrived.get_future().wait();
+  cancel.store(true);
+  caller.join();  // without the cancel reaching the request: 10 minutes (ctest's timeout)
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].code(), absl::StatusCode::kCancelled) << results[0];
+  EXPECT_EQ(hostile_->requests(), 1);
 }
 
 // Item 10: 401, 403 and 400 are not transient: one request each, no waiting.
