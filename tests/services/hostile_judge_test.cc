@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,11 @@ class HostileJudge {
   }
   std::string base_url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
   void set_mode(Mode mode) { mode_.store(mode); }
+  // Blocks until a request is being held (kHang).
+  void WaitHeld() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return held_ > 0; });
+  }
 
  private:
   void Handle(const httplib::Request& req, httplib::Response& res) {
@@ -70,6 +76,8 @@ class HostileJudge {
     }
     if (mode == Mode::kHang) {
       std::unique_lock<std::mutex> lock(mu_);
+      ++held_;
+      cv_.notify_all();
       cv_.wait(lock, [this] { return released_; });
       res.status = 503;
       return;
@@ -98,6 +106,7 @@ class HostileJudge {
   std::mutex mu_;
   std::condition_variable cv_;
   bool released_ = false;
+  int held_ = 0;
 };
 
 class HostileJudgeTest : public ::testing::Test {
@@ -122,13 +131,15 @@ class HostileJudgeTest : public ::testing::Test {
 
   // All four services judging through `judge_url`: no judgment cache (nothing could be answered
   // from it instead of asking), no retries, a short timeout.
-  static std::unique_ptr<App> StartApp(const std::string& name, const std::string& judge_url) {
+  static std::unique_ptr<App> StartApp(const std::string& name, const std::string& judge_url,
+                                       const std::function<void(AppConfig&)>& adjust = nullptr) {
     AppConfig ac;
     ac.runs_dir = JoinPath(*root_, "runs-" + name);
     ac.data_root = *root_;
     ac.oracle.base_url = judge_url;
     ac.oracle.max_retries = 0;
     ac.oracle.timeout = absl::Milliseconds(300);
+    if (adjust) adjust(ac);
     auto app = App::Start(ac);
     EXPECT_TRUE(app.ok()) << app.status();
     return app.ok() ? *std::move(app) : nullptr;
@@ -153,6 +164,23 @@ class HostileJudgeTest : public ::testing::Test {
 
 std::string* HostileJudgeTest::root_ = nullptr;
 
+// Follows job `job_id` until it ends (job_finished); the last job snapshot.
+v1::Job WatchToEnd(v1::Orchestrator::Stub& stub, const std::string& job_id) {
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job_id);
+  auto reader = stub.WatchJob(&ctx, wreq);
+  v1::JobEvent ev;
+  v1::Job job;
+  while (reader->Read(&ev)) {
+    if (ev.has_job()) job = ev.job();
+    if (ev.kind() == "job_finished") break;
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+  return job;
+}
+
 // Creates a job and follows it until it ends (job_finished); the last job snapshot.
 v1::Job RunToEnd(v1::Orchestrator::Stub& stub, const v1::JobSpec& spec, std::string* job_id) {
   v1::CreateJobRequest req;
@@ -165,18 +193,7 @@ v1::Job RunToEnd(v1::Orchestrator::Stub& stub, const v1::JobSpec& spec, std::str
     if (!st.ok()) return job;
   }
   *job_id = job.job_id();
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest wreq;
-  wreq.set_job_id(job.job_id());
-  auto reader = stub.WatchJob(&ctx, wreq);
-  v1::JobEvent ev;
-  while (reader->Read(&ev)) {
-    if (ev.has_job()) job = ev.job();
-    if (ev.kind() == "job_finished") break;
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
-  return job;
+  return WatchToEnd(stub, job.job_id());
 }
 
 // A loopback port nothing listens on (connections are refused): bound without listening, then
@@ -272,18 +289,7 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
     grpc::Status st = stub->ResumeJob(&ctx, req, &out);
     ASSERT_TRUE(st.ok()) << st.error_message();
   }
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest wreq;
-  wreq.set_job_id(job_id);
-  auto reader = stub->WatchJob(&ctx, wreq);
-  v1::JobEvent ev;
-  v1::Job done;
-  while (reader->Read(&ev)) {
-    if (ev.has_job()) done = ev.job();
-    if (ev.kind() == "job_finished") break;
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
+  v1::Job done = WatchToEnd(*stub, job_id);
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   EXPECT_FALSE(PathExists(JoinPath(round_dir, "judgments.partial.jsonl")));
   // A judgment answered before the failure was asked once per order, never again.
@@ -299,6 +305,44 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
   auto judgments = ReadJsonl(JoinPath(round_dir, "judgments.jsonl"));
   ASSERT_TRUE(judgments.ok());
   for (const nlohmann::json& j : *judgments) EXPECT_TRUE(j["ok"].get<bool>()) << j.dump();
+  app->Shutdown();
+}
+
+
+// Item 9: SIGTERM (App::Shutdown) while the judge holds a request for its whole 10-minute
+// deadline: the job's cancel ends the orchestrator's Compare stream and the oracle's HTTP
+// request, the server stops at once, and the job, left RUNNING, resumes on the next start and
+// succeeds once the judge answers. (Before: Shutdown waited for the judge.)
+TEST_F(HostileJudgeTest, ShutdownWhileTheJudgeHoldsARequestStopsAndTheJobResumes) {
+  auto judge = judge::JudgeServer::Start({});
+  ASSERT_TRUE(judge.ok()) << judge.status();
+  HostileJudge front((*judge)->port(), HostileJudge::Mode::kHang);
+  auto patient = [](AppConfig& ac) {
+    ac.oracle.timeout = absl::Minutes(10);
+    ac.oracle.max_concurrency = 1;  // one held request: the judge's other threads stay free
+  };
+  std::unique_ptr<App> app = StartApp("sigterm", front.base_url(), patient);
+  ASSERT_NE(app, nullptr);
+  std::string job_id;
+  {
+    auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+    v1::CreateJobRequest req;
+    *req.mutable_spec() = SmallSpec("sigterm");
+    v1::Job job;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->CreateJob(&ctx, req, &job).ok());
+    job_id = job.job_id();
+  }
+  front.WaitHeld();
+  app->Shutdown();  // hangs here (ctest's timeout) when a stream or request ignores the cancel
+  app.reset();
+
+  front.set_mode(HostileJudge::Mode::kForward);
+  app = StartApp("sigterm", front.base_url(), patient);  // resumes the RUNNING job
+  ASSERT_NE(app, nullptr);
+  auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+  v1::Job done = WatchToEnd(*stub, job_id);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   app->Shutdown();
 }
 
