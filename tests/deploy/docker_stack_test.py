@@ -15,7 +15,9 @@ naming what is missing. What it does, each phase timed:
   up       secrets in a temp dir (the API token, an empty judge key), the base model in a
            bind-mounted data dir owned by uid 10001; `up -d` sampler, oracle, trainer,
            orchestrator and spar-judge (profile local-judge; Prometheus and Grafana images cannot
-           be pulled offline) and waits until all five are healthy
+           be pulled offline) and waits until all five are healthy; then prints the CPU time of
+           one healthcheck, `spar-health` against `spar health`, run in the orchestrator
+           container (and fails unless the probe is the cheaper)
   job      host `spar submit deploy/examples/dno-arith-smoke.json --watch` through the published
            port, token from SPAR_API_TOKEN_FILE; the job must SUCCEED; a call without the token
            must be refused
@@ -28,6 +30,7 @@ usage: docker_stack_test.py BIN_DIR REPO_DIR WORK_DIR CACHE_DIR
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -279,6 +282,23 @@ try:
             if time.monotonic() > deadline:
                 fail("not all healthy after 600 s: %s" % health)
             time.sleep(1)
+
+        # What a healthcheck costs, measured where it runs (bash's `time`: user+sys CPU seconds).
+        cid = run(compose + ["ps", "-q", "orchestrator"], env=env).stdout.strip()
+        cpu = {}
+        for probe in ("spar-health", "spar health"):
+            r = run([docker_bin, "exec", cid, "bash", "-c",
+                     "TIMEFORMAT='%%3U %%3S'; for i in 1 2 3 4 5; do time %s --addr=127.0.0.1:50051 "
+                     ">/dev/null; done" % probe], env=env)
+            samples = [float(m.group(1)) + float(m.group(2)) for m in
+                       re.finditer(r"^(\d+\.\d+) (\d+\.\d+)$", r.stderr, re.M)]
+            if len(samples) != 5:
+                fail("%s: no timings in %r" % (probe, r.stderr[-2000:]))
+            cpu[probe] = sum(samples) / len(samples)
+            print("healthcheck %-12s CPU user+sys per check: %.3f s (%s)" % (
+                probe, cpu[probe], " ".join("%.3f" % x for x in samples)))
+        if cpu["spar-health"] >= cpu["spar health"]:
+            fail("spar-health is not cheaper than spar health: %s" % cpu)
 
     with Phase("job"):
         addr = "--addr=127.0.0.1:%d" % port
