@@ -1296,7 +1296,8 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
   SPAR_RETURN_IF_ERROR(Validate(config));
   if (clock == nullptr) return absl::InvalidArgumentError("OracleClient::Create: clock is null");
   auto impl = std::make_unique<Impl>();
-  SPAR_ASSIGN_OR_RETURN(impl->base, internal::ParseBaseUrl(config.base_url, "oracle.base_url"));
+  SPAR_ASSIGN_OR_RETURN(impl->base, internal::ParseBaseUrl(config.base_url, "oracle.base_url",
+                                                           config.allow_http_hosts));
   impl->path = impl->base.path_prefix + "/chat/completions";
   impl->pairwise_template = DefaultPairwiseTemplate();
   impl->pointwise_template = DefaultPointwiseTemplate();

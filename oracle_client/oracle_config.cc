@@ -66,6 +66,7 @@ absl::Status ReadSeconds(const nlohmann::json& json, const char* key, absl::Dura
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("oracle config must be a JSON object");
   static const std::set<std::string> kKnown = {"base_url",
+                                               "allow_http_hosts",
                                                "model",
                                                "api_key_env",
                                                "max_concurrency",
@@ -99,6 +100,7 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   }
   OracleConfig c;
   SPAR_RETURN_IF_ERROR(Read(json, "base_url", &c.base_url));
+  SPAR_RETURN_IF_ERROR(Read(json, "allow_http_hosts", &c.allow_http_hosts));
   SPAR_RETURN_IF_ERROR(Read(json, "model", &c.model));
   SPAR_RETURN_IF_ERROR(Read(json, "api_key_env", &c.api_key_env));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "max_concurrency", &c.max_concurrency));
@@ -134,7 +136,18 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
 
 absl::Status Validate(const OracleConfig& c) {
   if (c.base_url.empty()) return absl::InvalidArgumentError("oracle.base_url must be set");
-  SPAR_RETURN_IF_ERROR(internal::ParseBaseUrl(c.base_url, "oracle.base_url").status());
+  for (size_t i = 0; i < c.allow_http_hosts.size(); ++i) {
+    const std::string& h = c.allow_http_hosts[i];
+    if (h.empty() || h.find_first_of(":/[]@?# \t\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("oracle.allow_http_hosts[", i,
+                       "] must be a non-empty host name without scheme, port "
+                       "or path, got \"",
+                       h, "\""));
+    }
+  }
+  SPAR_RETURN_IF_ERROR(
+      internal::ParseBaseUrl(c.base_url, "oracle.base_url", c.allow_http_hosts).status());
   if (c.model.empty()) return absl::InvalidArgumentError("oracle.model must be non-empty");
   if (c.max_concurrency < 1 || c.max_concurrency > 1024) {
     return absl::InvalidArgumentError(
@@ -198,6 +211,7 @@ absl::Status Validate(const OracleConfig& c) {
 
 nlohmann::json RedactedOracleConfig(const OracleConfig& c) {
   return nlohmann::json{{"base_url", c.base_url},
+                        {"allow_http_hosts", c.allow_http_hosts},
                         {"model", c.model},
                         {"api_key", c.api_key.empty() ? "" : "<redacted>"},
                         {"api_key_env", c.api_key_env},

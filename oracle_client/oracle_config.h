@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -14,8 +15,13 @@ namespace spar::oracle {
 
 struct OracleConfig {
   // OpenAI-compatible API root, e.g. "http://127.0.0.1:8081/v1"; requests go to
-  // {base_url}/chat/completions. https is required unless the host is loopback.
+  // {base_url}/chat/completions. https is required unless the host is loopback or listed in
+  // allow_http_hosts.
   std::string base_url;
+  // Host names (no scheme, no port) to which base_url may use plain http although they are not
+  // loopback: the explicit opt-in for a judge on a private network, e.g. the Compose service
+  // "spar-judge". Empty = https for every non-loopback host. Compared case-insensitively.
+  std::vector<std::string> allow_http_hosts;
   // The judge model name sent in each request.
   std::string model = "spar-rule-judge";
   // Bearer token; empty = no Authorization header. Never logged, never read from config files
@@ -71,13 +77,14 @@ struct OracleConfig {
   int max_response_tokens = 0;
 };
 
-// Reads {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s",
-// "judgment_deadline_s", "max_retries", "retry_backoff_initial_s", "retry_backoff_max_s",
-// "both_orders", "use_logprobs", "cache_path", "requests_per_minute", "tokens_per_minute",
-// "budget_calls", "budget_tokens", "budget_cost_usd", "price_prompt_per_1k_usd",
-// "price_completion_per_1k_usd", "template_path", "score_template_path", "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in
-// config files) are InvalidArgument naming the key. When api_key_env is set, the variable must be
-// set and non-empty. Does not call Validate.
+// Reads {"base_url", "allow_http_hosts" (array of strings), "model", "api_key_env",
+// "max_concurrency", "timeout_s", "judgment_deadline_s", "max_retries", "retry_backoff_initial_s",
+// "retry_backoff_max_s", "both_orders", "use_logprobs", "cache_path", "requests_per_minute",
+// "tokens_per_minute", "budget_calls", "budget_tokens", "budget_cost_usd",
+// "price_prompt_per_1k_usd", "price_completion_per_1k_usd", "template_path", "score_template_path",
+// "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in config files)
+// are InvalidArgument naming the key. When api_key_env is set, the variable must be set and
+// non-empty. Does not call Validate.
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json);
 
 // InvalidArgument naming the first broken rule.

@@ -37,7 +37,8 @@ bool IsLoopbackHost(const std::string& host) {
   return true;
 }
 
-absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field) {
+absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field,
+                                     const std::vector<std::string>& allow_http_hosts) {
   auto bad = [&](const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat(field, " must be http(s)://host[:port][/path] (",
                                                    why, "), got \"", url, "\""));
@@ -93,10 +94,15 @@ absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& 
     out.port = port;
   }
   out.loopback = IsLoopbackHost(out.host);
-  if (out.scheme == "http" && !out.loopback) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " uses plain http to a non-loopback host \"", out.host,
-                     "\"; use https (http is allowed only for 127.0.0.0/8, localhost and ::1)"));
+  const bool allowed =
+      std::any_of(allow_http_hosts.begin(), allow_http_hosts.end(),
+                  [&](const std::string& h) { return absl::EqualsIgnoreCase(h, out.host); });
+  if (out.scheme == "http" && !out.loopback && !allowed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " uses plain http to a non-loopback host \"", out.host,
+        "\"; use https, or allow plain http to this host by name with oracle.allow_http_hosts "
+        "or --judge_allow_http_host=",
+        out.host, " (http is otherwise allowed only for 127.0.0.0/8, localhost and ::1)"));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,8 +23,11 @@ struct BaseUrl {
 };
 
 // http(s)://host[:port][/path]; no user info, query or fragment. Plain http only for loopback
-// hosts (127.0.0.0/8, localhost, ::1). InvalidArgument naming `field` otherwise.
-absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field);
+// hosts (127.0.0.0/8, localhost, ::1) and for the hosts named in `allow_http_hosts` (compared
+// case-insensitively; the explicit opt-in for a judge on a private network such as a Compose
+// service name). InvalidArgument naming `field` otherwise.
+absl::StatusOr<BaseUrl> ParseBaseUrl(const std::string& url, const std::string& field,
+                                     const std::vector<std::string>& allow_http_hosts = {});
 
 bool IsLoopbackHost(const std::string& host);
 

@@ -1,8 +1,9 @@
 #include "services/cli/args.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 
 namespace spar::cli {
 
@@ -45,6 +46,12 @@ absl::StatusOr<int> Args::GetInt(const std::string& name, int fallback) const {
         absl::StrCat("--", name, " must be an integer, got \"", it->second, "\""));
   }
   return v;
+}
+
+std::vector<std::string> Args::GetList(const std::string& name) const {
+  auto it = flags_.find(name);
+  if (it == flags_.end()) return {};
+  return absl::StrSplit(it->second, ',');
 }
 
 absl::Status Args::CheckKnown(const std::set<std::string>& known) const {

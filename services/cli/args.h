@@ -20,6 +20,9 @@ class Args {
   bool Has(const std::string& name) const { return flags_.count(name) > 0; }
   std::string Get(const std::string& name, const std::string& fallback = "") const;
   absl::StatusOr<int> GetInt(const std::string& name, int fallback) const;
+  // A comma-separated flag (--name=a,b) as its items, empty items kept (so that callers'
+  // validation can name them); {} when the flag is absent.
+  std::vector<std::string> GetList(const std::string& name) const;
   // Rejects flags not in `known` ("unknown flag --x for spar <command>").
   absl::Status CheckKnown(const std::set<std::string>& known) const;
 

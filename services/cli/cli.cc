@@ -28,6 +28,7 @@
 #include "services/cli/spec_file.h"
 #include "services/cli/judge_command.h"
 #include "services/cli/tokenize_command.h"
+#include "services/common/api_token.h"
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
@@ -54,6 +55,7 @@ const char kUsage[] =
     "     [--judge_cache=FILE.sqlite] [--data_root=DIR (default: working dir)] [--host=127.0.0.1]\n"
     "     [--insecure]                                  all four services in one process; a non-\n"
     "                                                   loopback --host needs SPAR_API_TOKEN or --insecure\n"
+    "     [--judge_allow_http_host=NAME[,NAME]]          plain http to these non-loopback judge hosts\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
     "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "                                                   env = data parallel, rank 0 serves\n"
@@ -65,8 +67,10 @@ const char kUsage[] =
     "  cancel JOB | resume JOB [--judge_max_calls=N] [--judge_max_tokens=N] [--judge_max_cost_usd=X]\n"
     "             [--judge_round_max_calls=N] [--judge_round_max_tokens=N] [--judge_round_max_cost_usd=X]\n"
     "                                                   resume raises the job's judge budget (0 = unlimited)\n"
-    "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING)\n"
+    "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING;\n"
+    "                                                   containers use the lighter spar-health)\n"
     "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url URL]\n"
+    "        [--judge_allow_http_host=NAME[,NAME]]\n"
     "                                                   offline judging (resumes through the cache)\n"
     "  tokenize --model DIR [--chat] [--chat_template=NAME] [--add-special-tokens]  stdin JSON lines -> ids\n"
     "  inspect DIR [--json]                             architecture, parameters, tensor sums\n"
@@ -99,23 +103,18 @@ std::unique_ptr<v1::Orchestrator::Stub> Stub(const Args& args) {
   return v1::Orchestrator::NewStub(services::MakeChannel(Address(args)));
 }
 
-// The API token: SPAR_API_TOKEN, or the file named by SPAR_API_TOKEN_FILE (a Compose secret).
+// The API token (services/common/api_token.h); an unreadable SPAR_API_TOKEN_FILE ends the
+// command with exit 2.
 std::string ApiToken() {
-  if (const char* t = std::getenv("SPAR_API_TOKEN")) return t;
-  if (const char* f = std::getenv("SPAR_API_TOKEN_FILE")) {
-    auto text = ReadFile(f);
-    if (!text.ok()) {
-      std::fprintf(stderr, "spar: SPAR_API_TOKEN_FILE: %s\n", std::string(text.status().message()).c_str());
-      std::exit(2);
-    }
-    std::string k = *text;
-    while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
-    return k;
+  absl::StatusOr<std::string> token = services::ApiTokenFromEnv();
+  if (!token.ok()) {
+    std::fprintf(stderr, "spar: %s\n", std::string(token.status().message()).c_str());
+    std::exit(kExitUsage);
   }
-  return "";
+  return *token;
 }
 
-// Every client call: a deadline and, when SPAR_API_TOKEN is set, the bearer token.
+// Every client call: a deadline and, when a token is set (ApiToken), the bearer token.
 void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   services::AddBearer(ctx, ApiToken());
@@ -188,13 +187,19 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   // Serving off loopback without SPAR_API_TOKEN is refused unless asked for by name.
   if (args.Has("insecure")) config.insecure = true;
   if (args.Has("judge_url")) config.oracle.base_url = args.Get("judge_url");
+  // Plain http to these judge hosts (e.g. the Compose service spar-judge); checked by Validate.
+  for (std::string& host : args.GetList("judge_allow_http_host")) {
+    config.oracle.allow_http_hosts.push_back(std::move(host));
+  }
   // SQLite judgment cache shared by every job of this oracle (survives restarts).
   if (args.Has("judge_cache")) config.oracle.cache_path = args.Get("judge_cache");
   if (args.Has("sampler_address")) config.sampler_address = args.Get("sampler_address");
   if (args.Has("oracle_address")) config.oracle_address = args.Get("oracle_address");
   if (args.Has("trainer_address")) config.trainer_address = args.Get("trainer_address");
   if (config.oracle.base_url.empty()) config.oracle.base_url = "http://127.0.0.1:8081/v1";
-  config.api_token = ApiToken();
+  absl::StatusOr<std::string> token = services::ApiTokenFromEnv();
+  if (!token.ok()) return token.status();
+  config.api_token = *std::move(token);
   // Secrets come from the environment or a file, never from flags or config files.
   std::string key_env = config.oracle.api_key_env.empty() ? "SPAR_JUDGE_API_KEY"
                                                           : config.oracle.api_key_env;
@@ -422,14 +427,18 @@ int RunCli(int argc, char** argv) {
   if (!parsed.ok()) return Fail(parsed.status());
   const Args& args = *parsed;
   const std::string& cmd = args.command();
-  if (cmd.empty() || cmd == "help" || args.Has("help")) {
-    std::fputs(kUsage, cmd.empty() ? stderr : stdout);
-    return cmd.empty() ? kExitUsage : kExitOk;
+  if (cmd == "help" || args.Has("help")) {  // asked for: stdout, exit 0
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (cmd.empty()) {  // no command: a usage error
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
   }
   std::set<std::string> client = {"addr"};
   std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
                                   "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
-                                  "trainer_address", "role", "insecure"};
+                                  "trainer_address", "role", "insecure", "judge_allow_http_host"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {

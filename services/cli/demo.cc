@@ -9,15 +9,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "services/app/app.h"
+#include "services/common/api_token.h"
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
-#include "common/arith_task.h"
 #include "trainer/arith_base.h"
 
 namespace spar::cli {
@@ -147,8 +148,12 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
              v1::Job* final_job) {
   auto stub = v1::Orchestrator::NewStub(services::MakeChannel(address));
   grpc::ClientContext ctx;
-  const char* token = std::getenv("SPAR_API_TOKEN");
-  services::AddBearer(&ctx, token != nullptr ? token : "");
+  absl::StatusOr<std::string> token = services::ApiTokenFromEnv();
+  if (!token.ok()) {
+    std::fprintf(stderr, "spar: %s\n", std::string(token.status().message()).c_str());
+    return 2;
+  }
+  services::AddBearer(&ctx, *token);
   v1::WatchJobRequest req;
   req.set_job_id(job_id);
   auto reader = stub->WatchJob(&ctx, req);

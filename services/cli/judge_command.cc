@@ -84,6 +84,9 @@ absl::StatusOr<oracle::OracleConfig> LoadConfig(const Args& args) {
     return absl::InvalidArgumentError(absl::StrCat(args.Get("config"), ": ", c.status().message()));
   }
   if (args.Has("judge_url")) c->base_url = args.Get("judge_url");
+  for (std::string& host : args.GetList("judge_allow_http_host")) {
+    c->allow_http_hosts.push_back(std::move(host));
+  }
   if (args.Has("cache")) c->cache_path = args.Get("cache");
   if (c->cache_path.empty()) c->cache_path = args.Get("out") + ".cache.sqlite";
   if (c->api_key.empty()) {
@@ -124,7 +127,9 @@ int Usage(const std::string& message) {
 }  // namespace
 
 int RunJudgeCommand(const Args& args) {
-  if (absl::Status st = args.CheckKnown({"config", "in", "out", "cache", "judge_url"}); !st.ok()) {
+  if (absl::Status st =
+          args.CheckKnown({"config", "in", "out", "cache", "judge_url", "judge_allow_http_host"});
+      !st.ok()) {
     return Usage(std::string(st.message()));
   }
   for (const char* flag : {"config", "in", "out"}) {
@@ -132,7 +137,8 @@ int RunJudgeCommand(const Args& args) {
       return Usage(absl::StrCat(
           "--", flag,
           " is required (usage: spar judge --config oracle.json --in pairs.jsonl --out "
-          "judgments.jsonl [--cache FILE] [--judge_url URL])"));
+          "judgments.jsonl [--cache FILE] [--judge_url URL] "
+          "[--judge_allow_http_host=NAME[,NAME]])"));
     }
   }
   absl::StatusOr<oracle::OracleConfig> config = LoadConfig(args);

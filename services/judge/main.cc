@@ -13,11 +13,28 @@
 #include "absl/strings/numbers.h"
 #include "services/judge/judge_server.h"
 
+namespace {
+
+constexpr char kUsage[] =
+    "usage: spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=closer|exact]\n"
+    "                  [--fault=429|500|503|slow|truncated_json|bad_verdict|reset|\n"
+    "                   insufficient_quota]\n"
+    "                  [--fault_rate=1] [--latency_ms=0] [--log_requests=FILE]\n"
+    "  the reference rule judge as an OpenAI-compatible HTTP server (POST /v1/chat/completions,\n"
+    "  GET /healthz); API key (optional) from SPAR_JUDGE_API_KEY or SPAR_JUDGE_API_KEY_FILE.\n"
+    "  Runs until SIGINT/SIGTERM.\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
   spar::judge::JudgeServerOptions options;
   options.port = 8081;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
     size_t eq = arg.find('=');
     std::string name = arg.substr(0, eq);
     std::string value =
@@ -43,7 +60,7 @@ int main(int argc, char** argv) {
       ok = false;
     }
     if (!ok) {
-      std::cerr << "spar-judge: bad flag \"" << arg << "\"\n";
+      std::cerr << "spar-judge: bad flag \"" << arg << "\"\n" << kUsage;
       return 2;
     }
   }

@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """Static checks of deploy/: both Compose files validate with `docker-compose config -q` and have
-what the issue asks for (GPU reservations, service_healthy ordering, healthchecks, the judge key
-as a secret, a shared data volume); the CPU file equals the GPU file minus the GPU parts; the
-Dockerfile has its stages, a non-root user, a `spar health` HEALTHCHECK and the runtime
-binaries; Grafana provisioning and the dashboard are well-formed and use the provisioned
-datasource uid.
+what the issue asks for (GPU reservations, service_healthy ordering, healthchecks through the
+light `spar-health` probe, the judge key and the service token as secrets, the oracle's plain-http
+opt-in for the local judge, build args for the base images, a shared data volume); the CPU file
+equals the GPU file minus the GPU parts; a copied .env.example builds spar:cpu/runtime-cpu with the
+CPU file and spar:cuda/runtime-cuda with the GPU file; the Dockerfile has its stages, no
+`# syntax=` line, a non-root user, a `spar-health` HEALTHCHECK and the runtime binaries; the root
+.dockerignore keeps the build context to the sources; Grafana provisioning and the dashboard are
+well-formed and use the provisioned datasource uid.
 
 usage: compose_config_test.py REPO_DIR
 """
@@ -47,6 +50,18 @@ r = subprocess.run(["docker-compose", "-f", os.path.join(deploy, "docker-compose
                     os.path.join(deploy, ".env.example"), "config", "-q"],
                    capture_output=True, text=True, timeout=60)
 check(r.returncode == 0, ".env.example does not validate: %s" % r.stderr)
+# A copied .env.example leaves image and target to each file (issue 12 item 14).
+for name, tag, target in (("docker-compose.yml", "cuda", "runtime-cuda"),
+                          ("docker-compose.cpu.yml", "cpu", "runtime-cpu")):
+    r = subprocess.run(["docker-compose", "-f", os.path.join(deploy, name), "--env-file",
+                        os.path.join(deploy, ".env.example"), "config"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode == 0:
+        for svc_name, svc in yaml.safe_load(r.stdout)["services"].items():
+            if "build" in svc:
+                check(svc.get("image") == "spar:" + tag and svc["build"].get("target") == target,
+                      "%s with .env.example: %s builds %s/%s, want spar:%s/%s" % (
+                          name, svc_name, svc.get("image"), svc["build"].get("target"), tag, target))
 
 gpu = resolved.get("docker-compose.yml")
 cpu = resolved.get("docker-compose.cpu.yml")
@@ -69,9 +84,32 @@ if gpu and cpu:
         check("healthcheck" in svc and svc["healthcheck"].get("test"), "%s has no healthcheck" % name)
     for svc in ("sampler", "oracle", "trainer", "orchestrator"):
         test = s[svc]["healthcheck"]["test"]
-        check(test[:3] == ["CMD", "spar", "health"] and "--addr=127.0.0.1:50051" in test,
-              "%s healthcheck is not spar health on :50051: %s" % (svc, test))
+        check(test[:2] == ["CMD", "spar-health"] and "--addr=127.0.0.1:50051" in test,
+              "%s healthcheck is not spar-health on :50051: %s" % (svc, test))
         check(s[svc]["command"][:2] == ["serve", "--role=" + svc], "%s does not run serve --role" % svc)
+        # The service token: a Compose secret read through SPAR_API_TOKEN_FILE, never a variable.
+        env = s[svc].get("environment") or {}
+        check(env.get("SPAR_API_TOKEN_FILE") == "/run/secrets/api_token",
+              "%s has no SPAR_API_TOKEN_FILE=/run/secrets/api_token" % svc)
+        check("SPAR_API_TOKEN" not in env, "%s passes the token in env" % svc)
+        check("api_token" in [x if isinstance(x, str) else x.get("source")
+                              for x in s[svc].get("secrets", [])],
+              "%s does not get the api_token secret" % svc)
+    check("api_token" in gpu.get("secrets", {}), "no top-level api_token secret")
+    # The local judge is plain http on the Compose network: the oracle opts in for it by name.
+    check("--judge_allow_http_host=spar-judge" in s["oracle"]["command"],
+          "oracle command lacks --judge_allow_http_host=spar-judge")
+    # Base images and jobs can be set through Compose (offline hosts make their own bases).
+    for name, svc in s.items():
+        if "build" in svc:
+            args = svc["build"].get("args") or {}
+            for arg, default in (("DEBIAN_IMAGE", "debian:12"), ("DEBIAN_SLIM_IMAGE", "debian:12-slim"),
+                                 ("CUDA_DEVEL_IMAGE", None), ("CUDA_RUNTIME_IMAGE", None),
+                                 ("BUILD_JOBS", "4")):
+                check(arg in args, "%s build passes no %s arg" % (name, arg))
+                if default is not None:
+                    check(str(args.get(arg)) == default, "%s build arg %s defaults to %s, want %s"
+                          % (name, arg, args.get(arg), default))
     # The judge key: a Compose secret, handed to spar as a file, never as a plain variable.
     check("judge_api_key" in [x if isinstance(x, str) else x.get("source") for x in s["oracle"].get("secrets", [])],
           "oracle does not get the judge_api_key secret")
@@ -124,7 +162,14 @@ if gpu and cpu:
 # Dockerfile structure (no hadolint on Debian 12; docker cannot build here).
 with open(os.path.join(deploy, "Dockerfile")) as f:
     df = f.read()
+with open(os.path.join(deploy, ".env.example")) as f:
+    env_example = f.read()
+check(not re.search(r"^#\s*syntax\s*=", df, re.M | re.I),
+      "Dockerfile has a `# syntax=` line (BuildKit would pull a frontend image)")
 stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", df, re.M | re.I)
+for arg in ("DEBIAN_IMAGE", "DEBIAN_SLIM_IMAGE", "CUDA_DEVEL_IMAGE", "CUDA_RUNTIME_IMAGE", "BUILD_JOBS"):
+    check(re.search(r"^ARG %s=" % arg, df, re.M), "Dockerfile has no ARG %s" % arg)
+    check(re.search(r"^#\s*%s=" % arg, env_example, re.M), ".env.example does not document %s" % arg)
 names = [n for _, n in stages]
 for st in ("build-cpu", "runtime-cpu", "build-cuda", "runtime-cuda"):
     check(st in names, "Dockerfile has no stage %s (has %s)" % (st, names))
@@ -147,15 +192,29 @@ for runtime in ("runtime-cpu", "runtime-cuda"):
     body = df[start: nxt if nxt >= 0 else len(df)]
     users = re.findall(r"^USER\s+(\S+)", body, re.M)
     check(users and not users[-1].startswith(("root", "0")), "%s does not run as a non-root user" % runtime)
-    check(re.search(r'^HEALTHCHECK .*\n?.*CMD \["spar", "health", "--addr=127\.0\.0\.1:50051"\]', body, re.M),
-          "%s has no `spar health` HEALTHCHECK" % runtime)
-    check(re.search(r"COPY --from=build-\w+ /out/bin/spar /out/bin/spar-judge /usr/local/bin/", body),
-          "%s does not copy spar and spar-judge" % runtime)
+    check(re.search(r'^HEALTHCHECK .*\n?.*CMD \["spar-health", "--addr=127\.0\.0\.1:50051"\]', body, re.M),
+          "%s has no `spar-health` HEALTHCHECK" % runtime)
+    check(re.search(r"COPY --from=build-\w+ /out/bin/spar /out/bin/spar-judge /out/bin/spar-health /usr/local/bin/", body),
+          "%s does not copy spar, spar-judge and spar-health" % runtime)
     check('ENTRYPOINT ["spar"]' in body, "%s has no spar entrypoint" % runtime)
     check("build-essential" not in body and "-dev " not in body, "%s installs build tools" % runtime)
-check(os.path.isfile(os.path.join(deploy, "Dockerfile.dockerignore")), "no Dockerfile.dockerignore")
+# The classic builder reads only the context root's .dockerignore: it must exclude everything but
+# what the Dockerfile copies (build/ is gigabytes).
+check(not os.path.exists(os.path.join(deploy, "Dockerfile.dockerignore")),
+      "deploy/Dockerfile.dockerignore is ignored by the classic builder: use the root .dockerignore")
+ignore_path = os.path.join(repo, ".dockerignore")
+ignore = []
+if os.path.isfile(ignore_path):
+    with open(ignore_path) as f:
+        ignore = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+check(ignore[:1] == ["**"], "root .dockerignore does not start by excluding everything (**): %s" % ignore[:1])
+included = {l[1:].rstrip("/") for l in ignore if l.startswith("!")}
+check(not any(i == "build" or i.startswith("build/") for i in included), ".dockerignore sends build/")
 for src in re.findall(r"^COPY (?!--from)(\S+) ", df, re.M):
     check(os.path.exists(os.path.join(repo, src)), "Dockerfile copies missing %s" % src)
+    src = src.rstrip("/")
+    check(src == "." or any(src == i or src.startswith(i + "/") for i in included),
+          "Dockerfile copies %s, which .dockerignore excludes" % src)
 
 # Grafana provisioning and dashboard.
 with open(os.path.join(deploy, "grafana", "provisioning", "datasources", "prometheus.yml")) as f:

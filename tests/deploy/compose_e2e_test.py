@@ -34,6 +34,7 @@ from deploy_common import (Procs, data_root_with_model, fail, fresh_dir, http_ge
 
 bin_dir, repo, work, cache = sys.argv[1:5]
 spar_bin = os.path.join(bin_dir, "spar")
+health_bin = os.path.join(bin_dir, "spar-health")
 judge_bin = os.path.join(bin_dir, "spar-judge")
 deploy = os.path.join(os.path.abspath(repo), "deploy")
 work = fresh_dir(work)
@@ -122,7 +123,7 @@ def map_arg(arg):
 
 
 def service_env(svc):
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPAR_API_TOKEN")}
     for k, v in (svc.get("environment") or {}).items():
         env[k] = secret_files.get(v, v)
     return env
@@ -144,19 +145,33 @@ try:
         p = procs.start(role, [spar_bin] + argv, env=service_env(svc))
         m = procs.wait_line(p, r"spar listening on (\S+) \(metrics on :(\d+)\)")
         addresses[role] = (m.group(1), int(m.group(2)))
-        # The service's own healthcheck, pointed at the port it got.
+        # The service's own healthcheck (the light spar-health probe), pointed at the port it got,
+        # with the container's environment (the token file included).
         test = svc["healthcheck"]["test"]
-        if test[0] != "CMD" or test[1:3] != ["spar", "health"]:
-            fail("%s healthcheck is not `spar health`: %s" % (role, test))
-        hc = [spar_bin] + [("--addr=" + addresses[role][0]) if a.startswith("--addr=") else a
-                           for a in test[2:]]
-        r = subprocess.run(hc, capture_output=True, text=True, timeout=10)
+        if test[0] != "CMD" or test[1] != "spar-health":
+            fail("%s healthcheck is not `spar-health`: %s" % (role, test))
+        hc = [health_bin] + [("--addr=" + addresses[role][0]) if a.startswith("--addr=") else a
+                             for a in test[2:]]
+        r = subprocess.run(hc, capture_output=True, text=True, timeout=10, env=service_env(svc))
         if r.returncode != 0 or "SERVING" not in r.stdout:
             fail("%s healthcheck %s: rc %d %s %s" % (role, hc, r.returncode, r.stdout, r.stderr))
     oracle_log = procs.log(procs.procs[2])
+    for p in procs.procs:
+        if "sk-test-api_token" in procs.log(p):
+            fail("%s logged the service token" % p.name)
     if "sk-test" in oracle_log or '"api_key":"<redacted>"' not in oracle_log:
         fail("oracle did not read the key file from SPAR_JUDGE_API_KEY_FILE (or logged it):\n" + oracle_log)
     orch_addr = addresses["orchestrator"][0]
+    # Every service requires the token from the api_token secret: without it the orchestrator
+    # refuses; the client commands below read it as the containers do (SPAR_API_TOKEN_FILE).
+    if "/run/secrets/api_token" not in secret_files:
+        fail("the compose file declares no api_token secret")
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith("SPAR_API_TOKEN")}
+    r = subprocess.run([spar_bin, "list", "--addr=" + orch_addr], capture_output=True, text=True,
+                       timeout=30, env=client_env)
+    if r.returncode == 0 or "authorization" not in r.stderr:
+        fail("the orchestrator answered without the token: rc %d %s" % (r.returncode, r.stderr))
+    client_env["SPAR_API_TOKEN_FILE"] = secret_files["/run/secrets/api_token"]
 
     # Prometheus: the deploy config's jobs and rules, loopback targets, 1s scrapes.
     with open(os.path.join(deploy, "prometheus", "prometheus.yml")) as f:
@@ -215,13 +230,13 @@ try:
     # The documented example job, as written.
     spec = os.path.join(deploy, "examples", "dno-arith-smoke.json")
     r = subprocess.run([spar_bin, "submit", spec, "--addr=" + orch_addr, "--watch"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=client_env)
     print(r.stdout)
     if r.returncode != 0:
         fail("spar submit --watch exited %d: %s" % (r.returncode, r.stderr))
     job = r.stdout.splitlines()[0].strip()
     st = subprocess.run([spar_bin, "status", job, "--addr=" + orch_addr], capture_output=True,
-                        text=True, timeout=30)
+                        text=True, timeout=30, env=client_env)
     if st.returncode != 0 or "succeeded" not in st.stdout:
         fail("job %s: %s %s" % (job, st.stdout, st.stderr))
     for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "eval.json", "checkpoint/model.safetensors"):

@@ -130,6 +130,37 @@ TEST_F(JudgeCommandTest, BadInputExitsTwo) {
             2);
 }
 
+// Issue #12 item 13: plain http to a non-loopback judge host is refused (exit 2, nothing judged)
+// unless that host is named with --judge_allow_http_host. 0.0.0.0 is not a loopback name to
+// ParseBaseUrl, yet on Linux a connection to it reaches the judge listening on 127.0.0.1.
+TEST_F(JudgeCommandTest, PlainHttpToANamedHostNeedsTheOptIn) {
+  StartJudge();
+  std::string url = judge_->base_url();
+  ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
+  url.replace(7, 9, "0.0.0.0");
+  ASSERT_TRUE(WriteFileAtomic(Path("pairs.jsonl"),
+                              "{\"prompt\":\"2+2=\",\"response_a\":\"4\",\"response_b\":\"5\"}\n")
+                  .ok());
+  EXPECT_EQ(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
+                 Path("judgments.jsonl"), "--judge_url", url}),
+            2);
+  EXPECT_FALSE(PathExists(Path("judgments.jsonl")));
+  EXPECT_EQ(judge_->requests_served(), 0);
+  // Naming another host does not help; naming this one does.
+  EXPECT_EQ(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
+                 Path("judgments.jsonl"), "--judge_url", url, "--judge_allow_http_host=judge"}),
+            2);
+  EXPECT_EQ(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
+                 Path("judgments.jsonl"), "--judge_url", url,
+                 "--judge_allow_http_host=spar-judge,0.0.0.0"}),
+            0);
+  EXPECT_EQ(judge_->requests_served(), 2);
+  // A malformed name is a usage error.
+  EXPECT_EQ(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
+                 Path("judgments.jsonl"), "--judge_url", url, "--judge_allow_http_host=0.0.0.0:1"}),
+            2);
+}
+
 // Issue #12 items 3 and 9: a judge whose error bodies echo the Authorization header and are
 // long non-ASCII text. `spar judge` used to write the key into judgments.jsonl, and cut the text
 // mid-character so that WriteJsonlAtomic aborted the process after every judgment was paid for.

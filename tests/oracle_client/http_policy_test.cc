@@ -33,6 +33,25 @@ TEST(ParseBaseUrlTest, ErrorNamesTheField) {
   EXPECT_NE(std::string(st.message()).find("oracle.base_url"), std::string::npos);
 }
 
+TEST(ParseBaseUrlTest, PlainHttpOnlyToLoopbackOrNamedHosts) {
+  absl::Status st = ParseBaseUrl("http://spar-judge:8081/v1", "oracle.base_url").status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(st.message()).find("--judge_allow_http_host=spar-judge"), std::string::npos)
+      << st;
+
+  absl::StatusOr<BaseUrl> u = ParseBaseUrl("http://spar-judge:8081/v1", "f", {"SPAR-Judge"});
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->host, "spar-judge");
+  EXPECT_FALSE(u->loopback);
+  EXPECT_EQ(u->SchemeHostPort(), "http://spar-judge:8081");
+
+  // The list names hosts exactly: no suffix or prefix matches.
+  EXPECT_FALSE(ParseBaseUrl("http://spar-judge.evil.com/v1", "f", {"spar-judge"}).ok());
+  EXPECT_FALSE(ParseBaseUrl("http://judge/v1", "f", {"spar-judge"}).ok());
+  // https needs no opt-in.
+  EXPECT_TRUE(ParseBaseUrl("https://judge/v1", "f", {}).ok());
+}
+
 TEST(LoopbackTest, Hosts) {
   EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
   EXPECT_TRUE(IsLoopbackHost("127.255.0.9"));

@@ -1,6 +1,8 @@
 #include "oracle_client/oracle_config.h"
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -103,6 +105,44 @@ TEST(OracleConfigTest, RequiresHttpsUnlessLoopback) {
     absl::Status st = Validate(c);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(std::string(st.message()), HasSubstr("https")) << bad;
+  }
+}
+
+TEST(OracleConfigTest, AllowHttpHostsIsAnExplicitPerHostOptIn) {
+  absl::StatusOr<OracleConfig> c = ParseOracleConfig(
+      {{"base_url", "http://spar-judge:8081/v1"}, {"allow_http_hosts", {"spar-judge"}}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->allow_http_hosts, std::vector<std::string>{"spar-judge"});
+  EXPECT_TRUE(Validate(*c).ok()) << Validate(*c);
+  EXPECT_EQ(RedactedOracleConfig(*c)["allow_http_hosts"], nlohmann::json({"spar-judge"}));
+
+  // Only the named host: another plain-http host is still refused, and the error names the
+  // opt-in.
+  c->base_url = "http://other-judge:8081/v1";
+  absl::Status st = Validate(*c);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("oracle.allow_http_hosts"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("--judge_allow_http_host=other-judge"));
+
+  // Not listed at all: refused as before.
+  OracleConfig plain;
+  plain.base_url = "http://spar-judge:8081/v1";
+  EXPECT_EQ(Validate(plain).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OracleConfigTest, RejectsMalformedAllowHttpHostsNamingTheEntry) {
+  EXPECT_THAT(
+      std::string(ParseOracleConfig({{"allow_http_hosts", "spar-judge"}}).status().message()),
+      HasSubstr("oracle.allow_http_hosts"));
+  EXPECT_THAT(std::string(ParseOracleConfig({{"allow_http_hosts", {1}}}).status().message()),
+              HasSubstr("oracle.allow_http_hosts"));
+  OracleConfig c;
+  c.base_url = "https://judge.example.com/v1";
+  for (const char* bad : {"", "http://spar-judge", "spar-judge:8081", "spar-judge/v1", "a b"}) {
+    c.allow_http_hosts = {"ok-host", bad};
+    absl::Status st = Validate(c);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("oracle.allow_http_hosts[1]")) << bad;
   }
 }
 
