@@ -144,6 +144,18 @@ std::string Dirname(const std::string& path) {
   return path.substr(0, pos);
 }
 
+absl::StatusOr<std::string> AbsolutePath(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  std::string cwd(4096, '\0');
+  if (::getcwd(cwd.data(), cwd.size()) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read the working directory: ", std::strerror(errno)));
+  }
+  cwd.resize(std::strlen(cwd.c_str()));
+  if (path.empty() || path == ".") return cwd;
+  return JoinPath(cwd, path.rfind("./", 0) == 0 ? path.substr(2) : path);
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -76,6 +76,9 @@ absl::StatusOr<std::string> ReadSymlink(const std::string& path);
 absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path);
 std::string JoinPath(const std::string& a, const std::string& b);
 std::string Dirname(const std::string& path);
+// `path` made absolute against the working directory ("" and "." are the working directory);
+// an absolute path is returned as is. Nothing is resolved (no symlinks, no "..").
+absl::StatusOr<std::string> AbsolutePath(const std::string& path);
 
 // Parses `text` as JSON; the error names `what` (a file path or field) and the parser's message.
 absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, const std::string& what);

@@ -3,7 +3,6 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
-#include <climits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -103,11 +102,9 @@ absl::Status CheckExposure(AppConfig& config) {
         "\" without SPAR_API_TOKEN (set it, or pass --insecure to serve unauthenticated)"));
   }
   if (config.data_root.empty()) {
-    char cwd[PATH_MAX];
-    if (::getcwd(cwd, sizeof(cwd)) == nullptr) {
-      return absl::FailedPreconditionError("data_root: cannot read the working directory");
-    }
-    config.data_root = cwd;
+    absl::StatusOr<std::string> cwd = AbsolutePath(".");
+    if (!cwd.ok()) return absl::FailedPreconditionError(absl::StrCat("data_root: ", cwd.status().message()));
+    config.data_root = *cwd;
   }
   return absl::OkStatus();
 }

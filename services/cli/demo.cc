@@ -43,11 +43,18 @@ std::string Fmt(double v, const char* fmt = "%.3f") {
 // "[lo,hi]" of a 95% interval.
 std::string Ci(const v1::Interval& ci) { return absl::StrFormat("[%.3f,%.3f]", ci.lo(), ci.hi()); }
 
+// Absolute (the job names its base model inside this directory, the data root).
 std::string CacheDir(const Args& args) {
-  if (args.Has("cache_dir")) return args.Get("cache_dir");
-  if (const char* env = std::getenv("SPAR_CACHE_DIR")) return env;
-  if (const char* home = std::getenv("HOME")) return JoinPath(home, ".cache/spar");
-  return ".cache/spar";
+  std::string dir = ".cache/spar";
+  if (args.Has("cache_dir")) {
+    dir = args.Get("cache_dir");
+  } else if (const char* env = std::getenv("SPAR_CACHE_DIR")) {
+    dir = env;
+  } else if (const char* home = std::getenv("HOME")) {
+    dir = JoinPath(home, ".cache/spar");
+  }
+  absl::StatusOr<std::string> abs = AbsolutePath(dir);
+  return abs.ok() ? *abs : dir;
 }
 
 }  // namespace

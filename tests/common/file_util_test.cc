@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -185,6 +186,15 @@ TEST(FileUtilTest, CheckKnownKeysNamesTheField) {
   absl::Status st = CheckKnownKeys(j, {"port"}, "config");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(st.message(), "config: unknown field \"prot\"");
+}
+
+TEST(FileUtilTest, AbsolutePathIsAgainstTheWorkingDirectory) {
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(*AbsolutePath("/a/b"), "/a/b");
+  EXPECT_EQ(*AbsolutePath("."), cwd);
+  EXPECT_EQ(*AbsolutePath(""), cwd);
+  EXPECT_EQ(*AbsolutePath("x/y"), cwd + "/x/y");
+  EXPECT_EQ(*AbsolutePath("./x"), cwd + "/x");
 }
 
 }  // namespace
