@@ -33,7 +33,7 @@ class AddedTokenMatcher {
  private:
   // Longest pattern starting at text[pos], or null.
   const std::pair<std::string, const HfAddedToken*>* LongestAt(std::string_view text,
-                                                                size_t pos) const;
+                                                               size_t pos) const;
 
   std::vector<std::pair<std::string, const HfAddedToken*>> patterns_;
   std::vector<std::vector<size_t>> by_first_byte_ = std::vector<std::vector<size_t>>(256);

@@ -24,12 +24,21 @@ class HfNormalizer {
 
  private:
   enum class Kind {
-    kNfc, kNfkc, kNfd, kNfkd, kLowercase, kStrip, kStripAccents, kReplace, kPrepend, kByteLevel
+    kNfc,
+    kNfkc,
+    kNfd,
+    kNfkd,
+    kLowercase,
+    kStrip,
+    kStripAccents,
+    kReplace,
+    kPrepend,
+    kByteLevel
   };
   struct Step {
     Kind kind;
-    std::string content;          // kReplace: replacement; kPrepend: prefix
-    std::optional<Pattern> pattern;  // kReplace
+    std::string content;               // kReplace: replacement; kPrepend: prefix
+    std::optional<Pattern> pattern;    // kReplace
     bool left = false, right = false;  // kStrip
   };
   std::vector<Step> steps_;

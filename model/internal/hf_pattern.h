@@ -39,9 +39,9 @@ std::vector<std::string_view> SplitChars(std::string_view s);
 void AppendUtf8(uint32_t cp, std::string* out);
 
 // Character classes as Rust's char methods define them.
-bool IsWhitespace(uint32_t cp);  // char::is_whitespace (White_Space)
-bool IsNumeric(uint32_t cp);     // char::is_numeric (Nd, Nl, No)
-bool IsPunctuation(uint32_t cp); // tokenizers' is_punc: ASCII punctuation or Unicode P*
+bool IsWhitespace(uint32_t cp);   // char::is_whitespace (White_Space)
+bool IsNumeric(uint32_t cp);      // char::is_numeric (Nd, Nl, No)
+bool IsPunctuation(uint32_t cp);  // tokenizers' is_punc: ASCII punctuation or Unicode P*
 
 // GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100 onwards.
 struct ByteLevelTables {

@@ -60,8 +60,8 @@ absl::StatusOr<HfPreTokenizer::Step> HfPreTokenizer::ParseMetaspace(const json& 
   }
   if (step.prepend_scheme != "always" && step.prepend_scheme != "first" &&
       step.prepend_scheme != "never") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer.json: Metaspace.prepend_scheme \"", step.prepend_scheme, "\" is unknown"));
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: Metaspace.prepend_scheme \"",
+                                                   step.prepend_scheme, "\" is unknown"));
   }
   step.pattern = OneCharPattern(step.replacement);
   if (!step.pattern) {
@@ -172,8 +172,8 @@ void HfPreTokenizer::Apply(const Step& step, Piece piece, std::vector<Piece>* ou
           text.push_back(c);
         }
       }
-      const bool prepend = step.prepend_scheme == "always" ||
-                           (step.prepend_scheme == "first" && piece.at_origin);
+      const bool prepend =
+          step.prepend_scheme == "always" || (step.prepend_scheme == "first" && piece.at_origin);
       if (prepend && text.compare(0, step.replacement.size(), step.replacement) != 0) {
         text.insert(0, step.replacement);
       }

@@ -31,10 +31,10 @@ class HfPreTokenizer {
     std::optional<Pattern> pattern;  // kSplit; kByteLevel with use_regex
     SplitBehavior behavior = SplitBehavior::kIsolated;
     bool invert = false;
-    bool add_prefix_space = false;        // kByteLevel
-    std::string replacement;              // kMetaspace
+    bool add_prefix_space = false;          // kByteLevel
+    std::string replacement;                // kMetaspace
     std::string prepend_scheme = "always";  // kMetaspace: always | first | never
-    bool split = true;                    // kMetaspace
+    bool split = true;                      // kMetaspace
   };
   struct Piece {
     std::string text;
