@@ -1,11 +1,16 @@
-// A Hugging Face `tokenizer.json` BPE tokenizer in plain C++ (no Python, no torch): the byte-level
-// family (GPT-2/Llama-3/Qwen: NFC normalizer, regex Split pre-tokenizer, ByteLevel) and the
-// SentencePiece family (Llama-2/Mistral: Prepend+Replace normalizer or Metaspace, byte_fallback).
-// Added tokens (special or not) are matched in the raw text first (leftmost, longest), the rest is
-// normalized, pre-tokenized and BPE-merged by merge rank, as the `tokenizers` library does.
+// A Hugging Face `tokenizer.json` BPE tokenizer in plain C++ (no Python, no torch), equal to the
+// `tokenizers` library (tests/model/hf_tokenizer_parity.py checks it against the library): the
+// byte-level family (GPT-2/Llama-3/Qwen, tiktoken conversions), the SentencePiece family
+// (Llama-2/Mistral: Prepend+Replace or Metaspace, byte_fallback) and word-level setups.
+// Normalizers: NFC/NFKC/NFD/NFKD, Lowercase, Strip, StripAccents, Replace, Prepend, ByteLevel,
+// Sequence. Pre-tokenizers: Split (every behaviour, with and without invert), ByteLevel,
+// Metaspace, Digits, Punctuation, Whitespace, WhitespaceSplit, BertPreTokenizer,
+// CharDelimiterSplit, Sequence (model/internal/hf_normalizer.h, hf_pre_tokenizer.h).
+// Added tokens are found first (leftmost, longest; those marked normalized in the normalized
+// text), the rest is normalized, pre-tokenized and BPE-merged by merge rank, as the library does.
 // `tokenizer_config.json` supplies bos/eos/pad/unk, add_bos_token/add_eos_token and chat_template.
 // Used by model/policy.cc, the sampler, and `spar tokenize`. Immutable after Load: thread-safe.
-// Unicode normalization and the regex engine are ICU's (hidden in the .cc).
+// Unicode normalization, character classes and the regex engine are ICU's (hidden in the .cc).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +43,8 @@ struct HfAddedToken {
   bool special = false;
   bool lstrip = false;  // absorbs whitespace on its left when matched
   bool rstrip = false;  // absorbs whitespace on its right when matched
+  bool single_word = false;  // matched only where not inside a word
+  bool normalized = false;   // matched in the normalized text (else in the raw text)
 };
 
 class HfTokenizer {

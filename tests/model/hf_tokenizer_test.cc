@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/file_util.h"
+#include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -142,6 +143,61 @@ TEST(HfTokenizerTest, MergesByRank) {
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_THAT(*(*tok)->Encode("abc"), ElementsAre(5));
   EXPECT_THAT(*(*tok)->Encode("abcb"), ElementsAre(5, 1));
+}
+
+// "a", "b", "ab" with the merge "a b" and the pre-tokenizer `pre`: the ids show where the pieces
+// split (an "ab" inside one piece merges, one split across pieces does not).
+absl::StatusOr<std::vector<int32_t>> EncodeWithPreTokenizer(const std::string& pre,
+                                                              const std::string& text) {
+  std::string json = R"({"model": {"type": "BPE", "merges": ["a b"], "unk_token": "?",
+                         "vocab": {"a": 0, "b": 1, "ab": 2, " ": 3, "!": 4, "?": 5}},
+                         "pre_tokenizer": )" + pre + "}";
+  SPAR_ASSIGN_OR_RETURN(auto tok, HfTokenizer::FromJson(json, ""));
+  return tok->Encode(text);
+}
+
+std::string Split(const std::string& pattern, const std::string& behavior, bool invert) {
+  return R"({"type": "Split", "pattern": )" + pattern + R"(, "behavior": ")" + behavior +
+         R"(", "invert": )" + (invert ? "true" : "false") + "}";
+}
+
+// The library's behaviours (tokenizers' NormalizedString::split); the parity test checks them
+// against the library itself on many more inputs.
+TEST(HfTokenizerTest, SplitBehaviors) {
+  const std::string b = R"({"String": "b"})";
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Isolated", false), "abab"), ElementsAre(0, 1, 0, 1));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Removed", false), "abab"), ElementsAre(0, 0));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Removed", true), "abab"), ElementsAre(1, 1));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithPrevious", false), "abab"),
+              ElementsAre(2, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", false), "abab"),
+              ElementsAre(0, 1, 0, 1));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", true), "abab"),
+              ElementsAre(2, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Contiguous", false), "abbab"),
+              ElementsAre(0, 1, 1, 0, 1));
+  EXPECT_EQ(EncodeWithPreTokenizer(Split(b, "Sideways", false), "ab").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A tiktoken conversion (Split, Removed, invert: true) keeps the regex matches and drops the
+// text between them.
+TEST(HfTokenizerTest, TiktokenStyleSplitKeepsMatches) {
+  auto ids = EncodeWithPreTokenizer(Split(R"({"Regex": " ?a+b?"})", "Removed", true), "ab ab!!ab");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(2, 3, 2, 2));
+}
+
+TEST(HfTokenizerTest, OtherPreTokenizers) {
+  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Punctuation", "behavior": "Contiguous"})",
+                                      "ab!!ab"),
+              ElementsAre(2, 4, 4, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "WhitespaceSplit"})", "ab  ab"),
+              ElementsAre(2, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Whitespace"})", "ab !ab"),
+              ElementsAre(2, 4, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Digits", "individual_digits": true})", "ab"),
+              ElementsAre(2));
 }
 
 }  // namespace
