@@ -297,6 +297,8 @@ struct OracleClient::Impl {
   std::unique_ptr<internal::RateLimiter> limiter;
   // Cuts requests off at their total deadline (oracle.timeout_s).
   std::unique_ptr<internal::RequestWatchdog> watchdog;
+  // Stop(): requests in flight are cut, none is sent or retried any more.
+  std::atomic<bool> stopped{false};
   // This client's owner id in the cache's lease table: unique per process and client.
   std::string lease_owner;
 
@@ -590,14 +592,12 @@ struct OracleClient::Impl {
   }
 
   // One HTTP exchange, cut off `budget` (real time) after it starts whatever the judge does, or
-  // as soon as `cancelled` turns true.
-  HttpResult Post(const std::string& body, absl::Duration budget,
-                  const std::function<bool()>& cancelled) {
+  // at once when the client is stopped.
+  HttpResult Post(const std::string& body, absl::Duration budget) {
     std::unique_ptr<httplib::Client> cli = Acquire();
     metrics->in_flight.Increment();
     absl::Time start = absl::Now();
-    const uint64_t watch =
-        watchdog->Arm(start + budget, [c = cli.get()] { c->stop(); }, cancelled);
+    const uint64_t watch = watchdog->Arm(start + budget, [c = cli.get()] { c->stop(); });
     httplib::Result res = cli->Post(path, body, "application/json");
     const bool cut = watchdog->Disarm(watch);
     double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -987,7 +987,7 @@ struct OracleClient::Impl {
     }
     const absl::Duration budget =
         std::clamp(stats->deadline - clock->Now(), absl::Milliseconds(100), config.timeout);
-    HttpResult r = Post(body, budget, cancelled);
+    HttpResult r = Post(body, budget);
     ++stats->http_calls;
     OnRateLimitHeaders(r);
     return r;
@@ -1078,6 +1078,7 @@ struct OracleClient::Impl {
     RetryState rs;
     for (;;) {
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+      if (stopped.load()) return absl::CancelledError("oracle client stopped");
       std::optional<OrderResult> elsewhere;
       SPAR_ASSIGN_OR_RETURN(
           HttpResult r,
@@ -1114,6 +1115,7 @@ struct OracleClient::Impl {
       SPAR_ASSIGN_OR_RETURN(absl::Duration delay, NextRetryDelay(r, failure, &rs, *stats));
       CountRetry(stats);
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
+      if (stopped.load()) return absl::CancelledError("oracle client stopped");
       KeepLease(spec, delay);
       clock->SleepFor(delay);
     }
@@ -1402,6 +1404,13 @@ void OracleClient::ScoreSideBySideAll(
       items.size(), impl_->config.max_concurrency, cancelled, "scoring cancelled",
       [&](size_t i) { return impl_->SideBySideImpl(items[i], cancelled, scoped); }, on_done);
 }
+
+void OracleClient::Stop() {
+  impl_->stopped.store(true);
+  impl_->watchdog->CutAll();
+}
+
+bool OracleClient::stopped() const { return impl_->stopped.load(); }
 
 void OracleClient::CompareAll(
     const std::vector<Comparison>& comparisons,

@@ -161,6 +161,13 @@ class OracleClient {
       const std::function<void(size_t index, absl::StatusOr<SideBySideScores>)>& on_done,
       const std::function<bool()>& cancelled = nullptr, const JobScope& scope = JobScope());
 
+  // For a server that is stopping (SIGTERM): every HTTP request in flight is cut at once instead
+  // of running to timeout_s, and no request is sent or retried any more; the judgments concerned
+  // fail Cancelled. A call merely cancelled by its caller (CompareAll's `cancelled`) lets the
+  // requests already sent finish and caches their answers: they are paid for. Irreversible.
+  void Stop();
+  bool stopped() const;
+
   // Judges every item, up to max_concurrency at a time, on the client's own threads. `on_done` is
   // called exactly once per index as each item completes, from worker threads but serialized
   // (never two at once), so it need not lock. Items not started when `cancelled()` turns true end

@@ -10,8 +10,6 @@ namespace {
 
 // How often a fired cut is repeated until the request is disarmed.
 constexpr absl::Duration kRecut = absl::Milliseconds(20);
-// How often a request's `cancelled` is asked.
-constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
 
 }  // namespace
 
@@ -25,11 +23,10 @@ RequestWatchdog::~RequestWatchdog() {
   thread_.join();
 }
 
-uint64_t RequestWatchdog::Arm(absl::Time deadline, std::function<void()> cut,
-                             std::function<bool()> cancelled) {
+uint64_t RequestWatchdog::Arm(absl::Time deadline, std::function<void()> cut) {
   absl::MutexLock lock(&mu_);
   const uint64_t id = next_id_++;
-  entries_.emplace(id, Entry{deadline, std::move(cut), std::move(cancelled)});
+  entries_.emplace(id, Entry{deadline, std::move(cut)});
   return id;
 }
 
@@ -42,25 +39,31 @@ bool RequestWatchdog::Disarm(uint64_t id) {
   return fired;
 }
 
+void RequestWatchdog::CutAll() {
+  absl::MutexLock lock(&mu_);
+  cut_all_ = true;
+}
+
 void RequestWatchdog::Loop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
     absl::Time next = absl::InfiniteFuture();
     const absl::Time now = absl::Now();
     for (auto& [id, e] : entries_) {
-      if (e.deadline <= now || (!e.fired && e.cancelled && e.cancelled())) {
+      if (e.deadline <= now || (cut_all_ && !e.fired)) {
         // Under the lock: Disarm cannot return (and the client be reused) while this runs.
         e.cut();
         e.fired = true;
         e.deadline = now + kRecut;
       }
       next = std::min(next, e.deadline);
-      if (!e.fired && e.cancelled) next = std::min(next, now + kCancelPoll);
     }
     // Wakes at the earliest deadline, or when an entry is added or stop_ is set.
     const uint64_t seen = next_id_;
-    auto changed = [this, seen]()
-                       ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_ || next_id_ != seen; };
+    const bool cut_all = cut_all_;
+    auto changed = [this, seen, cut_all]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return stop_ || next_id_ != seen || cut_all_ != cut_all;
+    };
     mu_.AwaitWithDeadline(absl::Condition(&changed), next);
   }
 }

@@ -26,19 +26,18 @@ class RequestWatchdog {
   RequestWatchdog& operator=(const RequestWatchdog&) = delete;
 
   // Calls `cut` (on the watchdog thread, never after Disarm(id) returned) once `deadline` has
-  // passed, or once `cancelled` (when given; asked every kCancelPoll) turns true: the caller's
-  // cancel (a job cancelled, a server shutting down) ends a request the judge holds. Returns
-  // the id for Disarm.
-  uint64_t Arm(absl::Time deadline, std::function<void()> cut,
-               std::function<bool()> cancelled = nullptr);
+  // passed. Returns the id for Disarm.
+  uint64_t Arm(absl::Time deadline, std::function<void()> cut);
   // Stops watching `id`; true when its deadline had passed (the request was cut).
   bool Disarm(uint64_t id);
+  // From now on every request, armed or to be armed, is past its deadline (a stopping server
+  // cuts what the judge holds instead of waiting up to timeout_s). Irreversible.
+  void CutAll();
 
  private:
   struct Entry {
     absl::Time deadline;
     std::function<void()> cut;
-    std::function<bool()> cancelled;
     bool fired = false;
   };
   void Loop();
@@ -47,6 +46,7 @@ class RequestWatchdog {
   std::map<uint64_t, Entry> entries_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool cut_all_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -269,6 +269,8 @@ void App::Shutdown() {
   // Stop the job runners first (their in-flight calls end), then the server and the trainings.
   if (impl_->orchestrator_service) impl_->orchestrator_service->SetJobManager(nullptr);
   if (impl_->jobs) impl_->jobs->Shutdown();
+  // Then the judge requests in flight are cut rather than waited for (up to timeout_s each).
+  if (impl_->oracle) impl_->oracle->Stop();
   if (impl_->trainer_service) impl_->trainer_service->Shutdown();
   impl_->server->Shutdown();
 }

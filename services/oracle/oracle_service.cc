@@ -34,6 +34,17 @@ absl::StatusOr<oracle::JobScope> ScopeOf(const Request& r) {
   return s;
 }
 
+// How a judging stream ends: CANCELLED when its caller went away; UNAVAILABLE when this server is
+// stopping (the judgments it could not finish were not sent: the caller retries them elsewhere
+// or after the restart, and they do not count as the judge's failures); else OK.
+grpc::Status EndOfStream(bool cancelled, bool client_stopped) {
+  if (cancelled) return grpc::Status::CANCELLED;
+  if (client_stopped) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "oracle is shutting down; retry");
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 OracleService::OracleService(oracle::OracleClient& client, metrics::Registry& registry,
@@ -76,6 +87,7 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
     client_.CompareAll(
         items,
         [&](size_t index, absl::StatusOr<oracle::Judgment> j) {
+          if (!j.ok() && client_.stopped()) return;  // not the judge's failure: asked again
           v1::Judgment out;
           out.set_index(static_cast<int64_t>(index));
           if (j.ok()) {
@@ -94,9 +106,9 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
           sink->Write(std::move(out));
         },
         [&] { return sink->cancelled(); }, scope);
-    bool cancelled = sink->cancelled();
-    rpc_metrics_.Record("Compare", cancelled ? "CANCELLED" : "OK", started);
-    sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
+    grpc::Status end = EndOfStream(sink->cancelled(), client_.stopped());
+    rpc_metrics_.Record("Compare", GrpcCodeName(end.error_code()), started);
+    sink->Finish(end);
   });
   return reactor;
 }
@@ -135,6 +147,7 @@ grpc::ServerWriteReactor<v1::ScoreResult>* OracleService::Score(grpc::CallbackSe
     client_.ScoreSideBySideAll(
         items,
         [&](size_t index, absl::StatusOr<oracle::SideBySideScores> r) {
+          if (!r.ok() && client_.stopped()) return;  // not the judge's failure: asked again
           v1::ScoreResult out;
           out.set_index(static_cast<int64_t>(index));
           if (r.ok()) {
@@ -150,9 +163,9 @@ grpc::ServerWriteReactor<v1::ScoreResult>* OracleService::Score(grpc::CallbackSe
           sink->Write(std::move(out));
         },
         [&] { return sink->cancelled(); }, scope);
-    bool cancelled = sink->cancelled();
-    rpc_metrics_.Record("Score", cancelled ? "CANCELLED" : "OK", started);
-    sink->Finish(cancelled ? grpc::Status::CANCELLED : grpc::Status::OK);
+    grpc::Status end = EndOfStream(sink->cancelled(), client_.stopped());
+    rpc_metrics_.Record("Score", GrpcCodeName(end.error_code()), started);
+    sink->Finish(end);
   });
   return reactor;
 }

@@ -175,9 +175,10 @@ TEST_F(HostileJudgeTest, DrippingJudgeIsCutAtTheRequestDeadline) {
 }
 
 // Item 9: a judge that holds the request (a drip that would take 10 minutes, inside a 10-minute
-// request deadline) does not hold the caller's cancel: the oracle's Compare handler passes the
-// gRPC call's cancellation here, so a job's cancel or a server's SIGTERM ends the request at once.
-TEST_F(HostileJudgeTest, CancelEndsARequestTheJudgeHolds) {
+// request deadline) does not hold a stopping server: Stop() (App::Shutdown, SIGTERM) cuts the
+// request at once and nothing is retried. (A caller's cancel alone lets it finish: it is paid
+// for; OracleServiceTest.AbandonedCompareFinishesAndTheRepeatedRequestWaitsForIt.)
+TEST_F(HostileJudgeTest, StopEndsARequestTheJudgeHolds) {
   std::promise<void> arrived;
   std::atomic<bool> first{true};
   StartHostile([&](int64_t, const std::string&) {
@@ -192,16 +193,15 @@ TEST_F(HostileJudgeTest, CancelEndsARequestTheJudgeHolds) {
   config.timeout = absl::Minutes(10);
   config.max_concurrency = 1;
   auto client = MakeClient(config);
-  std::atomic<bool> cancel{false};
   std::vector<absl::Status> results;
   std::thread caller([&] {
     client->CompareAll({kCorrectVsWrong}, [&](size_t, absl::StatusOr<Judgment> j) {
       results.push_back(j.status());
-    }, [&] { return cancel.load(); });
+    });
   });
   arrived.get_future().wait();
-  cancel.store(true);
-  caller.join();  // without the cancel reaching the request: 10 minutes (ctest's timeout)
+  client->Stop();
+  caller.join();  // without the cut: 10 minutes (ctest's timeout)
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].code(), absl::StatusCode::kCancelled) << results[0];
   EXPECT_EQ(hostile_->requests(), 1);
