@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "common/utf8.h"
 #include "model/internal/hf_added_tokens.h"
+#include "model/internal/hf_json.h"
 #include "model/internal/hf_normalizer.h"
 #include "model/internal/hf_pattern.h"
 #include "model/internal/hf_pre_tokenizer.h"
@@ -25,6 +26,8 @@ namespace {
 using internal::AV;
 using internal::ByteLevel;
 using internal::ByteLevelTables;
+using internal::JsonBool;
+using internal::JsonString;
 using internal::Pattern;
 using internal::SplitChars;
 using nlohmann::json;
@@ -35,17 +38,6 @@ std::string StringOrContent(const json& j) {
     return j["content"].get<std::string>();
   }
   return "";
-}
-
-std::string JsonString(const json& obj, const char* key, const std::string& fallback = "") {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_string()) return fallback;
-  return it->get<std::string>();
-}
-bool JsonBool(const json& obj, const char* key, bool fallback) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_boolean()) return fallback;
-  return it->get<bool>();
 }
 
 enum class DecKind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace };

@@ -9,23 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/internal/hf_json.h"
 
 namespace spar::model::internal {
 namespace {
 
 using nlohmann::json;
-
-std::string JsonString(const json& obj, const char* key, const std::string& fallback = "") {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_string()) return fallback;
-  return it->get<std::string>();
-}
-
-bool JsonBool(const json& obj, const char* key, bool fallback) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_boolean()) return fallback;
-  return it->get<bool>();
-}
 
 std::string UnicodeNormalize(const icu::Normalizer2* norm, std::string s) {
   UErrorCode status = U_ZERO_ERROR;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/internal/hf_json.h"
 
 namespace spar::model::internal {
 namespace {
@@ -13,18 +14,6 @@ using nlohmann::json;
 // GPT-2's pattern, used by ByteLevel with use_regex (the Rust library's constant).
 const char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-std::string JsonString(const json& obj, const char* key, const std::string& fallback = "") {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_string()) return fallback;
-  return it->get<std::string>();
-}
-
-bool JsonBool(const json& obj, const char* key, bool fallback) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_boolean()) return fallback;
-  return it->get<bool>();
-}
 
 // A pattern matching the one character `s` holds; nullopt when `s` is not one character.
 std::optional<Pattern> OneCharPattern(const std::string& s) {
