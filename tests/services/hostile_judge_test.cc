@@ -31,6 +31,7 @@
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
+#include "tests/services/tiny_policy.h"
 
 namespace spar::services {
 namespace {
@@ -114,12 +115,7 @@ class HostileJudgeTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_hostile_judge_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    model::LlamaConfig c;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 1;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
+    const model::LlamaConfig c = TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());

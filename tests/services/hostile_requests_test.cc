@@ -26,6 +26,7 @@
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "spar/v1/trainer.grpc.pb.h"
+#include "tests/services/tiny_policy.h"
 
 namespace spar::services {
 namespace {
@@ -72,12 +73,7 @@ class HostileRequestsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = new std::string(TempRoot());
     outside_ = new std::string(TempRoot());
-    model::LlamaConfig c;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 1;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
+    const model::LlamaConfig c = TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
@@ -430,12 +426,7 @@ TEST_F(HostileRequestsTest, ForeignDirectorySurvivesStartTraining) {
 
 TEST(PolicySaveTest, NeverReplacesADirectoryItDidNotWrite) {
   const std::string root = TempRoot();
-  model::LlamaConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
+  const model::LlamaConfig c = TinyLlamaConfig();
   auto policy = model::Policy::CreateRandom(c, 3);
   ASSERT_TRUE(policy.ok()) << policy.status();
   const std::string foreign = JoinPath(root, "foreign");

@@ -29,6 +29,7 @@
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/services/tiny_policy.h"
 
 namespace spar::services {
 namespace {
@@ -38,12 +39,7 @@ class ServicesTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_services_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    model::LlamaConfig c;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 1;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
+    const model::LlamaConfig c = TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
@@ -592,14 +588,9 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
 // (job default chat_template "auto") as the sampler does, and the round's checkpoint is an HF
 // directory with the tokenizer files, loadable and moved away from the base.
 TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
-  model::LlamaConfig c;
+  model::LlamaConfig c = TinyLlamaConfig();
   c.model_type = "qwen3";
   c.vocab_size = 151936;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
   c.explicit_head_dim = 16;
   c.qk_norm = true;
   c.tie_word_embeddings = true;
