@@ -49,25 +49,62 @@ if(SPAR_WITH_TORCH)
   add_library(spar::icu ALIAS spar_icu)
 endif()
 
-# LibTorch: find_package(Torch) yields ${TORCH_LIBRARIES}, not a target; wrap it.
+# LibTorch, one of two (SPAR_LIBTORCH):
+#  - pypi (primary): LibTorch 2.x with CUDA from the pinned PyPI `torch` wheel in the project venv
+#    (scripts/requirements-ref.txt); torch.utils.cmake_prefix_path names its CMake config. Its CUDA
+#    runtime libraries come from the CUDA 13 toolkit, except the few the toolkit lacks, which are
+#    nvidia-* wheels in the venv (found below and put on the RPATH).
+#  - debian: Debian's libtorch-dev 1.13, CPU only (the CPU Docker image; CI compiles it too).
+# find_package(Torch) yields ${TORCH_LIBRARIES}, not a target; wrap it.
 if(SPAR_WITH_TORCH)
+  if(SPAR_LIBTORCH STREQUAL "pypi")
+    execute_process(
+      COMMAND "${SPAR_REF_PYTHON}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+      OUTPUT_VARIABLE _spar_torch_cmake OUTPUT_STRIP_TRAILING_WHITESPACE
+      RESULT_VARIABLE _spar_torch_rc ERROR_VARIABLE _spar_torch_err)
+    if(NOT _spar_torch_rc EQUAL 0)
+      message(FATAL_ERROR "SPAR_LIBTORCH=pypi: no torch in ${SPAR_REF_PYTHON} (${_spar_torch_err}). "
+              "Run scripts/dev build (it creates .venv), or configure with -DSPAR_LIBTORCH=debian.")
+    endif()
+    get_filename_component(_spar_torch_root "${_spar_torch_cmake}/../.." ABSOLUTE)
+    # The torch root first, so that its lib/ wins over a system libtorch (Debian's) in find_library.
+    list(PREPEND CMAKE_PREFIX_PATH "${_spar_torch_root}" "${_spar_torch_cmake}")
+    if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
+      set(TORCH_CUDA_ARCH_LIST "8.0;9.0")  # Spar compiles no .cu; this only quiets the probe
+    endif()
+    file(GLOB _spar_nvidia_libs LIST_DIRECTORIES true "${_spar_torch_root}/../nvidia/*/lib")
+  elseif(NOT SPAR_LIBTORCH STREQUAL "debian")
+    message(FATAL_ERROR "SPAR_LIBTORCH must be pypi or debian, got '${SPAR_LIBTORCH}'")
+  endif()
   find_package(Torch REQUIRED)
+  if(SPAR_LIBTORCH STREQUAL "pypi" AND NOT TORCH_LIBRARY MATCHES "^${_spar_torch_root}/")
+    message(FATAL_ERROR "SPAR_LIBTORCH=pypi found ${TORCH_LIBRARY}, not the venv's LibTorch")
+  endif()
+  message(STATUS "spar: LibTorch ${Torch_VERSION} (${SPAR_LIBTORCH}) at ${TORCH_LIBRARY}")
   add_library(spar_torch INTERFACE)
   target_link_libraries(spar_torch INTERFACE ${TORCH_LIBRARIES})
   target_include_directories(spar_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   # TORCH_CXX_FLAGS may carry -D_GLIBCXX_USE_CXX11_ABI; apply it everywhere for ABI consistency.
   separate_arguments(_spar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(spar_torch INTERFACE ${_spar_torch_flags})
+  foreach(_dir IN LISTS _spar_nvidia_libs)
+    target_link_options(spar_torch INTERFACE "LINKER:-rpath,${_dir}")
+  endforeach()
   add_library(spar::torch ALIAS spar_torch)
   find_file(SPAR_TORCH_NCCL_HEADER torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp
             PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
   # Gloo (libgloo-dev): c10d's ProcessGroupGloo (compiled into libtorch_cpu) needs its headers
   # and USE_C10D_GLOO; only trainer/internal/distributed.cc includes them.
   find_path(SPAR_GLOO_INCLUDE_DIR gloo/algorithm.h REQUIRED)
-  find_library(SPAR_GLOO_LIBRARY gloo REQUIRED)
   add_library(spar_gloo INTERFACE)
   target_include_directories(spar_gloo SYSTEM INTERFACE ${SPAR_GLOO_INCLUDE_DIR})
-  target_link_libraries(spar_gloo INTERFACE ${SPAR_GLOO_LIBRARY} spar::torch)
+  target_link_libraries(spar_gloo INTERFACE spar::torch)
+  # Debian's libtorch_cpu links the shared libgloo; the PyPI wheel's has gloo inside (and exports
+  # it), so linking a second copy there would mix two gloo versions in one process.
+  if(SPAR_LIBTORCH STREQUAL "debian")
+    find_library(SPAR_GLOO_LIBRARY gloo REQUIRED)
+    target_link_libraries(spar_gloo INTERFACE ${SPAR_GLOO_LIBRARY})
+  endif()
   target_compile_definitions(spar_gloo INTERFACE USE_C10D_GLOO)
   # CUDA builds of LibTorch carry c10d's ProcessGroupNCCL: the trainer's Communicator all-reduces
   # gradients over NCCL there (USE_C10D_NCCL), Gloo otherwise. CPU-only builds (Debian's 1.13)
