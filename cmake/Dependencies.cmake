@@ -49,6 +49,30 @@ if(SPAR_WITH_TORCH)
   add_library(spar::icu ALIAS spar_icu)
 endif()
 
+# The wheel's include/ carries an old protobuf's headers (include/google/protobuf); ahead of
+# Debian's they break every file that includes gRPC too. Point LibTorch's imported targets at a
+# view of include/ (symlinks, in the build dir) without google/.
+function(spar_torch_include_without_protobuf include_dir)
+  set(view "${CMAKE_BINARY_DIR}/torch-include")
+  file(MAKE_DIRECTORY "${view}")
+  file(GLOB entries RELATIVE "${include_dir}" "${include_dir}/*")
+  foreach(e IN LISTS entries)
+    if(NOT e STREQUAL "google" AND NOT EXISTS "${view}/${e}")
+      file(CREATE_LINK "${include_dir}/${e}" "${view}/${e}" SYMBOLIC)
+    endif()
+  endforeach()
+  get_property(targets DIRECTORY PROPERTY IMPORTED_TARGETS)
+  foreach(t IN LISTS targets)
+    get_target_property(dirs ${t} INTERFACE_INCLUDE_DIRECTORIES)
+    if(dirs)
+      list(TRANSFORM dirs REPLACE "^${include_dir}" "${view}")
+      set_target_properties(${t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${dirs}")
+    endif()
+  endforeach()
+  list(TRANSFORM TORCH_INCLUDE_DIRS REPLACE "^${include_dir}" "${view}")
+  set(TORCH_INCLUDE_DIRS "${TORCH_INCLUDE_DIRS}" PARENT_SCOPE)
+endfunction()
+
 # LibTorch, one of two (SPAR_LIBTORCH):
 #  - pypi (primary): LibTorch 2.x with CUDA from the pinned PyPI `torch` wheel in the project venv
 #    (scripts/requirements-ref.txt); torch.utils.cmake_prefix_path names its CMake config. Its CUDA
@@ -58,17 +82,22 @@ endif()
 # find_package(Torch) yields ${TORCH_LIBRARIES}, not a target; wrap it.
 if(SPAR_WITH_TORCH)
   if(SPAR_LIBTORCH STREQUAL "pypi")
-    execute_process(
-      COMMAND "${SPAR_REF_PYTHON}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
-      OUTPUT_VARIABLE _spar_torch_cmake OUTPUT_STRIP_TRAILING_WHITESPACE
-      RESULT_VARIABLE _spar_torch_rc ERROR_VARIABLE _spar_torch_err)
-    if(NOT _spar_torch_rc EQUAL 0)
-      message(FATAL_ERROR "SPAR_LIBTORCH=pypi: no torch in ${SPAR_REF_PYTHON} (${_spar_torch_err}). "
-              "Run scripts/dev build (it creates .venv), or configure with -DSPAR_LIBTORCH=debian.")
+    set(_spar_torch_cmake "${SPAR_TORCH_CMAKE_DIR}")
+    if(NOT _spar_torch_cmake)
+      execute_process(
+        COMMAND "${SPAR_REF_PYTHON}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+        OUTPUT_VARIABLE _spar_torch_cmake OUTPUT_STRIP_TRAILING_WHITESPACE
+        RESULT_VARIABLE _spar_torch_rc ERROR_VARIABLE _spar_torch_err)
+      if(NOT _spar_torch_rc EQUAL 0)
+        message(FATAL_ERROR "SPAR_LIBTORCH=pypi: no torch in ${SPAR_REF_PYTHON} "
+                "(${_spar_torch_err}). Run scripts/dev build (it creates .venv), or configure "
+                "with -DSPAR_LIBTORCH=debian.")
+      endif()
     endif()
     get_filename_component(_spar_torch_root "${_spar_torch_cmake}/../.." ABSOLUTE)
     # The torch root first, so that its lib/ wins over a system libtorch (Debian's) in find_library.
     list(PREPEND CMAKE_PREFIX_PATH "${_spar_torch_root}" "${_spar_torch_cmake}")
+    set(Torch_DIR "${_spar_torch_cmake}/Torch" CACHE PATH "LibTorch's CMake config" FORCE)
     if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
       set(TORCH_CUDA_ARCH_LIST "8.0;9.0")  # Spar compiles no .cu; this only quiets the probe
     endif()
@@ -77,10 +106,18 @@ if(SPAR_WITH_TORCH)
     message(FATAL_ERROR "SPAR_LIBTORCH must be pypi or debian, got '${SPAR_LIBTORCH}'")
   endif()
   find_package(Torch REQUIRED)
-  if(SPAR_LIBTORCH STREQUAL "pypi" AND NOT TORCH_LIBRARY MATCHES "^${_spar_torch_root}/")
-    message(FATAL_ERROR "SPAR_LIBTORCH=pypi found ${TORCH_LIBRARY}, not the venv's LibTorch")
+  # find_package caches what it found: a build dir configured for one LibTorch keeps it.
+  if(SPAR_LIBTORCH STREQUAL "pypi" AND NOT TORCH_LIBRARY MATCHES "site-packages/torch/lib/")
+    message(FATAL_ERROR "SPAR_LIBTORCH=pypi found ${TORCH_LIBRARY}, not the venv's LibTorch: "
+            "this build dir was configured for another LibTorch; use a fresh one")
+  elseif(SPAR_LIBTORCH STREQUAL "debian" AND TORCH_LIBRARY MATCHES "site-packages/torch/lib/")
+    message(FATAL_ERROR "SPAR_LIBTORCH=debian found ${TORCH_LIBRARY}: this build dir was "
+            "configured for the PyPI LibTorch; use a fresh one")
   endif()
   message(STATUS "spar: LibTorch ${Torch_VERSION} (${SPAR_LIBTORCH}) at ${TORCH_LIBRARY}")
+  if(SPAR_LIBTORCH STREQUAL "pypi")
+    spar_torch_include_without_protobuf("${_spar_torch_root}/include")
+  endif()
   add_library(spar_torch INTERFACE)
   target_link_libraries(spar_torch INTERFACE ${TORCH_LIBRARIES})
   target_include_directories(spar_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})

@@ -17,6 +17,7 @@ namespace {
 constexpr char kCoretypeEnv[] = "OPENBLAS_CORETYPE";
 constexpr char kUpgradedEnv[] = "SPAR_BLAS_UPGRADED";   // the kernel Spar chose, set on re-exec
 constexpr char kRefusedEnv[] = "SPAR_BLAS_UPGRADE_REFUSED";  // the kernel that failed the check
+constexpr char kMklCapEnv[] = "MKL_ENABLE_INSTRUCTIONS";  // SSE4_2 | AVX | AVX2 | AVX512 ...
 
 template <typename F>
 F Lookup(const char* name) {
@@ -68,10 +69,16 @@ std::string BlasKernelInUse() {
 }
 
 std::string BlasConfig() {
-  auto config = Lookup<char* (*)()>("openblas_get_config");
-  if (config == nullptr) return "unknown";
-  const char* c = config();
-  return c == nullptr ? "unknown" : std::string(absl::StripAsciiWhitespace(c));
+  if (auto config = Lookup<char* (*)()>("openblas_get_config"); config != nullptr) {
+    const char* c = config();
+    return c == nullptr ? "unknown" : std::string(absl::StripAsciiWhitespace(c));
+  }
+  if (auto version = Lookup<void (*)(char*, int)>("MKL_Get_Version_String"); version != nullptr) {
+    char buf[256] = {};
+    version(buf, sizeof(buf) - 1);
+    return std::string(absl::StripAsciiWhitespace(buf));
+  }
+  return "unknown";
 }
 
 std::string CpuCapability() {
@@ -105,6 +112,13 @@ int BlasKernelClass(const std::string& kernel) {
 BlasKernelChoice CurrentBlasKernelChoice() {
   BlasKernelChoice c;
   c.kernel = BlasKernelInUse();
+  if (c.kernel == "unknown" && Lookup<void*>("MKL_Get_Version_String") != nullptr) {
+    // MKL picks its code path per CPU at run time; MKL_ENABLE_INSTRUCTIONS caps it.
+    const std::string cap = Env(kMklCapEnv);
+    c.kernel = "MKL/" + (cap.empty() ? std::string("auto") : cap);
+    c.how = cap.empty() ? "library" : "user";
+    return c;
+  }
   const std::string coretype = Env(kCoretypeEnv);
   if (!Env(kRefusedEnv).empty() && coretype.empty()) {
     c.how = "upgrade-refused";

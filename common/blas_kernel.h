@@ -6,8 +6,10 @@
 // kernel is chosen when the library loads (OPENBLAS_CORETYPE), so switching means re-executing the
 // process with the variable set. The user's own OPENBLAS_CORETYPE always wins.
 //
-// Everything here is found at run time (dlsym), so nothing links OpenBLAS directly: with another
-// BLAS the functions answer "unknown" and the start-up step does nothing.
+// Everything here is found at run time (dlsym), so nothing links OpenBLAS directly. LibTorch from
+// the PyPI wheel (the primary build) carries MKL inside instead: the kernel reads "MKL/auto" (or
+// "MKL/<MKL_ENABLE_INSTRUCTIONS>") and the start-up step does nothing; with no known BLAS the
+// functions answer "unknown".
 #pragma once
 
 #include <string>
@@ -18,7 +20,8 @@ namespace spar {
 // "unknown" when the BLAS is not OpenBLAS.
 std::string BlasKernelInUse();
 
-// openblas_get_config() ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY ..."), or "unknown".
+// openblas_get_config() ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY ..."), MKL's version string
+// ("Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build ..."), or "unknown".
 std::string BlasConfig();
 
 // The widest vector extension this CPU and OS support: "avx512", "avx2", "avx" or "sse".
@@ -33,7 +36,7 @@ int BlasKernelClass(const std::string& kernel);
 
 // How the kernel in use was chosen, for logs, metrics labels and `spar version`.
 struct BlasKernelChoice {
-  std::string kernel;  // BlasKernelInUse()
+  std::string kernel;  // BlasKernelInUse(); with MKL "MKL/auto" or "MKL/<MKL_ENABLE_INSTRUCTIONS>"
   std::string how;     // "library" (OpenBLAS's own detection), "user" (OPENBLAS_CORETYPE set by
                        // the user), "upgraded" (Spar re-executed with a better kernel), or
                        // "upgrade-refused" (the better kernel failed its self-check)

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <mutex>
 
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -106,5 +108,35 @@ class CudaAutocast {
   bool prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kHalf;
 };
+
+// ATen's vectorised CPU kernels in use ("AVX2", "AVX512", "DEFAULT"; ATEN_CPU_CAPABILITY caps
+// it). LibTorch 1.13 has no accessor: "unknown".
+inline std::string AtenCpuCapability() {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::get_cpu_capability();
+#else
+  return "unknown";
+#endif
+}
+
+// The CUDA runtime and cuDNN versions this LibTorch was compiled with ("13.0", "9.19.0"), from its
+// CUDA hooks (no device needed). Only meaningful in a CUDA build (SPAR_TORCH_CUDA); "" otherwise.
+inline std::string CompiledCudaVersion() {
+  try {
+    const long v = at::detail::getCUDAHooks().versionCUDART();  // 13000 = 13.0
+    return std::to_string(v / 1000) + "." + std::to_string(v / 10 % 100);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+inline std::string CompiledCudnnVersion() {
+  try {
+    const long v = at::detail::getCUDAHooks().versionCuDNN();  // 91900 = 9.19.0
+    return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+           std::to_string(v % 100);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
 
 }  // namespace spar::model::internal

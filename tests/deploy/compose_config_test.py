@@ -174,8 +174,16 @@ names = [n for _, n in stages]
 for st in ("build-cpu", "runtime-cpu", "build-cuda", "runtime-cuda"):
     check(st in names, "Dockerfile has no stage %s (has %s)" % (st, names))
 check(re.search(r"^ARG CUDA_DEVEL_IMAGE=nvidia/cuda:\S+-devel-", df, re.M), "no CUDA devel base ARG")
-check(re.search(r"^ARG LIBTORCH_URL=https://download\.pytorch\.org/libtorch/cu\d+/libtorch-cxx11-abi-shared-with-deps-", df, re.M),
-      "no official LibTorch CUDA (cxx11 ABI) URL ARG")
+# The CUDA image builds against the LibTorch CI compiles: the torch wheel pinned in
+# scripts/requirements-ref.txt, a CUDA 13 build (+cu130), so a CUDA 13 base image.
+build_cuda = df[df.index("AS build-cuda"):df.index("AS runtime-cuda")]
+check("COPY scripts/requirements-ref.txt" in build_cuda and "-DSPAR_LIBTORCH=pypi" in build_cuda,
+      "build-cuda does not build against the pinned PyPI torch (scripts/requirements-ref.txt)")
+with open(os.path.join(repo, "scripts", "requirements-ref.txt")) as f:
+    check(re.search(r"^torch==2\.\d+\.\d+$", f.read(), re.M), "requirements-ref.txt pins no torch")
+check(re.search(r"^ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13\.", df, re.M), "CUDA base is not CUDA 13")
+check("-DSPAR_LIBTORCH=debian" in df[df.index("AS build-cpu"):df.index("AS runtime-cpu")],
+      "build-cpu does not build against Debian's LibTorch")
 # Every package scripts/dev installs for the build (not test-only ones) is in build-cpu.
 with open(os.path.join(repo, "scripts", "dev")) as f:
     dev = f.read()

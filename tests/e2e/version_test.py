@@ -9,8 +9,12 @@ usage: version_test.py SPAR_BINARY
   OPENBLAS_CORETYPE=Prescott) is replaced by the CPU's best kernel ("upgraded"), once;
 - a better kernel that fails its sgemm self-check (SPAR_BLAS_TEST_FAIL_CHECK=1) is refused and the
   library's own choice kept ("upgrade-refused").
+With the PyPI LibTorch (MKL inside) the OpenBLAS steps do not apply: the kernel reads "MKL/auto",
+a user's MKL_ENABLE_INSTRUCTIONS is reported ("user"), OPENBLAS_CORETYPE changes nothing, and the
+report carries the CUDA, cuDNN and NCCL versions compiled in.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -20,7 +24,7 @@ BEST = {"avx512": "SkylakeX", "avx2": "Haswell", "avx": "Sandybridge", "sse": "P
 
 def version(binary, **env_overrides):
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OPENBLAS_") and not k.startswith("SPAR_BLAS")}
+           if not k.startswith(("OPENBLAS_", "SPAR_BLAS", "MKL_", "ATEN_CPU"))}
     env.update(env_overrides)
     out = subprocess.run([binary, "version", "--json"], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -36,6 +40,29 @@ def main():
         assert key in base, (key, base)
     assert base["blas_kernel"] != "unknown", base
     print("default:", base["blas_kernel"], base["blas_kernel_how"], base["cpu_capability"])
+    if base["blas_kernel"].startswith("MKL/"):
+        check_mkl(binary, base)
+    else:
+        check_openblas(binary, base)
+    print("1 passed, 0 failed")
+
+
+def check_mkl(binary, base):
+    assert base["blas_kernel"] == "MKL/auto" and base["blas_kernel_how"] == "library", base
+    assert "Math Kernel Library" in base["blas_config"], base
+    assert base["aten_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512"), base
+    if base["cuda_compiled"]:
+        for key in ("cuda_version", "cudnn_version", "nccl_version"):
+            assert re.fullmatch(r"\d+\.\d+(\.\d+)?", base[key]), (key, base)
+    user = version(binary, MKL_ENABLE_INSTRUCTIONS="SSE4_2", ATEN_CPU_CAPABILITY="default")
+    assert user["blas_kernel"] == "MKL/SSE4_2" and user["blas_kernel_how"] == "user", user
+    assert user["aten_cpu_capability"] == "DEFAULT", user
+    ignored = version(binary, OPENBLAS_CORETYPE="Prescott", SPAR_BLAS_TEST_DETECTED="1")
+    assert ignored["blas_kernel"] == "MKL/auto", ignored
+    print("MKL capped:", user["blas_kernel"], user["aten_cpu_capability"])
+
+
+def check_openblas(binary, base):
 
     user = version(binary, OPENBLAS_CORETYPE="Prescott")
     assert user["blas_kernel"].lower() == "prescott" and user["blas_kernel_how"] == "user", user
@@ -55,7 +82,6 @@ def main():
         assert refused["blas_kernel_how"] == "upgrade-refused", refused
         assert refused["blas_kernel"] == base["blas_kernel"], (refused, base)
     print("self-check failure:", refused["blas_kernel"], refused["blas_kernel_how"])
-    print("1 passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
     all &= reached;
     nlohmann::json line = {{"seed", seed},
                            {"threads", o.num_threads},
-                           {"kernel", spar::BlasKernelInUse()},
+                           {"kernel", spar::CurrentBlasKernelChoice().kernel},
                            {"steps", r->steps},
                            {"seconds", r->seconds},
                            {"accuracy", r->greedy_accuracy},

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """pi_0 converges on every floating-point path: the demo's base-model recipe reaches its target
-greedy accuracy within ArithBaseOptions.max_steps for seeds 1-5, under the OpenBLAS kernels
-Prescott (SSE3) and Haswell (AVX2) -- both exist on every x86-64 CPU that runs Spar -- and the
-library's own choice for this CPU, each with 1 and 2 intra-op threads.
+greedy accuracy within ArithBaseOptions.max_steps for seeds 1-5, under the library's own choice
+of CPU kernels for this CPU and under forced lower and higher ones -- each with 1 and 2 intra-op
+threads. Which kernels depends on the BLAS inside the LibTorch built against:
+  - Debian's LibTorch 1.13 (OpenBLAS): OPENBLAS_CORETYPE=Prescott (SSE3) and Haswell (AVX2);
+  - the PyPI LibTorch 2.x (MKL inside): MKL-SSE4_2 and MKL-AVX2, which cap MKL's code path
+    (MKL_ENABLE_INSTRUCTIONS) and ATen's vectorised kernels (ATEN_CPU_CAPABILITY) together.
+All of them exist on every x86-64 CPU that runs Spar.
 
 usage: arith_base_matrix_test.py RUN_BINARY WORK_DIR [--seeds=1,2,3,4,5] [--kernels=default,Prescott,Haswell]
        [--threads=1,2]
@@ -21,6 +25,20 @@ import sys
 import time
 
 
+# MKL's instruction cap -> ATen's CPU capability of the same vector class.
+MKL_KERNELS = {"MKL-SSE4_2": ("SSE4_2", "default"), "MKL-AVX2": ("AVX2", "avx2")}
+
+
+def kernel_env(kernel):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")}
+    if kernel in MKL_KERNELS:
+        env["MKL_ENABLE_INSTRUCTIONS"], env["ATEN_CPU_CAPABILITY"] = MKL_KERNELS[kernel]
+    elif kernel != "default":
+        env["OPENBLAS_CORETYPE"] = kernel
+    return env
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -33,10 +51,7 @@ def main():
     rows, failures = [], []
     for kernel in kernels:
         for nt in threads:
-            env = dict(os.environ)
-            env.pop("OPENBLAS_CORETYPE", None)
-            if kernel != "default":
-                env["OPENBLAS_CORETYPE"] = kernel
+            env = kernel_env(kernel)
             out = os.path.join(work, f"{kernel}-t{nt}")
             t0 = time.time()
             proc = subprocess.run([binary, f"--out={out}", f"--seeds={seeds}", f"--threads={nt}"],
