@@ -86,6 +86,14 @@ EDGE_CONVERSATIONS = [
     conv(("user", "😀"), ("assistant", "🤖"), ("user", "👨‍👩‍👧‍👦"), ("assistant", "🇫🇷"),
          ("user", "日本語"), ("assistant", "مرحبا"), ("user", "end")),
     conv(("system", "only a system message")),
+    # Qwen3's reasoning handling: think blocks after the last real user query, tool responses.
+    conv(("user", "q"), ("assistant", "<think>r1</think>a1"),
+         ("user", "<tool_response>x</tool_response>"),
+         ("assistant", "\n<think>\nr2\n</think>\n\na2"),
+         ("user", "<tool_response>y</tool_response>")),
+    conv(("user", "q"), ("assistant", "a</think>b</think>\nc")),
+    conv(("user", "q"), ("assistant", "<think>only an opening tag")),
+    conv(("user", "<tool_response>only</tool_response>"), ("assistant", "<think>r</think>x")),
     # Shapes the [INST] and Gemma templates refuse; the others render them.
     conv(("user", "one"), ("user", "two")),
     conv(("assistant", "first")),
@@ -174,7 +182,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tool", required=True, help="spar_chat_template_parity_tool")
     ap.add_argument("--data", default="tests/data/chat_templates")
-    ap.add_argument("--random", type=int, default=40, help="random conversations")
+    ap.add_argument("--random", type=int, default=60, help="random conversations")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--only", default="", help="substring of the template file names to run")
     ap.add_argument("--show", type=int, default=5, help="mismatches printed per template")

@@ -609,7 +609,7 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   }
   auto base_policy = model::Policy::Load(base);
   ASSERT_TRUE(base_policy.ok()) << base_policy.status();
-  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "chatml");
+  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "qwen3");
 
   // The sampler feeds the chat-templated prompt and answers in the HF tokenizer's ids.
   {
