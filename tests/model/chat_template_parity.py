@@ -11,8 +11,9 @@ conversation with RenderChat(family) through spar_chat_template_parity_tool. Per
     must render the same text; where the template refuses (raise_exception), Spar must refuse.
 Conversations: hand-written edge cases and --random seeded random ones; an optional leading system
 message, then 1-4 user/assistant exchanges ending on either role, with Unicode, emoji, newlines,
-Unicode whitespace at the edges, empty contents and special-token look-alikes. Also refusal shapes
-(two user turns in a row, an assistant first, a lone system message). Out of scope: a system message
+Unicode whitespace at the edges, empty contents and special-token look-alikes; Qwen3's reasoning
+shapes (<think> blocks, tool-response look-alikes). Also refusal shapes (two user turns in a row,
+an assistant first, a lone system message). Out of scope: a system message
 after the first (Spar refuses it for every family; some templates render it) and roles other than
 system/user/assistant.
 Any difference fails the test; the first few are printed.
