@@ -508,7 +508,7 @@ absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateKind(
     if (!kind.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "chat_template \"auto\": ", kind.status().message(),
-          "; name one (chatml, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
+          "; name one (chatml, qwen3, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
     }
     return *kind;
   }

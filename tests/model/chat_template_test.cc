@@ -34,6 +34,26 @@ TEST(ChatTemplateTest, ChatmlQwen) {
             "<|im_start|>user\nHi!<|im_end|>\n");
 }
 
+// Qwen3: ChatML; the final answer after the last user query gets a (here empty) think block,
+// earlier answers lose theirs.
+TEST(ChatTemplateTest, Qwen3) {
+  EXPECT_EQ(Render(ChatTemplateKind::kQwen3),
+            "<|im_start|>system\nYou are helpful.<|im_end|>\n"
+            "<|im_start|>user\nHi!<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(Render(ChatTemplateKind::kQwen3,
+                   {{"user", "Hi!"},
+                    {"assistant", "<think>greet</think>\n\nHello."},
+                    {"user", "2+2?"},
+                    {"assistant", "4"}},
+                   false),
+            "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n4<|im_end|>\n");
+}
+
 TEST(ChatTemplateTest, Llama3) {
   EXPECT_EQ(Render(ChatTemplateKind::kLlama3),
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are helpful."
@@ -53,8 +73,10 @@ TEST(ChatTemplateTest, Mistral) {
   EXPECT_EQ(Render(ChatTemplateKind::kMistral, {{"user", "Hi!"}, {"assistant", "Hello."},
                                                 {"user", "2+2?"}}),
             "<s>[INST] Hi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
-  EXPECT_EQ(Render(ChatTemplateKind::kMistral),
-            "<s>[INST] You are helpful.\n\nHi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
+  // The reference template (Mixtral-8x7B-Instruct-v0.1's, rendered by transformers) raises on a
+  // system message; Spar used to fold it into the first user turn.
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kMistral, kChat).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ChatTemplateTest, Zephyr) {
@@ -71,9 +93,9 @@ TEST(ChatTemplateTest, Gemma) {
 }
 
 TEST(ChatTemplateTest, NamesAndDetection) {
-  for (auto kind : {ChatTemplateKind::kChatml, ChatTemplateKind::kLlama3, ChatTemplateKind::kLlama2,
-                    ChatTemplateKind::kMistral, ChatTemplateKind::kZephyr,
-                    ChatTemplateKind::kGemma}) {
+  for (auto kind : {ChatTemplateKind::kChatml, ChatTemplateKind::kQwen3, ChatTemplateKind::kLlama3,
+                    ChatTemplateKind::kLlama2, ChatTemplateKind::kMistral,
+                    ChatTemplateKind::kZephyr, ChatTemplateKind::kGemma}) {
     EXPECT_EQ(*ParseChatTemplateName(ChatTemplateName(kind)), kind);
   }
   EXPECT_EQ(*ParseChatTemplateName("qwen"), ChatTemplateKind::kChatml);
@@ -81,7 +103,9 @@ TEST(ChatTemplateTest, NamesAndDetection) {
 
   auto qwen = HfTokenizer::Load("tests/data/tokenizers/qwen3");
   ASSERT_TRUE(qwen.ok());
-  EXPECT_EQ(*DetectChatTemplate((*qwen)->chat_template()), ChatTemplateKind::kChatml);
+  EXPECT_EQ(*DetectChatTemplate((*qwen)->chat_template()), ChatTemplateKind::kQwen3);
+  EXPECT_EQ(*DetectChatTemplate("{{'<|im_start|>' + message['role'] }}"),
+            ChatTemplateKind::kChatml);
   EXPECT_EQ(*DetectChatTemplate("{{ bos_token }}{% for m in messages %}<|start_header_id|>"),
             ChatTemplateKind::kLlama3);
   EXPECT_EQ(*DetectChatTemplate("{{ '[INST] ' + m['content'] + ' [/INST]' }}"),
@@ -99,6 +123,28 @@ TEST(ChatTemplateTest, RejectsBadRoles) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderChat(ChatTemplateKind::kLlama2, {{"user", "x"}, {"user", "y"}}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Gemma's template has no system role and wants user/assistant turns, as transformers renders it.
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kGemma, kChat).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderChat(ChatTemplateKind::kGemma, {{"assistant", "x"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// The templates' `| trim` and .strip() are Python's: Unicode whitespace goes too.
+TEST(ChatTemplateTest, TrimsUnicodeWhitespaceLikePython) {
+  EXPECT_EQ(Render(ChatTemplateKind::kLlama3, {{"user", "\u3000\u00a0Hi\x1c\u2028"}}, false),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  EXPECT_EQ(Render(ChatTemplateKind::kGemma, {{"user", "\u200bHi "}}, false),
+            "<bos><start_of_turn>user\n\u200bHi<end_of_turn>\n");  // U+200B is no space
+}
+
+// Llama-2's template strips the system block and the first user message as one text, and keeps
+// the block for an empty system message.
+TEST(ChatTemplateTest, Llama2SystemBlockAsTheTemplate) {
+  EXPECT_EQ(Render(ChatTemplateKind::kLlama2, {{"system", " s "}, {"user", " u "}}),
+            "<s>[INST] <<SYS>>\n s \n<</SYS>>\n\n u [/INST]");
+  EXPECT_EQ(Render(ChatTemplateKind::kLlama2, {{"system", ""}, {"user", "u"}}),
+            "<s>[INST] <<SYS>>\n\n<</SYS>>\n\nu [/INST]");
 }
 
 // Rendered ChatML encodes with the special tokens as single ids.

@@ -583,7 +583,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
 
 
 // A job whose base model is a Hugging Face directory: a tiny random qwen3 with the real Qwen3
-// tokenizer.json and tokenizer_config.json (whose Jinja chat_template is ChatML). One round on
+// tokenizer.json and tokenizer_config.json (whose Jinja chat_template is Qwen3's). One round on
 // CPU: samples are the HF tokenizer's ids, the trainer encodes prompts through the chat template
 // (job default chat_template "auto") as the sampler does, and the round's checkpoint is an HF
 // directory with the tokenizer files, loadable and moved away from the base.
@@ -609,7 +609,7 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   }
   auto base_policy = model::Policy::Load(base);
   ASSERT_TRUE(base_policy.ok()) << base_policy.status();
-  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "chatml");
+  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "qwen3");
 
   // The sampler feeds the chat-templated prompt and answers in the HF tokenizer's ids.
   {
