@@ -18,7 +18,8 @@ logits are O(1-10) rather than the near-uniform output of the 0.02 initialisatio
                     yarn RoPE): Spar must refuse to load them, naming the field.
   train_checkpoint  a checkpoint Spar's trainer writes (spar_trainer_test_helper: TrainDpo, 6
                     steps) from a transformers checkpoint (f32 and bf16) loads in transformers with
-                    no missing or unexpected tensors, keeps its dtype and gives Spar's logits.
+                    no missing or unexpected tensors, keeps its dtype and gives Spar's logits; so
+                    does the same policy saved by Policy::Save in 40 KB shards.
   lora              a Spar LoRA run (hf_model_parity_tool lora): its adapter loads in PEFT and
                     gives Spar's logits; PEFT's merge_and_unload() equals Spar's merged export.
   sampler           sampler::Sampler and Policy::Generate at temperature 1 and 0.7: the (untempered)
@@ -327,8 +328,18 @@ def suite_train_checkpoint(args, report):
         tool = Tool([args.tool, "serve", out])
         check_logits(report, ckpt, tool, hf_logits(after, rows), rows)
         check_greedy(report, ckpt, tool, after)
+        check_sharded_save(report, ckpt, tool, os.path.join(args.work, f"{ckpt}_sharded"), rows)
         tool.close()
     return len(cases)
+
+
+def check_sharded_save(report, name, tool, path, rows):
+    """Policy::Save in small shards (model.safetensors.index.json): transformers reads it."""
+    tool.ask(op="save", dir=path, max_shard_bytes=40000)
+    shards = [f for f in os.listdir(path) if f.endswith(".safetensors")]
+    report.require(name, "saves sharded", len(shards) > 1, f"({len(shards)} files)")
+    got = tool.ask(op="logits", rows=rows, padding="left")["logits"]
+    report.check(name, "sharded_save_logits", max_diff(got, hf_logits(load_hf(path), rows)), TOL)
 
 
 def suite_lora(args, report):

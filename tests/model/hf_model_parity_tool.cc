@@ -14,6 +14,7 @@
 //   sample   the same fields through sampler::Sampler on the checkpoint's directory ->
 //            {"samples": [{"token_ids", "logprobs"}]} (serve only).
 //   score    {"pairs": [[prompt_ids, response_ids]]} -> Policy::ScoreTokens: {"scores"}.
+//   save     {"dir", "max_shard_bytes"} -> Policy::Save: {} (shards when the weights are larger).
 // An error becomes {"error"}. Exits 2 on usage or load errors, with the message on stderr.
 #include <cstdio>
 #include <iostream>
@@ -143,12 +144,20 @@ json Score(Policy& policy, const json& req) {
   return {{"scores", *scores}};
 }
 
+json Save(const Policy& policy, const json& req) {
+  absl::Status st = policy.Save(req.at("dir").get<std::string>(),
+                                req.at("max_shard_bytes").get<int64_t>());
+  if (!st.ok()) return {{"error", st.ToString()}};
+  return json::object();
+}
+
 json Answer(Policy& policy, const std::string& dir, const json& req) {
   const std::string op = req.value("op", "");
   if (op == "logits") return Logits(policy, req);
   if (op == "generate") return Generate(policy, req);
   if (op == "sample" && !dir.empty()) return Sample(dir, req);
   if (op == "score") return Score(policy, req);
+  if (op == "save") return Save(policy, req);
   return {{"error", "unknown op \"" + op + "\""}};
 }
 
