@@ -50,14 +50,14 @@ struct LlamaConfig {
 };
 
 // Reads the HF fields above (model_type llama, mistral, qwen2 or qwen3; anything else is
-// InvalidArgument naming config.model_type) (unknown HF fields are ignored: real config.json files carry many).
-// RoPE settings come from "rope_theta" + "rope_scaling" (transformers 4) or "rope_parameters"
-// (transformers 5). Fields that would change the math in ways this decoder does not implement
-// are InvalidArgument naming them: hidden_act other than silu, mlp_bias, and qwen2/qwen3
-// sliding-window layers.
-// Missing optional fields keep their defaults except the size fields, which are required.
-// InvalidArgument naming the field for a wrong type or a rule broken (positive sizes, heads divide
-// hidden_size, num_key_value_heads divides num_attention_heads, even head_dim, token ids < vocab).
+// InvalidArgument naming config.model_type); unknown HF fields are ignored (real files carry many).
+// RoPE comes from rope_theta + rope_scaling (transformers 4) or rope_parameters (transformers 5).
+// Math this decoder does not implement is InvalidArgument naming the field: hidden_act other than
+// silu, mlp_bias, partial_rotary_factor, qwen2/qwen3 sliding-window layers. Missing optional
+// fields keep their defaults (transformers' for mistral's sliding_window and qwen3's head_dim)
+// except the size fields, which are required. InvalidArgument naming the field for a wrong type or
+// a broken rule (positive sizes, heads divide hidden_size, num_key_value_heads divides
+// num_attention_heads, even head_dim, token ids < vocab).
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json);
 
 // The same rules as ParseLlamaConfig, on a struct.

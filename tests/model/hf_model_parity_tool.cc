@@ -119,17 +119,17 @@ json Sample(const std::string& dir, const json& req) {
   params.num_samples = g.num_samples;
   params.seed = g.seed;
   json out = json::array();
+  auto collect = [&out](spar::sampler::PromptSamples ps) {
+    json token_ids = json::array(), logprobs = json::array();
+    for (const auto& s : ps.samples) {
+      token_ids.push_back(s.token_ids);
+      logprobs.push_back(s.logprob);
+    }
+    out.push_back({{"token_ids", token_ids}, {"logprobs", logprobs}});
+    return true;
+  };
   absl::Status st = (*sampler)->Generate(
-      dir, req.at("prompts").get<std::vector<std::string>>(), params,
-      [&out](spar::sampler::PromptSamples ps) {
-        json token_ids = json::array(), logprobs = json::array();
-        for (const auto& s : ps.samples) {
-          token_ids.push_back(s.token_ids);
-          logprobs.push_back(s.logprob);
-        }
-        out.push_back({{"token_ids", token_ids}, {"logprobs", logprobs}});
-        return true;
-      });
+      dir, req.at("prompts").get<std::vector<std::string>>(), params, collect);
   if (!st.ok()) return {{"error", st.ToString()}};
   return {{"samples", out}};
 }
