@@ -8,7 +8,8 @@ bos/eos/pad 256/257/258 so that Spar's byte tokenizer reads their prompts), weig
 logits are O(1-10) rather than the near-uniform output of the 0.02 initialisation. Suites:
   logits            llama, mistral, qwen2, qwen3 variants (tied and untied embeddings, attention
                     bias, qk-norm, explicit head_dim, llama3 and linear RoPE scaling, a sliding
-                    window), each saved f32; the first of each family also bf16 and sharded.
+                    window), each saved f32; the first of each family also bf16 and sharded
+                    (and the first llama f16).
                     Spar's logits for a batch of rows of different lengths (left padding with a
                     key mask as in generation, right padding as in scoring) against transformers
                     on each row alone; greedy generation of 32 tokens token for token against
@@ -26,10 +27,10 @@ logits are O(1-10) rather than the near-uniform output of the 0.02 initialisatio
                     log-probs returned for the sampled tokens equal log_softmax of transformers'
                     logits for the same prefix.
 Tolerances: 1e-4 absolute on f32 logits and on per-token log-probs (Spar and torch differ only by
-float32 rounding in different kernel orders: at most 2e-5 measured on logits of up to ~40),
+float32 rounding in different kernel orders: at most 2e-5 measured, on logits of up to ~12),
 1e-4 per token on summed log-probs, 1e-5 on merged LoRA weights (both are W + s * B @ A in f32). A
-bf16 checkpoint is compared with 1e-4 against transformers loading it as float32 (Spar computes in
-float32 on the bf16 weights, so the math is the same); against transformers computing in bf16 the
+bf16 (f16) checkpoint is compared with 1e-4 against transformers loading it as float32 (Spar computes
+in float32 on the bf16 weights, so the math is the same); against transformers computing in bf16 the
 bound is BF16_TOL relative to the row's largest logit (bf16 keeps 8 significant bits, 2^-8 = 0.4%
 per rounding, compounded over 2 layers; 0.03 measured).
 """
@@ -110,7 +111,7 @@ def make_model(model_type, overrides, seed):
 
 def save(model, path, dtype="float32", shard=None):
     shutil.rmtree(path, ignore_errors=True)
-    m = copy.deepcopy(model).to(torch.bfloat16) if dtype == "bfloat16" else model
+    m = copy.deepcopy(model).to(getattr(torch, dtype)) if dtype != "float32" else model
     kwargs = {"max_shard_size": shard} if shard else {}
     m.save_pretrained(path, **kwargs)
     return path
@@ -263,6 +264,8 @@ def suite_logits(args, report):
             families.add(model_type)
             saves += [(f"{name}_bf16", dict(dtype="bfloat16")),
                       (f"{name}_sharded", dict(shard="40KB"))]
+            if model_type == "llama":
+                saves.append((f"{name}_f16", dict(dtype="float16")))
         for ckpt, kwargs in saves:
             print(f"checkpoint {ckpt}", flush=True)
             path = save(model, os.path.join(args.work, ckpt), **kwargs)
