@@ -177,7 +177,7 @@ class Report:
         return 1 if self.failures else 0
 
 
-def test_rows(seed):
+def logit_rows(seed):
     """The logits rows: three prompts of different lengths and 20 random ids (any of the vocab)."""
     gen = torch.Generator().manual_seed(seed)
     return [encode(p) for p in PROMPTS[:3]] + [
@@ -273,7 +273,7 @@ def suite_logits(args, report):
             if kwargs.get("shard"):
                 report.require(ckpt, "is sharded", shards > 1, f"({shards} files)")
             ref_model = load_hf(path)
-            rows = test_rows(seed)
+            rows = logit_rows(seed)
             tool = Tool([args.tool, "serve", path])
             check_logits(report, ckpt, tool, hf_logits(ref_model, rows), rows)
             check_greedy(report, ckpt, tool, ref_model)
@@ -327,7 +327,7 @@ def suite_train_checkpoint(args, report):
         moved = max((a - b).abs().max().item() for a, b in
                     zip(before.state_dict().values(), after.state_dict().values()))
         report.require(ckpt, "weights changed by training", moved > 1e-3, f"({moved:.3g})")
-        rows = test_rows(seed)
+        rows = logit_rows(seed)
         tool = Tool([args.tool, "serve", out])
         check_logits(report, ckpt, tool, hf_logits(after, rows), rows)
         check_greedy(report, ckpt, tool, after)
@@ -356,7 +356,7 @@ def suite_lora(args, report):
         adapter, merged = (os.path.join(args.work, f"{name}_{k}") for k in ("adapter", "merged"))
         shutil.rmtree(merged, ignore_errors=True)
         tool = Tool([args.tool, "lora", base_dir, adapter, merged])
-        rows = test_rows(seed)
+        rows = logit_rows(seed)
         got = tool.ask(op="logits", rows=rows, padding="left")["logits"]
         base = load_hf(base_dir)
         base_ref = hf_logits(base, rows)
