@@ -55,6 +55,62 @@ absl::Status TokenId(const char* name, int64_t id, int64_t vocab) {
       absl::StrCat("config.", name, " must be in [0, vocab_size=", vocab, "), got ", id));
 }
 
+// Reads the RoPE object `key` (rope_scaling or rope_parameters) when present.
+absl::Status ReadRope(const nlohmann::json& json, const char* key, LlamaConfig* c) {
+  auto it = json.find(key);
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.", key, " must be an object, got ", it->dump()));
+  }
+  const nlohmann::json& rs = *it;
+  std::string type = rs.value("rope_type", rs.value("type", std::string()));
+  if (!type.empty() && type != "default") c->rope_scaling_type = type;
+  SPAR_RETURN_IF_ERROR(ReadDouble(rs, "rope_theta", &c->rope_theta));
+  SPAR_RETURN_IF_ERROR(ReadDouble(rs, "factor", &c->rope_scaling_factor));
+  SPAR_RETURN_IF_ERROR(ReadDouble(rs, "low_freq_factor", &c->rope_low_freq_factor));
+  SPAR_RETURN_IF_ERROR(ReadDouble(rs, "high_freq_factor", &c->rope_high_freq_factor));
+  SPAR_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings", false,
+                               &c->rope_original_max_position_embeddings));
+  double partial = 1.0;
+  SPAR_RETURN_IF_ERROR(ReadDouble(rs, "partial_rotary_factor", &partial));
+  if (partial != 1.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.", key, ".partial_rotary_factor ", partial, " is not supported"));
+  }
+  return absl::OkStatus();
+}
+
+// Fields whose non-default values this decoder does not implement: refused rather than ignored,
+// so a checkpoint never loads into a model that silently computes something else. Reads
+// mistral's sliding_window (transformers' default 4096 when absent, null = none).
+absl::Status CheckUnsupported(const nlohmann::json& json, LlamaConfig* c) {
+  if (auto it = json.find("hidden_act"); it != json.end() && !it->is_null() && *it != "silu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.hidden_act ", it->dump(), " is not supported (only \"silu\")"));
+  }
+  bool mlp_bias = false;
+  SPAR_RETURN_IF_ERROR(ReadBool(json, "mlp_bias", &mlp_bias));
+  if (mlp_bias) return absl::InvalidArgumentError("config.mlp_bias true is not supported");
+  if (c->model_type == "mistral") {
+    if (!json.contains("sliding_window")) c->sliding_window = 4096;
+    SPAR_RETURN_IF_ERROR(ReadInt(json, "sliding_window", false, &c->sliding_window));
+    return absl::OkStatus();
+  }
+  bool use_sliding_window = false;
+  SPAR_RETURN_IF_ERROR(ReadBool(json, "use_sliding_window", &use_sliding_window));
+  bool sliding_layer = false;
+  if (auto it = json.find("layer_types"); it != json.end() && it->is_array()) {
+    for (const nlohmann::json& t : *it) sliding_layer |= t != "full_attention";
+  }
+  if (use_sliding_window || sliding_layer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.use_sliding_window / layer_types: sliding-window layers are not supported for ",
+        c->model_type));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Validate(const LlamaConfig& c) {
@@ -67,6 +123,10 @@ absl::Status Validate(const LlamaConfig& c) {
   SPAR_RETURN_IF_ERROR(Positive("max_position_embeddings", c.max_position_embeddings));
   SPAR_RETURN_IF_ERROR(Positive("rms_norm_eps", c.rms_norm_eps));
   SPAR_RETURN_IF_ERROR(Positive("rope_theta", c.rope_theta));
+  if (c.sliding_window < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.sliding_window must be >= 0, got ", c.sliding_window));
+  }
   if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" &&
       c.model_type != "qwen3") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -137,6 +197,8 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   SPAR_RETURN_IF_ERROR(ReadDouble(json, "rms_norm_eps", &c.rms_norm_eps));
   SPAR_RETURN_IF_ERROR(ReadDouble(json, "rope_theta", &c.rope_theta));
   SPAR_RETURN_IF_ERROR(ReadBool(json, "tie_word_embeddings", &c.tie_word_embeddings));
+  // transformers' Qwen3Config defaults head_dim to 128, not hidden_size / heads.
+  if (c.model_type == "qwen3") c.explicit_head_dim = 128;
   SPAR_RETURN_IF_ERROR(ReadInt(json, "head_dim", false, &c.explicit_head_dim));
   if (c.explicit_head_dim > 0 && c.num_attention_heads > 0 &&
       c.explicit_head_dim * c.num_attention_heads == c.hidden_size) {
@@ -147,23 +209,17 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   c.qkv_bias = c.model_type == "qwen2" || attention_bias;
   c.o_bias = c.model_type != "qwen2" && attention_bias;
   c.qk_norm = c.model_type == "qwen3";
-  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null()) {
-    if (!it->is_object()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.rope_scaling must be an object, got ", it->dump()));
-    }
-    const nlohmann::json& rs = *it;
-    std::string type = rs.value("rope_type", rs.value("type", std::string()));
-    if (type != "default") c.rope_scaling_type = type;
-    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "factor", &c.rope_scaling_factor));
-    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "low_freq_factor", &c.rope_low_freq_factor));
-    SPAR_RETURN_IF_ERROR(ReadDouble(rs, "high_freq_factor", &c.rope_high_freq_factor));
-    SPAR_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings", false,
-                                 &c.rope_original_max_position_embeddings));
+  // transformers 5 writes rope_theta and the scaling into one "rope_parameters" object.
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    SPAR_RETURN_IF_ERROR(ReadRope(json, key, &c));
   }
-  if (auto it = json.find("torch_dtype"); it != json.end() && it->is_string()) {
-    std::string dtype = it->get<std::string>();
-    if (dtype == "float32" || dtype == "bfloat16" || dtype == "float16") c.torch_dtype = dtype;
+  SPAR_RETURN_IF_ERROR(CheckUnsupported(json, &c));
+  // transformers 5 writes "dtype", earlier versions "torch_dtype".
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (auto it = json.find(key); it != json.end() && it->is_string()) {
+      std::string dtype = it->get<std::string>();
+      if (dtype == "float32" || dtype == "bfloat16" || dtype == "float16") c.torch_dtype = dtype;
+    }
   }
   // HF configs may omit bos/pad (Qwen) or list several eos ids (Llama-3).
   const bool has_eos = json.contains("eos_token_id") && !json["eos_token_id"].is_null();
@@ -226,7 +282,10 @@ nlohmann::json ToJson(const LlamaConfig& c) {
       {"eos_token_id", eos},
       {"pad_token_id", c.pad_token_id},
   };
-  if (c.explicit_head_dim > 0) j["head_dim"] = c.explicit_head_dim;
+  if (c.explicit_head_dim > 0 || c.model_type == "qwen3") j["head_dim"] = c.head_dim();
+  if (c.model_type == "mistral") {
+    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nullptr;
+  }
   if (c.model_type != "qwen2") j["attention_bias"] = c.o_bias || c.qkv_bias;
   if (c.rope_scaling_type == "linear") {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling_factor}};

@@ -34,6 +34,8 @@ struct LlamaConfig {
   bool qkv_bias = false;                  // q/k/v projections have a bias (qwen2; attention_bias)
   bool o_bias = false;                    // o_proj has a bias (llama/qwen3 attention_bias)
   bool qk_norm = false;                   // RMSNorm on each q/k head before RoPE (qwen3)
+  // mistral: a query sees only the keys fewer than this many positions back, 0 = all of them.
+  int64_t sliding_window = 0;
   // rope_scaling: "" none, "linear" (positions / factor) or "llama3" (Llama-3.1 frequency bands).
   std::string rope_scaling_type;
   double rope_scaling_factor = 1.0;
@@ -48,10 +50,14 @@ struct LlamaConfig {
 };
 
 // Reads the HF fields above (model_type llama, mistral, qwen2 or qwen3; anything else is
-// InvalidArgument naming config.model_type) (unknown HF fields are ignored: real config.json files carry many).
-// Missing optional fields keep their defaults except the size fields, which are required.
-// InvalidArgument naming the field for a wrong type or a rule broken (positive sizes, heads divide
-// hidden_size, num_key_value_heads divides num_attention_heads, even head_dim, token ids < vocab).
+// InvalidArgument naming config.model_type); unknown HF fields are ignored (real files carry many).
+// RoPE comes from rope_theta + rope_scaling (transformers 4) or rope_parameters (transformers 5).
+// Math this decoder does not implement is InvalidArgument naming the field: hidden_act other than
+// silu, mlp_bias, partial_rotary_factor, qwen2/qwen3 sliding-window layers. Missing optional
+// fields keep their defaults (transformers' for mistral's sliding_window and qwen3's head_dim)
+// except the size fields, which are required. InvalidArgument naming the field for a wrong type or
+// a broken rule (positive sizes, heads divide hidden_size, num_key_value_heads divides
+// num_attention_heads, even head_dim, token ids < vocab).
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json);
 
 // The same rules as ParseLlamaConfig, on a struct.

@@ -271,6 +271,10 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor q_idx = torch::arange(past, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   torch::Tensor k_idx = torch::arange(0, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   torch::Tensor allowed = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);  // [T,S]
+  if (config_.sliding_window > 0) {
+    // Mistral's window: as transformers' sliding_window_overlay, kv_idx > q_idx - window.
+    allowed = allowed.logical_and(k_idx.unsqueeze(0) > q_idx.unsqueeze(1) - config_.sliding_window);
+  }
   allowed = allowed.unsqueeze(0).unsqueeze(0).expand({b, 1, t, s_len});
   if (key_mask.defined()) {
     allowed = allowed.logical_and(key_mask.to(torch::kBool).view({b, 1, 1, s_len}));

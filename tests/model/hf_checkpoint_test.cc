@@ -303,9 +303,11 @@ TEST(HfCheckpointLoadTest, ClearErrors) {
   ASSERT_TRUE((*policy)->Save(dir).ok());
   auto json = ReadJsonFile(JoinPath(dir, "config.json"));
   ASSERT_TRUE(json.ok());
-  // Same weights, declared qwen3: the q/k norms are missing.
+  // Same weights, declared qwen3 (with llama's head_dim: qwen3's default is 128): the q/k norms
+  // are missing.
   nlohmann::json qwen3 = *json;
   qwen3["model_type"] = "qwen3";
+  qwen3["head_dim"] = (*policy)->config().head_dim();
   ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "config.json"), qwen3).ok());
   auto missing = Policy::Load(dir);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);

@@ -88,5 +88,69 @@ TEST(LlamaConfigTest, ErrorsNameTheField) {
   ExpectError(nlohmann::json::array(), "expected a JSON object");
 }
 
+// transformers 5 writes "rope_parameters" (theta and scaling together) and "dtype".
+TEST(LlamaConfigTest, ReadsTransformers5RopeParametersAndDtype) {
+  nlohmann::json j = GoodJson();
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 50000.0}};
+  j["dtype"] = "bfloat16";
+  absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 50000.0);
+  EXPECT_EQ(c->rope_scaling_type, "");
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  j["rope_parameters"] = {{"rope_type", "linear"}, {"rope_theta", 1e6}, {"factor", 2.0}};
+  c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 1e6);
+  EXPECT_EQ(c->rope_scaling_type, "linear");
+  EXPECT_DOUBLE_EQ(c->rope_scaling_factor, 2.0);
+  j["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e6}, {"factor", 2.0}};
+  ExpectError(j, "unsupported \"yarn\"");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"partial_rotary_factor", 0.5}};
+  ExpectError(j, "config.rope_parameters.partial_rotary_factor");
+}
+
+// Fields this decoder does not implement are refused, not ignored.
+TEST(LlamaConfigTest, RefusesUnsupportedMath) {
+  nlohmann::json j = GoodJson();
+  j["hidden_act"] = "gelu";
+  ExpectError(j, "config.hidden_act \"gelu\" is not supported");
+  j = GoodJson();
+  j["mlp_bias"] = true;
+  ExpectError(j, "config.mlp_bias");
+  j = GoodJson();
+  j["model_type"] = "qwen2";
+  j["use_sliding_window"] = true;
+  ExpectError(j, "sliding-window layers are not supported for qwen2");
+  j["use_sliding_window"] = false;
+  j["layer_types"] = {"full_attention", "sliding_attention"};
+  ExpectError(j, "sliding-window layers are not supported for qwen2");
+}
+
+// As transformers' MistralConfig and Qwen3Config defaults.
+TEST(LlamaConfigTest, FamilyDefaultsMatchTransformers) {
+  nlohmann::json j = GoodJson();
+  j["model_type"] = "mistral";
+  absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_window, 4096);
+  j["sliding_window"] = nullptr;
+  c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_window, 0);
+  EXPECT_TRUE(ToJson(*c)["sliding_window"].is_null());
+  j["sliding_window"] = 6;
+  c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ToJson(*c)["sliding_window"], 6);
+  j = GoodJson();
+  j["model_type"] = "qwen3";
+  c = ParseLlamaConfig(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->head_dim(), 128);
+  EXPECT_EQ(ToJson(*c)["head_dim"], 128);
+}
+
 }  // namespace
 }  // namespace spar::model
