@@ -16,11 +16,11 @@ namespace spar::model {
 namespace {
 
 #ifdef SPAR_NCCL
-// ncclGetVersion of the NCCL that c10d loads: 22809 = 2.28.9.
+// The NCCL version c10d was compiled with: major << 32 | minor << 16 | patch.
 std::string NcclVersion() {
   try {
     const std::uint64_t v = torch::cuda::nccl::version();
-    return absl::StrCat(v / 10000, ".", v / 100 % 100, ".", v % 100);
+    return absl::StrCat(v >> 32, ".", (v >> 16) & 0xffff, ".", v & 0xffff);
   } catch (const std::exception&) {
     return "";
   }

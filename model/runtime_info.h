@@ -17,7 +17,7 @@ struct RuntimeInfo {
   bool cudnn_available = false;  // cuDNN usable at run time
   std::string cuda_version;      // CUDA runtime compiled in ("13.0"), "" without CUDA
   std::string cudnn_version;     // cuDNN compiled in ("9.19.0"), "" without CUDA
-  std::string nccl_version;      // NCCL loaded by c10d ("2.28.9"), "" without NCCL
+  std::string nccl_version;      // NCCL c10d was compiled with ("2.28.9"), "" without NCCL
   int gpus_visible = 0;          // CUDA devices this process sees
   std::string blas_kernel;       // OpenBLAS kernel ("Haswell", ...), "MKL/<cap>" or "unknown"
   std::string blas_kernel_how;   // library | user | upgraded | upgrade-refused

@@ -1,6 +1,8 @@
-// bf16 autocast on CUDA (label gpu; skipped without a CUDA device): a DPO run with
-// mixed_precision "bf16" trains (finite loss, weights move) and ends close to the float32 run of
-// the same request, and activation checkpointing under autocast matches it too.
+// CUDA training paths (label gpu; skipped without a CUDA device):
+// - bf16 autocast: a DPO run with mixed_precision "bf16" trains (finite loss, weights move) and
+//   ends close to the float32 run of the same request; activation checkpointing under autocast
+//   matches it too;
+// - NCCL: a one-rank c10d group puts gradients on the GPU and all-reduces them over NCCL.
 #include <cmath>
 #include <string>
 
@@ -10,6 +12,7 @@
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
 #include "tests/trainer/toy_data.h"
+#include "trainer/internal/distributed.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
@@ -54,6 +57,22 @@ TEST(Bf16GpuTest, Bf16RunIsCloseToFloat32) {
   EXPECT_LT(MaxDiff(JoinPath(root, "fp32"), JoinPath(root, "bf16")), 5e-3);
   EXPECT_LT(MaxDiff(JoinPath(root, "bf16"), JoinPath(root, "bf16_ckpt")), 1e-4);
   RemoveAll(root).IgnoreError();
+}
+
+TEST(NcclGpuTest, OneRankGroupAllReducesOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DistributedConfig c;
+  c.world_size = 1;
+  c.master_port = 0;  // rank 0's TCPStore picks a free port
+  c.timeout_seconds = 60;
+  absl::StatusOr<std::unique_ptr<internal::Communicator>> comm = internal::Communicator::Create(c);
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  ASSERT_TRUE((*comm)->gradient_device().is_cuda()) << "no NCCL group on a CUDA build with a GPU";
+  torch::Tensor t = torch::arange(6, torch::TensorOptions(torch::kFloat32).device(torch::kCUDA));
+  (*comm)->AllReduceSum(t);
+  EXPECT_TRUE(t.is_cuda());
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(6, torch::kFloat32)));
+  EXPECT_TRUE((*comm)->healthy());
 }
 
 }  // namespace
