@@ -131,14 +131,15 @@ int main(int argc, char** argv) {
     }
   }
   if (only != "train") {
-    model::internal::LlamaForCausalLM model{nullptr};
+    spar::model::internal::LlamaForCausalLM decode_model{nullptr};
     guarded("decode", {{"batch", 0}}, [&] {
-      model = MakeDecodeModel(o);
-      return nlohmann::json{{"kind", "decode_model"}, {"dtype", o.device.is_cuda() ? "bf16" : "float32"}};
+      decode_model = MakeDecodeModel(o);
+      return nlohmann::json{{"kind", "decode_model"},
+                            {"dtype", o.device.is_cuda() ? "bf16" : "float32"}};
     });
     for (int64_t b : o.decode_batches) {
-      if (model.is_empty()) break;
-      guarded("decode", {{"batch", b}}, [&] { return MeasureDecode(o, model, b); });
+      if (decode_model.is_empty()) break;
+      guarded("decode", {{"batch", b}}, [&] { return MeasureDecode(o, decode_model, b); });
     }
   }
   return rc;
