@@ -17,7 +17,9 @@ def first_line(cmd):
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = [l for l in out.splitlines() if l.strip()]
-    return lines[-1 if cmd[0].endswith("nvcc") else 0] if lines else None
+    if cmd[0].endswith("nvcc"):  # "Cuda compilation tools, release 13.0, V13.0.88"
+        lines = [l for l in lines if "release" in l] or lines
+    return lines[0] if lines else None
 
 
 def main():

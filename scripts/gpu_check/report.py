@@ -112,7 +112,8 @@ def main():
     with open(os.path.join(out, "gpu-check.md"), "w") as f:
         f.write(text)
     ok = (all(s["status"] in ("pass", "skipped", "not present") for s in steps)
-          and all(t["status"] != "fail" for t in tests))
+          and all(t["status"] != "fail" for t in tests)
+          and not any("error" in b for b in train + decode))
     with open(os.path.join(out, "gpu-check.json"), "w") as f:
         json.dump({"ok": ok, "env": env, "peak": peak, "steps": steps, "tests": tests,
                    "train": train, "decode": decode}, f, indent=1)

@@ -55,6 +55,10 @@ skip_step() {  # NAME STATUS NOTE: a step that did not run
 source "$here/run_steps.sh"
 
 check_host || exit 2
+# The prefix's libraries pull in others of the prefix (libicuuc -> libicudata, absl's among
+# themselves); a binary's RUNPATH does not reach those, so the loader gets the folder here (for
+# gtest discovery during the build, the tests and the benchmark).
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 configure && build_parts && {
   gpu_tests
   logits_parity
