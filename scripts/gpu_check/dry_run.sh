@@ -37,7 +37,9 @@ rm -rf "$work/.gpu-deps/debs"
 mounts=()
 cleanup() {
   local i
-  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[$i]}" || true; done
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+    umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}" || true
+  done
 }
 trap cleanup EXIT
 mount --bind "$cuda" "$rootfs/usr/local/cuda" && mounts+=("$rootfs/usr/local/cuda")
