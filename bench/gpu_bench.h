@@ -17,7 +17,7 @@
 namespace spar::bench {
 
 struct GpuBenchOptions {
-  model::LlamaConfig config;         // the model measured (1b: a ~1.1B Llama; tiny: for CPU runs)
+  model::LlamaConfig config;         // the model measured (1b: 0.85B Llama; tiny: for CPU runs)
   torch::Device device{torch::kCPU};
   int64_t train_batch = 4;           // sequences per training step
   int64_t train_seq = 1024;          // tokens per sequence

@@ -19,13 +19,17 @@ check_host() {
   echo "[gpu-check] host: $(cat "$out/env.json")"
 }
 
+# The Debian multiarch folders are named explicitly: a host whose CMake does not set
+# CMAKE_LIBRARY_ARCHITECTURE (lib64 distributions) would not look into lib/x86_64-linux-gnu.
 configure() {
-  local torch_cmake
+  local torch_cmake libdir="$deps/usr/lib/x86_64-linux-gnu"
   torch_cmake=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
   step configure 120 "torch $torch_cmake, prefix $deps" \
     cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DSPAR_TORCH_PARTS_ONLY=ON -DSPAR_LIBTORCH=pypi -DSPAR_TORCH_CMAKE_DIR="$torch_cmake" \
       -DSPAR_REF_PYTHON="$(command -v "$py")" -DCMAKE_PREFIX_PATH="$deps/usr" \
+      -DCMAKE_LIBRARY_PATH="$libdir" -DCMAKE_INCLUDE_PATH="$deps/usr/include" \
+      -Dabsl_DIR="$libdir/cmake/absl" -DGTest_DIR="$libdir/cmake/GTest" \
       -DCMAKE_CUDA_COMPILER="$(command -v nvcc)"
 }
 
