@@ -42,8 +42,8 @@ def read_tests(path):
     return tests
 
 
-def fmt(x, spec):
-    return "unknown" if x is None else format(x, spec)
+def fmt(x, spec, none="unknown"):
+    return none if x is None else format(x, spec)
 
 
 def bench_rows(bench, peak):
@@ -69,7 +69,8 @@ def bench_rows(bench, peak):
 def markdown(env, peak, steps, tests, train, decode):
     md = [f"# gpu-check: {env.get('card') or 'no GPU (dry run)'}", "",
           f"torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), {env.get('nvcc')}, "
-          f"cuDNN {env.get('cudnn')}, NCCL {env.get('nccl')}, {env.get('cores')} cores. "
+          f"cuDNN {fmt(env.get('cudnn'), '', '-')}, NCCL {fmt(env.get('nccl'), '', '-')}, "
+          f"{env.get('cores')} cores. "
           f"Peaks ({peak['label']}): bf16 dense {fmt(peak['bf16_tflops'], '.0f')} TFLOP/s, "
           f"HBM {fmt(peak['hbm_tbps'], '.2f')} TB/s.", "",
           "| step | result | seconds | note |", "|---|---|---:|---|"]
@@ -85,7 +86,7 @@ def markdown(env, peak, steps, tests, train, decode):
             continue
         mfu = "unknown" if t["mfu"] is None else f"{100 * t['mfu']:.1f}%"
         md.append(f"| {t['mode']} ({t['precision']}) | {t['batch']} x {t['seq']} | "
-                  f"{t['tokens_per_s']:.0f} | {t['achieved_flops'] / 1e12:.1f} | {mfu} |")
+                  f"{t['tokens_per_s']:.0f} | {t['achieved_flops'] / 1e12:.4g} | {mfu} |")
     md += ["", "| decode (KV cache) | batch | tokens/s | GB read/step | HBM bound tok/s | "
            "of bound |", "|---|---:|---:|---:|---:|---:|"]
     for d in decode:
@@ -95,7 +96,7 @@ def markdown(env, peak, steps, tests, train, decode):
             continue
         frac = d["fraction_of_bound"]
         md.append(f"| {d['precision']} | {d['batch']} | {d['tokens_per_s']:.0f} | "
-                  f"{d['bytes_per_step'] / 1e9:.2f} | {fmt(d['hbm_bound_tokens_per_s'], '.0f')} "
+                  f"{d['bytes_per_step'] / 1e9:.4g} | {fmt(d['hbm_bound_tokens_per_s'], '.0f')} "
                   f"| {'unknown' if frac is None else f'{100 * frac:.1f}%'} |")
     return "\n".join(md) + "\n"
 
