@@ -3,6 +3,8 @@
 //   spar_gpu_bench [--size=1b|tiny] [--device=cuda|cpu] [--train_steps=N] [--decode_steps=N]
 //                  [--train_batch=N] [--batches=1,64,256] [--only=train|decode]
 // Exit 2 on a bad flag or a CUDA device asked for but absent; 1 when a measurement fails.
+#include "bench/gpu_bench.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -10,7 +12,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "bench/gpu_bench.h"
 
 namespace spar::bench {
 namespace {
@@ -110,9 +111,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "spar_gpu_bench: --device=cuda but no CUDA device is visible\n");
     return 2;
   }
-  Emit({{"kind", "setup"}, {"device", o.device.str()}, {"hidden", o.config.hidden_size},
-        {"layers", o.config.num_hidden_layers}, {"heads", o.config.num_attention_heads},
-        {"kv_heads", o.config.num_key_value_heads}, {"vocab", o.config.vocab_size}});
+  Emit({{"kind", "setup"},
+        {"device", o.device.str()},
+        {"hidden", o.config.hidden_size},
+        {"layers", o.config.num_hidden_layers},
+        {"heads", o.config.num_attention_heads},
+        {"kv_heads", o.config.num_key_value_heads},
+        {"vocab", o.config.vocab_size}});
   int rc = 0;
   // One failed measurement (e.g. CUDA out of memory at batch 256) is reported, not fatal.
   auto guarded = [&](const char* kind, nlohmann::json extra, auto&& measure) {

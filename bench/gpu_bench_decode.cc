@@ -72,10 +72,16 @@ nlohmann::json MeasureDecode(const GpuBenchOptions& o, internal::LlamaForCausalL
   const double cache_end = CacheBytes(cache);
   const double weights = WeightBytes(model);
   const double kv_read = (cache_start + cache_end) / 2.0;  // average over the timed steps
-  return {{"kind", "decode"}, {"batch", batch}, {"precision", bf16 ? "bf16" : "float32"},
-          {"context_start", ctx_start}, {"context_end", at}, {"steps", o.decode_steps},
-          {"seconds", secs}, {"tokens_per_s", batch * o.decode_steps / secs},
-          {"weight_bytes", weights}, {"kv_bytes_per_step", kv_read},
+  return {{"kind", "decode"},
+          {"batch", batch},
+          {"precision", bf16 ? "bf16" : "float32"},
+          {"context_start", ctx_start},
+          {"context_end", at},
+          {"steps", o.decode_steps},
+          {"seconds", secs},
+          {"tokens_per_s", batch * o.decode_steps / secs},
+          {"weight_bytes", weights},
+          {"kv_bytes_per_step", kv_read},
           {"bytes_per_step", weights + kv_read}};
 }
 

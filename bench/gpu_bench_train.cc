@@ -63,10 +63,9 @@ nlohmann::json MeasureTraining(const GpuBenchOptions& o, bool lora) {
   internal::LlamaForCausalLM model(c);  // constructor-drawn weights: values do not change timing
   model->to(o.device);
   if (lora) {
-    internal::AddLoraAdapters(model, o.lora_rank, 2.0, 0.0,
-                              {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                               "down_proj"},
-                              1);
+    internal::AddLoraAdapters(
+        model, o.lora_rank, 2.0, 0.0,
+        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, 1);
   }
   model->train();
   int64_t trainable = 0;
@@ -85,11 +84,19 @@ nlohmann::json MeasureTraining(const GpuBenchOptions& o, bool lora) {
   const double attention = 12.0 * c.num_hidden_layers * c.hidden_size * s;
   const double per_token = lora ? 4.0 * n + 6.0 * trainable + attention : 6.0 * n + attention;
   const double tokens_per_s = b * s * o.train_steps / secs;
-  return {{"kind", "train"}, {"mode", lora ? "lora" : "full"},
-          {"precision", bf16 ? "bf16-autocast" : "float32"}, {"matmul_params", n},
-          {"trainable_params", trainable}, {"lora_rank", lora ? o.lora_rank : 0},
-          {"batch", b}, {"seq", s}, {"steps", o.train_steps}, {"seconds", secs},
-          {"loss", loss}, {"tokens_per_s", tokens_per_s}, {"flops_per_token", per_token},
+  return {{"kind", "train"},
+          {"mode", lora ? "lora" : "full"},
+          {"precision", bf16 ? "bf16-autocast" : "float32"},
+          {"matmul_params", n},
+          {"trainable_params", trainable},
+          {"lora_rank", lora ? o.lora_rank : 0},
+          {"batch", b},
+          {"seq", s},
+          {"steps", o.train_steps},
+          {"seconds", secs},
+          {"loss", loss},
+          {"tokens_per_s", tokens_per_s},
+          {"flops_per_token", per_token},
           {"achieved_flops", per_token * tokens_per_s}};
 }
 
