@@ -26,13 +26,29 @@ t0=$(date +%s)
 [ -f "$repo/.gpu-deps/root/MANIFEST" ] || "$here/prepare.sh" "$repo/.gpu-deps"
 echo "[dry-run] root ready after $(( $(date +%s) - t0 )) s"
 
+# DST becomes a copy of SRC; a file whose bytes changed gets the current time (so the build kept
+# in the root rebuilds what changed, whatever the source's mtime), the others keep theirs.
+sync_tree() {
+  local src="$1" dst="$2" f
+  (cd "$src" && find . ! -type d -print0) | while IFS= read -r -d '' f; do
+    if ! cmp -s "$src/$f" "$dst/$f" 2>/dev/null; then
+      mkdir -p "$(dirname "$dst/$f")" && rm -f "$dst/$f" && cp -P "$src/$f" "$dst/$f"
+    fi
+  done
+  (cd "$dst" && find . ! -type d -print0) | while IFS= read -r -d '' f; do
+    [ -e "$src/$f" ] || [ -L "$src/$f" ] || rm -f "$dst/$f"
+  done
+}
+
 # The checkout as git sees it (tracked + untracked, not ignored), plus the prefix; nothing else.
-work="$rootfs/work/spar"
-rm -rf "$work" "$rootfs/work/out"
-mkdir -p "$work" "$rootfs/work/out" "$rootfs/usr/local/cuda"
-(cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -c) | tar -x -C "$work"
-cp -a "$repo/.gpu-deps" "$work/.gpu-deps"
-rm -rf "$work/.gpu-deps/debs"
+work="$rootfs/work/spar" incoming="$rootfs/work/incoming"
+rm -rf "$incoming" "$rootfs/work/out"
+mkdir -p "$work" "$incoming" "$rootfs/work/out" "$rootfs/usr/local/cuda"
+(cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -c) | tar -x -C "$incoming"
+cp -a "$repo/.gpu-deps/root" "$incoming/.gpu-deps-root"
+mkdir -p "$incoming/.gpu-deps" && mv "$incoming/.gpu-deps-root" "$incoming/.gpu-deps/root"
+sync_tree "$incoming" "$work"
+rm -rf "$incoming"
 
 mounts=()
 cleanup() {
