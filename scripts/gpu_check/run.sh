@@ -64,5 +64,9 @@ configure && build_parts && {
   logits_parity
   benchmarks
 }
-echo "[gpu-check] total $(( $(date +%s) - t_start )) s (budget 480 s on an H100 host)"
+# The step budgets are caps (their sum is above 8 minutes); the total is what counts.
+total=$(( $(date +%s) - t_start ))
+note=""
+[ $dry -eq 0 ] && [ $total -gt 480 ] && note=" - over the 8-minute target"
+echo "[gpu-check] total ${total} s (target 480 s on an H100 host)$note"
 "$py" "$here/report.py" "$out"
