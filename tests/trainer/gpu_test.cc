@@ -1,6 +1,7 @@
 // bf16 autocast on CUDA (label gpu; skipped without a CUDA device): a DPO run with
 // mixed_precision "bf16" trains (finite loss, weights move) and ends close to the float32 run of
-// the same request, and activation checkpointing under autocast matches it too.
+// the same request, and activation checkpointing under autocast matches it too. A one-rank c10d
+// group all-reduces CUDA tensors over NCCL (what multi-rank training uses for gradients).
 #include <cmath>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
 #include "tests/trainer/toy_data.h"
+#include "trainer/internal/distributed.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
@@ -54,6 +56,22 @@ TEST(Bf16GpuTest, Bf16RunIsCloseToFloat32) {
   EXPECT_LT(MaxDiff(JoinPath(root, "fp32"), JoinPath(root, "bf16")), 5e-3);
   EXPECT_LT(MaxDiff(JoinPath(root, "bf16"), JoinPath(root, "bf16_ckpt")), 1e-4);
   RemoveAll(root).IgnoreError();
+}
+
+TEST(NcclGpuTest, OneRankGroupAllReducesOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DistributedConfig c;
+  c.world_size = 1;
+  c.master_port = 0;  // the TCPStore server picks a free port
+  c.timeout_seconds = 60;
+  auto comm = internal::Communicator::Create(c);
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  ASSERT_TRUE((*comm)->gradient_device().is_cuda()) << "LibTorch built without c10d NCCL";
+  torch::Tensor t = torch::arange(8, torch::dtype(torch::kFloat32).device(torch::kCUDA));
+  (*comm)->AllReduceSum(t);
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(8, torch::kFloat32)));
+  (*comm)->Barrier();
+  EXPECT_TRUE((*comm)->healthy());
 }
 
 }  // namespace
