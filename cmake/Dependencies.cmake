@@ -2,7 +2,10 @@
 # Debian 12 packages: see scripts/install_deps.sh.
 
 find_package(Threads REQUIRED)
-find_package(PkgConfig REQUIRED)
+# SPAR_TORCH_PARTS_ONLY (scripts/gpu-check) needs no pkg-config: a bare GPU host may lack it.
+if(NOT SPAR_TORCH_PARTS_ONLY)
+  find_package(PkgConfig REQUIRED)
+endif()
 
 # Abseil (20220623: no absl/log, no RETURN_IF_ERROR; common/ supplies those).
 find_package(absl CONFIG REQUIRED)
@@ -17,35 +20,46 @@ add_library(spar_json INTERFACE)
 target_link_libraries(spar_json INTERFACE nlohmann_json::nlohmann_json)
 add_library(spar::json ALIAS spar_json)
 
-# cpp-httplib: a .pc plus a shared library on Debian 12.
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
-add_library(spar_httplib INTERFACE)
-target_link_libraries(spar_httplib INTERFACE PkgConfig::HTTPLIB Threads::Threads)
-add_library(spar::httplib ALIAS spar_httplib)
+# The services' dependencies; SPAR_TORCH_PARTS_ONLY builds nothing that needs them.
+if(NOT SPAR_TORCH_PARTS_ONLY)
+  # cpp-httplib: a .pc plus a shared library on Debian 12.
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+  add_library(spar_httplib INTERFACE)
+  target_link_libraries(spar_httplib INTERFACE PkgConfig::HTTPLIB Threads::Threads)
+  add_library(spar::httplib ALIAS spar_httplib)
 
-# gRPC + protobuf.
-find_package(Protobuf REQUIRED)
-find_package(gRPC CONFIG REQUIRED)
-find_program(SPAR_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
-find_program(SPAR_PROTOC protoc REQUIRED)
-add_library(spar_grpcpp INTERFACE)
-target_link_libraries(spar_grpcpp INTERFACE gRPC::grpc++ gRPC::grpc++_reflection protobuf::libprotobuf)
-add_library(spar::grpcpp ALIAS spar_grpcpp)
+  # gRPC + protobuf.
+  find_package(Protobuf REQUIRED)
+  find_package(gRPC CONFIG REQUIRED)
+  find_program(SPAR_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+  find_program(SPAR_PROTOC protoc REQUIRED)
+  add_library(spar_grpcpp INTERFACE)
+  target_link_libraries(spar_grpcpp INTERFACE gRPC::grpc++ gRPC::grpc++_reflection
+                        protobuf::libprotobuf)
+  add_library(spar::grpcpp ALIAS spar_grpcpp)
 
-# SQLite (judgment cache).
-find_package(SQLite3 REQUIRED)
-add_library(spar_sqlite INTERFACE)
-target_link_libraries(spar_sqlite INTERFACE SQLite::SQLite3)
-add_library(spar::sqlite ALIAS spar_sqlite)
+  # SQLite (judgment cache).
+  find_package(SQLite3 REQUIRED)
+  add_library(spar_sqlite INTERFACE)
+  target_link_libraries(spar_sqlite INTERFACE SQLite::SQLite3)
+  add_library(spar::sqlite ALIAS spar_sqlite)
+endif()
 
 # ICU (libicu-dev): Unicode normalization (NFC/NFKC) and Unicode-property regexes for the
 # Hugging Face tokenizer (model/hf_tokenizer.cc). Chosen over PCRE2 because normalization needs ICU
 # anyway, and ICU's regex engine covers the tokenizer.json patterns (\p{L}, lookahead, (?i:)).
 # Only spar_model uses it, so only torch builds need it.
+# SPAR_TORCH_PARTS_ONLY finds it with CMake's FindICU (no pkg-config), e.g. in a prefix of
+# unpacked Debian packages named by CMAKE_PREFIX_PATH.
 if(SPAR_WITH_TORCH)
-  pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc icu-i18n)
   add_library(spar_icu INTERFACE)
-  target_link_libraries(spar_icu INTERFACE PkgConfig::ICU)
+  if(SPAR_TORCH_PARTS_ONLY)
+    find_package(ICU REQUIRED COMPONENTS uc i18n)
+    target_link_libraries(spar_icu INTERFACE ICU::uc ICU::i18n)
+  else()
+    pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc icu-i18n)
+    target_link_libraries(spar_icu INTERFACE PkgConfig::ICU)
+  endif()
   add_library(spar::icu ALIAS spar_icu)
 endif()
 
@@ -107,10 +121,10 @@ if(SPAR_WITH_TORCH)
   endif()
   find_package(Torch REQUIRED)
   # find_package caches what it found: a build dir configured for one LibTorch keeps it.
-  if(SPAR_LIBTORCH STREQUAL "pypi" AND NOT TORCH_LIBRARY MATCHES "site-packages/torch/lib/")
+  if(SPAR_LIBTORCH STREQUAL "pypi" AND NOT TORCH_LIBRARY MATCHES "(site|dist)-packages/torch/lib/")
     message(FATAL_ERROR "SPAR_LIBTORCH=pypi found ${TORCH_LIBRARY}, not the venv's LibTorch: "
             "this build dir was configured for another LibTorch; use a fresh one")
-  elseif(SPAR_LIBTORCH STREQUAL "debian" AND TORCH_LIBRARY MATCHES "site-packages/torch/lib/")
+  elseif(SPAR_LIBTORCH STREQUAL "debian" AND TORCH_LIBRARY MATCHES "(site|dist)-packages/torch/lib/")
     message(FATAL_ERROR "SPAR_LIBTORCH=debian found ${TORCH_LIBRARY}: this build dir was "
             "configured for the PyPI LibTorch; use a fresh one")
   endif()
@@ -128,6 +142,15 @@ if(SPAR_WITH_TORCH)
     target_link_options(spar_torch INTERFACE "LINKER:-rpath,${_dir}")
   endforeach()
   add_library(spar::torch ALIAS spar_torch)
+  # pypi: nccl.h (c10d's NCCL headers include it) may be missing from the CUDA toolkit; the torch
+  # wheel's nvidia-nccl dependency carries it next to torch.
+  if(SPAR_LIBTORCH STREQUAL "pypi")
+    file(GLOB _spar_nvidia_includes LIST_DIRECTORIES true "${_spar_torch_root}/../nvidia/*/include")
+    find_path(SPAR_NCCL_INCLUDE_DIR nccl.h HINTS ${_spar_nvidia_includes} ${TORCH_INCLUDE_DIRS})
+    if(SPAR_NCCL_INCLUDE_DIR)
+      target_include_directories(spar_torch SYSTEM INTERFACE ${SPAR_NCCL_INCLUDE_DIR})
+    endif()
+  endif()
   find_file(SPAR_TORCH_NCCL_HEADER torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp
             PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
   # Gloo (libgloo-dev): c10d's ProcessGroupGloo (compiled into libtorch_cpu) needs its headers
@@ -157,6 +180,6 @@ if(SPAR_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
   include(GoogleTest)
 endif()
-if(SPAR_BUILD_BENCH)
+if(SPAR_BUILD_BENCH AND NOT SPAR_TORCH_PARTS_ONLY)  # the torch benchmarks do not use it
   find_package(benchmark CONFIG REQUIRED)
 endif()

@@ -29,6 +29,9 @@ function(spar_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  if(ARG_LABEL STREQUAL "gpu")
+    set_property(GLOBAL APPEND PROPERTY SPAR_GPU_CHECK_TARGETS ${name})
+  endif()
   gtest_discover_tests(${name}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
     PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}

@@ -1,9 +1,11 @@
-// CUDA sampling (label gpu; skipped without a CUDA device): greedy generation of 32 tokens on the
-// GPU is token-identical to the same weights on the CPU, and the per-token log-probabilities
-// agree to float32 accuracy.
-#include <cmath>
+// Greedy decoding on CUDA equals CPU (label gpu; skipped without a CUDA device): one random
+// policy, copied to the CPU, generates the same tokens from the same prompts at temperature 0,
+// with per-token log-probs within float32 kernel-order noise. Weights are scaled up from the
+// 0.02 initialisation so that logits are O(1-10) and the argmax has no near ties.
 #include <string>
 #include <vector>
+
+#include <torch/torch.h>
 
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
@@ -13,43 +15,51 @@
 namespace spar::model {
 namespace {
 
-std::unique_ptr<Policy> TinyPolicy(uint64_t seed) {
+LlamaConfig SmallConfig() {
   LlamaConfig c;
   c.vocab_size = ByteTokenizer::kVocabSize;
   c.hidden_size = 64;
-  c.intermediate_size = 128;
+  c.intermediate_size = 176;
   c.num_hidden_layers = 2;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  absl::StatusOr<std::unique_ptr<Policy>> p = Policy::CreateRandom(c, seed);
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? std::move(*p) : nullptr;
+  return c;
+}
+
+void ScaleWeights(Policy& policy, double factor) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : policy.impl().module->named_parameters()) {
+    if (p.key().find("norm") == std::string::npos) p.value().mul_(factor);
+  }
 }
 
 TEST(GpuSamplingTest, GreedyOnCudaEqualsCpu) {
-  std::unique_ptr<Policy> gpu = TinyPolicy(7);
-  std::unique_ptr<Policy> cpu = TinyPolicy(7);
-  ASSERT_TRUE(gpu && cpu);
-  if (!gpu->impl().device.is_cuda()) GTEST_SKIP() << "no CUDA device";
-  cpu->impl().module->to(torch::kCPU);
-  cpu->impl().device = torch::Device(torch::kCPU);
-
+  auto gpu = Policy::CreateRandom(SmallConfig(), 11);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  if (!(*gpu)->impl().device.is_cuda()) GTEST_SKIP() << "no CUDA device";
+  auto cpu = Policy::CreateRandom(SmallConfig(), 11);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  (*cpu)->impl().module->to(torch::kCPU);
+  (*cpu)->impl().device = torch::Device(torch::kCPU);
+  ScaleWeights(**gpu, 25.0);
+  ScaleWeights(**cpu, 25.0);
   GenerationParams params;
   params.temperature = 0.0f;
-  params.max_new_tokens = 32;
-  params.stop_token_ids = {};
-  const std::vector<std::string> prompts = {"12+34=", "The quick brown fox", "ü 漢字 🙂", "a"};
-  absl::StatusOr<std::vector<Generation>> g = gpu->Generate(prompts, params);
-  absl::StatusOr<std::vector<Generation>> c = cpu->Generate(prompts, params);
-  ASSERT_TRUE(g.ok()) << g.status();
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_EQ(g->size(), prompts.size());
+  params.max_new_tokens = 24;
+  const std::vector<std::string> prompts = {"12+30=", "hello world", "a", "The quick brown"};
+  auto on_gpu = (*gpu)->Generate(prompts, params);
+  auto on_cpu = (*cpu)->Generate(prompts, params);
+  ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
+  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  ASSERT_EQ(on_gpu->size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ((*g)[i].token_ids[0], (*c)[i].token_ids[0]) << "prompt " << i;
-    const auto& lg = (*g)[i].token_logprobs[0];
-    const auto& lc = (*c)[i].token_logprobs[0];
-    ASSERT_EQ(lg.size(), lc.size());
-    for (size_t t = 0; t < lg.size(); ++t) EXPECT_NEAR(lg[t], lc[t], 1e-4) << i << "/" << t;
+    const Generation& g = (*on_gpu)[i];
+    const Generation& c = (*on_cpu)[i];
+    ASSERT_EQ(g.token_ids, c.token_ids) << prompts[i];
+    ASSERT_EQ(g.token_logprobs[0].size(), c.token_logprobs[0].size());
+    for (size_t t = 0; t < g.token_logprobs[0].size(); ++t) {
+      EXPECT_NEAR(g.token_logprobs[0][t], c.token_logprobs[0][t], 1e-3) << prompts[i] << " " << t;
+    }
   }
 }
 
