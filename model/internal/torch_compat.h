@@ -1,5 +1,5 @@
-// The one place that knows LibTorch version and device differences (Debian's 1.13 CPU build here,
-// 2.x with CUDA on GPU hosts). Private to model/, sampler/, trainer/ .cc files.
+// The one place that knows LibTorch version and device differences (the PyPI 2.x build with CUDA,
+// primary; Debian's 1.13 CPU build). Private to model/, sampler/, trainer/ .cc files.
 #pragma once
 
 #include <cmath>

@@ -26,6 +26,9 @@ logits are O(1-10) rather than the near-uniform output of the 0.02 initialisatio
   sampler           sampler::Sampler and Policy::Generate at temperature 1 and 0.7: the (untempered)
                     log-probs returned for the sampled tokens equal log_softmax of transformers'
                     logits for the same prefix.
+--device cuda (scripts/gpu-check) runs transformers on cuda:0 and Spar's tools on the GPU; float32
+matmuls stay full precision on both sides (TF32 is off by default in torch and LibTorch), so the
+tolerances below hold there too.
 Tolerances: 1e-4 absolute on f32 logits and on per-token log-probs (Spar and torch differ only by
 float32 rounding in different kernel orders: at most 2e-5 measured, on logits of up to ~12),
 1e-4 per token on summed log-probs, 1e-5 on merged LoRA weights (both are W + s * B @ A in f32). A
@@ -48,6 +51,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' loading progress bar
 import torch
 
 TOL = 1e-4
+DEVICE = "cpu"  # --device: where transformers (and, through CUDA_VISIBLE_DEVICES, Spar) run
 BF16_TOL = 0.05
 BOS, EOS, PAD, VOCAB = 256, 257, 258, 300
 BASE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -124,7 +128,7 @@ def load_hf(path, dtype=torch.float32):
     bad = {k: v for k, v in info.items() if v}
     if bad:
         raise AssertionError(f"{path}: transformers loading info {bad}")
-    return model.eval()
+    return model.to(DEVICE).eval()
 
 
 class Tool:
@@ -187,7 +191,7 @@ def logit_rows(seed):
 def hf_logits(model, rows):
     """Each row alone, no padding: [len, vocab] float64 per row."""
     with torch.no_grad():
-        return [model(torch.tensor([r])).logits[0].double() for r in rows]
+        return [model(torch.tensor([r], device=DEVICE)).logits[0].double().cpu() for r in rows]
 
 
 def max_diff(spar_rows, ref_rows):
@@ -203,7 +207,7 @@ def check_logits(report, name, tool, ref, rows):
 
 def hf_greedy(model, ids, max_new_tokens):
     """transformers' greedy continuation of `ids` (cut after EOS) and its per-token log-probs."""
-    input_ids = torch.tensor([ids])
+    input_ids = torch.tensor([ids], device=DEVICE)
     with torch.no_grad():
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                              do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=EOS,
@@ -211,7 +215,7 @@ def hf_greedy(model, ids, max_new_tokens):
     tokens = out.sequences[0, len(ids):].tolist()
     if EOS in tokens:
         tokens = tokens[:tokens.index(EOS) + 1]
-    logprobs = [torch.log_softmax(out.logits[j][0].double(), -1)[t].item()
+    logprobs = [torch.log_softmax(out.logits[j][0].double().cpu(), -1)[t].item()
                 for j, t in enumerate(tokens)]
     return tokens, logprobs
 
@@ -230,7 +234,7 @@ def check_greedy(report, name, tool, model, steps=32):
 def hf_token_logprobs(model, prompt_ids, tokens):
     """log pi(tokens[j] | prompt_ids + tokens[:j]) by teacher forcing, float64."""
     with torch.no_grad():
-        logits = model(torch.tensor([prompt_ids + tokens])).logits[0].double()
+        logits = model(torch.tensor([prompt_ids + tokens], device=DEVICE)).logits[0].double().cpu()
     logp = torch.log_softmax(logits, -1)
     return [logp[len(prompt_ids) - 1 + j, t].item() for j, t in enumerate(tokens)]
 
@@ -421,7 +425,17 @@ def main():
     ap.add_argument("--tool", required=True, help="spar_hf_model_parity_tool")
     ap.add_argument("--trainer", required=True, help="spar_trainer_test_helper")
     ap.add_argument("--work", required=True, help="scratch folder (rewritten)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: both sides on CPU (no GPU visible to Spar's tools either); "
+                         "cuda: transformers on cuda:0 and Spar's tools on the GPU they pick")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # inherited by the tools; before CUDA starts
+    elif not torch.cuda.is_available():
+        print("--device cuda: torch sees no CUDA device", file=sys.stderr)
+        return 2
     start = time.time()
     torch.set_num_threads(1)
     import transformers
