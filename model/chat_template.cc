@@ -231,11 +231,14 @@ std::string_view ChatTemplateName(ChatTemplateKind kind) {
 }
 
 absl::Status ValidateChatTemplateSetting(std::string_view setting) {
-  if (setting.empty() || setting == "none" || setting == "auto") return absl::OkStatus();
+  if (setting.empty() || setting == "none" || setting == "auto" || setting == kVerbatimPrompt) {
+    return absl::OkStatus();
+  }
   if (ParseChatTemplateName(setting).ok()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown chat template \"", absl::string_view(setting.data(), setting.size()),
-      "\" (\"none\", \"auto\", chatml, qwen, qwen3, llama3, llama2, mistral, zephyr, gemma)"));
+      "\" (\"none\", \"auto\", \"verbatim\", chatml, qwen, qwen3, llama3, llama2, mistral, "
+      "zephyr, gemma)"));
 }
 
 absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja) {

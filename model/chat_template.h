@@ -42,9 +42,16 @@ std::string_view ChatTemplateName(ChatTemplateKind kind);
 // <think> is Qwen3's). NotFound when none matches.
 absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja);
 
+// The chat_template setting for text that already is the model's input, rendered by a template
+// (engine_prompt.h renders prompts so for an OpenAI-compatible engine, which Spar's own HTTP
+// sampler receives with add_special_tokens false): encoded without adding special tokens, as a
+// rendered template is.
+inline constexpr std::string_view kVerbatimPrompt = "verbatim";
+
 // A request's or job's chat_template setting: "" or "none" (the prompt text as is), "auto" (the
 // template detected from the checkpoint's tokenizer_config.json; the raw text when it has none),
-// or a template name above. InvalidArgument listing the accepted values otherwise.
+// "verbatim" (above) or a template name above. InvalidArgument listing the accepted values
+// otherwise.
 absl::Status ValidateChatTemplateSetting(std::string_view setting);
 
 // The prompt text of `messages`, as transformers' apply_chat_template(tokenize=False) renders the

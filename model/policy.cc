@@ -501,7 +501,9 @@ namespace {
 // byte tokenizer), or nullopt for raw text.
 absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateKind(
     const HfTokenizer* tok, const std::string& chat_template) {
-  if (chat_template.empty() || chat_template == "none") return std::nullopt;
+  if (chat_template.empty() || chat_template == "none" || chat_template == kVerbatimPrompt) {
+    return std::nullopt;
+  }
   if (chat_template == "auto") {
     if (tok == nullptr || tok->chat_template().empty()) return std::nullopt;
     absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(tok->chat_template());
@@ -543,6 +545,17 @@ absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& pro
     SPAR_ASSIGN_OR_RETURN(std::string text, RenderChat(*kind, {{"user", prompt}}, render));
     // As transformers' apply_chat_template(tokenize=True): the specials are in the text.
     return tok.Encode(text, EncodeOptions{});
+  }
+  if (chat_template == kVerbatimPrompt) {
+    // Text a template rendered (an engine request): its specials are in the text already.
+    std::vector<int32_t> ids;
+    if (impl_->tokenizer == nullptr) {
+      ids = ByteTokenizer::Encode(prompt);
+    } else {
+      SPAR_ASSIGN_OR_RETURN(ids, impl_->tokenizer->Encode(prompt, EncodeOptions{}));
+    }
+    if (ids.empty()) ids.push_back(static_cast<int32_t>(cfg.bos_token_id));
+    return ids;
   }
   if (impl_->tokenizer == nullptr) {
     std::vector<int32_t> ids = {static_cast<int32_t>(cfg.bos_token_id)};

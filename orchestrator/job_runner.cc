@@ -462,7 +462,11 @@ absl::StatusOr<json> JobRunner::SampleRow(const v1::GenerateResponse& r,
   json samples = json::array();
   for (const v1::Sample& s : r.samples()) {
     samples.push_back({{"text", s.text()}, {"logprob", s.logprob()}, {"finished", s.finished()},
-                       {"num_tokens", s.token_ids_size()}});
+                       {"num_tokens", s.token_ids_size()},
+                       {"token_ids", json(std::vector<int32_t>(s.token_ids().begin(),
+                                                               s.token_ids().end()))},
+                       {"token_logprobs", json(std::vector<double>(s.token_logprobs().begin(),
+                                                                   s.token_logprobs().end()))}});
   }
   const PromptItem& item = items[r.index()];
   json row = {{"index", r.index()}, {"prompt", item.prompt}, {"samples", samples}};

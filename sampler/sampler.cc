@@ -109,11 +109,13 @@ absl::Status Sampler::Generate(const std::string& checkpoint_dir,
       PromptSamples out;
       out.index = static_cast<int64_t>(start + i);
       out.prompt = std::move(g.prompt);
+      out.prompt_tokens = static_cast<int64_t>(g.prompt_ids.size());
       for (size_t j = 0; j < g.texts.size(); ++j) {
         SampleOut s;
         s.text = std::move(g.texts[j]);
         s.token_ids = std::move(g.token_ids[j]);
         s.logprob = g.logprobs[j];
+        s.token_logprobs = std::move(g.token_logprobs[j]);
         s.finished = g.finished[j];
         tokens_generated_ += static_cast<int64_t>(s.token_ids.size());
         out.samples.push_back(std::move(s));

@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "model/runtime_info.h"
 #include "oracle_client/oracle_client.h"
+#include "orchestrator/engine_sampler_port.h"
 #include "orchestrator/grpc_ports.h"
 #include "orchestrator/job_manager.h"
 #include "orchestrator/sharded_sampler.h"
@@ -23,6 +24,7 @@
 #include "services/common/server_runner.h"
 #include "services/oracle/oracle_service.h"
 #include "services/orchestrator/orchestrator_service.h"
+#include "services/sampler/sampler_http_server.h"
 #include "services/sampler/sampler_service.h"
 #include "services/trainer/trainer_service.h"
 #include "trainer/process_group.h"
@@ -35,6 +37,7 @@ struct App::Impl {
   std::unique_ptr<sampler::Sampler> sampler;
   std::unique_ptr<oracle::OracleClient> oracle;
   std::unique_ptr<SamplerService> sampler_service;
+  std::unique_ptr<SamplerHttpServer> sampler_http;
   std::unique_ptr<OracleService> oracle_service;
   std::unique_ptr<trainer::ProcessGroup> trainer_group;  // outlives trainer_service
   std::unique_ptr<TrainerService> trainer_service;
@@ -51,12 +54,39 @@ struct App::Impl {
   bool shut_down = false;
 };
 
+namespace {
+
+absl::StatusOr<orchestrator::EngineConfig> ParseEngineConfig(const nlohmann::json& j) {
+  SPAR_RETURN_IF_ERROR(CheckKnownKeys(j, {"engine", "url", "served_model", "prompts_per_request",
+                                          "max_attempts", "timeout_seconds", "path_map"},
+                                      "config.sampler_engine"));
+  orchestrator::EngineConfig e;
+  try {
+    if (j.contains("engine")) e.engine = j["engine"].get<std::string>();
+    if (j.contains("url")) e.url = j["url"].get<std::string>();
+    if (j.contains("served_model")) e.served_model = j["served_model"].get<std::string>();
+    if (j.contains("prompts_per_request")) e.prompts_per_request = j["prompts_per_request"].get<int>();
+    if (j.contains("max_attempts")) e.max_attempts = j["max_attempts"].get<int>();
+    if (j.contains("timeout_seconds")) {
+      e.timeout = absl::Seconds(j["timeout_seconds"].get<double>());
+    }
+    if (j.contains("path_map")) e.path_map = j["path_map"].get<std::string>();
+  } catch (const nlohmann::json::exception& ex) {
+    return absl::InvalidArgumentError(absl::StrCat("config.sampler_engine: ", ex.what()));
+  }
+  SPAR_RETURN_IF_ERROR(orchestrator::Validate(e));
+  return e;
+}
+
+}  // namespace
+
 absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
   SPAR_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(json_text, "config"));
   SPAR_RETURN_IF_ERROR(CheckKnownKeys(
       j,
       {"roles", "host", "port", "metrics_port", "runs_dir", "data_root", "sampler_address",
-       "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size"},
+       "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size",
+       "sampler_http_port", "sampler_http_model", "sampler_engine"},
       "config"));
   AppConfig c;
   try {
@@ -72,11 +102,18 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
     if (j.contains("sampler_max_batch_size")) {
       c.sampler_max_batch_size = j["sampler_max_batch_size"].get<int>();
     }
+    if (j.contains("sampler_http_port")) c.sampler_http_port = j["sampler_http_port"].get<int>();
+    if (j.contains("sampler_http_model")) {
+      c.sampler_http_model = j["sampler_http_model"].get<std::string>();
+    }
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
   }
   if (j.contains("oracle")) {
     SPAR_ASSIGN_OR_RETURN(c.oracle, oracle::ParseOracleConfig(j["oracle"]));
+  }
+  if (j.contains("sampler_engine")) {
+    SPAR_ASSIGN_OR_RETURN(c.sampler_engine, ParseEngineConfig(j["sampler_engine"]));
   }
   for (const std::string& r : c.roles) {
     if (r != "sampler" && r != "oracle" && r != "trainer" && r != "orchestrator") {
@@ -156,6 +193,14 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     SPAR_ASSIGN_OR_RETURN(impl->sampler, sampler::Sampler::Create(sc));
     impl->sampler_service = std::make_unique<SamplerService>(*impl->sampler, impl->registry, access);
     services.push_back(impl->sampler_service.get());
+    if (config.sampler_http_port >= 0) {
+      SamplerHttpOptions ho;
+      ho.host = config.host;
+      ho.port = config.sampler_http_port;
+      ho.served_model_name = config.sampler_http_model;
+      SPAR_ASSIGN_OR_RETURN(impl->sampler_http, SamplerHttpServer::Start(*impl->sampler,
+                                                                         impl->registry, access, ho));
+    }
   }
   if (has("oracle")) {
     SPAR_ASSIGN_OR_RETURN(impl->oracle,
@@ -202,7 +247,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
       const std::string& configured = std::string(role) == "sampler" ? config.sampler_address
                                       : std::string(role) == "oracle" ? config.oracle_address
                                                                       : config.trainer_address;
-      if (!has(role) && configured.empty()) {
+      const bool engine = std::string(role) == "sampler" && config.sampler_engine.engine != "native";
+      if (!has(role) && configured.empty() && !engine) {
         return absl::InvalidArgumentError(absl::StrCat(
             role, "_address is required when the ", role, " role does not run in this process"));
       }
@@ -214,7 +260,12 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     for (absl::string_view a : absl::StrSplit(config.sampler_address, ',', absl::SkipWhitespace())) {
       sampler_addresses.push_back(std::string(absl::StripAsciiWhitespace(a)));
     }
-    if (sampler_addresses.size() <= 1) {
+    if (config.sampler_engine.engine != "native") {
+      SPAR_RETURN_IF_ERROR(orchestrator::Validate(config.sampler_engine));
+      impl->sampler_port = orchestrator::MakeEngineSamplerPort(config.sampler_engine, &impl->registry);
+      SPAR_LOG(Info) << "sampling through the " << config.sampler_engine.engine << " engine at "
+                     << config.sampler_engine.url;
+    } else if (sampler_addresses.size() <= 1) {
       impl->sampler_port =
           orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)), ports);
     } else {
@@ -259,6 +310,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
 }
 
 int App::port() const { return impl_->server->port(); }
+int App::sampler_http_port() const {
+  return impl_->sampler_http ? impl_->sampler_http->port() : -1;
+}
 int App::metrics_port() const { return impl_->server->metrics_port(); }
 std::string App::address() const { return impl_->server->address(); }
 std::string App::listen_address() const { return impl_->server->listen_address(); }
@@ -272,6 +326,7 @@ void App::Shutdown() {
   // Then the judge requests in flight are cut rather than waited for (up to timeout_s each).
   if (impl_->oracle) impl_->oracle->Stop();
   if (impl_->trainer_service) impl_->trainer_service->Shutdown();
+  if (impl_->sampler_http) impl_->sampler_http->Stop();
   impl_->server->Shutdown();
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "oracle_client/oracle_config.h"
+#include "orchestrator/engine_config.h"
 #include "trainer/trainer.h"
 
 namespace spar::services {
@@ -40,6 +41,13 @@ struct AppConfig {
   std::string api_token;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
+  // Sampler: also serve the OpenAI-compatible HTTP API (services/sampler/sampler_http_server.h)
+  // on this port; -1 = off, 0 = any free port.
+  int sampler_http_port = -1;
+  std::string sampler_http_model = "spar-policy";  // its served model name
+  // Orchestrator: the generation engine of the sample stage ("native" = the Sampler service at
+  // sampler_address). api_key from SPAR_SAMPLER_ENGINE_API_KEY, never from files or flags.
+  orchestrator::EngineConfig sampler_engine;
   // Trainer: data-parallel group (`spar serve --role=trainer` reads RANK, WORLD_SIZE,
   // MASTER_ADDR, MASTER_PORT). world_size > 1: this process must be rank 0; Start joins the group
   // (blocking until every rank has connected) and the service drives it. Ranks > 0 run
@@ -56,6 +64,8 @@ class App {
   ~App();
   int port() const;
   int metrics_port() const;
+  // The sampler's HTTP API port (config.sampler_http_port), -1 when not served.
+  int sampler_http_port() const;
   std::string address() const;         // where this host dials it
   std::string listen_address() const;  // what it is bound to
   void Shutdown();

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "model/runtime_info.h"
+#include "orchestrator/engine_config.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
 #include "services/cli/args.h"
@@ -59,6 +60,11 @@ const char kUsage[] =
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
     "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "                                                   env = data parallel, rank 0 serves\n"
+    "     [--http_port=N]                               sampler: also the OpenAI-compatible API\n"
+    "                                                   (/v1/completions, /update_weights_from_disk)\n"
+    "     [--sampler_engine=native|openai|vllm|sglang|spar --sampler_engine_url=URL\n"
+    "      --sampler_engine_model=NAME]                 orchestrator: sample through that engine\n"
+    "                                                   (key: $SPAR_SAMPLER_ENGINE_API_KEY)\n"
     "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
     "  status JOB [--json]                              a job and its per-round table\n"
@@ -196,6 +202,20 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (args.Has("sampler_address")) config.sampler_address = args.Get("sampler_address");
   if (args.Has("oracle_address")) config.oracle_address = args.Get("oracle_address");
   if (args.Has("trainer_address")) config.trainer_address = args.Get("trainer_address");
+  if (args.Has("http_port")) {
+    auto http_port = args.GetInt("http_port", -1);
+    if (!http_port.ok()) return http_port.status();
+    config.sampler_http_port = *http_port;
+  }
+  if (args.Has("sampler_engine")) config.sampler_engine.engine = args.Get("sampler_engine");
+  if (args.Has("sampler_engine_url")) config.sampler_engine.url = args.Get("sampler_engine_url");
+  if (args.Has("sampler_engine_model")) {
+    config.sampler_engine.served_model = args.Get("sampler_engine_model");
+  }
+  if (const char* key = std::getenv("SPAR_SAMPLER_ENGINE_API_KEY")) {
+    config.sampler_engine.api_key = key;
+  }
+  if (absl::Status st = orchestrator::Validate(config.sampler_engine); !st.ok()) return st;
   if (config.oracle.base_url.empty()) config.oracle.base_url = "http://127.0.0.1:8081/v1";
   absl::StatusOr<std::string> token = services::ApiTokenFromEnv();
   if (!token.ok()) return token.status();
@@ -438,7 +458,9 @@ int RunCli(int argc, char** argv) {
   std::set<std::string> client = {"addr"};
   std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
                                   "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
-                                  "trainer_address", "role", "insecure", "judge_allow_http_host"};
+                                  "trainer_address", "role", "insecure", "judge_allow_http_host",
+                                  "http_port", "sampler_engine", "sampler_engine_url",
+                                  "sampler_engine_model"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {

@@ -83,6 +83,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* SamplerService::Generate(
         o->set_text(SanitizeUtf8(s.text));
         o->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
         o->set_logprob(s.logprob);
+        o->mutable_token_logprobs()->Add(s.token_logprobs.begin(), s.token_logprobs.end());
         o->set_finished(s.finished);
         tokens += static_cast<int64_t>(s.token_ids.size());
         samples_.Increment();

@@ -32,7 +32,7 @@ def check(cond, msg):
 
 
 def compose(path, *args):
-    env = dict(os.environ, COMPOSE_PROFILES="local-judge")
+    env = dict(os.environ, COMPOSE_PROFILES="local-judge,engine-sglang")
     return subprocess.run(["docker-compose", "-f", path] + list(args), env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -75,6 +75,19 @@ if gpu and cpu:
         check(any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) and
                   "count" in d for d in devs), "%s has no nvidia GPU reservation: %s" % (svc, devs))
     check("replicas" in s["sampler"].get("deploy", {}), "sampler has no deploy.replicas")
+    # The engine-sglang profile: a GPU engine on the shared volume, chosen by the orchestrator.
+    check("sglang" in s, "no sglang service (profile engine-sglang)")
+    if "sglang" in s:
+        devs = (s["sglang"].get("deploy", {}).get("resources", {}).get("reservations", {})
+                .get("devices", []))
+        check(any(d.get("driver") == "nvidia" for d in devs), "sglang has no GPU reservation")
+        check(s["sglang"].get("profiles") == ["engine-sglang"], "sglang is not behind its profile")
+        check(any((v.get("target") if isinstance(v, dict) else v.split(":")[1]) == "/data"
+                  for v in s["sglang"].get("volumes", [])),
+              "sglang does not mount the data volume at /data")
+    orch_cmd = " ".join(s["orchestrator"]["command"])
+    check("--sampler_engine=native" in orch_cmd and "--sampler_engine_url=http://sglang:30000"
+          in orch_cmd, "orchestrator does not pass the sampler engine: %s" % orch_cmd)
     for svc in ("sampler", "oracle", "trainer"):
         check(s["orchestrator"]["depends_on"].get(svc, {}).get("condition") == "service_healthy",
               "orchestrator does not wait for %s to be healthy" % svc)
@@ -136,6 +149,7 @@ if gpu and cpu:
     # The CPU file is the GPU file without GPU reservations, on the CPU image.
     def strip_gpu(cfg):
         cfg = copy.deepcopy(cfg)
+        cfg["services"].pop("sglang", None)  # a GPU engine only (profile engine-sglang)
         for svc in cfg["services"].values():
             svc.pop("image", None)
             if isinstance(svc.get("build"), dict):

@@ -1,0 +1,157 @@
+#include "orchestrator/internal/completion_stream.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace spar::orchestrator::internal {
+namespace {
+
+using nlohmann::json;
+
+// An OpenAI error object as a Status: the code Spar's server names, else by type.
+absl::Status ErrorStatus(const json& error) {
+  const std::string message =
+      error.is_object() && error.contains("message") && error["message"].is_string()
+          ? error["message"].get<std::string>()
+          : error.dump();
+  const std::string code = error.is_object() && error.contains("code") && error["code"].is_string()
+                               ? error["code"].get<std::string>()
+                               : "";
+  absl::StatusCode c = absl::StatusCode::kInternal;
+  if (code == "INVALID_ARGUMENT" || error.value("type", "") == "invalid_request_error") {
+    c = absl::StatusCode::kInvalidArgument;
+  } else if (code == "UNAVAILABLE" || code == "CANCELLED") {
+    c = absl::StatusCode::kUnavailable;
+  } else if (code == "NOT_FOUND") {
+    c = absl::StatusCode::kNotFound;
+  }
+  return absl::Status(c, absl::StrCat("engine: ", message));
+}
+
+}  // namespace
+
+CompletionStream::CompletionStream(std::vector<std::string> prompts, int64_t first_index, int n,
+                                   std::function<absl::Status(v1::GenerateResponse)> on_prompt)
+    : prompts_(std::move(prompts)),
+      first_index_(first_index),
+      n_(n),
+      on_prompt_(std::move(on_prompt)),
+      choices_(prompts_.size() * n),
+      delivered_(prompts_.size(), false) {}
+
+absl::Status CompletionStream::Feed(const char* data, size_t size) {
+  if (!error_.ok()) return error_;
+  buffer_.append(data, size);
+  // Events end with a blank line; servers may use \r\n.
+  for (;;) {
+    size_t end = buffer_.find("\n\n");
+    size_t skip = 2;
+    const size_t crlf = buffer_.find("\r\n\r\n");
+    if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
+      end = crlf;
+      skip = 4;
+    }
+    if (end == std::string::npos) break;
+    std::string event = buffer_.substr(0, end);
+    buffer_.erase(0, end + skip);
+    std::string payload;
+    for (absl::string_view line : absl::StrSplit(event, '\n')) {
+      if (absl::ConsumePrefix(&line, "data:")) {
+        absl::ConsumePrefix(&line, " ");
+        absl::ConsumeSuffix(&line, "\r");
+        absl::StrAppend(&payload, line);
+      }
+    }
+    if (payload.empty()) continue;  // comments, keep-alives
+    error_ = Event(payload);
+    if (!error_.ok()) return error_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompletionStream::Event(const std::string& data) {
+  if (data == "[DONE]") {
+    done_ = true;
+    return absl::OkStatus();
+  }
+  json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (!chunk.is_object()) {
+    return absl::InternalError(absl::StrCat("engine sent a malformed event: ", data.substr(0, 200)));
+  }
+  if (chunk.contains("error")) return ErrorStatus(chunk["error"]);
+  if (!chunk.contains("choices") || !chunk["choices"].is_array()) return absl::OkStatus();
+  for (const json& c : chunk["choices"]) SPAR_RETURN_IF_ERROR(Choice(c));
+  return absl::OkStatus();
+}
+
+absl::Status CompletionStream::Choice(const json& c) {
+  const int64_t index = c.value("index", int64_t{-1});
+  if (index < 0 || index >= static_cast<int64_t>(choices_.size())) {
+    return absl::InternalError(absl::StrCat("engine sent choice index ", index, " of ",
+                                            choices_.size()));
+  }
+  Partial& p = choices_[index];
+  if (p.finished_set) {
+    return absl::InternalError(absl::StrCat("engine sent choice ", index, " after it finished"));
+  }
+  if (c.contains("text") && c["text"].is_string()) p.text += c["text"].get<std::string>();
+  const bool ids_given = c.contains("token_ids") && c["token_ids"].is_array();
+  if (ids_given) {
+    for (const json& id : c["token_ids"]) p.token_ids.push_back(id.get<int32_t>());
+  }
+  if (c.contains("logprobs") && c["logprobs"].is_object()) {
+    const json& lp = c["logprobs"];
+    if (lp.contains("token_logprobs") && lp["token_logprobs"].is_array()) {
+      for (const json& v : lp["token_logprobs"]) {
+        p.token_logprobs.push_back(v.is_number() ? v.get<double>() : 0.0);
+      }
+    }
+    // vLLM's return_tokens_as_token_ids / Spar's server: "token_id:<id>".
+    if (!ids_given && lp.contains("tokens") && lp["tokens"].is_array()) {
+      for (const json& t : lp["tokens"]) {
+        absl::string_view s = t.is_string() ? t.get_ref<const std::string&>() : "";
+        int32_t id = 0;
+        if (absl::ConsumePrefix(&s, "token_id:") && absl::SimpleAtoi(s, &id)) {
+          p.token_ids.push_back(id);
+        }
+      }
+    }
+  }
+  if (!c.contains("finish_reason") || c["finish_reason"].is_null()) return absl::OkStatus();
+  p.finished_set = true;
+  p.finished = c["finish_reason"] == "stop";
+  const int64_t prompt = index / n_;
+  for (int j = 0; j < n_; ++j) {
+    if (!choices_[prompt * n_ + j].finished_set) return absl::OkStatus();
+  }
+  v1::GenerateResponse out;
+  out.set_index(first_index_ + prompt);
+  out.set_prompt(prompts_[prompt]);
+  for (int j = 0; j < n_; ++j) {
+    Partial& s = choices_[prompt * n_ + j];
+    v1::Sample* o = out.add_samples();
+    o->set_text(std::move(s.text));
+    o->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
+    double sum = 0;
+    for (double v : s.token_logprobs) sum += v;
+    o->set_logprob(sum);
+    o->mutable_token_logprobs()->Add(s.token_logprobs.begin(), s.token_logprobs.end());
+    o->set_finished(s.finished);
+  }
+  delivered_[prompt] = true;
+  return on_prompt_(std::move(out));
+}
+
+std::vector<int64_t> CompletionStream::Pending() const {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < delivered_.size(); ++i) {
+    if (!delivered_[i]) out.push_back(static_cast<int64_t>(i));
+  }
+  return out;
+}
+
+}  // namespace spar::orchestrator::internal

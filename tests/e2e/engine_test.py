@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""The engine backend end to end: the services and the judge run as separate processes, and the
+sampler also serves its OpenAI-compatible HTTP API (`spar serve --role=sampler --http_port=N`).
+A 2-round DNO job runs three times:
+  native  the orchestrator samples through the sampler's gRPC service (the reference);
+  engine  the orchestrator samples through the HTTP API as an engine (sampler_engine "spar"):
+          hand-off of each round's checkpoint by /update_weights_from_disk, streamed
+          /v1/completions;
+  killed  as engine, but the engine process is SIGKILLed while round 1 samples and restarted
+          with no policy loaded: the orchestrator hands the checkpoint off again and asks again.
+Every run must write the reference's round outputs byte for byte (samples with their token ids
+and per-token log-probs, judgments, pairs, train results, eval, checkpoint), so the engine path
+is on-policy and loses nothing. The kill lands after the sample stage started and before its
+marker (checked from the STAGE file right after the kill: "landed" is printed, a late kill is
+reported and the run still checked).
+
+usage: engine_test.py BIN_DIR WORK_DIR BASE_MODEL_CACHE_DIR
+"""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+bin_dir, work, cache = (os.path.abspath(a) for a in sys.argv[1:4])
+spar = os.path.join(bin_dir, "spar")
+judge_bin = os.path.join(bin_dir, "spar-judge")
+SERVICES = ["sampler", "oracle", "trainer", "orchestrator"]
+SPEC = {
+    "name": "engine", "algorithm": "dno", "base_model": "models/base", "rounds": 2,
+    "prompts_per_round": 96, "sampling": {"num_samples": 4, "max_new_tokens": 6},
+    "training": {"beta": 0.5, "learning_rate": 2e-4, "nll_weight": 1.0, "batch_size": 16},
+    "eval": {"num_prompts": 60, "max_new_tokens": 6}, "seed": 3,
+}
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ensure_base():
+    base = os.path.join(cache, "arith-base-v3-seed1")
+    if not os.path.exists(os.path.join(base, "config.json")):
+        subprocess.run([spar, "demo", "--rounds=1", "--cache_dir=" + cache,
+                        "--runs_dir=" + os.path.join(work, "demo-runs")], check=True,
+                       stdout=subprocess.DEVNULL)
+    return base
+
+
+class Cluster:
+    def __init__(self, tag, engine):
+        self.dir = os.path.join(work, tag)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.data = os.path.join(self.dir, "data")
+        os.makedirs(os.path.join(self.data, "models"))
+        shutil.copytree(ensure_base(), os.path.join(self.data, "models", "base"))
+        self.runs = os.path.join(self.data, "runs")
+        self.engine = engine
+        self.ports = {r: free_port() for r in SERVICES}
+        self.http_port = free_port()
+        self.procs = {}
+        jport = free_port()
+        self.judge = subprocess.Popen([judge_bin, "--port=%d" % jport],
+                                      stdout=open(os.path.join(self.dir, "judge.out"), "w"),
+                                      stderr=subprocess.STDOUT)
+        self.judge_url = "http://127.0.0.1:%d/v1" % jport
+        for role in SERVICES:
+            self.start(role)
+
+    def addr(self, role):
+        return "127.0.0.1:%d" % self.ports[role]
+
+    def args(self, role):
+        args = [spar, "serve", "--role=" + role, "--port=%d" % self.ports[role],
+                "--metrics_port=0", "--runs_dir=" + self.runs, "--data_root=" + self.data]
+        if role == "sampler":
+            args.append("--http_port=%d" % self.http_port)
+        if role == "oracle":
+            args += ["--judge_url=" + self.judge_url,
+                     "--judge_cache=" + os.path.join(self.data, "judge-cache.sqlite")]
+        if role == "orchestrator":
+            args += ["--sampler_address=" + self.addr("sampler"),
+                     "--oracle_address=" + self.addr("oracle"),
+                     "--trainer_address=" + self.addr("trainer")]
+            if self.engine:
+                args += ["--sampler_engine=spar",
+                         "--sampler_engine_url=http://127.0.0.1:%d/v1" % self.http_port]
+        return args
+
+    def start(self, role):
+        log = open(os.path.join(self.dir, role + ".out"), "a")
+        for _ in range(100):  # the port may linger for a moment after a kill
+            p = subprocess.Popen(self.args(role), stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and p.poll() is None:
+                if not port_open(self.ports[role]) or (
+                        role == "sampler" and not port_open(self.http_port)):
+                    time.sleep(0.02)
+                    continue
+                r = subprocess.run([spar, "health", "--addr=" + self.addr(role)],
+                                   capture_output=True, text=True)
+                if r.returncode == 0:
+                    self.procs[role] = p
+                    return
+                time.sleep(0.05)
+            p.kill()
+            p.wait()
+            time.sleep(0.2)
+        fail("cannot start " + role)
+
+    def kill(self, role):
+        p = self.procs.pop(role)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    def submit(self):
+        path = os.path.join(self.dir, "job.json")
+        with open(path, "w") as f:
+            json.dump(SPEC, f)
+        r = subprocess.run([spar, "submit", path, "--addr=" + self.addr("orchestrator"),
+                            "--request_id=engine-test"], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("submit: " + r.stderr)
+        self.job_dir = os.path.join(self.runs, r.stdout.strip())
+        self.job = r.stdout.strip()
+
+    def wait_done(self):
+        # The job file's state, rewritten atomically on every change (docs/architecture.md).
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            try:
+                with open(os.path.join(self.job_dir, "job.json")) as f:
+                    state = json.load(f).get("state", "")
+            except (OSError, ValueError):
+                state = ""
+            if state == "JOB_STATE_SUCCEEDED":
+                return
+            if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED"):
+                st = subprocess.run([spar, "status", self.job, "--addr=" + self.addr("orchestrator")],
+                                    capture_output=True, text=True)
+                fail("job ended %s: %s" % (state, st.stdout))
+            time.sleep(0.05)
+        fail("job did not finish in 900 s")
+
+    def stage_done(self, rnd):
+        try:
+            with open(os.path.join(self.job_dir, "iter_%03d" % rnd, "STAGE")) as f:
+                return f.read().strip() != ""
+        except OSError:
+            return False
+
+    def sample_started(self, rnd):
+        try:
+            with open(os.path.join(self.job_dir, "events.jsonl")) as f:
+                return any(e.get("round") == rnd and e.get("stage") == "sample" and
+                           e.get("kind") == "stage_started" for e in map(json.loads, f))
+        except (OSError, ValueError):
+            return False
+
+    def stop(self):
+        for p in self.procs.values():
+            p.terminate()
+        for p in self.procs.values():
+            p.wait()
+        self.judge.terminate()
+        self.judge.wait()
+
+
+def outputs(job_dir):
+    out = {}
+    for rnd in (1, 2):
+        d = os.path.join(job_dir, "iter_%03d" % rnd)
+        for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "train.json", "eval.json",
+                  "eval_answers.jsonl", "checkpoint/model.safetensors"):
+            with open(os.path.join(d, f), "rb") as fh:
+                out["iter_%03d/%s" % (rnd, f)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def run(tag, engine, kill_mid_sample=False):
+    t0 = time.monotonic()
+    c = Cluster(tag, engine)
+    try:
+        c.submit()
+        if kill_mid_sample:
+            deadline = time.monotonic() + 300
+            while not c.sample_started(1):
+                if time.monotonic() > deadline:
+                    fail("round 1 sampling never started")
+                time.sleep(0.005)
+            c.kill("sampler")
+            landed = "mid-sample" if not c.stage_done(1) else "after sample (late)"
+            print("  engine killed: %s" % landed, flush=True)
+            c.start("sampler")
+        c.wait_done()
+        out = outputs(c.job_dir)
+        samples = [json.loads(l) for l in open(os.path.join(c.job_dir, "iter_001",
+                                                            "samples.jsonl"))]
+    finally:
+        c.stop()
+    print("%-8s %.1f s" % (tag, time.monotonic() - t0), flush=True)
+    return out, samples
+
+
+ref, ref_samples = run("native", engine=False)
+s0 = ref_samples[0]["samples"][0]
+if not s0.get("token_ids") or len(s0["token_logprobs"]) != len(s0["token_ids"]):
+    fail("samples.jsonl rows lack token_ids / token_logprobs: %s" % s0)
+for tag, kill in (("engine", False), ("killed", True)):
+    got, _ = run(tag, engine=True, kill_mid_sample=kill)
+    diff = [k for k in ref if got.get(k) != ref[k]]
+    if diff:
+        fail("%s run differs from the native run in %s" % (tag, diff))
+print("engine runs equal the native run: %d files x 2 runs" % len(ref))

@@ -1,0 +1,292 @@
+// The engine backend of the sample stage against a real server: Spar's own sampler behind its
+// OpenAI-compatible HTTP API (App with sampler_http_port), driven by the orchestrator's engine
+// port (preset "spar") exactly as it drives vLLM or SGLang. The engine path must give the native
+// gRPC path's samples bit for bit (tokens, per-token log-probs, finished) for a byte-tokenizer
+// policy and for an HF tokenizer with a chat template rendered by Spar; a hand-off the engine
+// refuses or fakes fails with a clear error; the HTTP API names the field it refuses.
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <stdlib.h>
+
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "model/policy.h"
+#include "nlohmann/json.hpp"
+#include "orchestrator/engine_sampler_port.h"
+#include "orchestrator/grpc_ports.h"
+#include "services/app/app.h"
+#include "services/common/server_runner.h"
+#include "tests/services/tiny_policy.h"
+
+namespace spar::services {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/spar_engine_XXXXXX";
+    root_ = new std::string(mkdtemp(tmpl));
+    auto policy = model::Policy::CreateRandom(TinyLlamaConfig(), 7);
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "byte")).ok());
+    // A tiny qwen3 with the real Qwen3 tokenizer files: "auto" renders Qwen3's chat template.
+    model::LlamaConfig c = TinyLlamaConfig();
+    c.model_type = "qwen3";
+    c.vocab_size = 151936;
+    c.explicit_head_dim = 16;
+    c.qk_norm = true;
+    c.tie_word_embeddings = true;
+    c.max_position_embeddings = 256;
+    c.bos_token_id = 151643;
+    c.eos_token_id = 151645;
+    c.pad_token_id = 151643;
+    auto hf = model::Policy::CreateRandom(c, 3);
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    const std::string hf_dir = JoinPath(*root_, "qwen3");
+    ASSERT_TRUE((*hf)->Save(hf_dir).ok());
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+      auto contents = ReadFile(JoinPath("tests/data/tokenizers/qwen3", f));
+      ASSERT_TRUE(contents.ok()) << f;
+      ASSERT_TRUE(WriteFileAtomic(JoinPath(hf_dir, f), *contents).ok());
+    }
+    AppConfig ac;
+    ac.roles = {"sampler"};
+    ac.runs_dir = JoinPath(*root_, "runs");
+    ac.data_root = *root_;
+    ac.sampler_http_port = 0;
+    ac.sampler_max_batch_size = 8;  // 2 prompts of K=3 per batch: several per request
+    auto app = App::Start(ac);
+    ASSERT_TRUE(app.ok()) << app.status();
+    app_ = app->release();
+  }
+  static void TearDownTestSuite() {
+    delete app_;
+    RemoveAll(*root_).IgnoreError();
+    delete root_;
+  }
+
+  static std::string Url() { return absl::StrCat("http://127.0.0.1:", app_->sampler_http_port()); }
+
+  static std::unique_ptr<orchestrator::SamplerPort> EnginePort(const std::string& url,
+                                                               int per_request = 4) {
+    orchestrator::EngineConfig e;
+    e.engine = "spar";
+    e.url = url;
+    e.prompts_per_request = per_request;
+    e.max_attempts = 2;
+    EXPECT_TRUE(orchestrator::Validate(e).ok());
+    return orchestrator::MakeEngineSamplerPort(e, nullptr);
+  }
+
+  static v1::GenerateRequest Request(const std::string& policy, const std::string& chat_template,
+                                     int64_t first_index) {
+    v1::GenerateRequest req;
+    req.set_policy(JoinPath(*root_, policy));
+    for (int i = 0; i < 7; ++i) req.add_prompts(absl::StrCat(i + 3, "+", 2 * i, "="));
+    req.mutable_params()->set_num_samples(3);
+    req.mutable_params()->set_max_new_tokens(6);
+    req.mutable_params()->set_temperature(1.0f);
+    req.mutable_params()->set_seed(11);
+    req.set_first_index(first_index);
+    req.set_chat_template(chat_template);
+    return req;
+  }
+
+  static std::map<int64_t, v1::GenerateResponse> Run(orchestrator::SamplerPort& port,
+                                                     const v1::GenerateRequest& req,
+                                                     absl::Status* status) {
+    std::map<int64_t, v1::GenerateResponse> out;
+    *status = port.Generate(req, [&](const v1::GenerateResponse& r) {
+      out[r.index()] = r;
+      return absl::OkStatus();
+    }, nullptr);
+    return out;
+  }
+
+  static void ExpectSameSamples(const std::string& policy, const std::string& chat_template,
+                                int64_t first_index) {
+    const v1::GenerateRequest req = Request(policy, chat_template, first_index);
+    orchestrator::GrpcPortsConfig pc;
+    auto native_port = orchestrator::MakeGrpcSamplerPort(MakeChannel(app_->address()), pc);
+    auto engine_port = EnginePort(Url());
+    absl::Status native_st, engine_st;
+    auto native = Run(*native_port, req, &native_st);
+    auto engine = Run(*engine_port, req, &engine_st);
+    ASSERT_TRUE(native_st.ok()) << native_st;
+    ASSERT_TRUE(engine_st.ok()) << engine_st;
+    ASSERT_EQ(native.size(), 7u);
+    ASSERT_EQ(engine.size(), 7u);
+    int tokens = 0;
+    for (const auto& [index, want] : native) {
+      const v1::GenerateResponse& got = engine[index];
+      EXPECT_EQ(got.prompt(), want.prompt());
+      ASSERT_EQ(got.samples_size(), 3);
+      for (int j = 0; j < 3; ++j) {
+        const v1::Sample& a = got.samples(j);
+        const v1::Sample& b = want.samples(j);
+        EXPECT_EQ(a.text(), b.text()) << index << "/" << j;
+        EXPECT_EQ(std::vector<int32_t>(a.token_ids().begin(), a.token_ids().end()),
+                  std::vector<int32_t>(b.token_ids().begin(), b.token_ids().end()));
+        EXPECT_EQ(std::vector<double>(a.token_logprobs().begin(), a.token_logprobs().end()),
+                  std::vector<double>(b.token_logprobs().begin(), b.token_logprobs().end()));
+        EXPECT_EQ(a.logprob(), b.logprob());
+        EXPECT_EQ(a.finished(), b.finished());
+        tokens += a.token_ids_size();
+      }
+    }
+    EXPECT_GT(tokens, 7 * 3);
+  }
+
+  static inline std::string* root_ = nullptr;
+  static inline App* app_ = nullptr;
+};
+
+TEST_F(EngineTest, ByteTokenizerSamplesEqualNativeGrpc) { ExpectSameSamples("byte", "", 0); }
+
+TEST_F(EngineTest, ShardOffsetSamplesEqualNativeGrpc) { ExpectSameSamples("byte", "", 5); }
+
+TEST_F(EngineTest, ChatTemplateRenderedBySparEqualsNativeGrpc) {
+  ExpectSameSamples("qwen3", "auto", 0);
+}
+
+TEST_F(EngineTest, HandOffShowsInModelsAndRefusesPathsOutsideTheRoots) {
+  httplib::Client cli(Url());
+  auto bad = cli.Post("/update_weights_from_disk", R"({"model_path": "/etc"})", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  json body = json::parse(bad->body);
+  EXPECT_FALSE(body["success"].get<bool>());
+  EXPECT_THAT(body["message"].get<std::string>(), HasSubstr("model_path"));
+  const std::string dir = JoinPath(*root_, "byte");
+  auto ok = cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(),
+                     "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  auto models = cli.Get("/v1/models");
+  ASSERT_TRUE(models);
+  json m = json::parse(models->body);
+  EXPECT_EQ(m["data"][0]["root"], dir);
+  EXPECT_EQ(m["data"][0]["id"], "spar-policy");
+}
+
+TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
+  httplib::Client cli(Url());
+  const std::string dir = JoinPath(*root_, "byte");
+  ASSERT_TRUE(cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(),
+                       "application/json"));
+  struct Case {
+    json body;
+    std::string param;
+  };
+  const std::vector<Case> cases = {
+      {{{"prompt", "1+1="}, {"n", 0}}, "n"},
+      {{{"prompt", "1+1="}, {"temperature", -1}}, "temperature"},
+      {{{"prompt", "1+1="}, {"top_p", 0}}, "top_p"},
+      {{{"prompt", "1+1="}, {"max_tokens", "many"}}, "max_tokens"},
+      {{{"prompt", json::array({1, 2})}}, "prompt[0]"},
+      {{{"n", 1}}, "prompt"},
+      {{{"prompt", "1+1="}, {"stop", "\n"}}, "stop"},
+      {{{"prompt", "1+1="}, {"frobnicate", true}}, "frobnicate"},
+  };
+  for (const Case& c : cases) {
+    auto res = cli.Post("/v1/completions", c.body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << c.body.dump();
+    json err = json::parse(res->body);
+    EXPECT_EQ(err["error"]["param"], c.param) << res->body;
+  }
+  auto wrong_model = cli.Post("/v1/completions", R"({"prompt": "1+1=", "model": "gpt-4"})",
+                              "application/json");
+  ASSERT_TRUE(wrong_model);
+  EXPECT_EQ(wrong_model->status, 404);
+  // A plain OpenAI request: defaults n=1, max_tokens=16; usage counts the prompt with its BOS.
+  auto res = cli.Post("/v1/completions",
+                      R"({"model": "spar-policy", "prompt": ["1+1=", "2+2="], "max_tokens": 3,
+                          "seed": 4, "logprobs": 1})",
+                      "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json out = json::parse(res->body);
+  ASSERT_EQ(out["choices"].size(), 2u);
+  EXPECT_EQ(out["choices"][1]["index"], 1);
+  EXPECT_EQ(out["usage"]["prompt_tokens"], 10);
+  EXPECT_EQ(out["choices"][0]["logprobs"]["token_logprobs"].size(),
+            out["choices"][0]["token_ids"].size());
+}
+
+// A fake engine (an injected fault): /v1/models reports `root`; /update_weights_from_disk answers
+// `ack` and, when `obey`, switches root to the asked path.
+class FakeEngine {
+ public:
+  FakeEngine(bool ack, bool obey) {
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root_}}})}}.dump(),
+                      "application/json");
+    });
+    server_.Post("/update_weights_from_disk",
+                 [this, ack, obey](const httplib::Request& req, httplib::Response& res) {
+                   std::lock_guard<std::mutex> lock(mu_);
+                   if (obey) root_ = json::parse(req.body)["model_path"].get<std::string>();
+                   res.set_content(json{{"success", ack}, {"message", "disk full"}}.dump(),
+                                   "application/json");
+                 });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  ~FakeEngine() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::string root_ = "/models/round-0";
+};
+
+TEST_F(EngineTest, AnEngineThatFakesTheUpdateFailsTheStageAsStale) {
+  FakeEngine engine(/*ack=*/true, /*obey=*/false);
+  absl::Status st;
+  auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("stale policy"));
+  EXPECT_THAT(st.message(), HasSubstr("/models/round-0"));
+}
+
+TEST_F(EngineTest, AnEngineThatRefusesTheUpdateFailsTheStage) {
+  FakeEngine engine(/*ack=*/false, /*obey=*/true);
+  absl::Status st;
+  auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("refused the weight update"));
+  EXPECT_THAT(st.message(), HasSubstr("disk full"));
+}
+
+TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {
+  std::string url;
+  {
+    FakeEngine engine(true, true);
+    url = engine.url();
+  }  // stopped: nothing listens there now
+  absl::Status st;
+  Run(*EnginePort(url), Request("byte", "", 0), &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+}
+
+}  // namespace
+}  // namespace spar::services
