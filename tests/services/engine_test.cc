@@ -38,17 +38,7 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "byte")).ok());
     // A tiny qwen3 with the real Qwen3 tokenizer files: "auto" renders Qwen3's chat template.
-    model::LlamaConfig c = TinyLlamaConfig();
-    c.model_type = "qwen3";
-    c.vocab_size = 151936;
-    c.explicit_head_dim = 16;
-    c.qk_norm = true;
-    c.tie_word_embeddings = true;
-    c.max_position_embeddings = 256;
-    c.bos_token_id = 151643;
-    c.eos_token_id = 151645;
-    c.pad_token_id = 151643;
-    auto hf = model::Policy::CreateRandom(c, 3);
+    auto hf = model::Policy::CreateRandom(TinyQwen3Config(), 3);
     ASSERT_TRUE(hf.ok()) << hf.status();
     const std::string hf_dir = JoinPath(*root_, "qwen3");
     ASSERT_TRUE((*hf)->Save(hf_dir).ok());

@@ -588,16 +588,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
 // (job default chat_template "auto") as the sampler does, and the round's checkpoint is an HF
 // directory with the tokenizer files, loadable and moved away from the base.
 TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
-  model::LlamaConfig c = TinyLlamaConfig();
-  c.model_type = "qwen3";
-  c.vocab_size = 151936;
-  c.explicit_head_dim = 16;
-  c.qk_norm = true;
-  c.tie_word_embeddings = true;
-  c.max_position_embeddings = 256;
-  c.bos_token_id = 151643;
-  c.eos_token_id = 151645;
-  c.pad_token_id = 151643;
+  const model::LlamaConfig c = TinyQwen3Config();
   auto created = model::Policy::CreateRandom(c, 3);
   ASSERT_TRUE(created.ok()) << created.status();
   const std::string base = JoinPath(*root_, "hf_base");

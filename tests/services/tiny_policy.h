@@ -16,4 +16,21 @@ inline model::LlamaConfig TinyLlamaConfig() {
   return c;
 }
 
+// The same shape as a qwen3 with the real Qwen3 tokenizer's vocabulary and special ids, for a
+// checkpoint that carries tests/data/tokenizers/qwen3's tokenizer files (chat template "auto" =
+// qwen3).
+inline model::LlamaConfig TinyQwen3Config() {
+  model::LlamaConfig c = TinyLlamaConfig();
+  c.model_type = "qwen3";
+  c.vocab_size = 151936;
+  c.explicit_head_dim = 16;
+  c.qk_norm = true;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 256;
+  c.bos_token_id = 151643;
+  c.eos_token_id = 151645;
+  c.pad_token_id = 151643;
+  return c;
+}
+
 }  // namespace spar::services
