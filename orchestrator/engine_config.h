@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -26,6 +27,16 @@ struct EngineConfig {
   // "FROM=TO": a checkpoint path starting with FROM is sent to the engine as TO + the rest (the
   // runs volume mounted elsewhere in the engine's container). "" = paths as they are.
   std::string path_map;
+  // Spar supervises the engine process: an argv template ("{model_path}" = the checkpoint path
+  // as the engine sees it), started on the first hand-off and started again when it has died.
+  // Empty = the engine runs on its own.
+  std::vector<std::string> command;
+  // How a new checkpoint is handed over: "reload" (POST /update_weights_from_disk; presets spar
+  // and sglang) or "restart" (the supervised engine is stopped and started on it; needs command).
+  // "" = reload where the preset can, else restart when a command is given, else none (the engine
+  // must already serve the round's checkpoint).
+  std::string handoff;
+  absl::Duration start_timeout = absl::Minutes(15);  // a (re)started engine must serve by then
 };
 
 // InvalidArgument naming the field (sampler_engine.url, ...). OK for "native".

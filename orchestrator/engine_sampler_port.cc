@@ -16,6 +16,7 @@
 #include "model/engine_prompt.h"
 #include "nlohmann/json.hpp"
 #include "orchestrator/internal/completion_stream.h"
+#include "orchestrator/internal/engine_process.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -52,6 +53,15 @@ absl::StatusOr<Endpoint> ParseUrl(const std::string& url) {
   return Endpoint{absl::StrCat(https ? "https://" : "http://", host), path};
 }
 
+bool CanReload(const std::string& engine) { return engine == "spar" || engine == "sglang"; }
+
+// The hand-off mode: "reload", "restart" or "none".
+std::string HandoffMode(const EngineConfig& c) {
+  if (!c.handoff.empty()) return c.handoff;
+  if (CanReload(c.engine)) return "reload";
+  return c.command.empty() ? "none" : "restart";
+}
+
 bool Retryable(int http_status) {
   return http_status == 0 || http_status == 408 || http_status == 429 || http_status >= 500;
 }
@@ -60,6 +70,9 @@ class EngineSamplerPort final : public SamplerPort {
  public:
   EngineSamplerPort(EngineConfig config, Endpoint endpoint, metrics::Registry* registry)
       : config_(std::move(config)), endpoint_(std::move(endpoint)) {
+    if (!config_.command.empty()) {
+      process_ = std::make_unique<internal::EngineProcess>(config_.command);
+    }
     if (registry != nullptr) {
       sync_seconds_ = &registry
                            ->AddHistogram("spar_sampler_weight_sync_seconds",
@@ -89,6 +102,9 @@ class EngineSamplerPort final : public SamplerPort {
                             int* http_status) const;
   absl::StatusOr<std::string> Serving() const;
   absl::Status EnsureServing(const std::string& engine_path);
+  // Supervised engine: (re)starts it on `engine_path` and waits until it answers /v1/models.
+  absl::Status StartEngine(const std::string& engine_path);
+  absl::Status Reload(const std::string& engine_path);
   absl::StatusOr<std::string> ModelName() const;
   absl::Status SendRun(const v1::GenerateRequest& request,
                        const std::vector<model::EnginePrompt>& rendered, int64_t begin,
@@ -100,7 +116,8 @@ class EngineSamplerPort final : public SamplerPort {
   const Endpoint endpoint_;
   metrics::Histogram* sync_seconds_ = nullptr;
   metrics::Counter* retries_ = nullptr;
-  std::mutex sync_mu_;  // one hand-off at a time
+  std::mutex sync_mu_;  // one hand-off at a time; guards process_
+  std::unique_ptr<internal::EngineProcess> process_;
 };
 
 std::unique_ptr<httplib::Client> EngineSamplerPort::Client() const {
@@ -181,18 +198,28 @@ absl::StatusOr<std::string> EngineSamplerPort::ModelName() const {
   return absl::FailedPreconditionError(absl::StrCat("engine ", config_.url, " lists no model"));
 }
 
-absl::Status EngineSamplerPort::EnsureServing(const std::string& engine_path) {
-  std::lock_guard<std::mutex> lock(sync_mu_);
-  SPAR_ASSIGN_OR_RETURN(std::string now, Serving());
-  if (now == engine_path) return absl::OkStatus();
-  if (config_.engine != "spar" && config_.engine != "sglang") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "engine ", config_.url, " serves \"", now, "\" but this round samples \"", engine_path,
-        "\"; the ", config_.engine,
-        " preset cannot reload weights over HTTP: restart the engine on that checkpoint, or use "
-        "an engine with /update_weights_from_disk (sglang, spar)"));
+absl::Status EngineSamplerPort::StartEngine(const std::string& engine_path) {
+  SPAR_RETURN_IF_ERROR(process_->Start(engine_path));
+  const absl::Time deadline = absl::Now() + config_.start_timeout;
+  for (;;) {
+    if (!process_->Running()) {
+      return absl::UnavailableError(absl::StrCat("engine process (", config_.command[0],
+                                                 ") ended before it served: ",
+                                                 process_->ExitDescription()));
+    }
+    int status = 0;
+    if (Call("GET", "/v1/models", json(), &status).ok()) return absl::OkStatus();
+    if (absl::Now() > deadline) {
+      process_->Stop();
+      return absl::UnavailableError(absl::StrCat(
+          "engine process did not answer ", Where("/v1/models"), " within ",
+          absl::FormatDuration(config_.start_timeout), " (sampler_engine.start_timeout_seconds)"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
   }
-  const absl::Time started = absl::Now();
+}
+
+absl::Status EngineSamplerPort::Reload(const std::string& engine_path) {
   int status = 0;
   SPAR_ASSIGN_OR_RETURN(json ack, Call("POST", "/update_weights_from_disk",
                                        json{{"model_path", engine_path}}, &status));
@@ -201,7 +228,33 @@ absl::Status EngineSamplerPort::EnsureServing(const std::string& engine_path) {
         "engine ", config_.url, " refused the weight update to \"", engine_path,
         "\": ", ack.value("message", ack.dump())));
   }
-  SPAR_ASSIGN_OR_RETURN(now, Serving());
+  return absl::OkStatus();
+}
+
+absl::Status EngineSamplerPort::EnsureServing(const std::string& engine_path) {
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  const absl::Time started = absl::Now();
+  // A supervised engine that is not running (first hand-off, or it died) starts on the round's
+  // checkpoint: that is the hand-off.
+  std::string mode = HandoffMode(config_);
+  if (process_ != nullptr && !process_->Running()) {
+    SPAR_RETURN_IF_ERROR(StartEngine(engine_path));
+    mode = "start";
+  }
+  SPAR_ASSIGN_OR_RETURN(std::string now, Serving());
+  if (now == engine_path && mode != "start") return absl::OkStatus();
+  if (mode == "none") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine ", config_.url, " serves \"", now, "\" but this round samples \"", engine_path,
+        "\"; the ", config_.engine,
+        " preset cannot reload weights over HTTP: give sampler_engine.command so Spar restarts "
+        "the engine on each round's checkpoint, or use an engine with /update_weights_from_disk "
+        "(sglang, spar)"));
+  }
+  if (now != engine_path) {
+    SPAR_RETURN_IF_ERROR(mode == "reload" ? Reload(engine_path) : StartEngine(engine_path));
+    SPAR_ASSIGN_OR_RETURN(now, Serving());
+  }
   if (now != engine_path) {
     return absl::FailedPreconditionError(absl::StrCat(
         "engine ", config_.url, " acknowledged the weight update to \"", engine_path,
@@ -209,8 +262,8 @@ absl::Status EngineSamplerPort::EnsureServing(const std::string& engine_path) {
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - started);
   if (sync_seconds_ != nullptr) sync_seconds_->Observe(secs);
-  SPAR_LOG(Info) << "engine " << config_.url << " now serves " << engine_path << " (hand-off "
-                 << secs << " s)";
+  SPAR_LOG(Info) << "engine " << config_.url << " now serves " << engine_path << " ("
+                 << mode << ", " << secs << " s)";
   return absl::OkStatus();
 }
 
@@ -385,6 +438,22 @@ absl::Status Validate(const EngineConfig& c) {
   }
   if (c.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sampler_engine.timeout_seconds: must be > 0");
+  }
+  if (!c.handoff.empty() && c.handoff != "reload" && c.handoff != "restart") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler_engine.handoff: \"", c.handoff, "\" is not one of reload, restart"));
+  }
+  if (c.handoff == "reload" && !CanReload(c.engine)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler_engine.handoff: the ", c.engine, " preset cannot reload weights over HTTP; use "
+        "restart with sampler_engine.command"));
+  }
+  if (c.handoff == "restart" && c.command.empty()) {
+    return absl::InvalidArgumentError(
+        "sampler_engine.handoff: restart needs sampler_engine.command (the engine to supervise)");
+  }
+  if (c.start_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("sampler_engine.start_timeout_seconds: must be > 0");
   }
   if (!c.path_map.empty() && (c.path_map.find('=') == std::string::npos ||
                               c.path_map.front() == '=')) {

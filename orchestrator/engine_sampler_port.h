@@ -5,8 +5,11 @@
 //
 // Per Generate call:
 //  1. Hand-off: the engine must serve request.policy (mapped by path_map to the engine's view).
-//     presets "spar" and "sglang" POST /update_weights_from_disk {"model_path"} when it does not;
-//     "vllm" and "openai" cannot be told to reload, so they must already serve it. Then the
+//     When it does not: handoff "reload" (presets spar, sglang) POSTs /update_weights_from_disk
+//     {"model_path"}; handoff "restart" stops the engine Spar supervises (sampler_engine.command,
+//     internal/engine_process.h) and starts it on the checkpoint, waiting until it answers
+//     /v1/models; with neither (vllm, openai without a command) it must already serve it. A
+//     supervised engine that has died is started again on the round's checkpoint. Then the
 //     engine is asked what it serves (spar/vllm/openai: GET /v1/models root; sglang: GET
 //     /get_model_info model_path) and a mismatch fails the call with FAILED_PRECONDITION naming
 //     both paths: a stale policy is an error, never a silent off-policy round. Timed into

@@ -58,7 +58,8 @@ namespace {
 
 absl::StatusOr<orchestrator::EngineConfig> ParseEngineConfig(const nlohmann::json& j) {
   SPAR_RETURN_IF_ERROR(CheckKnownKeys(j, {"engine", "url", "served_model", "prompts_per_request",
-                                          "max_attempts", "timeout_seconds", "path_map"},
+                                          "max_attempts", "timeout_seconds", "path_map",
+                                          "command", "handoff", "start_timeout_seconds"},
                                       "config.sampler_engine"));
   orchestrator::EngineConfig e;
   try {
@@ -71,6 +72,11 @@ absl::StatusOr<orchestrator::EngineConfig> ParseEngineConfig(const nlohmann::jso
       e.timeout = absl::Seconds(j["timeout_seconds"].get<double>());
     }
     if (j.contains("path_map")) e.path_map = j["path_map"].get<std::string>();
+    if (j.contains("command")) e.command = j["command"].get<std::vector<std::string>>();
+    if (j.contains("handoff")) e.handoff = j["handoff"].get<std::string>();
+    if (j.contains("start_timeout_seconds")) {
+      e.start_timeout = absl::Seconds(j["start_timeout_seconds"].get<double>());
+    }
   } catch (const nlohmann::json::exception& ex) {
     return absl::InvalidArgumentError(absl::StrCat("config.sampler_engine: ", ex.what()));
   }
@@ -86,7 +92,7 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
       j,
       {"roles", "host", "port", "metrics_port", "runs_dir", "data_root", "sampler_address",
        "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size",
-       "sampler_http_port", "sampler_http_model", "sampler_engine"},
+       "sampler_http_port", "sampler_http_model", "sampler_http_policy", "sampler_engine"},
       "config"));
   AppConfig c;
   try {
@@ -105,6 +111,9 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
     if (j.contains("sampler_http_port")) c.sampler_http_port = j["sampler_http_port"].get<int>();
     if (j.contains("sampler_http_model")) {
       c.sampler_http_model = j["sampler_http_model"].get<std::string>();
+    }
+    if (j.contains("sampler_http_policy")) {
+      c.sampler_http_policy = j["sampler_http_policy"].get<std::string>();
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
@@ -198,6 +207,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
       ho.host = config.host;
       ho.port = config.sampler_http_port;
       ho.served_model_name = config.sampler_http_model;
+      ho.initial_policy = config.sampler_http_policy;
       SPAR_ASSIGN_OR_RETURN(impl->sampler_http, SamplerHttpServer::Start(*impl->sampler,
                                                                          impl->registry, access, ho));
     }

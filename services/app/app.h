@@ -45,6 +45,7 @@ struct AppConfig {
   // on this port; -1 = off, 0 = any free port.
   int sampler_http_port = -1;
   std::string sampler_http_model = "spar-policy";  // its served model name
+  std::string sampler_http_policy;  // checkpoint it serves from the start ("" = none until a load)
   // Orchestrator: the generation engine of the sample stage ("native" = the Sampler service at
   // sampler_address). api_key from SPAR_SAMPLER_ENGINE_API_KEY, never from files or flags.
   orchestrator::EngineConfig sampler_engine;

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
@@ -60,10 +61,11 @@ const char kUsage[] =
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
     "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "                                                   env = data parallel, rank 0 serves\n"
-    "     [--http_port=N]                               sampler: also the OpenAI-compatible API\n"
+    "     [--http_port=N [--http_policy=DIR]]           sampler: also the OpenAI-compatible API\n"
     "                                                   (/v1/completions, /update_weights_from_disk)\n"
     "     [--sampler_engine=native|openai|vllm|sglang|spar --sampler_engine_url=URL\n"
-    "      --sampler_engine_model=NAME]                 orchestrator: sample through that engine\n"
+    "      --sampler_engine_model=NAME --sampler_engine_handoff=reload|restart\n"
+    "      --sampler_engine_command='CMD {model_path} ...']  orchestrator: sample through that engine\n"
     "                                                   (key: $SPAR_SAMPLER_ENGINE_API_KEY)\n"
     "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
@@ -212,6 +214,14 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (args.Has("sampler_engine_model")) {
     config.sampler_engine.served_model = args.Get("sampler_engine_model");
   }
+  if (args.Has("sampler_engine_command")) {  // an argv, split at spaces
+    config.sampler_engine.command =
+        absl::StrSplit(args.Get("sampler_engine_command"), ' ', absl::SkipEmpty());
+  }
+  if (args.Has("sampler_engine_handoff")) {
+    config.sampler_engine.handoff = args.Get("sampler_engine_handoff");
+  }
+  if (args.Has("http_policy")) config.sampler_http_policy = args.Get("http_policy");
   if (const char* key = std::getenv("SPAR_SAMPLER_ENGINE_API_KEY")) {
     config.sampler_engine.api_key = key;
   }
@@ -459,8 +469,9 @@ int RunCli(int argc, char** argv) {
   std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
                                   "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
                                   "trainer_address", "role", "insecure", "judge_allow_http_host",
-                                  "http_port", "sampler_engine", "sampler_engine_url",
-                                  "sampler_engine_model"};
+                                  "http_port", "http_policy", "sampler_engine",
+                                  "sampler_engine_url", "sampler_engine_model",
+                                  "sampler_engine_command", "sampler_engine_handoff"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "services/common/auth.h"
 #include "services/sampler/completions_codec.h"
 
@@ -238,6 +239,11 @@ absl::StatusOr<std::unique_ptr<SamplerHttpServer>> SamplerHttpServer::Start(
     self->Reply(res, "error", absl::InternalError(absl::StrCat("internal error: ", what)));
   });
   const SamplerHttpOptions& o = self->options;
+  if (!o.initial_policy.empty()) {
+    SPAR_ASSIGN_OR_RETURN(std::string path, self->access.Confine(o.initial_policy, "http_policy"));
+    SPAR_RETURN_IF_ERROR(sampler.LoadPolicy(path));
+    self->served = path;
+  }
   impl->port = o.port == 0 ? srv.bind_to_any_port(o.host)
                            : (srv.bind_to_port(o.host, o.port) ? o.port : -1);
   if (impl->port <= 0) {

@@ -29,6 +29,9 @@ struct SamplerHttpOptions {
   int port = 0;  // 0 = any free port (see port())
   std::string served_model_name = "spar-policy";
   int threads = 8;  // concurrent HTTP requests (generation itself is serialized by the Sampler)
+  // Loaded and served before the server listens ("" = nothing until /update_weights_from_disk),
+  // as `vllm serve MODEL` does: an engine Spar supervises starts on the round's checkpoint.
+  std::string initial_policy;
 };
 
 class SamplerHttpServer {

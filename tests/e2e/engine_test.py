@@ -7,7 +7,11 @@ A 2-round DNO job runs three times:
           hand-off of each round's checkpoint by /update_weights_from_disk, streamed
           /v1/completions;
   killed  as engine, but the engine process is SIGKILLed while round 1 samples and restarted
-          with no policy loaded: the orchestrator hands the checkpoint off again and asks again.
+          with no policy loaded: the orchestrator hands the checkpoint off again and asks again;
+  supervised  the orchestrator supervises the engine (sampler_engine.command, handoff
+          "restart": how vLLM is handed each round's checkpoint): it starts `spar serve
+          --role=sampler --http_policy={model_path}` on each round's checkpoint, and starts it
+          again after the test SIGKILLs it while round 1 samples.
 Every run must write the reference's round outputs byte for byte (samples with their token ids
 and per-token log-probs, judgments, pairs, train results, eval, checkpoint), so the engine path
 is on-policy and loses nothing. The kill lands after the sample stage started and before its
@@ -65,6 +69,20 @@ def ensure_base():
     return base
 
 
+def pid_with_arg(arg):
+    """The pid of the process whose command line has `arg`, or None."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    return int(pid)
+        except OSError:
+            pass
+    return None
+
+
 class Cluster:
     def __init__(self, tag, engine):
         self.dir = os.path.join(work, tag)
@@ -73,17 +91,26 @@ class Cluster:
         os.makedirs(os.path.join(self.data, "models"))
         shutil.copytree(ensure_base(), os.path.join(self.data, "models", "base"))
         self.runs = os.path.join(self.data, "runs")
-        self.engine = engine
+        self.engine = engine  # False, "http" (the cluster's sampler) or "supervised"
         self.ports = {r: free_port() for r in SERVICES}
         self.http_port = free_port()
         self.procs = {}
+        self.config = os.path.join(self.dir, "orchestrator.json")
+        with open(self.config, "w") as f:
+            json.dump({"sampler_engine": {
+                "engine": "spar", "url": "http://127.0.0.1:%d/v1" % self.http_port,
+                "handoff": "restart", "start_timeout_seconds": 120,
+                "command": [spar, "serve", "--role=sampler", "--port=0", "--metrics_port=0",
+                            "--http_port=%d" % self.http_port, "--http_policy={model_path}",
+                            "--runs_dir=" + self.runs, "--data_root=" + self.data]}}, f)
         jport = free_port()
         self.judge = subprocess.Popen([judge_bin, "--port=%d" % jport],
                                       stdout=open(os.path.join(self.dir, "judge.out"), "w"),
                                       stderr=subprocess.STDOUT)
         self.judge_url = "http://127.0.0.1:%d/v1" % jport
         for role in SERVICES:
-            self.start(role)
+            if not (role == "sampler" and engine == "supervised"):
+                self.start(role)
 
     def addr(self, role):
         return "127.0.0.1:%d" % self.ports[role]
@@ -100,9 +127,11 @@ class Cluster:
             args += ["--sampler_address=" + self.addr("sampler"),
                      "--oracle_address=" + self.addr("oracle"),
                      "--trainer_address=" + self.addr("trainer")]
-            if self.engine:
+            if self.engine == "http":
                 args += ["--sampler_engine=spar",
                          "--sampler_engine_url=http://127.0.0.1:%d/v1" % self.http_port]
+            elif self.engine == "supervised":
+                args.append("--config=" + self.config)
         return args
 
     def start(self, role):
@@ -206,10 +235,19 @@ def run(tag, engine, kill_mid_sample=False):
                 if time.monotonic() > deadline:
                     fail("round 1 sampling never started")
                 time.sleep(0.005)
-            c.kill("sampler")
+            if engine == "supervised":  # the orchestrator's child; it starts it again itself
+                pid = None
+                while pid is None and time.monotonic() < deadline:
+                    pid = pid_with_arg("--http_port=%d" % c.http_port)
+                if pid is None:
+                    fail("the supervised engine is not running")
+                os.kill(pid, signal.SIGKILL)
+            else:
+                c.kill("sampler")
             landed = "mid-sample" if not c.stage_done(1) else "after sample (late)"
             print("  engine killed: %s" % landed, flush=True)
-            c.start("sampler")
+            if engine != "supervised":
+                c.start("sampler")
         c.wait_done()
         out = outputs(c.job_dir)
         samples = [json.loads(l) for l in open(os.path.join(c.job_dir, "iter_001",
@@ -224,9 +262,10 @@ ref, ref_samples = run("native", engine=False)
 s0 = ref_samples[0]["samples"][0]
 if not s0.get("token_ids") or len(s0["token_logprobs"]) != len(s0["token_ids"]):
     fail("samples.jsonl rows lack token_ids / token_logprobs: %s" % s0)
-for tag, kill in (("engine", False), ("killed", True)):
-    got, _ = run(tag, engine=True, kill_mid_sample=kill)
+for tag, engine, kill in (("engine", "http", False), ("killed", "http", True),
+                          ("supervised", "supervised", True)):
+    got, _ = run(tag, engine=engine, kill_mid_sample=kill)
     diff = [k for k in ref if got.get(k) != ref[k]]
     if diff:
         fail("%s run differs from the native run in %s" % (tag, diff))
-print("engine runs equal the native run: %d files x 2 runs" % len(ref))
+print("engine runs equal the native run: %d files x 3 runs" % len(ref))

@@ -8,7 +8,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <thread>
@@ -28,6 +32,19 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+
+// A loopback port with no listener (bound, then released).
+int UnusedLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -276,6 +293,51 @@ TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {
   absl::Status st;
   Run(*EnginePort(url), Request("byte", "", 0), &st);
   EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+}
+
+// A supervised engine (sampler_engine.command) that cannot start, or dies before it serves, fails
+// the call with the reason; bad supervision settings are refused naming the field.
+TEST_F(EngineTest, ASupervisedEngineThatCannotServeNamesWhy) {
+  orchestrator::EngineConfig e;
+  e.engine = "vllm";
+  e.url = absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/v1");
+  e.max_attempts = 1;
+  e.command = {"/bin/sh", "-c", "exit 3", "{model_path}"};
+  ASSERT_TRUE(orchestrator::Validate(e).ok());
+  absl::Status st;
+  Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st.message(), HasSubstr("ended before it served: exit 3"));
+
+  e.command = {"/nonexistent/vllm", "serve", "{model_path}"};
+  Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+  EXPECT_THAT(st.message(), HasSubstr("cannot start \"/nonexistent/vllm\""));
+
+  e.handoff = "reload";
+  EXPECT_THAT(orchestrator::Validate(e).message(), HasSubstr("sampler_engine.handoff"));
+  e.handoff = "restart";
+  e.command.clear();
+  EXPECT_THAT(orchestrator::Validate(e).message(), HasSubstr("needs sampler_engine.command"));
+  e.handoff = "";
+  e.engine = "tgi";
+  EXPECT_THAT(orchestrator::Validate(e).message(), HasSubstr("sampler_engine.engine"));
+  e.engine = "sglang";
+  e.url = "ftp://x";
+  EXPECT_THAT(orchestrator::Validate(e).message(), HasSubstr("sampler_engine.url"));
+}
+
+// Without a command, a vllm engine that serves another checkpoint is refused, not used.
+TEST_F(EngineTest, AVllmEngineServingAnotherCheckpointIsRefused) {
+  FakeEngine engine(/*ack=*/true, /*obey=*/true);
+  orchestrator::EngineConfig e;
+  e.engine = "vllm";
+  e.url = engine.url();
+  absl::Status st;
+  auto out = Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("cannot reload weights over HTTP"));
 }
 
 }  // namespace
