@@ -293,7 +293,11 @@ absl::Status EngineSamplerPort::SendRun(
                {"seed", p.has_seed() ? p.seed() : 0}, {"logprobs", 1}, {"stream", true}};
   if (!rendered[begin].add_special_tokens) body["add_special_tokens"] = false;
   if (config_.engine == "spar") body["spar_first_index"] = request.first_index() + begin;
-  if (config_.engine == "vllm") body["return_token_ids"] = true;
+  if (config_.engine == "vllm") {
+    // Token ids: choice.token_ids in newer releases, "token_id:<id>" log-prob tokens in older.
+    body["return_token_ids"] = true;
+    body["return_tokens_as_token_ids"] = true;
+  }
 
   internal::CompletionStream stream(std::move(prompts), request.first_index() + begin, k, deliver);
   httplib::Request req;

@@ -17,7 +17,8 @@
 //  2. Prompts are rendered by Spar (model/engine_prompt.h: the job's chat template) and sent in
 //     streamed /v1/completions requests of prompts_per_request prompts (n = K, temperature,
 //     top_p, max_tokens, seed, logprobs = 1; preset spar also spar_first_index, so its samples
-//     equal the native sampler's; preset vllm also return_token_ids). One GenerateResponse per
+//     equal the native sampler's; preset vllm also return_token_ids and
+//     return_tokens_as_token_ids). One GenerateResponse per
 //     prompt is passed on as soon as its K choices have finished (finish_reason "stop" =
 //     finished), with token ids (where the engine returns them) and per-token log-probs.
 //  3. Connection errors, 5xx and 429 are retried (max_attempts per request, backoff); a retry

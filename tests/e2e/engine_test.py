@@ -20,53 +20,22 @@ reported and the run still checked).
 
 usage: engine_test.py BIN_DIR WORK_DIR BASE_MODEL_CACHE_DIR
 """
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+import e2e_lib
+from e2e_lib import ensure_base, fail, free_port, start_service
 
 bin_dir, work, cache = (os.path.abspath(a) for a in sys.argv[1:4])
 spar = os.path.join(bin_dir, "spar")
 judge_bin = os.path.join(bin_dir, "spar-judge")
 SERVICES = ["sampler", "oracle", "trainer", "orchestrator"]
-SPEC = {
-    "name": "engine", "algorithm": "dno", "base_model": "models/base", "rounds": 2,
-    "prompts_per_round": 96, "sampling": {"num_samples": 4, "max_new_tokens": 6},
-    "training": {"beta": 0.5, "learning_rate": 2e-4, "nll_weight": 1.0, "batch_size": 16},
-    "eval": {"num_prompts": 60, "max_new_tokens": 6}, "seed": 3,
-}
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def ensure_base():
-    base = os.path.join(cache, "arith-base-v3-seed1")
-    if not os.path.exists(os.path.join(base, "config.json")):
-        subprocess.run([spar, "demo", "--rounds=1", "--cache_dir=" + cache,
-                        "--runs_dir=" + os.path.join(work, "demo-runs")], check=True,
-                       stdout=subprocess.DEVNULL)
-    return base
+SPEC = e2e_lib.two_round_spec("engine")
 
 
 def pid_with_arg(arg):
@@ -89,7 +58,7 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.data = os.path.join(self.dir, "data")
         os.makedirs(os.path.join(self.data, "models"))
-        shutil.copytree(ensure_base(), os.path.join(self.data, "models", "base"))
+        shutil.copytree(ensure_base(spar, cache, work), os.path.join(self.data, "models", "base"))
         self.runs = os.path.join(self.data, "runs")
         self.engine = engine  # False, "http" (the cluster's sampler) or "supervised"
         self.ports = {r: free_port() for r in SERVICES}
@@ -116,17 +85,10 @@ class Cluster:
         return "127.0.0.1:%d" % self.ports[role]
 
     def args(self, role):
-        args = [spar, "serve", "--role=" + role, "--port=%d" % self.ports[role],
-                "--metrics_port=0", "--runs_dir=" + self.runs, "--data_root=" + self.data]
+        args = e2e_lib.serve_args(spar, role, self.ports, self.data, self.runs, self.judge_url)
         if role == "sampler":
             args.append("--http_port=%d" % self.http_port)
-        if role == "oracle":
-            args += ["--judge_url=" + self.judge_url,
-                     "--judge_cache=" + os.path.join(self.data, "judge-cache.sqlite")]
         if role == "orchestrator":
-            args += ["--sampler_address=" + self.addr("sampler"),
-                     "--oracle_address=" + self.addr("oracle"),
-                     "--trainer_address=" + self.addr("trainer")]
             if self.engine == "http":
                 args += ["--sampler_engine=spar",
                          "--sampler_engine_url=http://127.0.0.1:%d/v1" % self.http_port]
@@ -136,40 +98,15 @@ class Cluster:
 
     def start(self, role):
         log = open(os.path.join(self.dir, role + ".out"), "a")
-        for _ in range(100):  # the port may linger for a moment after a kill
-            p = subprocess.Popen(self.args(role), stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and p.poll() is None:
-                if not port_open(self.ports[role]) or (
-                        role == "sampler" and not port_open(self.http_port)):
-                    time.sleep(0.02)
-                    continue
-                r = subprocess.run([spar, "health", "--addr=" + self.addr(role)],
-                                   capture_output=True, text=True)
-                if r.returncode == 0:
-                    self.procs[role] = p
-                    return
-                time.sleep(0.05)
-            p.kill()
-            p.wait()
-            time.sleep(0.2)
-        fail("cannot start " + role)
+        self.procs[role] = start_service(spar, self.args(role), self.ports[role], log,
+                                         also_open=[self.http_port] if role == "sampler" else [])
 
     def kill(self, role):
-        p = self.procs.pop(role)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        e2e_lib.sigkill(self.procs.pop(role))
 
     def submit(self):
-        path = os.path.join(self.dir, "job.json")
-        with open(path, "w") as f:
-            json.dump(SPEC, f)
-        r = subprocess.run([spar, "submit", path, "--addr=" + self.addr("orchestrator"),
-                            "--request_id=engine-test"], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("submit: " + r.stderr)
-        self.job_dir = os.path.join(self.runs, r.stdout.strip())
-        self.job = r.stdout.strip()
+        self.job = e2e_lib.submit(spar, self.addr("orchestrator"), SPEC, self.dir, "engine-test")
+        self.job_dir = os.path.join(self.runs, self.job)
 
     def wait_done(self):
         # The job file's state, rewritten atomically on every change (docs/architecture.md).
@@ -183,8 +120,9 @@ class Cluster:
             if state == "JOB_STATE_SUCCEEDED":
                 return
             if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED"):
-                st = subprocess.run([spar, "status", self.job, "--addr=" + self.addr("orchestrator")],
-                                    capture_output=True, text=True)
+                st = subprocess.run(
+                    [spar, "status", self.job, "--addr=" + self.addr("orchestrator")],
+                    capture_output=True, text=True)
                 fail("job ended %s: %s" % (state, st.stdout))
             time.sleep(0.05)
         fail("job did not finish in 900 s")
@@ -197,31 +135,10 @@ class Cluster:
             return False
 
     def sample_started(self, rnd):
-        try:
-            with open(os.path.join(self.job_dir, "events.jsonl")) as f:
-                return any(e.get("round") == rnd and e.get("stage") == "sample" and
-                           e.get("kind") == "stage_started" for e in map(json.loads, f))
-        except (OSError, ValueError):
-            return False
+        return e2e_lib.stage_started(self.job_dir, rnd, "sample")
 
     def stop(self):
-        for p in self.procs.values():
-            p.terminate()
-        for p in self.procs.values():
-            p.wait()
-        self.judge.terminate()
-        self.judge.wait()
-
-
-def outputs(job_dir):
-    out = {}
-    for rnd in (1, 2):
-        d = os.path.join(job_dir, "iter_%03d" % rnd)
-        for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "train.json", "eval.json",
-                  "eval_answers.jsonl", "checkpoint/model.safetensors"):
-            with open(os.path.join(d, f), "rb") as fh:
-                out["iter_%03d/%s" % (rnd, f)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+        e2e_lib.stop_all(list(self.procs.values()), self.judge)
 
 
 def run(tag, engine, kill_mid_sample=False):
@@ -249,7 +166,7 @@ def run(tag, engine, kill_mid_sample=False):
             if engine != "supervised":
                 c.start("sampler")
         c.wait_done()
-        out = outputs(c.job_dir)
+        out = e2e_lib.outputs(c.job_dir)
         samples = [json.loads(l) for l in open(os.path.join(c.job_dir, "iter_001",
                                                             "samples.jsonl"))]
     finally:

@@ -33,16 +33,17 @@ which splits the log into windows.
 
 usage: kill_test.py BIN_DIR WORK_DIR BASE_MODEL_CACHE_DIR
 """
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+
+import e2e_lib
+from e2e_lib import ensure_base, fail, free_port, start_service
 
 bin_dir, work, cache = sys.argv[1:4]
 spar = os.path.join(bin_dir, "spar")
@@ -57,19 +58,6 @@ SERVICES = ["orchestrator", "sampler", "oracle", "trainer"]
 T0 = time.monotonic()
 
 
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def wait_for(what, pred, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,26 +67,7 @@ def wait_for(what, pred, timeout=300):
     fail("timed out waiting for " + what)
 
 
-def ensure_base():
-    base = os.path.join(cache, "arith-base-v3-seed1")
-    if not os.path.exists(os.path.join(base, "config.json")):
-        subprocess.run([spar, "demo", "--rounds=1", "--cache_dir=" + cache,
-                        "--runs_dir=" + os.path.join(work, "demo-runs")], check=True,
-                       stdout=subprocess.DEVNULL)
-    return base
-
-
-SPEC = {
-    "name": "kill", "algorithm": "dno", "base_model": "models/base", "rounds": 2,
-    "prompts_per_round": 96, "sampling": {"num_samples": 4, "max_new_tokens": 6},
-    "training": {"beta": 0.5, "learning_rate": 2e-4, "nll_weight": 1.0, "batch_size": 16},
-    "eval": {"num_prompts": 60, "max_new_tokens": 6}, "seed": 3,
-}
-
-
-def port_open(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+SPEC = e2e_lib.two_round_spec("kill")
 
 
 def log_lines(log):
@@ -116,7 +85,7 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.data = os.path.join(self.dir, "data")
         os.makedirs(os.path.join(self.data, "models"))
-        shutil.copytree(ensure_base(), os.path.join(self.data, "models", "base"))
+        shutil.copytree(ensure_base(spar, cache, work), os.path.join(self.data, "models", "base"))
         self.runs = os.path.join(self.data, "runs")
         self.hold_dir = os.path.join(self.dir, "hold")
         os.makedirs(self.hold_dir)
@@ -147,55 +116,17 @@ class Cluster:
         return "127.0.0.1:%d" % self.ports[role]
 
     def start(self, role, env_extra=None):
-        # Every service confines the paths it accepts to the data root and the runs dir.
-        args = [spar, "serve", "--role=" + role, "--port=%d" % self.ports[role],
-                "--metrics_port=0", "--runs_dir=" + self.runs, "--data_root=" + self.data]
-        if role == "oracle":
-            args += ["--judge_url=" + self.judge_url,
-                     "--judge_cache=" + os.path.join(self.data, "judge-cache.sqlite")]
-        if role == "orchestrator":
-            args += ["--sampler_address=" + self.addr("sampler"),
-                     "--oracle_address=" + self.addr("oracle"),
-                     "--trainer_address=" + self.addr("trainer")]
+        args = e2e_lib.serve_args(spar, role, self.ports, self.data, self.runs, self.judge_url)
         env = dict(os.environ, SPAR_ORCHESTRATOR_FAULT_HOLD_DIR=self.hold_dir)
         env.update(env_extra or {})
         log = open(os.path.join(self.dir, role + ".out"), "a")
-        for _ in range(100):  # the port may linger for a moment after a kill
-            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-            ok = False
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and p.poll() is None:
-                if not port_open(self.ports[role]):  # cheap; `spar health` on a closed port
-                    time.sleep(0.02)                 # waits out gRPC's connect backoff
-                    continue
-                r = subprocess.run([spar, "health", "--addr=" + self.addr(role)],
-                                   capture_output=True, text=True)
-                if r.returncode == 0:
-                    ok = True
-                    break
-                time.sleep(0.05)
-            if ok:
-                self.procs[role] = p
-                return
-            p.kill()
-            p.wait()
-            time.sleep(0.2)
-        fail("cannot start " + role)
+        self.procs[role] = start_service(spar, args, self.ports[role], log, env=env)
 
     def kill(self, role):
-        p = self.procs.pop(role)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        e2e_lib.sigkill(self.procs.pop(role))
 
     def submit(self):
-        path = os.path.join(self.dir, "job.json")
-        with open(path, "w") as f:
-            json.dump(SPEC, f)
-        r = subprocess.run([spar, "submit", path, "--addr=" + self.addr("orchestrator"),
-                            "--request_id=kill-test"], capture_output=True, text=True)
-        if r.returncode != 0:
-            fail("submit: " + r.stderr)
-        self.job = r.stdout.strip()
+        self.job = e2e_lib.submit(spar, self.addr("orchestrator"), SPEC, self.dir, "kill-test")
         self.job_dir = os.path.join(self.runs, self.job)
         self.monitoring = True
         self.monitor = threading.Thread(target=self.watch_markers, daemon=True)
@@ -241,35 +172,14 @@ class Cluster:
         return last
 
     def stage_started(self, rnd, stage):
-        try:
-            with open(os.path.join(self.job_dir, "events.jsonl")) as f:
-                for line in f:
-                    e = json.loads(line)
-                    if (e.get("round") == rnd and e.get("stage") == stage and
-                            e.get("kind") == "stage_started"):
-                        return True
-        except (OSError, ValueError):
-            pass
-        return False
+        return e2e_lib.stage_started(self.job_dir, rnd, stage)
 
     def stop(self):
-        for p in self.procs.values():
-            p.terminate()
-        for p in self.procs.values():
-            p.wait()
-        self.judge.terminate()
-        self.judge.wait()
+        e2e_lib.stop_all(list(self.procs.values()), self.judge)
 
 
 def outputs(job_dir):
-    out = {}
-    for rnd in (1, 2):
-        d = os.path.join(job_dir, "iter_%03d" % rnd)
-        for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "train.json", "eval.json",
-                  "eval_answers.jsonl", "checkpoint/model.safetensors", "STAGE"):
-            with open(os.path.join(d, f), "rb") as fh:
-                out["iter_%03d/%s" % (rnd, f)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+    return e2e_lib.outputs(job_dir, extra=("STAGE",))
 
 
 def judged(log):

@@ -1,0 +1,103 @@
+// The engine port's reader of streamed /v1/completions answers (orchestrator/internal/
+// completion_stream.h) on hand-written event streams: choices split over events and arriving in
+// any order, token ids from choice.token_ids or vLLM's "token_id:<id>" log-prob tokens, \r\n
+// framing, error events as status codes, and malformed input refused.
+#include "orchestrator/internal/completion_stream.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace spar::orchestrator::internal {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Collected {
+  std::vector<v1::GenerateResponse> out;
+  CompletionStream Stream(int prompts, int64_t first, int n) {
+    std::vector<std::string> p;
+    for (int i = 0; i < prompts; ++i) p.push_back("p" + std::to_string(i));
+    return CompletionStream(p, first, n, [this](v1::GenerateResponse r) {
+      out.push_back(std::move(r));
+      return absl::OkStatus();
+    });
+  }
+};
+
+absl::Status Feed(CompletionStream& s, const std::string& text) {
+  return s.Feed(text.data(), text.size());
+}
+
+TEST(CompletionStreamTest, AssemblesChoicesSplitOverEventsInAnyOrder) {
+  Collected c;
+  CompletionStream s = c.Stream(/*prompts=*/2, /*first=*/10, /*n=*/2);
+  // Prompt 1's choices (indexes 2, 3) finish first; choice 0 arrives in two deltas.
+  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":2,\"text\":\"x\",\"finish_reason\":\"stop\","
+                      "\"logprobs\":{\"tokens\":[\"token_id:7\"],\"token_logprobs\":[-0.5]}}]}\n\n")
+                  .ok());
+  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"token_ids\":[1,2],"
+                      "\"logprobs\":{\"token_logprobs\":[-1,-2]}}]}\n\ndata: {\"choices\":[{\"ind")
+                  .ok());
+  ASSERT_TRUE(Feed(s, "ex\":3,\"text\":\"y\",\"finish_reason\":\"length\"}]}\n\n").ok());
+  ASSERT_EQ(c.out.size(), 1u);  // prompt 1 is complete
+  EXPECT_EQ(c.out[0].index(), 11);
+  EXPECT_EQ(c.out[0].prompt(), "p1");
+  EXPECT_EQ(c.out[0].samples(0).token_ids(0), 7);
+  EXPECT_TRUE(c.out[0].samples(0).finished());
+  EXPECT_FALSE(c.out[0].samples(1).finished());
+  EXPECT_EQ(s.Pending(), std::vector<int64_t>{0});
+  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":0,\"text\":\"c\",\"token_ids\":[3],"
+                      "\"logprobs\":{\"token_logprobs\":[-3]},\"finish_reason\":\"stop\"}]}\r\n\r\n"
+                      "data: {\"choices\":[{\"index\":1,\"text\":\"\",\"finish_reason\":\"stop\"}]}"
+                      "\n\n: keep-alive\n\ndata: [DONE]\n\n")
+                  .ok());
+  ASSERT_EQ(c.out.size(), 2u);
+  const v1::Sample& first = c.out[1].samples(0);
+  EXPECT_EQ(c.out[1].index(), 10);
+  EXPECT_EQ(first.text(), "abc");
+  EXPECT_EQ(std::vector<int32_t>(first.token_ids().begin(), first.token_ids().end()),
+            (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(first.logprob(), -6.0);
+  EXPECT_EQ(first.token_logprobs_size(), 3);
+  EXPECT_TRUE(s.done());
+  EXPECT_TRUE(s.Pending().empty());
+}
+
+TEST(CompletionStreamTest, ErrorEventsCarryTheirCode) {
+  Collected c;
+  CompletionStream s = c.Stream(1, 0, 1);
+  absl::Status st = Feed(s, "data: {\"error\":{\"message\":\"model: no\",\"type\":"
+                            "\"invalid_request_error\",\"code\":\"INVALID_ARGUMENT\"}}\n\n");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("model: no"));
+  EXPECT_EQ(s.status(), st);  // sticky
+  CompletionStream u = c.Stream(1, 0, 1);
+  EXPECT_EQ(Feed(u, "data: {\"error\":{\"message\":\"busy\",\"code\":\"UNAVAILABLE\"}}\n\n").code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(CompletionStreamTest, RefusesMalformedOrOutOfRangeChoices) {
+  Collected c;
+  CompletionStream a = c.Stream(1, 0, 2);
+  EXPECT_THAT(Feed(a, "data: {not json\n\n").message(), HasSubstr("malformed event"));
+  CompletionStream b = c.Stream(1, 0, 2);
+  EXPECT_THAT(Feed(b, "data: {\"choices\":[{\"index\":2,\"text\":\"x\"}]}\n\n").message(),
+              HasSubstr("choice index 2 of 2"));
+  CompletionStream d = c.Stream(1, 0, 1);
+  ASSERT_TRUE(Feed(d, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n").ok());
+  EXPECT_THAT(Feed(d, "data: {\"choices\":[{\"index\":0,\"text\":\"late\"}]}\n\n").message(),
+              HasSubstr("after it finished"));
+}
+
+TEST(CompletionStreamTest, TheCallersErrorStopsTheStream) {
+  CompletionStream s({"p"}, 0, 1, [](v1::GenerateResponse) {
+    return absl::CancelledError("enough");
+  });
+  EXPECT_EQ(Feed(s, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n").code(),
+            absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace spar::orchestrator::internal
