@@ -91,6 +91,10 @@ class EngineSamplerPort final : public SamplerPort {
                         const CancelCheck& cancelled) override;
 
  private:
+  absl::Status GenerateImpl(
+      const v1::GenerateRequest& request,
+      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+      const CancelCheck& cancelled);
   std::unique_ptr<httplib::Client> Client() const;
   std::string EnginePath(const std::string& local) const;
   // "http://host:port/prefix/v1/models" for messages.
@@ -361,6 +365,20 @@ std::vector<std::pair<int64_t, int64_t>> Runs(const std::vector<int64_t>& positi
 }
 
 absl::Status EngineSamplerPort::Generate(
+    const v1::GenerateRequest& request,
+    const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+    const CancelCheck& cancelled) {
+  // An engine's answer with a field of the wrong type ("root": null, ...) is an error, never an
+  // exception out of the port.
+  try {
+    return GenerateImpl(request, on_result, cancelled);
+  } catch (const json::exception& e) {
+    return absl::InternalError(absl::StrCat("engine ", config_.url, " sent unexpected JSON: ",
+                                            e.what()));
+  }
+}
+
+absl::Status EngineSamplerPort::GenerateImpl(
     const v1::GenerateRequest& request,
     const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
     const CancelCheck& cancelled) {

@@ -67,7 +67,12 @@ absl::Status CompletionStream::Feed(const char* data, size_t size) {
       }
     }
     if (payload.empty()) continue;  // comments, keep-alives
-    error_ = Event(payload);
+    try {
+      error_ = Event(payload);
+    } catch (const json::exception& e) {  // a field of the wrong type: the engine's fault
+      error_ = absl::InternalError(absl::StrCat("engine sent an unexpected event (", e.what(),
+                                                "): ", payload.substr(0, 200)));
+    }
     if (!error_.ok()) return error_;
   }
   return absl::OkStatus();

@@ -63,7 +63,8 @@ absl::Status CheckNeutral(const json& body) {
   for (const char* f : {"presence_penalty", "frequency_penalty"}) {
     if (body.contains(f) && !body[f].is_null() && body[f] != 0) return Bad(f, "is not supported");
   }
-  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != body.value("n", 1)) {
+  const json n = body.contains("n") && body["n"].is_number_integer() ? body["n"] : json(1);
+  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != n) {
     return Bad("best_of", "is not supported");
   }
   for (const char* f : {"suffix", "stop", "logit_bias"}) {
@@ -86,13 +87,26 @@ const std::set<std::string>& KnownFields() {
 
 }  // namespace
 
+namespace {
+absl::StatusOr<CompletionRequest> ParseBody(const std::string& text);
+}  // namespace
+
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& text) {
+  try {
+    return ParseBody(text);
+  } catch (const json::exception& e) {  // a field of an unexpected type the checks missed
+    return absl::InvalidArgumentError(absl::StrCat("body: ", e.what()));
+  }
+}
+
+namespace {
+
+absl::StatusOr<CompletionRequest> ParseBody(const std::string& text) {
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object()) return Bad("body", "must be a JSON object");
   for (const auto& [key, value] : body.items()) {
     if (KnownFields().count(key) == 0) return Bad(key, "is not a supported field");
   }
-  SPAR_RETURN_IF_ERROR(CheckNeutral(body));
   CompletionRequest r;
   if (body.contains("model") && !body["model"].is_null()) {
     if (!body["model"].is_string()) return Bad("model", "must be a string");
@@ -101,6 +115,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& text
   SPAR_ASSIGN_OR_RETURN(r.prompts, Prompts(body));
   SPAR_ASSIGN_OR_RETURN(int64_t n, Int(body, "n", 1));
   if (n < 1 || n > 4096) return Bad("n", absl::StrCat("must be in [1, 4096], got ", n));
+  SPAR_RETURN_IF_ERROR(CheckNeutral(body));  // after n: best_of is compared with it
   SPAR_ASSIGN_OR_RETURN(int64_t max_tokens, Int(body, "max_tokens", 16));
   if (max_tokens < 1 || max_tokens > (int64_t{1} << 20)) {
     return Bad("max_tokens", absl::StrCat("must be >= 1, got ", max_tokens));
@@ -135,6 +150,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& text
   SPAR_RETURN_IF_ERROR(sampler::Validate(r.params));
   return r;
 }
+
+}  // namespace
 
 json ChoicesJson(const sampler::PromptSamples& ps, int64_t position, bool logprobs) {
   json choices = json::array();

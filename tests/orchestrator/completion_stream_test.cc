@@ -91,6 +91,16 @@ TEST(CompletionStreamTest, RefusesMalformedOrOutOfRangeChoices) {
               HasSubstr("after it finished"));
 }
 
+TEST(CompletionStreamTest, FieldsOfTheWrongTypeAreAnErrorNotAnException) {
+  Collected c;
+  CompletionStream a = c.Stream(1, 0, 1);
+  EXPECT_THAT(Feed(a, "data: {\"choices\":[{\"index\":\"0\"}]}\n\n").message(),
+              HasSubstr("unexpected event"));
+  CompletionStream b = c.Stream(1, 0, 1);
+  EXPECT_EQ(Feed(b, "data: {\"choices\":[{\"index\":0,\"token_ids\":[\"7\"]}]}\n\n").code(),
+            absl::StatusCode::kInternal);
+}
+
 TEST(CompletionStreamTest, TheCallersErrorStopsTheStream) {
   CompletionStream s({"p"}, 0, 1, [](v1::GenerateResponse) {
     return absl::CancelledError("enough");

@@ -202,6 +202,8 @@ TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
       {{{"n", 1}}, "prompt"},
       {{{"prompt", "1+1="}, {"stop", "\n"}}, "stop"},
       {{{"prompt", "1+1="}, {"frobnicate", true}}, "frobnicate"},
+      {{{"prompt", "1+1="}, {"n", "2"}, {"best_of", 2}}, "n"},
+      {{{"prompt", "1+1="}, {"stream_options", {{"include_usage", "yes"}}}}, "include_usage"},
   };
   for (const Case& c : cases) {
     auto res = cli.Post("/v1/completions", c.body.dump(), "application/json");
@@ -233,10 +235,12 @@ TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
 // `ack` and, when `obey`, switches root to the asked path.
 class FakeEngine {
  public:
-  FakeEngine(bool ack, bool obey) {
-    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  // `null_root`: /v1/models answers "root": null (a broken engine).
+  FakeEngine(bool ack, bool obey, bool null_root = false) {
+    server_.Get("/v1/models", [this, null_root](const httplib::Request&, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
-      res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root_}}})}}.dump(),
+      const json root = null_root ? json(nullptr) : json(root_);
+      res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root}}})}}.dump(),
                       "application/json");
     });
     server_.Post("/update_weights_from_disk",
@@ -282,6 +286,15 @@ TEST_F(EngineTest, AnEngineThatRefusesTheUpdateFailsTheStage) {
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_THAT(st.message(), HasSubstr("refused the weight update"));
   EXPECT_THAT(st.message(), HasSubstr("disk full"));
+}
+
+TEST_F(EngineTest, AnEngineThatSendsBadJsonIsAnErrorNotACrash) {
+  FakeEngine engine(/*ack=*/true, /*obey=*/true, /*null_root=*/true);
+  absl::Status st;
+  auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+  EXPECT_THAT(st.message(), HasSubstr("unexpected JSON"));
 }
 
 TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {
