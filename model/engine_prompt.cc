@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "model/chat_template_setting.h"
 #include "nlohmann/json.hpp"
 
 namespace spar::model {
@@ -58,24 +59,9 @@ absl::StatusOr<EnginePromptRenderer> EnginePromptRenderer::ForCheckpoint(
   if (setting.empty() || setting == "none" || r.verbatim_) return r;
   const bool hf_tokenizer = PathExists(JoinPath(checkpoint_dir, "tokenizer.json"));
   SPAR_ASSIGN_OR_RETURN(json config, ReadTokenizerConfig(checkpoint_dir));
-  if (setting == "auto") {
-    const std::string jinja = hf_tokenizer ? ChatTemplateJinja(config) : "";
-    if (jinja.empty()) return r;
-    absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(jinja);
-    if (!kind.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chat_template \"auto\": ", kind.status().message(),
-          "; name one (chatml, qwen3, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
-    }
-    r.kind_ = *kind;
-  } else {
-    SPAR_ASSIGN_OR_RETURN(r.kind_, ParseChatTemplateName(setting));
-    if (!hf_tokenizer) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chat_template \"", setting,
-          "\": the checkpoint has no tokenizer.json (byte tokenizer); use \"none\" or \"auto\""));
-    }
-  }
+  SPAR_ASSIGN_OR_RETURN(r.kind_, ResolveChatTemplateSetting(setting, hf_tokenizer,
+                                                            ChatTemplateJinja(config)));
+  if (!r.kind_) return r;
   r.render_.add_generation_prompt = true;
   r.render_.bos_token = TokenText(config, "bos_token");
   r.render_.eos_token = TokenText(config, "eos_token");

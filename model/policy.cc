@@ -20,6 +20,7 @@
 #include "common/status_macros.h"
 #include "model/byte_tokenizer.h"
 #include "model/chat_template.h"
+#include "model/chat_template_setting.h"
 #include "model/internal/llama.h"
 #include "model/internal/policy_internal.h"
 #include "model/internal/torch_call.h"
@@ -501,26 +502,8 @@ namespace {
 // byte tokenizer), or nullopt for raw text.
 absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateKind(
     const HfTokenizer* tok, const std::string& chat_template) {
-  if (chat_template.empty() || chat_template == "none" || chat_template == kVerbatimPrompt) {
-    return std::nullopt;
-  }
-  if (chat_template == "auto") {
-    if (tok == nullptr || tok->chat_template().empty()) return std::nullopt;
-    absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(tok->chat_template());
-    if (!kind.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chat_template \"auto\": ", kind.status().message(),
-          "; name one (chatml, qwen3, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
-    }
-    return *kind;
-  }
-  SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(chat_template));
-  if (tok == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "chat_template \"", chat_template,
-        "\": the checkpoint has no tokenizer.json (byte tokenizer); use \"none\" or \"auto\""));
-  }
-  return kind;
+  return ResolveChatTemplateSetting(chat_template, tok != nullptr,
+                                    tok != nullptr ? tok->chat_template() : std::string());
 }
 
 }  // namespace
