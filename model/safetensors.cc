@@ -26,11 +26,11 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {SafetensorsDType::kF64, "F64", 8},  {SafetensorsDType::kF32, "F32", 4},
-    {SafetensorsDType::kF16, "F16", 2},  {SafetensorsDType::kBF16, "BF16", 2},
-    {SafetensorsDType::kI64, "I64", 8},  {SafetensorsDType::kI32, "I32", 4},
-    {SafetensorsDType::kI16, "I16", 2},  {SafetensorsDType::kI8, "I8", 1},
-    {SafetensorsDType::kU8, "U8", 1},    {SafetensorsDType::kBool, "BOOL", 1},
+    {SafetensorsDType::kF64, "F64", 8}, {SafetensorsDType::kF32, "F32", 4},
+    {SafetensorsDType::kF16, "F16", 2}, {SafetensorsDType::kBF16, "BF16", 2},
+    {SafetensorsDType::kI64, "I64", 8}, {SafetensorsDType::kI32, "I32", 4},
+    {SafetensorsDType::kI16, "I16", 2}, {SafetensorsDType::kI8, "I8", 1},
+    {SafetensorsDType::kU8, "U8", 1},   {SafetensorsDType::kBool, "BOOL", 1},
 };
 
 const DTypeInfo& Info(SafetensorsDType dtype) {
@@ -115,25 +115,8 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile::Storage>> MapFile(const st
       std::make_shared<MappedStorage>(addr, size));
 }
 
-}  // namespace
-
-absl::StatusOr<SafetensorsDType> ParseSafetensorsDType(std::string_view name) {
-  for (const auto& info : kDTypes) {
-    if (info.name == name) return info.dtype;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("safetensors: unknown dtype \"", std::string(name), "\""));
-}
-
-std::string_view SafetensorsDTypeName(SafetensorsDType dtype) { return Info(dtype).name; }
-size_t SafetensorsDTypeSize(SafetensorsDType dtype) { return Info(dtype).size; }
-
-absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes) {
-  return ParseStorage(std::make_shared<StringStorage>(std::move(bytes)));
-}
-
-absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
-    std::shared_ptr<const Storage> storage) {
-  const std::string_view bytes = storage->bytes();
+// The JSON header after the 8-byte little-endian length; `header_bytes` gets that length.
+absl::StatusOr<nlohmann::json> ParseHeader(std::string_view bytes, uint64_t* header_bytes) {
   if (bytes.size() < 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "safetensors: file is ", bytes.size(), " bytes, too short for the 8-byte header length"));
@@ -141,8 +124,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
   if (n > kMaxSafetensorsHeaderBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("safetensors: bad header length ", n,
-                                                   " (limit ", kMaxSafetensorsHeaderBytes, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("safetensors: bad header length ", n, " (limit ",
+                                                   kMaxSafetensorsHeaderBytes, ")"));
   }
   if (n > bytes.size() - 8) {
     return absl::InvalidArgumentError(absl::StrCat("safetensors: bad header length ", n,
@@ -157,77 +140,80 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
   if (!header.is_object()) {
     return absl::InvalidArgumentError("safetensors: header is not a JSON object");
   }
-  SafetensorsFile file;
-  file.data_start_ = 8 + n;
-  const uint64_t buffer_size = bytes.size() - file.data_start_;
-  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> spans;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) {
-        return absl::InvalidArgumentError("safetensors: __metadata__ is not an object");
-      }
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("safetensors: __metadata__.", m.key(), " is not a string"));
-        }
-        file.metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = absl::StrCat("safetensors: tensor \"", name, "\"");
-    if (!v.is_object()) return absl::InvalidArgumentError(where + " is not an object");
-    auto dt = v.find("dtype");
-    auto sh = v.find("shape");
-    auto off = v.find("data_offsets");
-    if (dt == v.end() || !dt->is_string()) {
-      return absl::InvalidArgumentError(where + ": missing or non-string \"dtype\"");
-    }
-    if (sh == v.end() || !sh->is_array()) {
-      return absl::InvalidArgumentError(where + ": missing or non-array \"shape\"");
-    }
-    if (off == v.end() || !off->is_array() || off->size() != 2 ||
-        !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
-      return absl::InvalidArgumentError(where +
-                                        ": \"data_offsets\" must be two non-negative integers");
-    }
-    SafetensorsEntry entry;
-    absl::StatusOr<SafetensorsDType> dtype = ParseSafetensorsDType(dt->get<std::string>());
-    if (!dtype.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": unknown dtype \"", dt->get<std::string>(), "\""));
-    }
-    entry.dtype = *dtype;
-    for (const auto& d : *sh) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return absl::InvalidArgumentError(where + ": shape must hold non-negative integers");
-      }
-      entry.shape.push_back(d.get<int64_t>());
-    }
-    entry.begin = (*off)[0].get<uint64_t>();
-    entry.end = (*off)[1].get<uint64_t>();
-    if (entry.end < entry.begin) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": data_offsets [", entry.begin, ", ",
-                                                     entry.end, "] end before begin"));
-    }
-    SPAR_ASSIGN_OR_RETURN(uint64_t expected, ByteSize(entry.shape, entry.dtype, name));
-    if (entry.end - entry.begin != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": size mismatch: data_offsets span ", entry.end - entry.begin,
-          " bytes but shape x dtype needs ", expected));
-    }
-    spans.push_back({{entry.begin, entry.end}, name});
-    file.tensors_.emplace(name, std::move(entry));
+  *header_bytes = n;
+  return header;
+}
+
+absl::Status ParseMetadata(const nlohmann::json& v, std::map<std::string, std::string>* out) {
+  if (!v.is_object()) {
+    return absl::InvalidArgumentError("safetensors: __metadata__ is not an object");
   }
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: __metadata__.", m.key(), " is not a string"));
+    }
+    (*out)[m.key()] = m.value().get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+// One tensor's header entry: dtype, shape and data_offsets, its size matching shape x dtype.
+absl::StatusOr<SafetensorsEntry> ParseEntry(const std::string& name, const nlohmann::json& v) {
+  const std::string where = absl::StrCat("safetensors: tensor \"", name, "\"");
+  if (!v.is_object()) return absl::InvalidArgumentError(where + " is not an object");
+  auto dt = v.find("dtype");
+  auto sh = v.find("shape");
+  auto off = v.find("data_offsets");
+  if (dt == v.end() || !dt->is_string()) {
+    return absl::InvalidArgumentError(where + ": missing or non-string \"dtype\"");
+  }
+  if (sh == v.end() || !sh->is_array()) {
+    return absl::InvalidArgumentError(where + ": missing or non-array \"shape\"");
+  }
+  if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned()) {
+    return absl::InvalidArgumentError(where +
+                                      ": \"data_offsets\" must be two non-negative integers");
+  }
+  SafetensorsEntry entry;
+  absl::StatusOr<SafetensorsDType> dtype = ParseSafetensorsDType(dt->get<std::string>());
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": unknown dtype \"", dt->get<std::string>(), "\""));
+  }
+  entry.dtype = *dtype;
+  for (const auto& d : *sh) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      return absl::InvalidArgumentError(where + ": shape must hold non-negative integers");
+    }
+    entry.shape.push_back(d.get<int64_t>());
+  }
+  entry.begin = (*off)[0].get<uint64_t>();
+  entry.end = (*off)[1].get<uint64_t>();
+  if (entry.end < entry.begin) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": data_offsets [", entry.begin, ", ",
+                                                   entry.end, "] end before begin"));
+  }
+  SPAR_ASSIGN_OR_RETURN(uint64_t expected, ByteSize(entry.shape, entry.dtype, name));
+  if (entry.end - entry.begin != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": size mismatch: data_offsets span ",
+                                                   entry.end - entry.begin,
+                                                   " bytes but shape x dtype needs ", expected));
+  }
+  return entry;
+}
+
+// The tensors must tile the data buffer: sorted by offset, no overlap, no gap, nothing after.
+absl::Status CheckTiling(std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> spans,
+                         uint64_t buffer_size) {
   std::sort(spans.begin(), spans.end());
   uint64_t cursor = 0;
   for (const auto& [span, name] : spans) {
     if (span.first < cursor) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "safetensors: tensor \"", name, "\" overlaps the previous tensor (offsets overlap at ",
-          span.first, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor \"", name,
+                       "\" overlaps the previous tensor (offsets overlap at ", span.first, ")"));
     }
     if (span.first > cursor) {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: gap in the data buffer at [",
@@ -237,10 +223,49 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
     cursor = span.second;
   }
   if (cursor != buffer_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("safetensors: size mismatch: tensors cover ", cursor,
-                     " bytes but the data buffer holds ", buffer_size));
+    return absl::InvalidArgumentError(absl::StrCat("safetensors: size mismatch: tensors cover ",
+                                                   cursor, " bytes but the data buffer holds ",
+                                                   buffer_size));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SafetensorsDType> ParseSafetensorsDType(std::string_view name) {
+  for (const auto& info : kDTypes) {
+    if (info.name == name) return info.dtype;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("safetensors: unknown dtype \"", std::string(name), "\""));
+}
+
+std::string_view SafetensorsDTypeName(SafetensorsDType dtype) { return Info(dtype).name; }
+size_t SafetensorsDTypeSize(SafetensorsDType dtype) { return Info(dtype).size; }
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Parse(std::string bytes) {
+  return ParseStorage(std::make_shared<StringStorage>(std::move(bytes)));
+}
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::ParseStorage(
+    std::shared_ptr<const Storage> storage) {
+  const std::string_view bytes = storage->bytes();
+  uint64_t header_bytes = 0;
+  SPAR_ASSIGN_OR_RETURN(nlohmann::json header, ParseHeader(bytes, &header_bytes));
+  SafetensorsFile file;
+  file.data_start_ = 8 + header_bytes;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> spans;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    if (name == "__metadata__") {
+      SPAR_RETURN_IF_ERROR(ParseMetadata(it.value(), &file.metadata_));
+      continue;
+    }
+    SPAR_ASSIGN_OR_RETURN(SafetensorsEntry entry, ParseEntry(name, it.value()));
+    spans.push_back({{entry.begin, entry.end}, name});
+    file.tensors_.emplace(name, std::move(entry));
+  }
+  SPAR_RETURN_IF_ERROR(CheckTiling(std::move(spans), bytes.size() - file.data_start_));
   file.storage_ = std::move(storage);
   return file;
 }
@@ -270,8 +295,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
   return file;
 }
 
-absl::StatusOr<std::string> SerializeSafetensors(const std::vector<SafetensorsTensorRef>& tensors,
-                                                 const std::map<std::string, std::string>& metadata) {
+absl::StatusOr<std::string> SerializeSafetensors(
+    const std::vector<SafetensorsTensorRef>& tensors,
+    const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) {
     nlohmann::json meta = nlohmann::json::object();
