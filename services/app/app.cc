@@ -3,7 +3,6 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -52,21 +51,33 @@ struct App::Impl {
   std::unique_ptr<ServerRunner> server;
   std::unique_ptr<OrchestratorService> orchestrator_service;
   bool shut_down = false;
+
+  bool Has(const char* role) const { return config.roles.count(role) > 0; }
+  // Each builds its role's domain object and gRPC service (the trainer joins its process group).
+  absl::Status StartSampler(const AccessPolicy& access, std::vector<grpc::Service*>* services);
+  absl::Status StartOracle(const AccessPolicy& access, std::vector<grpc::Service*>* services);
+  absl::Status StartTrainer(const AccessPolicy& access, std::vector<grpc::Service*>* services);
+  // Once the server listens: the orchestrator's ports (to this process or the configured
+  // addresses) and its job manager.
+  absl::Status ConnectOrchestrator();
+  absl::Status MakeSamplerPort(const orchestrator::GrpcPortsConfig& ports);
 };
 
 namespace {
 
 absl::StatusOr<orchestrator::EngineConfig> ParseEngineConfig(const nlohmann::json& j) {
-  SPAR_RETURN_IF_ERROR(CheckKnownKeys(j, {"engine", "url", "served_model", "prompts_per_request",
-                                          "max_attempts", "timeout_seconds", "path_map",
-                                          "command", "handoff", "start_timeout_seconds"},
-                                      "config.sampler_engine"));
+  SPAR_RETURN_IF_ERROR(
+      CheckKnownKeys(j,
+                     {"engine", "url", "served_model", "prompts_per_request", "max_attempts",
+                      "timeout_seconds", "path_map", "command", "handoff", "start_timeout_seconds"},
+                     "config.sampler_engine"));
   orchestrator::EngineConfig e;
   try {
     if (j.contains("engine")) e.engine = j["engine"].get<std::string>();
     if (j.contains("url")) e.url = j["url"].get<std::string>();
     if (j.contains("served_model")) e.served_model = j["served_model"].get<std::string>();
-    if (j.contains("prompts_per_request")) e.prompts_per_request = j["prompts_per_request"].get<int>();
+    if (j.contains("prompts_per_request"))
+      e.prompts_per_request = j["prompts_per_request"].get<int>();
     if (j.contains("max_attempts")) e.max_attempts = j["max_attempts"].get<int>();
     if (j.contains("timeout_seconds")) {
       e.timeout = absl::Seconds(j["timeout_seconds"].get<double>());
@@ -91,8 +102,8 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
   SPAR_RETURN_IF_ERROR(CheckKnownKeys(
       j,
       {"roles", "host", "port", "metrics_port", "runs_dir", "data_root", "sampler_address",
-       "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size",
-       "sampler_http_port", "sampler_http_model", "sampler_http_policy", "sampler_engine"},
+       "oracle_address", "trainer_address", "oracle", "sampler_max_batch_size", "sampler_http_port",
+       "sampler_http_model", "sampler_http_policy", "sampler_engine"},
       "config"));
   AppConfig c;
   try {
@@ -135,8 +146,7 @@ absl::StatusOr<AppConfig> ParseAppConfig(const std::string& json_text) {
 namespace {
 
 bool IsLoopbackHost(const std::string& host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" ||
-         absl::StartsWith(host, "127.");
+  return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
 // Refuses an unauthenticated server off loopback (unless `insecure`) and fills the data root
@@ -149,7 +159,8 @@ absl::Status CheckExposure(AppConfig& config) {
   }
   if (config.data_root.empty()) {
     absl::StatusOr<std::string> cwd = AbsolutePath(".");
-    if (!cwd.ok()) return absl::FailedPreconditionError(absl::StrCat("data_root: ", cwd.status().message()));
+    if (!cwd.ok())
+      return absl::FailedPreconditionError(absl::StrCat("data_root: ", cwd.status().message()));
     config.data_root = *cwd;
   }
   return absl::OkStatus();
@@ -171,8 +182,9 @@ void ExportRuntimeInfo(metrics::Registry& registry) {
                  << info.blas_kernel_how << "), cpu " << info.cpu_capability;
   metrics::BuildGauge()
       .Name("spar_process_runtime_info")
-      .Help("Build and host facts as labels (value 1): spar and libtorch versions, cuda, BLAS "
-            "kernel and how it was chosen, CPU vector class")
+      .Help(
+          "Build and host facts as labels (value 1): spar and libtorch versions, cuda, BLAS "
+          "kernel and how it was chosen, CPU vector class")
       .Register(registry)
       .Add({{"spar_version", info.spar_version},
             {"libtorch_version", info.libtorch_version},
@@ -185,10 +197,119 @@ void ExportRuntimeInfo(metrics::Registry& registry) {
 }
 }  // namespace
 
+absl::Status App::Impl::StartSampler(const AccessPolicy& access,
+                                     std::vector<grpc::Service*>* services) {
+  sampler::SamplerConfig sc;
+  sc.max_batch_size = config.sampler_max_batch_size;
+  SPAR_ASSIGN_OR_RETURN(sampler, sampler::Sampler::Create(sc));
+  sampler_service = std::make_unique<SamplerService>(*sampler, registry, access);
+  services->push_back(sampler_service.get());
+  if (config.sampler_http_port >= 0) {
+    SamplerHttpOptions ho;
+    ho.host = config.host;
+    ho.port = config.sampler_http_port;
+    ho.served_model_name = config.sampler_http_model;
+    ho.initial_policy = config.sampler_http_policy;
+    SPAR_ASSIGN_OR_RETURN(sampler_http, SamplerHttpServer::Start(*sampler, registry, access, ho));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status App::Impl::StartOracle(const AccessPolicy& access,
+                                    std::vector<grpc::Service*>* services) {
+  SPAR_ASSIGN_OR_RETURN(oracle, oracle::OracleClient::Create(config.oracle, &registry));
+  oracle_service = std::make_unique<OracleService>(*oracle, registry, access);
+  services->push_back(oracle_service.get());
+  return absl::OkStatus();
+}
+
+absl::Status App::Impl::StartTrainer(const AccessPolicy& access,
+                                     std::vector<grpc::Service*>* services) {
+  const trainer::DistributedConfig& dist = config.trainer_distributed;
+  if (dist.world_size > 1) {
+    if (dist.rank != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trainer_distributed.rank: the Trainer service runs on rank 0, got rank ",
+                       dist.rank, " (ranks > 0 run the worker loop)"));
+    }
+    SPAR_LOG(Info) << "trainer: joining a data-parallel group of " << dist.world_size << " at "
+                   << dist.master_addr << ":" << dist.master_port;
+    SPAR_ASSIGN_OR_RETURN(trainer_group, trainer::ProcessGroup::Create(dist));
+  }
+  trainer_service = std::make_unique<TrainerService>(registry, trainer_group.get(), access);
+  services->push_back(trainer_service.get());
+  return absl::OkStatus();
+}
+
+absl::Status App::Impl::MakeSamplerPort(const orchestrator::GrpcPortsConfig& ports) {
+  // sampler_address may list replicas ("a:50051,b:50051"): prompts are sharded across them.
+  std::vector<std::string> sampler_addresses;
+  for (absl::string_view a : absl::StrSplit(config.sampler_address, ',', absl::SkipWhitespace())) {
+    sampler_addresses.push_back(std::string(absl::StripAsciiWhitespace(a)));
+  }
+  if (config.sampler_engine.engine != "native") {
+    SPAR_RETURN_IF_ERROR(orchestrator::Validate(config.sampler_engine));
+    sampler_port = orchestrator::MakeEngineSamplerPort(config.sampler_engine, &registry);
+    SPAR_LOG(Info) << "sampling through the " << config.sampler_engine.engine << " engine at "
+                   << config.sampler_engine.url;
+  } else if (sampler_addresses.size() <= 1) {
+    const std::string addr =
+        config.sampler_address.empty() ? server->address() : config.sampler_address;
+    sampler_port = orchestrator::MakeGrpcSamplerPort(MakeChannel(addr), ports);
+  } else {
+    orchestrator::GrpcPortsConfig replica_config = ports;
+    // A replica that is down hands its shard to another one soon, rather than after the
+    // single-sampler retries.
+    replica_config.max_attempts = 2;
+    std::vector<orchestrator::SamplerPort*> replicas;
+    for (const std::string& a : sampler_addresses) {
+      sampler_replicas.push_back(orchestrator::MakeGrpcSamplerPort(MakeChannel(a), replica_config));
+      replicas.push_back(sampler_replicas.back().get());
+    }
+    // Shards follow the replicas' batch boundaries (sampler_max_batch_size of this config,
+    // which should match theirs): samples bit-identical to one replica's.
+    sampler_port =
+        std::make_unique<orchestrator::ShardedSamplerPort>(replicas, config.sampler_max_batch_size);
+    SPAR_LOG(Info) << "sharding sampling across " << replicas.size()
+                   << " sampler replicas: " << absl::StrJoin(sampler_addresses, ", ");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status App::Impl::ConnectOrchestrator() {
+  auto addr = [&](const std::string& configured) {
+    return configured.empty() ? server->address() : configured;
+  };
+  for (const char* role : {"sampler", "oracle", "trainer"}) {
+    const std::string& configured = std::string(role) == "sampler"  ? config.sampler_address
+                                    : std::string(role) == "oracle" ? config.oracle_address
+                                                                    : config.trainer_address;
+    const bool engine = std::string(role) == "sampler" && config.sampler_engine.engine != "native";
+    if (!Has(role) && configured.empty() && !engine) {
+      return absl::InvalidArgumentError(absl::StrCat(role, "_address is required when the ", role,
+                                                     " role does not run in this process"));
+    }
+  }
+  orchestrator::GrpcPortsConfig ports;
+  ports.api_token = config.api_token;  // the other services check the same token
+  SPAR_RETURN_IF_ERROR(MakeSamplerPort(ports));
+  oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)), ports);
+  trainer_port =
+      orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)), ports);
+  orchestrator::JobManagerConfig jc;
+  jc.runs_dir = config.runs_dir;
+  jc.data_root = config.data_root;
+  SPAR_ASSIGN_OR_RETURN(
+      jobs, orchestrator::JobManager::Create(
+                jc, {sampler_port.get(), oracle_port.get(), trainer_port.get()}, &registry));
+  orchestrator_service->SetJobManager(jobs.get());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   auto impl = std::make_unique<Impl>();
-  const auto has = [&](const char* r) { return config.roles.count(r) > 0; };
-  if (config.roles.empty()) return absl::InvalidArgumentError("roles: at least one role is required");
+  if (config.roles.empty())
+    return absl::InvalidArgumentError("roles: at least one role is required");
   SPAR_RETURN_IF_ERROR(CheckExposure(config));
   impl->config = config;
   AccessPolicy access;
@@ -196,45 +317,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   access.path_roots = {config.data_root, config.runs_dir};
   ExportRuntimeInfo(impl->registry);
   std::vector<grpc::Service*> services;
-  if (has("sampler")) {
-    sampler::SamplerConfig sc;
-    sc.max_batch_size = config.sampler_max_batch_size;
-    SPAR_ASSIGN_OR_RETURN(impl->sampler, sampler::Sampler::Create(sc));
-    impl->sampler_service = std::make_unique<SamplerService>(*impl->sampler, impl->registry, access);
-    services.push_back(impl->sampler_service.get());
-    if (config.sampler_http_port >= 0) {
-      SamplerHttpOptions ho;
-      ho.host = config.host;
-      ho.port = config.sampler_http_port;
-      ho.served_model_name = config.sampler_http_model;
-      ho.initial_policy = config.sampler_http_policy;
-      SPAR_ASSIGN_OR_RETURN(impl->sampler_http, SamplerHttpServer::Start(*impl->sampler,
-                                                                         impl->registry, access, ho));
-    }
-  }
-  if (has("oracle")) {
-    SPAR_ASSIGN_OR_RETURN(impl->oracle,
-                          oracle::OracleClient::Create(config.oracle, &impl->registry));
-    impl->oracle_service = std::make_unique<OracleService>(*impl->oracle, impl->registry, access);
-    services.push_back(impl->oracle_service.get());
-  }
-  if (has("trainer")) {
-    const trainer::DistributedConfig& dist = config.trainer_distributed;
-    if (dist.world_size > 1) {
-      if (dist.rank != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "trainer_distributed.rank: the Trainer service runs on rank 0, got rank ", dist.rank,
-            " (ranks > 0 run the worker loop)"));
-      }
-      SPAR_LOG(Info) << "trainer: joining a data-parallel group of " << dist.world_size
-                     << " at " << dist.master_addr << ":" << dist.master_port;
-      SPAR_ASSIGN_OR_RETURN(impl->trainer_group, trainer::ProcessGroup::Create(dist));
-    }
-    impl->trainer_service =
-        std::make_unique<TrainerService>(impl->registry, impl->trainer_group.get(), access);
-    services.push_back(impl->trainer_service.get());
-  }
-  if (has("orchestrator")) {
+  if (impl->Has("sampler")) SPAR_RETURN_IF_ERROR(impl->StartSampler(access, &services));
+  if (impl->Has("oracle")) SPAR_RETURN_IF_ERROR(impl->StartOracle(access, &services));
+  if (impl->Has("trainer")) SPAR_RETURN_IF_ERROR(impl->StartTrainer(access, &services));
+  if (impl->Has("orchestrator")) {
     // The manager needs ports that may point at this very server, whose port is known only once
     // it listens: the service answers UNAVAILABLE until SetJobManager, and health says
     // NOT_SERVING until then.
@@ -249,66 +335,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   so.registry = &impl->registry;
   so.services = services;
   SPAR_ASSIGN_OR_RETURN(impl->server, ServerRunner::Start(so));
-  if (has("orchestrator")) {
-    auto addr = [&](const std::string& configured) {
-      return configured.empty() ? impl->server->address() : configured;
-    };
-    for (const char* role : {"sampler", "oracle", "trainer"}) {
-      const std::string& configured = std::string(role) == "sampler" ? config.sampler_address
-                                      : std::string(role) == "oracle" ? config.oracle_address
-                                                                      : config.trainer_address;
-      const bool engine = std::string(role) == "sampler" && config.sampler_engine.engine != "native";
-      if (!has(role) && configured.empty() && !engine) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            role, "_address is required when the ", role, " role does not run in this process"));
-      }
-    }
-    orchestrator::GrpcPortsConfig ports;
-    ports.api_token = config.api_token;  // the other services check the same token
-    // sampler_address may list replicas ("a:50051,b:50051"): prompts are sharded across them.
-    std::vector<std::string> sampler_addresses;
-    for (absl::string_view a : absl::StrSplit(config.sampler_address, ',', absl::SkipWhitespace())) {
-      sampler_addresses.push_back(std::string(absl::StripAsciiWhitespace(a)));
-    }
-    if (config.sampler_engine.engine != "native") {
-      SPAR_RETURN_IF_ERROR(orchestrator::Validate(config.sampler_engine));
-      impl->sampler_port = orchestrator::MakeEngineSamplerPort(config.sampler_engine, &impl->registry);
-      SPAR_LOG(Info) << "sampling through the " << config.sampler_engine.engine << " engine at "
-                     << config.sampler_engine.url;
-    } else if (sampler_addresses.size() <= 1) {
-      impl->sampler_port =
-          orchestrator::MakeGrpcSamplerPort(MakeChannel(addr(config.sampler_address)), ports);
-    } else {
-      orchestrator::GrpcPortsConfig replica_config = ports;
-      // A replica that is down hands its shard to another one soon, rather than after the
-      // single-sampler retries.
-      replica_config.max_attempts = 2;
-      std::vector<orchestrator::SamplerPort*> replicas;
-      for (const std::string& a : sampler_addresses) {
-        impl->sampler_replicas.push_back(
-            orchestrator::MakeGrpcSamplerPort(MakeChannel(a), replica_config));
-        replicas.push_back(impl->sampler_replicas.back().get());
-      }
-      // Shards follow the replicas' batch boundaries (sampler_max_batch_size of this config,
-      // which should match theirs): samples bit-identical to one replica's.
-      impl->sampler_port = std::make_unique<orchestrator::ShardedSamplerPort>(
-          replicas, config.sampler_max_batch_size);
-      SPAR_LOG(Info) << "sharding sampling across " << replicas.size() << " sampler replicas: "
-                     << absl::StrJoin(sampler_addresses, ", ");
-    }
-    impl->oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)), ports);
-    impl->trainer_port =
-        orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)), ports);
-    orchestrator::JobManagerConfig jc;
-    jc.runs_dir = config.runs_dir;
-    jc.data_root = config.data_root;
-    SPAR_ASSIGN_OR_RETURN(
-        impl->jobs,
-        orchestrator::JobManager::Create(
-            jc, {impl->sampler_port.get(), impl->oracle_port.get(), impl->trainer_port.get()},
-            &impl->registry));
-    impl->orchestrator_service->SetJobManager(impl->jobs.get());
-  }
+  if (impl->Has("orchestrator")) SPAR_RETURN_IF_ERROR(impl->ConnectOrchestrator());
   impl->server->SetServing(true);
   SPAR_LOG(Info) << "serving " << absl::StrJoin(config.roles, ",") << " on "
                  << impl->server->listen_address()

@@ -12,6 +12,7 @@
 #include "common/arith_task.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "services/app/app.h"
 #include "services/common/api_token.h"
 #include "services/common/auth.h"
@@ -74,9 +75,10 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
   // Settings tuned on the built-in task (docs/benchmarks.md): 512 fresh prompts per round, K = 4
   // samples at temperature 1, dno_margin pairs, DPO against pi_t with beta 0.5 plus an RPO-style
   // NLL term (weight 1) on the chosen response. With the exact judge, 512 prompts gave +19 points
-  // after 3 rounds where 256 gave +11 (seed 1, bench/dno_sim --strict=1). Pure DPO (nll 0) at lr 1e-4..1e-3 lowered greedy
-  // accuracy on this byte-level model (0.38 -> 0.14 over 3 rounds at lr 1e-4), so the demo uses
-  // the NLL-regularised variant, which rose monotonically (0.38 -> 0.57 -> 0.61 -> 0.67, seed 1).
+  // after 3 rounds where 256 gave +11 (seed 1, bench/dno_sim --strict=1). Pure DPO (nll 0) at lr
+  // 1e-4..1e-3 lowered greedy accuracy on this byte-level model (0.38 -> 0.14 over 3 rounds at lr
+  // 1e-4), so the demo uses the NLL-regularised variant, which rose monotonically (0.38 -> 0.57 ->
+  // 0.61 -> 0.67, seed 1).
   v1::JobSpec s = in;
   s.set_prompts_per_round(512);
   s.mutable_sampling()->set_num_samples(4);
@@ -103,7 +105,8 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
     for (int t = 2; t <= s.rounds(); ++t) {
       v1::RoundTraining* rt = s.add_round_training();
       rt->set_round(t);
-      rt->mutable_training()->set_learning_rate(2e-4 / static_cast<double>(1 << std::min(t - 1, 20)));
+      rt->mutable_training()->set_learning_rate(2e-4 /
+                                                static_cast<double>(1 << std::min(t - 1, 20)));
     }
   }
   if (s.algorithm() == "sppo") {
@@ -178,7 +181,8 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
       rounds = last_job.spec().rounds();
     }
     if (quiet) continue;
-    std::string where = ev.round() == 0 ? "base   " : absl::StrFormat("round %d/%d", ev.round(), rounds);
+    std::string where =
+        ev.round() == 0 ? "base   " : absl::StrFormat("round %d/%d", ev.round(), rounds);
     const std::string stage_key = absl::StrCat(ev.round(), "/", ev.stage());
     if (ev.kind() == "stage_started") stage_starts[stage_key] = absl::Now();
     const absl::Time stage_start =
@@ -203,10 +207,11 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
     } else if (ev.kind() == "round_finished" && ev.has_job() && ev.round() >= 1 &&
                ev.round() <= ev.job().rounds_size()) {
       const v1::RoundSummary& r = ev.job().rounds(ev.round() - 1);
-      std::printf("  round %d finished: %d pairs, loss %.4f, reward acc %.3f, win vs pi0 %.3f, "
-                  "greedy acc %.3f\n",
-                  ev.round(), r.pairs_kept(), r.train_loss(), r.reward_accuracy(),
-                  r.win_rate_vs_base(), r.greedy_accuracy());
+      std::printf(
+          "  round %d finished: %d pairs, loss %.4f, reward acc %.3f, win vs pi0 %.3f, "
+          "greedy acc %.3f\n",
+          ev.round(), r.pairs_kept(), r.train_loss(), r.reward_accuracy(), r.win_rate_vs_base(),
+          r.greedy_accuracy());
       std::fflush(stdout);
     }
   }
@@ -216,113 +221,67 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
     std::fprintf(stderr, "spar: watch %s: %s\n", job_id.c_str(), st.error_message().c_str());
     return st.error_code() == grpc::StatusCode::UNAVAILABLE ? 3
            : st.error_code() == grpc::StatusCode::NOT_FOUND ? 4
-                                                             : 1;
+                                                            : 1;
   }
   if (final_job != nullptr) *final_job = last_job;
   return last_job.state() == v1::JOB_STATE_SUCCEEDED ? 0 : 1;
 }
 
-int RunDemo(const Args& args) {
-  absl::Time demo_start = absl::Now();
-  auto rounds = args.GetInt("rounds", 3);
-  auto seed = args.GetInt("seed", 1);
-  if (!rounds.ok() || !seed.ok() || *rounds < 1) {
-    std::fprintf(stderr, "spar demo: --rounds and --seed must be positive integers\n");
-    return 2;
-  }
-  // 1. The tiny base model pi_0: SFT to partial skill once, then reuse the cached checkpoint.
-  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v3-seed", *seed));
-  if (!PathExists(JoinPath(base, "config.json"))) {
-    std::printf("[1/3] building the base model pi_0 (SFT on %s, cached at %s)\n",
-                "two-digit addition", base.c_str());
-    std::fflush(stdout);
-    if (auto st = MakeDirs(Dirname(base)); !st.ok()) {
-      std::fprintf(stderr, "spar demo: %s\n", std::string(st.message()).c_str());
-      return 1;
-    }
-    trainer::ArithBaseOptions opt;
-    opt.out_dir = base;
-    opt.seed = static_cast<uint64_t>(*seed);
-    auto report = trainer::BuildArithBaseModel(opt, [](const trainer::ArithBaseProgress& p) {
-      if (p.accuracy >= 0) {
-        std::printf("  step %5d  loss %.4f  greedy accuracy %.3f\n", p.step, p.loss, p.accuracy);
-        std::fflush(stdout);
-      }
-    });
-    if (!report.ok()) {
-      std::fprintf(stderr, "spar demo: building the base model: %s\n",
-                   std::string(report.status().message()).c_str());
-      return 1;
-    }
-    std::printf("  pi_0: %lld parameters, %d steps in %.1fs, greedy accuracy %.3f\n",
-                static_cast<long long>(report->num_parameters), report->steps, report->seconds,
-                report->greedy_accuracy);
-  } else {
+namespace {
+
+// Step 1: the tiny base model pi_0, SFT to partial skill once, then the cached checkpoint reused.
+absl::StatusOr<std::string> EnsureBaseModel(const Args& args, int seed) {
+  std::string base = JoinPath(CacheDir(args), absl::StrCat("arith-base-v3-seed", seed));
+  if (PathExists(JoinPath(base, "config.json"))) {
     std::printf("[1/3] base model pi_0 cached at %s\n", base.c_str());
+    return base;
   }
-  // 2. A local OpenAI-compatible rule judge and all four services on loopback.
-  judge::JudgeServerOptions jo;
-  // Only a correct answer beats another: the graded rule (a closer wrong answer wins) let the
-  // recipes win on closeness without gaining accuracy (docs/benchmarks.md).
-  jo.arith_rule = "exact";
-  auto judge = judge::JudgeServer::Start(jo);
-  if (!judge.ok()) {
-    std::fprintf(stderr, "spar demo: judge: %s\n", std::string(judge.status().message()).c_str());
-    return 1;
+  std::printf("[1/3] building the base model pi_0 (SFT on %s, cached at %s)\n",
+              "two-digit addition", base.c_str());
+  std::fflush(stdout);
+  SPAR_RETURN_IF_ERROR(MakeDirs(Dirname(base)));
+  trainer::ArithBaseOptions opt;
+  opt.out_dir = base;
+  opt.seed = static_cast<uint64_t>(seed);
+  auto report = trainer::BuildArithBaseModel(opt, [](const trainer::ArithBaseProgress& p) {
+    if (p.accuracy >= 0) {
+      std::printf("  step %5d  loss %.4f  greedy accuracy %.3f\n", p.step, p.loss, p.accuracy);
+      std::fflush(stdout);
+    }
+  });
+  if (!report.ok()) {
+    return absl::Status(report.status().code(),
+                        absl::StrCat("building the base model: ", report.status().message()));
   }
-  services::AppConfig ac;
-  ac.port = 0;
-  ac.metrics_port = 0;
-  ac.runs_dir = args.Get("runs_dir", "runs");
-  ac.data_root = Dirname(base);  // the base model's cache dir: the only input path the job names
-  ac.oracle.base_url = (*judge)->base_url();
-  ac.oracle.max_concurrency = 8;
-  auto app = services::App::Start(ac);
-  if (!app.ok()) {
-    std::fprintf(stderr, "spar demo: %s\n", std::string(app.status().message()).c_str());
-    return 1;
-  }
-  std::printf("[2/3] judge on %s; services on %s (metrics http://%s:%d/metrics)\n",
-              (*judge)->base_url().c_str(), (*app)->address().c_str(), "127.0.0.1",
-              (*app)->metrics_port());
-  // 3. A DNO job through the gRPC API, watched to the end.
+  std::printf("  pi_0: %lld parameters, %d steps in %.1fs, greedy accuracy %.3f\n",
+              static_cast<long long>(report->num_parameters), report->steps, report->seconds,
+              report->greedy_accuracy);
+  return base;
+}
+
+// Step 3: the demo's job through the gRPC API.
+absl::StatusOr<v1::Job> CreateDemoJob(const std::string& address, const std::string& algo,
+                                      const std::string& base, int rounds, int seed,
+                                      v1::JobSpec* spec_out) {
   v1::CreateJobRequest req;
   v1::JobSpec* spec = req.mutable_spec();
-  const std::string algo = args.Get("algo", "dno");
-  if (algo != "dno" && algo != "spin" && algo != "dpo" && algo != "sppo" && algo != "mpo") {
-    std::fprintf(stderr, "spar demo: --algo must be dno, spin, dpo, sppo or mpo, got \"%s\"\n",
-                 algo.c_str());
-    return 2;
-  }
   spec->set_name("demo-" + algo);
   spec->set_algorithm(algo);
   spec->set_base_model(base);
-  spec->set_rounds(*rounds);
-  spec->set_seed(static_cast<uint64_t>(*seed));
+  spec->set_rounds(rounds);
+  spec->set_seed(static_cast<uint64_t>(seed));
   *spec = DemoSpecDefaults(*spec);
   req.set_request_id(absl::StrCat("demo-", absl::ToUnixMillis(absl::Now())));
-  auto stub = v1::Orchestrator::NewStub(services::MakeChannel((*app)->address()));
+  auto stub = v1::Orchestrator::NewStub(services::MakeChannel(address));
   v1::Job job;
-  {
-    grpc::ClientContext ctx;
-    grpc::Status st = stub->CreateJob(&ctx, req, &job);
-    if (!st.ok()) {
-      std::fprintf(stderr, "spar demo: CreateJob: %s\n", st.error_message().c_str());
-      return 1;
-    }
-  }
-  std::printf("[3/3] job %s: %d %s rounds, %d prompts x K=%d samples per round\n",
-              job.job_id().c_str(), *rounds, algo.c_str(), spec->prompts_per_round(),
-              spec->sampling().num_samples());
-  std::fflush(stdout);
-  v1::Job final_job;
-  int rc = WatchJob((*app)->address(), job.job_id(), /*quiet=*/false, &final_job);
-  std::printf("\n");
-  PrintRoundTable(final_job, stdout);
-  std::printf("\nrun directory: %s\nseeds: job %d (sampling, training and eval prompts derive "
-              "from it); wall time %.1fs\n",
-              JoinPath(ac.runs_dir, job.job_id()).c_str(), *seed,
-              absl::ToDoubleSeconds(absl::Now() - demo_start));
+  grpc::ClientContext ctx;
+  grpc::Status st = stub->CreateJob(&ctx, req, &job);
+  if (!st.ok()) return absl::UnknownError(absl::StrCat("CreateJob: ", st.error_message()));
+  *spec_out = *spec;
+  return job;
+}
+
+void PrintDemoResult(const v1::Job& final_job, int rc) {
   if (rc == 0 && final_job.rounds_size() > 0) {
     const v1::RoundSummary& last = final_job.rounds(final_job.rounds_size() - 1);
     std::printf("greedy accuracy %.3f -> %.3f (%+.1f points); win rate vs pi_0 %.3f\n",
@@ -334,6 +293,71 @@ int RunDemo(const Args& args) {
                  final_job.state() == v1::JOB_STATE_FAILED ? "FAILED" : "early",
                  final_job.error().c_str());
   }
+}
+
+int Fail(const absl::Status& st) {
+  std::fprintf(stderr, "spar demo: %s\n", std::string(st.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunDemo(const Args& args) {
+  absl::Time demo_start = absl::Now();
+  auto rounds = args.GetInt("rounds", 3);
+  auto seed = args.GetInt("seed", 1);
+  if (!rounds.ok() || !seed.ok() || *rounds < 1) {
+    std::fprintf(stderr, "spar demo: --rounds and --seed must be positive integers\n");
+    return 2;
+  }
+  const std::string algo = args.Get("algo", "dno");
+  if (algo != "dno" && algo != "spin" && algo != "dpo" && algo != "sppo" && algo != "mpo") {
+    std::fprintf(stderr, "spar demo: --algo must be dno, spin, dpo, sppo or mpo, got \"%s\"\n",
+                 algo.c_str());
+    return 2;
+  }
+  absl::StatusOr<std::string> base = EnsureBaseModel(args, *seed);
+  if (!base.ok()) return Fail(base.status());
+  // 2. A local OpenAI-compatible rule judge and all four services on loopback.
+  judge::JudgeServerOptions jo;
+  // Only a correct answer beats another: the graded rule (a closer wrong answer wins) let the
+  // recipes win on closeness without gaining accuracy (docs/benchmarks.md).
+  jo.arith_rule = "exact";
+  auto judge = judge::JudgeServer::Start(jo);
+  if (!judge.ok())
+    return Fail(
+        absl::Status(judge.status().code(), absl::StrCat("judge: ", judge.status().message())));
+  services::AppConfig ac;
+  ac.port = 0;
+  ac.metrics_port = 0;
+  ac.runs_dir = args.Get("runs_dir", "runs");
+  ac.data_root = Dirname(*base);  // the base model's cache dir: the only input path the job names
+  ac.oracle.base_url = (*judge)->base_url();
+  ac.oracle.max_concurrency = 8;
+  auto app = services::App::Start(ac);
+  if (!app.ok()) return Fail(app.status());
+  std::printf("[2/3] judge on %s; services on %s (metrics http://%s:%d/metrics)\n",
+              (*judge)->base_url().c_str(), (*app)->address().c_str(), "127.0.0.1",
+              (*app)->metrics_port());
+  // 3. A job through the gRPC API, watched to the end.
+  v1::JobSpec spec;
+  absl::StatusOr<v1::Job> job =
+      CreateDemoJob((*app)->address(), algo, *base, *rounds, *seed, &spec);
+  if (!job.ok()) return Fail(job.status());
+  std::printf("[3/3] job %s: %d %s rounds, %d prompts x K=%d samples per round\n",
+              job->job_id().c_str(), *rounds, algo.c_str(), spec.prompts_per_round(),
+              spec.sampling().num_samples());
+  std::fflush(stdout);
+  v1::Job final_job;
+  int rc = WatchJob((*app)->address(), job->job_id(), /*quiet=*/false, &final_job);
+  std::printf("\n");
+  PrintRoundTable(final_job, stdout);
+  std::printf(
+      "\nrun directory: %s\nseeds: job %d (sampling, training and eval prompts derive "
+      "from it); wall time %.1fs\n",
+      JoinPath(ac.runs_dir, job->job_id()).c_str(), *seed,
+      absl::ToDoubleSeconds(absl::Now() - demo_start));
+  PrintDemoResult(final_job, rc);
   (*app)->Shutdown();
   (*judge)->Stop();
   return rc;
