@@ -15,6 +15,7 @@
 #include "model/internal/policy_internal.h"
 #include "model/safetensors.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/testing/tiny_model.h"
 
 namespace spar::model {
 namespace {
@@ -22,13 +23,7 @@ namespace {
 using ::testing::HasSubstr;
 
 LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  LlamaConfig c = test::TinyByteLlamaConfig();
   c.max_position_embeddings = 64;
   return c;
 }

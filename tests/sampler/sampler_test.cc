@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
 #include "model/policy.h"
+#include "tests/testing/tiny_model.h"
 
 namespace spar::sampler {
 namespace {
@@ -18,13 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string SaveTinyPolicy(uint64_t seed) {
-  model::LlamaConfig c;
-  c.vocab_size = model::ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  const model::LlamaConfig c = test::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
   EXPECT_TRUE(p.ok()) << p.status();
   const std::string dir = JoinPath(::testing::TempDir(),

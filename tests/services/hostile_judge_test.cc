@@ -31,7 +31,7 @@
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
-#include "tests/services/tiny_policy.h"
+#include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
@@ -115,7 +115,7 @@ class HostileJudgeTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_hostile_judge_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    const model::LlamaConfig c = TinyLlamaConfig();
+    const model::LlamaConfig c = test::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());

@@ -26,7 +26,7 @@
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "spar/v1/trainer.grpc.pb.h"
-#include "tests/services/tiny_policy.h"
+#include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
@@ -73,7 +73,7 @@ class HostileRequestsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = new std::string(TempRoot());
     outside_ = new std::string(TempRoot());
-    const model::LlamaConfig c = TinyLlamaConfig();
+    const model::LlamaConfig c = test::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
@@ -426,7 +426,7 @@ TEST_F(HostileRequestsTest, ForeignDirectorySurvivesStartTraining) {
 
 TEST(PolicySaveTest, NeverReplacesADirectoryItDidNotWrite) {
   const std::string root = TempRoot();
-  const model::LlamaConfig c = TinyLlamaConfig();
+  const model::LlamaConfig c = test::TinyLlamaConfig();
   auto policy = model::Policy::CreateRandom(c, 3);
   ASSERT_TRUE(policy.ok()) << policy.status();
   const std::string foreign = JoinPath(root, "foreign");

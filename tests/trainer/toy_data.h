@@ -7,20 +7,12 @@
 
 #include "model/byte_tokenizer.h"
 #include "model/policy.h"
+#include "tests/testing/tiny_model.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer::testing {
 
-inline model::LlamaConfig TinyConfig() {
-  model::LlamaConfig c;
-  c.vocab_size = model::ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  return c;
-}
+inline model::LlamaConfig TinyConfig() { return test::TinyByteLlamaConfig(); }
 
 inline std::vector<PreferencePair> ToyPairs() {
   std::vector<PreferencePair> pairs;

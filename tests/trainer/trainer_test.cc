@@ -19,6 +19,7 @@
 #include "trainer/internal/train_util.h"
 #include "tests/trainer/toy_data.h"
 #include "model/internal/llama.h"
+#include "tests/testing/tiny_model.h"
 
 namespace spar::trainer {
 namespace {
@@ -34,13 +35,7 @@ std::string TempDir(const std::string& name) {
 }
 
 std::string SaveTinyPolicy(uint64_t seed) {
-  model::LlamaConfig c;
-  c.vocab_size = model::ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
+  const model::LlamaConfig c = test::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
   EXPECT_TRUE(p.ok()) << p.status();
   const std::string dir = TempDir(absl::StrCat("init", seed));

@@ -1,11 +1,26 @@
-// The services tests' base model: a 1-layer Llama small enough that a whole job runs in seconds.
-// One home for its shape, so every services test trains the same thing.
+// The tests' tiny models: one home for their shapes, so every test that says "tiny" builds the
+// same thing. Torch-free (configs only); Policy::CreateRandom(config, seed) makes the weights.
 #pragma once
 
+#include "model/byte_tokenizer.h"
 #include "model/llama_config.h"
 
-namespace spar::services {
+namespace spar::test {
 
+// A 2-layer Llama over the byte tokenizer (hidden 32, 4 heads, 2 KV heads): the model, sampler
+// and trainer unit tests' policy.
+inline model::LlamaConfig TinyByteLlamaConfig() {
+  model::LlamaConfig c;
+  c.vocab_size = model::ByteTokenizer::kVocabSize;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  return c;
+}
+
+// The services tests' base model: a 1-layer Llama small enough that a whole job runs in seconds.
 inline model::LlamaConfig TinyLlamaConfig() {
   model::LlamaConfig c;
   c.hidden_size = 32;
@@ -33,4 +48,4 @@ inline model::LlamaConfig TinyQwen3Config() {
   return c;
 }
 
-}  // namespace spar::services
+}  // namespace spar::test
