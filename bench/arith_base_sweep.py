@@ -4,7 +4,7 @@ product never runs Python).
 
 A faithful replica of trainer::BuildArithBaseModel: the same tiny Llama (hidden 128, 4 layers,
 RMSNorm, RoPE 10000, SwiGLU, GQA, tied embeddings, N(0, 0.02) init, byte tokenizer with BOS 256 /
-EOS 257), the same addition data and train/eval split (common/arith_task.cc's hash), SFT loss =
+EOS 257), the same addition data and train/eval split (tasks/arith/problems.cc's hash), SFT loss =
 mean over rows of -log p(response + EOS) / |response|, AdamW with linear warmup, gradient clip,
 greedy accuracy on a fixed eval subset every `eval_every` steps, stop at the target.
 

@@ -17,7 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "common/arith_task.h"
+#include "tasks/arith/greedy_score.h"
+#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/mpo_defaults.h"
@@ -122,29 +123,6 @@ absl::Status CopyCheckpoint(const std::string& from, const std::string& to) {
   return RenameDurable(tmp, to);
 }
 
-// Greedy accuracy over the verifiable prompts (the built-in task's questions) with its 95% Wilson
-// interval; accuracy -1 when no prompt is verifiable.
-struct GreedyAccuracy {
-  int correct = 0;
-  int verifiable = 0;
-  double accuracy = -1;
-  Interval ci95{0, 1};
-};
-GreedyAccuracy ScoreGreedy(const std::vector<std::string>& prompts,
-                           const std::vector<std::string>& texts) {
-  GreedyAccuracy g;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    if (!ArithTruth(prompts[i]).has_value()) continue;
-    ++g.verifiable;
-    g.correct += ArithCorrect(prompts[i], texts[i]) ? 1 : 0;
-  }
-  if (g.verifiable > 0) {
-    g.accuracy = static_cast<double>(g.correct) / g.verifiable;
-    g.ci95 = WilsonInterval(g.correct, g.verifiable);
-  }
-  return g;
-}
-
 json IntervalJson(const Interval& i) { return json::array({i.lo, i.hi}); }
 
 void SetInterval(const Interval& from, v1::Interval* to) {
@@ -223,7 +201,7 @@ void JobRunner::Emit(int round, const std::string& stage, const std::string& kin
 absl::StatusOr<std::vector<JobRunner::PromptItem>> JobRunner::RoundPrompts(int t) {
   std::vector<PromptItem> all;
   if (spec_.prompts().has_builtin()) {
-    for (const ArithProblem& p : MakeArithProblems(ArithSplit::kTrain, -1, spec_.seed())) {
+    for (const arith::ArithProblem& p : arith::MakeArithProblems(arith::ArithSplit::kTrain, -1, spec_.seed())) {
       all.push_back({p.prompt, p.answer});
     }
   } else {
@@ -258,8 +236,8 @@ absl::StatusOr<std::vector<JobRunner::PromptItem>> JobRunner::RoundPrompts(int t
 absl::StatusOr<std::vector<std::string>> JobRunner::EvalPrompts() {
   std::vector<std::string> out;
   if (spec_.eval_prompts().has_builtin()) {
-    for (const ArithProblem& p :
-         MakeArithProblems(ArithSplit::kEval, spec_.eval().num_prompts(), spec_.seed())) {
+    for (const arith::ArithProblem& p :
+         arith::MakeArithProblems(arith::ArithSplit::kEval, spec_.eval().num_prompts(), spec_.seed())) {
       out.push_back(p.prompt);
     }
     return out;
@@ -313,7 +291,7 @@ absl::Status JobRunner::EnsureBaseEval() {
     rows.push_back({{"index", i}, {"prompt", prompts[i]}, {"text", texts[i]}});
   }
   SPAR_RETURN_IF_ERROR(WriteJsonlAtomic(dir.BaseEval(), rows));
-  const GreedyAccuracy g = ScoreGreedy(prompts, texts);
+  const arith::GreedyScore g = arith::ScoreGreedyAnswers(prompts, texts);
   callbacks_.update_job([&g](v1::Job& job) {
     job.set_base_greedy_accuracy(g.accuracy);
     SetInterval(g.ci95, job.mutable_base_greedy_accuracy_ci95());
@@ -1360,7 +1338,7 @@ absl::Status JobRunner::StageEval(int t) {
     len_sum += static_cast<double>(texts[i].size());
     max_len = std::max(max_len, texts[i].size());
   }
-  const GreedyAccuracy g = ScoreGreedy(prompts, texts);
+  const arith::GreedyScore g = arith::ScoreGreedyAnswers(prompts, texts);
   const double acc = g.accuracy;
   double mean_len = prompts.empty() ? 0 : len_sum / prompts.size();
   const double stop_below = spec_.eval().early_stop_win_rate();

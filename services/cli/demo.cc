@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -20,7 +20,7 @@
 #include "services/common/status_util.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
-#include "trainer/arith_base.h"
+#include "tasks/arith/base_model.h"
 
 namespace spar::cli {
 namespace {
@@ -92,7 +92,7 @@ v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
   s.mutable_training()->set_nll_weight(1.0);
   s.mutable_training()->set_epochs(1);
   s.mutable_training()->set_batch_size(16);
-  s.mutable_eval()->set_num_prompts(kArithEvalSize);  // every held-out problem
+  s.mutable_eval()->set_num_prompts(arith::kArithEvalSize);  // every held-out problem
   s.mutable_eval()->set_max_new_tokens(6);
   if (s.algorithm() == "spin") {
     // SPIN contrasts the gold answer with one sample of pi_t per prompt (the paper's K = 1).
@@ -240,10 +240,10 @@ absl::StatusOr<std::string> EnsureBaseModel(const Args& args, int seed) {
               "two-digit addition", base.c_str());
   std::fflush(stdout);
   SPAR_RETURN_IF_ERROR(MakeDirs(Dirname(base)));
-  trainer::ArithBaseOptions opt;
+  arith::ArithBaseOptions opt;
   opt.out_dir = base;
   opt.seed = static_cast<uint64_t>(seed);
-  auto report = trainer::BuildArithBaseModel(opt, [](const trainer::ArithBaseProgress& p) {
+  auto report = arith::BuildArithBaseModel(opt, [](const arith::ArithBaseProgress& p) {
     if (p.accuracy >= 0) {
       std::printf("  step %5d  loss %.4f  greedy accuracy %.3f\n", p.step, p.loss, p.accuracy);
       std::fflush(stdout);

@@ -11,10 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 #include "common/log.h"
 #include "oracle_client/judge_template.h"
-#include "oracle_client/rule_judge.h"
+#include "tasks/arith/rule_judge.h"
 #include "oracle_client/side_by_side.h"
 
 namespace spar::judge {
@@ -36,13 +36,13 @@ void SendError(httplib::Response& res, int status, const std::string& message,
 }
 
 // P(winner) the judge reports, by how clear the win is.
-double WinnerProbability(oracle::RuleVerdict::Basis basis) {
+double WinnerProbability(arith::RuleVerdict::Basis basis) {
   switch (basis) {
-    case oracle::RuleVerdict::Basis::kQuality:
+    case arith::RuleVerdict::Basis::kQuality:
       return 0.99;
-    case oracle::RuleVerdict::Basis::kTieBreak:
+    case arith::RuleVerdict::Basis::kTieBreak:
       return 0.6;
-    case oracle::RuleVerdict::Basis::kTie:
+    case arith::RuleVerdict::Basis::kTie:
       return 0.55;
   }
   return 0.5;
@@ -256,10 +256,10 @@ struct JudgeServer::Handlers {
                       {"logprobs", want_logprobs},
                       {"top_logprobs", top_n}});
 
-    oracle::RuleVerdict v =
-        oracle::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b,
-                                o.arith_rule == "exact" ? oracle::ArithRule::kExact
-                                                        : oracle::ArithRule::kCloser);
+    arith::RuleVerdict v =
+        arith::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b,
+                                o.arith_rule == "exact" ? arith::ArithRule::kExact
+                                                        : arith::ArithRule::kCloser);
     const std::string winner = oracle::VerdictToken(v.winner);
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
     const double p = WinnerProbability(v.basis);
@@ -299,8 +299,8 @@ struct JudgeServer::Handlers {
     }
     s.RecordSeen(json{{"instruction", in.instruction}, {"output", in.output}, {"model", model}});
     int score = 5;
-    if (std::optional<int64_t> truth = ArithTruth(in.instruction)) {
-      std::optional<int64_t> got = ParseArithAnswer(in.output);
+    if (std::optional<int64_t> truth = arith::ArithTruth(in.instruction)) {
+      std::optional<int64_t> got = arith::ParseArithAnswer(in.output);
       score = !got ? 1 : (*got == *truth ? 10 : 3);
     }
     std::string content = fault == "bad_verdict" ? "maybe" : std::to_string(score);
@@ -321,12 +321,12 @@ struct JudgeServer::Handlers {
                       {"model", model},
                       {"mode", "side_by_side"}});
     json answer = json::object();
-    const std::optional<int64_t> truth = ArithTruth(in.instruction);
+    const std::optional<int64_t> truth = arith::ArithTruth(in.instruction);
     for (size_t k = 0; k < in.outputs.size(); ++k) {
       int score = 3;
       std::string why = "not an arithmetic question";
       if (truth) {
-        std::optional<int64_t> got = ParseArithAnswer(in.outputs[k]);
+        std::optional<int64_t> got = arith::ParseArithAnswer(in.outputs[k]);
         score = !got ? 0 : (*got == *truth ? 6 : 1);
         why = !got ? "no number" : (*got == *truth ? "correct" : "wrong number");
       }

@@ -56,7 +56,7 @@ struct JudgeServerOptions {
   // 401).
   std::string api_key;
   // How arithmetic answers compare: "closer" (a closer wrong answer beats a farther one) or
-  // "exact" (only a correct answer beats another; see oracle::ArithRule).
+  // "exact" (only a correct answer beats another; see arith::ArithRule).
   std::string arith_rule = "closer";
   // The model name reported by /v1/models and in responses.
   std::string model = "spar-rule-judge";

@@ -17,7 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_cat.h"
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/stats.h"
 #include "orchestrator/job_manager.h"
@@ -69,9 +69,9 @@ class FakeOracle : public OraclePort {
         if (!st.ok()) return st;
         continue;
       }
-      int64_t truth = *ArithTruth(c.prompt());
-      int64_t da = std::llabs(*ParseArithAnswer(c.response_a()) - truth);
-      int64_t db = std::llabs(*ParseArithAnswer(c.response_b()) - truth);
+      int64_t truth = *arith::ArithTruth(c.prompt());
+      int64_t da = std::llabs(*arith::ParseArithAnswer(c.response_a()) - truth);
+      int64_t db = std::llabs(*arith::ParseArithAnswer(c.response_b()) - truth);
       v1::Judgment j;
       j.set_index(i);
       j.set_ok(true);
@@ -104,10 +104,10 @@ class FakeOracle : public OraclePort {
         r.set_code(static_cast<int>(absl::StatusCode::kDataLoss));
       } else {
         r.set_ok(true);
-        int64_t truth = *ArithTruth(item.prompt());
+        int64_t truth = *arith::ArithTruth(item.prompt());
         for (int k = 0; k < item.responses_size(); ++k) {
           r.add_order(item.responses_size() - 1 - k);
-          int64_t d = std::llabs(*ParseArithAnswer(item.responses(k)) - truth);
+          int64_t d = std::llabs(*arith::ParseArithAnswer(item.responses(k)) - truth);
           r.add_scores(d == 0 ? 6 : d == 1 ? 5 : d == 2 ? 3 : 1);
         }
         r.set_verdict("{}");
@@ -187,7 +187,7 @@ class FakeSampler : public SamplerPort {
       v1::GenerateResponse r;
       r.set_index(i);
       r.set_prompt(req.prompts(i));
-      int64_t truth = *ArithTruth(req.prompts(i));
+      int64_t truth = *arith::ArithTruth(req.prompts(i));
       for (int j = 0; j < req.params().num_samples(); ++j) {
         int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
                                                       : truth + offset + (distinct > 0 ? j % distinct : j);
@@ -347,9 +347,9 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   EXPECT_DOUBLE_EQ(job_.rounds(1).win_rate_vs_base_ci95().hi(), 1.0);
   auto pairs = ReadJsonl(rd.Pairs(1));
   for (const auto& p : *pairs) {
-    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
-    EXPECT_LT(std::llabs(*ParseArithAnswer(p["chosen"].get<std::string>()) - truth),
-              std::llabs(*ParseArithAnswer(p["rejected"].get<std::string>()) - truth));
+    int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
+    EXPECT_LT(std::llabs(*arith::ParseArithAnswer(p["chosen"].get<std::string>()) - truth),
+              std::llabs(*arith::ParseArithAnswer(p["rejected"].get<std::string>()) - truth));
   }
 }
 
@@ -550,7 +550,7 @@ TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   // Sample 0 answers the gold; gold vs the first different sample: one pair per prompt.
   ASSERT_EQ(r1->size(), 8u);
   for (const auto& p : *r1) {
-    EXPECT_EQ(p["chosen"], std::to_string(*ArithTruth(p["prompt"].get<std::string>())));
+    EXPECT_EQ(p["chosen"], std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>())));
   }
   size_t reused = 0;
   for (const auto& p : *r2) reused += p["source_round"].get<int>() == 1 ? 1 : 0;
@@ -586,7 +586,7 @@ TEST_F(JobRunnerTest, SpinWithOneSamplePerPromptProducesPairs) {
     auto r1 = ReadJsonl(rd.Pairs(1));
     ASSERT_EQ(r1->size(), 8u);
     for (const auto& p : *r1) {
-      int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+      int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
       EXPECT_EQ(p["chosen"], std::to_string(truth));
       EXPECT_EQ(p["rejected"], std::to_string(truth + 1));
     }
@@ -638,7 +638,7 @@ TEST_F(JobRunnerTest, SppoOneArgmaxArgminPairWithSelfInclusiveWinRates) {
   auto pairs = ReadJsonl(rd.Pairs(1));
   ASSERT_EQ(pairs->size(), 8u);
   for (const auto& p : *pairs) {
-    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
     EXPECT_EQ(p["chosen"], std::to_string(truth));
     EXPECT_EQ(p["rejected"], std::to_string(truth + 2));
     EXPECT_NEAR(p["chosen_win_rate"].get<double>(), 5.0 / 6, 1e-12);
@@ -672,9 +672,9 @@ TEST_F(JobRunnerTest, MpoPairsCarryWinRatesAndTheMagnetIsRefreshedEveryMRounds) 
   auto pairs = ReadJsonl(rd.Pairs(1));
   ASSERT_EQ(pairs->size(), 24u);
   for (const auto& p : *pairs) {
-    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
-    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
-    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *arith::ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *arith::ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
     EXPECT_LT(c, r);
     const double q[] = {5.0 / 6, 0.5, 1.0 / 6};
     EXPECT_NEAR(p["chosen_win_rate"].get<double>(), q[c], 1e-12);
@@ -836,9 +836,9 @@ TEST_F(JobRunnerTest, DnoPrctTeacherJoinsTheCandidates) {
   ASSERT_EQ(pairs->size(), 8u * 4u);
   int teacher_chosen = 0;
   for (const auto& p : *pairs) {
-    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
-    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
-    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *arith::ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *arith::ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
     EXPECT_LT(c, r);
     if (c == 0) {
       ++teacher_chosen;
@@ -894,7 +894,7 @@ TEST_F(JobRunnerTest, UnfinishedSamplesAreAutomaticNegativesAndMarkedInPairs) {
   ASSERT_EQ(pairs->size(), 8u * 3u);
   int against_cut = 0;
   for (const auto& p : *pairs) {
-    const int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    const int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
     EXPECT_NE(p["chosen"], std::to_string(truth)) << p;
     EXPECT_TRUE(p["chosen_finished"].get<bool>()) << p;
     const bool cut = p["rejected"] == std::to_string(truth);
@@ -920,7 +920,7 @@ TEST_F(JobRunnerTest, UnfinishedNegativeOffJudgesTheCutSampleAndStillMarksIt) {
   ASSERT_EQ(pairs->size(), 24u);
   int cut_chosen = 0;
   for (const auto& p : *pairs) {
-    const bool cut = p["chosen"] == std::to_string(*ArithTruth(p["prompt"].get<std::string>()));
+    const bool cut = p["chosen"] == std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>()));
     EXPECT_EQ(p["chosen_finished"].get<bool>(), !cut) << p;
     EXPECT_TRUE(p["rejected_finished"].get<bool>()) << p;
     cut_chosen += cut ? 1 : 0;
@@ -951,7 +951,7 @@ TEST_F(JobRunnerTest, UnfinishedSamplesAreNegativesForEveryJudgedRecipe) {
     auto pairs = ReadJsonl(rd.Pairs(1));
     ASSERT_FALSE(pairs->empty());
     for (const auto& p : *pairs) {
-      const std::string truth = std::to_string(*ArithTruth(p["prompt"].get<std::string>()));
+      const std::string truth = std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>()));
       EXPECT_NE(p["chosen"], truth) << p;
       if (std::string(algo) != "mpo") EXPECT_EQ(p["rejected"], truth) << p;  // one pair each
       EXPECT_EQ(p["rejected_finished"].get<bool>(), p["rejected"] != truth) << p;
@@ -977,7 +977,7 @@ TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
   auto pairs = ReadJsonl(rd.Pairs(1));
   ASSERT_EQ(pairs->size(), 8u);
   for (const auto& p : *pairs) {
-    const int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
+    const int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
     EXPECT_EQ(p["chosen"], std::to_string(truth)) << p;
     EXPECT_EQ(p["rejected"], std::to_string(truth + 1)) << p;
     EXPECT_DOUBLE_EQ(p["p"].get<double>(), 1.0) << p;
@@ -1027,9 +1027,9 @@ TEST_F(JobRunnerTest, SideBySideScoresBuildPairsWithDnoPrctThresholds) {
   ASSERT_EQ(pairs->size(), 8u * 4u);
   int teacher_chosen = 0;
   for (const auto& p : *pairs) {
-    int64_t truth = *ArithTruth(p["prompt"].get<std::string>());
-    int64_t c = *ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
-    int64_t r = *ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
+    int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
+    int64_t c = *arith::ParseArithAnswer(p["chosen"].get<std::string>()) - truth;
+    int64_t r = *arith::ParseArithAnswer(p["rejected"].get<std::string>()) - truth;
     EXPECT_LT(c, r);
     EXPECT_GE(p["chosen_score"].get<int>(), 5);
     // The trainer's scale: score / 6.

@@ -15,7 +15,6 @@
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
 #include "model/policy.h"
-#include "trainer/arith_base.h"
 #include "trainer/internal/train_util.h"
 #include "tests/trainer/toy_data.h"
 #include "model/internal/llama.h"
@@ -222,30 +221,6 @@ TEST(TrainSftTest, LowersNll) {
   config.loss = "dpo";
   EXPECT_EQ(TrainSft(init, data, config, out).status().code(),
             absl::StatusCode::kInvalidArgument);
-}
-
-TEST(ArithBaseTest, BuildsAndSavesAShortRun) {
-  ArithBaseOptions o;
-  o.out_dir = TempDir("arith");
-  o.max_steps = 3;
-  o.eval_every = 2;
-  o.eval_problems = 10;
-  o.batch_size = 8;
-  o.target_accuracy = 1.0;
-  std::vector<int> steps;
-  absl::StatusOr<ArithBaseReport> r =
-      BuildArithBaseModel(o, [&](const ArithBaseProgress& p) { steps.push_back(p.step); });
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->steps, 3);
-  EXPECT_EQ(steps, std::vector<int>({1, 2, 3}));
-  ASSERT_EQ(r->accuracy_curve.size(), 2u);  // steps 2 and 3 (the last)
-  EXPECT_GT(r->num_parameters, 500000);
-  EXPECT_LT(r->num_parameters, 1500000);
-  absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::Load(o.out_dir);
-  ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ((*p)->config().hidden_size, 128);
-  o.out_dir = "";
-  EXPECT_EQ(BuildArithBaseModel(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // --- Loss family, bad input, optimisation details. ---

@@ -1,10 +1,10 @@
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-namespace spar {
+namespace spar::arith {
 namespace {
 
 TEST(ArithTaskTest, SplitsAreDisjointAndCoverEverything) {
@@ -50,4 +50,4 @@ TEST(ArithTaskTest, ParsesPromptsAndAnswers) {
 }
 
 }  // namespace
-}  // namespace spar
+}  // namespace spar::arith

@@ -1,9 +1,9 @@
-#include "oracle_client/rule_judge.h"
+#include "tasks/arith/rule_judge.h"
 
 #include "gtest/gtest.h"
 #include "oracle_client/verdict.h"
 
-namespace spar::oracle {
+namespace spar::arith {
 namespace {
 
 using Basis = RuleVerdict::Basis;
@@ -75,4 +75,4 @@ TEST(RuleJudgeTest, ExactRuleOnlyRewardsTheCorrectAnswer) {
 }
 
 }  // namespace
-}  // namespace spar::oracle
+}  // namespace spar::arith

@@ -8,7 +8,7 @@ threads. Which kernels depends on the BLAS inside the LibTorch built against:
     (MKL_ENABLE_INSTRUCTIONS) and ATen's vectorised kernels (ATEN_CPU_CAPABILITY) together.
 All of them exist on every x86-64 CPU that runs Spar.
 
-usage: arith_base_matrix_test.py RUN_BINARY WORK_DIR [--seeds=1,2,3,4,5] [--kernels=default,Prescott,Haswell]
+usage: base_model_matrix_test.py RUN_BINARY WORK_DIR [--seeds=1,2,3,4,5] [--kernels=default,Prescott,Haswell]
        [--threads=1,2]
 
 SPAR_MATRIX_SEEDS (e.g. "1,2,3,4,5") overrides --seeds. CI's ctest cells each run one seed (six

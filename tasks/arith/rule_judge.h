@@ -6,7 +6,10 @@
 
 #include "oracle_client/verdict.h"
 
-namespace spar::oracle {
+namespace spar::arith {
+
+// The rule judge answers with the oracle's verdict type.
+using Verdict = oracle::Verdict;
 
 struct RuleVerdict {
   // Why the winner won, strongest first.
@@ -28,12 +31,12 @@ struct RuleVerdict {
 enum class ArithRule { kCloser, kExact };
 
 // Judges two responses to the arithmetic prompt `instruction` ("37+48="): a correct answer beats a
-// wrong one; otherwise (kCloser) the one numerically closer to the truth wins; a response with no parsable
-// number loses to one with a number. When `instruction` is not an arithmetic question, or both
-// answers are equally good, the tie-breaks decide: shorter text, then the lexicographically
+// wrong one; otherwise (kCloser) the one numerically closer to the truth wins; a response with no
+// parsable number loses to one with a number. When `instruction` is not an arithmetic question, or
+// both answers are equally good, the tie-breaks decide: shorter text, then the lexicographically
 // smaller one; identical texts are a tie that goes to A, so that asking both orders and debiasing
 // gives exactly 0.5.
 RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
                             const std::string& b, ArithRule rule = ArithRule::kCloser);
 
-}  // namespace spar::oracle
+}  // namespace spar::arith

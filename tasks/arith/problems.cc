@@ -1,19 +1,20 @@
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 
 #include <algorithm>
 #include <cctype>
 #include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 
-namespace spar {
+namespace spar::arith {
 namespace {
 
 bool InEval(int64_t a, int64_t b) {
-  uint64_t h = static_cast<uint64_t>(a) * 1000003ULL + static_cast<uint64_t>(b) * 7919ULL + 12345ULL;
+  uint64_t h =
+      static_cast<uint64_t>(a) * 1000003ULL + static_cast<uint64_t>(b) * 7919ULL + 12345ULL;
   h ^= h >> 13;
   h *= 0x9E3779B97F4A7C15ULL;
   h ^= h >> 29;
@@ -49,8 +50,10 @@ std::optional<int64_t> ArithTruth(const std::string& prompt) {
   absl::string_view sa = absl::StripAsciiWhitespace(s.substr(0, plus));
   absl::string_view sb = absl::StripAsciiWhitespace(s.substr(plus + 1));
   if (sa.empty() || sb.empty()) return std::nullopt;
-  for (char c : sa) if (!absl::ascii_isdigit(c)) return std::nullopt;
-  for (char c : sb) if (!absl::ascii_isdigit(c)) return std::nullopt;
+  for (char c : sa)
+    if (!absl::ascii_isdigit(c)) return std::nullopt;
+  for (char c : sb)
+    if (!absl::ascii_isdigit(c)) return std::nullopt;
   if (!absl::SimpleAtoi(sa, &a) || !absl::SimpleAtoi(sb, &b)) return std::nullopt;
   return a + b;
 }
@@ -76,4 +79,4 @@ bool ArithCorrect(const std::string& prompt, const std::string& response) {
   return truth.has_value() && got.has_value() && *truth == *got;
 }
 
-}  // namespace spar
+}  // namespace spar::arith

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace spar {
+namespace spar::arith {
 
 struct ArithProblem {
   int64_t a = 0;
@@ -40,4 +40,4 @@ std::optional<int64_t> ParseArithAnswer(const std::string& response);
 // True when `response` states the right answer to `prompt`.
 bool ArithCorrect(const std::string& prompt, const std::string& response);
 
-}  // namespace spar
+}  // namespace spar::arith

@@ -1,11 +1,11 @@
-// Builds the demo's base policy pi_0 (trainer::BuildArithBaseModel) for several seeds in one
+// Builds the demo's base policy pi_0 (spar::arith::BuildArithBaseModel) for several seeds in one
 // process and prints one JSON line per seed: steps to the target, seconds, final accuracy, the
 // accuracy curve, the intra-op thread count and the BLAS kernel in use. Used by the convergence
-// matrix test (arith_base_matrix_test.py runs it under several OPENBLAS_CORETYPE values and thread
+// matrix test (base_model_matrix_test.py runs it under several OPENBLAS_CORETYPE values and thread
 // counts) and to tune the recipe.
 // Usage: spar_arith_base_run --out=DIR [--seeds=1,2,3] [--threads=N] [--key=value ...]
 //   keys: target, max_steps, batch_size, lr, warmup, weight_decay, beta2, max_grad_norm,
-//         schedule, eval_every, eval_problems (defaults: ArithBaseOptions's)
+//         schedule, eval_every, eval_problems (defaults: spar::arith::ArithBaseOptions's)
 // Exit 0 when every seed reached the target, 1 otherwise, 2 on bad flags.
 #include <cstdio>
 #include <cstdlib>
@@ -19,7 +19,7 @@
 #include "common/blas_kernel.h"
 #include "common/file_util.h"
 #include "nlohmann/json.hpp"
-#include "trainer/arith_base.h"
+#include "tasks/arith/base_model.h"
 
 namespace {
 
@@ -36,7 +36,7 @@ bool ParseFlags(int argc, char** argv, std::map<std::string, std::string>* kv) {
   return true;
 }
 
-bool Apply(std::map<std::string, std::string>& kv_, spar::trainer::ArithBaseOptions* o,
+bool Apply(std::map<std::string, std::string>& kv_, spar::arith::ArithBaseOptions* o,
            std::vector<uint64_t>* seeds) {
   auto& kv = kv_;
   bool ok = true;
@@ -96,7 +96,7 @@ bool Apply(std::map<std::string, std::string>& kv_, spar::trainer::ArithBaseOpti
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> kv;
-  spar::trainer::ArithBaseOptions base;
+  spar::arith::ArithBaseOptions base;
   std::vector<uint64_t> seeds = {1};
   if (!ParseFlags(argc, argv, &kv) || !Apply(kv, &base, &seeds)) {
     std::fprintf(stderr, "usage: %s --out=DIR [--seeds=1,2] [--threads=N] [--key=value ...]\n",
@@ -106,10 +106,10 @@ int main(int argc, char** argv) {
   bool all = true;
   const bool verbose = std::getenv("SPAR_VERBOSE") != nullptr;
   for (uint64_t seed : seeds) {
-    spar::trainer::ArithBaseOptions o = base;
+    spar::arith::ArithBaseOptions o = base;
     o.seed = seed;
     o.out_dir = spar::JoinPath(base.out_dir, absl::StrCat("seed", seed));
-    auto r = spar::trainer::BuildArithBaseModel(o, [&](const spar::trainer::ArithBaseProgress& p) {
+    auto r = spar::arith::BuildArithBaseModel(o, [&](const spar::arith::ArithBaseProgress& p) {
       if (verbose && p.accuracy >= 0) {
         std::fprintf(stderr, "seed %llu step %d loss %.4f accuracy %.3f\n",
                      static_cast<unsigned long long>(seed), p.step, p.loss, p.accuracy);

@@ -1,11 +1,11 @@
-#include "oracle_client/rule_judge.h"
+#include "tasks/arith/rule_judge.h"
 
 #include <cstdint>
 #include <optional>
 
-#include "common/arith_task.h"
+#include "tasks/arith/problems.h"
 
-namespace spar::oracle {
+namespace spar::arith {
 namespace {
 
 // Distance of `answer` from `truth`; nullopt when the response states no number.
@@ -63,4 +63,4 @@ RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a
               "equally good, same length; lexicographically smaller wins");
 }
 
-}  // namespace spar::oracle
+}  // namespace spar::arith
