@@ -62,9 +62,9 @@ absl::StatusOr<std::unique_ptr<JudgmentCache>> JudgmentCache::Open(const std::st
                                                                    absl::Duration busy_timeout) {
   if (path.empty()) return absl::InvalidArgumentError("judgment cache path is empty");
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close_v2(db);
@@ -153,10 +153,10 @@ absl::Status JudgmentCache::ChargeLocked(const UsageCharge& c) {
   sqlite3_bind_text(charge_, 1, c.job_id.data(), static_cast<int>(c.job_id.size()),
                     SQLITE_TRANSIENT);
   sqlite3_bind_int(charge_, 2, c.round);
-  sqlite3_bind_int64(charge_, 3, c.calls);
-  sqlite3_bind_int64(charge_, 4, c.prompt_tokens);
-  sqlite3_bind_int64(charge_, 5, c.completion_tokens);
-  sqlite3_bind_double(charge_, 6, c.cost_usd);
+  sqlite3_bind_int64(charge_, 3, c.usage.calls);
+  sqlite3_bind_int64(charge_, 4, c.usage.prompt_tokens);
+  sqlite3_bind_int64(charge_, 5, c.usage.completion_tokens);
+  sqlite3_bind_double(charge_, 6, c.usage.cost_usd);
   int rc = sqlite3_step(charge_);
   absl::Status st = rc == SQLITE_DONE ? absl::OkStatus() : Error("usage update failed");
   sqlite3_reset(charge_);
@@ -264,16 +264,16 @@ absl::StatusOr<JudgmentCache::Lease> JudgmentCache::ClaimLeaseLocked(const std::
   if (answered > 0) return Lease::kAnswered;
   if (held) return Lease::kHeld;
   SPAR_RETURN_IF_ERROR(
-      ExecKeyOwner("INSERT OR REPLACE INTO leases (key, owner, expires_unix_ms) VALUES (?1, ?2, ?3)",
-                   key, owner, absl::ToUnixMillis(expires))
+      ExecKeyOwner(
+          "INSERT OR REPLACE INTO leases (key, owner, expires_unix_ms) VALUES (?1, ?2, ?3)", key,
+          owner, absl::ToUnixMillis(expires))
           .status());
   return Lease::kAcquired;
 }
 
 absl::StatusOr<JudgmentCache::Lease> JudgmentCache::ClaimLease(const std::string& key,
                                                                const std::string& owner,
-                                                               absl::Time now,
-                                                               absl::Time expires,
+                                                               absl::Time now, absl::Time expires,
                                                                std::string* holder) {
   absl::MutexLock lock(&mu_);
   // IMMEDIATE: the check and the claim are one step for every process sharing the file.
@@ -299,8 +299,7 @@ absl::StatusOr<bool> JudgmentCache::ExtendLease(const std::string& key, const st
 
 absl::Status JudgmentCache::ReleaseLease(const std::string& key, const std::string& owner) {
   absl::MutexLock lock(&mu_);
-  return ExecKeyOwner("DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND ?3 = ?3", key, owner,
-                      0)
+  return ExecKeyOwner("DELETE FROM leases WHERE key = ?1 AND owner = ?2 AND ?3 = ?3", key, owner, 0)
       .status();
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "oracle_client/judge_usage.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -60,19 +61,12 @@ struct CachedAnswer {
 struct UsageCharge {
   std::string job_id;
   int round = 0;
-  int64_t calls = 0;
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-  double cost_usd = 0;
+  JudgeUsage usage;
 };
 
 // One round's recorded usage of a job.
-struct RoundUsage {
+struct RoundUsage : JudgeUsage {
   int round = 0;
-  int64_t calls = 0;
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-  double cost_usd = 0;
 };
 
 class JudgmentCache {
@@ -110,9 +104,8 @@ class JudgmentCache {
   // than `owner` holds a lease on it expiring after `now` (its id in *holder when not null);
   // otherwise the lease becomes `owner`'s until `expires` (wall clock, shared by processes) and
   // kAcquired. Unavailable on SQLite errors.
-  absl::StatusOr<Lease> ClaimLease(const std::string& key, const std::string& owner,
-                                   absl::Time now, absl::Time expires,
-                                   std::string* holder = nullptr);
+  absl::StatusOr<Lease> ClaimLease(const std::string& key, const std::string& owner, absl::Time now,
+                                   absl::Time expires, std::string* holder = nullptr);
   // Moves the expiry of `owner`'s lease on `key` (a long retry keeps it alive). False (and no
   // change) when `owner` no longer holds it: it expired and was taken over, or was released.
   absl::StatusOr<bool> ExtendLease(const std::string& key, const std::string& owner,

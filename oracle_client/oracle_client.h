@@ -14,16 +14,21 @@
 // ResourceExhausted "budget: ..." once a limit would be exceeded; never a silent drop),
 // then the rate limiter (requests/tokens per minute on the injected Clock, adapted to the
 // x-ratelimit-* headers), then a free connection (max_concurrency). Pointwise scoring (Score)
-// and side-by-side 6-point scoring (ScoreSideBySide, DNO-Prct) go through the same path. Single-flight: while a request for one cache key (one
-// presentation order of one comparison) is in flight, an identical request waits for its answer
-// instead of calling the judge; a request whose caller went away (cancelled) still finishes and
-// stores its answer, so the caller's retry finds it. With a cache file this holds across
-// processes too: a lease row claims the key first, and other processes wait for its answer
-// (JudgmentCache::ClaimLease).
+// and side-by-side 6-point scoring (ScoreSideBySide, DNO-Prct) go through the same path.
+// Single-flight: while a request for one cache key (one presentation order of one comparison) is in
+// flight, an identical request waits for its answer instead of calling the judge; a request whose
+// caller went away (cancelled) still finishes and stores its answer, so the caller's retry finds
+// it. With a cache file this holds across processes too: a lease row claims the key first, and
+// other processes wait for its answer (JudgmentCache::ClaimLease).
 //
-// Called by services/oracle (behind gRPC), `spar judge` and by tests. Thread-safe: Compare and CompareAll may be
-// called from any number of threads; at most config.max_concurrency HTTP requests are in flight
-// at once across all callers. No gRPC here (STYLE R2); httplib stays in the .cc.
+// This class is a facade over the parts in oracle_client/internal/: judge_request (what each
+// request asks), http_pool (connections, per-request deadline), response_parser (answers and
+// errors), budget_ledger (reservations against the budgets), single_flight and answer_cache (the
+// judgment cache and its cross-process leases), rate_limiter, oracle_metrics.
+//
+// Called by services/oracle (behind gRPC), `spar judge` and by tests. Thread-safe: Compare and
+// CompareAll may be called from any number of threads; at most config.max_concurrency HTTP requests
+// are in flight at once across all callers. No gRPC here (STYLE R2); httplib stays in the .cc.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/metrics/registry.h"
+#include "oracle_client/judge_usage.h"
 #include "oracle_client/oracle_config.h"
 
 namespace spar::oracle {
@@ -57,8 +63,8 @@ struct Judgment {
   // The judge's raw text answer in each order ("" when not asked).
   std::string verdict_ab;
   std::string verdict_ba;
-  int http_calls = 0;  // HTTP attempts made for this judgment
-  int retries = 0;     // of which retries (backoff retries plus unparsable-verdict retries)
+  int http_calls = 0;     // HTTP attempts made for this judgment
+  int retries = 0;        // of which retries (backoff retries plus unparsable-verdict retries)
   int cached_orders = 0;  // presentation orders answered from the judgment cache (0, 1 or 2)
 };
 
@@ -69,8 +75,8 @@ struct ScoreItem {
 };
 
 struct ScoreResult {
-  int score = 0;          // 1..10
-  std::string text;       // the judge's raw answer
+  int score = 0;     // 1..10
+  std::string text;  // the judge's raw answer
   int http_calls = 0;
   int retries = 0;
   bool cached = false;
@@ -89,7 +95,7 @@ struct SideBySideScores {
   std::string text;         // the judge's raw answer
   int http_calls = 0;
   int retries = 0;
-  bool cached = false;      // answered from the cache or by an identical request in flight
+  bool cached = false;  // answered from the cache or by an identical request in flight
 };
 
 // Limits of one job's judging (JudgeBudget in oracle.proto); 0 = unlimited. Calls are HTTP
@@ -114,12 +120,7 @@ struct JobScope {
 };
 
 // What a job (or one of its rounds) has spent on the judge.
-struct JobUsage {
-  int64_t calls = 0;
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-  double cost_usd = 0;
-};
+using JobUsage = JudgeUsage;
 
 class OracleClient {
  public:
@@ -179,15 +180,13 @@ class OracleClient {
                   const std::function<bool()>& cancelled = nullptr,
                   const JobScope& scope = JobScope());
 
-  struct Usage {
-    int64_t calls = 0;     // HTTP attempts
-    int64_t retries = 0;   // attempts that were retries
-    int64_t failures = 0;  // judgments that ended in an error
-    int64_t prompt_tokens = 0;
-    int64_t completion_tokens = 0;
-    double cost_usd = 0;        // priced with oracle.price_*_per_1k_usd
-    int64_t cache_hits = 0;     // presentation orders (or scores) answered from the cache
-    int64_t cache_misses = 0;   // looked up and not found (then asked over HTTP)
+  // What this client has done since it was created. JudgeUsage::calls counts HTTP attempts,
+  // JudgeUsage::cost_usd is priced with oracle.price_*_per_1k_usd.
+  struct Usage : JudgeUsage {
+    int64_t retries = 0;       // attempts that were retries
+    int64_t failures = 0;      // judgments that ended in an error
+    int64_t cache_hits = 0;    // presentation orders (or scores) answered from the cache
+    int64_t cache_misses = 0;  // looked up and not found (then asked over HTTP)
     // answers shared with an identical request (same cache key) already in flight: the judge is
     // asked once per key at a time (single-flight); like cache hits they cost nothing
     int64_t shared = 0;

@@ -1,7 +1,6 @@
 #include "oracle_client/oracle_config.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <set>
 #include <utility>
 
@@ -123,14 +122,6 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   SPAR_RETURN_IF_ERROR(ReadSeconds(json, "judgment_deadline_s", &c.judgment_deadline));
   SPAR_RETURN_IF_ERROR(ReadSeconds(json, "retry_backoff_initial_s", &c.retry_backoff_initial));
   SPAR_RETURN_IF_ERROR(ReadSeconds(json, "retry_backoff_max_s", &c.retry_backoff_max));
-  if (!c.api_key_env.empty()) {
-    const char* v = std::getenv(c.api_key_env.c_str());
-    if (v == nullptr || *v == '\0') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("oracle.api_key_env names ", c.api_key_env, ", which is not set or empty"));
-    }
-    c.api_key = v;
-  }
   return c;
 }
 
@@ -163,8 +154,7 @@ absl::Status Validate(const OracleConfig& c) {
   }
   if (c.max_retries < -1 || c.max_retries > 1000) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "oracle.max_retries must be in [-1, 1000] (-1 = until the deadline), got ",
-        c.max_retries));
+        "oracle.max_retries must be in [-1, 1000] (-1 = until the deadline), got ", c.max_retries));
   }
   if (c.retry_backoff_initial <= absl::ZeroDuration() ||
       c.retry_backoff_max < c.retry_backoff_initial) {
@@ -200,8 +190,9 @@ absl::Status Validate(const OracleConfig& c) {
         "oracle.budget_cost_usd is set but both prices are 0, so it could never be reached");
   }
   if (c.max_response_tokens < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "oracle.max_response_tokens must be >= 0 (0 = no truncation), got ", c.max_response_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("oracle.max_response_tokens must be >= 0 (0 = no truncation), got ",
+                     c.max_response_tokens));
   }
   if (c.api_key.find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("oracle api key must not contain line breaks");

@@ -25,9 +25,11 @@ struct OracleConfig {
   // The judge model name sent in each request.
   std::string model = "spar-rule-judge";
   // Bearer token; empty = no Authorization header. Never logged, never read from config files
-  // (set by main, or from the environment variable named by api_key_env).
+  // nor from the environment by this library: the edge (main) sets it with
+  // services::ResolveJudgeApiKey (services/common/judge_api_key.h).
   std::string api_key;
-  // Name of the environment variable ParseOracleConfig read api_key from ("" = none). Logged.
+  // Name of the environment variable the edge reads api_key from ("" = $SPAR_JUDGE_API_KEY).
+  // Logged.
   std::string api_key_env;
   // Most HTTP requests in flight at once, across Compare and CompareAll callers. >= 1.
   int max_concurrency = 8;
@@ -62,10 +64,10 @@ struct OracleConfig {
 
   // Budget for this client (one job); 0 = unlimited. When the next HTTP request would exceed a
   // limit, judgments fail with ResourceExhausted("budget: ...") instead of being sent.
-  int64_t budget_calls = 0;     // HTTP requests (attempts, retries included)
-  int64_t budget_tokens = 0;    // prompt + completion tokens (reported by the judge; estimated
-                                // for the request about to be sent)
-  double budget_cost_usd = 0;   // USD, priced with the two prices below
+  int64_t budget_calls = 0;    // HTTP requests (attempts, retries included)
+  int64_t budget_tokens = 0;   // prompt + completion tokens (reported by the judge; estimated
+                               // for the request about to be sent)
+  double budget_cost_usd = 0;  // USD, priced with the two prices below
   double price_prompt_per_1k_usd = 0;      // USD per 1,000 prompt tokens
   double price_completion_per_1k_usd = 0;  // USD per 1,000 completion tokens
 
@@ -83,8 +85,8 @@ struct OracleConfig {
 // "tokens_per_minute", "budget_calls", "budget_tokens", "budget_cost_usd",
 // "price_prompt_per_1k_usd", "price_completion_per_1k_usd", "template_path", "score_template_path",
 // "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in config files)
-// are InvalidArgument naming the key. When api_key_env is set, the variable must be set and
-// non-empty. Does not call Validate.
+// are InvalidArgument naming the key. Reads no environment variable (api_key stays empty; see
+// api_key). Does not call Validate.
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json);
 
 // InvalidArgument naming the first broken rule.

@@ -1,12 +1,12 @@
 #include "services/cli/cli.h"
 
-#include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "model/runtime_info.h"
 #include "orchestrator/engine_config.h"
 #include "orchestrator/job_spec.h"
@@ -27,18 +28,18 @@
 #include "services/cli/args.h"
 #include "services/cli/demo.h"
 #include "services/cli/inspect_command.h"
-#include "services/cli/spec_file.h"
 #include "services/cli/judge_command.h"
+#include "services/cli/spec_file.h"
 #include "services/cli/tokenize_command.h"
 #include "services/common/api_token.h"
 #include "services/common/auth.h"
+#include "services/common/judge_api_key.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
 #include "services/trainer/trainer_service.h"
+#include "spar/v1/orchestrator.grpc.pb.h"
 #include "trainer/process_group.h"
 #include "trainer/trainer.h"
-#include "spar/v1/orchestrator.grpc.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace spar::cli {
 namespace {
@@ -52,48 +53,68 @@ constexpr int kExitNotFound = 4;
 const char kUsage[] =
     "usage: spar <command> [args]\n"
     "  demo [--algo=dno|spin|dpo] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
-    "                                                   build the tiny model, run a job, print a table\n"
-    "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] [--runs_dir=runs]\n"
+    "                                                   build the tiny model, run a job, print a "
+    "table\n"
+    "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] "
+    "[--runs_dir=runs]\n"
     "     [--judge_cache=FILE.sqlite] [--data_root=DIR (default: working dir)] [--host=127.0.0.1]\n"
     "     [--insecure]                                  all four services in one process; a non-\n"
-    "                                                   loopback --host needs SPAR_API_TOKEN or --insecure\n"
-    "     [--judge_allow_http_host=NAME[,NAME]]          plain http to these non-loopback judge hosts\n"
-    "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] [--metrics_port=N]\n"
-    "                                                   trainer: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
+    "                                                   loopback --host needs SPAR_API_TOKEN or "
+    "--insecure\n"
+    "     [--judge_allow_http_host=NAME[,NAME]]          plain http to these non-loopback judge "
+    "hosts\n"
+    "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] "
+    "[--metrics_port=N]\n"
+    "                                                   trainer: "
+    "RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "                                                   env = data parallel, rank 0 serves\n"
     "     [--http_port=N [--http_policy=DIR]]           sampler: also the OpenAI-compatible API\n"
-    "                                                   (/v1/completions, /update_weights_from_disk)\n"
+    "                                                   (/v1/completions, "
+    "/update_weights_from_disk)\n"
     "     [--sampler_engine=native|openai|vllm|sglang|spar --sampler_engine_url=URL\n"
     "      --sampler_engine_model=NAME --sampler_engine_handoff=reload|restart\n"
-    "      --sampler_engine_command='CMD {model_path} ...']  orchestrator: sample through that engine\n"
+    "      --sampler_engine_command='CMD {model_path} ...']  orchestrator: sample through that "
+    "engine\n"
     "                                                   (key: $SPAR_SAMPLER_ENGINE_API_KEY)\n"
     "  submit JOB.json [--request_id=ID] [--watch]      create a job (idempotent by request id)\n"
     "  list [--state=running|succeeded|failed|...]      jobs, one per line\n"
     "  status JOB [--json]                              a job and its per-round table\n"
     "  watch JOB                                        live progress until the job ends\n"
     "  delete JOB                                       remove an ended job and its run directory\n"
-    "  cancel JOB | resume JOB [--judge_max_calls=N] [--judge_max_tokens=N] [--judge_max_cost_usd=X]\n"
-    "             [--judge_round_max_calls=N] [--judge_round_max_tokens=N] [--judge_round_max_cost_usd=X]\n"
-    "                                                   resume raises the job's judge budget (0 = unlimited)\n"
-    "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when SERVING;\n"
+    "  cancel JOB | resume JOB [--judge_max_calls=N] [--judge_max_tokens=N] "
+    "[--judge_max_cost_usd=X]\n"
+    "             [--judge_round_max_calls=N] [--judge_round_max_tokens=N] "
+    "[--judge_round_max_cost_usd=X]\n"
+    "                                                   resume raises the job's judge budget (0 = "
+    "unlimited)\n"
+    "  health [--addr=HOST:PORT]                        grpc.health.v1 check (exit 0 when "
+    "SERVING;\n"
     "                                                   containers use the lighter spar-health)\n"
-    "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url URL]\n"
+    "  judge --config FILE --in pairs.jsonl --out judgments.jsonl [--cache FILE] [--judge_url "
+    "URL]\n"
     "        [--judge_allow_http_host=NAME[,NAME]]\n"
-    "                                                   offline judging (resumes through the cache)\n"
-    "  tokenize --model DIR [--chat] [--chat_template=NAME] [--add-special-tokens]  stdin JSON lines -> ids\n"
+    "                                                   offline judging (resumes through the "
+    "cache)\n"
+    "  tokenize --model DIR [--chat] [--chat_template=NAME] [--add-special-tokens]  stdin JSON "
+    "lines -> ids\n"
     "  inspect DIR [--json]                             architecture, parameters, tensor sums\n"
-    "  version [--json]                                 Spar, LibTorch, CUDA, GPUs, BLAS kernel, CPU\n"
+    "  version [--json]                                 Spar, LibTorch, CUDA, GPUs, BLAS kernel, "
+    "CPU\n"
     "client commands take --addr (default $SPAR_ADDR or 127.0.0.1:50051)\n";
 
 int ExitCodeFor(const absl::Status& st) {
   if (st.ok()) return kExitOk;
   switch (st.code()) {
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition: return kExitUsage;
+    case absl::StatusCode::kFailedPrecondition:
+      return kExitUsage;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: return kExitUnavailable;
-    case absl::StatusCode::kNotFound: return kExitNotFound;
-    default: return kExitFailed;
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnavailable;
+    case absl::StatusCode::kNotFound:
+      return kExitNotFound;
+    default:
+      return kExitFailed;
   }
 }
 
@@ -130,13 +151,20 @@ void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
 
 const char* StateName(v1::JobState s) {
   switch (s) {
-    case v1::JOB_STATE_PENDING: return "pending";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    case v1::JOB_STATE_PAUSED: return "paused";
-    default: return "unspecified";
+    case v1::JOB_STATE_PENDING:
+      return "pending";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    case v1::JOB_STATE_PAUSED:
+      return "paused";
+    default:
+      return "unspecified";
   }
 }
 
@@ -231,16 +259,7 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   if (!token.ok()) return token.status();
   config.api_token = *std::move(token);
   // Secrets come from the environment or a file, never from flags or config files.
-  std::string key_env = config.oracle.api_key_env.empty() ? "SPAR_JUDGE_API_KEY"
-                                                          : config.oracle.api_key_env;
-  if (const char* key = std::getenv(key_env.c_str())) config.oracle.api_key = key;
-  if (const char* file = std::getenv("SPAR_JUDGE_API_KEY_FILE")) {
-    auto key = ReadFile(file);
-    if (!key.ok()) return key.status();
-    std::string k = *key;
-    while (!k.empty() && (k.back() == '\n' || k.back() == '\r' || k.back() == ' ')) k.pop_back();
-    config.oracle.api_key = k;
-  }
+  SPAR_ASSIGN_OR_RETURN(config.oracle.api_key, services::ResolveJudgeApiKey(config.oracle));
   return config;
 }
 
@@ -297,7 +316,8 @@ std::string JobJson(const v1::Job& job) {
 }
 
 int Submit(const Args& args) {
-  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar submit JOB.json"));
+  if (args.positional().size() != 1)
+    return Fail(absl::InvalidArgumentError("usage: spar submit JOB.json"));
   const std::string& path = args.positional()[0];
   auto text = ReadFile(path);
   if (!text.ok()) return Fail(text.status());
@@ -342,7 +362,8 @@ int List(const Args& args) {
 }
 
 int Delete(const Args& args) {
-  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar delete JOB"));
+  if (args.positional().size() != 1)
+    return Fail(absl::InvalidArgumentError("usage: spar delete JOB"));
   v1::DeleteJobRequest req;
   req.set_job_id(args.positional()[0]);
   v1::DeleteJobResponse resp;
@@ -355,7 +376,8 @@ int Delete(const Args& args) {
 }
 
 int Status(const Args& args) {
-  if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar status JOB"));
+  if (args.positional().size() != 1)
+    return Fail(absl::InvalidArgumentError("usage: spar status JOB"));
   v1::GetJobRequest req;
   req.set_job_id(args.positional()[0]);
   v1::Job job;
@@ -382,8 +404,8 @@ absl::Status ParseJudgeBudgetFlags(const Args& args, v1::ResumeJobRequest* req) 
     if (!args.Has(flag)) return absl::OkStatus();
     int64_t v = 0;
     if (!absl::SimpleAtoi(args.Get(flag), &v) || v < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be an integer >= 0, got \"",
-                                                     args.Get(flag), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " must be an integer >= 0, got \"", args.Get(flag), "\""));
     }
     (b->*set)(v);
     any = true;
@@ -393,8 +415,8 @@ absl::Status ParseJudgeBudgetFlags(const Args& args, v1::ResumeJobRequest* req) 
     if (!args.Has(flag)) return absl::OkStatus();
     double v = 0;
     if (!absl::SimpleAtod(args.Get(flag), &v) || !(v >= 0)) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be a number >= 0, got \"",
-                                                     args.Get(flag), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " must be a number >= 0, got \"", args.Get(flag), "\""));
     }
     (b->*set)(v);
     any = true;
@@ -466,16 +488,32 @@ int RunCli(int argc, char** argv) {
     return kExitUsage;
   }
   std::set<std::string> client = {"addr"};
-  std::set<std::string> server = {"config", "port", "metrics_port", "host", "runs_dir",
-                                  "data_root", "judge_url", "judge_cache", "sampler_address", "oracle_address",
-                                  "trainer_address", "role", "insecure", "judge_allow_http_host",
-                                  "http_port", "http_policy", "sampler_engine",
-                                  "sampler_engine_url", "sampler_engine_model",
-                                  "sampler_engine_command", "sampler_engine_handoff"};
+  std::set<std::string> server = {"config",
+                                  "port",
+                                  "metrics_port",
+                                  "host",
+                                  "runs_dir",
+                                  "data_root",
+                                  "judge_url",
+                                  "judge_cache",
+                                  "sampler_address",
+                                  "oracle_address",
+                                  "trainer_address",
+                                  "role",
+                                  "insecure",
+                                  "judge_allow_http_host",
+                                  "http_port",
+                                  "http_policy",
+                                  "sampler_engine",
+                                  "sampler_engine_url",
+                                  "sampler_engine_model",
+                                  "sampler_engine_command",
+                                  "sampler_engine_handoff"};
   auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
   absl::Status known;
   if (cmd == "demo") {
-    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir", "algo"})).ok()) return Fail(known);
+    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir", "algo"})).ok())
+      return Fail(known);
     return RunDemo(args);
   }
   if (cmd == "up") {
@@ -505,7 +543,8 @@ int RunCli(int argc, char** argv) {
   }
   if (cmd == "watch") {
     if (!(known = check(client)).ok()) return Fail(known);
-    if (args.positional().size() != 1) return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
+    if (args.positional().size() != 1)
+      return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
     return WatchJob(Address(args), args.positional()[0], /*quiet=*/false);
   }
   if (cmd == "cancel") {

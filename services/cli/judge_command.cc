@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "oracle_client/oracle_client.h"
 #include "oracle_client/oracle_config.h"
+#include "services/common/judge_api_key.h"
 
 namespace spar::cli {
 namespace {
@@ -34,13 +35,15 @@ struct InputRow {
   oracle::Comparison comparison;
 };
 
-absl::StatusOr<std::string> StringField(const json& row, const char* key, const std::string& where) {
+absl::StatusOr<std::string> StringField(const json& row, const char* key,
+                                        const std::string& where) {
   auto it = row.find(key);
   if (it == row.end()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": missing field \"", key, "\""));
   }
   if (!it->is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": field \"", key, "\" must be a string"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": field \"", key, "\" must be a string"));
   }
   return it->get<std::string>();
 }
@@ -89,9 +92,7 @@ absl::StatusOr<oracle::OracleConfig> LoadConfig(const Args& args) {
   }
   if (args.Has("cache")) c->cache_path = args.Get("cache");
   if (c->cache_path.empty()) c->cache_path = args.Get("out") + ".cache.sqlite";
-  if (c->api_key.empty()) {
-    if (const char* key = std::getenv("SPAR_JUDGE_API_KEY"); key != nullptr) c->api_key = key;
-  }
+  SPAR_ASSIGN_OR_RETURN(c->api_key, services::ResolveJudgeApiKey(*c));
   SPAR_RETURN_IF_ERROR(oracle::Validate(*c));
   return c;
 }
@@ -188,7 +189,8 @@ int RunJudgeCommand(const Args& args) {
                static_cast<long long>(u.completion_tokens), u.cost_usd, u.swap_consistency(),
                args.Get("out").c_str());
   if (failed > 0) {
-    std::fprintf(stderr, "spar judge: %zu judgment(s) failed (see \"error\" in %s); re-run to "
+    std::fprintf(stderr,
+                 "spar judge: %zu judgment(s) failed (see \"error\" in %s); re-run to "
                  "retry them, answers already paid for come from the cache\n",
                  failed, args.Get("out").c_str());
     return kExitFailed;

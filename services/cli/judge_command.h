@@ -11,7 +11,8 @@
 // Resume: answers go to the SQLite judgment cache (oracle.cache_path, else --cache, else
 // "<out>.cache.sqlite"), so a re-run after a crash or a failure pays only for what is missing.
 // A progress bar is drawn on stderr when it is a terminal. The API key comes from
-// oracle.api_key_env, else $SPAR_JUDGE_API_KEY.
+// services::ResolveJudgeApiKey (oracle.api_key_env, else $SPAR_JUDGE_API_KEY; the file named by
+// $SPAR_JUDGE_API_KEY_FILE wins).
 //
 // Exit codes: 0 all judged; 1 some judgments failed (the output still has every row);
 // 2 bad usage, config or input (the message names the file, line and field).

@@ -3,9 +3,8 @@
 #include <httplib.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -16,6 +15,7 @@
 #include "oracle_client/judge_template.h"
 #include "tasks/arith/rule_judge.h"
 #include "oracle_client/side_by_side.h"
+#include "services/common/http_exception.h"
 
 namespace spar::judge {
 namespace {
@@ -76,9 +76,8 @@ int64_t ApproxTokens(const std::string& text) { return static_cast<int64_t>(text
 
 absl::Status Validate(const JudgeServerOptions& o) {
   if (o.arith_rule != "closer" && o.arith_rule != "exact") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("judge.arith_rule must be \"closer\" or \"exact\", got \"", o.arith_rule,
-                     "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "judge.arith_rule must be \"closer\" or \"exact\", got \"", o.arith_rule, "\""));
   }
   static const std::set<std::string> kFaults = {"",
                                                 "429",
@@ -256,10 +255,9 @@ struct JudgeServer::Handlers {
                       {"logprobs", want_logprobs},
                       {"top_logprobs", top_n}});
 
-    arith::RuleVerdict v =
-        arith::JudgeArithmetic(inputs->instruction, inputs->output_a, inputs->output_b,
-                                o.arith_rule == "exact" ? arith::ArithRule::kExact
-                                                        : arith::ArithRule::kCloser);
+    arith::RuleVerdict v = arith::JudgeArithmetic(
+        inputs->instruction, inputs->output_a, inputs->output_b,
+        o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser);
     const std::string winner = oracle::VerdictToken(v.winner);
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
     const double p = WinnerProbability(v.basis);
@@ -393,17 +391,10 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
   s->server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", kJsonType);
   });
-  s->server_->set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                       std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    SendError(res, 500, absl::StrCat("internal error: ", what), "server_error", "internal_error");
-  });
+  services::SetInternalErrorHandler(
+      *s->server_, [](httplib::Response& res, const std::string& message) {
+        SendError(res, 500, message, "server_error", "internal_error");
+      });
   const JudgeServerOptions& o = s->options_;
   if (o.port == 0) {
     s->port_ = s->server_->bind_to_any_port(o.host);

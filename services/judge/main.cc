@@ -3,14 +3,15 @@
 //              [--fault=429|500|503|slow|truncated_json|
 //              bad_verdict|reset|insufficient_quota] [--fault_rate=1] [--latency_ms=0]
 //              [--log_requests=FILE]   (every judged request as a JSON line, as it is judged)
-// API key (optional) from SPAR_JUDGE_API_KEY. Blocks until SIGINT/SIGTERM.
+// API key (optional) from SPAR_JUDGE_API_KEY or SPAR_JUDGE_API_KEY_FILE (ResolveJudgeApiKey).
+// Blocks until SIGINT/SIGTERM.
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "services/common/judge_api_key.h"
 #include "services/judge/judge_server.h"
 
 namespace {
@@ -64,19 +65,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (const char* key = std::getenv("SPAR_JUDGE_API_KEY")) {
-    options.api_key = key;
-  } else if (const char* file = std::getenv("SPAR_JUDGE_API_KEY_FILE")) {
-    std::ifstream in(file);
-    if (!in) {
-      std::cerr << "spar-judge: cannot read SPAR_JUDGE_API_KEY_FILE " << file << "\n";
-      return 2;
-    }
-    std::getline(in, options.api_key);
-    while (!options.api_key.empty() && (options.api_key.back() == '\r' || options.api_key.back() == ' ')) {
-      options.api_key.pop_back();
-    }
+  absl::StatusOr<std::string> key =
+      spar::services::ResolveJudgeApiKey(spar::oracle::OracleConfig());
+  if (!key.ok()) {
+    std::cerr << "spar-judge: " << key.status().message() << "\n";
+    return 2;
   }
+  options.api_key = *std::move(key);
   // Block the signals before any thread starts so that only sigwait receives them.
   sigset_t signals;
   sigemptyset(&signals);

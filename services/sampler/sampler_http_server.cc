@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "services/common/auth.h"
+#include "services/common/http_exception.h"
 #include "services/sampler/completions_codec.h"
 
 namespace spar::services {
@@ -33,7 +34,7 @@ struct SamplerHttpServer::Impl {
   std::once_flag stop_once;
   std::atomic<bool> stopping{false};
   mutable std::mutex mu;
-  std::string served;  // guarded by mu
+  std::string served;   // guarded by mu
   int64_t next_id = 0;  // guarded by mu
 
   metrics::Family<metrics::Counter>& requests;
@@ -77,8 +78,12 @@ struct SamplerHttpServer::Impl {
 
   void Models(const httplib::Request& req, httplib::Response& res) {
     if (absl::Status st = Authorize(req); !st.ok()) return Reply(res, "models", st);
-    json model = {{"id", options.served_model_name}, {"object", "model"}, {"created", 0},
-                  {"owned_by", "spar"}, {"root", Served()}, {"parent", nullptr}};
+    json model = {{"id", options.served_model_name},
+                  {"object", "model"},
+                  {"created", 0},
+                  {"owned_by", "spar"},
+                  {"root", Served()},
+                  {"parent", nullptr}};
     res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), kJson);
     Count("models", 200);
   }
@@ -86,8 +91,8 @@ struct SamplerHttpServer::Impl {
   void UpdateWeights(const httplib::Request& req, httplib::Response& res) {
     absl::Status st = Authorize(req);
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (st.ok() && (!body.is_object() || !body.contains("model_path") ||
-                    !body["model_path"].is_string())) {
+    if (st.ok() &&
+        (!body.is_object() || !body.contains("model_path") || !body["model_path"].is_string())) {
       st = absl::InvalidArgumentError("model_path: a checkpoint directory (string) is required");
     }
     absl::StatusOr<std::string> path =
@@ -106,8 +111,10 @@ struct SamplerHttpServer::Impl {
       served = *path;
     }
     SPAR_LOG(Info) << "sampler http: now serving " << *path;
-    res.set_content(json{{"success", true}, {"message", absl::StrCat("serving ", *path)},
-                         {"num_paused_requests", 0}}.dump(),
+    res.set_content(json{{"success", true},
+                         {"message", absl::StrCat("serving ", *path)},
+                         {"num_paused_requests", 0}}
+                        .dump(),
                     kJson);
     Count("update_weights_from_disk", 200);
   }
@@ -127,7 +134,9 @@ struct SamplerHttpServer::Impl {
   }
 
   json Envelope(const std::string& id) const {
-    return {{"id", id}, {"object", "text_completion"}, {"created", absl::ToUnixSeconds(absl::Now())},
+    return {{"id", id},
+            {"object", "text_completion"},
+            {"created", absl::ToUnixSeconds(absl::Now())},
             {"model", options.served_model_name}};
   }
 
@@ -149,16 +158,18 @@ void SamplerHttpServer::Impl::Completions(const httplib::Request& req, httplib::
   if (r->stream) return Stream(*std::move(r), *policy, id, res);
   json choices = json::array();
   int64_t prompt_tokens = 0, completion_tokens = 0;
-  absl::Status st = sampler.Generate(*policy, r->prompts, r->params, [&](sampler::PromptSamples ps) {
-    prompt_tokens += ps.prompt_tokens;
-    for (const sampler::SampleOut& s : ps.samples) completion_tokens += s.token_ids.size();
-    for (json& c : ChoicesJson(ps, ps.index, r->logprobs)) choices.push_back(std::move(c));
-    return !stopping.load();
-  });
+  absl::Status st =
+      sampler.Generate(*policy, r->prompts, r->params, [&](sampler::PromptSamples ps) {
+        prompt_tokens += ps.prompt_tokens;
+        for (const sampler::SampleOut& s : ps.samples) completion_tokens += s.token_ids.size();
+        for (json& c : ChoicesJson(ps, ps.index, r->logprobs)) choices.push_back(std::move(c));
+        return !stopping.load();
+      });
   if (!st.ok()) return Reply(res, "completions", st);
   json out = Envelope(id);
   out["choices"] = std::move(choices);
-  out["usage"] = {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+  out["usage"] = {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", completion_tokens},
                   {"total_tokens", prompt_tokens + completion_tokens}};
   res.set_content(out.dump(), kJson);
   Count("completions", 200);
@@ -168,21 +179,22 @@ void SamplerHttpServer::Impl::Stream(CompletionRequest r, std::string policy, st
                                      httplib::Response& res) {
   Count("completions", 200);  // the status line is sent before generation starts
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, r = std::move(r), policy = std::move(policy), id = std::move(id)](
-          size_t /*offset*/, httplib::DataSink& sink) {
+      "text/event-stream", [this, r = std::move(r), policy = std::move(policy), id = std::move(id)](
+                               size_t /*offset*/, httplib::DataSink& sink) {
         auto event = [&](const json& j) {
           const std::string line = absl::StrCat("data: ", j.dump(), "\n\n");
           return sink.is_writable() && sink.write(line.data(), line.size());
         };
         int64_t prompt_tokens = 0, completion_tokens = 0;
-        absl::Status st = sampler.Generate(policy, r.prompts, r.params, [&](sampler::PromptSamples ps) {
-          prompt_tokens += ps.prompt_tokens;
-          for (const sampler::SampleOut& s : ps.samples) completion_tokens += s.token_ids.size();
-          json chunk = Envelope(id);
-          chunk["choices"] = ChoicesJson(ps, ps.index, r.logprobs);
-          return !stopping.load() && event(chunk);
-        });
+        absl::Status st =
+            sampler.Generate(policy, r.prompts, r.params, [&](sampler::PromptSamples ps) {
+              prompt_tokens += ps.prompt_tokens;
+              for (const sampler::SampleOut& s : ps.samples)
+                completion_tokens += s.token_ids.size();
+              json chunk = Envelope(id);
+              chunk["choices"] = ChoicesJson(ps, ps.index, r.logprobs);
+              return !stopping.load() && event(chunk);
+            });
         if (!st.ok()) {
           // Mid-stream errors go out as an error event (the status line is already sent).
           if (!absl::IsCancelled(st)) event(ErrorJson(st));
@@ -219,7 +231,8 @@ absl::StatusOr<std::unique_ptr<SamplerHttpServer>> SamplerHttpServer::Start(
   const int threads = self->options.threads;
   srv.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   srv.set_tcp_nodelay(true);
-  srv.Get("/v1/models", [self](const httplib::Request& q, httplib::Response& s) { self->Models(q, s); });
+  srv.Get("/v1/models",
+          [self](const httplib::Request& q, httplib::Response& s) { self->Models(q, s); });
   srv.Post("/v1/completions",
            [self](const httplib::Request& q, httplib::Response& s) { self->Completions(q, s); });
   srv.Post("/update_weights_from_disk",
@@ -227,33 +240,26 @@ absl::StatusOr<std::unique_ptr<SamplerHttpServer>> SamplerHttpServer::Start(
   srv.Get("/health", [](const httplib::Request&, httplib::Response& s) {
     s.set_content(R"({"status":"ok"})", kJson);
   });
-  srv.set_exception_handler([self](const httplib::Request&, httplib::Response& res,
-                                   std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    self->Reply(res, "error", absl::InternalError(absl::StrCat("internal error: ", what)));
-  });
+  services::SetInternalErrorHandler(srv,
+                                    [self](httplib::Response& res, const std::string& message) {
+                                      self->Reply(res, "error", absl::InternalError(message));
+                                    });
   const SamplerHttpOptions& o = self->options;
   if (!o.initial_policy.empty()) {
     SPAR_ASSIGN_OR_RETURN(std::string path, self->access.Confine(o.initial_policy, "http_policy"));
     SPAR_RETURN_IF_ERROR(sampler.LoadPolicy(path));
     self->served = path;
   }
-  impl->port = o.port == 0 ? srv.bind_to_any_port(o.host)
-                           : (srv.bind_to_port(o.host, o.port) ? o.port : -1);
+  impl->port =
+      o.port == 0 ? srv.bind_to_any_port(o.host) : (srv.bind_to_port(o.host, o.port) ? o.port : -1);
   if (impl->port <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("sampler http: cannot bind ", o.host, ":", o.port));
+    return absl::UnavailableError(absl::StrCat("sampler http: cannot bind ", o.host, ":", o.port));
   }
   impl->thread = std::thread([self] { self->server.listen_after_bind(); });
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (!srv.is_running()) {
-    if (absl::Now() > deadline) return absl::UnavailableError("sampler http: did not start in 10 s");
+    if (absl::Now() > deadline)
+      return absl::UnavailableError("sampler http: did not start in 10 s");
     absl::SleepFor(absl::Milliseconds(1));
   }
   SPAR_LOG(Info) << "sampler http: OpenAI-compatible API on " << o.host << ":" << impl->port

@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <future>
-#include <thread>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -195,9 +195,8 @@ TEST_F(HostileJudgeTest, StopEndsARequestTheJudgeHolds) {
   auto client = MakeClient(config);
   std::vector<absl::Status> results;
   std::thread caller([&] {
-    client->CompareAll({kCorrectVsWrong}, [&](size_t, absl::StatusOr<Judgment> j) {
-      results.push_back(j.status());
-    });
+    client->CompareAll({kCorrectVsWrong},
+                       [&](size_t, absl::StatusOr<Judgment> j) { results.push_back(j.status()); });
   });
   arrived.get_future().wait();
   client->Stop();

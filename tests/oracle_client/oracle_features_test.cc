@@ -294,8 +294,8 @@ TEST_F(OracleFeaturesTest, JobUsageSurvivesAReopenedClientAndIsNotCountedTwice) 
   EXPECT_EQ(before.calls, 4);
   EXPECT_GT(before.prompt_tokens, 0);
   EXPECT_EQ(before.completion_tokens, 4);  // spar-judge reports one token per verdict
-  EXPECT_NEAR(before.cost_usd, before.prompt_tokens / 1000.0 + before.completion_tokens * 2.0 / 1000.0,
-              1e-9);
+  EXPECT_NEAR(before.cost_usd,
+              before.prompt_tokens / 1000.0 + before.completion_tokens * 2.0 / 1000.0, 1e-9);
   const int64_t served = server->requests_served();
   // A restarted client on the same file continues the count: the round is spent.
   auto restarted = MakeClient(config);
@@ -395,9 +395,9 @@ TEST_F(OracleFeaturesTest, ExpiredLeaseOfADeadClientIsTakenOver) {
   config.both_orders = false;
   auto client = MakeClient(config);
   const Comparison item = Items(1)[0];
-  const std::string key = oracle::JudgmentCache::Key(
-      {config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt, item.response_a,
-       item.response_b, oracle::JudgeOrder::kAB});
+  const std::string key =
+      oracle::JudgmentCache::Key({config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt,
+                                  item.response_a, item.response_b, oracle::JudgeOrder::kAB});
   absl::StatusOr<std::unique_ptr<oracle::JudgmentCache>> dead =
       oracle::JudgmentCache::Open(config.cache_path);
   ASSERT_TRUE(dead.ok());
@@ -421,9 +421,9 @@ TEST_F(OracleFeaturesTest, LeaseOfAProcessThatIsGoneIsBrokenAtOnce) {
   config.both_orders = false;
   auto client = MakeClient(config);
   const Comparison item = Items(1)[0];
-  const std::string key = oracle::JudgmentCache::Key(
-      {config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt, item.response_a,
-       item.response_b, oracle::JudgeOrder::kAB});
+  const std::string key =
+      oracle::JudgmentCache::Key({config.model, "spar-pairwise-v1/logprobs/trunc0", item.prompt,
+                                  item.response_a, item.response_b, oracle::JudgeOrder::kAB});
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) _exit(0);
@@ -434,9 +434,9 @@ TEST_F(OracleFeaturesTest, LeaseOfAProcessThatIsGoneIsBrokenAtOnce) {
       oracle::JudgmentCache::Open(config.cache_path);
   ASSERT_TRUE(dead.ok());
   const absl::Time now = absl::Now();
-  ASSERT_EQ(*(*dead)->ClaimLease(key, absl::StrCat(host, "/", child, "/0"), now,
-                                 now + absl::Hours(1)),
-            oracle::JudgmentCache::Lease::kAcquired);
+  ASSERT_EQ(
+      *(*dead)->ClaimLease(key, absl::StrCat(host, "/", child, "/0"), now, now + absl::Hours(1)),
+      oracle::JudgmentCache::Lease::kAcquired);
   absl::StatusOr<Judgment> j = client->Compare(item);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ(server->requests_served(), 1);
@@ -713,8 +713,7 @@ class ScriptedServer {
 
 std::string VerdictBody(const std::string& verdict) {
   return nlohmann::json{
-      {"choices",
-       {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", verdict}}}}}},
+      {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", verdict}}}}}},
       {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 1}}}}
       .dump();
 }
@@ -815,11 +814,12 @@ TEST_F(OracleFeaturesTest, CustomTemplateFileIsRendered) {
     res.set_content(VerdictBody("B"), "application/json");
   });
   std::string path = JoinPath(dir_, "tmpl.json");
-  ASSERT_TRUE(WriteJsonFileAtomic(path, {{"id", "terse-v1"},
-                                         {"kind", "pairwise"},
-                                         {"system", "Be terse."},
-                                         {"user", "Q: {instruction}\n1) {output_a}\n2) {output_b}"}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteJsonFileAtomic(path, {{"id", "terse-v1"},
+                                 {"kind", "pairwise"},
+                                 {"system", "Be terse."},
+                                 {"user", "Q: {instruction}\n1) {output_a}\n2) {output_b}"}})
+          .ok());
   OracleConfig config;
   config.base_url = server.base_url();
   config.template_path = path;
@@ -914,12 +914,12 @@ TEST_P(FaultInjectionTest, EveryJudgmentRecordedOnceAndNothingPaidTwiceAfterRest
   RecordProperty("first_run_ok", static_cast<int>(ok1));
   RecordProperty("first_run_failed", static_cast<int>(failed1));
   RecordProperty("restart_http_requests", static_cast<int>(healthy->requests_served()));
-  std::printf("[fault %s] run1: ok=%lld failed=%lld requests=%lld; restart: cache_hits=%lld "
-              "requests=%lld\n",
-              GetParam().c_str(), static_cast<long long>(ok1), static_cast<long long>(failed1),
-              static_cast<long long>(faulty->requests_served()),
-              static_cast<long long>(u.cache_hits),
-              static_cast<long long>(healthy->requests_served()));
+  std::printf(
+      "[fault %s] run1: ok=%lld failed=%lld requests=%lld; restart: cache_hits=%lld "
+      "requests=%lld\n",
+      GetParam().c_str(), static_cast<long long>(ok1), static_cast<long long>(failed1),
+      static_cast<long long>(faulty->requests_served()), static_cast<long long>(u.cache_hits),
+      static_cast<long long>(healthy->requests_served()));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFaults, FaultInjectionTest,
