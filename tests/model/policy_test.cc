@@ -23,7 +23,7 @@ namespace {
 using ::testing::HasSubstr;
 
 LlamaConfig TinyConfig() {
-  LlamaConfig c = test::TinyByteLlamaConfig();
+  LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   c.max_position_embeddings = 64;
   return c;
 }

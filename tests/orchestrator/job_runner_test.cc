@@ -15,233 +15,23 @@
 #include <set>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/stats.h"
 #include "orchestrator/job_manager.h"
 #include "orchestrator/job_spec.h"
-#include "orchestrator/start_guard.h"
 #include "orchestrator/run_dir.h"
+#include "orchestrator/start_guard.h"
+#include "tests/testing/fake_ports.h"
 
 namespace spar::orchestrator {
 namespace {
 
-// Thread-safe: the runner sends chunks of a round's comparisons concurrently (pipelining).
-class FakeOracle : public OraclePort {
- public:
-  absl::Status Compare(const v1::CompareRequest& req,
-                       const std::function<absl::Status(const v1::Judgment&)>& cb,
-                        const CancelCheck& /*cancelled*/) override {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
-      scopes.push_back(req);
-      scopes.back().clear_comparisons();
-      if (exhaust_key.empty() || !absl::StrContains(req.idempotency_key(), exhaust_key)) {
-        for (const v1::Comparison& c : req.comparisons()) {
-          ++paid[absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b())];
-        }
-      }
-      if (req.comparisons_size() > 0) received_any = true;
-    }
-    cv.notify_all();
-    for (int i = 0; i < req.comparisons_size(); ++i) {
-      const v1::Comparison& c = req.comparisons(i);
-      if (!exhaust_key.empty() && absl::StrContains(req.idempotency_key(), exhaust_key)) {
-        v1::Judgment j;  // what the oracle answers once a judge budget is spent
-        j.set_index(i);
-        j.set_ok(false);
-        j.set_error("RESOURCE_EXHAUSTED: budget: job job-1 round 1 judge_budget.round_max_calls");
-        j.set_code(static_cast<int>(absl::StatusCode::kResourceExhausted));
-        absl::Status st = cb(j);
-        if (!st.ok()) return st;
-        continue;
-      }
-      if (fail_every > 0 && FailNext(c)) {
-        v1::Judgment j;  // what the oracle answers when the judge failed for this pair
-        j.set_index(i);
-        j.set_ok(false);
-        j.set_error(absl::Status(fail_code, "judge failed").ToString());
-        j.set_code(static_cast<int>(fail_code));
-        absl::Status st = cb(j);
-        if (!st.ok()) return st;
-        continue;
-      }
-      int64_t truth = *arith::ArithTruth(c.prompt());
-      int64_t da = std::llabs(*arith::ParseArithAnswer(c.response_a()) - truth);
-      int64_t db = std::llabs(*arith::ParseArithAnswer(c.response_b()) - truth);
-      v1::Judgment j;
-      j.set_index(i);
-      j.set_ok(true);
-      j.set_p_a_wins(da < db ? 1.0 : da > db ? 0.0 : 0.5);
-      absl::Status st = cb(j);
-      if (!st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-  // Side-by-side: 6 for the right number, 5 one off, 3 two off, 1 otherwise; items whose prompt
-  // is in fail_prompts fail as an unparsable answer would.
-  absl::Status Score(const v1::ScoreRequest& req,
-                     const std::function<absl::Status(const v1::ScoreResult&)>& cb,
-                        const CancelCheck& /*cancelled*/) override {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (absl::Status st = AdmitLocked(req.idempotency_key()); !st.ok()) return st;
-      for (const v1::ScoreItem& item : req.items()) {
-        ++paid[absl::StrCat(item.prompt(), "|", absl::StrJoin(item.responses(), "|"))];
-        score_items.push_back(item);
-      }
-    }
-    for (int i = 0; i < req.items_size(); ++i) {
-      const v1::ScoreItem& item = req.items(i);
-      v1::ScoreResult r;
-      r.set_index(i);
-      if (fail_prompts.count(item.prompt()) > 0) {
-        r.set_ok(false);
-        r.set_error("DATA_LOSS: judge answer unparsable twice; not guessing");
-        r.set_code(static_cast<int>(absl::StatusCode::kDataLoss));
-      } else {
-        r.set_ok(true);
-        int64_t truth = *arith::ArithTruth(item.prompt());
-        for (int k = 0; k < item.responses_size(); ++k) {
-          r.add_order(item.responses_size() - 1 - k);
-          int64_t d = std::llabs(*arith::ParseArithAnswer(item.responses(k)) - truth);
-          r.add_scores(d == 0 ? 6 : d == 1 ? 5 : d == 2 ? 3 : 1);
-        }
-        r.set_verdict("{}");
-      }
-      absl::Status st = cb(r);
-      if (!st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-  // Records the call's key; UNAVAILABLE for the next unavailable_times judge-stage calls.
-  // Requires mu held.
-  absl::Status AdmitLocked(const std::string& key) {
-    keys.push_back(key);
-    if (unavailable_times > 0 && absl::StrContains(key, "/judge")) {
-      --unavailable_times;
-      return absl::UnavailableError("oracle restarting");
-    }
-    return absl::OkStatus();
-  }
-  // Every fail_every-th comparison fails (recorded in `failed`).
-  bool FailNext(const v1::Comparison& c) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (++compared % fail_every != 0) return false;
-    failed.insert(absl::StrCat(c.prompt(), "|", c.response_a(), "|", c.response_b()));
-    return true;
-  }
-  // True once a Compare call with comparisons has arrived.
-  bool WaitForFirstComparison(std::chrono::seconds timeout) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, timeout, [this] { return received_any; });
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  bool received_any = false;
-  int unavailable_times = 0;  // the next N judge-stage calls fail with UNAVAILABLE
-  std::vector<std::string> keys;
-  std::vector<v1::CompareRequest> scopes;  // each request without its comparisons
-  std::map<std::string, int> paid;
-  std::string exhaust_key;  // requests whose key contains this: every judgment budget-refused
-  std::vector<v1::ScoreItem> score_items;  // every side-by-side item received
-  std::set<std::string> fail_prompts;      // side-by-side items that fail
-  int fail_every = 0;  // > 0: every fail_every-th comparison fails with fail_code
-  absl::StatusCode fail_code = absl::StatusCode::kUnavailable;
-  int64_t compared = 0;
-  std::set<std::string> failed;  // comparisons answered with a failure
-};
-
-// Samples: sample j of a prompt answers truth + j (sample 0 is right). Greedy answers are right
-// only for trained checkpoints (paths containing "iter_"), so accuracy rises after round 1.
-class FakeSampler : public SamplerPort {
- public:
-  absl::Status Generate(const v1::GenerateRequest& req,
-                        const std::function<absl::Status(const v1::GenerateResponse&)>& cb,
-                        const CancelCheck& /*cancelled*/) override {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      keys.push_back(req.idempotency_key());
-      if (!fail_key.empty() && absl::StrContains(req.idempotency_key(), fail_key)) {
-        return absl::InternalError("sampler crashed");
-      }
-      if (!bad_alloc_key.empty() && absl::StrContains(req.idempotency_key(), bad_alloc_key)) {
-        throw std::bad_alloc();  // what an allocation the run cannot hold ends in
-      }
-      if (unavailable_times > 0) {
-        --unavailable_times;
-        return absl::UnavailableError("sampler restarting");
-      }
-    }
-    bool trained = absl::StrContains(req.policy(), "iter_");
-    for (int n = 0; n < req.prompts_size(); ++n) {
-      const int i = reverse ? req.prompts_size() - 1 - n : n;
-      if (n == 1 && hold_after_first && req.params().temperature() > 0 && !hold_after_first()) {
-        // A latch, not a sleep: judging must start while this stream is held open.
-        blocked_timed_out = true;
-        return absl::InternalError("no comparison reached the oracle while sampling was held");
-      }
-      v1::GenerateResponse r;
-      r.set_index(i);
-      r.set_prompt(req.prompts(i));
-      int64_t truth = *arith::ArithTruth(req.prompts(i));
-      for (int j = 0; j < req.params().num_samples(); ++j) {
-        int64_t ans = req.params().temperature() == 0 ? (trained ? truth : truth + 1)
-                                                      : truth + offset + (distinct > 0 ? j % distinct : j);
-        const bool sampled = req.params().temperature() > 0;
-        const bool last = j == req.params().num_samples() - 1 && sampled;
-        v1::Sample* sample = r.add_samples();
-        sample->set_text(defect_last && last ? "7 7 7 7 7 7 7 7 7 7 7 7" : std::to_string(ans));
-        sample->set_finished(!(sampled && j == unfinished_index));
-      }
-      absl::Status st = cb(r);
-      if (!st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-  std::mutex mu;
-  std::vector<std::string> keys;
-  std::string fail_key;
-  std::string bad_alloc_key;  // calls whose key contains this throw std::bad_alloc
-  int unavailable_times = 0;  // the next N calls fail with UNAVAILABLE
-  int distinct = 0;           // > 0: sample j answers truth + j % distinct (repeated texts)
-  bool reverse = false;       // deliver prompts last to first (as sharded replicas may)
-  int offset = 0;             // sample j answers truth + offset + j
-  bool defect_last = false;   // the last sample is a repetition defect
-  int unfinished_index = -1;  // this round sample was cut at max_new_tokens (finished: false)
-  // Round sampling holds the stream open after the first prompt until this returns (false:
-  // timed out, the call fails).
-  std::function<bool()> hold_after_first;
-  bool blocked_timed_out = false;
-};
-
-class FakeTrainer : public TrainerPort {
- public:
-  absl::StatusOr<v1::TrainingEvent> Train(const v1::StartTrainingRequest& req,
-                                          const std::function<void(const v1::TrainingEvent&)>& on_event,
-                                          const std::function<bool()>&) override {
-    keys.push_back(req.idempotency_key());
-    configs.push_back(req.config());
-    auto pairs = ReadJsonl(req.pairs_path());
-    if (!pairs.ok()) return pairs.status();
-    absl::Status st = MakeDirs(req.output_checkpoint());
-    if (!st.ok()) return st;
-    st = WriteFileAtomic(JoinPath(req.output_checkpoint(), "config.json"), "{}");
-    if (!st.ok()) return st;
-    v1::TrainingEvent ev;
-    ev.set_state(v1::TRAINING_STATE_SUCCEEDED);
-    ev.set_step(static_cast<int>(pairs->size()));
-    ev.set_loss(0.25);
-    (*ev.mutable_metrics())["rewards/accuracies"] = 0.75;
-    if (on_event) on_event(ev);
-    return ev;
-  }
-  std::vector<std::string> keys;
-  std::vector<v1::TrainingConfig> configs;  // per Train call, in round order
-};
+using spar::testing::FakeOracle;
+using spar::testing::FakeSampler;
+using spar::testing::FakeTrainer;
 
 class JobRunnerTest : public ::testing::Test {
  protected:
@@ -336,8 +126,7 @@ TEST_F(JobRunnerTest, WritesEveryRoundFileAndSummaries) {
   ASSERT_TRUE(eval2.ok());
   const int n = (*eval2)["num_verifiable"].get<int>();
   EXPECT_GT(n, 0);
-  EXPECT_DOUBLE_EQ((*eval2)["greedy_accuracy_ci95"][0].get<double>(),
-                   WilsonInterval(n, n).lo);
+  EXPECT_DOUBLE_EQ((*eval2)["greedy_accuracy_ci95"][0].get<double>(), WilsonInterval(n, n).lo);
   EXPECT_DOUBLE_EQ((*eval2)["greedy_accuracy_ci95"][1].get<double>(), 1.0);
   EXPECT_LT(WilsonInterval(n, n).lo, 1.0);
   EXPECT_DOUBLE_EQ(job_.rounds(1).greedy_accuracy_ci95().lo(), WilsonInterval(n, n).lo);
@@ -741,7 +530,8 @@ TEST_F(JobRunnerTest, JudgingStartsWhileSamplingIsStillRunning) {
   for (size_t i = 0; i < full_events_.size(); ++i) {
     const v1::JobEvent& ev = full_events_[i];
     if (ev.round() != 1) continue;
-    if (ev.stage() == "judge" && ev.kind() == "stage_started" && judge_started < 0) judge_started = i;
+    if (ev.stage() == "judge" && ev.kind() == "stage_started" && judge_started < 0)
+      judge_started = i;
     if (ev.stage() == "judge" && ev.kind() == "progress" && judge_progress < 0) judge_progress = i;
     if (ev.stage() == "sample" && ev.kind() == "stage_finished") sample_finished = i;
   }
@@ -781,8 +571,8 @@ TEST_F(JobRunnerTest, PipelinedRunWritesTheSameBytesAsAnUnpipelinedOne) {
   EXPECT_GT(chunks, 1);
   RunDir a(ref), b(dir);
   for (int r = 1; r <= 2; ++r) {
-    for (auto f : {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval,
-                   &RunDir::Stage}) {
+    for (auto f :
+         {&RunDir::Samples, &RunDir::Judgments, &RunDir::Pairs, &RunDir::Eval, &RunDir::Stage}) {
       auto x = ReadFile((a.*f)(r));
       auto y = ReadFile((b.*f)(r));
       ASSERT_TRUE(x.ok() && y.ok()) << (b.*f)(r);
@@ -989,7 +779,6 @@ TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
   EXPECT_EQ(t.configs[0].loss(), "dno");
 }
 
-
 }  // namespace
 }  // namespace spar::orchestrator
 
@@ -1048,8 +837,8 @@ TEST_F(JobRunnerTest, SideBySidePipelinedMatchesUnpipelinedAndSkipsDefectsAndDup
   spec_.mutable_pairs()->set_scoring("side_by_side");
   spec_.mutable_sampling()->set_num_samples(4);
   FakeSampler s0;
-  s0.distinct = 2;         // truth, truth+1, truth, then
-  s0.defect_last = true;   // a repetition defect
+  s0.distinct = 2;        // truth, truth+1, truth, then
+  s0.defect_last = true;  // a repetition defect
   FakeOracle o0;
   FakeTrainer t0;
   std::string ref = JobDir("unpipelined");
@@ -1127,7 +916,6 @@ TEST_F(JobRunnerTest, SideBySideFailedScoreLeavesThatPromptWithoutPairs) {
   for (const auto& p : *pairs) EXPECT_NE(p["prompt"], failing);
   EXPECT_EQ(pairs->size(), all_pairs->size() - 3u);
 }
-
 
 // #12 item 4: an allocation failure (or any exception) on the runner's thread or on a worker
 // thread fails the job with the reason; the process lives and the crash-loop count is cleared.
@@ -1211,8 +999,9 @@ TEST_F(JobRunnerTest, JobThatCrashedTheServerTwiceIsNotResumedBlindly) {
 // #12 item 8: judge failures above judge.max_failure_rate fail the round (nothing trained); a
 // refused key (UNAUTHENTICATED) fails it whatever the rate; a resumed round asks only what failed.
 TEST_F(JobRunnerTest, JudgeFailuresAboveTheRateOrARefusedKeyFailTheRound) {
-  for (const auto& [code, rate] : {std::pair<absl::StatusCode, double>{absl::StatusCode::kUnavailable, 0.2},
-                                   {absl::StatusCode::kUnauthenticated, 1.0}}) {
+  for (const auto& [code, rate] :
+       {std::pair<absl::StatusCode, double>{absl::StatusCode::kUnavailable, 0.2},
+        {absl::StatusCode::kUnauthenticated, 1.0}}) {
     SCOPED_TRACE(absl::StatusCodeToString(code));
     spec_.mutable_judge()->set_max_failure_rate(rate);
     FakeSampler s;

@@ -19,7 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string SaveTinyPolicy(uint64_t seed) {
-  const model::LlamaConfig c = test::TinyByteLlamaConfig();
+  const model::LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
   EXPECT_TRUE(p.ok()) << p.status();
   const std::string dir = JoinPath(::testing::TempDir(),

@@ -51,11 +51,11 @@ class EngineTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_engine_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    auto policy = model::Policy::CreateRandom(test::TinyLlamaConfig(), 7);
+    auto policy = model::Policy::CreateRandom(spar::testing::TinyLlamaConfig(), 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "byte")).ok());
     // A tiny qwen3 with the real Qwen3 tokenizer files: "auto" renders Qwen3's chat template.
-    auto hf = model::Policy::CreateRandom(test::TinyQwen3Config(), 3);
+    auto hf = model::Policy::CreateRandom(spar::testing::TinyQwen3Config(), 3);
     ASSERT_TRUE(hf.ok()) << hf.status();
     const std::string hf_dir = JoinPath(*root_, "qwen3");
     ASSERT_TRUE((*hf)->Save(hf_dir).ok());

@@ -115,7 +115,7 @@ class HostileJudgeTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_hostile_judge_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    const model::LlamaConfig c = test::TinyLlamaConfig();
+    const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());

@@ -73,7 +73,7 @@ class HostileRequestsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = new std::string(TempRoot());
     outside_ = new std::string(TempRoot());
-    const model::LlamaConfig c = test::TinyLlamaConfig();
+    const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
@@ -426,7 +426,7 @@ TEST_F(HostileRequestsTest, ForeignDirectorySurvivesStartTraining) {
 
 TEST(PolicySaveTest, NeverReplacesADirectoryItDidNotWrite) {
   const std::string root = TempRoot();
-  const model::LlamaConfig c = test::TinyLlamaConfig();
+  const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
   auto policy = model::Policy::CreateRandom(c, 3);
   ASSERT_TRUE(policy.ok()) << policy.status();
   const std::string foreign = JoinPath(root, "foreign");

@@ -39,7 +39,7 @@ class ServicesTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/spar_services_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    const model::LlamaConfig c = test::TinyLlamaConfig();
+    const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
     ASSERT_TRUE(policy.ok()) << policy.status();
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
@@ -588,7 +588,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
 // (job default chat_template "auto") as the sampler does, and the round's checkpoint is an HF
 // directory with the tokenizer files, loadable and moved away from the base.
 TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
-  const model::LlamaConfig c = test::TinyQwen3Config();
+  const model::LlamaConfig c = spar::testing::TinyQwen3Config();
   auto created = model::Policy::CreateRandom(c, 3);
   ASSERT_TRUE(created.ok()) << created.status();
   const std::string base = JoinPath(*root_, "hf_base");

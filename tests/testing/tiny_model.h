@@ -5,7 +5,7 @@
 #include "model/byte_tokenizer.h"
 #include "model/llama_config.h"
 
-namespace spar::test {
+namespace spar::testing {
 
 // A 2-layer Llama over the byte tokenizer (hidden 32, 4 heads, 2 KV heads): the model, sampler
 // and trainer unit tests' policy.
@@ -48,4 +48,4 @@ inline model::LlamaConfig TinyQwen3Config() {
   return c;
 }
 
-}  // namespace spar::test
+}  // namespace spar::testing

@@ -12,7 +12,7 @@
 
 namespace spar::trainer::testing {
 
-inline model::LlamaConfig TinyConfig() { return test::TinyByteLlamaConfig(); }
+inline model::LlamaConfig TinyConfig() { return spar::testing::TinyByteLlamaConfig(); }
 
 inline std::vector<PreferencePair> ToyPairs() {
   std::vector<PreferencePair> pairs;

@@ -34,7 +34,7 @@ std::string TempDir(const std::string& name) {
 }
 
 std::string SaveTinyPolicy(uint64_t seed) {
-  const model::LlamaConfig c = test::TinyByteLlamaConfig();
+  const model::LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
   EXPECT_TRUE(p.ok()) << p.status();
   const std::string dir = TempDir(absl::StrCat("init", seed));
