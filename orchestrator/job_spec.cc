@@ -14,8 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "tasks/arith/problems.h"
 #include "common/file_util.h"
-#include "common/status_macros.h"
 #include "common/mpo_defaults.h"
+#include "common/status_macros.h"
 #include "model/chat_template.h"
 #include "orchestrator/best_round.h"
 #include "orchestrator/training_config.h"
@@ -64,7 +64,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.has_algorithm()) s.set_algorithm("dno");
   if (!s.has_rounds()) s.set_rounds(3);
   if (!s.has_prompts_per_round()) s.set_prompts_per_round(256);
-  if (!s.prompts().has_builtin() && !s.prompts().has_path()) s.mutable_prompts()->set_builtin("arith");
+  if (!s.prompts().has_builtin() && !s.prompts().has_path())
+    s.mutable_prompts()->set_builtin("arith");
   if (!s.eval_prompts().has_builtin() && !s.eval_prompts().has_path()) {
     s.mutable_eval_prompts()->set_builtin("arith");
   }
@@ -94,10 +95,10 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   v1::TrainingConfig* tc = s.mutable_training();
   if (!tc->has_loss()) {
     // dno_soft_all's soft labels are for the DNO loss (Algorithm 1); dno_margin trains DPO.
-    tc->set_loss(s.algorithm() == "sppo"             ? "sppo"
-                 : s.algorithm() == "mpo"            ? "mpo"
-                 : pp->policy() == "dno_soft_all"    ? "dno"
-                                                     : "dpo");
+    tc->set_loss(s.algorithm() == "sppo"          ? "sppo"
+                 : s.algorithm() == "mpo"         ? "mpo"
+                 : pp->policy() == "dno_soft_all" ? "dno"
+                                                  : "dpo");
   }
   if (s.algorithm() == "mpo") {
     // Defaults whose last iterate converges (common/mpo_defaults.h, orchestrator/mpo_game.h).
@@ -109,14 +110,19 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.judge().has_max_failure_rate()) {
     s.mutable_judge()->set_max_failure_rate(kDefaultJudgeMaxFailureRate);
   }
-  // sppo / sppo_hard: beta 0.001 (eta = 1/beta = 1000, ALGORITHMS.md §4), the trainer's default.
-  if (!tc->has_beta()) tc->set_beta(tc->loss() == "sppo" || tc->loss() == "sppo_hard" ? 0.001 : 0.1);
-  if (!tc->has_learning_rate()) tc->set_learning_rate(1e-4);
-  if (!tc->has_weight_decay()) tc->set_weight_decay(0.0);
-  if (!tc->has_epochs()) tc->set_epochs(1);
-  if (!tc->has_batch_size()) tc->set_batch_size(16);
-  if (!tc->has_max_grad_norm()) tc->set_max_grad_norm(1.0);
-  if (!tc->has_nll_weight()) tc->set_nll_weight(0.0);
+  // The trainer's defaults (trainer::TrainConfigDefaults: sppo / sppo_hard beta 0.001, i.e.
+  // eta = 1000, ALGORITHMS.md §4), written into the spec so that job.json shows them. A job's
+  // simpo keeps the documented beta 0.1 (docs/job-spec.md); the trainer's own simpo default (2.0)
+  // applies only to a StartTraining request that leaves beta unset.
+  const trainer::TrainConfig d =
+      trainer::TrainConfigDefaults(tc->loss() == "simpo" ? "dpo" : tc->loss());
+  if (!tc->has_beta()) tc->set_beta(d.beta);
+  if (!tc->has_learning_rate()) tc->set_learning_rate(d.learning_rate);
+  if (!tc->has_weight_decay()) tc->set_weight_decay(d.weight_decay);
+  if (!tc->has_epochs()) tc->set_epochs(d.epochs);
+  if (!tc->has_batch_size()) tc->set_batch_size(d.batch_size);
+  if (!tc->has_max_grad_norm()) tc->set_max_grad_norm(d.max_grad_norm);
+  if (!tc->has_nll_weight()) tc->set_nll_weight(d.nll_weight);
   if (!tc->has_seed()) tc->set_seed(s.seed());
   v1::EvalSpec* ev = s.mutable_eval();
   if (!ev->has_num_prompts()) ev->set_num_prompts(1000);
@@ -157,8 +163,8 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
   }
   if (src.has_builtin()) {
     if (src.builtin() != "arith") {
-      return Invalid(field + ".builtin", absl::StrCat("unknown builtin \"", src.builtin(),
-                                                      "\" (known: arith)"));
+      return Invalid(field + ".builtin",
+                     absl::StrCat("unknown builtin \"", src.builtin(), "\" (known: arith)"));
     }
     return absl::OkStatus();
   }
@@ -204,15 +210,14 @@ absl::Status ValidateJudgeBudget(const v1::JudgeBudget& b, const std::string& fi
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".", name, " must be >= 0 (0 = unlimited), got ", v));
   };
-  for (absl::Status st : {
-           check("max_calls", static_cast<double>(b.max_calls()), b.has_max_calls()),
-           check("max_tokens", static_cast<double>(b.max_tokens()), b.has_max_tokens()),
-           check("max_cost_usd", b.max_cost_usd(), b.has_max_cost_usd()),
-           check("round_max_calls", static_cast<double>(b.round_max_calls()),
-                 b.has_round_max_calls()),
-           check("round_max_tokens", static_cast<double>(b.round_max_tokens()),
-                 b.has_round_max_tokens()),
-           check("round_max_cost_usd", b.round_max_cost_usd(), b.has_round_max_cost_usd())}) {
+  for (absl::Status st :
+       {check("max_calls", static_cast<double>(b.max_calls()), b.has_max_calls()),
+        check("max_tokens", static_cast<double>(b.max_tokens()), b.has_max_tokens()),
+        check("max_cost_usd", b.max_cost_usd(), b.has_max_cost_usd()),
+        check("round_max_calls", static_cast<double>(b.round_max_calls()), b.has_round_max_calls()),
+        check("round_max_tokens", static_cast<double>(b.round_max_tokens()),
+              b.has_round_max_tokens()),
+        check("round_max_cost_usd", b.round_max_cost_usd(), b.has_round_max_cost_usd())}) {
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
@@ -232,8 +237,7 @@ absl::Status CountIn(const std::string& field, int64_t v, int64_t lo, int64_t hi
 }
 
 // algorithm, base_model, chat_template, rounds, prompts. Sets *base to base_model's directory.
-absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root,
-                            std::string* base) {
+absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root, std::string* base) {
   if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin" &&
       s.algorithm() != "sppo" && s.algorithm() != "mpo") {
     return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
@@ -245,8 +249,8 @@ absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root,
   if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
   SPAR_ASSIGN_OR_RETURN(*base, ResolveDataPath(s.base_model(), data_root, "base_model"));
   if (!PathExists(JoinPath(*base, "config.json"))) {
-    return Invalid("base_model", absl::StrCat("\"", s.base_model(),
-                                              "\" is not a checkpoint (no config.json)"));
+    return Invalid("base_model",
+                   absl::StrCat("\"", s.base_model(), "\" is not a checkpoint (no config.json)"));
   }
   if (absl::Status st = model::ValidateChatTemplateSetting(s.chat_template()); !st.ok()) {
     return Invalid("chat_template",
@@ -254,9 +258,10 @@ absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root,
   }
   if (s.chat_template() != "" && s.chat_template() != "none" && s.chat_template() != "auto" &&
       !PathExists(JoinPath(*base, "tokenizer.json"))) {
-    return Invalid("chat_template",
-                   absl::StrCat("\"", s.chat_template(), "\" needs a base_model with tokenizer.json (\"",
-                                s.base_model(), "\" uses the byte tokenizer); use \"auto\" or \"none\""));
+    return Invalid(
+        "chat_template",
+        absl::StrCat("\"", s.chat_template(), "\" needs a base_model with tokenizer.json (\"",
+                     s.base_model(), "\" uses the byte tokenizer); use \"auto\" or \"none\""));
   }
   SPAR_RETURN_IF_ERROR(CountIn("rounds", s.rounds(), 1, kMaxRounds));
   SPAR_RETURN_IF_ERROR(CountIn("prompts_per_round", s.prompts_per_round(), 1, kMaxPromptsPerRound));
@@ -278,7 +283,8 @@ absl::Status ValidateSampling(const v1::JobSpec& s) {
   }
   SPAR_RETURN_IF_ERROR(CountIn("sampling.num_samples", sp.num_samples(), 1, kMaxSamplesPerPrompt));
   if (!(sp.temperature() >= 0.0f) || sp.temperature() > 10.0f) {
-    return Invalid("sampling.temperature", absl::StrCat("must be in [0, 10], got ", sp.temperature()));
+    return Invalid("sampling.temperature",
+                   absl::StrCat("must be in [0, 10], got ", sp.temperature()));
   }
   if (!(sp.top_p() > 0.0f && sp.top_p() <= 1.0f)) {
     return Invalid("sampling.top_p", absl::StrCat("must be in (0, 1], got ", sp.top_p()));
@@ -292,10 +298,10 @@ absl::Status ValidateSampling(const v1::JobSpec& s) {
                                 sp.num_samples(), " = ", samples));
   }
   if (samples * sp.max_new_tokens() > kMaxTokensPerRound) {
-    return Invalid("sampling.max_new_tokens",
-                   absl::StrCat("* prompts_per_round * num_samples must be <= ", kMaxTokensPerRound,
-                                " generated tokens per round, got ",
-                                samples * sp.max_new_tokens()));
+    return Invalid(
+        "sampling.max_new_tokens",
+        absl::StrCat("* prompts_per_round * num_samples must be <= ", kMaxTokensPerRound,
+                     " generated tokens per round, got ", samples * sp.max_new_tokens()));
   }
   return absl::OkStatus();
 }
@@ -322,8 +328,8 @@ absl::Status ValidateDnoPairs(const v1::JobSpec& s) {
   if (pp.scoring() == "side_by_side" && candidates > 16) {
     return Invalid("sampling.num_samples",
                    absl::StrCat("with pairs.scoring \"side_by_side\" at most 16 candidates fit one "
-                                "judge call (num_samples", pp.use_teacher() ? " + the teacher" : "",
-                                "), got ", candidates));
+                                "judge call (num_samples",
+                                pp.use_teacher() ? " + the teacher" : "", "), got ", candidates));
   }
   return absl::OkStatus();
 }
@@ -345,19 +351,20 @@ absl::Status ValidatePairs(const v1::JobSpec& s) {
     }
   }
   if (!(pp.win_rate_gate() >= 0.0 && pp.win_rate_gate() <= 1.0)) {
-    return Invalid("pairs.win_rate_gate", absl::StrCat("must be in [0, 1], got ", pp.win_rate_gate()));
+    return Invalid("pairs.win_rate_gate",
+                   absl::StrCat("must be in [0, 1], got ", pp.win_rate_gate()));
   }
   if (!(pp.min_gap() > 0.0 && pp.min_gap() <= 1.0)) {
     return Invalid("pairs.min_gap", absl::StrCat("must be in (0, 1], got ", pp.min_gap()));
   }
   if (s.algorithm() == "dno") return ValidateDnoPairs(s);
   // DNO-Prct's candidate rules belong to dno_margin.
-  const char* set = pp.has_use_teacher()            ? "use_teacher"
-                    : pp.has_teacher_min_gap()      ? "teacher_min_gap"
-                    : pp.has_defect_ngram()         ? "defect_ngram"
-                    : pp.has_defect_max_repeats()   ? "defect_max_repeats"
-                    : pp.has_scoring()              ? "scoring"
-                                                    : nullptr;
+  const char* set = pp.has_use_teacher()          ? "use_teacher"
+                    : pp.has_teacher_min_gap()    ? "teacher_min_gap"
+                    : pp.has_defect_ngram()       ? "defect_ngram"
+                    : pp.has_defect_max_repeats() ? "defect_max_repeats"
+                    : pp.has_scoring()            ? "scoring"
+                                                  : nullptr;
   if (set != nullptr) {
     return Invalid(absl::StrCat("pairs.", set),
                    absl::StrCat("only applies to algorithm \"dno\", got \"", s.algorithm(), "\""));
@@ -373,18 +380,18 @@ absl::Status ValidateTraining(const v1::JobSpec& s) {
   if (s.pairs().policy() == "dno_soft_all" && tc.loss() != "dno") {
     return Invalid("training.loss",
                    absl::StrCat("must be \"dno\" with pairs.policy \"dno_soft_all\" (soft labels), "
-                                "got \"", tc.loss(), "\""));
+                                "got \"",
+                                tc.loss(), "\""));
   }
   SPAR_RETURN_IF_ERROR(ValidateMpoPairing(s));
   SPAR_RETURN_IF_ERROR(trainer::Validate(ToTrainConfig(tc), "spec.training"));
-  SPAR_RETURN_IF_ERROR(
-      CountIn("round_training (entries)", s.round_training_size(), 0, kMaxRounds));
+  SPAR_RETURN_IF_ERROR(CountIn("round_training (entries)", s.round_training_size(), 0, kMaxRounds));
   for (int i = 0; i < s.round_training_size(); ++i) {
     const v1::RoundTraining& rt = s.round_training(i);
     const std::string f = absl::StrCat("round_training[", i, "]");
     if (rt.round() < 1 || rt.round() > s.rounds()) {
-      return Invalid(f + ".round", absl::StrCat("must be in [1, rounds=", s.rounds(), "], got ",
-                                                rt.round()));
+      return Invalid(f + ".round",
+                     absl::StrCat("must be in [1, rounds=", s.rounds(), "], got ", rt.round()));
     }
     if (rt.training().has_loss()) {
       return Invalid(f + ".training.loss", "cannot change between rounds");
@@ -407,7 +414,8 @@ absl::Status ValidateEval(const v1::JobSpec& s) {
   if (!IsKnownSelectBest(ev.select_best())) {
     return Invalid("eval.select_best",
                    absl::StrCat("must be \"win_rate_vs_base\", \"greedy_accuracy\" or \"last\", "
-                                "got \"", ev.select_best(), "\""));
+                                "got \"",
+                                ev.select_best(), "\""));
   }
   if (ev.select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
     return Invalid("eval.select_best",
@@ -430,8 +438,10 @@ absl::StatusOr<int64_t> ModelContextLength(const std::string& checkpoint_dir) {
   if (!config.is_object() || it == config.end()) return kDefaultContextLength;
   if (!it->is_number_integer() || it->get<int64_t>() < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint_dir, "/config.json: max_position_embeddings must be a positive "
-                                     "integer, got ", it->dump()));
+        absl::StrCat(checkpoint_dir,
+                     "/config.json: max_position_embeddings must be a positive "
+                     "integer, got ",
+                     it->dump()));
   }
   return it->get<int64_t>();
 }
@@ -455,17 +465,17 @@ absl::Status ValidateModelContext(const v1::JobSpec& s, const std::string& base)
                                        "is ", *ctx, " tokens (max_position_embeddings) and ",
                                        "prompts take at least ", prompt, ", got ", new_tokens));
   };
-  SPAR_RETURN_IF_ERROR(fits("sampling.max_new_tokens", s.sampling().max_new_tokens(),
-                            prompt_min(s.prompts())));
+  SPAR_RETURN_IF_ERROR(
+      fits("sampling.max_new_tokens", s.sampling().max_new_tokens(), prompt_min(s.prompts())));
   SPAR_RETURN_IF_ERROR(
       fits("eval.max_new_tokens", s.eval().max_new_tokens(), prompt_min(s.eval_prompts())));
   for (int t = 1; t <= s.rounds(); ++t) {
     const int64_t max_length = RoundTrainingConfig(s, t).max_length();
     if (max_length > *ctx) {
-      return Invalid("training.max_length",
-                     absl::StrCat("must be <= the base model's context (", *ctx,
-                                  " tokens, max_position_embeddings) in round ", t, ", got ",
-                                  max_length));
+      return Invalid(
+          "training.max_length",
+          absl::StrCat("must be <= the base model's context (", *ctx,
+                       " tokens, max_position_embeddings) in round ", t, ", got ", max_length));
     }
   }
   return absl::OkStatus();

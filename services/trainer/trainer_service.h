@@ -2,32 +2,32 @@
 // running or finished run); training runs on its own thread; WatchTraining streams progress
 // until the run ends; CancelTraining stops it between steps (nothing is written then).
 //
+// The runs live in a trainer::RunRegistry; this layer converts and validates requests
+// (trainer_convert.h), calls the library and reports metrics.
+//
 // Data parallel (WORLD_SIZE > 1): the service runs on rank 0 with a trainer::ProcessGroup and
-// drives the group. Runs are serialized on it; for each run rank 0 broadcasts the request (a
-// control message: a length, then 'T' + the serialized StartTrainingRequest), every rank checks
-// it can read the inputs (an all-reduce), and all ranks call TrainDpo on their share of each
-// batch. Cancellation reaches the other ranks through the per-step all-reduce in TrainDpo;
-// Shutdown broadcasts 'S'. Ranks > 0 run RunTrainerWorker instead of a server. Only rank 0
-// writes checkpoints and train_state, and only it reports events and metrics.
+// drives the group with trainer/group_control.h's protocol (the request travels as the
+// serialized StartTrainingRequest). Runs are serialized on it. Cancellation reaches the other
+// ranks through the per-step all-reduce in TrainDpo. Ranks > 0 run RunTrainerWorker instead of
+// a server. Only rank 0 writes checkpoints and train_state, and only it reports events and
+// metrics.
 // Thread-safe.
 #pragma once
 
-#include <condition_variable>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/metrics/registry.h"
 #include "services/common/access.h"
 #include "services/common/rpc_metrics.h"
 #include "services/common/worker_threads.h"
 #include "spar/v1/trainer.grpc.pb.h"
-
-namespace spar::trainer {
-class ProcessGroup;
-}  // namespace spar::trainer
+#include "trainer/fault_hook.h"
+#include "trainer/group_control.h"
+#include "trainer/run_registry.h"
+#include "trainer/trainer.h"
 
 namespace spar::services {
 
@@ -54,11 +54,20 @@ class TrainerService final : public v1::Trainer::CallbackService {
   void Shutdown();
 
  private:
-  struct Run;
-  // `request` has its paths confined and resolved; `as_sent` is what the client sent (broadcast
-  // to the other ranks of a group).
-  void Execute(std::shared_ptr<Run> run, v1::StartTrainingRequest request,
+  using RunPtr = std::shared_ptr<trainer::TrainingRunEntry>;
+  // Runs one training on a worker thread. `request` has its paths confined and resolved;
+  // `as_sent` is what the client sent (broadcast to the other ranks of a group).
+  void Execute(RunPtr run, v1::StartTrainingRequest request,
                const v1::StartTrainingRequest& as_sent);
+  // The training itself (with a group: the other ranks learn the request first).
+  absl::StatusOr<trainer::TrainResult> Train(const RunPtr& run,
+                                             const v1::StartTrainingRequest& request,
+                                             const v1::StartTrainingRequest& as_sent);
+  // Publishes a step's event and metrics; false when the run was cancelled.
+  bool OnProgress(const RunPtr& run, const trainer::TrainProgress& p, bool* counted_resume);
+  // Counts (and logs a failure of) the run's final event `ev`, which `status` ended.
+  void CountFinal(const trainer::TrainingRunEntry& run, const trainer::RunEvent& ev,
+                  const absl::Status& status);
 
   const AccessPolicy access_;
   RpcMetrics rpc_metrics_;
@@ -74,19 +83,16 @@ class TrainerService final : public v1::Trainer::CallbackService {
   metrics::Gauge& world_size_;
   metrics::Gauge& group_healthy_;
 
-  // Fault injection for tests only: SPAR_TRAINER_FAULT_KILL_AFTER_STEP=N makes the process
-  // SIGKILL itself right after optimizer step N (after that step's train_state was written).
-  const int fault_kill_after_step_;
+  const trainer::FaultHook fault_hook_;  // tests only (SPAR_TRAINER_FAULT_KILL_AFTER_STEP)
 
   trainer::ProcessGroup* const group_;
-  std::mutex group_mu_;       // one run at a time on the group (collectives must not interleave)
+  std::mutex group_mu_;        // one run at a time on the group (collectives must not interleave)
   bool group_closed_ = false;  // guarded by group_mu_: the shutdown message was sent
 
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Run>> runs_by_key_;
-  std::map<std::string, std::shared_ptr<Run>> runs_by_id_;
-  bool shutting_down_ = false;
-  WorkerThreads workers_;  // last: joined before the members above go away
+  std::mutex mu_;  // orders StartTraining's registration and spawn against Shutdown
+  trainer::RunRegistry registry_;
+  bool shutting_down_ = false;  // guarded by mu_
+  WorkerThreads workers_;       // last: joined before the members above go away
 };
 
 // The loop of a rank > 0 of a data-parallel trainer: waits for rank 0's control messages and

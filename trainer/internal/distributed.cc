@@ -3,11 +3,10 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <vector>
-
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <vector>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -122,6 +121,22 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Create(const Distrib
 #endif
         return std::unique_ptr<Communicator>(std::move(comm));
       });
+}
+
+double CountRanks(Communicator& comm, bool flag) {
+  torch::Tensor t = torch::tensor({flag ? 1.0 : 0.0}, torch::kFloat64);
+  comm.AllReduceSum(t);
+  return t.item<double>();
+}
+
+absl::Status AgreeAll(Communicator* comm, const absl::Status& local, const char* what,
+                      const std::function<std::string(double)>& others_failed) {
+  if (comm == nullptr) return local;
+  absl::StatusOr<double> failed = model::internal::TorchCall(
+      what, [&]() -> absl::StatusOr<double> { return CountRanks(*comm, !local.ok()); });
+  if (!failed.ok()) return failed.status();
+  if (local.ok() && *failed > 0) return absl::InternalError(others_failed(*failed));
+  return local;
 }
 
 }  // namespace spar::trainer::internal

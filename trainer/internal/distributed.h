@@ -4,12 +4,15 @@
 // distributed.cc (they need USE_C10D_GLOO and gloo's headers).
 #pragma once
 
-#include <atomic>
-#include <chrono>
-#include <memory>
-
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "trainer/trainer.h"
 
@@ -44,5 +47,16 @@ class Communicator {
  private:
   std::atomic<bool> healthy_{true};
 };
+
+// How many ranks of the group pass `flag` = true: a sum all-reduce of one float64, so every rank
+// calls it at the same point of the collective sequence. Throws c10::Error like AllReduceSum.
+double CountRanks(Communicator& comm, bool flag);
+
+// "Every rank agrees": each rank learns whether any rank's `local` failed (CountRanks under
+// TorchCall(what)), so that all ranks leave or go on together and the group stays in step.
+// Returns the collective's own error when it failed; Internal(others_failed(n)) when `local` is
+// OK and n other ranks failed; `local` otherwise. Without a group (comm == nullptr): `local`.
+absl::Status AgreeAll(Communicator* comm, const absl::Status& local, const char* what,
+                      const std::function<std::string(double)>& others_failed);
 
 }  // namespace spar::trainer::internal

@@ -1,0 +1,38 @@
+// The inputs of a training run, loaded and checked: π_t (and the mpo magnet) with their
+// tokenizer checks, and every example through π_t's own tokenizer, as the sampler feeds prompts
+// (Policy::EncodePrompt) and ScoreResponses scores responses (Policy::EncodeResponse).
+// Private to trainer/.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/policy.h"
+#include "trainer/internal/train_util.h"
+#include "trainer/trainer.h"
+
+namespace spar::trainer::internal {
+
+inline constexpr char kBf16NeedsCuda[] =
+    "train.mixed_precision: \"bf16\" uses CUDA autocast and this trainer runs on CPU (no CUDA "
+    "device); use \"no\"";
+
+struct TrainInputs {
+  std::unique_ptr<model::Policy> policy;   // π_t: trained, and the reference
+  std::unique_ptr<model::Policy> magnet;   // `uses_magnet` with a magnet_checkpoint; else null
+  std::vector<TokenizedExample> chosen;    // one per pair
+  std::vector<TokenizedExample> rejected;  // one per pair when `pairwise`; else empty
+};
+
+// InvalidArgument naming the field for a checkpoint the trainer cannot use (a tokenizer.model
+// without tokenizer.json, a byte-tokenizer checkpoint with other special ids, bf16 without CUDA,
+// a magnet with another tokenizer), a bad chat template, or an example that does not encode
+// (pairs[i].field); Policy::Load's errors prefixed by the field.
+absl::StatusOr<TrainInputs> LoadTrainInputs(const std::string& init_checkpoint,
+                                            const std::vector<PreferencePair>& pairs,
+                                            const TrainConfig& config, bool pairwise,
+                                            bool uses_magnet);
+
+}  // namespace spar::trainer::internal
