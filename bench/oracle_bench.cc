@@ -40,8 +40,8 @@ std::vector<spar::oracle::Comparison> Items(int n, int salt) {
   std::vector<spar::oracle::Comparison> items;
   for (int i = 0; i < n; ++i) {
     int a = i % 100, b = i / 100 + salt;
-    items.push_back({absl::StrCat(a, "+", b, "="), std::to_string(a + b),
-                     std::to_string(a + b + 1)});
+    items.push_back(
+        {absl::StrCat(a, "+", b, "="), std::to_string(a + b), std::to_string(a + b + 1)});
   }
   return items;
 }
@@ -112,13 +112,14 @@ int main(int argc, char** argv) {
     for (const auto& m : spar::oracle::RenderJudgePrompt(c.prompt, c.response_a, c.response_b)) {
       msgs.push_back({{"role", m.role}, {"content", m.content}});
     }
-    bodies.push_back(nlohmann::json{{"model", "spar-rule-judge"},
-                                    {"messages", msgs},
-                                    {"max_tokens", 1},
-                                    {"temperature", 0},
-                                    {"logprobs", true},
-                                    {"top_logprobs", 5}}
-                         .dump());
+    bodies.push_back(nlohmann::json{
+        {"model", "spar-rule-judge"},
+        {"messages", msgs},
+        {"max_tokens", 1},
+        {"temperature", 0},
+        {"logprobs", true},
+        {"top_logprobs",
+         5}}.dump());
   }
   // Alternate rounds of the two and keep each one's best round: on a shared machine the minimum
   // is the least disturbed estimate.
@@ -131,8 +132,10 @@ int main(int argc, char** argv) {
     for (const auto& b : bodies) (void)raw.Post("/v1/chat/completions", b, "application/json");
     raw_us = std::min(raw_us, absl::ToDoubleMicroseconds(absl::Now() - t1) / overhead_calls);
   }
-  std::printf("overhead (L=0, C=1, %d calls x 5 rounds, best round): client %.1f us/call, bare httplib %.1f us/call, "
-              "client overhead %.1f us/call\n",
-              overhead_calls, client_us, raw_us, client_us - raw_us);
+  std::printf(
+      "overhead (L=0, C=1, %d calls x 5 rounds, best round): client %.1f us/call, bare httplib "
+      "%.1f us/call, "
+      "client overhead %.1f us/call\n",
+      overhead_calls, client_us, raw_us, client_us - raw_us);
   return failed == 0 ? 0 : 1;
 }

@@ -15,9 +15,9 @@ namespace spar {
 namespace {
 
 constexpr char kCoretypeEnv[] = "OPENBLAS_CORETYPE";
-constexpr char kUpgradedEnv[] = "SPAR_BLAS_UPGRADED";   // the kernel Spar chose, set on re-exec
+constexpr char kUpgradedEnv[] = "SPAR_BLAS_UPGRADED";  // the kernel Spar chose, set on re-exec
 constexpr char kRefusedEnv[] = "SPAR_BLAS_UPGRADE_REFUSED";  // the kernel that failed the check
-constexpr char kMklCapEnv[] = "MKL_ENABLE_INSTRUCTIONS";  // SSE4_2 | AVX | AVX2 | AVX512 ...
+constexpr char kMklCapEnv[] = "MKL_ENABLE_INSTRUCTIONS";     // SSE4_2 | AVX | AVX2 | AVX512 ...
 
 template <typename F>
 F Lookup(const char* name) {

@@ -86,8 +86,8 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
     const std::string& path) {
   static std::atomic<uint64_t> counter{0};
   std::string tmp = absl::StrCat(path, ".tmp-", ::getpid(), "-", counter.fetch_add(1));
-  const int fd = internal::GetFileSysCalls().Open(
-      tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd =
+      internal::GetFileSysCalls().Open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, std::move(tmp), fd));
 }
@@ -290,8 +290,7 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonl(const std::string& path,
     } catch (const nlohmann::json::exception& e) {
       bool is_tail = (i + 1 == lines.size());  // no newline after it: torn append
       if (is_tail && allow_torn_tail) break;
-      return absl::DataLossError(
-          absl::StrCat(path, ":", i + 1, ": invalid JSON line: ", e.what()));
+      return absl::DataLossError(absl::StrCat(path, ":", i + 1, ": invalid JSON line: ", e.what()));
     }
   }
   return rows;

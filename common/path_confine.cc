@@ -64,7 +64,8 @@ absl::StatusOr<std::string> ConfinePath(const std::string& path,
     return absl::FailedPreconditionError(
         absl::StrCat("no root directory exists (", absl::StrJoin(roots, ", "), ")"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(field, ": \"", path, "\" is outside the allowed roots (",
+  return absl::InvalidArgumentError(absl::StrCat(field, ": \"", path,
+                                                 "\" is outside the allowed roots (",
                                                  absl::StrJoin(real_roots, ", "), ")"));
 }
 

@@ -73,9 +73,9 @@ absl::StatusOr<std::optional<std::string>> SplitSystem(const std::vector<ChatMes
   for (size_t i = start; i < messages.size(); ++i) {
     const char* want = (i - start) % 2 == 0 ? "user" : "assistant";
     if (messages[i].role != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chat message ", i, ": roles must alternate user/assistant, got \"", messages[i].role,
-          "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chat message ", i, ": roles must alternate user/assistant, got \"",
+                       messages[i].role, "\""));
     }
     turns->push_back(messages[i]);
   }
@@ -219,13 +219,20 @@ absl::StatusOr<ChatTemplateKind> ParseChatTemplateName(std::string_view name) {
 
 std::string_view ChatTemplateName(ChatTemplateKind kind) {
   switch (kind) {
-    case ChatTemplateKind::kChatml: return "chatml";
-    case ChatTemplateKind::kQwen3: return "qwen3";
-    case ChatTemplateKind::kLlama3: return "llama3";
-    case ChatTemplateKind::kLlama2: return "llama2";
-    case ChatTemplateKind::kMistral: return "mistral";
-    case ChatTemplateKind::kZephyr: return "zephyr";
-    case ChatTemplateKind::kGemma: return "gemma";
+    case ChatTemplateKind::kChatml:
+      return "chatml";
+    case ChatTemplateKind::kQwen3:
+      return "qwen3";
+    case ChatTemplateKind::kLlama3:
+      return "llama3";
+    case ChatTemplateKind::kLlama2:
+      return "llama2";
+    case ChatTemplateKind::kMistral:
+      return "mistral";
+    case ChatTemplateKind::kZephyr:
+      return "zephyr";
+    case ChatTemplateKind::kGemma:
+      return "gemma";
   }
   return "chatml";
 }

@@ -29,8 +29,8 @@ std::string ChatTemplateJinja(const json& config) {
   if (ct.is_string()) return ct.get<std::string>();
   if (ct.is_array()) {
     for (const json& named : ct) {
-      if (named.is_object() && named.value("name", "") == "default" &&
-          named.contains("template") && named["template"].is_string()) {
+      if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
+          named["template"].is_string()) {
         return named["template"].get<std::string>();
       }
     }
@@ -59,8 +59,8 @@ absl::StatusOr<EnginePromptRenderer> EnginePromptRenderer::ForCheckpoint(
   if (setting.empty() || setting == "none" || r.verbatim_) return r;
   const bool hf_tokenizer = PathExists(JoinPath(checkpoint_dir, "tokenizer.json"));
   SPAR_ASSIGN_OR_RETURN(json config, ReadTokenizerConfig(checkpoint_dir));
-  SPAR_ASSIGN_OR_RETURN(r.kind_, ResolveChatTemplateSetting(setting, hf_tokenizer,
-                                                            ChatTemplateJinja(config)));
+  SPAR_ASSIGN_OR_RETURN(
+      r.kind_, ResolveChatTemplateSetting(setting, hf_tokenizer, ChatTemplateJinja(config)));
   if (!r.kind_) return r;
   r.render_.add_generation_prompt = true;
   r.render_.bos_token = TokenText(config, "bos_token");

@@ -4,12 +4,12 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
-#include "oracle_client/internal/sha256.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "oracle_client/internal/sha256.h"
 
 namespace spar::oracle {
 namespace {
@@ -125,7 +125,8 @@ constexpr absl::string_view kScoreInstruction =
 
 // Substitutes {name} placeholders from `values` in one pass; unknown names are left as they are
 // (ParseJudgeTemplate rejected them already).
-std::string Substitute(const std::string& tmpl, const std::map<std::string, const std::string*>& values) {
+std::string Substitute(const std::string& tmpl,
+                       const std::map<std::string, const std::string*>& values) {
   std::string out;
   out.reserve(tmpl.size());
   size_t i = 0;
@@ -183,8 +184,9 @@ absl::StatusOr<JudgeTemplate> ParseJudgeTemplate(const nlohmann::json& json,
   auto str = [&](const char* key, bool required, std::string* out) -> absl::Status {
     auto it = json.find(key);
     if (it == json.end()) {
-      return required ? absl::InvalidArgumentError(absl::StrCat(what, ": \"", key, "\" is required"))
-                      : absl::OkStatus();
+      return required
+                 ? absl::InvalidArgumentError(absl::StrCat(what, ": \"", key, "\" is required"))
+                 : absl::OkStatus();
     }
     if (!it->is_string()) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": \"", key, "\" must be a string"));
@@ -223,8 +225,8 @@ absl::StatusOr<JudgeTemplate> ParseJudgeTemplate(const nlohmann::json& json,
           absl::StrCat(what, ": \"user\" lacks the placeholder {", name, "}"));
     }
   }
-  t.id = absl::StrCat(id, "@",
-                      internal::Sha256HexOfFields({kind, t.system_prompt, t.user_template}).substr(0, 12));
+  t.id = absl::StrCat(
+      id, "@", internal::Sha256HexOfFields({kind, t.system_prompt, t.user_template}).substr(0, 12));
   return t;
 }
 

@@ -47,8 +47,8 @@ absl::StatusOr<Endpoint> ParseUrl(const std::string& url) {
   while (absl::EndsWith(path, "/")) path.pop_back();
   if (absl::EndsWith(path, "/v1")) path.resize(path.size() - 3);
   if (host.empty() || absl::StrContains(host, '@') || absl::StrContains(path, '?')) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sampler_engine.url: expected http(s)://host[:port][/path], got \"", url, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampler_engine.url: expected http(s)://host[:port][/path], got \"", url, "\""));
   }
   return Endpoint{absl::StrCat(https ? "https://" : "http://", host), path};
 }
@@ -111,8 +111,8 @@ class EngineSamplerPort final : public SamplerPort {
   absl::Status Reload(const std::string& engine_path);
   absl::StatusOr<std::string> ModelName() const;
   absl::Status SendRun(const v1::GenerateRequest& request,
-                       const std::vector<model::EnginePrompt>& rendered, int64_t begin,
-                       int64_t end, const std::string& model_name,
+                       const std::vector<model::EnginePrompt>& rendered, int64_t begin, int64_t end,
+                       const std::string& model_name,
                        const std::function<absl::Status(v1::GenerateResponse)>& deliver,
                        const CancelCheck& cancelled, std::vector<int64_t>* pending);
 
@@ -149,20 +149,20 @@ absl::StatusOr<json> EngineSamplerPort::Call(const std::string& method, const st
                                         : cli->Post(full.c_str(), body.dump(), "application/json");
   *http_status = res ? res->status : 0;
   if (!res) {
-    return absl::UnavailableError(absl::StrCat("engine ", Where(path), ": ",
-                                               httplib::to_string(res.error())));
+    return absl::UnavailableError(
+        absl::StrCat("engine ", Where(path), ": ", httplib::to_string(res.error())));
   }
   json out = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   if (res->status != 200) {
     std::string msg = out.is_object() && out.contains("message") ? out["message"].dump()
                       : out.is_object() && out.contains("error") ? out["error"].dump()
-                                                                  : res->body.substr(0, 300);
+                                                                 : res->body.substr(0, 300);
     const absl::StatusCode code = Retryable(res->status) ? absl::StatusCode::kUnavailable
                                   : res->status == 401 || res->status == 403
                                       ? absl::StatusCode::kPermissionDenied
                                       : absl::StatusCode::kFailedPrecondition;
-    return absl::Status(code, absl::StrCat("engine ", Where(path), " answered HTTP ",
-                                           res->status, ": ", msg));
+    return absl::Status(
+        code, absl::StrCat("engine ", Where(path), " answered HTTP ", res->status, ": ", msg));
   }
   if (out.is_discarded()) {
     return absl::InternalError(absl::StrCat("engine ", Where(path), ": body is not JSON"));
@@ -187,8 +187,8 @@ absl::StatusOr<std::string> EngineSamplerPort::Serving() const {
       return m.value("root", "");
     }
   }
-  return absl::FailedPreconditionError(absl::StrCat("engine ", config_.url, " does not serve \"",
-                                                    config_.served_model, "\""));
+  return absl::FailedPreconditionError(
+      absl::StrCat("engine ", config_.url, " does not serve \"", config_.served_model, "\""));
 }
 
 absl::StatusOr<std::string> EngineSamplerPort::ModelName() const {
@@ -207,9 +207,9 @@ absl::Status EngineSamplerPort::StartEngine(const std::string& engine_path) {
   const absl::Time deadline = absl::Now() + config_.start_timeout;
   for (;;) {
     if (!process_->Running()) {
-      return absl::UnavailableError(absl::StrCat("engine process (", config_.command[0],
-                                                 ") ended before it served: ",
-                                                 process_->ExitDescription()));
+      return absl::UnavailableError(
+          absl::StrCat("engine process (", config_.command[0],
+                       ") ended before it served: ", process_->ExitDescription()));
     }
     int status = 0;
     if (Call("GET", "/v1/models", json(), &status).ok()) return absl::OkStatus();
@@ -228,9 +228,9 @@ absl::Status EngineSamplerPort::Reload(const std::string& engine_path) {
   SPAR_ASSIGN_OR_RETURN(json ack, Call("POST", "/update_weights_from_disk",
                                        json{{"model_path", engine_path}}, &status));
   if (!ack.value("success", false)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "engine ", config_.url, " refused the weight update to \"", engine_path,
-        "\": ", ack.value("message", ack.dump())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("engine ", config_.url, " refused the weight update to \"", engine_path,
+                     "\": ", ack.value("message", ack.dump())));
   }
   return absl::OkStatus();
 }
@@ -260,14 +260,14 @@ absl::Status EngineSamplerPort::EnsureServing(const std::string& engine_path) {
     SPAR_ASSIGN_OR_RETURN(now, Serving());
   }
   if (now != engine_path) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "engine ", config_.url, " acknowledged the weight update to \"", engine_path,
-        "\" but serves \"", now, "\": refusing to sample from a stale policy"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("engine ", config_.url, " acknowledged the weight update to \"", engine_path,
+                     "\" but serves \"", now, "\": refusing to sample from a stale policy"));
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - started);
   if (sync_seconds_ != nullptr) sync_seconds_->Observe(secs);
-  SPAR_LOG(Info) << "engine " << config_.url << " now serves " << engine_path << " ("
-                 << mode << ", " << secs << " s)";
+  SPAR_LOG(Info) << "engine " << config_.url << " now serves " << engine_path << " (" << mode
+                 << ", " << secs << " s)";
   return absl::OkStatus();
 }
 
@@ -280,8 +280,8 @@ namespace {
 absl::Status EngineSamplerPort::SendRun(
     const v1::GenerateRequest& request, const std::vector<model::EnginePrompt>& rendered,
     int64_t begin, int64_t end, const std::string& model_name,
-    const std::function<absl::Status(v1::GenerateResponse)>& deliver,
-    const CancelCheck& cancelled, std::vector<int64_t>* pending) {
+    const std::function<absl::Status(v1::GenerateResponse)>& deliver, const CancelCheck& cancelled,
+    std::vector<int64_t>* pending) {
   const v1::SamplingParams& p = request.params();
   const int k = p.has_num_samples() ? p.num_samples() : 1;
   json texts = json::array();
@@ -290,11 +290,15 @@ absl::Status EngineSamplerPort::SendRun(
     texts.push_back(rendered[i].text);
     prompts.push_back(request.prompts(i));
   }
-  json body = {{"model", model_name}, {"prompt", texts}, {"n", k},
+  json body = {{"model", model_name},
+               {"prompt", texts},
+               {"n", k},
                {"temperature", p.has_temperature() ? p.temperature() : 1.0f},
                {"top_p", p.has_top_p() ? p.top_p() : 1.0f},
                {"max_tokens", p.has_max_new_tokens() ? p.max_new_tokens() : 8},
-               {"seed", p.has_seed() ? p.seed() : 0}, {"logprobs", 1}, {"stream", true}};
+               {"seed", p.has_seed() ? p.seed() : 0},
+               {"logprobs", 1},
+               {"stream", true}};
   if (!rendered[begin].add_special_tokens) body["add_special_tokens"] = false;
   if (config_.engine == "spar") body["spar_first_index"] = request.first_index() + begin;
   if (config_.engine == "vllm") {
@@ -340,8 +344,8 @@ absl::Status EngineSamplerPort::SendRun(
                                   : status == 401 || status == 403
                                       ? absl::StatusCode::kPermissionDenied
                                       : absl::StatusCode::kFailedPrecondition;
-    return absl::Status(code, absl::StrCat(where, " answered HTTP ", status, ": ",
-                                           error_body.substr(0, 500)));
+    return absl::Status(
+        code, absl::StrCat(where, " answered HTTP ", status, ": ", error_body.substr(0, 500)));
   }
   if (!sent) return absl::UnavailableError(absl::StrCat(where, ": ", httplib::to_string(err)));
   if (!stream.done() || !pending->empty()) {
@@ -373,8 +377,8 @@ absl::Status EngineSamplerPort::Generate(
   try {
     return GenerateImpl(request, on_result, cancelled);
   } catch (const json::exception& e) {
-    return absl::InternalError(absl::StrCat("engine ", config_.url, " sent unexpected JSON: ",
-                                            e.what()));
+    return absl::InternalError(
+        absl::StrCat("engine ", config_.url, " sent unexpected JSON: ", e.what()));
   }
 }
 
@@ -384,9 +388,9 @@ absl::Status EngineSamplerPort::GenerateImpl(
     const CancelCheck& cancelled) {
   const int64_t n = request.prompts_size();
   if (n == 0) return absl::InvalidArgumentError("prompts is empty");
-  SPAR_ASSIGN_OR_RETURN(model::EnginePromptRenderer renderer,
-                        model::EnginePromptRenderer::ForCheckpoint(request.policy(),
-                                                                   request.chat_template()));
+  SPAR_ASSIGN_OR_RETURN(
+      model::EnginePromptRenderer renderer,
+      model::EnginePromptRenderer::ForCheckpoint(request.policy(), request.chat_template()));
   std::vector<model::EnginePrompt> rendered;
   for (const std::string& prompt : request.prompts()) {
     SPAR_ASSIGN_OR_RETURN(model::EnginePrompt r, renderer.Render(prompt));
@@ -429,8 +433,8 @@ absl::Status EngineSamplerPort::GenerateImpl(
       SPAR_LOG(Warning) << "engine request failed (attempt " << attempt << " of "
                         << config_.max_attempts << "): " << st.message() << "; retrying "
                         << pending.size() << " prompts";
-      absl::SleepFor(std::min(absl::Milliseconds(250) * (1 << std::min(attempt, 5)),
-                              absl::Seconds(8)));
+      absl::SleepFor(
+          std::min(absl::Milliseconds(250) * (1 << std::min(attempt, 5)), absl::Seconds(8)));
       // A restarted engine may serve another checkpoint (or none): hand off again first.
       absl::Status sync = EnsureServing(engine_path);
       if (!sync.ok() && !absl::IsUnavailable(sync)) return sync;
@@ -445,8 +449,9 @@ absl::Status EngineSamplerPort::GenerateImpl(
 
 absl::Status Validate(const EngineConfig& c) {
   if (EngineKinds().count(c.engine) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampler_engine.engine: \"", c.engine, "\" is not one of native, openai, vllm, sglang, spar"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampler_engine.engine: \"", c.engine,
+                     "\" is not one of native, openai, vllm, sglang, spar"));
   }
   if (c.engine == "native") return absl::OkStatus();
   SPAR_RETURN_IF_ERROR(ParseUrl(c.url).status());
@@ -462,13 +467,13 @@ absl::Status Validate(const EngineConfig& c) {
     return absl::InvalidArgumentError("sampler_engine.timeout_seconds: must be > 0");
   }
   if (!c.handoff.empty() && c.handoff != "reload" && c.handoff != "restart") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampler_engine.handoff: \"", c.handoff, "\" is not one of reload, restart"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampler_engine.handoff: \"", c.handoff, "\" is not one of reload, restart"));
   }
   if (c.handoff == "reload" && !CanReload(c.engine)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampler_engine.handoff: the ", c.engine, " preset cannot reload weights over HTTP; use "
-        "restart with sampler_engine.command"));
+    return absl::InvalidArgumentError(absl::StrCat("sampler_engine.handoff: the ", c.engine,
+                                                   " preset cannot reload weights over HTTP; use "
+                                                   "restart with sampler_engine.command"));
   }
   if (c.handoff == "restart" && c.command.empty()) {
     return absl::InvalidArgumentError(
@@ -477,10 +482,10 @@ absl::Status Validate(const EngineConfig& c) {
   if (c.start_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("sampler_engine.start_timeout_seconds: must be > 0");
   }
-  if (!c.path_map.empty() && (c.path_map.find('=') == std::string::npos ||
-                              c.path_map.front() == '=')) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampler_engine.path_map: expected FROM=TO, got \"", c.path_map, "\""));
+  if (!c.path_map.empty() &&
+      (c.path_map.find('=') == std::string::npos || c.path_map.front() == '=')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampler_engine.path_map: expected FROM=TO, got \"", c.path_map, "\""));
   }
   return absl::OkStatus();
 }

@@ -22,8 +22,7 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 }
 
 std::chrono::system_clock::time_point Deadline(absl::Duration d) {
-  return std::chrono::system_clock::now() +
-         std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+  return std::chrono::system_clock::now() + std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
 // Every call: a deadline, and the service token as "authorization: Bearer" metadata. Metadata
@@ -133,9 +132,10 @@ class GrpcTrainerPort final : public TrainerPort {
   GrpcTrainerPort(std::shared_ptr<grpc::Channel> ch, GrpcPortsConfig c)
       : stub_(v1::Trainer::NewStub(ch)), config_(c) {}
 
-  absl::StatusOr<v1::TrainingEvent> Train(const v1::StartTrainingRequest& request,
-                                          const std::function<void(const v1::TrainingEvent&)>& on_event,
-                                          const CancelCheck& cancelled) override {
+  absl::StatusOr<v1::TrainingEvent> Train(
+      const v1::StartTrainingRequest& request,
+      const std::function<void(const v1::TrainingEvent&)>& on_event,
+      const CancelCheck& cancelled) override {
     v1::TrainingEvent last;
     absl::Status st = WithRetries(config_, "trainer", [&](bool* /*delivered*/) -> absl::Status {
       // Training is idempotent by key: retrying after UNAVAILABLE attaches to the same run (or
@@ -171,10 +171,13 @@ class GrpcTrainerPort final : public TrainerPort {
         }
       }
       grpc::Status s = reader->Finish();
-      if (!s.ok()) return idle.Explain(FromGrpc(s, "trainer.WatchTraining"), "trainer.WatchTraining");
+      if (!s.ok())
+        return idle.Explain(FromGrpc(s, "trainer.WatchTraining"), "trainer.WatchTraining");
       switch (last.state()) {
-        case v1::TRAINING_STATE_SUCCEEDED: return absl::OkStatus();
-        case v1::TRAINING_STATE_CANCELLED: return absl::CancelledError("training cancelled");
+        case v1::TRAINING_STATE_SUCCEEDED:
+          return absl::OkStatus();
+        case v1::TRAINING_STATE_CANCELLED:
+          return absl::CancelledError("training cancelled");
         case v1::TRAINING_STATE_FAILED:
           // The trainer's code travels on (RESOURCE_EXHAUSTED for a full disk pauses the job);
           // a trainer that sets none is INTERNAL.

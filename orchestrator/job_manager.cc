@@ -12,8 +12,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
@@ -28,8 +28,7 @@
 namespace spar::orchestrator {
 
 bool IsTerminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
 namespace {
@@ -46,9 +45,12 @@ uint64_t Fnv1a(const std::string& s) {
 std::string SanitizeName(const std::string& name) {
   std::string out;
   for (char c : name) {
-    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') out += c;
-    else if (c >= 'A' && c <= 'Z') out += static_cast<char>(c - 'A' + 'a');
-    else if (c == '_' || c == ' ' || c == '.') out += '-';
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')
+      out += c;
+    else if (c >= 'A' && c <= 'Z')
+      out += static_cast<char>(c - 'A' + 'a');
+    else if (c == '_' || c == ' ' || c == '.')
+      out += '-';
     if (out.size() >= 32) break;
   }
   return out.empty() ? "job" : out;
@@ -67,13 +69,20 @@ int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 const char* StateLabel(v1::JobState s) {
   switch (s) {
-    case v1::JOB_STATE_PENDING: return "pending";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    case v1::JOB_STATE_PAUSED: return "paused";
-    default: return "unspecified";
+    case v1::JOB_STATE_PENDING:
+      return "pending";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    case v1::JOB_STATE_PAUSED:
+      return "paused";
+    default:
+      return "unspecified";
   }
 }
 
@@ -127,16 +136,20 @@ struct JobManager::Impl {
       m.stage_failures->Add({{"stage", s}});
     }
     m.rounds_completed = &r->AddCounter("spar_orchestrator_rounds_completed_total",
-                                        "Rounds completed across all jobs.").Add({});
+                                        "Rounds completed across all jobs.")
+                              .Add({});
     m.pairs_kept = &r->AddCounter("spar_orchestrator_pairs_kept_total",
-                                  "Preference pairs kept by the pair policy.").Add({});
+                                  "Preference pairs kept by the pair policy.")
+                        .Add({});
     m.win_rate = &r->AddGauge("spar_orchestrator_win_rate_vs_base_ratio",
-                              "Judged win rate of the latest round's policy vs pi_0.").Add({});
+                              "Judged win rate of the latest round's policy vs pi_0.")
+                      .Add({});
     m.accuracy = &r->AddGauge("spar_orchestrator_greedy_accuracy_ratio",
                               "Greedy accuracy of the latest round's policy on held-out prompts.")
-                     .Add({});
+                      .Add({});
     m.current_round = &r->AddGauge("spar_orchestrator_current_round",
-                                   "Round the most recently updated job is in.").Add({});
+                                   "Round the most recently updated job is in.")
+                           .Add({});
   }
 
   void RefreshJobGauges() {  // requires mu
@@ -186,13 +199,12 @@ struct JobManager::Impl {
         }
       }
       if (ev.kind() != "progress") {
-        (void)AppendLine(RunDir(e->dir).Events(),
-                         nlohmann::json({{"time_ms", NowMs()},
-                                         {"round", ev.round()},
-                                         {"stage", ev.stage()},
-                                         {"kind", ev.kind()},
-                                         {"message", ev.message()}})
-                             .dump());
+        (void)AppendLine(RunDir(e->dir).Events(), nlohmann::json({{"time_ms", NowMs()},
+                                                                  {"round", ev.round()},
+                                                                  {"stage", ev.stage()},
+                                                                  {"kind", ev.kind()},
+                                                                  {"message", ev.message()}})
+                                                      .dump());
       }
     }
     Publish(ev);
@@ -295,8 +307,7 @@ JobManager::JobManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
-absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig config,
-                                                               Ports ports,
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig config, Ports ports,
                                                                metrics::Registry* registry) {
   if (ports.sampler == nullptr || ports.oracle == nullptr || ports.trainer == nullptr) {
     return absl::InvalidArgumentError("orchestrator: all three ports are required");
@@ -373,9 +384,9 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
                                 (entry->job.request_id().empty() && id == job_id);
       if (!same_request) continue;
       if (SameSpec(entry->job.spec(), spec)) return entry->job;  // idempotent by request_id
-      return absl::AlreadyExistsError(absl::StrCat(
-          "request_id: \"", request.request_id(), "\" already created job ", id,
-          " with a different spec; use a new request_id for a new job"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("request_id: \"", request.request_id(), "\" already created job ", id,
+                       " with a different spec; use a new request_id for a new job"));
     }
   }
   if (impl_->jobs.count(job_id) > 0) {
@@ -401,7 +412,8 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
 absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& job_id) const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto it = impl_->jobs.find(job_id);
-  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  if (it == impl_->jobs.end())
+    return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
   return it->second->job;
 }
 
@@ -436,8 +448,8 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::ListJobsPage(
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must be >= 0, got ", request.page_size()));
   }
-  const int page_size = request.page_size() == 0 ? kDefaultPageSize
-                                                 : std::min(request.page_size(), kMaxPageSize);
+  const int page_size =
+      request.page_size() == 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
   int64_t after_ms = 0;
   std::string after_id;
   if (!request.page_token().empty()) {
@@ -502,7 +514,8 @@ absl::Status JobManager::DeleteJob(const std::string& job_id) {
 absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto it = impl_->jobs.find(job_id);
-  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  if (it == impl_->jobs.end())
+    return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
   Impl::Entry* e = it->second.get();
   if (IsTerminal(e->job.state())) {
     return absl::FailedPreconditionError(
@@ -524,7 +537,8 @@ absl::StatusOr<v1::Job> JobManager::ResumeJob(const std::string& job_id,
   }
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto it = impl_->jobs.find(job_id);
-  if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+  if (it == impl_->jobs.end())
+    return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
   Impl::Entry* e = it->second.get();
   if (e->running) {
     if (judge_budget != nullptr) {
@@ -554,15 +568,16 @@ absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id,
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     auto it = impl_->jobs.find(job_id);
-    if (it == impl_->jobs.end()) return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
+    if (it == impl_->jobs.end())
+      return absl::NotFoundError(absl::StrCat("job_id: no job \"", job_id, "\""));
     snapshot.set_job_id(job_id);
     snapshot.set_kind("snapshot");
     snapshot.set_round(it->second->job.current_round());
     snapshot.set_stage(it->second->job.current_stage());
     *snapshot.mutable_job() = it->second->job;
-    terminal = (IsTerminal(it->second->job.state()) ||
-                it->second->job.state() == v1::JOB_STATE_PAUSED) &&
-               !it->second->running;
+    terminal =
+        (IsTerminal(it->second->job.state()) || it->second->job.state() == v1::JOB_STATE_PAUSED) &&
+        !it->second->running;
     // Register under the job lock so no event between snapshot and subscription is lost.
     std::lock_guard<std::mutex> slock(impl_->subs_mu);
     if (!on_event(snapshot)) return int64_t{0};

@@ -12,13 +12,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/mpo_defaults.h"
 #include "common/status_macros.h"
 #include "model/chat_template.h"
 #include "orchestrator/best_round.h"
 #include "orchestrator/training_config.h"
+#include "tasks/arith/problems.h"
 #include "trainer/train_config.h"
 
 namespace spar::orchestrator {
@@ -227,7 +227,8 @@ namespace {
 
 // The longest built-in arithmetic prompt ("99+99="), in bytes: byte-tokenizer tokens less BOS.
 int64_t ArithMaxPromptBytes() {
-  return static_cast<int64_t>(absl::StrCat(arith::kArithMaxOperand, "+", arith::kArithMaxOperand, "=").size());
+  return static_cast<int64_t>(
+      absl::StrCat(arith::kArithMaxOperand, "+", arith::kArithMaxOperand, "=").size());
 }
 
 absl::Status CountIn(const std::string& field, int64_t v, int64_t lo, int64_t hi,

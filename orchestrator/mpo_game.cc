@@ -37,8 +37,8 @@ std::vector<double> MagneticMirrorStep(const std::vector<double>& pi,
   const size_t n = pi.size();
   std::vector<double> logit(n);
   for (size_t y = 0; y < n; ++y) {
-    logit[y] = (std::log(pi[y]) + alpha * eta * std::log(magnet[y]) + eta * q[y]) /
-               (1 + alpha * eta);
+    logit[y] =
+        (std::log(pi[y]) + alpha * eta * std::log(magnet[y]) + eta * q[y]) / (1 + alpha * eta);
   }
   double mx = *std::max_element(logit.begin(), logit.end());
   double z = 0;

@@ -37,7 +37,8 @@ absl::Status ClearRunnerStarts(const std::string& job_dir) {
 
 std::string CrashLoopReason(int starts) {
   return absl::StrCat("not resumed: the server stopped abnormally (crash, out-of-memory kill) ",
-                      starts, " times in a row while running this job without it completing a "
+                      starts,
+                      " times in a row while running this job without it completing a "
                       "stage; fix the cause, then ResumeJob to try again");
 }
 

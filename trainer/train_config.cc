@@ -72,8 +72,8 @@ absl::Status ValidateCounts(const TrainConfig& c, const Rules& r) {
   if (c.max_length == 1) {
     return r.Bad("max_length", absl::StrCat("must be 0 (no limit) or >= 2, got ", c.max_length));
   }
-  SPAR_RETURN_IF_ERROR(r.Count("max_length", c.max_length, 0, kMaxSequenceLength,
-                               " (0 = no limit, else >= 2)"));
+  SPAR_RETURN_IF_ERROR(
+      r.Count("max_length", c.max_length, 0, kMaxSequenceLength, " (0 = no limit, else >= 2)"));
   if (c.max_length > 0 && c.max_prompt_length >= c.max_length) {
     return r.Bad("max_prompt_length", absl::StrCat("(", c.max_prompt_length, ") must be < ",
                                                    "max_length (", c.max_length, ")"));
@@ -83,20 +83,20 @@ absl::Status ValidateCounts(const TrainConfig& c, const Rules& r) {
 
 absl::Status ValidateChoices(const TrainConfig& c, const Rules& r) {
   if (!IsKnownLoss(c.loss)) {
-    return r.Unknown("loss", absl::StrCat("unknown loss \"", c.loss, "\" (known: ",
-                                      absl::StrJoin(KnownLosses(), ", "), ")"));
+    return r.Unknown("loss", absl::StrCat("unknown loss \"", c.loss,
+                                          "\" (known: ", absl::StrJoin(KnownLosses(), ", "), ")"));
   }
   if (!c.magnet_checkpoint.empty() && c.loss != "mpo" && c.loss != "mpo_pg") {
     return r.Bad("magnet_checkpoint",
                  absl::StrCat("is only used by mpo / mpo_pg, got loss \"", c.loss, "\""));
   }
   if (c.optimizer != "adamw" && c.optimizer != "rmsprop") {
-    return r.Unknown("optimizer", absl::StrCat("unknown optimizer \"", c.optimizer,
-                                           "\" (adamw | rmsprop)"));
+    return r.Unknown("optimizer",
+                     absl::StrCat("unknown optimizer \"", c.optimizer, "\" (adamw | rmsprop)"));
   }
   if (c.lr_scheduler != "constant" && c.lr_scheduler != "linear" && c.lr_scheduler != "cosine") {
     return r.Unknown("lr_scheduler", absl::StrCat("unknown schedule \"", c.lr_scheduler,
-                                              "\" (constant | linear | cosine)"));
+                                                  "\" (constant | linear | cosine)"));
   }
   if (c.mixed_precision != "no" && c.mixed_precision != "bf16") {
     return r.Bad("mixed_precision",

@@ -46,10 +46,14 @@ std::string FormatValue(double v) {
 std::string EscapeLabel(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -57,9 +61,12 @@ std::string EscapeLabel(const std::string& v) {
 std::string EscapeHelp(const std::string& v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -211,11 +218,10 @@ std::string Registry::Serialize() const {
       for (const auto& [labels, h] : f.Children()) {
         Histogram::Snapshot s = h->Collect();
         for (size_t i = 0; i < s.bounds.size(); ++i) {
-          out << f.name() << "_bucket" << LabelString(labels, "le", FormatValue(s.bounds[i]))
-              << " " << s.cumulative[i] << "\n";
+          out << f.name() << "_bucket" << LabelString(labels, "le", FormatValue(s.bounds[i])) << " "
+              << s.cumulative[i] << "\n";
         }
-        out << f.name() << "_bucket" << LabelString(labels, "le", "+Inf") << " " << s.count
-            << "\n";
+        out << f.name() << "_bucket" << LabelString(labels, "le", "+Inf") << " " << s.count << "\n";
         out << f.name() << "_sum" << LabelString(labels) << " " << FormatValue(s.sum) << "\n";
         out << f.name() << "_count" << LabelString(labels) << " " << s.count << "\n";
       }

@@ -85,7 +85,8 @@ absl::Status CompletionStream::Event(const std::string& data) {
   }
   json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!chunk.is_object()) {
-    return absl::InternalError(absl::StrCat("engine sent a malformed event: ", data.substr(0, 200)));
+    return absl::InternalError(
+        absl::StrCat("engine sent a malformed event: ", data.substr(0, 200)));
   }
   if (chunk.contains("error")) return ErrorStatus(chunk["error"]);
   if (!chunk.contains("choices") || !chunk["choices"].is_array()) return absl::OkStatus();
@@ -96,8 +97,8 @@ absl::Status CompletionStream::Event(const std::string& data) {
 absl::Status CompletionStream::Choice(const json& c) {
   const int64_t index = c.value("index", int64_t{-1});
   if (index < 0 || index >= static_cast<int64_t>(choices_.size())) {
-    return absl::InternalError(absl::StrCat("engine sent choice index ", index, " of ",
-                                            choices_.size()));
+    return absl::InternalError(
+        absl::StrCat("engine sent choice index ", index, " of ", choices_.size()));
   }
   Partial& p = choices_[index];
   if (p.finished_set) {

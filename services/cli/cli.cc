@@ -9,7 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -473,6 +476,95 @@ int Health(const Args& args) {
 
 }  // namespace
 
+namespace {
+
+// One CLI command: the flags it accepts (checked before it runs; own_flags: it checks its own)
+// and what it runs.
+struct Command {
+  std::set<std::string> flags;
+  std::function<int(const Args&)> run;
+  bool own_flags = false;
+};
+
+const std::set<std::string>& ServerFlags() {
+  static const std::set<std::string> flags = {"config",
+                                              "port",
+                                              "metrics_port",
+                                              "host",
+                                              "runs_dir",
+                                              "data_root",
+                                              "judge_url",
+                                              "judge_cache",
+                                              "sampler_address",
+                                              "oracle_address",
+                                              "trainer_address",
+                                              "role",
+                                              "insecure",
+                                              "judge_allow_http_host",
+                                              "http_port",
+                                              "http_policy",
+                                              "sampler_engine",
+                                              "sampler_engine_url",
+                                              "sampler_engine_model",
+                                              "sampler_engine_command",
+                                              "sampler_engine_handoff"};
+  return flags;
+}
+
+int Serve(const Args& args) {
+  std::string role = args.Get("role");
+  if (role != "sampler" && role != "oracle" && role != "trainer" && role != "orchestrator") {
+    return Fail(absl::InvalidArgumentError(
+        "--role must be sampler, oracle, trainer or orchestrator, got \"" + role + "\""));
+  }
+  return RunServer(args, {role});
+}
+
+int Watch(const Args& args) {
+  if (args.positional().size() != 1) {
+    return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
+  }
+  return WatchJob(Address(args), args.positional()[0], /*quiet=*/false);
+}
+
+int Version(const Args& args) {
+  const model::RuntimeInfo info = model::CurrentRuntimeInfo();
+  std::fputs(
+      args.Has("json") ? (model::ToJson(info).dump() + "\n").c_str() : model::ToText(info).c_str(),
+      stdout);
+  return kExitOk;
+}
+
+const std::map<std::string, Command>& Commands() {
+  static const std::map<std::string, Command> commands = {
+      {"demo", {{"rounds", "runs_dir", "seed", "cache_dir", "algo"}, RunDemo}},
+      {"up",
+       {ServerFlags(),
+        [](const Args& a) {
+          return RunServer(a, {"sampler", "oracle", "trainer", "orchestrator"});
+        }}},
+      {"serve", {ServerFlags(), Serve}},
+      {"submit", {{"addr", "request_id", "watch"}, Submit}},
+      {"list", {{"addr", "state"}, List}},
+      {"status", {{"addr", "json"}, Status}},
+      {"watch", {{"addr"}, Watch}},
+      {"cancel", {{"addr"}, [](const Args& a) { return CancelOrResume(a, true); }}},
+      {"delete", {{"addr"}, Delete}},
+      {"resume",
+       {{"addr", "judge_max_calls", "judge_max_tokens", "judge_max_cost_usd",
+         "judge_round_max_calls", "judge_round_max_tokens", "judge_round_max_cost_usd"},
+        [](const Args& a) { return CancelOrResume(a, false); }}},
+      {"judge", {{}, RunJudgeCommand, /*own_flags=*/true}},
+      {"tokenize", {{}, RunTokenizeCommand, /*own_flags=*/true}},
+      {"inspect", {{}, RunInspectCommand, /*own_flags=*/true}},
+      {"health", {{"addr", "service"}, Health}},
+      {"version", {{"json"}, Version}},
+  };
+  return commands;
+}
+
+}  // namespace
+
 int RunCli(int argc, char** argv) {
   auto parsed =
       Args::Parse(argc, argv, {"json", "watch", "help", "chat", "add-special-tokens", "insecure"});
@@ -487,100 +579,16 @@ int RunCli(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return kExitUsage;
   }
-  std::set<std::string> client = {"addr"};
-  std::set<std::string> server = {"config",
-                                  "port",
-                                  "metrics_port",
-                                  "host",
-                                  "runs_dir",
-                                  "data_root",
-                                  "judge_url",
-                                  "judge_cache",
-                                  "sampler_address",
-                                  "oracle_address",
-                                  "trainer_address",
-                                  "role",
-                                  "insecure",
-                                  "judge_allow_http_host",
-                                  "http_port",
-                                  "http_policy",
-                                  "sampler_engine",
-                                  "sampler_engine_url",
-                                  "sampler_engine_model",
-                                  "sampler_engine_command",
-                                  "sampler_engine_handoff"};
-  auto check = [&](std::set<std::string> known) { return args.CheckKnown(known); };
-  absl::Status known;
-  if (cmd == "demo") {
-    if (!(known = check({"rounds", "runs_dir", "seed", "cache_dir", "algo"})).ok())
-      return Fail(known);
-    return RunDemo(args);
+  auto it = Commands().find(cmd);
+  if (it == Commands().end()) {
+    std::fprintf(stderr, "spar: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
+    return kExitUsage;
   }
-  if (cmd == "up") {
-    if (!(known = check(server)).ok()) return Fail(known);
-    return RunServer(args, {"sampler", "oracle", "trainer", "orchestrator"});
+  const Command& command = it->second;
+  if (!command.own_flags) {
+    if (absl::Status known = args.CheckKnown(command.flags); !known.ok()) return Fail(known);
   }
-  if (cmd == "serve") {
-    if (!(known = check(server)).ok()) return Fail(known);
-    std::string role = args.Get("role");
-    if (role != "sampler" && role != "oracle" && role != "trainer" && role != "orchestrator") {
-      return Fail(absl::InvalidArgumentError(
-          "--role must be sampler, oracle, trainer or orchestrator, got \"" + role + "\""));
-    }
-    return RunServer(args, {role});
-  }
-  if (cmd == "submit") {
-    if (!(known = check({"addr", "request_id", "watch"})).ok()) return Fail(known);
-    return Submit(args);
-  }
-  if (cmd == "list") {
-    if (!(known = check({"addr", "state"})).ok()) return Fail(known);
-    return List(args);
-  }
-  if (cmd == "status") {
-    if (!(known = check({"addr", "json"})).ok()) return Fail(known);
-    return Status(args);
-  }
-  if (cmd == "watch") {
-    if (!(known = check(client)).ok()) return Fail(known);
-    if (args.positional().size() != 1)
-      return Fail(absl::InvalidArgumentError("usage: spar watch JOB"));
-    return WatchJob(Address(args), args.positional()[0], /*quiet=*/false);
-  }
-  if (cmd == "cancel") {
-    if (!(known = check(client)).ok()) return Fail(known);
-    return CancelOrResume(args, true);
-  }
-  if (cmd == "delete") {
-    if (!(known = check(client)).ok()) return Fail(known);
-    return Delete(args);
-  }
-  if (cmd == "resume") {
-    if (!(known = check({"addr", "judge_max_calls", "judge_max_tokens", "judge_max_cost_usd",
-                         "judge_round_max_calls", "judge_round_max_tokens",
-                         "judge_round_max_cost_usd"}))
-             .ok()) {
-      return Fail(known);
-    }
-    return CancelOrResume(args, cmd == "cancel");
-  }
-  if (cmd == "judge") return RunJudgeCommand(args);
-  if (cmd == "tokenize") return RunTokenizeCommand(args);  // checks its own flags
-  if (cmd == "inspect") return RunInspectCommand(args);    // checks its own flags
-  if (cmd == "health") {
-    if (!(known = check({"addr", "service"})).ok()) return Fail(known);
-    return Health(args);
-  }
-  if (cmd == "version") {
-    if (!(known = check({"json"})).ok()) return Fail(known);
-    const model::RuntimeInfo info = model::CurrentRuntimeInfo();
-    std::fputs(args.Has("json") ? (model::ToJson(info).dump() + "\n").c_str()
-                                : model::ToText(info).c_str(),
-               stdout);
-    return kExitOk;
-  }
-  std::fprintf(stderr, "spar: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
-  return kExitUsage;
+  return command.run(args);
 }
 
 }  // namespace spar::cli

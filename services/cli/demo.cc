@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -21,6 +20,7 @@
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "tasks/arith/base_model.h"
+#include "tasks/arith/problems.h"
 
 namespace spar::cli {
 namespace {

@@ -50,14 +50,21 @@ double SumAs(std::string_view data) {
 double Sum(model::SafetensorsDType dtype, std::string_view data) {
   using model::SafetensorsDType;
   switch (dtype) {
-    case SafetensorsDType::kF64: return SumAs<double>(data);
-    case SafetensorsDType::kF32: return SumAs<float>(data);
-    case SafetensorsDType::kI64: return SumAs<int64_t>(data);
-    case SafetensorsDType::kI32: return SumAs<int32_t>(data);
-    case SafetensorsDType::kI16: return SumAs<int16_t>(data);
-    case SafetensorsDType::kI8: return SumAs<int8_t>(data);
+    case SafetensorsDType::kF64:
+      return SumAs<double>(data);
+    case SafetensorsDType::kF32:
+      return SumAs<float>(data);
+    case SafetensorsDType::kI64:
+      return SumAs<int64_t>(data);
+    case SafetensorsDType::kI32:
+      return SumAs<int32_t>(data);
+    case SafetensorsDType::kI16:
+      return SumAs<int16_t>(data);
+    case SafetensorsDType::kI8:
+      return SumAs<int8_t>(data);
     case SafetensorsDType::kU8:
-    case SafetensorsDType::kBool: return SumAs<uint8_t>(data);
+    case SafetensorsDType::kBool:
+      return SumAs<uint8_t>(data);
     case SafetensorsDType::kF16:
     case SafetensorsDType::kBF16: {
       double sum = 0;
@@ -130,9 +137,9 @@ absl::StatusOr<nlohmann::json> InspectCheckpoint(const std::string& dir) {
 int RunInspectCommand(const Args& args) {
   absl::Status known = args.CheckKnown({"json"});
   if (!known.ok() || args.positional().size() != 1) {
-    std::fprintf(stderr, "spar inspect: %s\n",
-                 known.ok() ? "usage: spar inspect DIR [--json]"
-                            : std::string(known.message()).c_str());
+    std::fprintf(
+        stderr, "spar inspect: %s\n",
+        known.ok() ? "usage: spar inspect DIR [--json]" : std::string(known.message()).c_str());
     return 2;
   }
   absl::StatusOr<nlohmann::json> report = InspectCheckpoint(args.positional()[0]);

@@ -3,8 +3,8 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 
-#include <nlohmann/json.hpp>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -82,7 +82,10 @@ std::string SchemaError(const nlohmann::json& j, const std::string& message) {
     token.clear();
   };
   for (char c : line) {
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') token += c; else flush();
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_')
+      token += c;
+    else
+      flush();
   }
   flush();
   return fields.empty() ? "a value has the wrong type or range"
@@ -118,8 +121,8 @@ absl::StatusOr<v1::JobSpec> ParseJobSpecFile(const std::string& path, const std:
   options.ignore_unknown_fields = false;
   auto st = google::protobuf::util::JsonStringToMessage(text, &spec, options);
   if (!st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": does not match JobSpec: ", SchemaError(j, st.message().ToString())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": does not match JobSpec: ", SchemaError(j, st.message().ToString())));
   }
   return spec;
 }

@@ -18,8 +18,8 @@ absl::StatusOr<std::vector<model::ChatMessage>> ParseMessages(const nlohmann::js
   if (!j.is_array()) return absl::InvalidArgumentError("--chat expects a JSON list of messages");
   std::vector<model::ChatMessage> messages;
   for (const nlohmann::json& m : j) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-        !m.contains("content") || !m["content"].is_string()) {
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+        !m["content"].is_string()) {
       return absl::InvalidArgumentError(
           "each message must be an object with string \"role\" and \"content\"");
     }

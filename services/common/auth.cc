@@ -24,7 +24,8 @@ grpc::Status CheckBearer(const grpc::ServerContextBase& ctx, const std::string& 
   }
   std::string value(it->second.data(), it->second.size());
   const std::string prefix = "Bearer ";
-  std::string given = value.compare(0, prefix.size(), prefix) == 0 ? value.substr(prefix.size()) : "";
+  std::string given =
+      value.compare(0, prefix.size(), prefix) == 0 ? value.substr(prefix.size()) : "";
   if (!ConstantTimeEquals(given, token)) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "invalid bearer token");
   }

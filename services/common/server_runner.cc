@@ -51,8 +51,8 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(ServerRunnerOp
   for (grpc::Service* s : options.services) builder.RegisterService(s);
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address,
-                                               " (port taken or address invalid)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.address, " (port taken or address invalid)"));
   }
   impl->server->GetHealthCheckService()->SetServingStatus(false);
 
@@ -126,9 +126,7 @@ void ServerRunner::Wait() {
   impl_->cv.wait(lock, [this] { return impl_->shut_down; });
 }
 
-std::shared_ptr<grpc::Channel> ServerRunner::InProcessChannel() {
-  return MakeChannel(address());
-}
+std::shared_ptr<grpc::Channel> ServerRunner::InProcessChannel() { return MakeChannel(address()); }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;

@@ -10,12 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "tasks/arith/problems.h"
 #include "common/log.h"
 #include "oracle_client/judge_template.h"
-#include "tasks/arith/rule_judge.h"
 #include "oracle_client/side_by_side.h"
 #include "services/common/http_exception.h"
+#include "tasks/arith/problems.h"
+#include "tasks/arith/rule_judge.h"
 
 namespace spar::judge {
 namespace {
@@ -154,14 +154,9 @@ struct JudgeServer::Handlers {
     res.set_content(text, kJsonType);
   }
 
-  static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
-    if (!Authorized(s, req, res)) return;
-    const JudgeServerOptions& o = s.options_;
-    const int64_t n = s.request_counter_.fetch_add(1) + 1;
-    s.requests_served_.fetch_add(1);
-    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
-    if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
-
+  // Answers with the injected fault, if it is one that replaces the answer; false otherwise.
+  static bool SendInjectedFault(const JudgeServerOptions& o, const std::string& fault,
+                                httplib::Response& res) {
     if (fault == "429" || fault == "503") {
       if (!o.retry_after.empty()) res.set_header("retry-after", o.retry_after);
       if (!o.retry_after_ms.empty()) res.set_header("retry-after-ms", o.retry_after_ms);
@@ -172,24 +167,63 @@ struct JudgeServer::Handlers {
         SendError(res, 503, "The server is overloaded (injected fault).", "server_error",
                   "server_is_overloaded");
       }
-      return;
+      return true;
     }
     if (fault == "500") {
       SendError(res, 500, "The server had an error (injected fault).", "server_error",
                 "internal_error");
-      return;
+      return true;
     }
     if (fault == "insufficient_quota") {
       SendError(res, 429, "You exceeded your current quota (injected fault).", "insufficient_quota",
                 "insufficient_quota");
-      return;
+      return true;
     }
     if (fault == "reset") {
       // Headers promise a body that never comes; the connection is closed mid-response.
       res.set_content_provider(64, kJsonType,
                                [](size_t, size_t, httplib::DataSink&) { return false; });
-      return;
+      return true;
     }
+    return false;
+  }
+
+  // What the messages ask: the last user message parsed as each judge template, and the text of
+  // every message (for the token estimate).
+  struct ParsedMessages {
+    std::optional<oracle::JudgeInputs> inputs;
+    std::optional<oracle::PointwiseInputs> pointwise;
+    std::optional<oracle::SideBySideInputs> side_by_side;
+    std::string prompt_text;
+  };
+
+  static ParsedMessages ParseMessages(const json& messages) {
+    ParsedMessages out;
+    for (const json& m : messages) {
+      if (!m.is_object()) continue;
+      auto content = m.find("content");
+      if (content == m.end()) continue;
+      std::optional<std::string> text = ContentText(*content);
+      if (!text) continue;
+      out.prompt_text += *text;
+      auto role = m.find("role");
+      if (role != m.end() && role->is_string() && role->get<std::string>() == "user") {
+        out.inputs = oracle::ParseJudgeUserMessage(*text);
+        out.pointwise = oracle::ParsePointwiseUserMessage(*text);
+        out.side_by_side = oracle::ParseSideBySideUserMessage(*text);
+      }
+    }
+    return out;
+  }
+
+  static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(s, req, res)) return;
+    const JudgeServerOptions& o = s.options_;
+    const int64_t n = s.request_counter_.fetch_add(1) + 1;
+    s.requests_served_.fetch_add(1);
+    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
+    if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
+    if (SendInjectedFault(o, fault, res)) return;
     if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
 
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
@@ -204,37 +238,28 @@ struct JudgeServer::Handlers {
                 "invalid_request");
       return;
     }
-    std::optional<oracle::JudgeInputs> inputs;
-    std::optional<oracle::PointwiseInputs> pointwise;
-    std::optional<oracle::SideBySideInputs> side_by_side;
-    std::string prompt_text;
-    for (const json& m : *messages) {
-      if (!m.is_object()) continue;
-      auto content = m.find("content");
-      if (content == m.end()) continue;
-      std::optional<std::string> text = ContentText(*content);
-      if (!text) continue;
-      prompt_text += *text;
-      auto role = m.find("role");
-      if (role != m.end() && role->is_string() && role->get<std::string>() == "user") {
-        inputs = oracle::ParseJudgeUserMessage(*text);
-        pointwise = oracle::ParsePointwiseUserMessage(*text);
-        side_by_side = oracle::ParseSideBySideUserMessage(*text);
-      }
-    }
-    if (!inputs && !pointwise && side_by_side) {
-      SideBySideResponse(s, *side_by_side, body, prompt_text, n, fault, res);
+    const ParsedMessages parsed = ParseMessages(*messages);
+    if (!parsed.inputs && !parsed.pointwise && parsed.side_by_side) {
+      SideBySideResponse(s, *parsed.side_by_side, body, parsed.prompt_text, n, fault, res);
       return;
     }
-    if (!inputs && pointwise) {
-      ScoreResponse(s, *pointwise, body, prompt_text, n, fault, res);
+    if (!parsed.inputs && parsed.pointwise) {
+      ScoreResponse(s, *parsed.pointwise, body, parsed.prompt_text, n, fault, res);
       return;
     }
-    if (!inputs) {
+    if (!parsed.inputs) {
       SendError(res, 400, "The last user message does not follow the spar pairwise judge template.",
                 "invalid_request_error", "unsupported_prompt");
       return;
     }
+    PairwiseResponse(s, *parsed.inputs, body, parsed.prompt_text, n, fault, res);
+  }
+
+  // The pairwise verdict by the arithmetic rule, with log-probs when asked.
+  static void PairwiseResponse(JudgeServer& s, const oracle::JudgeInputs& in, const json& body,
+                               const std::string& prompt_text, int64_t n, const std::string& fault,
+                               httplib::Response& res) {
+    const JudgeServerOptions& o = s.options_;
     bool want_logprobs = body.value("logprobs", false);
     int top_n = 0;
     if (auto t = body.find("top_logprobs"); t != body.end() && t->is_number_integer()) {
@@ -248,15 +273,15 @@ struct JudgeServer::Handlers {
     std::string model = o.model;
     if (auto m = body.find("model"); m != body.end() && m->is_string())
       model = m->get<std::string>();
-    s.RecordSeen(json{{"instruction", inputs->instruction},
-                      {"output_a", inputs->output_a},
-                      {"output_b", inputs->output_b},
+    s.RecordSeen(json{{"instruction", in.instruction},
+                      {"output_a", in.output_a},
+                      {"output_b", in.output_b},
                       {"model", model},
                       {"logprobs", want_logprobs},
                       {"top_logprobs", top_n}});
 
     arith::RuleVerdict v = arith::JudgeArithmetic(
-        inputs->instruction, inputs->output_a, inputs->output_b,
+        in.instruction, in.output_a, in.output_b,
         o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser);
     const std::string winner = oracle::VerdictToken(v.winner);
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";

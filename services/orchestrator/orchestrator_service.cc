@@ -58,8 +58,7 @@ grpc::ServerUnaryReactor* OrchestratorService::CreateJob(grpc::CallbackServerCon
   absl::StatusOr<v1::Job> job = manager->CreateJob(parsed);
   if (job.ok()) {
     bool own_buffer = false;
-    grpc::Status st =
-        grpc::SerializationTraits<v1::Job>::Serialize(*job, response, &own_buffer);
+    grpc::Status st = grpc::SerializationTraits<v1::Job>::Serialize(*job, response, &own_buffer);
     if (!st.ok()) job = absl::InternalError("CreateJob: cannot serialize the job");
   }
   return FinishUnary(ctx, "CreateJob", started, job.status());
@@ -143,7 +142,8 @@ grpc::ServerWriteReactor<v1::JobEvent>* OrchestratorService::WatchJob(
   // The subscriber writes into the sink (non-blocking) and finishes the stream on the job's end.
   orchestrator::JobManager* manager = jobs();
   if (manager == nullptr) {
-    sink->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "orchestrator is starting or stopping"));
+    sink->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "orchestrator is starting or stopping"));
     return reactor;
   }
   absl::StatusOr<int64_t> handle =

@@ -58,7 +58,8 @@ absl::StatusOr<std::vector<std::string>> Prompts(const json& body) {
 // Fields that change the output and that Spar does not implement: refused unless neutral.
 absl::Status CheckNeutral(const json& body) {
   for (const char* f : {"echo"}) {
-    if (body.contains(f) && !body[f].is_null() && body[f] != false) return Bad(f, "is not supported");
+    if (body.contains(f) && !body[f].is_null() && body[f] != false)
+      return Bad(f, "is not supported");
   }
   for (const char* f : {"presence_penalty", "frequency_penalty"}) {
     if (body.contains(f) && !body[f].is_null() && body[f] != 0) return Bad(f, "is not supported");
@@ -78,10 +79,26 @@ absl::Status CheckNeutral(const json& body) {
 }
 
 const std::set<std::string>& KnownFields() {
-  static const std::set<std::string> fields = {
-      "model", "prompt", "n", "temperature", "top_p", "max_tokens", "seed", "logprobs", "stream",
-      "stream_options", "add_special_tokens", "spar_first_index", "user", "echo",
-      "presence_penalty", "frequency_penalty", "best_of", "suffix", "stop", "logit_bias"};
+  static const std::set<std::string> fields = {"model",
+                                               "prompt",
+                                               "n",
+                                               "temperature",
+                                               "top_p",
+                                               "max_tokens",
+                                               "seed",
+                                               "logprobs",
+                                               "stream",
+                                               "stream_options",
+                                               "add_special_tokens",
+                                               "spar_first_index",
+                                               "user",
+                                               "echo",
+                                               "presence_penalty",
+                                               "frequency_penalty",
+                                               "best_of",
+                                               "suffix",
+                                               "stop",
+                                               "logit_bias"};
   return fields;
 }
 
@@ -146,7 +163,8 @@ absl::StatusOr<CompletionRequest> ParseBody(const std::string& text) {
   if (!(temperature >= 0) || !std::isfinite(temperature)) {
     return Bad("temperature", absl::StrCat("must be >= 0, got ", temperature));
   }
-  if (!(top_p > 0 && top_p <= 1)) return Bad("top_p", absl::StrCat("must be in (0, 1], got ", top_p));
+  if (!(top_p > 0 && top_p <= 1))
+    return Bad("top_p", absl::StrCat("must be in (0, 1], got ", top_p));
   SPAR_RETURN_IF_ERROR(sampler::Validate(r.params));
   return r;
 }
@@ -166,9 +184,8 @@ json ChoicesJson(const sampler::PromptSamples& ps, int64_t position, bool logpro
     if (logprobs) {
       json tokens = json::array();
       for (int32_t id : s.token_ids) tokens.push_back(absl::StrCat("token_id:", id));
-      c["logprobs"] = {{"tokens", tokens},
-                       {"token_logprobs", s.token_logprobs},
-                       {"top_logprobs", nullptr}};
+      c["logprobs"] = {
+          {"tokens", tokens}, {"token_logprobs", s.token_logprobs}, {"top_logprobs", nullptr}};
     }
     choices.push_back(std::move(c));
   }
@@ -188,22 +205,34 @@ json ErrorJson(const absl::Status& status) {
                          ? "authentication_error"
                          : "server_error";
   return {{"error",
-           {{"message", message}, {"type", type}, {"param", param},
+           {{"message", message},
+            {"type", type},
+            {"param", param},
             {"code", absl::StatusCodeToString(status.code())}}}};
 }
 
 int HttpStatusFor(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kOk: return 200;
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kFailedPrecondition: return 409;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kCancelled: return 499;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 

@@ -1,8 +1,8 @@
-#include "common/metrics/registry.h"
-
 #include <gtest/gtest.h>
 
 #include <thread>
+
+#include "common/metrics/registry.h"
 
 namespace spar::metrics {
 namespace {
@@ -34,13 +34,18 @@ TEST(MetricsTest, CounterIgnoresNegativeIncrements) {
 
 TEST(MetricsTest, HistogramBucketsAreCumulativeAndInfEqualsCount) {
   Registry r;
-  Histogram& h = r.AddHistogram("spar_test_latency_seconds", "Latency.", {0.1, 1, 10}).Add({{"m", "a"}});
+  Histogram& h =
+      r.AddHistogram("spar_test_latency_seconds", "Latency.", {0.1, 1, 10}).Add({{"m", "a"}});
   for (double v : {0.05, 0.1, 0.5, 2.0, 20.0}) h.Observe(v);
   std::string text = r.Serialize();
-  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"0.1\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"0.1\"} 2\n"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"1\"} 3\n"), std::string::npos);
-  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"10\"} 4\n"), std::string::npos);
-  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"+Inf\"} 5\n"), std::string::npos);
+  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"10\"} 4\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("spar_test_latency_seconds_bucket{m=\"a\",le=\"+Inf\"} 5\n"),
+            std::string::npos);
   EXPECT_NE(text.find("spar_test_latency_seconds_count{m=\"a\"} 5\n"), std::string::npos);
   EXPECT_NE(text.find("spar_test_latency_seconds_sum{m=\"a\"} 22.65\n"), std::string::npos);
 }

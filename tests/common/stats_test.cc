@@ -9,12 +9,14 @@ namespace {
 //   proportion_confint(x, n, alpha=0.05, method="wilson"), and for the mean interval
 //   mean(v) -/+ norm.ppf(0.975) * std(v, ddof=1) / sqrt(len(v)).
 TEST(StatsTest, WilsonIntervalMatchesStatsmodels) {
-  struct Case { int64_t x, n; double lo, hi; };
-  for (const Case& c : {Case{45, 100, 0.3561453798, 0.5475539700},
-                        Case{0, 20, 0.0, 0.1611251581},
-                        Case{20, 20, 0.8388748419, 1.0},
-                        Case{560, 1253, 0.4196027380, 0.4745764370},
-                        Case{1, 1, 0.2065493144, 1.0}}) {
+  struct Case {
+    int64_t x, n;
+    double lo, hi;
+  };
+  for (const Case& c :
+       {Case{45, 100, 0.3561453798, 0.5475539700}, Case{0, 20, 0.0, 0.1611251581},
+        Case{20, 20, 0.8388748419, 1.0}, Case{560, 1253, 0.4196027380, 0.4745764370},
+        Case{1, 1, 0.2065493144, 1.0}}) {
     Interval i = WilsonInterval(c.x, c.n);
     EXPECT_NEAR(i.lo, c.lo, 1e-9) << c.x << "/" << c.n;
     EXPECT_NEAR(i.hi, c.hi, 1e-9) << c.x << "/" << c.n;

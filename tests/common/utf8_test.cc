@@ -13,12 +13,16 @@ TEST(Utf8Test, ValidTextIsUnchanged) {
 
 TEST(Utf8Test, InvalidSequencesAreReplaced) {
   const std::string r = "\xEF\xBF\xBD";
-  EXPECT_EQ(SanitizeUtf8("a\xFF" "b"), "a" + r + "b");
-  EXPECT_EQ(SanitizeUtf8("\xC3"), r);                    // truncated 2-byte sequence
-  EXPECT_EQ(SanitizeUtf8("\xE2\x82" "x"), r + "x");      // truncated 3-byte, then ASCII
-  EXPECT_EQ(SanitizeUtf8("\xC0\x80"), r + r);            // overlong NUL: two invalid bytes
-  EXPECT_EQ(SanitizeUtf8("\xED\xA0\x80"), r + r + r);    // surrogate half
-  EXPECT_EQ(SanitizeUtf8("\x80\x80"), r + r);            // stray continuation bytes
+  EXPECT_EQ(SanitizeUtf8("a\xFF"
+                         "b"),
+            "a" + r + "b");
+  EXPECT_EQ(SanitizeUtf8("\xC3"), r);  // truncated 2-byte sequence
+  EXPECT_EQ(SanitizeUtf8("\xE2\x82"
+                         "x"),
+            r + "x");                                  // truncated 3-byte, then ASCII
+  EXPECT_EQ(SanitizeUtf8("\xC0\x80"), r + r);          // overlong NUL: two invalid bytes
+  EXPECT_EQ(SanitizeUtf8("\xED\xA0\x80"), r + r + r);  // surrogate half
+  EXPECT_EQ(SanitizeUtf8("\x80\x80"), r + r);          // stray continuation bytes
 }
 
 }  // namespace

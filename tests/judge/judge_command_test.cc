@@ -91,9 +91,9 @@ TEST_F(JudgeCommandTest, FailedJudgmentsExitOneAndAreRecorded) {
   judge::JudgeServerOptions o;
   o.fault = "500";
   StartJudge(o);
-  ASSERT_TRUE(
-      WriteFileAtomic(Path("pairs.jsonl"), "{\"prompt\":\"1+1=\",\"response_a\":\"2\",\"response_b\":\"3\"}\n")
-          .ok());
+  ASSERT_TRUE(WriteFileAtomic(Path("pairs.jsonl"),
+                              "{\"prompt\":\"1+1=\",\"response_a\":\"2\",\"response_b\":\"3\"}\n")
+                  .ok());
   EXPECT_EQ(RunDefault(), 1);
   absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path("judgments.jsonl"));
   ASSERT_TRUE(rows.ok());
@@ -122,12 +122,12 @@ TEST_F(JudgeCommandTest, BadInputExitsTwo) {
   EXPECT_EQ(Run({"--config", Path("oracle.json"), "--in", Path("pairs.jsonl"), "--out",
                  Path("o.jsonl"), "--bogus", "1"}),
             2);
-  ASSERT_TRUE(WriteJsonFileAtomic(Path("bad.json"), {{"base_url", judge_->base_url()},
-                                                     {"max_retrys", 1}})
-                  .ok());
-  EXPECT_EQ(Run({"--config", Path("bad.json"), "--in", Path("pairs.jsonl"), "--out",
-                 Path("o.jsonl")}),
-            2);
+  ASSERT_TRUE(
+      WriteJsonFileAtomic(Path("bad.json"), {{"base_url", judge_->base_url()}, {"max_retrys", 1}})
+          .ok());
+  EXPECT_EQ(
+      Run({"--config", Path("bad.json"), "--in", Path("pairs.jsonl"), "--out", Path("o.jsonl")}),
+      2);
 }
 
 // Issue #12 item 13: plain http to a non-loopback judge host is refused (exit 2, nothing judged)
@@ -176,10 +176,11 @@ TEST_F(JudgeCommandTest, HostileErrorBodiesAreWrittenRedactedAndValidUtf8) {
         std::string echo = headers.substr(at, headers.find("\r\n", at) - at);
         // 0, 1 or 2 more ASCII bytes: one of three requests is cut inside a character.
         const std::string pad(static_cast<size_t>(n % 3), '!');
-        r.body = nlohmann::json{{"error", {{"message", absl::StrCat("bad request", pad,
-                                                                   "; you sent ", echo, " ",
-                                                                   euros)}}}}
-                     .dump();
+        r.body =
+            nlohmann::json{
+                {"error",
+                 {{"message", absl::StrCat("bad request", pad, "; you sent ", echo, " ", euros)}}}}
+                .dump();
         return r;
       },
       "");

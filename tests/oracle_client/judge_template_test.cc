@@ -63,9 +63,11 @@ namespace spar::oracle {
 namespace {
 
 TEST(JudgeTemplateFileTest, CustomPairwiseTemplateRendersInOnePass) {
-  absl::StatusOr<JudgeTemplate> t = ParseJudgeTemplate(
-      {{"id", "mine"}, {"system", "S"}, {"user", "{instruction}|{output_a}|{output_b} {\"json\": 1}"}},
-      "t.json");
+  absl::StatusOr<JudgeTemplate> t =
+      ParseJudgeTemplate({{"id", "mine"},
+                          {"system", "S"},
+                          {"user", "{instruction}|{output_a}|{output_b} {\"json\": 1}"}},
+                         "t.json");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->kind, TemplateKind::kPairwise);
   EXPECT_EQ(t->id.rfind("mine@", 0), 0u);
@@ -76,7 +78,8 @@ TEST(JudgeTemplateFileTest, CustomPairwiseTemplateRendersInOnePass) {
   EXPECT_EQ(m[1].content, "q {output_a}|x|y {\"json\": 1}");
   // Editing the text changes the id even with the same file id.
   absl::StatusOr<JudgeTemplate> t2 = ParseJudgeTemplate(
-      {{"id", "mine"}, {"system", "S2"}, {"user", "{instruction}|{output_a}|{output_b}"}}, "t.json");
+      {{"id", "mine"}, {"system", "S2"}, {"user", "{instruction}|{output_a}|{output_b}"}},
+      "t.json");
   ASSERT_TRUE(t2.ok());
   EXPECT_NE(t2->id, t->id);
 }
@@ -93,13 +96,11 @@ TEST(JudgeTemplateFileTest, RejectsBadFiles) {
               ::testing::HasSubstr("kind"));
   EXPECT_THAT(err({{"id", "x"}, {"user", "u"}, {"sytem", "typo"}}), ::testing::HasSubstr("sytem"));
   EXPECT_THAT(err({{"user", "{instruction} {output}"}}), ::testing::HasSubstr("\"id\""));
-  absl::StatusOr<JudgeTemplate> point =
-      ParseJudgeTemplate({{"id", "p"}, {"kind", "pointwise"}, {"user", "{instruction}:{output}"}},
-                         "p.json");
+  absl::StatusOr<JudgeTemplate> point = ParseJudgeTemplate(
+      {{"id", "p"}, {"kind", "pointwise"}, {"user", "{instruction}:{output}"}}, "p.json");
   ASSERT_TRUE(point.ok()) << point.status();
   EXPECT_EQ(RenderPointwise(*point, "i", "o").back().content, "i:o");
-  EXPECT_EQ(LoadJudgeTemplate("/nonexistent/t.json").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadJudgeTemplate("/nonexistent/t.json").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(JudgeTemplateFileTest, BuiltInPointwiseRoundTrips) {

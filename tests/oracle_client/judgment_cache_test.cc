@@ -147,7 +147,7 @@ TEST_F(JudgmentCacheTest, LeasesGiveOneOwnerPerKeyAndExpire) {
   EXPECT_EQ(*(*a)->ClaimLease(key, "A", t0, t0 + absl::Seconds(10)), Lease::kAcquired);  // own
   EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(9), t0 + absl::Seconds(20)),
             Lease::kHeld);
-  ASSERT_TRUE((*b)->ReleaseLease(key, "B").ok());  // not B's: no effect
+  ASSERT_TRUE((*b)->ReleaseLease(key, "B").ok());                      // not B's: no effect
   EXPECT_FALSE(*(*b)->ExtendLease(key, "B", t0 + absl::Seconds(99)));  // not B's either
   EXPECT_EQ(*(*b)->ClaimLease(key, "B", t0 + absl::Seconds(9), t0 + absl::Seconds(20)),
             Lease::kHeld);

@@ -66,16 +66,16 @@ TEST(SideBySideTest, ParsesScoresBackToCandidateOrder) {
 TEST(SideBySideTest, AnythingElseIsAFailureNotAGuess) {
   const std::vector<int> order = {0, 1};
   const char* bad[] = {
-      "",                                                      // nothing
-      "id1: 5, id2: 3",                                        // not JSON
-      R"([5, 3])",                                             // not an object
-      R"({"id1_score": 5})",                                   // id2 missing
-      R"({"id1_score": 5, "id2_score": 7})",                   // out of range
-      R"({"id1_score": 5, "id2_score": -1})",                  // out of range
-      R"({"id1_score": 5, "id2_score": 4.5})",                 // not an integer
-      R"({"id1_score": "5", "id2_score": 4})",                 // a string
-      R"({"id1_score": 5, "id2_score": 4, "id3_score": 1})",   // an unknown id
-      R"({"id1_score": 5, "id2_score": 4, "best": "id1"})",    // an unknown key
+      "",                                                     // nothing
+      "id1: 5, id2: 3",                                       // not JSON
+      R"([5, 3])",                                            // not an object
+      R"({"id1_score": 5})",                                  // id2 missing
+      R"({"id1_score": 5, "id2_score": 7})",                  // out of range
+      R"({"id1_score": 5, "id2_score": -1})",                 // out of range
+      R"({"id1_score": 5, "id2_score": 4.5})",                // not an integer
+      R"({"id1_score": "5", "id2_score": 4})",                // a string
+      R"({"id1_score": 5, "id2_score": 4, "id3_score": 1})",  // an unknown id
+      R"({"id1_score": 5, "id2_score": 4, "best": "id1"})",   // an unknown key
       R"({"id1_score": 5, "id2_score": 4, "id1_justification": 3})",
       "```python\n{\"id1_score\": 5, \"id2_score\": 4}\n```",  // wrong fence
       R"({"id1_score": 5, "id2_score": 4} and some prose)",    // trailing text

@@ -34,11 +34,13 @@ TEST(CompletionStreamTest, AssemblesChoicesSplitOverEventsInAnyOrder) {
   Collected c;
   CompletionStream s = c.Stream(/*prompts=*/2, /*first=*/10, /*n=*/2);
   // Prompt 1's choices (indexes 2, 3) finish first; choice 0 arrives in two deltas.
-  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":2,\"text\":\"x\",\"finish_reason\":\"stop\","
-                      "\"logprobs\":{\"tokens\":[\"token_id:7\"],\"token_logprobs\":[-0.5]}}]}\n\n")
+  ASSERT_TRUE(Feed(s,
+                   "data: {\"choices\":[{\"index\":2,\"text\":\"x\",\"finish_reason\":\"stop\","
+                   "\"logprobs\":{\"tokens\":[\"token_id:7\"],\"token_logprobs\":[-0.5]}}]}\n\n")
                   .ok());
-  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"token_ids\":[1,2],"
-                      "\"logprobs\":{\"token_logprobs\":[-1,-2]}}]}\n\ndata: {\"choices\":[{\"ind")
+  ASSERT_TRUE(Feed(s,
+                   "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"token_ids\":[1,2],"
+                   "\"logprobs\":{\"token_logprobs\":[-1,-2]}}]}\n\ndata: {\"choices\":[{\"ind")
                   .ok());
   ASSERT_TRUE(Feed(s, "ex\":3,\"text\":\"y\",\"finish_reason\":\"length\"}]}\n\n").ok());
   ASSERT_EQ(c.out.size(), 1u);  // prompt 1 is complete
@@ -48,10 +50,11 @@ TEST(CompletionStreamTest, AssemblesChoicesSplitOverEventsInAnyOrder) {
   EXPECT_TRUE(c.out[0].samples(0).finished());
   EXPECT_FALSE(c.out[0].samples(1).finished());
   EXPECT_EQ(s.Pending(), std::vector<int64_t>{0});
-  ASSERT_TRUE(Feed(s, "data: {\"choices\":[{\"index\":0,\"text\":\"c\",\"token_ids\":[3],"
-                      "\"logprobs\":{\"token_logprobs\":[-3]},\"finish_reason\":\"stop\"}]}\r\n\r\n"
-                      "data: {\"choices\":[{\"index\":1,\"text\":\"\",\"finish_reason\":\"stop\"}]}"
-                      "\n\n: keep-alive\n\ndata: [DONE]\n\n")
+  ASSERT_TRUE(Feed(s,
+                   "data: {\"choices\":[{\"index\":0,\"text\":\"c\",\"token_ids\":[3],"
+                   "\"logprobs\":{\"token_logprobs\":[-3]},\"finish_reason\":\"stop\"}]}\r\n\r\n"
+                   "data: {\"choices\":[{\"index\":1,\"text\":\"\",\"finish_reason\":\"stop\"}]}"
+                   "\n\n: keep-alive\n\ndata: [DONE]\n\n")
                   .ok());
   ASSERT_EQ(c.out.size(), 2u);
   const v1::Sample& first = c.out[1].samples(0);
@@ -68,8 +71,9 @@ TEST(CompletionStreamTest, AssemblesChoicesSplitOverEventsInAnyOrder) {
 TEST(CompletionStreamTest, ErrorEventsCarryTheirCode) {
   Collected c;
   CompletionStream s = c.Stream(1, 0, 1);
-  absl::Status st = Feed(s, "data: {\"error\":{\"message\":\"model: no\",\"type\":"
-                            "\"invalid_request_error\",\"code\":\"INVALID_ARGUMENT\"}}\n\n");
+  absl::Status st = Feed(s,
+                         "data: {\"error\":{\"message\":\"model: no\",\"type\":"
+                         "\"invalid_request_error\",\"code\":\"INVALID_ARGUMENT\"}}\n\n");
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(st.message(), HasSubstr("model: no"));
   EXPECT_EQ(s.status(), st);  // sticky
@@ -102,9 +106,8 @@ TEST(CompletionStreamTest, FieldsOfTheWrongTypeAreAnErrorNotAnException) {
 }
 
 TEST(CompletionStreamTest, TheCallersErrorStopsTheStream) {
-  CompletionStream s({"p"}, 0, 1, [](v1::GenerateResponse) {
-    return absl::CancelledError("enough");
-  });
+  CompletionStream s({"p"}, 0, 1,
+                     [](v1::GenerateResponse) { return absl::CancelledError("enough"); });
   EXPECT_EQ(Feed(s, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n").code(),
             absl::StatusCode::kCancelled);
 }

@@ -176,9 +176,9 @@ TEST(DnoSoftAllTest, EveryDistinctPairWithJudgedOrWinRateSoftLabel) {
   }
   const double sigma_a_c = 1.0 / (1.0 + std::exp(-(0.7 - 0.6)));
   const std::map<std::pair<std::string, std::string>, double> want = {
-      {{"a", "b"}, 0.8},   {{"a", "c"}, sigma_a_c}, {{"a", "cut"}, 1.0},
-      {{"a", "rep rep rep"}, 1.0}, {{"c", "b"}, 0.7}, {{"b", "cut"}, 1.0},
-      {{"b", "rep rep rep"}, 1.0}, {{"c", "cut"}, 1.0}, {{"c", "rep rep rep"}, 1.0}};
+      {{"a", "b"}, 0.8},           {{"a", "c"}, sigma_a_c}, {{"a", "cut"}, 1.0},
+      {{"a", "rep rep rep"}, 1.0}, {{"c", "b"}, 0.7},       {{"b", "cut"}, 1.0},
+      {{"b", "rep rep rep"}, 1.0}, {{"c", "cut"}, 1.0},     {{"c", "rep rep rep"}, 1.0}};
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [pair, p] : want) {
     ASSERT_EQ(got.count(pair), 1u) << pair.first << " > " << pair.second;

@@ -2,6 +2,8 @@
 // (#12 item 9): the job's cancel (a user's, or the server's shutdown) ends the blocked stream,
 // and so does stream_idle_timeout, each with its own status; a stream that keeps sending is left
 // alone.
+#include "orchestrator/grpc_ports.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -12,7 +14,6 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "orchestrator/grpc_ports.h"
 #include "orchestrator/internal/stream_watch.h"
 #include "spar/v1/oracle.grpc.pb.h"
 
@@ -73,10 +74,13 @@ TEST(GrpcPortsTest, CancelEndsAStreamThatStoppedSending) {
   std::atomic<bool> cancel{false};
   int received = 0;
   auto call = std::async(std::launch::async, [&] {
-    return port->Compare(v1::CompareRequest(), [&](const v1::Judgment&) {
-      ++received;
-      return absl::OkStatus();
-    }, [&] { return cancel.load(); });
+    return port->Compare(
+        v1::CompareRequest(),
+        [&](const v1::Judgment&) {
+          ++received;
+          return absl::OkStatus();
+        },
+        [&] { return cancel.load(); });
   });
   s.service.WaitQuiet();
   cancel.store(true);  // what JobManager::Shutdown (SIGTERM) and CancelJob do
@@ -90,9 +94,8 @@ TEST(GrpcPortsTest, IdleTimeoutEndsAStreamThatStoppedSending) {
   GrpcPortsConfig config;
   config.stream_idle_timeout = absl::Milliseconds(300);
   auto port = MakeGrpcOraclePort(s.Channel(), config);
-  absl::Status st = port->Compare(v1::CompareRequest(), [](const v1::Judgment&) {
-    return absl::OkStatus();
-  }, nullptr);
+  absl::Status st = port->Compare(
+      v1::CompareRequest(), [](const v1::Judgment&) { return absl::OkStatus(); }, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
   EXPECT_NE(st.message().find("oracle.Compare"), std::string::npos) << st;
   EXPECT_NE(st.message().find("stream_idle_timeout"), std::string::npos) << st;
@@ -115,9 +118,11 @@ TEST(StreamWatchTest, CancelFiresOnceAndExplainsAsCancelled) {
   std::promise<void> ended;
   std::atomic<int> calls{0};
   std::atomic<bool> cancel{false};
-  internal::StreamWatch watch([&] { if (calls++ == 0) ended.set_value(); },
-                              [&] { return cancel.load(); }, absl::Hours(1),
-                              absl::Milliseconds(1));
+  internal::StreamWatch watch(
+      [&] {
+        if (calls++ == 0) ended.set_value();
+      },
+      [&] { return cancel.load(); }, absl::Hours(1), absl::Milliseconds(1));
   cancel.store(true);
   ended.get_future().wait();
   EXPECT_EQ(watch.fired(), internal::StreamWatch::Reason::kCancelled);

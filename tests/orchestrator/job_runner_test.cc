@@ -17,13 +17,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "common/stats.h"
 #include "orchestrator/job_manager.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
 #include "orchestrator/start_guard.h"
+#include "tasks/arith/problems.h"
 #include "tests/testing/fake_ports.h"
 
 namespace spar::orchestrator {
@@ -710,7 +710,8 @@ TEST_F(JobRunnerTest, UnfinishedNegativeOffJudgesTheCutSampleAndStillMarksIt) {
   ASSERT_EQ(pairs->size(), 24u);
   int cut_chosen = 0;
   for (const auto& p : *pairs) {
-    const bool cut = p["chosen"] == std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>()));
+    const bool cut =
+        p["chosen"] == std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>()));
     EXPECT_EQ(p["chosen_finished"].get<bool>(), !cut) << p;
     EXPECT_TRUE(p["rejected_finished"].get<bool>()) << p;
     cut_chosen += cut ? 1 : 0;

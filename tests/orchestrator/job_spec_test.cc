@@ -132,8 +132,8 @@ TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedO
     EXPECT_TRUE(s.pairs().unfinished_negative()) << algo;
     EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << algo << ": " << ValidateJobSpec(s, root_);
   }
-  auto off = ParseJobSpecJson(
-      R"({"base_model": "models/base", "pairs": {"unfinished_negative": false}})");
+  auto off =
+      ParseJobSpecJson(R"({"base_model": "models/base", "pairs": {"unfinished_negative": false}})");
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_FALSE(WithDefaults(*off).pairs().unfinished_negative());
 }
@@ -141,8 +141,8 @@ TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedO
 // DNO Algorithm 1's soft labels: pairs.policy "dno_soft_all" next to dno_margin, for algorithm
 // dno with the dno loss (its default there).
 TEST_F(JobSpecTest, DnoSoftAllGoesWithTheDnoLoss) {
-  auto spec = ParseJobSpecJson(
-      R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"}})");
+  auto spec =
+      ParseJobSpecJson(R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"}})");
   ASSERT_TRUE(spec.ok()) << spec.status();
   v1::JobSpec s = WithDefaults(*spec);
   EXPECT_EQ(s.training().loss(), "dno");
@@ -178,7 +178,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadSpec{"malformed_json", R"({"base_model": )", "spec"},
         BadSpec{"unknown_field", R"({"base_model": "models/base", "roundz": 3})", "roundz"},
-        BadSpec{"unknown_nested_field", R"({"base_model": "models/base", "sampling": {"k": 2}})", "k"},
+        BadSpec{"unknown_nested_field", R"({"base_model": "models/base", "sampling": {"k": 2}})",
+                "k"},
         BadSpec{"wrong_type", R"({"base_model": "models/base", "rounds": "three"})", "rounds"},
         BadSpec{"missing_base_model", R"({})", "base_model"},
         BadSpec{"base_model_not_found", R"({"base_model": "models/nope"})", "base_model"},
@@ -187,31 +188,39 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"k_below_two", R"({"base_model": "models/base", "sampling": {"num_samples": 1}})",
                 "sampling.num_samples"},
         BadSpec{"zero_rounds", R"({"base_model": "models/base", "rounds": 0})", "rounds"},
-        BadSpec{"unknown_algorithm", R"({"base_model": "models/base", "algorithm": "ppo"})", "algorithm"},
-        BadSpec{"top_p_zero", R"({"base_model": "models/base", "sampling": {"top_p": 0}})", "sampling.top_p"},
-        BadSpec{"negative_temperature", R"({"base_model": "models/base", "sampling": {"temperature": -1}})",
+        BadSpec{"unknown_algorithm", R"({"base_model": "models/base", "algorithm": "ppo"})",
+                "algorithm"},
+        BadSpec{"top_p_zero", R"({"base_model": "models/base", "sampling": {"top_p": 0}})",
+                "sampling.top_p"},
+        BadSpec{"negative_temperature",
+                R"({"base_model": "models/base", "sampling": {"temperature": -1}})",
                 "sampling.temperature"},
-        BadSpec{"gap_zero", R"({"base_model": "models/base", "pairs": {"min_gap": 0}})", "pairs.min_gap"},
-        BadSpec{"gate_above_one", R"({"base_model": "models/base", "pairs": {"win_rate_gate": 1.5}})",
+        BadSpec{"gap_zero", R"({"base_model": "models/base", "pairs": {"min_gap": 0}})",
+                "pairs.min_gap"},
+        BadSpec{"gate_above_one",
+                R"({"base_model": "models/base", "pairs": {"win_rate_gate": 1.5}})",
                 "pairs.win_rate_gate"},
         BadSpec{"unknown_pair_policy", R"({"base_model": "models/base", "pairs": {"policy": "x"}})",
                 "pairs.policy"},
-        BadSpec{"beta_zero", R"({"base_model": "models/base", "training": {"beta": 0}})", "training.beta"},
+        BadSpec{"beta_zero", R"({"base_model": "models/base", "training": {"beta": 0}})",
+                "training.beta"},
         BadSpec{"unknown_loss", R"({"base_model": "models/base", "training": {"loss": "kto"}})",
                 "training.loss"},
-        BadSpec{"mpo_loss_without_mpo", R"({"base_model": "models/base", "training": {"loss": "mpo"}})",
-                "training.loss"},
-        BadSpec{"mpo_pg_loss_without_mpo",
-                R"({"base_model": "models/base", "algorithm": "sppo", "training": {"loss": "mpo_pg"}})",
-                "spec.training.loss"},
+        BadSpec{"mpo_loss_without_mpo",
+                R"({"base_model": "models/base", "training": {"loss": "mpo"}})", "training.loss"},
+        BadSpec{
+            "mpo_pg_loss_without_mpo",
+            R"({"base_model": "models/base", "algorithm": "sppo", "training": {"loss": "mpo_pg"}})",
+            "spec.training.loss"},
         // algorithm mpo passes a magnet checkpoint every round, which only mpo / mpo_pg use: any
         // other loss would fail in round 1's train stage, after sampling and judging were paid.
         BadSpec{"mpo_with_dpo_loss",
                 R"({"base_model": "models/base", "algorithm": "mpo", "training": {"loss": "dpo"}})",
                 "spec.training.loss"},
-        BadSpec{"mpo_with_sppo_loss",
-                R"({"base_model": "models/base", "algorithm": "mpo", "training": {"loss": "sppo"}})",
-                "spec.training.loss"},
+        BadSpec{
+            "mpo_with_sppo_loss",
+            R"({"base_model": "models/base", "algorithm": "mpo", "training": {"loss": "sppo"}})",
+            "spec.training.loss"},
         BadSpec{"mpo_round_override_dpo_loss",
                 R"({"base_model": "models/base", "algorithm": "mpo", "rounds": 2,
                     "round_training": [{"round": 1, "training": {"beta": 0.2}},
@@ -219,9 +228,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.round_training[1].training.loss"},
         // Only mpo / mpo_pg read a magnet, and with algorithm mpo the runner sets it: a hand-set
         // magnet_checkpoint would fail in the trainer (or be silently replaced).
-        BadSpec{"magnet_without_mpo",
-                R"({"base_model": "models/base", "training": {"magnet_checkpoint": "models/base"}})",
-                "spec.training.magnet_checkpoint"},
+        BadSpec{
+            "magnet_without_mpo",
+            R"({"base_model": "models/base", "training": {"magnet_checkpoint": "models/base"}})",
+            "spec.training.magnet_checkpoint"},
         BadSpec{"round_magnet_set_by_hand",
                 R"({"base_model": "models/base", "algorithm": "mpo",
                     "round_training": [{"round": 1, "training": {"magnet_checkpoint": "models/base"}}]})",
@@ -229,9 +239,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"magnet_refresh_zero",
                 R"({"base_model": "models/base", "algorithm": "mpo", "mpo_magnet_refresh": 0})",
                 "mpo_magnet_refresh"},
-        BadSpec{"mpo_magnet_set_by_hand",
-                R"({"base_model": "models/base", "algorithm": "mpo", "training": {"magnet_checkpoint": "x"}})",
-                "training.magnet_checkpoint"},
+        BadSpec{
+            "mpo_magnet_set_by_hand",
+            R"({"base_model": "models/base", "algorithm": "mpo", "training": {"magnet_checkpoint": "x"}})",
+            "training.magnet_checkpoint"},
         BadSpec{"dno_soft_all_with_dpo_loss",
                 R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"},
                     "training": {"loss": "dpo"}})",
@@ -247,15 +258,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"ipo_sum_beta_zero",
                 R"({"base_model": "models/base", "training": {"loss": "ipo_sum", "beta": 0}})",
                 "training.beta"},
-        BadSpec{"sppo_wrong_policy",
-                R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"policy": "dno_margin"}})",
-                "pairs.policy"},
-        BadSpec{"prompts_file_missing", R"({"base_model": "models/base", "prompts": {"path": "nope.jsonl"}})",
+        BadSpec{
+            "sppo_wrong_policy",
+            R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"policy": "dno_margin"}})",
+            "pairs.policy"},
+        BadSpec{"prompts_file_missing",
+                R"({"base_model": "models/base", "prompts": {"path": "nope.jsonl"}})",
                 "prompts.path"},
-        BadSpec{"prompts_both_sources",
-                R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl", "builtin": "arith"}})",
-                "prompts"},
-        BadSpec{"unknown_builtin", R"({"base_model": "models/base", "prompts": {"builtin": "chess"}})",
+        BadSpec{
+            "prompts_both_sources",
+            R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl", "builtin": "arith"}})",
+            "prompts"},
+        BadSpec{"unknown_builtin",
+                R"({"base_model": "models/base", "prompts": {"builtin": "chess"}})",
                 "prompts.builtin"},
         BadSpec{"judge_budget_negative_cost",
                 R"({"base_model": "models/base", "judge_budget": {"max_cost_usd": -1}})",
@@ -275,18 +290,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"defect_repeats_zero",
                 R"({"base_model": "models/base", "pairs": {"defect_max_repeats": 0}})",
                 "pairs.defect_max_repeats"},
-        BadSpec{"teacher_outside_dno",
-                R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"use_teacher": true}})",
-                "pairs.use_teacher"},
-        BadSpec{"defects_outside_dno",
-                R"({"base_model": "models/base", "algorithm": "dpo", "pairs": {"defect_ngram": 3}})",
-                "pairs.defect_ngram"},
+        BadSpec{
+            "teacher_outside_dno",
+            R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"use_teacher": true}})",
+            "pairs.use_teacher"},
+        BadSpec{
+            "defects_outside_dno",
+            R"({"base_model": "models/base", "algorithm": "dpo", "pairs": {"defect_ngram": 3}})",
+            "pairs.defect_ngram"},
         BadSpec{"unknown_scoring",
                 R"({"base_model": "models/base", "pairs": {"scoring": "pointwise"}})",
                 "pairs.scoring"},
-        BadSpec{"scoring_outside_dno",
-                R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"scoring": "side_by_side"}})",
-                "pairs.scoring"},
+        BadSpec{
+            "scoring_outside_dno",
+            R"({"base_model": "models/base", "algorithm": "sppo", "pairs": {"scoring": "side_by_side"}})",
+            "pairs.scoring"},
         BadSpec{"side_by_side_too_many_candidates",
                 R"({"base_model": "models/base", "sampling": {"num_samples": 16},
                     "pairs": {"scoring": "side_by_side", "use_teacher": true}})",
@@ -300,18 +318,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "spec.eval.select_best"},
         BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
                 "eval.num_prompts"},
-        BadSpec{"unknown_chat_template", R"({"base_model": "models/base", "chat_template": "vicuna"})",
+        BadSpec{"unknown_chat_template",
+                R"({"base_model": "models/base", "chat_template": "vicuna"})",
                 "spec.chat_template"},
         BadSpec{"chat_template_on_byte_model",
-                R"({"base_model": "models/base", "chat_template": "chatml"})", "spec.chat_template"}),
+                R"({"base_model": "models/base", "chat_template": "chatml"})",
+                "spec.chat_template"}),
     [](const ::testing::TestParamInfo<BadSpec>& info) { return std::string(info.param.name); });
-
 
 // #12 item 5: the trainer's own rules at CreateJob, with exact, field-naming messages, and the
 // model's context read from the base checkpoint's config.json.
 TEST_F(JobSpecTest, TrainerRulesAndTheModelContextAreCheckedUpFront) {
   ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "models/base/config.json"),
-                              R"({"max_position_embeddings": 16})").ok());
+                              R"({"max_position_embeddings": 16})")
+                  .ok());
   EXPECT_EQ(*ModelContextLength(JoinPath(root_, "models/base")), 16);
   struct Case {
     const char* json;
@@ -348,9 +368,9 @@ TEST_F(JobSpecTest, TrainerRulesAndTheModelContextAreCheckedUpFront) {
   // At the limit: accepted.
   auto ok = ParseJobSpecJson(R"({"base_model": "models/base", "sampling": {"max_new_tokens": 9}})");
   ASSERT_TRUE(ok.ok());
-  EXPECT_TRUE(ValidateJobSpec(WithDefaults(*ok), root_).ok()) << ValidateJobSpec(WithDefaults(*ok), root_);
+  EXPECT_TRUE(ValidateJobSpec(WithDefaults(*ok), root_).ok())
+      << ValidateJobSpec(WithDefaults(*ok), root_);
 }
-
 
 // The documented example specs (deploy/examples) still pass the whole-spec checks, against a
 // byte-tokenizer base with the default 64-token context like the built-in arithmetic base.

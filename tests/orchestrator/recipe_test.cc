@@ -13,7 +13,7 @@ TEST(RecipeTest, BestVsWorstTakesTheExtremes) {
   EXPECT_EQ(p[0].chosen, "b");
   EXPECT_EQ(p[0].rejected, "c");
   EXPECT_TRUE(BestVsWorstPair("q", {"a", "b"}, {0.55, 0.45}, 0.25).empty());  // gap too small
-  EXPECT_TRUE(BestVsWorstPair("q", {"a", "a"}, {0.5, 0.5}, 0.0).empty());    // same text
+  EXPECT_TRUE(BestVsWorstPair("q", {"a", "a"}, {0.5, 0.5}, 0.0).empty());     // same text
 }
 
 TEST(RecipeTest, SppoWinRatesIncludeTheSampleItself) {
@@ -61,8 +61,8 @@ TEST(RecipeTest, BestVsWorstAndArgmaxArgminWithNegatives) {
 }
 
 TEST(RecipeTest, UnfinishedTextsAreThoseNeverFinished) {
-  PromptRound r{"1+1=", std::string("2"), {"2", "22", "3", "3", "4"},
-                {false, false, false, true, true}};
+  PromptRound r{
+      "1+1=", std::string("2"), {"2", "22", "3", "3", "4"}, {false, false, false, true, true}};
   // "3" also came out finished once.
   EXPECT_EQ(UnfinishedTexts(r, false), (std::set<std::string>{"2", "22"}));
   // A recipe that trains on the gold answer "2" (SPIN, DNO's teacher) treats it as complete.

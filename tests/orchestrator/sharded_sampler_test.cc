@@ -59,11 +59,14 @@ v1::GenerateRequest Request(int n) {
 std::map<int64_t, std::string> Collect(SamplerPort& port, const v1::GenerateRequest& req,
                                        absl::Status* st) {
   std::map<int64_t, std::string> out;
-  *st = port.Generate(req, [&](const v1::GenerateResponse& r) {
-    EXPECT_EQ(out.count(r.index()), 0u) << "index " << r.index() << " delivered twice";
-    out[r.index()] = r.samples(0).text() + "|" + r.samples(1).text();
-    return absl::OkStatus();
-  }, nullptr);
+  *st = port.Generate(
+      req,
+      [&](const v1::GenerateResponse& r) {
+        EXPECT_EQ(out.count(r.index()), 0u) << "index " << r.index() << " delivered twice";
+        out[r.index()] = r.samples(0).text() + "|" + r.samples(1).text();
+        return absl::OkStatus();
+      },
+      nullptr);
   return out;
 }
 
@@ -167,9 +170,12 @@ TEST(ShardedSamplerTest, ACallbackErrorStopsEveryShard) {
   FakeReplica a, b;
   ShardedSamplerPort sharded({&a, &b});
   int seen = 0;
-  absl::Status st = sharded.Generate(Request(8), [&](const v1::GenerateResponse&) {
-    return ++seen == 2 ? absl::CancelledError("job cancelled") : absl::OkStatus();
-  }, nullptr);
+  absl::Status st = sharded.Generate(
+      Request(8),
+      [&](const v1::GenerateResponse&) {
+        return ++seen == 2 ? absl::CancelledError("job cancelled") : absl::OkStatus();
+      },
+      nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
   EXPECT_LE(seen, 3);
 }

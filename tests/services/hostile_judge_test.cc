@@ -3,10 +3,10 @@
 // (not SUCCEEDED on "no pairs"); once the judge is fixed, ResumeJob finishes the round without
 // asking again for any judgment already answered. All four services in one process (App), a real
 // HTTP judge behind a small hostile HTTP front that the test switches.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -31,6 +31,7 @@
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
+#include "tests/testing/job_watch.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
@@ -43,9 +44,8 @@ class HostileJudge {
   enum class Mode { kForward, kRefuse, kFailEveryThird, kHang };
 
   HostileJudge(int upstream_port, Mode mode) : upstream_port_(upstream_port), mode_(mode) {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      Handle(req, res);
-    });
+    server_.Post("/v1/chat/completions",
+                 [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); });
     // Bound and listening from here on: connections wait in the backlog until the loop accepts.
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -160,22 +160,7 @@ class HostileJudgeTest : public ::testing::Test {
 
 std::string* HostileJudgeTest::root_ = nullptr;
 
-// Follows job `job_id` until it ends (job_finished); the last job snapshot.
-v1::Job WatchToEnd(v1::Orchestrator::Stub& stub, const std::string& job_id) {
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest wreq;
-  wreq.set_job_id(job_id);
-  auto reader = stub.WatchJob(&ctx, wreq);
-  v1::JobEvent ev;
-  v1::Job job;
-  while (reader->Read(&ev)) {
-    if (ev.has_job()) job = ev.job();
-    if (ev.kind() == "job_finished") break;
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
-  return job;
-}
+using ::spar::testing::WatchToEnd;
 
 // Creates a job and follows it until it ends (job_finished); the last job snapshot.
 v1::Job RunToEnd(v1::Orchestrator::Stub& stub, const v1::JobSpec& spec, std::string* job_id) {
@@ -234,15 +219,15 @@ TEST_F(HostileJudgeTest, BrokenJudgeFailsTheJobWithTheReason) {
     auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
     std::string job_id;
     v1::Job job = RunToEnd(*stub, SmallSpec(c.name), &job_id);
-    EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED) << v1::JobState_Name(job.state()) << " "
-                                                 << job.error();
+    EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED)
+        << v1::JobState_Name(job.state()) << " " << job.error();
     EXPECT_TRUE(absl::StrContains(job.error(), c.reason)) << job.error();
     EXPECT_TRUE(absl::StrContains(job.error(), "round 1 stage judge")) << job.error();
     // The round is not done: sampled, not judged, no pairs file, nothing trained.
     ASSERT_EQ(job.rounds_size(), 1);
     EXPECT_EQ(job.rounds(0).stage(), "sample");
-    const std::string round_dir = JoinPath(JoinPath(JoinPath(*root_, absl::StrCat("runs-", c.name)),
-                                                    job_id), "iter_001");
+    const std::string round_dir =
+        JoinPath(JoinPath(JoinPath(*root_, absl::StrCat("runs-", c.name)), job_id), "iter_001");
     EXPECT_FALSE(PathExists(JoinPath(round_dir, "pairs.jsonl")));
     EXPECT_FALSE(PathExists(JoinPath(round_dir, "checkpoint")));
     app->Shutdown();
@@ -261,9 +246,8 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
   ASSERT_TRUE(judge.ok()) << judge.status();
   HostileJudge front((*judge)->port(), HostileJudge::Mode::kFailEveryThird);
   // Nothing here hangs: a timeout a loaded machine cannot hit, so only the 500s fail.
-  std::unique_ptr<App> app = StartApp("rate", front.base_url(), [](AppConfig& ac) {
-    ac.oracle.timeout = absl::Seconds(60);
-  });
+  std::unique_ptr<App> app = StartApp("rate", front.base_url(),
+                                      [](AppConfig& ac) { ac.oracle.timeout = absl::Seconds(60); });
   ASSERT_NE(app, nullptr);
   auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
   std::string job_id;
@@ -306,7 +290,6 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
   for (const nlohmann::json& j : *judgments) EXPECT_TRUE(j["ok"].get<bool>()) << j.dump();
   app->Shutdown();
 }
-
 
 // Item 9: SIGTERM (App::Shutdown) while the judge holds a request for its whole 10-minute
 // deadline: the job's cancel ends the orchestrator's Compare stream and the oracle's HTTP

@@ -2,12 +2,14 @@
 // Compare streams one judgment per comparison (budget-refused ones as ok=false with the reason),
 // a repeated request is served from the judgment cache, and GetUsage reports calls, tokens,
 // cost, cache hits/misses and swap consistency; Score streams one side-by-side result per item.
+#include "services/oracle/oracle_service.h"
+
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -17,7 +19,6 @@
 #include "oracle_client/oracle_client.h"
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
-#include "services/oracle/oracle_service.h"
 #include "spar/v1/oracle.grpc.pb.h"
 
 namespace spar::services {

@@ -17,8 +17,8 @@
 #include "common/file_util.h"
 #include "common/internal/file_sys_calls.h"
 #include "common/utf8.h"
-#include "model/hf_tokenizer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "model/hf_tokenizer.h"
 #include "model/policy.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
@@ -29,6 +29,7 @@
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/testing/job_watch.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
@@ -203,22 +204,7 @@ TEST_F(ServicesTest, OneRoundDnoJobThroughGrpc) {
   EXPECT_EQ(rc, 0) << *ReadFile(path + ".out");
 }
 
-// Reads a job's events until job_finished; returns the last job snapshot.
-v1::Job WatchToEnd(v1::Orchestrator::Stub& stub, const std::string& job_id) {
-  grpc::ClientContext ctx;
-  v1::WatchJobRequest req;
-  req.set_job_id(job_id);
-  auto reader = stub.WatchJob(&ctx, req);
-  v1::JobEvent ev;
-  v1::Job last;
-  while (reader->Read(&ev)) {
-    if (ev.has_job()) last = ev.job();
-    if (ev.kind() == "job_finished") break;
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
-  return last;
-}
+using ::spar::testing::WatchToEnd;
 
 // A job with a tiny per-round judge budget pauses in the judge stage with the budget's reason;
 // ResumeJob with a larger budget finishes it, and the judge never saw a request twice (the
@@ -407,7 +393,7 @@ TEST_F(ServicesTest, SideBySideDnoJobScoresThroughOracleScoreAndKeepsPairs) {
     EXPECT_EQ(j["scoring"], "side_by_side") << j.dump();
     ASSERT_TRUE(j["ok"].get<bool>()) << j.dump();
     ASSERT_EQ(j["scores"].size(), 4u) << j.dump();  // 3 samples + the teacher
-    EXPECT_EQ(j["scores"][3], 6) << j.dump();      // the teacher is the right answer
+    EXPECT_EQ(j["scores"][3], 6) << j.dump();       // the teacher is the right answer
   }
   // The judge got side-by-side prompts (one per distinct question) and answered them.
   int side_by_side = 0;
@@ -535,8 +521,8 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   };
   auto single = orchestrator("runs-one-replica", replicas[0]->address());
   ASSERT_TRUE(single.ok()) << single.status();
-  auto sharded = orchestrator("runs-two-replicas",
-                              replicas[0]->address() + "," + replicas[1]->address());
+  auto sharded =
+      orchestrator("runs-two-replicas", replicas[0]->address() + "," + replicas[1]->address());
   ASSERT_TRUE(sharded.ok()) << sharded.status();
 
   v1::JobSpec spec = SmallSpec();
@@ -580,7 +566,6 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
   (*single)->Shutdown();
   for (auto& r : replicas) r->Shutdown();
 }
-
 
 // A job whose base model is a Hugging Face directory: a tiny random qwen3 with the real Qwen3
 // tokenizer.json and tokenizer_config.json (whose Jinja chat_template is Qwen3's). One round on
@@ -648,8 +633,7 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   const v1::Job final_job = WatchToEnd(*Stub(), job.job_id());
   ASSERT_EQ(final_job.state(), v1::JOB_STATE_SUCCEEDED) << final_job.error();
   ASSERT_EQ(final_job.rounds_size(), 1);
-  const std::string round =
-      JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
+  const std::string round = JoinPath(JoinPath(JoinPath(*root_, "runs"), job.job_id()), "iter_001");
   // A real update, not a copied checkpoint.
   ASSERT_GT(final_job.rounds(0).pairs_kept(), 0)
       << ReadFile(JoinPath(round, "samples.jsonl")).value_or("")
@@ -659,7 +643,8 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "config.json"}) {
     EXPECT_TRUE(PathExists(JoinPath(ckpt, f))) << f;
   }
-  EXPECT_EQ(*ReadFile(JoinPath(ckpt, "tokenizer.json")), *ReadFile(JoinPath(base, "tokenizer.json")));
+  EXPECT_EQ(*ReadFile(JoinPath(ckpt, "tokenizer.json")),
+            *ReadFile(JoinPath(base, "tokenizer.json")));
   auto trained = model::Policy::Load(ckpt);
   ASSERT_TRUE(trained.ok()) << trained.status();
   ASSERT_NE((*trained)->tokenizer(), nullptr);
@@ -702,9 +687,11 @@ struct BadRequest {
 
 TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
   const BadRequest cases[] = {
-      {"k_below_two", R"({"base_model":"base","sampling":{"num_samples":1}})", "sampling.num_samples"},
+      {"k_below_two", R"({"base_model":"base","sampling":{"num_samples":1}})",
+       "sampling.num_samples"},
       {"missing_file", R"({"base_model":"no/such/model"})", "base_model"},
-      {"missing_prompts", R"({"base_model":"base","prompts":{"path":"none.jsonl"}})", "prompts.path"},
+      {"missing_prompts", R"({"base_model":"base","prompts":{"path":"none.jsonl"}})",
+       "prompts.path"},
       {"escape", R"({"base_model":"../../"})", "base_model"},
       {"chat_template", R"({"base_model":"base","chat_template":"vicuna"})", "spec.chat_template"},
       {"mpo_with_dpo_loss", R"({"base_model":"base","algorithm":"mpo","training":{"loss":"dpo"}})",
@@ -716,7 +703,8 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
       // allocate until the server died.
       {"optimizer", R"({"base_model":"base","training":{"optimizer":"sgd"}})",
        "spec.training.optimizer"},
-      {"label_smoothing", R"({"base_model":"base","training":{"loss":"cdpo","label_smoothing":0.9}})",
+      {"label_smoothing",
+       R"({"base_model":"base","training":{"loss":"cdpo","label_smoothing":0.9}})",
        "spec.training.label_smoothing"},
       {"lr_scheduler", R"({"base_model":"base","training":{"lr_scheduler":"bogus"}})",
        "spec.training.lr_scheduler"},
@@ -743,12 +731,14 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
        "spec.eval.max_new_tokens"},
       {"prompts_per_round_max", R"({"base_model":"base","prompts_per_round":2147483647})",
        "spec.prompts_per_round"},
-      {"samples_per_round", R"({"base_model":"base","prompts_per_round":100000,"sampling":{"num_samples":64}})",
+      {"samples_per_round",
+       R"({"base_model":"base","prompts_per_round":100000,"sampling":{"num_samples":64}})",
        "spec.prompts_per_round"},
       {"rounds", R"({"base_model":"base","rounds":2147483647})", "spec.rounds"},
       {"eval_prompts", R"({"base_model":"base","eval":{"num_prompts":2147483647}})",
        "spec.eval.num_prompts"},
-      {"epochs", R"({"base_model":"base","training":{"epochs":2147483647}})", "spec.training.epochs"},
+      {"epochs", R"({"base_model":"base","training":{"epochs":2147483647}})",
+       "spec.training.epochs"},
       {"batch_size", R"({"base_model":"base","training":{"batch_size":2147483647}})",
        "spec.training.batch_size"},
       {"failure_rate", R"({"base_model":"base","judge":{"max_failure_rate":1.5}})",
@@ -787,10 +777,12 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
   ASSERT_TRUE(Stub()->ListJobs(&ctx, v1::ListJobsRequest(), &list).ok());
   EXPECT_EQ(static_cast<size_t>(list.jobs_size()), jobs_before);
   // Unknown fields and malformed JSON never reach the server: the client-side parser names them.
-  EXPECT_NE(std::string(orchestrator::ParseJobSpecJson(R"({"rounds":1,"bogus":2})").status().message())
-                .find("bogus"),
-            std::string::npos);
-  EXPECT_EQ(orchestrator::ParseJobSpecJson("{").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(
+      std::string(orchestrator::ParseJobSpecJson(R"({"rounds":1,"bogus":2})").status().message())
+          .find("bogus"),
+      std::string::npos);
+  EXPECT_EQ(orchestrator::ParseJobSpecJson("{").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ServicesTest, SamplerRejectsBadParams) {
