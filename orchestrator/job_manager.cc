@@ -31,6 +31,25 @@ bool IsTerminal(v1::JobState s) {
   return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
 }
 
+const char* JobStateName(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_PENDING:
+      return "pending";
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    case v1::JOB_STATE_PAUSED:
+      return "paused";
+    default:
+      return "unspecified";
+  }
+}
+
 namespace {
 
 uint64_t Fnv1a(const std::string& s) {
@@ -66,25 +85,6 @@ std::string ToJson(const google::protobuf::Message& m) {
 }
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
-const char* StateLabel(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_PENDING:
-      return "pending";
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    case v1::JOB_STATE_PAUSED:
-      return "paused";
-    default:
-      return "unspecified";
-  }
-}
 
 }  // namespace
 
@@ -124,7 +124,7 @@ struct JobManager::Impl {
     m.jobs = &r->AddGauge("spar_orchestrator_jobs", "Jobs known to the orchestrator, by state.");
     for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                    v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
-      m.jobs->Add({{"state", StateLabel(s)}});
+      m.jobs->Add({{"state", JobStateName(s)}});
     }
     m.stage_seconds = &r->AddHistogram("spar_orchestrator_stage_duration_seconds",
                                        "Wall time of round stages, by stage.",
@@ -155,10 +155,10 @@ struct JobManager::Impl {
   void RefreshJobGauges() {  // requires mu
     if (m.jobs == nullptr) return;
     std::map<std::string, int> counts;
-    for (const auto& [id, e] : jobs) counts[StateLabel(e->job.state())]++;
+    for (const auto& [id, e] : jobs) counts[JobStateName(e->job.state())]++;
     for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                    v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
-      m.jobs->Add({{"state", StateLabel(s)}}).Set(counts[StateLabel(s)]);
+      m.jobs->Add({{"state", JobStateName(s)}}).Set(counts[JobStateName(s)]);
     }
   }
 
@@ -295,7 +295,7 @@ struct JobManager::Impl {
       (void)AppendLine(RunDir(e->dir).Events(),
                        nlohmann::json({{"time_ms", NowMs()},
                                        {"kind", "job_finished"},
-                                       {"state", StateLabel(e->job.state())},
+                                       {"state", JobStateName(e->job.state())},
                                        {"message", done.message()}})
                            .dump());
     }
@@ -519,7 +519,7 @@ absl::StatusOr<v1::Job> JobManager::CancelJob(const std::string& job_id) {
   Impl::Entry* e = it->second.get();
   if (IsTerminal(e->job.state())) {
     return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " already ended (", StateLabel(e->job.state()), ")"));
+        absl::StrCat("job ", job_id, " already ended (", JobStateName(e->job.state()), ")"));
   }
   e->user_cancelled = true;
   e->cancel.store(true);

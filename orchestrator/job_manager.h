@@ -71,4 +71,8 @@ class JobManager {
 
 bool IsTerminal(v1::JobState state);
 
+// The state's lower-case name ("running", "paused", ...; "unspecified" otherwise): the metric
+// label, the CLI's column and `spar list --state`'s values.
+const char* JobStateName(v1::JobState state);
+
 }  // namespace spar::orchestrator

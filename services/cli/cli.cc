@@ -26,6 +26,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/runtime_info.h"
 #include "orchestrator/engine_config.h"
+#include "orchestrator/job_manager.h"
 #include "orchestrator/job_spec.h"
 #include "services/app/app.h"
 #include "services/cli/args.h"
@@ -152,29 +153,10 @@ void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
   services::AddBearer(ctx, ApiToken());
 }
 
-const char* StateName(v1::JobState s) {
-  switch (s) {
-    case v1::JOB_STATE_PENDING:
-      return "pending";
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    case v1::JOB_STATE_PAUSED:
-      return "paused";
-    default:
-      return "unspecified";
-  }
-}
-
 absl::StatusOr<v1::JobState> ParseState(const std::string& s) {
   for (auto st : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                   v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
-    if (s == StateName(st)) return st;
+    if (s == orchestrator::JobStateName(st)) return st;
   }
   return absl::InvalidArgumentError(absl::StrCat("--state: unknown state \"", s, "\""));
 }
@@ -356,8 +338,9 @@ int List(const Args& args) {
     grpc::Status st = stub->ListJobs(&ctx, req, &resp);
     if (!st.ok()) return Fail(services::FromGrpcStatus(st));
     for (const v1::Job& j : resp.jobs()) {
-      std::printf("%-28s %-10s %2d/%-2d  %s\n", j.job_id().c_str(), StateName(j.state()),
-                  j.current_round(), j.spec().rounds(), j.current_stage().c_str());
+      std::printf("%-28s %-10s %2d/%-2d  %s\n", j.job_id().c_str(),
+                  orchestrator::JobStateName(j.state()), j.current_round(), j.spec().rounds(),
+                  j.current_stage().c_str());
     }
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
@@ -391,8 +374,9 @@ int Status(const Args& args) {
   if (args.Has("json")) {
     std::printf("%s\n", JobJson(job).c_str());
   } else {
-    std::printf("job %s: %s, round %d/%d, stage %s\n", job.job_id().c_str(), StateName(job.state()),
-                job.current_round(), job.spec().rounds(), job.current_stage().c_str());
+    std::printf("job %s: %s, round %d/%d, stage %s\n", job.job_id().c_str(),
+                orchestrator::JobStateName(job.state()), job.current_round(), job.spec().rounds(),
+                job.current_stage().c_str());
     if (!job.error().empty()) std::printf("error: %s\n", job.error().c_str());
     PrintRoundTable(job, stdout);
   }
@@ -456,7 +440,7 @@ int CancelOrResume(const Args& args, bool cancel) {
     st = Stub(args)->ResumeJob(&ctx, req, &job);
   }
   if (!st.ok()) return Fail(services::FromGrpcStatus(st));
-  std::printf("%s %s\n", job.job_id().c_str(), StateName(job.state()));
+  std::printf("%s %s\n", job.job_id().c_str(), orchestrator::JobStateName(job.state()));
   return kExitOk;
 }
 
