@@ -56,10 +56,6 @@ struct SentAttempt {
   std::optional<OrderResult> answered_elsewhere;
 };
 
-bool IsBudgetRefusal(const absl::Status& st) {
-  return absl::IsResourceExhausted(st) && absl::StartsWith(st.message(), "budget: ");
-}
-
 absl::Status Cancelled(const std::function<bool()>& cancelled, const std::atomic<bool>& stopped) {
   if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
   if (stopped.load()) return absl::CancelledError("oracle client stopped");
@@ -162,7 +158,8 @@ struct OracleClient::Impl {
         out.cached = true;
         return out;
       }
-      if (!absl::IsCancelled(r.status()) && !IsBudgetRefusal(r.status())) return r.status();
+      if (!absl::IsCancelled(r.status()) && !internal::IsBudgetRefusal(r.status()))
+        return r.status();
       if (cancelled && cancelled()) return absl::CancelledError("judgment cancelled");
     }
   }

@@ -4,11 +4,25 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace spar::oracle::internal {
+
+constexpr char kBudgetPayload[] = "type.spar.dev/oracle.budget";
+
+absl::Status BudgetRefusal(absl::string_view message) {
+  absl::Status st = absl::ResourceExhaustedError(message);
+  st.SetPayload(kBudgetPayload, absl::Cord("1"));
+  return st;
+}
+
+bool IsBudgetRefusal(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) && status.GetPayload(kBudgetPayload).has_value();
+}
+
 namespace {
 
 void UpdateJobGauges(metrics::Gauge* calls, metrics::Gauge* tokens, metrics::Gauge* cost,
@@ -26,18 +40,17 @@ absl::Status CheckScope(const JobScope& scope, const char* kind, const JudgeUsag
   const std::string prefix =
       absl::StrCat("budget: job ", scope.job_id, " round ", scope.round, " judge_budget.", kind);
   if (max_calls > 0 && spent.calls + reserved.calls + 1 > max_calls) {
-    return absl::ResourceExhaustedError(absl::StrCat(prefix, "_calls limit ", max_calls,
-                                                     " reached (", spent.calls, " calls made, ",
-                                                     reserved.calls, " in flight)"));
+    return BudgetRefusal(absl::StrCat(prefix, "_calls limit ", max_calls, " reached (", spent.calls,
+                                      " calls made, ", reserved.calls, " in flight)"));
   }
   const int64_t spent_tokens = spent.tokens();
   if (max_tokens > 0 && spent_tokens + reserved.tokens() + next.tokens() > max_tokens) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        prefix, "_tokens limit ", max_tokens, " would be exceeded (", spent_tokens, " spent, ",
-        reserved.tokens(), " in flight, next request ~", next.tokens(), ")"));
+    return BudgetRefusal(absl::StrCat(prefix, "_tokens limit ", max_tokens, " would be exceeded (",
+                                      spent_tokens, " spent, ", reserved.tokens(),
+                                      " in flight, next request ~", next.tokens(), ")"));
   }
   if (max_cost > 0 && spent.cost_usd + reserved.cost_usd + next.cost_usd > max_cost) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
+    return BudgetRefusal(absl::StrFormat(
         "%s_cost_usd limit %.4f would be exceeded (%.4f spent, %.4f in flight, next request "
         "~%.6f)",
         prefix, max_cost, spent.cost_usd, reserved.cost_usd, next.cost_usd));
@@ -109,20 +122,20 @@ absl::StatusOr<BudgetLedger::JobAccount*> BudgetLedger::AccountLocked(const std:
 // ResourceExhausted when one more request of `next` would exceed a process budget.
 absl::Status BudgetLedger::CheckProcessLocked(const JudgeUsage& next) const {
   if (config_.budget_calls > 0 && spent_.calls + reserved_.calls + 1 > config_.budget_calls) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("budget: oracle.budget_calls = ", config_.budget_calls, " reached (",
-                     spent_.calls, " calls made, ", reserved_.calls, " in flight)"));
+    return BudgetRefusal(absl::StrCat("budget: oracle.budget_calls = ", config_.budget_calls,
+                                      " reached (", spent_.calls, " calls made, ", reserved_.calls,
+                                      " in flight)"));
   }
   if (config_.budget_tokens > 0 &&
       spent_.tokens() + reserved_.tokens() + next.tokens() > config_.budget_tokens) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("budget: oracle.budget_tokens = ", config_.budget_tokens,
-                     " would be exceeded (", spent_.tokens(), " spent, ", reserved_.tokens(),
-                     " in flight, next request ~", next.tokens(), ")"));
+    return BudgetRefusal(absl::StrCat("budget: oracle.budget_tokens = ", config_.budget_tokens,
+                                      " would be exceeded (", spent_.tokens(), " spent, ",
+                                      reserved_.tokens(), " in flight, next request ~",
+                                      next.tokens(), ")"));
   }
   if (config_.budget_cost_usd > 0 &&
       spent_.cost_usd + reserved_.cost_usd + next.cost_usd > config_.budget_cost_usd) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
+    return BudgetRefusal(absl::StrFormat(
         "budget: oracle.budget_cost_usd = %.4f would be exceeded (%.4f spent, %.4f in flight, "
         "next request ~%.6f)",
         config_.budget_cost_usd, spent_.cost_usd, reserved_.cost_usd, next.cost_usd));

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "oracle_client/internal/oracle_metrics.h"
 #include "oracle_client/judge_usage.h"
@@ -22,6 +23,11 @@
 #include "oracle_client/oracle_config.h"
 
 namespace spar::oracle::internal {
+
+// A spent budget: ResourceExhausted carrying a "budget" payload, so that callers tell it from a
+// provider's quota refusal (also ResourceExhausted) by the status, not its text.
+absl::Status BudgetRefusal(absl::string_view message);
+bool IsBudgetRefusal(const absl::Status& status);
 
 class BudgetLedger {
  public:
