@@ -125,8 +125,11 @@ std::string ReadStage(const RunDir& dir, int t) {
 }
 
 absl::Status WriteStage(const RunDir& dir, int t, const std::string& stage) {
-  SPAR_RETURN_IF_ERROR(WriteFileAtomic(dir.Stage(t), stage + "\n"));
-  return RecordRunnerProgress(dir.job_dir());  // progress: the crash-loop count restarts
+  // Progress first: the stage's outputs are written, so the crash-loop count restarts before the
+  // marker shows the stage done. In the other order a crash between the two (kill -9 right after
+  // the marker) left the count of a run that had made progress.
+  SPAR_RETURN_IF_ERROR(RecordRunnerProgress(dir.job_dir()));
+  return WriteFileAtomic(dir.Stage(t), stage + "\n");
 }
 
 }  // namespace spar::orchestrator::internal
