@@ -43,8 +43,6 @@ std::vector<std::string> PoliciesFor(const std::string& algorithm) {
   return {PolicyFor(algorithm)};
 }
 
-bool IsMpoLoss(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
-
 }  // namespace
 
 absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text) {
@@ -110,12 +108,9 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.judge().has_max_failure_rate()) {
     s.mutable_judge()->set_max_failure_rate(kDefaultJudgeMaxFailureRate);
   }
-  // The trainer's defaults (trainer::TrainConfigDefaults: sppo / sppo_hard beta 0.001, i.e.
-  // eta = 1000, ALGORITHMS.md §4), written into the spec so that job.json shows them. A job's
-  // simpo keeps the documented beta 0.1 (docs/job-spec.md); the trainer's own simpo default (2.0)
-  // applies only to a StartTraining request that leaves beta unset.
-  const trainer::TrainConfig d =
-      trainer::TrainConfigDefaults(tc->loss() == "simpo" ? "dpo" : tc->loss());
+  // The trainer's defaults (trainer::TrainConfigDefaults: simpo beta 2.0; sppo / sppo_hard beta
+  // 0.001, i.e. eta = 1000, ALGORITHMS.md §4), written into the spec so that job.json shows them.
+  const trainer::TrainConfig d = trainer::TrainConfigDefaults(tc->loss());
   if (!tc->has_beta()) tc->set_beta(d.beta);
   if (!tc->has_learning_rate()) tc->set_learning_rate(d.learning_rate);
   if (!tc->has_weight_decay()) tc->set_weight_decay(d.weight_decay);
@@ -178,11 +173,11 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
 // recipe provides. A magnet set by hand is never right. (round_training cannot change the loss.)
 absl::Status ValidateMpoPairing(const v1::JobSpec& s) {
   const std::string& loss = s.training().loss();
-  if (IsMpoLoss(loss) && s.algorithm() != "mpo") {
+  if (trainer::UsesMagnet(loss) && s.algorithm() != "mpo") {
     return Invalid("training.loss", absl::StrCat("\"", loss, "\" needs algorithm \"mpo\", got \"",
                                                  s.algorithm(), "\""));
   }
-  if (s.algorithm() == "mpo" && !IsMpoLoss(loss)) {
+  if (s.algorithm() == "mpo" && !trainer::UsesMagnet(loss)) {
     return Invalid("training.loss",
                    absl::StrCat("must be \"mpo\" or \"mpo_pg\" with algorithm \"mpo\" (its rounds "
                                 "train against a magnet that only those losses use), got \"",

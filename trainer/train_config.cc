@@ -86,7 +86,7 @@ absl::Status ValidateChoices(const TrainConfig& c, const Rules& r) {
     return r.Unknown("loss", absl::StrCat("unknown loss \"", c.loss,
                                           "\" (known: ", absl::StrJoin(KnownLosses(), ", "), ")"));
   }
-  if (!c.magnet_checkpoint.empty() && c.loss != "mpo" && c.loss != "mpo_pg") {
+  if (!c.magnet_checkpoint.empty() && !UsesMagnet(c.loss)) {
     return r.Bad("magnet_checkpoint",
                  absl::StrCat("is only used by mpo / mpo_pg, got loss \"", c.loss, "\""));
   }
@@ -132,6 +132,8 @@ bool IsKnownLoss(const std::string& name) {
   }
   return false;
 }
+
+bool UsesMagnet(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
 
 absl::Status Validate(const TrainConfig& c, const std::string& prefix) {
   const Rules r(prefix);

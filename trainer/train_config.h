@@ -90,8 +90,13 @@ absl::Status Validate(const TrainConfig& config, const std::string& prefix = "tr
 const std::vector<std::string>& KnownLosses();
 bool IsKnownLoss(const std::string& name);
 
-// The defaults for one loss: β 2.0 for simpo, β 0.001 (η = 1000) for sppo / sppo_hard, otherwise
-// TrainConfig(); `loss` is set (unknown names are left for Validate to reject).
+// Whether `loss` trains against a magnet π_mag (mpo / mpo_pg, ALGORITHMS.md §MPO): the only losses
+// that accept magnet_checkpoint, and the ones algorithm "mpo" requires.
+bool UsesMagnet(const std::string& loss);
+
+// The defaults for one loss: β 2.0 for simpo (ALGORITHMS.md's table), β 0.001 (η = 1000) for
+// sppo / sppo_hard, otherwise TrainConfig(); `loss` is set (unknown names are left for Validate to
+// reject). Job specs take their training defaults from here too (orchestrator/job_spec.cc).
 TrainConfig TrainConfigDefaults(const std::string& loss);
 
 }  // namespace spar::trainer

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "orchestrator/training_config.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -92,6 +93,20 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
     ds = WithDefaults(ds);
     EXPECT_TRUE(ValidateJobSpec(ds, root_).ok()) << loss << ": " << ValidateJobSpec(ds, root_);
   }
+}
+
+TEST_F(JobSpecTest, SimpoDefaultsAreTheTablesOfAlgorithmsMd) {
+  // ALGORITHMS.md's loss table: SimPO β 2.0, γ 1.6 (Meng et al.). The job spec writes β; γ is left
+  // unset and the trainer's default applies, so a job trains what a StartTraining request does.
+  auto spec = ParseJobSpecJson(R"({"base_model": "models/base", "training": {"loss": "simpo"}})");
+  ASSERT_TRUE(spec.ok());
+  const v1::JobSpec s = WithDefaults(*spec);
+  EXPECT_DOUBLE_EQ(s.training().beta(), 2.0);
+  EXPECT_DOUBLE_EQ(ToTrainConfig(s.training()).simpo_gamma, 1.6);
+  auto set = ParseJobSpecJson(
+      R"({"base_model": "models/base", "training": {"loss": "simpo", "beta": 2.5}})");
+  ASSERT_TRUE(set.ok());
+  EXPECT_DOUBLE_EQ(WithDefaults(*set).training().beta(), 2.5);  // set: kept
 }
 
 TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
