@@ -65,10 +65,13 @@ std::pair<double, int64_t> Time(spar::orchestrator::SamplerPort& port,
                                 const spar::v1::GenerateRequest& req) {
   int64_t tokens = 0;
   const absl::Time t0 = absl::Now();
-  absl::Status st = port.Generate(req, [&](const spar::v1::GenerateResponse& r) {
-    for (const auto& s : r.samples()) tokens += s.token_ids_size();
-    return absl::OkStatus();
-  }, nullptr);
+  absl::Status st = port.Generate(
+      req,
+      [&](const spar::v1::GenerateResponse& r) {
+        for (const auto& s : r.samples()) tokens += s.token_ids_size();
+        return absl::OkStatus();
+      },
+      nullptr);
   if (!st.ok()) {
     std::fprintf(stderr, "generate: %s\n", std::string(st.message()).c_str());
     std::exit(1);
@@ -98,8 +101,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   spar::orchestrator::GrpcPortsConfig pc;
-  auto native = spar::orchestrator::MakeGrpcSamplerPort(
-      spar::services::MakeChannel((*app)->address()), pc);
+  auto native =
+      spar::orchestrator::MakeGrpcSamplerPort(spar::services::MakeChannel((*app)->address()), pc);
   spar::orchestrator::EngineConfig ec;
   ec.engine = "spar";
   ec.url = absl::StrCat("http://127.0.0.1:", (*app)->sampler_http_port(), "/v1");
@@ -136,18 +139,22 @@ int main(int argc, char** argv) {
     handoff_s += Time(*engine, one).first;
   }
   const double native_tps = native_tok / native_s, engine_tps = engine_tok / engine_s;
-  std::printf("sample stage: %d prompts x K=%d, max_new_tokens %d, 4-layer 256-wide byte model, "
-              "%d repeats (CPU)\n", prompts, samples, max_new, repeats);
+  std::printf(
+      "sample stage: %d prompts x K=%d, max_new_tokens %d, 4-layer 256-wide byte model, "
+      "%d repeats (CPU)\n",
+      prompts, samples, max_new, repeats);
   std::printf("%-22s %10s %10s %8s\n", "path", "tok/s", "s/call", "ratio");
   std::printf("%-22s %10.0f %10.3f %8s\n", "native gRPC", native_tps, native_s / repeats, "1.00");
-  std::printf("%-22s %10.0f %10.3f %8.2f\n", "engine (HTTP, spar)", engine_tps,
-              engine_s / repeats, engine_tps / native_tps);
-  std::printf("hand-off (reload from disk + check + 1-token call): %.3f s per checkpoint (%d, "
-              "%.1f M parameters)\n",
-              handoff_s / handoffs, handoffs, Params() / 1e6);
-  std::printf("{\"bench\":\"engine\",\"native_tokens_per_s\":%.1f,\"engine_tokens_per_s\":%.1f,"
-              "\"engine_over_native\":%.3f,\"handoff_s\":%.4f}\n",
-              native_tps, engine_tps, engine_tps / native_tps, handoff_s / handoffs);
+  std::printf("%-22s %10.0f %10.3f %8.2f\n", "engine (HTTP, spar)", engine_tps, engine_s / repeats,
+              engine_tps / native_tps);
+  std::printf(
+      "hand-off (reload from disk + check + 1-token call): %.3f s per checkpoint (%d, "
+      "%.1f M parameters)\n",
+      handoff_s / handoffs, handoffs, Params() / 1e6);
+  std::printf(
+      "{\"bench\":\"engine\",\"native_tokens_per_s\":%.1f,\"engine_tokens_per_s\":%.1f,"
+      "\"engine_over_native\":%.3f,\"handoff_s\":%.4f}\n",
+      native_tps, engine_tps, engine_tps / native_tps, handoff_s / handoffs);
   (*app)->Shutdown();
   spar::RemoveAll(root).IgnoreError();
   return 0;

@@ -9,6 +9,8 @@
 // spar_model_bench --load_rss=DIR writes a ~110M-parameter float32 checkpoint to DIR and prints
 // the peak RSS of loading it with Policy::Load (memory-mapped) and with the former read-into-memory
 // loader, each in a fresh process.
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +18,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "common/blas_kernel.h"
 #include "common/file_util.h"
@@ -110,7 +110,8 @@ int LoadChild(const std::string& dir, const std::string& mode) {
     const auto& file = files[0];
     const auto& entry = file.tensors().at(p.key());
     std::string_view bytes = file.Data(entry);
-    p.value().copy_(torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, torch::kFloat32));
+    p.value().copy_(
+        torch::from_blob(const_cast<char*>(bytes.data()), entry.shape, torch::kFloat32));
   }
   PrintRss("read (whole file in memory, then convert)", Seconds(t));
   return 0;
@@ -161,16 +162,17 @@ int main(int argc, char** argv) {
   c10::InferenceMode inference;
   const double bw = MeasureBandwidth();
   const double flops = MeasureFlops();
-  std::printf("machine: copy bandwidth %.2f GB/s (256 MiB tensor copy, read+write), "
-              "matmul %.1f GFLOP/s (1024^3 f32), %d torch threads\n",
-              bw / 1e9, flops / 1e9, at::get_num_threads());
+  std::printf(
+      "machine: copy bandwidth %.2f GB/s (256 MiB tensor copy, read+write), "
+      "matmul %.1f GFLOP/s (1024^3 f32), %d torch threads\n",
+      bw / 1e9, flops / 1e9, at::get_num_threads());
   const spar::BlasKernelChoice blas = spar::CurrentBlasKernelChoice();
   std::printf("blas kernel: %s (%s), cpu: %s\n", blas.kernel.c_str(), blas.how.c_str(),
               spar::CpuCapability().c_str());
   std::printf("decode: prompt 16 tokens, %d steps of 1 token with the KV cache, float32 CPU\n\n",
               steps);
-  std::printf("%-6s %9s %4s %12s %12s %12s %8s %8s\n", "model", "params", "B", "tok/s",
-              "mem-bound", "cmp-bound", "mem%", "cmp%");
+  std::printf("%-6s %9s %4s %12s %12s %12s %8s %8s\n", "model", "params", "B", "tok/s", "mem-bound",
+              "cmp-bound", "mem%", "cmp%");
   const std::vector<Size> sizes = {{"S", 256, 4, 4, 2, 704, 32000},
                                    {"M", 512, 8, 8, 4, 1408, 32000},
                                    {"L", 1024, 8, 16, 8, 2816, 32000}};

@@ -9,6 +9,7 @@
 //
 //   spar_trainer_bench [tiny|100m|all|tiny-ckpt|100m-ckpt] (default all; max_rss per process)
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,8 +17,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/blas_kernel.h"
@@ -51,7 +50,10 @@ double MatmulFlops(double seconds) {
 // ratio above 1 appear on a busy machine). Measuring time is excluded from the workload's.
 class MatmulBound {
  public:
-  void Sample() { best_ = std::max(best_, MatmulFlops(0.25)); ++samples_; }
+  void Sample() {
+    best_ = std::max(best_, MatmulFlops(0.25));
+    ++samples_;
+  }
   double best() const { return best_; }
   int samples() const { return samples_; }
 
@@ -131,12 +133,13 @@ int RunCase(const BenchCase& bc, MatmulBound& bound) {
   }
   const double tps = tokens / secs;
   const double flops = 6.0 * n_params * tps;
-  std::printf("%-6s N=%.1fM  batch=%d pairs x %d tokens/row  steps=%d  tokens/s=%.0f  "
-              "achieved=%.2f GFLOP/s  matmul=%.2f GFLOP/s (best of %d)  ratio=%.3f  "
-              "max_rss=%.0f MiB\n",
-              bc.name.c_str(), n_params / 1e6, bc.batch_size, 1 + bc.prompt_len + bc.response_len + 1,
-              bc.steps, tps, flops / 1e9, matmul_flops / 1e9, bound.samples(),
-              flops / matmul_flops, MaxRssMiB());
+  std::printf(
+      "%-6s N=%.1fM  batch=%d pairs x %d tokens/row  steps=%d  tokens/s=%.0f  "
+      "achieved=%.2f GFLOP/s  matmul=%.2f GFLOP/s (best of %d)  ratio=%.3f  "
+      "max_rss=%.0f MiB\n",
+      bc.name.c_str(), n_params / 1e6, bc.batch_size, 1 + bc.prompt_len + bc.response_len + 1,
+      bc.steps, tps, flops / 1e9, matmul_flops / 1e9, bound.samples(), flops / matmul_flops,
+      MaxRssMiB());
   return 0;
 }
 

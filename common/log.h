@@ -30,17 +30,16 @@ struct LogVoidify {
 }  // namespace internal
 }  // namespace spar
 
-#define SPAR_LOG(level)                                                           \
-  (::spar::LogLevel::k##level < ::spar::MinLogLevel())                            \
-      ? (void)0                                                                   \
-      : ::spar::internal::LogVoidify() &                                          \
+#define SPAR_LOG(level)                                \
+  (::spar::LogLevel::k##level < ::spar::MinLogLevel()) \
+      ? (void)0                                        \
+      : ::spar::internal::LogVoidify() &               \
             ::spar::internal::LogMessage(::spar::LogLevel::k##level, __FILE__, __LINE__).stream()
 
-#define SPAR_CHECK(cond)                                                                \
-  (cond) ? (void)0                                                                      \
-         : ::spar::internal::LogVoidify() &                                             \
-               ::spar::internal::LogMessage(::spar::LogLevel::kFatal, __FILE__, __LINE__) \
-                       .stream()                                                        \
+#define SPAR_CHECK(cond)                                                                           \
+  (cond) ? (void)0                                                                                 \
+         : ::spar::internal::LogVoidify() &                                                        \
+               ::spar::internal::LogMessage(::spar::LogLevel::kFatal, __FILE__, __LINE__).stream() \
                    << "Check failed: " #cond " "
 
 #ifndef NDEBUG

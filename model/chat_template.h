@@ -15,7 +15,7 @@
 namespace spar::model {
 
 struct ChatMessage {
-  std::string role;     // "system" | "user" | "assistant"
+  std::string role;  // "system" | "user" | "assistant"
   std::string content;
 };
 

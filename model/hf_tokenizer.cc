@@ -44,7 +44,7 @@ enum class DecKind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetasp
 struct DecStep {
   DecKind kind;
   std::optional<Pattern> pattern;  // replace: what `a` replaces
-  std::string a;  // replace: content; strip: content; metaspace: replacement
+  std::string a;                   // replace: content; strip: content; metaspace: replacement
   int start = 0, stop = 0;
   bool prepend = true;  // metaspace: strip the space of the first token
 };
@@ -210,9 +210,9 @@ absl::Status HfTokenizer::Impl::Bpe(const std::string& word, std::vector<int32_t
       }
     }
     if (!unk_id) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokenizer: no token for character \"", SanitizeUtf8(std::string(ch)),
-          "\" and the model has neither byte_fallback nor an unk token"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer: no token for character \"", SanitizeUtf8(std::string(ch)),
+                       "\" and the model has neither byte_fallback nor an unk token"));
     }
     if (!(fuse_unk && last_unk)) ids.push_back(*unk_id);
     last_unk = true;
@@ -228,9 +228,7 @@ absl::Status HfTokenizer::Impl::Bpe(const std::string& word, std::vector<int32_t
     int32_t rank;
     int pos;
     int32_t left, right, merged;
-    bool operator>(const Cand& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int i) {
@@ -238,7 +236,8 @@ absl::Status HfTokenizer::Impl::Bpe(const std::string& word, std::vector<int32_t
     uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(ids[i])) << 32) |
                    static_cast<uint32_t>(ids[next[i]]);
     auto it = merges.find(key);
-    if (it != merges.end()) heap.push({it->second.first, i, ids[i], ids[next[i]], it->second.second});
+    if (it != merges.end())
+      heap.push({it->second.first, i, ids[i], ids[next[i]], it->second.second});
   };
   for (int i = 0; i < n; ++i) push(i);
   std::vector<bool> dead(n, false);
@@ -328,8 +327,8 @@ absl::Status HfTokenizer::Impl::ParseMerges(const json& merge_list) {
       return absl::InvalidArgumentError(
           absl::StrCat("tokenizer.json: merge \"", a, " ", b, "\" uses a token not in vocab"));
     }
-    uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(*ia)) << 32) |
-                   static_cast<uint32_t>(*ib);
+    uint64_t key =
+        (static_cast<uint64_t>(static_cast<uint32_t>(*ia)) << 32) | static_cast<uint32_t>(*ib);
     merges.emplace(key, std::make_pair(rank++, *iab));
   }
   return absl::OkStatus();
@@ -438,8 +437,7 @@ absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
   const Impl& im = *impl_;
   std::vector<int32_t> out;
   if (options.add_special_tokens) out = im.prefix_ids;
-  for (const internal::AddedSplit& split :
-       im.raw_added.Split(text, options.parse_special_tokens)) {
+  for (const internal::AddedSplit& split : im.raw_added.Split(text, options.parse_special_tokens)) {
     if (split.token != nullptr) {
       out.push_back(split.token->id);
       continue;
@@ -574,9 +572,7 @@ absl::StatusOr<std::string> HfTokenizer::Decode(const std::vector<int32_t>& ids,
   return absl::StrJoin(tokens, "");
 }
 
-int32_t HfTokenizer::vocab_size() const {
-  return static_cast<int32_t>(impl_->id_to_token.size());
-}
+int32_t HfTokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_to_token.size()); }
 std::optional<int32_t> HfTokenizer::TokenToId(std::string_view token) const {
   return impl_->Find(token);
 }

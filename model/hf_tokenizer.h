@@ -41,8 +41,8 @@ struct HfAddedToken {
   int32_t id = 0;
   std::string content;
   bool special = false;
-  bool lstrip = false;  // absorbs whitespace on its left when matched
-  bool rstrip = false;  // absorbs whitespace on its right when matched
+  bool lstrip = false;       // absorbs whitespace on its left when matched
+  bool rstrip = false;       // absorbs whitespace on its right when matched
   bool single_word = false;  // matched only where not inside a word
   bool normalized = false;   // matched in the normalized text (else in the raw text)
 };

@@ -129,9 +129,9 @@ absl::Status Validate(const LlamaConfig& c) {
   }
   if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" &&
       c.model_type != "qwen3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.model_type: unsupported model type \"", c.model_type,
-        "\" (supported: llama, mistral, qwen2, qwen3)"));
+    return absl::InvalidArgumentError(absl::StrCat("config.model_type: unsupported model type \"",
+                                                   c.model_type,
+                                                   "\" (supported: llama, mistral, qwen2, qwen3)"));
   }
   if (c.explicit_head_dim < 0) {
     return absl::InvalidArgumentError(
@@ -148,14 +148,15 @@ absl::Status Validate(const LlamaConfig& c) {
                      ") must divide config.num_attention_heads (", c.num_attention_heads, ")"));
   }
   if (c.head_dim() % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.hidden_size / config.num_attention_heads must be even for RoPE, got ", c.head_dim()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.hidden_size / config.num_attention_heads must be even for RoPE, got ",
+                     c.head_dim()));
   }
   if (!c.rope_scaling_type.empty() && c.rope_scaling_type != "linear" &&
       c.rope_scaling_type != "llama3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.rope_scaling.rope_type: unsupported \"", c.rope_scaling_type,
-        "\" (supported: linear, llama3)"));
+    return absl::InvalidArgumentError(absl::StrCat("config.rope_scaling.rope_type: unsupported \"",
+                                                   c.rope_scaling_type,
+                                                   "\" (supported: linear, llama3)"));
   }
   if (!c.rope_scaling_type.empty()) {
     SPAR_RETURN_IF_ERROR(Positive("rope_scaling.factor", c.rope_scaling_factor));
@@ -182,9 +183,9 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   }
   if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2" &&
       c.model_type != "qwen3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.model_type: unsupported model type \"", c.model_type,
-        "\" (supported: llama, mistral, qwen2, qwen3)"));
+    return absl::InvalidArgumentError(absl::StrCat("config.model_type: unsupported model type \"",
+                                                   c.model_type,
+                                                   "\" (supported: llama, mistral, qwen2, qwen3)"));
   }
   SPAR_RETURN_IF_ERROR(ReadInt(json, "vocab_size", true, &c.vocab_size));
   SPAR_RETURN_IF_ERROR(ReadInt(json, "hidden_size", true, &c.hidden_size));
@@ -290,12 +291,12 @@ nlohmann::json ToJson(const LlamaConfig& c) {
   if (c.rope_scaling_type == "linear") {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling_factor}};
   } else if (c.rope_scaling_type == "llama3") {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", c.rope_scaling_factor},
-                         {"low_freq_factor", c.rope_low_freq_factor},
-                         {"high_freq_factor", c.rope_high_freq_factor},
-                         {"original_max_position_embeddings",
-                          c.rope_original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling_factor},
+        {"low_freq_factor", c.rope_low_freq_factor},
+        {"high_freq_factor", c.rope_high_freq_factor},
+        {"original_max_position_embeddings", c.rope_original_max_position_embeddings}};
   }
   return j;
 }

@@ -8,7 +8,8 @@
 namespace spar::model {
 
 absl::Status Validate(const LoraConfig& c) {
-  if (c.rank < 1) return absl::InvalidArgumentError(absl::StrCat("lora.rank must be >= 1, got ", c.rank));
+  if (c.rank < 1)
+    return absl::InvalidArgumentError(absl::StrCat("lora.rank must be >= 1, got ", c.rank));
   if (!(c.alpha > 0)) {
     return absl::InvalidArgumentError(absl::StrCat("lora.alpha must be > 0, got ", c.alpha));
   }
@@ -23,9 +24,9 @@ absl::Status Validate(const LoraConfig& c) {
                                                "gate_proj", "up_proj", "down_proj"};
   for (const std::string& m : c.target_modules) {
     if (kKnown.count(m) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "lora.target_modules: unknown module \"", m,
-          "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("lora.target_modules: unknown module \"", m,
+                       "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
     }
   }
   return absl::OkStatus();

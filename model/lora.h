@@ -14,12 +14,12 @@
 namespace spar::model {
 
 struct LoraConfig {
-  int rank = 8;                 // r: inner dimension of the adapter, >= 1
-  double alpha = 16.0;          // lora_alpha: the update is scaled by alpha / rank; > 0
-  double dropout = 0.0;         // dropout on the adapter input while training, in [0, 1)
+  int rank = 8;          // r: inner dimension of the adapter, >= 1
+  double alpha = 16.0;   // lora_alpha: the update is scaled by alpha / rank; > 0
+  double dropout = 0.0;  // dropout on the adapter input while training, in [0, 1)
   // Projections that get adapters: any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj.
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  uint64_t seed = 0;            // initialisation of A
+  uint64_t seed = 0;  // initialisation of A
 
   double scaling() const { return alpha / rank; }
 };

@@ -1,8 +1,9 @@
-// A Llama-family policy with its tokenizer (HF tokenizer.json, or the built-in byte tokenizer): load/save HF-layout checkpoints
-// (config.json + model.safetensors), batched sampling and response scoring. Shared by the sampler
-// (generation, log-probs of its samples) and the trainer (which reaches the torch module through
-// model/internal/policy_internal.h). LibTorch stays behind the pimpl: this header is torch-free.
-// Thread-compatible: one Policy is used by one thread at a time (callers serialize).
+// A Llama-family policy with its tokenizer (HF tokenizer.json, or the built-in byte tokenizer):
+// load/save HF-layout checkpoints (config.json + model.safetensors), batched sampling and response
+// scoring. Shared by the sampler (generation, log-probs of its samples) and the trainer (which
+// reaches the torch module through model/internal/policy_internal.h). LibTorch stays behind the
+// pimpl: this header is torch-free. Thread-compatible: one Policy is used by one thread at a time
+// (callers serialize).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,7 @@ struct GenerationParams {
   uint64_t seed = 0;         // the draw for (prompt i, sample j, step s) depends only on these
   int num_samples = 1;       // responses per prompt
   int max_batch_size = 256;  // sequences per forward pass
-  int top_k = 0;              // keep the k most likely tokens; 0 = no limit
+  int top_k = 0;             // keep the k most likely tokens; 0 = no limit
   float min_p = 0.0f;        // drop tokens with p < min_p * p_max, in [0, 1); 0 = off
   // Generation stops after any of these ids (besides config eos_token_id and its extra ids).
   std::vector<int32_t> stop_token_ids;
@@ -43,12 +44,12 @@ struct GenerationParams {
 // The samples of one prompt.
 struct Generation {
   std::string prompt;
-  std::vector<std::string> texts;                // decoded response bytes, EOS excluded
-  std::vector<std::vector<int32_t>> token_ids;   // generated ids, EOS included when emitted
-  std::vector<double> logprobs;                  // sum of log pi(token) over token_ids, untempered
+  std::vector<std::string> texts;               // decoded response bytes, EOS excluded
+  std::vector<std::vector<int32_t>> token_ids;  // generated ids, EOS included when emitted
+  std::vector<double> logprobs;                 // sum of log pi(token) over token_ids, untempered
   std::vector<std::vector<double>> token_logprobs;  // log pi(token) per entry of token_ids
-  std::vector<bool> finished;                    // true when EOS was emitted
-  std::vector<int32_t> prompt_ids;               // the prompt as fed (BOS included)
+  std::vector<bool> finished;                       // true when EOS was emitted
+  std::vector<int32_t> prompt_ids;                  // the prompt as fed (BOS included)
 };
 
 class Policy {
@@ -75,8 +76,8 @@ class Policy {
   // `checkpoint_dir` and renames it into place (an existing checkpoint there is replaced), so a
   // reader sees the whole old or the whole new directory. Every checkpoint carries the marker
   // file kSparCheckpointMarker; an existing `checkpoint_dir` without it (a directory Spar did not
-  // write) is never replaced or deleted: FailedPrecondition naming it. Readers ignore "tmp-*" entries.
-  // Weights are written in config.torch_dtype, split into model-0000i-of-0000n.safetensors
+  // write) is never replaced or deleted: FailedPrecondition naming it. Readers ignore "tmp-*"
+  // entries. Weights are written in config.torch_dtype, split into model-0000i-of-0000n.safetensors
   // shards with model.safetensors.index.json when larger than `max_shard_bytes`; the tokenizer
   // files of the directory the policy was loaded from are copied (the byte tokenizer's
   // tokenizer_config.json otherwise).

@@ -55,14 +55,13 @@ RuntimeInfo CurrentRuntimeInfo() {
 }
 
 nlohmann::json ToJson(const RuntimeInfo& r) {
-  return {{"spar_version", r.spar_version},     {"libtorch_version", r.libtorch_version},
-          {"cuda_compiled", r.cuda_compiled},   {"nccl_compiled", r.nccl_compiled},
-          {"cudnn_available", r.cudnn_available}, {"gpus_visible", r.gpus_visible},
-          {"cuda_version", r.cuda_version},     {"cudnn_version", r.cudnn_version},
-          {"nccl_version", r.nccl_version},
-          {"aten_cpu_capability", r.aten_cpu_capability},
-          {"blas_kernel", r.blas_kernel},       {"blas_kernel_how", r.blas_kernel_how},
-          {"blas_config", r.blas_config},       {"cpu_capability", r.cpu_capability},
+  return {{"spar_version", r.spar_version},        {"libtorch_version", r.libtorch_version},
+          {"cuda_compiled", r.cuda_compiled},      {"nccl_compiled", r.nccl_compiled},
+          {"cudnn_available", r.cudnn_available},  {"gpus_visible", r.gpus_visible},
+          {"cuda_version", r.cuda_version},        {"cudnn_version", r.cudnn_version},
+          {"nccl_version", r.nccl_version},        {"aten_cpu_capability", r.aten_cpu_capability},
+          {"blas_kernel", r.blas_kernel},          {"blas_kernel_how", r.blas_kernel_how},
+          {"blas_config", r.blas_config},          {"cpu_capability", r.cpu_capability},
           {"intra_op_threads", r.intra_op_threads}};
 }
 
@@ -72,13 +71,12 @@ std::string ToText(const RuntimeInfo& r) {
                       : "no";
   const std::string nccl = r.nccl_compiled ? absl::StrCat("yes (", r.nccl_version, ")") : "no";
   return absl::StrCat("spar ", r.spar_version, "\nlibtorch ", r.libtorch_version,
-                      "\ncuda compiled: ", cuda,
-                      "\nnccl compiled: ", nccl,
+                      "\ncuda compiled: ", cuda, "\nnccl compiled: ", nccl,
                       "\ncudnn available: ", r.cudnn_available ? "yes" : "no",
                       "\ngpus visible: ", r.gpus_visible, "\nblas: ", r.blas_config,
                       "\nblas kernel: ", r.blas_kernel, " (", r.blas_kernel_how, ")",
-                      "\ncpu: ", r.cpu_capability, " (ATen kernels: ", r.aten_cpu_capability, ")", "\nintra-op threads: ", r.intra_op_threads,
-                      "\n");
+                      "\ncpu: ", r.cpu_capability, " (ATen kernels: ", r.aten_cpu_capability, ")",
+                      "\nintra-op threads: ", r.intra_op_threads, "\n");
 }
 
 }  // namespace spar::model

@@ -1,8 +1,9 @@
 // Reader and writer for the safetensors format (https://github.com/huggingface/safetensors):
 //   8 bytes little-endian u64 N | N bytes of JSON header (space-padded to a multiple of 8) | buffer
-// The header maps tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative
-// to the buffer, tiling it contiguously from 0) plus an optional "__metadata__" string->string map.
-// Pure C++ (no torch): model/policy.cc converts to and from tensors. Thread-compatible.
+// The header maps tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
+// relative to the buffer, tiling it contiguously from 0) plus an optional "__metadata__"
+// string->string map. Pure C++ (no torch): model/policy.cc converts to and from tensors.
+// Thread-compatible.
 #pragma once
 
 #include <cstdint>

@@ -33,15 +33,15 @@ class OraclePort {
  public:
   virtual ~OraclePort() = default;
   // Streams one judgment per comparison, in completion order.
-  virtual absl::Status Compare(
-      const v1::CompareRequest& request,
-      const std::function<absl::Status(const v1::Judgment&)>& on_judgment,
-      const CancelCheck& cancelled) = 0;
+  virtual absl::Status Compare(const v1::CompareRequest& request,
+                               const std::function<absl::Status(const v1::Judgment&)>& on_judgment,
+                               const CancelCheck& cancelled) = 0;
   // Side-by-side 6-point scores (pairs.scoring = "side_by_side"): streams one result per item, in
   // completion order. Unimplemented unless the port supports it.
-  virtual absl::Status Score(const v1::ScoreRequest& /*request*/,
-                             const std::function<absl::Status(const v1::ScoreResult&)>& /*on_result*/,
-                     const CancelCheck& /*cancelled*/) {
+  virtual absl::Status Score(
+      const v1::ScoreRequest& /*request*/,
+      const std::function<absl::Status(const v1::ScoreResult&)>& /*on_result*/,
+      const CancelCheck& /*cancelled*/) {
     return absl::UnimplementedError("this oracle port does not implement Score");
   }
 };

@@ -55,7 +55,7 @@ class Recipe {
   // Training pairs from 6-point scores: scores[i] is candidate i's, or -1 when it was not scored
   // (a defect).
   virtual std::vector<PreferencePairRow> BuildPairsFromScores(const PromptRound&,
-                                                             const std::vector<int>&) const {
+                                                              const std::vector<int>&) const {
     return {};
   }
   // Fractions of earlier rounds' pairs mixed in (index 0 = round t-1).
@@ -73,8 +73,7 @@ absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec);
 // when there is one (whatever the gap).
 std::vector<PreferencePairRow> BestVsWorstPair(const std::string& prompt,
                                                const std::vector<std::string>& texts,
-                                               const std::vector<double>& win_rates,
-                                               double min_gap,
+                                               const std::vector<double>& win_rates, double min_gap,
                                                const std::vector<bool>& negative = {});
 
 // SPPO's P̂(y_i > pi_t) (ALGORITHMS.md §4): the mean over all k samples INCLUDING y_i itself

@@ -12,10 +12,10 @@
 
 namespace spar::orchestrator {
 
-constexpr size_t kMaxNameBytes = 256;         // JobSpec.name, CreateJobRequest.request_id
-constexpr size_t kMaxPathBytes = 4096;        // base_model, *.path, *.magnet_checkpoint
-constexpr size_t kMaxStringBytes = 256;       // every other string of the spec
-constexpr size_t kMaxSpecBytes = 64 * 1024;   // the serialized JobSpec
+constexpr size_t kMaxNameBytes = 256;        // JobSpec.name, CreateJobRequest.request_id
+constexpr size_t kMaxPathBytes = 4096;       // base_model, *.path, *.magnet_checkpoint
+constexpr size_t kMaxStringBytes = 256;      // every other string of the spec
+constexpr size_t kMaxSpecBytes = 64 * 1024;  // the serialized JobSpec
 
 // InvalidArgument naming the field ("round_training[2].training.optimizer") for a string with a
 // NUL byte or over its bound, a request_id over kMaxNameBytes or with a NUL byte, or a spec whose

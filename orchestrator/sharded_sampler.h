@@ -23,10 +23,9 @@ class ShardedSamplerPort final : public SamplerPort {
   // bit-identical too; 0 or 1 = any prompt boundary (tokens identical, log-probs equal up to float
   // rounding of differently shaped batches).
   explicit ShardedSamplerPort(std::vector<SamplerPort*> replicas, int replica_max_batch_size = 0);
-  absl::Status Generate(
-      const v1::GenerateRequest& request,
-      const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
-      const CancelCheck& cancelled) override;
+  absl::Status Generate(const v1::GenerateRequest& request,
+                        const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
+                        const CancelCheck& cancelled) override;
 
  private:
   std::vector<SamplerPort*> replicas_;

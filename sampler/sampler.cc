@@ -24,10 +24,12 @@ absl::Status Validate(const SamplerConfig& c) {
 
 absl::Status Validate(const SamplingParams& p) {
   if (p.num_samples < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("num_samples must be >= 1, got ", p.num_samples));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples must be >= 1, got ", p.num_samples));
   }
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", p.temperature));
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be >= 0, got ", p.temperature));
   }
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
     return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
@@ -61,8 +63,7 @@ absl::StatusOr<model::Policy*> Sampler::GetPolicyLocked(const std::string& check
       return cache_.front().second.get();
     }
   }
-  SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy,
-                        model::Policy::Load(checkpoint_dir));
+  SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::Policy> policy, model::Policy::Load(checkpoint_dir));
   cache_.emplace_front(checkpoint_dir, std::move(policy));
   while (static_cast<int>(cache_.size()) > config_.policy_cache_size) cache_.pop_back();
   return cache_.front().second.get();
@@ -79,7 +80,7 @@ absl::Status Sampler::Generate(const std::string& checkpoint_dir,
                                const std::function<bool(PromptSamples)>& on_result) {
   SPAR_RETURN_IF_ERROR(Validate(params));
   std::lock_guard<std::mutex> lock(mu_);
-  SPAR_ASSIGN_OR_RETURN(model::Policy* policy, GetPolicyLocked(checkpoint_dir));
+  SPAR_ASSIGN_OR_RETURN(model::Policy * policy, GetPolicyLocked(checkpoint_dir));
   model::GenerationParams gp;
   gp.temperature = params.temperature;
   gp.top_p = params.top_p;

@@ -48,17 +48,17 @@ struct SamplingParams {
 absl::Status Validate(const SamplingParams& params);
 
 struct SampleOut {
-  std::string text;                // decoded response, EOS excluded
-  std::vector<int32_t> token_ids;  // generated ids, EOS included when emitted
-  double logprob = 0;              // log pi_t(token_ids | prompt), untempered
+  std::string text;                    // decoded response, EOS excluded
+  std::vector<int32_t> token_ids;      // generated ids, EOS included when emitted
+  double logprob = 0;                  // log pi_t(token_ids | prompt), untempered
   std::vector<double> token_logprobs;  // log pi_t per entry of token_ids (they sum to logprob)
-  bool finished = false;           // EOS emitted (false = cut by max_new_tokens)
+  bool finished = false;               // EOS emitted (false = cut by max_new_tokens)
 };
 
 struct PromptSamples {
   int64_t index = 0;  // position of the prompt in the request
   std::string prompt;
-  int64_t prompt_tokens = 0;  // the prompt as fed to the model (BOS and template included)
+  int64_t prompt_tokens = 0;       // the prompt as fed to the model (BOS and template included)
   std::vector<SampleOut> samples;  // num_samples of them, in sample order
 };
 

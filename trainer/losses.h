@@ -6,10 +6,10 @@
 // Uses torch: include only from .cc files of trainer/ and from tests.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <optional>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "common/mpo_defaults.h"
@@ -42,18 +42,18 @@ bool NeedsReference(LossKind kind);
 bool IsPairwise(LossKind kind);
 
 struct LossParams {
-  double beta = 0.1;             // β (DNO's η; SPPO's η = 1/β)
-  double label_smoothing = 0.1;  // ε of cdpo / robust
-  double simpo_gamma = 1.6;      // γ of SimPO
+  double beta = 0.1;                    // β (DNO's η; SPPO's η = 1/β)
+  double label_smoothing = 0.1;         // ε of cdpo / robust
+  double simpo_gamma = 1.6;             // γ of SimPO
   double mpo_alpha = kDefaultMpoAlpha;  // α: magnet strength (MPO)
   double mpo_eta = kDefaultMpoEta;      // η: mirror-descent step size (MPO)
-  double nll_weight = 0;         // any loss: + nll_weight · (-ℓ_θ(y_w)/|y_w|) (RPO); 0 = off
+  double nll_weight = 0;  // any loss: + nll_weight · (-ℓ_θ(y_w)/|y_w|) (RPO); 0 = off
 };
 
 // What a pair's judge data means to the losses. Inputs are the optional fields of a pairs row,
 // each in [0, 1]: p = the judged P(y_w ≻ y_l), and the win rates P̂ / q̂(y ≻ π_t) of both sides.
 struct PairTargets {
-  double p = 1;             // soft label (dno): p if given, else σ(q̂_w - q̂_l), else 1
+  double p = 1;  // soft label (dno): p if given, else σ(q̂_w - q̂_l), else 1
   // P̂_w (sppo, mpo): given, else (½ + p)/2 (two samples, self included).
   double win_chosen = 1;
   double win_rejected = 0;  // P̂_l: given, else (½ + 1 - p)/2

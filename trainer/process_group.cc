@@ -1,10 +1,10 @@
 #include "trainer/process_group.h"
 
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cstring>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "model/internal/torch_call.h"
@@ -30,12 +30,12 @@ ProcessGroup::~ProcessGroup() = default;
 
 absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Create(const DistributedConfig& c) {
   if (c.world_size < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("distributed.world_size must be >= 2 for a process group, got ", c.world_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "distributed.world_size must be >= 2 for a process group, got ", c.world_size));
   }
   if (c.rank < 0 || c.rank >= c.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("distributed.rank must be in [0, ",
-                                                   c.world_size, "), got ", c.rank));
+    return absl::InvalidArgumentError(
+        absl::StrCat("distributed.rank must be in [0, ", c.world_size, "), got ", c.rank));
   }
   absl::StatusOr<std::unique_ptr<internal::Communicator>> comm = internal::Communicator::Create(c);
   if (!comm.ok()) return comm.status();
@@ -52,8 +52,8 @@ absl::Status ProcessGroup::BroadcastFromRank0(std::string* bytes, absl::Duration
     const auto ms = ToMillis(timeout);
     const bool root = comm_->rank() == 0;
     // A length, then the bytes.
-    torch::Tensor len = torch::tensor({root ? static_cast<int64_t>(bytes->size()) : int64_t{0}},
-                                      torch::kInt64);
+    torch::Tensor len =
+        torch::tensor({root ? static_cast<int64_t>(bytes->size()) : int64_t{0}}, torch::kInt64);
     comm_->Broadcast(len, 0, ms);
     const int64_t n = len.item<int64_t>();
     if (n < 0) return absl::InternalError(absl::StrCat("broadcast: bad length ", n));

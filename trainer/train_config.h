@@ -27,11 +27,11 @@ inline constexpr double kMaxWeightDecay = 1.0;
 
 // Data-parallel group membership, torchrun-style (see DistributedFromEnv). world_size 1 = none.
 struct DistributedConfig {
-  int rank = 0;                        // this process, 0 .. world_size-1; rank 0 writes files
-  int world_size = 1;                  // processes in the group
+  int rank = 0;                           // this process, 0 .. world_size-1; rank 0 writes files
+  int world_size = 1;                     // processes in the group
   std::string master_addr = "127.0.0.1";  // host of rank 0's TCPStore
-  int master_port = 29500;             // port of rank 0's TCPStore
-  int timeout_seconds = 120;           // rendezvous and collective timeout
+  int master_port = 29500;                // port of rank 0's TCPStore
+  int timeout_seconds = 120;              // rendezvous and collective timeout
   // An already joined group (not owned; outlives the call) to train on instead of joining one
   // from the fields above: the Trainer service joins once and runs every request on it. Its rank
   // and world size win over the fields above.
@@ -43,28 +43,28 @@ struct TrainConfig {
   // "simpo" | "mpo" | "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas:
   // trainer/losses.h.
   std::string loss = "dpo";
-  double beta = 0.1;               // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
-  double learning_rate = 1e-4;     // peak optimizer step size
-  double weight_decay = 0.0;       // decoupled (AdamW) / L2 (RMSprop) weight decay; 0 = none
-  int epochs = 1;                  // passes over the data
-  int batch_size = 16;             // pairs (or SFT examples) per optimizer step, over all ranks
-  double max_grad_norm = 1.0;      // global-norm clipping threshold; 0 = no clipping
-  double nll_weight = 0.0;         // any loss: + nll_weight * -log pi(y_w)/|y_w| (RPO); 0 = off
-  uint64_t seed = 0;               // shuffle order (and torch's RNG)
-  double label_smoothing = 0.1;    // ε of cdpo and robust, in [0, 0.5)
-  double simpo_gamma = 1.6;        // γ (target margin) of simpo
-  double mpo_alpha = kDefaultMpoAlpha;  // α: magnet strength of mpo / mpo_pg (0.5)
-  double mpo_eta = kDefaultMpoEta;      // η: mirror-descent step of mpo / mpo_pg (11)
-  std::string magnet_checkpoint;   // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
-  std::string optimizer = "adamw";      // "adamw" | "rmsprop" (torch defaults otherwise)
+  double beta = 0.1;             // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
+  double learning_rate = 1e-4;   // peak optimizer step size
+  double weight_decay = 0.0;     // decoupled (AdamW) / L2 (RMSprop) weight decay; 0 = none
+  int epochs = 1;                // passes over the data
+  int batch_size = 16;           // pairs (or SFT examples) per optimizer step, over all ranks
+  double max_grad_norm = 1.0;    // global-norm clipping threshold; 0 = no clipping
+  double nll_weight = 0.0;       // any loss: + nll_weight * -log pi(y_w)/|y_w| (RPO); 0 = off
+  uint64_t seed = 0;             // shuffle order (and torch's RNG)
+  double label_smoothing = 0.1;  // ε of cdpo and robust, in [0, 0.5)
+  double simpo_gamma = 1.6;      // γ (target margin) of simpo
+  double mpo_alpha = kDefaultMpoAlpha;    // α: magnet strength of mpo / mpo_pg (0.5)
+  double mpo_eta = kDefaultMpoEta;        // η: mirror-descent step of mpo / mpo_pg (11)
+  std::string magnet_checkpoint;          // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
+  std::string optimizer = "adamw";        // "adamw" | "rmsprop" (torch defaults otherwise)
   std::string lr_scheduler = "constant";  // "constant" | "linear" | "cosine" (after warmup)
-  double warmup_ratio = 0.0;       // warmup steps = ceil(ratio * total) when warmup_steps = 0
-  int warmup_steps = 0;            // linear warmup from 0 (HF convention); 0 = use warmup_ratio
+  double warmup_ratio = 0.0;  // warmup steps = ceil(ratio * total) when warmup_steps = 0
+  int warmup_steps = 0;       // linear warmup from 0 (HF convention); 0 = use warmup_ratio
   int gradient_accumulation_steps = 1;  // micro-batches per optimizer step (per rank)
-  int max_prompt_length = 0;       // prompt tokens kept (the last ones); 0 = no limit
-  int max_length = 0;              // prompt + response tokens kept (response cut at the end);
-                                   // 0 = no limit
-  bool length_bucketing = false;   // batch similar lengths together (deterministic given seed)
+  int max_prompt_length = 0;            // prompt tokens kept (the last ones); 0 = no limit
+  int max_length = 0;                   // prompt + response tokens kept (response cut at the end);
+                                        // 0 = no limit
+  bool length_bucketing = false;        // batch similar lengths together (deterministic given seed)
   // Activation checkpointing: keep only each decoder layer's input in the forward pass and
   // recompute the layer in backward (same gradients up to float rounding; less activation
   // memory, about one extra forward per step).
@@ -73,12 +73,12 @@ struct TrainConfig {
   // to bfloat16; losses, gradients and weights stay float32. bf16 needs a CUDA device (a CPU run
   // gets InvalidArgument naming this field).
   std::string mixed_precision = "no";
-  int save_every_steps = 0;        // write train_state every N optimizer steps; 0 = never
-  std::string train_state_dir;     // where; empty = "<out_checkpoint>.train_state"
+  int save_every_steps = 0;     // write train_state every N optimizer steps; 0 = never
+  std::string train_state_dir;  // where; empty = "<out_checkpoint>.train_state"
   // How prompts are encoded, as the sampler does (model::Policy::EncodePrompt): "" / "none" = raw
   // text, "auto" = the checkpoint's chat template, or a template name (chatml, llama3, ...).
   std::string chat_template;
-  DistributedConfig distributed;   // data-parallel group; default single process
+  DistributedConfig distributed;  // data-parallel group; default single process
 };
 
 // InvalidArgument naming the field as "<prefix>.<field>", e.g. "train.loss: unknown loss \"x\""

@@ -53,9 +53,9 @@ struct SftExample {
 };
 
 struct TrainProgress {
-  int step = 0;         // optimizer steps done (1-based after the first step)
+  int step = 0;  // optimizer steps done (1-based after the first step)
   int total_steps = 0;
-  double loss = 0;      // this step's loss
+  double loss = 0;  // this step's loss
   double tokens_per_second = 0;
   std::map<std::string, double> metrics;  // this step's metrics (TRL names for DPO)
   int resumed_from_step = 0;  // steps restored from train_state when the run started; 0 = fresh

@@ -109,26 +109,50 @@ class Registry {
 // Builder shaped like prometheus-cpp.
 class CounterBuilder {
  public:
-  CounterBuilder& Name(std::string n) { name_ = std::move(n); return *this; }
-  CounterBuilder& Help(std::string h) { help_ = std::move(h); return *this; }
+  CounterBuilder& Name(std::string n) {
+    name_ = std::move(n);
+    return *this;
+  }
+  CounterBuilder& Help(std::string h) {
+    help_ = std::move(h);
+    return *this;
+  }
   Family<Counter>& Register(Registry& r) { return r.AddCounter(name_, help_); }
+
  private:
   std::string name_, help_;
 };
 class GaugeBuilder {
  public:
-  GaugeBuilder& Name(std::string n) { name_ = std::move(n); return *this; }
-  GaugeBuilder& Help(std::string h) { help_ = std::move(h); return *this; }
+  GaugeBuilder& Name(std::string n) {
+    name_ = std::move(n);
+    return *this;
+  }
+  GaugeBuilder& Help(std::string h) {
+    help_ = std::move(h);
+    return *this;
+  }
   Family<Gauge>& Register(Registry& r) { return r.AddGauge(name_, help_); }
+
  private:
   std::string name_, help_;
 };
 class HistogramBuilder {
  public:
-  HistogramBuilder& Name(std::string n) { name_ = std::move(n); return *this; }
-  HistogramBuilder& Help(std::string h) { help_ = std::move(h); return *this; }
-  HistogramBuilder& Buckets(std::vector<double> b) { bounds_ = std::move(b); return *this; }
+  HistogramBuilder& Name(std::string n) {
+    name_ = std::move(n);
+    return *this;
+  }
+  HistogramBuilder& Help(std::string h) {
+    help_ = std::move(h);
+    return *this;
+  }
+  HistogramBuilder& Buckets(std::vector<double> b) {
+    bounds_ = std::move(b);
+    return *this;
+  }
   Family<Histogram>& Register(Registry& r) { return r.AddHistogram(name_, help_, bounds_); }
+
  private:
   std::string name_, help_;
   std::vector<double> bounds_;

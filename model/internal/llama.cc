@@ -1,10 +1,10 @@
 #include "model/internal/llama.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
-
-#include <ATen/CPUGeneratorImpl.h>
 
 #include "model/internal/torch_compat.h"
 
@@ -137,7 +137,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                      torch::Tensor* cache_k, torch::Tensor* cache_v) {
   const int64_t b = x.size(0), t = x.size(1);
   const bool train = is_training();
-  torch::Tensor q = Project(q_proj, lora_q, x, train).view({b, t, heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor q =
+      Project(q_proj, lora_q, x, train).view({b, t, heads_, head_dim_}).transpose(1, 2);
   torch::Tensor k =
       Project(k_proj, lora_k, x, train).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
   torch::Tensor v =
@@ -161,10 +162,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     // HF repeat_kv: query head h uses kv head h / n_rep.
     const int64_t rep = heads_ / kv_heads_;
     const int64_t s_len = k.size(2);
-    k = k.unsqueeze(2).expand({b, kv_heads_, rep, s_len, head_dim_}).reshape(
-        {b, heads_, s_len, head_dim_});
-    v = v.unsqueeze(2).expand({b, kv_heads_, rep, s_len, head_dim_}).reshape(
-        {b, heads_, s_len, head_dim_});
+    k = k.unsqueeze(2)
+            .expand({b, kv_heads_, rep, s_len, head_dim_})
+            .reshape({b, heads_, s_len, head_dim_});
+    v = v.unsqueeze(2)
+            .expand({b, kv_heads_, rep, s_len, head_dim_})
+            .reshape({b, heads_, s_len, head_dim_});
   }
   torch::Tensor out =
       ScaledDotProductAttention(q, k, v, bias).transpose(1, 2).reshape({b, t, heads_ * head_dim_});
@@ -182,10 +185,10 @@ MlpImpl::MlpImpl(const LlamaConfig& c) {
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   const bool train = is_training();
-  return Project(down_proj, lora_down,
-                 torch::silu(Project(gate_proj, lora_gate, x, train)) *
-                     Project(up_proj, lora_up, x, train),
-                 train);
+  return Project(
+      down_proj, lora_down,
+      torch::silu(Project(gate_proj, lora_gate, x, train)) * Project(up_proj, lora_up, x, train),
+      train);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& c) {
@@ -214,7 +217,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : config_(c) {
   model = register_module("model", LlamaBody(c));
   if (!c.tie_word_embeddings) {
     lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+        "lm_head",
+        torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
   }
   inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(c));
 }
@@ -257,8 +261,7 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
     cache->keys.resize(n_layers);
     cache->values.resize(n_layers);
   }
-  const int64_t past =
-      (cache != nullptr && cache->keys[0].defined()) ? cache->keys[0].size(2) : 0;
+  const int64_t past = (cache != nullptr && cache->keys[0].defined()) ? cache->keys[0].size(2) : 0;
   const int64_t s_len = past + t;
   const auto dev = input_ids.device();
 
@@ -268,8 +271,10 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor cos = emb.cos(), sin = emb.sin();
 
   // Additive mask [B,1,T,S]: query t (absolute index past+t) sees keys s <= past+t that are real.
-  torch::Tensor q_idx = torch::arange(past, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  torch::Tensor k_idx = torch::arange(0, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  torch::Tensor q_idx =
+      torch::arange(past, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  torch::Tensor k_idx =
+      torch::arange(0, s_len, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   torch::Tensor allowed = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);  // [T,S]
   if (config_.sliding_window > 0) {
     // Mistral's window: as transformers' sliding_window_overlay, kv_idx > q_idx - window.
@@ -292,8 +297,7 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
         if (p.requires_grad()) trainable.push_back(p);
       }
       if (h.requires_grad() || !trainable.empty()) {
-        h = CheckpointedLayer::apply(h, cos, sin, bias,
-                                     reinterpret_cast<int64_t>(layer.get()),
+        h = CheckpointedLayer::apply(h, cos, sin, bias, reinterpret_cast<int64_t>(layer.get()),
                                      torch::TensorList(trainable));
         continue;
       }
@@ -317,12 +321,12 @@ void AddLoraAdapters(LlamaForCausalLM& model, int64_t rank, double scale, double
     AttentionImpl& attn = *layer->self_attn;
     MlpImpl& mlp = *layer->mlp;
     const std::pair<torch::nn::Linear*, LoraSlot*> slots[] = {
-        {&attn.q_proj, &attn.lora_q},       {&attn.k_proj, &attn.lora_k},
-        {&attn.v_proj, &attn.lora_v},       {&attn.o_proj, &attn.lora_o},
-        {&mlp.gate_proj, &mlp.lora_gate},   {&mlp.up_proj, &mlp.lora_up},
+        {&attn.q_proj, &attn.lora_q},     {&attn.k_proj, &attn.lora_k},
+        {&attn.v_proj, &attn.lora_v},     {&attn.o_proj, &attn.lora_o},
+        {&mlp.gate_proj, &mlp.lora_gate}, {&mlp.up_proj, &mlp.lora_up},
         {&mlp.down_proj, &mlp.lora_down}};
-    const char* names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                           "down_proj"};
+    const char* names[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                           "gate_proj", "up_proj", "down_proj"};
     for (size_t j = 0; j < 7; ++j) {
       if (wants(names[j])) AttachLora(*slots[j].first, slots[j].second, rank, scale, dropout, gen);
     }
@@ -349,8 +353,7 @@ void InitWeights(LlamaForCausalLM& model, uint64_t seed) {
 ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,
                           const std::vector<std::vector<int32_t>>& responses, int64_t bos,
                           int64_t pad, const torch::Device& device) {
-  return MakeScoreBatch(prompts, responses, std::vector<int64_t>(prompts.size(), bos), pad,
-                        device);
+  return MakeScoreBatch(prompts, responses, std::vector<int64_t>(prompts.size(), bos), pad, device);
 }
 
 ScoreBatch MakeScoreBatch(const std::vector<std::vector<int32_t>>& prompts,

@@ -6,10 +6,10 @@
 // Not thread-safe; callers serialize.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "model/llama_config.h"
 

@@ -2,14 +2,14 @@
 // trainer/ and their tests).
 #pragma once
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 
-#include <torch/torch.h>
-
-#include "model/internal/llama.h"
 #include "model/hf_tokenizer.h"
+#include "model/internal/llama.h"
 #include "model/llama_config.h"
 #include "model/lora.h"
 #include "model/policy.h"

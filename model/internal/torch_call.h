@@ -22,7 +22,8 @@ inline absl::Status StatusFromException(const std::exception& e, const char* wha
   // c10::Error messages can carry a long backtrace; keep the first line(s).
   std::string brief = message.substr(0, message.find("\nException raised from"));
   if (brief.size() > 2000) brief.resize(2000);
-  if (absl::StrContains(brief, "out of memory") || absl::StrContains(brief, "DefaultCPUAllocator")) {
+  if (absl::StrContains(brief, "out of memory") ||
+      absl::StrContains(brief, "DefaultCPUAllocator")) {
     return absl::ResourceExhaustedError(absl::StrCat(what, ": ", brief));
   }
   return absl::InternalError(absl::StrCat(what, ": ", brief));

@@ -2,14 +2,14 @@
 // primary; Debian's 1.13 CPU build). Private to model/, sampler/, trainer/ .cc files.
 #pragma once
 
-#include <cmath>
-#include <mutex>
-
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#include <cmath>
+#include <mutex>
 
 namespace spar::model::internal {
 

@@ -48,8 +48,8 @@ class CompletionStream {
   int64_t first_index_;
   int n_;
   std::function<absl::Status(v1::GenerateResponse)> on_prompt_;
-  std::vector<Partial> choices_;       // prompts * n
-  std::vector<bool> delivered_;        // per prompt
+  std::vector<Partial> choices_;  // prompts * n
+  std::vector<bool> delivered_;   // per prompt
   std::string buffer_;
   absl::Status error_;
   bool done_ = false;

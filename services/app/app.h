@@ -19,8 +19,8 @@ struct AppConfig {
   // Roles to run: "sampler", "oracle", "trainer", "orchestrator".
   std::set<std::string> roles = {"sampler", "oracle", "trainer", "orchestrator"};
   std::string host = "127.0.0.1";
-  int port = 0;            // gRPC port; 0 picks a free one
-  int metrics_port = 0;    // /metrics + /healthz port; 0 picks a free one, -1 disables
+  int port = 0;          // gRPC port; 0 picks a free one
+  int metrics_port = 0;  // /metrics + /healthz port; 0 picks a free one, -1 disables
   // Where jobs live, and the directory every path a service accepts must stay inside (job specs,
   // trainer and sampler paths; the runs dir is allowed too). "" = the working directory.
   std::string runs_dir = "runs";

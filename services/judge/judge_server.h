@@ -3,11 +3,12 @@
 // template (oracle_client/judge_template.h), applies the arithmetic rule judge and answers with a
 // one-token verdict "A"/"B" plus log-probs when asked. The built-in pointwise template is answered
 // with a score: 10 for a correct answer, 3 for a wrong number, 1 for no number, 5 when the
-// instruction is not an arithmetic question. The side-by-side template (oracle_client/side_by_side.h)
-// is answered with JSON scores per id: 6 for a correct answer, 1 for a wrong number, 0 for no
-// number, 3 when the instruction is not arithmetic. It can inject faults (rate limits, 5xx,
-// slowness, truncated bodies, bad verdicts, connection resets, insufficient_quota) to exercise
-// OracleClient's retry policy. Used by the demo (binary spar-judge) and by tests in-process.
+// instruction is not an arithmetic question. The side-by-side template
+// (oracle_client/side_by_side.h) is answered with JSON scores per id: 6 for a correct answer, 1 for
+// a wrong number, 0 for no number, 3 when the instruction is not arithmetic. It can inject faults
+// (rate limits, 5xx, slowness, truncated bodies, bad verdicts, connection resets,
+// insufficient_quota) to exercise OracleClient's retry policy. Used by the demo (binary spar-judge)
+// and by tests in-process.
 //
 // Thread-safe. The HTTP server runs on its own threads; Stop (or the destructor) shuts it down and
 // waits for in-flight requests.

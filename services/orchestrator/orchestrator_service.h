@@ -33,9 +33,11 @@ class OrchestratorService final
                                      const v1::ListJobsRequest* request,
                                      v1::ListJobsResponse* response) override;
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
-                                      const v1::CancelJobRequest* request, v1::Job* response) override;
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
   grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
-                                      const v1::ResumeJobRequest* request, v1::Job* response) override;
+                                      const v1::ResumeJobRequest* request,
+                                      v1::Job* response) override;
   grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* ctx,
                                       const v1::DeleteJobRequest* request,
                                       v1::DeleteJobResponse* response) override;

@@ -27,14 +27,14 @@ SamplerService::SamplerService(sampler::Sampler& sampler, metrics::Registry& reg
       rpc_metrics_(registry, "sampler"),
       prompts_(registry.AddCounter("spar_sampler_prompts_total", "Prompts sampled.").Add({})),
       samples_(registry.AddCounter("spar_sampler_samples_total", "Responses generated.").Add({})),
-      tokens_(registry.AddCounter("spar_sampler_generated_tokens_total",
-                                  "Response tokens generated.")
-                  .Add({})),
-      tokens_per_second_(registry.AddGauge("spar_sampler_tokens_per_second",
-                                           "Generation throughput of the latest request.")
+      tokens_(
+          registry.AddCounter("spar_sampler_generated_tokens_total", "Response tokens generated.")
+              .Add({})),
+      tokens_per_second_(registry
+                             .AddGauge("spar_sampler_tokens_per_second",
+                                       "Generation throughput of the latest request.")
                              .Add({})),
-      in_flight_(registry.AddGauge("spar_sampler_in_flight_requests",
-                                   "Generate calls in progress.")
+      in_flight_(registry.AddGauge("spar_sampler_in_flight_requests", "Generate calls in progress.")
                      .Add({})) {}
 
 SamplerService::~SamplerService() { workers_.JoinAll(); }

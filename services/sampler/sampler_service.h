@@ -15,8 +15,7 @@ class SamplerService final : public v1::Sampler::CallbackService {
  public:
   // `sampler` must outlive the service. Every RPC checks `access`'s token; policy paths must lie
   // inside its roots (INVALID_ARGUMENT naming "policy" otherwise).
-  SamplerService(sampler::Sampler& sampler, metrics::Registry& registry,
-                 AccessPolicy access = {});
+  SamplerService(sampler::Sampler& sampler, metrics::Registry& registry, AccessPolicy access = {});
   ~SamplerService() override;
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(

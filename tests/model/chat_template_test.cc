@@ -70,8 +70,8 @@ TEST(ChatTemplateTest, Llama2) {
 }
 
 TEST(ChatTemplateTest, Mistral) {
-  EXPECT_EQ(Render(ChatTemplateKind::kMistral, {{"user", "Hi!"}, {"assistant", "Hello."},
-                                                {"user", "2+2?"}}),
+  EXPECT_EQ(Render(ChatTemplateKind::kMistral,
+                   {{"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}}),
             "<s>[INST] Hi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
   // The reference template (Mixtral-8x7B-Instruct-v0.1's, rendered by transformers) raises on a
   // system message; Spar used to fold it into the first user turn.
@@ -86,10 +86,11 @@ TEST(ChatTemplateTest, Zephyr) {
 }
 
 TEST(ChatTemplateTest, Gemma) {
-  EXPECT_EQ(Render(ChatTemplateKind::kGemma, {{"user", "Hi!"}, {"assistant", "Hello."},
-                                              {"user", "2+2?"}}),
-            "<bos><start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
-            "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(
+      Render(ChatTemplateKind::kGemma,
+             {{"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}}),
+      "<bos><start_of_turn>user\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+      "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
 TEST(ChatTemplateTest, NamesAndDetection) {

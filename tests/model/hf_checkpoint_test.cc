@@ -112,8 +112,8 @@ TEST_P(HfCheckpointTest, KvCacheMatchesFullForward) {
   torch::Tensor pos = torch::arange(t, torch::kInt64).unsqueeze(0).expand({b, t});
   torch::Tensor full = module->forward(ids, pos, torch::Tensor());
   internal::KvCache cache;
-  std::vector<torch::Tensor> steps = {
-      module->forward(ids.narrow(1, 0, prefill), pos.narrow(1, 0, prefill), torch::Tensor(), &cache)};
+  std::vector<torch::Tensor> steps = {module->forward(
+      ids.narrow(1, 0, prefill), pos.narrow(1, 0, prefill), torch::Tensor(), &cache)};
   for (int64_t i = prefill; i < t; ++i) {
     steps.push_back(
         module->forward(ids.narrow(1, i, 1), pos.narrow(1, i, 1), torch::Tensor(), &cache));
@@ -196,7 +196,8 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
   // Saving again copies the tokenizer files.
   const std::string again = TempDir("again");
   ASSERT_TRUE((*loaded)->Save(again).ok());
-  EXPECT_EQ(*ReadFile(JoinPath(again, "tokenizer.json")), *ReadFile(JoinPath(dir, "tokenizer.json")));
+  EXPECT_EQ(*ReadFile(JoinPath(again, "tokenizer.json")),
+            *ReadFile(JoinPath(dir, "tokenizer.json")));
 }
 
 // chat_template: "none" feeds the raw text, "auto" the template named by tokenizer_config.json,
@@ -381,8 +382,8 @@ TEST(LoraTest, TrainsAloneMergesOnExportAndSavesPeftAdapter) {
   lora.rank = 4;
   lora.alpha = 8;
   lora.dropout = 0.1;
-  lora.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                         "down_proj"};
+  lora.target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                         "gate_proj", "up_proj", "down_proj"};
   ASSERT_TRUE((*policy)->AddLora(lora).ok());
   EXPECT_EQ((*policy)->AddLora(lora).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE((*policy)->has_lora());
@@ -417,7 +418,8 @@ TEST(LoraTest, TrainsAloneMergesOnExportAndSavesPeftAdapter) {
   auto file = SafetensorsFile::Read(JoinPath(adapter, "adapter_model.safetensors"));
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(file->tensors().size(), 28u);
-  const auto& a = file->tensors().at("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  const auto& a =
+      file->tensors().at("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
   EXPECT_EQ(a.shape, (std::vector<int64_t>{4, 32}));
   const auto& b = file->tensors().at("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight");
   EXPECT_EQ(b.shape, (std::vector<int64_t>{32, 4}));

@@ -16,13 +16,13 @@
 //   score    {"pairs": [[prompt_ids, response_ids]]} -> Policy::ScoreTokens: {"scores"}.
 //   save     {"dir", "max_shard_bytes"} -> Policy::Save: {} (shards when the weights are larger).
 // An error becomes {"error"}. Exits 2 on usage or load errors, with the message on stderr.
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "model/internal/llama.h"
 #include "model/internal/policy_internal.h"
@@ -128,8 +128,8 @@ json Sample(const std::string& dir, const json& req) {
     out.push_back({{"token_ids", token_ids}, {"logprobs", logprobs}});
     return true;
   };
-  absl::Status st = (*sampler)->Generate(
-      dir, req.at("prompts").get<std::vector<std::string>>(), params, collect);
+  absl::Status st =
+      (*sampler)->Generate(dir, req.at("prompts").get<std::vector<std::string>>(), params, collect);
   if (!st.ok()) return {{"error", st.ToString()}};
   return {{"samples", out}};
 }
@@ -145,8 +145,8 @@ json Score(Policy& policy, const json& req) {
 }
 
 json Save(const Policy& policy, const json& req) {
-  absl::Status st = policy.Save(req.at("dir").get<std::string>(),
-                                req.at("max_shard_bytes").get<int64_t>());
+  absl::Status st =
+      policy.Save(req.at("dir").get<std::string>(), req.at("max_shard_bytes").get<int64_t>());
   if (!st.ok()) return {{"error", st.ToString()}};
   return json::object();
 }
@@ -166,8 +166,8 @@ absl::Status TrainLora(Policy& policy) {
   spar::model::LoraConfig lora;
   lora.rank = 4;
   lora.alpha = 8;
-  lora.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                         "down_proj"};
+  lora.target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                         "gate_proj", "up_proj", "down_proj"};
   lora.seed = 11;
   if (absl::Status st = policy.AddLora(lora); !st.ok()) return st;
   Policy::Impl& impl = policy.impl();

@@ -58,9 +58,8 @@ TEST(HfTokenizerTest, RoundTripsNormalizedText) {
   for (const char* name : {"qwen3", "spm-bpe-32k"}) {
     auto tok = LoadOrDie(name);
     ASSERT_NE(tok, nullptr);
-    for (const std::string text :
-         {"Hello, world!", "  two  spaces ", "naïve café 中文 🤖", "<|im_start|>user\nhi<|im_end|>",
-          "line\nbreak\r\n\ttab", ""}) {
+    for (const std::string text : {"Hello, world!", "  two  spaces ", "naïve café 中文 🤖",
+                                   "<|im_start|>user\nhi<|im_end|>", "line\nbreak\r\n\ttab", ""}) {
       auto ids = tok->Encode(text);
       ASSERT_TRUE(ids.ok());
       auto back = tok->Decode(*ids);
@@ -148,10 +147,11 @@ TEST(HfTokenizerTest, MergesByRank) {
 // "a", "b", "ab" with the merge "a b" and the pre-tokenizer `pre`: the ids show where the pieces
 // split (an "ab" inside one piece merges, one split across pieces does not).
 absl::StatusOr<std::vector<int32_t>> EncodeWithPreTokenizer(const std::string& pre,
-                                                              const std::string& text) {
+                                                            const std::string& text) {
   std::string json = R"({"model": {"type": "BPE", "merges": ["a b"], "unk_token": "?",
                          "vocab": {"a": 0, "b": 1, "ab": 2, " ": 3, "!": 4, "?": 5}},
-                         "pre_tokenizer": )" + pre + "}";
+                         "pre_tokenizer": )" +
+                     pre + "}";
   SPAR_ASSIGN_OR_RETURN(auto tok, HfTokenizer::FromJson(json, ""));
   return tok->Encode(text);
 }
@@ -165,15 +165,15 @@ std::string Split(const std::string& pattern, const std::string& behavior, bool 
 // against the library itself on many more inputs.
 TEST(HfTokenizerTest, SplitBehaviors) {
   const std::string b = R"({"String": "b"})";
-  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Isolated", false), "abab"), ElementsAre(0, 1, 0, 1));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Isolated", false), "abab"),
+              ElementsAre(0, 1, 0, 1));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Removed", false), "abab"), ElementsAre(0, 0));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Removed", true), "abab"), ElementsAre(1, 1));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithPrevious", false), "abab"),
               ElementsAre(2, 2));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", false), "abab"),
               ElementsAre(0, 1, 0, 1));
-  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", true), "abab"),
-              ElementsAre(2, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", true), "abab"), ElementsAre(2, 2));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Contiguous", false), "abbab"),
               ElementsAre(0, 1, 1, 0, 1));
   EXPECT_EQ(EncodeWithPreTokenizer(Split(b, "Sideways", false), "ab").status().code(),
@@ -189,13 +189,12 @@ TEST(HfTokenizerTest, TiktokenStyleSplitKeepsMatches) {
 }
 
 TEST(HfTokenizerTest, OtherPreTokenizers) {
-  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Punctuation", "behavior": "Contiguous"})",
-                                      "ab!!ab"),
-              ElementsAre(2, 4, 4, 2));
+  EXPECT_THAT(
+      *EncodeWithPreTokenizer(R"({"type": "Punctuation", "behavior": "Contiguous"})", "ab!!ab"),
+      ElementsAre(2, 4, 4, 2));
   EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "WhitespaceSplit"})", "ab  ab"),
               ElementsAre(2, 2));
-  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Whitespace"})", "ab !ab"),
-              ElementsAre(2, 4, 2));
+  EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Whitespace"})", "ab !ab"), ElementsAre(2, 4, 2));
   EXPECT_THAT(*EncodeWithPreTokenizer(R"({"type": "Digits", "individual_digits": true})", "ab"),
               ElementsAre(2));
 }

@@ -203,14 +203,14 @@ TEST(PolicyTest, SamplingIsDeterministicAndBatchIndependent) {
     ASSERT_TRUE(b.ok());
     for (size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_EQ((*a)[i].prompt, prompts[i]);
-      EXPECT_EQ((*b)[i].token_ids, (*a)[i].token_ids) << "max_batch_size " << mbs << " prompt " << i;
+      EXPECT_EQ((*b)[i].token_ids, (*a)[i].token_ids)
+          << "max_batch_size " << mbs << " prompt " << i;
       EXPECT_EQ((*again)[i].token_ids, (*a)[i].token_ids);
     }
   }
   // A slice with first_prompt_index gets the same samples as in the full request.
   p.first_prompt_index = 2;
-  absl::StatusOr<std::vector<Generation>> slice =
-      policy->Generate({prompts[2], prompts[3]}, p);
+  absl::StatusOr<std::vector<Generation>> slice = policy->Generate({prompts[2], prompts[3]}, p);
   ASSERT_TRUE(slice.ok());
   EXPECT_EQ((*slice)[0].token_ids, (*a)[2].token_ids);
   EXPECT_EQ((*slice)[1].token_ids, (*a)[3].token_ids);
@@ -329,8 +329,7 @@ TEST(PolicyTest, RejectsBadParams) {
   EXPECT_THAT(std::string(policy->Generate({"a"}, p).status().message()), HasSubstr("top_p"));
   p = GenerationParams();
   p.temperature = -1;
-  EXPECT_THAT(std::string(policy->Generate({"a"}, p).status().message()),
-              HasSubstr("temperature"));
+  EXPECT_THAT(std::string(policy->Generate({"a"}, p).status().message()), HasSubstr("temperature"));
   p = GenerationParams();
   p.max_new_tokens = 0;
   EXPECT_THAT(std::string(policy->Generate({"a"}, p).status().message()),

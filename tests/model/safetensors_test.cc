@@ -60,8 +60,8 @@ TEST(SafetensorsTest, ParsesHandMadeFile) {
 TEST(SafetensorsTest, SerializesExactBytes) {
   const std::vector<float> a = {1.0f, 2.0f};
   const std::string a_bytes = Bytes(a);
-  absl::StatusOr<std::string> out = SerializeSafetensors(
-      {{"a", SafetensorsDType::kF32, {2}, a_bytes}}, {{"format", "pt"}});
+  absl::StatusOr<std::string> out =
+      SerializeSafetensors({{"a", SafetensorsDType::kF32, {2}, a_bytes}}, {{"format", "pt"}});
   ASSERT_TRUE(out.ok()) << out.status();
   const std::string header =
       R"({"__metadata__":{"format":"pt"},"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
@@ -74,8 +74,8 @@ TEST(SafetensorsTest, SerializesExactBytes) {
 
 TEST(SafetensorsTest, RoundTripsDtypesAndShapes) {
   const std::vector<float> f32 = {1, 2, 3, 4, 5, 6};
-  const std::vector<uint16_t> f16 = {0x3c00, 0xc000, 0x7bff};   // 1, -2, 65504
-  const std::vector<uint16_t> bf16 = {0x3f80, 0x4000};           // 1, 2
+  const std::vector<uint16_t> f16 = {0x3c00, 0xc000, 0x7bff};  // 1, -2, 65504
+  const std::vector<uint16_t> bf16 = {0x3f80, 0x4000};         // 1, 2
   const std::vector<int64_t> i64 = {-1, 1LL << 40};
   const std::vector<int32_t> i32 = {42};
   const std::vector<float> scalar = {3.25f};
@@ -172,8 +172,9 @@ TEST(SafetensorsTest, ReadMapsTheFileAndMatchesParse) {
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i) * 0.5f;
   const std::vector<uint16_t> half = {1, 2, 3};
   const std::string path = ::testing::TempDir() + "/spar_safetensors_mmap_test.safetensors";
-  ASSERT_TRUE(WriteSafetensors(path, {{"big", SafetensorsDType::kF32, {5000}, Bytes(big)},
-                                      {"half", SafetensorsDType::kBF16, {3}, Bytes(half)}},
+  ASSERT_TRUE(WriteSafetensors(path,
+                               {{"big", SafetensorsDType::kF32, {5000}, Bytes(big)},
+                                {"half", SafetensorsDType::kBF16, {3}, Bytes(half)}},
                                {{"format", "pt"}})
                   .ok());
   absl::StatusOr<SafetensorsFile> parsed = SafetensorsFile::Parse(

@@ -2,10 +2,10 @@
 // policy, copied to the CPU, generates the same tokens from the same prompts at temperature 0,
 // with per-token log-probs within float32 kernel-order noise. Weights are scaled up from the
 // 0.02 initialisation so that logits are O(1-10) and the argmax has no near ties.
+#include <torch/torch.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"

@@ -22,15 +22,15 @@ std::string SaveTinyPolicy(uint64_t seed) {
   const model::LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
   EXPECT_TRUE(p.ok()) << p.status();
-  const std::string dir = JoinPath(::testing::TempDir(),
-                                   absl::StrCat("spar_sampler_test_", ::getpid(), "_", seed));
+  const std::string dir =
+      JoinPath(::testing::TempDir(), absl::StrCat("spar_sampler_test_", ::getpid(), "_", seed));
   EXPECT_TRUE((*p)->Save(dir).ok());
   return dir;
 }
 
 std::vector<PromptSamples> Collect(Sampler& s, const std::string& dir,
-                               const std::vector<std::string>& prompts,
-                               const SamplingParams& params) {
+                                   const std::vector<std::string>& prompts,
+                                   const SamplingParams& params) {
   std::vector<PromptSamples> out;
   absl::Status st = s.Generate(dir, prompts, params, [&](PromptSamples r) {
     out.push_back(std::move(r));

@@ -4,11 +4,11 @@
 // gRPC path's samples bit for bit (tokens, per-token log-probs, finished) for a byte-tokenizer
 // policy and for an HF tokenizer with a chat template rendered by Spar; a hand-off the engine
 // refuses or fakes fails with a clear error; the HTTP API names the field it refuses.
-#include <grpcpp/grpcpp.h>
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -111,10 +111,13 @@ class EngineTest : public ::testing::Test {
                                                      const v1::GenerateRequest& req,
                                                      absl::Status* status) {
     std::map<int64_t, v1::GenerateResponse> out;
-    *status = port.Generate(req, [&](const v1::GenerateResponse& r) {
-      out[r.index()] = r;
-      return absl::OkStatus();
-    }, nullptr);
+    *status = port.Generate(
+        req,
+        [&](const v1::GenerateResponse& r) {
+          out[r.index()] = r;
+          return absl::OkStatus();
+        },
+        nullptr);
     return out;
   }
 
@@ -173,8 +176,8 @@ TEST_F(EngineTest, HandOffShowsInModelsAndRefusesPathsOutsideTheRoots) {
   EXPECT_FALSE(body["success"].get<bool>());
   EXPECT_THAT(body["message"].get<std::string>(), HasSubstr("model_path"));
   const std::string dir = JoinPath(*root_, "byte");
-  auto ok = cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(),
-                     "application/json");
+  auto ok =
+      cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(), "application/json");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200) << ok->body;
   auto models = cli.Get("/v1/models");
@@ -187,8 +190,8 @@ TEST_F(EngineTest, HandOffShowsInModelsAndRefusesPathsOutsideTheRoots) {
 TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
   httplib::Client cli(Url());
   const std::string dir = JoinPath(*root_, "byte");
-  ASSERT_TRUE(cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(),
-                       "application/json"));
+  ASSERT_TRUE(
+      cli.Post("/update_weights_from_disk", json{{"model_path", dir}}.dump(), "application/json"));
   struct Case {
     json body;
     std::string param;
@@ -212,8 +215,8 @@ TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
     json err = json::parse(res->body);
     EXPECT_EQ(err["error"]["param"], c.param) << res->body;
   }
-  auto wrong_model = cli.Post("/v1/completions", R"({"prompt": "1+1=", "model": "gpt-4"})",
-                              "application/json");
+  auto wrong_model =
+      cli.Post("/v1/completions", R"({"prompt": "1+1=", "model": "gpt-4"})", "application/json");
   ASSERT_TRUE(wrong_model);
   EXPECT_EQ(wrong_model->status, 404);
   // A plain OpenAI request: defaults n=1, max_tokens=16; usage counts the prompt with its BOS.
@@ -243,13 +246,12 @@ class FakeEngine {
       res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root}}})}}.dump(),
                       "application/json");
     });
-    server_.Post("/update_weights_from_disk",
-                 [this, ack, obey](const httplib::Request& req, httplib::Response& res) {
-                   std::lock_guard<std::mutex> lock(mu_);
-                   if (obey) root_ = json::parse(req.body)["model_path"].get<std::string>();
-                   res.set_content(json{{"success", ack}, {"message", "disk full"}}.dump(),
-                                   "application/json");
-                 });
+    server_.Post("/update_weights_from_disk", [this, ack, obey](const httplib::Request& req,
+                                                                httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (obey) root_ = json::parse(req.body)["model_path"].get<std::string>();
+      res.set_content(json{{"success", ack}, {"message", "disk full"}}.dump(), "application/json");
+    });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::yield();

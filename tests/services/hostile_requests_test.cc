@@ -116,8 +116,8 @@ App* HostileRequestsTest::app_ = nullptr;
 // without editing this test.
 std::vector<std::string> EveryMethod() {
   std::vector<std::string> out;
-  for (const char* service : {"spar.v1.Sampler", "spar.v1.Oracle", "spar.v1.Trainer",
-                              "spar.v1.Orchestrator"}) {
+  for (const char* service :
+       {"spar.v1.Sampler", "spar.v1.Oracle", "spar.v1.Trainer", "spar.v1.Orchestrator"}) {
     const google::protobuf::ServiceDescriptor* d =
         google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
     EXPECT_NE(d, nullptr) << service;
@@ -210,10 +210,12 @@ TEST_F(HostileRequestsTest, HostileSpecsAreRefusedNamingTheField) {
       {"prompts.path", [&](auto& r) { r.mutable_spec()->mutable_prompts()->set_path(nul); }},
       {"chat_template",
        [](auto& r) { r.mutable_spec()->set_chat_template(std::string(10000, 'c')); }},
-      {"training.optimizer", [](auto& r) {
+      {"training.optimizer",
+       [](auto& r) {
          r.mutable_spec()->mutable_training()->set_optimizer(std::string("adamw\0x", 7));
        }},
-      {"round_training[0].training.lr_scheduler", [](auto& r) {
+      {"round_training[0].training.lr_scheduler",
+       [](auto& r) {
          auto* rt = r.mutable_spec()->add_round_training();
          rt->set_round(1);
          rt->mutable_training()->set_lr_scheduler(std::string(300, 'l'));
@@ -261,9 +263,9 @@ TEST_F(HostileRequestsTest, SameRequestIdWithADifferentSpecConflicts) {
 // Item 7: bytes that are not a CreateJobRequest are a bad argument, not an unknown method.
 TEST_F(HostileRequestsTest, MalformedCreateJobIsInvalidArgument) {
   const std::vector<std::string> payloads = {
-      std::string("\xff\xff\xff\xff", 4),            // not a tag
-      std::string("\x0a\x10\x0a\x02", 4),            // truncated length-delimited field
-      std::string("\x0a\x03\x0a\x01\xff", 5),       // spec.name is not UTF-8
+      std::string("\xff\xff\xff\xff", 4),      // not a tag
+      std::string("\x0a\x10\x0a\x02", 4),      // truncated length-delimited field
+      std::string("\x0a\x03\x0a\x01\xff", 5),  // spec.name is not UTF-8
   };
   for (const std::string& p : payloads) {
     grpc::Status st = CallRaw(Channel(), "/spar.v1.Orchestrator/CreateJob", p, kToken);
@@ -384,7 +386,8 @@ TEST_F(HostileRequestsTest, PathsOutsideTheDataRootAreRefusedNamingTheField) {
   training("init_checkpoint", [&](auto& r) { r.set_init_checkpoint("escape/model"); });
   training("pairs_path", [&](auto& r) { r.set_pairs_path("/etc/passwd"); });
   training("pairs_path", [&](auto& r) { r.set_pairs_path("../../../../etc/passwd"); });
-  training("output_checkpoint", [&](auto& r) { r.set_output_checkpoint(JoinPath(*outside_, "x")); });
+  training("output_checkpoint",
+           [&](auto& r) { r.set_output_checkpoint(JoinPath(*outside_, "x")); });
   training("output_checkpoint", [&](auto& r) { r.set_output_checkpoint("escape/new/ckpt"); });
   training("config.magnet_checkpoint",
            [&](auto& r) { r.mutable_config()->set_magnet_checkpoint(outside_model); });
@@ -415,8 +418,8 @@ TEST_F(HostileRequestsTest, ForeignDirectorySurvivesStartTraining) {
                   .ok());
   v1::StartTrainingRequest r = InsideTraining(*root_);
   r.set_output_checkpoint(foreign);
-  grpc::Status st = CallRaw(Channel(), "/spar.v1.Trainer/StartTraining", r.SerializeAsString(),
-                            kToken);
+  grpc::Status st =
+      CallRaw(Channel(), "/spar.v1.Trainer/StartTraining", r.SerializeAsString(), kToken);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
   EXPECT_NE(st.error_message().find("output_checkpoint"), std::string::npos) << st.error_message();
   auto kept = ReadFile(JoinPath(foreign, "keep.txt"));
@@ -489,8 +492,8 @@ TEST(AppExposureTest, DataRootDefaultsToTheWorkingDirectory) {
   ASSERT_TRUE(app.ok()) << app.status();
   v1::LoadPolicyRequest load;
   load.set_policy("/etc");
-  grpc::Status st =
-      CallRaw(MakeChannel((*app)->address()), "/spar.v1.Sampler/LoadPolicy", load.SerializeAsString(), "");
+  grpc::Status st = CallRaw(MakeChannel((*app)->address()), "/spar.v1.Sampler/LoadPolicy",
+                            load.SerializeAsString(), "");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
   EXPECT_NE(st.error_message().find(root), std::string::npos) << st.error_message();
   app->reset();
@@ -528,7 +531,8 @@ TEST(SpecFileTest, ErrorsNameFileAndPositionNeverTheContents) {
     EXPECT_NE(message.find("/jobs/job.json"), std::string::npos) << message;
     EXPECT_NE(message.find(c.expect), std::string::npos) << message;
   }
-  absl::StatusOr<v1::JobSpec> ok = ParseJobSpecFile("j.json", "{\"name\": \"fine\", \"rounds\": 2}");
+  absl::StatusOr<v1::JobSpec> ok =
+      ParseJobSpecFile("j.json", "{\"name\": \"fine\", \"rounds\": 2}");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->rounds(), 2);
 }

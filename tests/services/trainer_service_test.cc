@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
@@ -209,7 +209,8 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
     ac.metrics_port = -1;
     auto app = App::Start(ac);
     ASSERT_TRUE(app.ok()) << app.status();
-    std::vector<v1::TrainingEvent> events = TrainThroughGrpc((*app)->address(), Request("k", single));
+    std::vector<v1::TrainingEvent> events =
+        TrainThroughGrpc((*app)->address(), Request("k", single));
     ASSERT_FALSE(events.empty());
     ASSERT_EQ(events.back().state(), v1::TRAINING_STATE_SUCCEEDED) << events.back().error();
     EXPECT_EQ(events.back().step(), 6);
@@ -231,8 +232,8 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
   ASSERT_GE(words.size(), 7u);
   const std::string address = words[3];
   int metrics_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(words[6], ":"), ")\n"),
-                               &metrics_port))
+  ASSERT_TRUE(
+      absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(words[6], ":"), ")\n"), &metrics_port))
       << listening;
   ASSERT_FALSE(rank1.ReadLineStartingWith("spar trainer worker rank 1/2").empty());
 
@@ -337,8 +338,8 @@ Child StartTrainer(const std::string& dir, const std::vector<std::string>& env,
   std::vector<std::string> words = absl::StrSplit(listening, ' ');
   if (words.size() < 7) return c;
   *address = words[3];
-  EXPECT_TRUE(absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(words[6], ":"), ")\n"),
-                               metrics_port))
+  EXPECT_TRUE(
+      absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(words[6], ":"), ")\n"), metrics_port))
       << listening;
   return c;
 }
@@ -367,8 +368,8 @@ TEST(TrainerServiceProcessTest, KilledServiceResumesTheRepeatedRequestFromTrainS
   MakeRankDir(dir);
   std::string address;
   int metrics_port = 0;
-  Child first = StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP=5"}, &address,
-                             &metrics_port);
+  Child first =
+      StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP=5"}, &address, &metrics_port);
   ASSERT_FALSE(address.empty());
   TrainThroughGrpc(address, Request("resume-key", "", 2), /*expect_ok=*/false);
   const int status = first.Wait();
@@ -377,8 +378,8 @@ TEST(TrainerServiceProcessTest, KilledServiceResumesTheRepeatedRequestFromTrainS
   ASSERT_FALSE(PathExists(JoinPath(dir, "out")));
 
   // Restarted, the same request (same idempotency key) continues from step 4.
-  Child second = StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP="}, &address,
-                              &metrics_port);
+  Child second =
+      StartTrainer(dir, {"SPAR_TRAINER_FAULT_KILL_AFTER_STEP="}, &address, &metrics_port);
   ASSERT_FALSE(address.empty());
   std::vector<v1::TrainingEvent> events = TrainThroughGrpc(address, Request("resume-key", "", 2));
   ASSERT_FALSE(events.empty());

@@ -21,9 +21,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "tasks/arith/problems.h"
 #include "common/file_util.h"
 #include "orchestrator/ports.h"
+#include "tasks/arith/problems.h"
 
 namespace spar::testing {
 

@@ -99,10 +99,10 @@ TEST(ActivationCheckpointTest, LoraGradientsWithDropoutEqualPlainBackward) {
   auto policy = model::Policy::CreateRandom(testing::TinyConfig(), 32);
   ASSERT_TRUE(policy.ok()) << policy.status();
   LlamaForCausalLM& module = (*policy)->impl().module;
-  model::internal::AddLoraAdapters(module, /*rank=*/4, /*scale=*/2.0, /*dropout=*/0.2,
-                                   {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                    "up_proj", "down_proj"},
-                                   /*seed=*/3);
+  model::internal::AddLoraAdapters(
+      module, /*rank=*/4, /*scale=*/2.0, /*dropout=*/0.2,
+      {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+      /*seed=*/3);
   {
     // B starts at zero (no update, no gradient for A): give it values so both get gradients.
     torch::NoGradGuard no_grad;

@@ -27,8 +27,8 @@ namespace spar::trainer {
 namespace {
 
 std::string TempDir(const std::string& name) {
-  std::string dir = JoinPath(::testing::TempDir(),
-                             absl::StrCat("spar_disk_full_test_", ::getpid(), "_", name));
+  std::string dir =
+      JoinPath(::testing::TempDir(), absl::StrCat("spar_disk_full_test_", ::getpid(), "_", name));
   EXPECT_TRUE(RemoveAll(dir).ok());
   return dir;
 }
@@ -74,10 +74,11 @@ absl::Status Train(const std::string& init, const std::string& out, const std::s
   TrainConfig config = testing::ResumableConfig();
   config.train_state_dir = state;
   steps->clear();
-  return TrainDpo(init, testing::ToyPairs(), config, out, [&](const TrainProgress& p) {
-           steps->push_back(p.step);
-           return true;
-         })
+  return TrainDpo(init, testing::ToyPairs(), config, out,
+                  [&](const TrainProgress& p) {
+                    steps->push_back(p.step);
+                    return true;
+                  })
       .status();
 }
 

@@ -41,7 +41,8 @@ TEST(Bf16GpuTest, Bf16RunIsCloseToFloat32) {
   ASSERT_TRUE((*init)->Save(JoinPath(root, "init")).ok());
   TrainConfig c = testing::ResumableConfig();
   c.save_every_steps = 0;
-  ASSERT_TRUE(TrainDpo(JoinPath(root, "init"), testing::ToyPairs(), c, JoinPath(root, "fp32")).ok());
+  ASSERT_TRUE(
+      TrainDpo(JoinPath(root, "init"), testing::ToyPairs(), c, JoinPath(root, "fp32")).ok());
   c.mixed_precision = "bf16";
   absl::StatusOr<TrainResult> r =
       TrainDpo(JoinPath(root, "init"), testing::ToyPairs(), c, JoinPath(root, "bf16"));

@@ -133,11 +133,11 @@ TEST(TrainResumeTest, StateOfADifferentRequestIsIgnored) {
   config.train_state_dir = state;
   std::vector<PreferencePair> pairs = testing::ToyPairs();
   // Leave a state behind (cancel after step 2), then change the request.
-  ASSERT_EQ(TrainDpo(init, pairs, config, TempDir("x"),
-                     [](const TrainProgress& p) { return p.step < 2; })
-                .status()
-                .code(),
-            absl::StatusCode::kCancelled);
+  ASSERT_EQ(
+      TrainDpo(init, pairs, config, TempDir("x"), [](const TrainProgress& p) { return p.step < 2; })
+          .status()
+          .code(),
+      absl::StatusCode::kCancelled);
   ASSERT_TRUE(PathExists(JoinPath(state, "state.pt")));
   config.learning_rate = 2e-3;
   std::vector<int> steps;
@@ -162,10 +162,10 @@ TEST(TrainDistributedTest, TwoGlooRanksMatchOneProcess) {
   const std::string out0 = TempDir("rank0"), out1 = TempDir("rank1");
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 2; ++rank) {
-    pids.push_back(Spawn({init, rank == 0 ? out0 : out1, TempDir(absl::StrCat("dstate", rank)),
-                          "0"},
-                         {absl::StrCat("RANK=", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
-                          "MASTER_PORT=" + port}));
+    pids.push_back(
+        Spawn({init, rank == 0 ? out0 : out1, TempDir(absl::StrCat("dstate", rank)), "0"},
+              {absl::StrCat("RANK=", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+               "MASTER_PORT=" + port}));
   }
   for (pid_t pid : pids) {
     const int status = WaitStatus(pid);

@@ -14,11 +14,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
-#include "model/policy.h"
-#include "trainer/internal/train_util.h"
-#include "tests/trainer/toy_data.h"
 #include "model/internal/llama.h"
+#include "model/policy.h"
 #include "tests/testing/tiny_model.h"
+#include "tests/trainer/toy_data.h"
+#include "trainer/internal/train_util.h"
 
 namespace spar::trainer {
 namespace {
@@ -54,7 +54,8 @@ std::string SaveTinyHfPolicy(uint64_t seed) {
   const std::string dir = TempDir(absl::StrCat("hf", seed));
   EXPECT_TRUE((*p)->Save(dir).ok());
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    absl::StatusOr<std::string> contents = ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f));
+    absl::StatusOr<std::string> contents =
+        ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f));
     EXPECT_TRUE(contents.ok()) << f;
     EXPECT_TRUE(WriteFileAtomic(JoinPath(dir, f), *contents).ok());
   }
@@ -162,8 +163,7 @@ TEST(TrainDpoTest, RaisesChosenOverRejectedAndReportsMetrics) {
   // First step: policy == reference, so h = 0 and the loss is log 2.
   EXPECT_NEAR(progress[0].loss, std::log(2.0), 1e-4);
   EXPECT_NEAR(progress[0].metrics.at("rewards/margins"), 0.0, 1e-4);
-  EXPECT_NEAR(progress[0].metrics.at("logps/chosen"),
-              (c0[0] + c0[1] + c0[2] + c0[3]) / 4, 1e-3);
+  EXPECT_NEAR(progress[0].metrics.at("logps/chosen"), (c0[0] + c0[1] + c0[2] + c0[3]) / 4, 1e-3);
   EXPECT_EQ(progress[2].total_steps, 3);
   EXPECT_GT(progress[2].tokens_per_second, 0.0);
   for (const char* key : {"rewards/chosen", "rewards/rejected", "rewards/margins",
@@ -219,8 +219,7 @@ TEST(TrainSftTest, LowersNll) {
   const std::vector<double> before = Scores(init, pr), after = Scores(out, pr);
   for (size_t i = 0; i < pr.size(); ++i) EXPECT_GT(after[i], before[i] + 1.0) << i;
   config.loss = "dpo";
-  EXPECT_EQ(TrainSft(init, data, config, out).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TrainSft(init, data, config, out).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // --- Loss family, bad input, optimisation details. ---
@@ -237,7 +236,8 @@ TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
   const std::string magnet = SaveTinyPolicy(22);
   std::vector<PreferencePair> pairs = testing::ToyPairs();
   pairs.resize(4);
-  const std::vector<double> c0 = Scores(init, Side(pairs, true)), r0 = Scores(init, Side(pairs, false));
+  const std::vector<double> c0 = Scores(init, Side(pairs, true)),
+                            r0 = Scores(init, Side(pairs, false));
   double mean0 = 0;
   for (size_t i = 0; i < pairs.size(); ++i) mean0 += (c0[i] - r0[i]) / pairs.size();
   for (const char* loss : {"dpo", "cdpo", "robust", "dno", "ipo", "ipo_sum", "hinge", "sppo",
@@ -256,7 +256,8 @@ TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
                             "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
       EXPECT_EQ(r->metrics.count(key), 1u) << key;
     }
-    const std::vector<double> c1 = Scores(out, Side(pairs, true)), r1 = Scores(out, Side(pairs, false));
+    const std::vector<double> c1 = Scores(out, Side(pairs, true)),
+                              r1 = Scores(out, Side(pairs, false));
     double mean1 = 0;
     for (size_t i = 0; i < pairs.size(); ++i) mean1 += (c1[i] - r1[i]) / pairs.size();
     EXPECT_GT(mean1, mean0);
@@ -369,7 +370,8 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
   EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.loss: unknown loss \"kto\""));
   c = TrainConfig();
   c.optimizer = "sgd";
-  EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.optimizer: unknown optimizer \"sgd\""));
+  EXPECT_THAT(code_and_message(init, ok, c),
+              HasSubstr("train.optimizer: unknown optimizer \"sgd\""));
   c = TrainConfig();
   c.lr_scheduler = "step";
   EXPECT_THAT(code_and_message(init, ok, c), HasSubstr("train.lr_scheduler"));
@@ -415,8 +417,7 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
                                 *ReadFile(JoinPath("tests/data/tokenizers/spm-bpe-32k", f)))
                     .ok());
   }
-  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
-              HasSubstr("init_checkpoint: "));
+  EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()), HasSubstr("init_checkpoint: "));
   EXPECT_THAT(code_and_message(small_vocab, ok, TrainConfig()),
               HasSubstr("tokenizer has 32000 ids, config.vocab_size is only 259"));
   EXPECT_FALSE(PathExists(out));
