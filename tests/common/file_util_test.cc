@@ -10,9 +10,13 @@
 #include "absl/strings/match.h"
 #include "common/internal/file_sys_calls.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 std::string TempDir() {
   char tmpl[] = "/tmp/spar_file_util_XXXXXX";
@@ -36,7 +40,7 @@ TEST(FileUtilTest, ReplaceSymlinkSwapsTheTargetAndLeavesNoTemp) {
   ASSERT_TRUE(MakeDirs(JoinPath(dir, "iter_002/checkpoint")).ok());
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, "iter_002/checkpoint/config.json"), "{}").ok());
   std::string link = JoinPath(dir, "best");
-  EXPECT_EQ(ReadSymlink(link).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(ReadSymlink(link), StatusIs(absl::StatusCode::kNotFound));
   ASSERT_TRUE(ReplaceSymlink("iter_001/checkpoint", link).ok());
   EXPECT_EQ(*ReadSymlink(link), "iter_001/checkpoint");
   ASSERT_TRUE(ReplaceSymlink("iter_001/checkpoint", link).ok());  // unchanged: nothing to do
@@ -65,7 +69,7 @@ TEST(FileUtilTest, JsonlRoundTripAndTornTail) {
   std::string text = *ReadFile(path) + "{\"d\": ";
   ASSERT_TRUE(WriteFileAtomic(path, text).ok());
   auto strict = ReadJsonl(path);
-  EXPECT_EQ(strict.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(strict, StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_NE(std::string(strict.status().message()).find(":4:"), std::string::npos);
   EXPECT_EQ(ReadJsonl(path, /*allow_torn_tail=*/true)->size(), 3u);
   RemoveAll(dir).IgnoreError();
@@ -81,7 +85,7 @@ TEST(FileUtilTest, AtomicWriteOnAFullDiskKeepsTheOldFileAndLeavesNoTemp) {
     testing::FaultSysCalls full(/*match=*/dir, budget);
     spar::internal::ScopedFileSysCallsForTesting scoped(&full);
     const absl::Status st = WriteFileAtomic(path, std::string(8192, 'x'));
-    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << budget << ": " << st;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kResourceExhausted)) << budget << ": " << st;
     EXPECT_TRUE(absl::StrContains(st.message(), path)) << st;
     EXPECT_TRUE(absl::StrContains(st.message(), "No space left on device")) << st;
     EXPECT_EQ(full.failures(), 1) << budget;
@@ -101,13 +105,13 @@ TEST(FileUtilTest, AtomicFileWriterKeepsAcceptingAfterAFailureAndReportsItOnComm
   testing::FaultSysCalls full(dir, /*budget=*/100);
   spar::internal::ScopedFileSysCallsForTesting scoped(&full);
   auto file = AtomicFileWriter::Create(path);
-  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_THAT(file, IsOk());
   const std::string chunk(64, 'y');
   for (int i = 0; i < 4; ++i) EXPECT_EQ((*file)->Write(chunk.data(), chunk.size()), 64u);
-  EXPECT_EQ((*file)->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT((*file)->status(), StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(full.failures(), 1) << "no write is tried after the first failure";
   const absl::Status st = (*file)->Commit();
-  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(absl::StrContains(st.message(), "state.pt: No space left on device")) << st;
   EXPECT_FALSE(PathExists(path));
   EXPECT_TRUE(ListDir(dir)->empty());
@@ -168,23 +172,23 @@ TEST(FileUtilTest, FailedAppendLeavesNoTornLine) {
     testing::FaultSysCalls full(dir, /*budget=*/5);
     spar::internal::ScopedFileSysCallsForTesting scoped(&full);
     const absl::Status st = AppendLine(path, R"({"b": "a longer line"})");
-    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kResourceExhausted));
   }
   ASSERT_TRUE(AppendLine(path, R"({"c": 3})").ok());
   auto rows = ReadJsonl(path);
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   EXPECT_EQ(*rows, (std::vector<nlohmann::json>{{{"a", 1}}, {{"c", 3}}}));
   ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 TEST(FileUtilTest, MissingFileIsNotFound) {
-  EXPECT_EQ(ReadFile("/nonexistent/spar/x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(ReadFile("/nonexistent/spar/x"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST(FileUtilTest, CheckKnownKeysNamesTheField) {
   nlohmann::json j = {{"port", 1}, {"prot", 2}};
   absl::Status st = CheckKnownKeys(j, {"port"}, "config");
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(st.message(), "config: unknown field \"prot\"");
 }
 

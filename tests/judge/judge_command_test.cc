@@ -19,9 +19,12 @@
 #include "gtest/gtest.h"
 #include "services/judge/judge_server.h"
 #include "tests/judge/hostile_judge.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::cli {
 namespace {
+
+using ::spar::testing::IsOk;
 
 class JudgeCommandTest : public ::testing::Test {
  protected:
@@ -33,7 +36,7 @@ class JudgeCommandTest : public ::testing::Test {
 
   void StartJudge(judge::JudgeServerOptions o = {}) {
     auto s = judge::JudgeServer::Start(o);
-    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_THAT(s, IsOk());
     judge_ = *std::move(s);
     ASSERT_TRUE(WriteJsonFileAtomic(Path("oracle.json"),
                                     {{"base_url", judge_->base_url()}, {"max_retries", 0}})
@@ -47,7 +50,7 @@ class JudgeCommandTest : public ::testing::Test {
     std::vector<char*> ptrs;
     for (std::string& a : argv) ptrs.push_back(a.data());
     absl::StatusOr<Args> args = Args::Parse(static_cast<int>(ptrs.size()), ptrs.data(), {});
-    EXPECT_TRUE(args.ok()) << args.status();
+    EXPECT_THAT(args, IsOk());
     return RunJudgeCommand(*args);
   }
 
@@ -69,7 +72,7 @@ TEST_F(JudgeCommandTest, JudgesBothShapesInOrderAndResumesFromTheCache) {
                   .ok());
   EXPECT_EQ(RunDefault(), 0);
   absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path("judgments.jsonl"));
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_EQ((*rows)[0]["line"], 1);
   EXPECT_EQ((*rows)[0]["id"], "p1");
@@ -197,11 +200,11 @@ TEST_F(JudgeCommandTest, HostileErrorBodiesAreWrittenRedactedAndValidUtf8) {
   unsetenv("SPAR_JUDGE_API_KEY");
   EXPECT_EQ(rc, 1);
   absl::StatusOr<std::string> text = ReadFile(Path("judgments.jsonl"));
-  ASSERT_TRUE(text.ok()) << text.status();
+  ASSERT_THAT(text, IsOk());
   EXPECT_EQ(SanitizeUtf8(*text), *text);
   EXPECT_THAT(*text, ::testing::Not(::testing::HasSubstr("CMDKEY")));
   absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path("judgments.jsonl"));
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 3u);
   for (const nlohmann::json& r : *rows) {
     EXPECT_EQ(r["ok"], false);
@@ -239,7 +242,7 @@ TEST_F(JudgeCommandTest, TwoRunsSharingOneCachePayEachQuestionOnce) {
   }
   for (const char* out : {"one.jsonl", "two.jsonl"}) {
     absl::StatusOr<std::vector<nlohmann::json>> rows = ReadJsonl(Path(out));
-    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_THAT(rows, IsOk());
     ASSERT_EQ(rows->size(), 30u);
     for (const nlohmann::json& r : *rows) EXPECT_EQ(r["ok"], true) << r.dump();
   }
@@ -285,7 +288,7 @@ TEST_F(JudgeCommandTest, TwoProcessesSharingOneCachePayEachQuestionOnce) {
   for (int c = 0; c < 2; ++c) {
     absl::StatusOr<std::vector<nlohmann::json>> rows =
         ReadJsonl(Path(absl::StrCat("out", c, ".jsonl")));
-    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_THAT(rows, IsOk());
     ASSERT_EQ(rows->size(), 30u);
     for (const nlohmann::json& r : *rows) EXPECT_EQ(r["ok"], true) << r.dump();
   }

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "oracle_client/judge_template.h"
 #include "oracle_client/oracle_client.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::judge {
 namespace {
@@ -26,13 +27,15 @@ using ::spar::oracle::Comparison;
 using ::spar::oracle::Judgment;
 using ::spar::oracle::OracleClient;
 using ::spar::oracle::OracleConfig;
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 class JudgeServerTest : public ::testing::Test {
  protected:
   void StartServer(JudgeServerOptions options = {}) {
     absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start(std::move(options));
-    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_THAT(s, IsOk());
     server_ = *std::move(s);
   }
 
@@ -49,7 +52,7 @@ class JudgeServerTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<OracleClient>> c =
         OracleClient::Create(std::move(config), registry_used_ ? nullptr : &registry_, &clock_);
     registry_used_ = true;
-    EXPECT_TRUE(c.ok()) << c.status();
+    EXPECT_THAT(c, IsOk());
     return c.ok() ? *std::move(c) : nullptr;
   }
 
@@ -70,7 +73,7 @@ TEST_F(JudgeServerTest, CompareReturnsTheRightWinnerWithLogprobs) {
   auto client = MakeClient(ClientConfig());
   ASSERT_NE(client, nullptr);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_ab, 0.99, 1e-9);
   EXPECT_NEAR(j->p_ba, 0.01, 1e-9);
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
@@ -92,7 +95,7 @@ TEST_F(JudgeServerTest, CompareReturnsTheRightWinnerWithLogprobs) {
 
   // The wrong answer first: the preference flips.
   j = client->Compare({"37+48=", "84", "85"});
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.01, 1e-9);
 
   OracleClient::Usage u = client->GetUsage();
@@ -114,7 +117,7 @@ TEST_F(JudgeServerTest, RequestLogHasEachJudgedRequestAsItIsJudged) {
   ASSERT_TRUE(client->Compare(kCorrectVsWrong).ok());
   // Readable while the server runs (the kill test reads it mid-job).
   absl::StatusOr<std::vector<nlohmann::json>> lines = ReadJsonl(o.request_log);
-  ASSERT_TRUE(lines.ok()) << lines.status();
+  ASSERT_THAT(lines, IsOk());
   ASSERT_EQ(lines->size(), 2u);
   EXPECT_EQ((*lines)[0], server_->seen_requests()[0]);
   EXPECT_EQ((*lines)[1]["output_a"], "84");
@@ -122,15 +125,14 @@ TEST_F(JudgeServerTest, RequestLogHasEachJudgedRequestAsItIsJudged) {
   JudgeServerOptions bad;
   bad.request_log = "/nonexistent-dir/requests.jsonl";
   absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start(bad);
-  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.status().message()), HasSubstr("judge.request_log"));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("judge.request_log")));
 }
 
 TEST_F(JudgeServerTest, IdenticalAnswersDebiasToOneHalf) {
   StartServer();
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare({"37+48=", "85", "85"});
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_GT(j->p_ab, 0.5);  // position A wins the tie in both orders...
   EXPECT_GT(j->p_ba, 0.5);
   EXPECT_NEAR(j->p_a_wins, 0.5, 1e-12);  // ...and debiasing cancels it
@@ -142,15 +144,14 @@ TEST_F(JudgeServerTest, ExactRuleTiesWrongAnswersAndStillRewardsTheCorrectOne) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> wrong = client->Compare({"37+48=", "84", "12"});  // closer vs farther
-  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  ASSERT_THAT(wrong, IsOk());
   EXPECT_NEAR(wrong->p_a_wins, 0.5, 1e-12);
   absl::StatusOr<Judgment> right = client->Compare({"37+48=", "12", "85"});
-  ASSERT_TRUE(right.ok()) << right.status();
+  ASSERT_THAT(right, IsOk());
   EXPECT_LT(right->p_a_wins, 0.05);
   o.arith_rule = "nearest";
   absl::StatusOr<std::unique_ptr<JudgeServer>> bad = JudgeServer::Start(o);
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("judge.arith_rule"));
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("judge.arith_rule")));
 }
 
 TEST_F(JudgeServerTest, TextVerdictsWithoutLogprobs) {
@@ -160,7 +161,7 @@ TEST_F(JudgeServerTest, TextVerdictsWithoutLogprobs) {
   config.both_orders = false;
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare({"1+1=", "3", "2"});
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(j->p_ab, 0.0);
   EXPECT_EQ(j->p_ba, -1);
   EXPECT_EQ(j->p_a_wins, 0.0);
@@ -178,7 +179,7 @@ TEST_F(JudgeServerTest, RateLimitIsRetriedHonouringRetryAfter) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
   EXPECT_EQ(j->http_calls, 4);
   EXPECT_EQ(j->retries, 2);
@@ -197,7 +198,7 @@ TEST_F(JudgeServerTest, RetryAfterMsTakesPrecedence) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(Slept(), absl::Seconds(3));  // 2 x 1.5 s
 }
 
@@ -208,7 +209,7 @@ TEST_F(JudgeServerTest, ServerErrorIsRetriedWithJitteredBackoff) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(j->retries, 2);
   // Each order waited 0.5 s x jitter in [0.75, 1].
   EXPECT_GE(Slept(), absl::Milliseconds(750));
@@ -224,8 +225,7 @@ TEST_F(JudgeServerTest, PersistentServerErrorExhaustsRetries) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("HTTP 500"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("HTTP 500")));
   EXPECT_EQ(server_->requests_served(), 3);  // 1 + max_retries, then the other order is not asked
   EXPECT_GE(Slept(), absl::Milliseconds(1125));  // (0.5 + 1) x 0.75
   EXPECT_LE(Slept(), absl::Milliseconds(1500));
@@ -240,8 +240,7 @@ TEST_F(JudgeServerTest, InsufficientQuotaIsNotRetried) {
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("insufficient_quota"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("insufficient_quota")));
   EXPECT_EQ(server_->requests_served(), 1);
   EXPECT_EQ(Slept(), absl::ZeroDuration());
 }
@@ -253,8 +252,7 @@ TEST_F(JudgeServerTest, BadVerdictIsRetriedOnceThenAnError) {
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("maybe"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("maybe")));
   EXPECT_EQ(server_->requests_served(), 2);
   EXPECT_EQ(Slept(), absl::ZeroDuration());
 }
@@ -266,7 +264,7 @@ TEST_F(JudgeServerTest, OccasionalBadVerdictRecoversOnRetry) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
   EXPECT_EQ(j->http_calls, 4);
   EXPECT_EQ(j->retries, 2);
@@ -283,8 +281,7 @@ TEST_F(JudgeServerTest, TruncatedJsonIsRetriedUntilTheJudgmentDeadline) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("cut short"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cut short")));
   EXPECT_THAT(std::string(j.status().message()), HasSubstr("judgment_deadline_s = 20"));
   EXPECT_GE(server_->requests_served(), 5);
   EXPECT_LE(server_->requests_served(), 7);
@@ -298,7 +295,7 @@ TEST_F(JudgeServerTest, TruncatedJsonNowAndThenLosesNothing) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
   EXPECT_EQ(j->http_calls, 4);
 }
@@ -310,7 +307,7 @@ TEST_F(JudgeServerTest, ConnectionResetIsRetried) {
   StartServer(o);
   auto client = MakeClient(ClientConfig());
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
   EXPECT_EQ(j->http_calls, 4);
   EXPECT_THAT(registry_.Serialize(),
@@ -328,8 +325,7 @@ TEST_F(JudgeServerTest, SlowJudgeTimesOut) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("no response"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no response")));
 }
 
 TEST_F(JudgeServerTest, CompareAllCallsBackOncePerIndexSerialized) {
@@ -351,7 +347,7 @@ TEST_F(JudgeServerTest, CompareAllCallsBackOncePerIndexSerialized) {
     if (inside.fetch_add(1) != 0) overlapped = true;
     ASSERT_LT(i, items.size());
     ++calls[i];
-    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_THAT(j, IsOk());
     p[i] = j->p_a_wins;
     inside.fetch_sub(1);
   });
@@ -389,21 +385,20 @@ TEST_F(JudgeServerTest, AuthorizationIsEnforced) {
     auto anonymous = MakeClient(ClientConfig());
     absl::StatusOr<Judgment> j = anonymous->Compare(kCorrectVsWrong);
     ASSERT_FALSE(j.ok());
-    EXPECT_EQ(j.status().code(), absl::StatusCode::kUnauthenticated);
-    EXPECT_THAT(std::string(j.status().message()), HasSubstr("HTTP 401"));
+    EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("HTTP 401")));
     EXPECT_EQ(anonymous->GetUsage().calls, 1);  // 401 is not retried
   }
   {
     OracleConfig config = ClientConfig();
     config.api_key = "wrong";
     auto wrong = MakeClient(config);
-    EXPECT_EQ(wrong->Compare(kCorrectVsWrong).status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(wrong->Compare(kCorrectVsWrong), StatusIs(absl::StatusCode::kUnauthenticated));
   }
   OracleConfig config = ClientConfig();
   config.api_key = "sk-spar-test";
   auto authorized = MakeClient(config);
   absl::StatusOr<Judgment> j = authorized->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_NEAR(j->p_a_wins, 0.99, 1e-9);
 }
 
@@ -415,7 +410,7 @@ TEST_F(JudgeServerTest, UnreachableJudgeIsUnavailable) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(client->GetUsage().calls, 2);
 }
 
@@ -428,7 +423,7 @@ TEST_F(JudgeServerTest, HttpsToAClosedLoopbackPortIsUnavailable) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable) << j.status();
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST_F(JudgeServerTest, HttpsToAPlainHttpServerFailsWithoutRetryingForever) {
@@ -489,10 +484,10 @@ TEST_F(JudgeServerTest, ServesOpenAiShapedResponsesAndErrors) {
 TEST(JudgeServerOptionsTest, RejectsBadOptions) {
   JudgeServerOptions o;
   o.fault = "explode";
-  EXPECT_EQ(JudgeServer::Start(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(JudgeServer::Start(o), StatusIs(absl::StatusCode::kInvalidArgument));
   o.fault = "429";
   o.fault_rate = 1.5;
-  EXPECT_EQ(JudgeServer::Start(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(JudgeServer::Start(o), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

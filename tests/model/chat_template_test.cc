@@ -5,9 +5,13 @@
 
 #include "gtest/gtest.h"
 #include "model/hf_tokenizer.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 const std::vector<ChatMessage> kChat = {
     {"system", "You are helpful."}, {"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}};
@@ -17,7 +21,7 @@ std::string Render(ChatTemplateKind kind, const std::vector<ChatMessage>& messag
   ChatRenderOptions options;
   options.add_generation_prompt = generation_prompt;
   auto out = RenderChat(kind, messages, options);
-  EXPECT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(out, IsOk());
   return out.ok() ? *out : "";
 }
 
@@ -75,8 +79,8 @@ TEST(ChatTemplateTest, Mistral) {
             "<s>[INST] Hi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
   // The reference template (Mixtral-8x7B-Instruct-v0.1's, rendered by transformers) raises on a
   // system message; Spar used to fold it into the first user turn.
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kMistral, kChat).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kMistral, kChat),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ChatTemplateTest, Zephyr) {
@@ -100,7 +104,7 @@ TEST(ChatTemplateTest, NamesAndDetection) {
     EXPECT_EQ(*ParseChatTemplateName(ChatTemplateName(kind)), kind);
   }
   EXPECT_EQ(*ParseChatTemplateName("qwen"), ChatTemplateKind::kChatml);
-  EXPECT_EQ(ParseChatTemplateName("vicuna").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseChatTemplateName("vicuna"), StatusIs(absl::StatusCode::kInvalidArgument));
 
   auto qwen = HfTokenizer::Load("tests/data/tokenizers/qwen3");
   ASSERT_TRUE(qwen.ok());
@@ -114,21 +118,21 @@ TEST(ChatTemplateTest, NamesAndDetection) {
   EXPECT_EQ(*DetectChatTemplate("<<SYS>>\\n [INST]"), ChatTemplateKind::kLlama2);
   EXPECT_EQ(*DetectChatTemplate("<start_of_turn>"), ChatTemplateKind::kGemma);
   EXPECT_EQ(*DetectChatTemplate("<|user|>\\n ... <|assistant|>"), ChatTemplateKind::kZephyr);
-  EXPECT_EQ(DetectChatTemplate("{{ messages }}").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(DetectChatTemplate("{{ messages }}"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST(ChatTemplateTest, RejectsBadRoles) {
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kChatml, {{"robot", "x"}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kChatml, {{"user", "x"}, {"system", "y"}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kLlama2, {{"user", "x"}, {"user", "y"}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kChatml, {{"robot", "x"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kChatml, {{"user", "x"}, {"system", "y"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kLlama2, {{"user", "x"}, {"user", "y"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   // Gemma's template has no system role and wants user/assistant turns, as transformers renders it.
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kGemma, kChat).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RenderChat(ChatTemplateKind::kGemma, {{"assistant", "x"}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kGemma, kChat),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(RenderChat(ChatTemplateKind::kGemma, {{"assistant", "x"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // The templates' `| trim` and .strip() are Python's: Unicode whitespace goes too.

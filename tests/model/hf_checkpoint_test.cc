@@ -15,10 +15,13 @@
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
 #include "model/safetensors.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 std::string TempDir(const std::string& name) {
@@ -70,7 +73,7 @@ class HfCheckpointTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(HfCheckpointTest, RoundTripsInHfLayout) {
   LlamaConfig config = TinyHfConfig(GetParam());
   auto policy = Policy::CreateRandom(config, 7);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   Perturb(**policy, 11);
   const std::string dir = TempDir(GetParam());
   // qwen3 is written in shards of at most 20 KB to exercise model.safetensors.index.json.
@@ -86,7 +89,7 @@ TEST_P(HfCheckpointTest, RoundTripsInHfLayout) {
   ASSERT_TRUE(json.ok());
   EXPECT_EQ((*json)["model_type"], GetParam());
   auto loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ((*loaded)->config().model_type, GetParam());
   EXPECT_EQ((*loaded)->config().head_dim(), config.head_dim());
   EXPECT_EQ((*loaded)->NumParameters(), (*policy)->NumParameters());
@@ -136,7 +139,7 @@ TEST_P(HfCheckpointTest, ScoringMatchesGenerationLogProbs) {
   params.top_k = 50;
   params.min_p = 0.01f;
   auto gens = (*policy)->Generate({"Hi", "a longer prompt"}, params);
-  ASSERT_TRUE(gens.ok()) << gens.status();
+  ASSERT_THAT(gens, IsOk());
   std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> pairs;
   std::vector<double> reported;
   for (const Generation& g : *gens) {
@@ -150,7 +153,7 @@ TEST_P(HfCheckpointTest, ScoringMatchesGenerationLogProbs) {
     }
   }
   auto scored = (*policy)->ScoreTokens(pairs);
-  ASSERT_TRUE(scored.ok()) << scored.status();
+  ASSERT_THAT(scored, IsOk());
   for (size_t i = 0; i < reported.size(); ++i) EXPECT_NEAR((*scored)[i], reported[i], 1e-4) << i;
 }
 
@@ -165,7 +168,7 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
   config.pad_token_id = 0;
   config.torch_dtype = "bfloat16";
   auto policy = Policy::CreateRandom(config, 1);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   const std::string dir = TempDir("bf16");
   ASSERT_TRUE((*policy)->Save(dir).ok());
   auto file = SafetensorsFile::Read(JoinPath(dir, "model.safetensors"));
@@ -177,7 +180,7 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
     ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, f), *contents).ok());
   }
   auto loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   ASSERT_NE((*loaded)->tokenizer(), nullptr);
   torch::Tensor want = (*policy)->impl().module->named_parameters()["model.norm.weight"];
   torch::Tensor got = (*loaded)->impl().module->named_parameters()["model.norm.weight"];
@@ -191,7 +194,7 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
   params.max_new_tokens = 4;
   params.stop_strings = {"\n"};
   auto gens = (*loaded)->Generate({"Hello"}, params);
-  ASSERT_TRUE(gens.ok()) << gens.status();
+  ASSERT_THAT(gens, IsOk());
   EXPECT_EQ(gens->at(0).texts[0].find('\n'), std::string::npos);
   // Saving again copies the tokenizer files.
   const std::string again = TempDir("again");
@@ -209,7 +212,7 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   config.eos_token_id = 2;
   config.pad_token_id = 0;
   auto policy = Policy::CreateRandom(config, 4);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   const std::string dir = TempDir("chat");
   ASSERT_TRUE((*policy)->Save(dir).ok());
   auto tok_json = ReadFile("tests/data/tokenizers/spm-bpe-32k/tokenizer.json");
@@ -223,7 +226,7 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, "tokenizer.json"), *tok_json).ok());
   ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "tokenizer_config.json"), *tok_config).ok());
   auto loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   const HfTokenizer& tok = *(*loaded)->tokenizer();
   EXPECT_EQ(*(*loaded)->ResolveChatTemplate("auto"), "zephyr");
   EXPECT_EQ(*(*loaded)->ResolveChatTemplate("none"), "");
@@ -234,21 +237,21 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   EXPECT_EQ(*raw, *(*loaded)->EncodePrompt(prompt));
   EXPECT_EQ(*raw, *tok.Encode(prompt, EncodeOptions{true, true}));
   auto zephyr = (*loaded)->EncodePrompt(prompt, "auto");
-  ASSERT_TRUE(zephyr.ok()) << zephyr.status();
+  ASSERT_THAT(zephyr, IsOk());
   EXPECT_EQ(*zephyr, *tok.Encode("<|user|>\n" + prompt + "</s>\n<|assistant|>\n"));
   auto chatml = (*loaded)->EncodePrompt(prompt, "chatml");
   ASSERT_TRUE(chatml.ok());
   EXPECT_EQ(*chatml,
             *tok.Encode("<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n"));
   EXPECT_NE(*chatml, *zephyr);
-  EXPECT_EQ((*loaded)->EncodePrompt(prompt, "vicuna").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT((*loaded)->EncodePrompt(prompt, "vicuna"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   // Generation feeds the templated ids; scoring with the same setting agrees with it.
   GenerationParams params;
   params.max_new_tokens = 5;
   params.chat_template = "auto";
   auto gens = (*loaded)->Generate({prompt}, params);
-  ASSERT_TRUE(gens.ok()) << gens.status();
+  ASSERT_THAT(gens, IsOk());
   EXPECT_EQ(gens->at(0).prompt_ids, *zephyr);
   auto scored = (*loaded)->ScoreResponses({{prompt, "four"}}, 8, "auto");
   auto response = (*loaded)->EncodeResponse("four");
@@ -258,8 +261,7 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   ASSERT_TRUE(by_tokens.ok());
   EXPECT_NEAR((*scored)[0], (*by_tokens)[0], 1e-9);
   params.chat_template = "vicuna";
-  EXPECT_EQ((*loaded)->Generate({prompt}, params).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT((*loaded)->Generate({prompt}, params), StatusIs(absl::StatusCode::kInvalidArgument));
 
   // The byte tokenizer has no template: "auto" is the raw text, a name is refused.
   LlamaConfig byte_config = TinyHfConfig("llama");
@@ -267,7 +269,7 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   ASSERT_TRUE(byte_policy.ok());
   EXPECT_EQ(*(*byte_policy)->EncodePrompt(prompt, "auto"), *(*byte_policy)->EncodePrompt(prompt));
   auto named = (*byte_policy)->EncodePrompt(prompt, "chatml");
-  EXPECT_EQ(named.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(named, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(named.status().message().find("no tokenizer.json"), std::string::npos);
 }
 
@@ -311,18 +313,17 @@ TEST(HfCheckpointLoadTest, ClearErrors) {
   qwen3["head_dim"] = (*policy)->config().head_dim();
   ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "config.json"), qwen3).ok());
   auto missing = Policy::Load(dir);
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(missing.status().message()),
-              HasSubstr("missing tensor \"model.layers.0.self_attn.q_norm.weight\""));
+  EXPECT_THAT(missing,
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("missing tensor \"model.layers.0.self_attn.q_norm.weight\"")));
   nlohmann::json gpt2 = *json;
   gpt2["model_type"] = "gpt2";
   ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "config.json"), gpt2).ok());
   auto unknown = Policy::Load(dir);
-  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("\"gpt2\""));
+  EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"gpt2\"")));
   ASSERT_TRUE(WriteJsonFileAtomic(JoinPath(dir, "config.json"), *json).ok());
   ASSERT_TRUE(RemoveAll(JoinPath(dir, "model.safetensors")).ok());
-  EXPECT_EQ(Policy::Load(dir).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(Policy::Load(dir), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST(HfCheckpointLoadTest, ParsesRealConfigShapes) {
@@ -346,7 +347,7 @@ TEST(HfCheckpointLoadTest, ParsesRealConfigShapes) {
     "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
                      "original_max_position_embeddings": 8192, "rope_type": "llama3"},
     "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})"));
-  ASSERT_TRUE(llama.ok()) << llama.status();
+  ASSERT_THAT(llama, IsOk());
   EXPECT_EQ(llama->rope_scaling_type, "llama3");
   EXPECT_EQ(llama->eos_token_id, 128001);
   EXPECT_EQ(llama->extra_eos_token_ids, (std::vector<int64_t>{128008, 128009}));
@@ -385,7 +386,7 @@ TEST(LoraTest, TrainsAloneMergesOnExportAndSavesPeftAdapter) {
   lora.target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                          "gate_proj", "up_proj", "down_proj"};
   ASSERT_TRUE((*policy)->AddLora(lora).ok());
-  EXPECT_EQ((*policy)->AddLora(lora).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT((*policy)->AddLora(lora), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_TRUE((*policy)->has_lora());
   (*policy)->impl().module->eval();
   // B starts at zero: the model is unchanged.
@@ -409,7 +410,7 @@ TEST(LoraTest, TrainsAloneMergesOnExportAndSavesPeftAdapter) {
   const std::string dir = TempDir("lora_merged");
   ASSERT_TRUE((*policy)->Save(dir).ok());
   auto merged = Policy::Load(dir);
-  ASSERT_TRUE(merged.ok()) << merged.status();
+  ASSERT_THAT(merged, IsOk());
   EXPECT_FALSE((*merged)->has_lora());
   EXPECT_LT((Logits(**merged, ids) - adapted).abs().max().item<double>(), 1e-5);
   // PEFT layout.
@@ -431,7 +432,7 @@ TEST(LoraTest, TrainsAloneMergesOnExportAndSavesPeftAdapter) {
   EXPECT_EQ((*config)["base_model_name_or_path"], "Qwen/Qwen2-0.5B");
   LoraConfig bad;
   bad.target_modules = {"lm_head"};
-  EXPECT_EQ(Validate(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Validate(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -8,10 +8,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::ElementsAre;
 
 // ctest runs from the source root (tests/CMakeLists.txt: WORKING_DIRECTORY).
@@ -19,7 +22,7 @@ const char kTokenizers[] = "tests/data/tokenizers";
 
 std::unique_ptr<HfTokenizer> LoadOrDie(const std::string& name) {
   auto tok = HfTokenizer::Load(JoinPath(kTokenizers, name));
-  EXPECT_TRUE(tok.ok()) << tok.status();
+  EXPECT_THAT(tok, IsOk());
   return tok.ok() ? *std::move(tok) : nullptr;
 }
 
@@ -32,7 +35,7 @@ TEST_P(GoldenTest, EncodesAndDecodesEveryLine) {
   auto tok = LoadOrDie(GetParam());
   ASSERT_NE(tok, nullptr);
   auto rows = ReadJsonl(JoinPath(JoinPath(kTokenizers, GetParam()), "golden.jsonl"));
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   ASSERT_GE(rows->size(), 250u);
   int encode_ok = 0, decode_ok = 0;
   for (size_t i = 0; i < rows->size(); ++i) {
@@ -40,11 +43,11 @@ TEST_P(GoldenTest, EncodesAndDecodesEveryLine) {
     std::string text = row["text"].get<std::string>();
     std::vector<int32_t> want = row["ids"].get<std::vector<int32_t>>();
     auto ids = tok->Encode(text);
-    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_THAT(ids, IsOk());
     EXPECT_EQ(*ids, want) << "line " << i + 1 << ": " << row["text"].dump();
     encode_ok += *ids == want;
     auto decoded = tok->Decode(*ids);
-    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    ASSERT_THAT(decoded, IsOk());
     EXPECT_EQ(*decoded, row["decoded"].get<std::string>()) << "line " << i + 1;
     decode_ok += *decoded == row["decoded"].get<std::string>();
   }
@@ -123,13 +126,12 @@ TEST(HfTokenizerTest, SentencePieceBosAndByteFallback) {
 }
 
 TEST(HfTokenizerTest, ErrorsAreClear) {
-  EXPECT_EQ(HfTokenizer::Load("/nonexistent").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(HfTokenizer::Load("/nonexistent"), StatusIs(absl::StatusCode::kNotFound));
   auto bad = HfTokenizer::FromJson(R"({"model": {"type": "Unigram", "vocab": []}})", "");
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("Unigram"));
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("Unigram")));
   auto tok = LoadOrDie("qwen3");
   ASSERT_NE(tok, nullptr);
-  EXPECT_EQ(tok->Decode({-1}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tok->Decode({-1}), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // A hand-written byte-level tokenizer: merges apply by rank, not left to right.
@@ -139,7 +141,7 @@ TEST(HfTokenizerTest, MergesByRank) {
               "merges": ["b c", "a bc"]},
     "normalizer": null, "pre_tokenizer": null, "decoder": null})";
   auto tok = HfTokenizer::FromJson(json, "");
-  ASSERT_TRUE(tok.ok()) << tok.status();
+  ASSERT_THAT(tok, IsOk());
   EXPECT_THAT(*(*tok)->Encode("abc"), ElementsAre(5));
   EXPECT_THAT(*(*tok)->Encode("abcb"), ElementsAre(5, 1));
 }
@@ -176,15 +178,15 @@ TEST(HfTokenizerTest, SplitBehaviors) {
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "MergedWithNext", true), "abab"), ElementsAre(2, 2));
   EXPECT_THAT(*EncodeWithPreTokenizer(Split(b, "Contiguous", false), "abbab"),
               ElementsAre(0, 1, 1, 0, 1));
-  EXPECT_EQ(EncodeWithPreTokenizer(Split(b, "Sideways", false), "ab").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(EncodeWithPreTokenizer(Split(b, "Sideways", false), "ab"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // A tiktoken conversion (Split, Removed, invert: true) keeps the regex matches and drops the
 // text between them.
 TEST(HfTokenizerTest, TiktokenStyleSplitKeepsMatches) {
   auto ids = EncodeWithPreTokenizer(Split(R"({"Regex": " ?a+b?"})", "Removed", true), "ab ab!!ab");
-  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_THAT(ids, IsOk());
   EXPECT_THAT(*ids, ElementsAre(2, 3, 2, 2));
 }
 

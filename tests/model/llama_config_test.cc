@@ -2,10 +2,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 nlohmann::json GoodJson() {
@@ -19,7 +22,7 @@ nlohmann::json GoodJson() {
 
 TEST(LlamaConfigTest, ParsesHfConfig) {
   absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(GoodJson());
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->vocab_size, 300);
   EXPECT_EQ(c->hidden_size, 64);
   EXPECT_EQ(c->num_key_value_heads, 2);
@@ -34,7 +37,7 @@ TEST(LlamaConfigTest, KvHeadsDefaultToHeads) {
   nlohmann::json j = GoodJson();
   j.erase("num_key_value_heads");
   absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->num_key_value_heads, 8);
 }
 
@@ -46,15 +49,14 @@ TEST(LlamaConfigTest, ToJsonRoundTrips) {
   EXPECT_EQ(j["model_type"], "llama");
   EXPECT_EQ(j["torch_dtype"], "float32");
   absl::StatusOr<LlamaConfig> back = ParseLlamaConfig(j);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk());
   EXPECT_EQ(ToJson(*back), j);
 }
 
 void ExpectError(nlohmann::json j, const std::string& needle) {
   absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
   ASSERT_FALSE(c.ok()) << needle;
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr(needle));
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(needle)));
 }
 
 TEST(LlamaConfigTest, ErrorsNameTheField) {
@@ -95,13 +97,13 @@ TEST(LlamaConfigTest, ReadsTransformers5RopeParametersAndDtype) {
   j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 50000.0}};
   j["dtype"] = "bfloat16";
   absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_DOUBLE_EQ(c->rope_theta, 50000.0);
   EXPECT_EQ(c->rope_scaling_type, "");
   EXPECT_EQ(c->torch_dtype, "bfloat16");
   j["rope_parameters"] = {{"rope_type", "linear"}, {"rope_theta", 1e6}, {"factor", 2.0}};
   c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_DOUBLE_EQ(c->rope_theta, 1e6);
   EXPECT_EQ(c->rope_scaling_type, "linear");
   EXPECT_DOUBLE_EQ(c->rope_scaling_factor, 2.0);
@@ -133,21 +135,21 @@ TEST(LlamaConfigTest, FamilyDefaultsMatchTransformers) {
   nlohmann::json j = GoodJson();
   j["model_type"] = "mistral";
   absl::StatusOr<LlamaConfig> c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->sliding_window, 4096);
   j["sliding_window"] = nullptr;
   c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->sliding_window, 0);
   EXPECT_TRUE(ToJson(*c)["sliding_window"].is_null());
   j["sliding_window"] = 6;
   c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(ToJson(*c)["sliding_window"], 6);
   j = GoodJson();
   j["model_type"] = "qwen3";
   c = ParseLlamaConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->head_dim(), 128);
   EXPECT_EQ(ToJson(*c)["head_dim"], 128);
 }

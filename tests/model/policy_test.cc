@@ -15,11 +15,14 @@
 #include "model/internal/policy_internal.h"
 #include "model/safetensors.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::model {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 LlamaConfig TinyConfig() {
@@ -43,7 +46,7 @@ std::string TempDir(const std::string& name) {
 
 std::unique_ptr<Policy> MakeTiny(uint64_t seed, LlamaConfig config = TinyConfig()) {
   absl::StatusOr<std::unique_ptr<Policy>> p = Policy::CreateRandom(config, seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   return std::move(p).value();
 }
 
@@ -72,7 +75,7 @@ TEST(PolicyTest, SaveLoadRoundTripGivesIdenticalLogits) {
   for (const auto& name : *siblings) EXPECT_EQ(name.rfind("tmp-", 0), std::string::npos) << name;
 
   absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ((*loaded)->NumParameters(), policy->NumParameters());
   const std::vector<int64_t> ids = {256, 51, 55, 43, 52, 56, 61, 57};
   EXPECT_TRUE(torch::equal(Logits(*policy, ids), Logits(**loaded, ids)));
@@ -97,12 +100,12 @@ TEST(PolicyTest, SaveOnAFullDiskLeavesNoTmpDirAndKeepsTheOldCheckpoint) {
     spar::testing::FaultSysCalls disk(parent, /*budget=*/2000);
     spar::internal::ScopedFileSysCallsForTesting scoped(&disk);
     const absl::Status st = next->Save(target);
-    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
-    EXPECT_THAT(std::string(st.message()), HasSubstr("No space left on device"));
+    EXPECT_THAT(
+        st, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("No space left on device")));
     EXPECT_EQ(*ListDir(parent), std::vector<std::string>{"ckpt"}) << target;
   }
   absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   const std::vector<int64_t> ids = {256, 51, 55, 43};
   EXPECT_TRUE(torch::equal(Logits(*old, ids), Logits(**loaded, ids)));
 }
@@ -120,15 +123,14 @@ TEST(PolicyTest, UntiedEmbeddingsRoundTrip) {
   EXPECT_EQ(file->tensors().at("model.layers.1.self_attn.k_proj.weight").shape,
             std::vector<int64_t>({16, 32}));  // 2 kv heads x head_dim 8
   absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(dir);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_THAT(loaded, IsOk());
   const std::vector<int64_t> ids = {256, 10, 20};
   EXPECT_TRUE(torch::equal(Logits(*policy, ids), Logits(**loaded, ids)));
 }
 
 TEST(PolicyTest, LoadErrorsAreClear) {
   absl::StatusOr<std::unique_ptr<Policy>> missing = Policy::Load("/nonexistent/ckpt");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/ckpt"));
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/ckpt")));
 
   std::unique_ptr<Policy> policy = MakeTiny(1);
   const std::string dir = TempDir("broken");
@@ -146,19 +148,16 @@ TEST(PolicyTest, LoadErrorsAreClear) {
     ASSERT_TRUE(WriteSafetensors(weights, refs).ok());
   }
   absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(dir);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(loaded.status().message()),
-              HasSubstr("missing tensor \"model.layers.1.mlp.up_proj.weight\""));
+  EXPECT_THAT(loaded, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("missing tensor \"model.layers.1.mlp.up_proj.weight\"")));
 
   ASSERT_TRUE(WriteFileAtomic(JoinPath(dir, "config.json"), R"({"hidden_size": "x"})").ok());
   loaded = Policy::Load(dir);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("config.json"));
+  EXPECT_THAT(loaded, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("config.json")));
 
   ASSERT_TRUE(RemoveAll(weights).ok());
   loaded = Policy::Load(dir);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("model.safetensors"));
+  EXPECT_THAT(loaded, StatusIs(absl::StatusCode::kNotFound, HasSubstr("model.safetensors")));
 }
 
 TEST(PolicyTest, ScoreResponsesMatchesManualLogSoftmax) {
@@ -166,7 +165,7 @@ TEST(PolicyTest, ScoreResponsesMatchesManualLogSoftmax) {
   const std::vector<std::pair<std::string, std::string>> pairs = {
       {"12+3=", "15"}, {"7+70=", "77"}, {"1+1=", "3 or so"}};
   absl::StatusOr<std::vector<double>> scores = policy->ScoreResponses(pairs, /*max_batch_size=*/2);
-  ASSERT_TRUE(scores.ok()) << scores.status();
+  ASSERT_THAT(scores, IsOk());
   ASSERT_EQ(scores->size(), 3u);
   for (size_t i = 0; i < pairs.size(); ++i) {
     std::vector<int64_t> ids = {ByteTokenizer::kBos};
@@ -193,7 +192,7 @@ TEST(PolicyTest, SamplingIsDeterministicAndBatchIndependent) {
   p.max_new_tokens = 6;
   p.seed = 42;
   absl::StatusOr<std::vector<Generation>> a = policy->Generate(prompts, p);
-  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_THAT(a, IsOk());
   ASSERT_EQ(a->size(), 4u);
   absl::StatusOr<std::vector<Generation>> again = policy->Generate(prompts, p);
   ASSERT_TRUE(again.ok());
@@ -288,7 +287,7 @@ TEST(PolicyTest, StopsAtEos) {
   p.temperature = 0;
   p.max_new_tokens = 5;
   absl::StatusOr<std::vector<Generation>> g = policy->Generate({"ab", "x+y="}, p);
-  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_THAT(g, IsOk());
   for (const auto& gen : *g) {
     EXPECT_EQ(gen.texts[0], "7");
     EXPECT_EQ(gen.token_ids[0], std::vector<int32_t>({55, ByteTokenizer::kEos}));
@@ -310,7 +309,7 @@ TEST(PolicyTest, RespectsMaxNewTokens) {
   p.max_new_tokens = 4;
   p.num_samples = 2;
   absl::StatusOr<std::vector<Generation>> g = policy->Generate({"q"}, p);
-  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_THAT(g, IsOk());
   for (int j = 0; j < 2; ++j) {
     EXPECT_EQ((*g)[0].texts[j], "7777");
     EXPECT_EQ((*g)[0].token_ids[j].size(), 4u);

@@ -8,10 +8,13 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 std::string Le64(uint64_t n) {
@@ -38,7 +41,7 @@ TEST(SafetensorsTest, ParsesHandMadeFile) {
       R"("step":{"dtype":"I64","shape":[],"data_offsets":[8,16]}})",
       data);
   absl::StatusOr<SafetensorsFile> parsed = SafetensorsFile::Parse(file);
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_THAT(parsed, IsOk());
   ASSERT_EQ(parsed->tensors().size(), 2u);
   EXPECT_EQ(parsed->metadata().at("format"), "pt");
   const SafetensorsEntry& w = parsed->tensors().at("w");
@@ -62,7 +65,7 @@ TEST(SafetensorsTest, SerializesExactBytes) {
   const std::string a_bytes = Bytes(a);
   absl::StatusOr<std::string> out =
       SerializeSafetensors({{"a", SafetensorsDType::kF32, {2}, a_bytes}}, {{"format", "pt"}});
-  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_THAT(out, IsOk());
   const std::string header =
       R"({"__metadata__":{"format":"pt"},"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
   // 85 chars -> padded with 3 spaces to 88.
@@ -92,9 +95,9 @@ TEST(SafetensorsTest, RoundTripsDtypesAndShapes) {
       {"empty", SafetensorsDType::kF32, {0, 4}, std::string_view()},
   };
   absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  ASSERT_THAT(bytes, IsOk());
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Parse(*bytes);
-  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_THAT(file, IsOk());
   ASSERT_EQ(file->tensors().size(), tensors.size());
   EXPECT_TRUE(file->metadata().empty());
   for (const auto& t : tensors) {
@@ -119,8 +122,7 @@ TEST(SafetensorsTest, DtypeNames) {
 void ExpectRejected(const std::string& bytes, const std::string& needle) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Parse(bytes);
   ASSERT_FALSE(file.ok()) << "expected an error containing: " << needle;
-  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(file.status().message()), HasSubstr(needle));
+  EXPECT_THAT(file, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(needle)));
 }
 
 TEST(SafetensorsTest, RejectsCorruptFiles) {
@@ -161,8 +163,7 @@ TEST(SafetensorsTest, SerializeRejectsBadInput) {
 
 TEST(SafetensorsTest, ReadMissingFileIsNotFound) {
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Read("/nonexistent/x.safetensors");
-  EXPECT_EQ(file.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(file.status().message()), HasSubstr("/nonexistent/x.safetensors"));
+  EXPECT_THAT(file, StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/x.safetensors")));
 }
 
 // Read memory-maps the file: the same entries and bytes as parsing it from memory, still valid
@@ -186,7 +187,7 @@ TEST(SafetensorsTest, ReadMapsTheFileAndMatchesParse) {
   std::optional<SafetensorsFile> copy;
   {
     absl::StatusOr<SafetensorsFile> mapped = SafetensorsFile::Read(path);
-    ASSERT_TRUE(mapped.ok()) << mapped.status();
+    ASSERT_THAT(mapped, IsOk());
     EXPECT_TRUE(mapped->mapped());
     EXPECT_EQ(mapped->metadata(), parsed->metadata());
     ASSERT_EQ(mapped->tensors().size(), 2u);

@@ -22,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "oracle_client/oracle_client.h"
 #include "services/judge/judge_server.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::judge {
 namespace {
@@ -30,6 +31,8 @@ using ::spar::oracle::Comparison;
 using ::spar::oracle::Judgment;
 using ::spar::oracle::OracleClient;
 using ::spar::oracle::OracleConfig;
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Fault = HostileJudge::Fault;
@@ -57,7 +60,7 @@ class HostileJudgeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start({});
-    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_THAT(s, IsOk());
     upstream_ = *std::move(s);
   }
 
@@ -79,7 +82,7 @@ class HostileJudgeTest : public ::testing::Test {
   std::unique_ptr<OracleClient> MakeClient(OracleConfig config, Clock* clock = nullptr) {
     absl::StatusOr<std::unique_ptr<OracleClient>> c =
         OracleClient::Create(std::move(config), &registry_, clock ? clock : &clock_);
-    EXPECT_TRUE(c.ok()) << c.status();
+    EXPECT_THAT(c, IsOk());
     return c.ok() ? *std::move(c) : nullptr;
   }
 
@@ -107,7 +110,7 @@ TEST_F(HostileJudgeTest, EchoedApiKeyIsRedactedFromStatusesLogsAndMetrics) {
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_EQ(hostile_->requests(), 2);  // 401 is not retried
   const std::string msg(j.status().message());
   EXPECT_THAT(msg, HasSubstr("Incorrect API key provided: <redacted>"));
@@ -137,13 +140,13 @@ TEST_F(HostileJudgeTest, NonAsciiAndInvalidUtf8ErrorTextStaysValidUtf8) {
   auto client = MakeClient(Config());
   absl::StatusOr<Judgment> cut = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(cut.ok());
-  EXPECT_EQ(cut.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cut, StatusIs(absl::StatusCode::kInvalidArgument));
   const std::string cut_msg(cut.status().message());
   EXPECT_TRUE(IsValidUtf8(cut_msg)) << cut_msg;
   EXPECT_THAT(cut_msg, HasSubstr("\xE2\x82\xAC..."));  // whole characters, then "..."
   absl::StatusOr<Judgment> garbage = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(garbage.ok());
-  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kDataLoss);  // answered twice, unparsable
+  EXPECT_THAT(garbage, StatusIs(absl::StatusCode::kDataLoss));  // answered twice, unparsable
   const std::string garbage_msg(garbage.status().message());
   EXPECT_TRUE(IsValidUtf8(garbage_msg)) << garbage_msg;
   EXPECT_THAT(garbage_msg, HasSubstr("<html>"));
@@ -167,8 +170,7 @@ TEST_F(HostileJudgeTest, DrippingJudgeIsCutAtTheRequestDeadline) {
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   const absl::Duration took = absl::Now() - start;
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("request deadline"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("request deadline")));
   EXPECT_EQ(hostile_->requests(), 2);
   EXPECT_GE(took, absl::Milliseconds(600));
   EXPECT_LT(took, absl::Seconds(3)) << "the drip was not cut: per-read timeouts only";
@@ -202,7 +204,7 @@ TEST_F(HostileJudgeTest, StopEndsARequestTheJudgeHolds) {
   client->Stop();
   caller.join();  // without the cut: 10 minutes (ctest's timeout)
   ASSERT_EQ(results.size(), 1u);
-  EXPECT_EQ(results[0].code(), absl::StatusCode::kCancelled) << results[0];
+  EXPECT_THAT(results[0], StatusIs(absl::StatusCode::kCancelled));
   EXPECT_EQ(hostile_->requests(), 1);
 }
 
@@ -223,7 +225,7 @@ TEST_F(HostileJudgeTest, NonTransientErrorsFailFast) {
   for (absl::StatusCode want : kWant) {
     absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
     ASSERT_FALSE(j.ok());
-    EXPECT_EQ(j.status().code(), want);
+    EXPECT_THAT(j, StatusIs(want));
   }
   EXPECT_EQ(hostile_->requests(), 3);
   EXPECT_EQ(clock_.Now(), absl::UnixEpoch());  // no backoff
@@ -246,8 +248,7 @@ TEST_F(HostileJudgeTest, TransientErrorsAreRetriedUntilTheJudgmentDeadline) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(j.status().message()), HasSubstr("judgment_deadline_s = 30"));
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("judgment_deadline_s = 30")));
   EXPECT_EQ(hostile_->requests(), 31);  // at 0, 1, ..., 30 s: retry-after honoured exactly
   EXPECT_EQ(clock_.Now() - absl::UnixEpoch(), absl::Seconds(30));
 }
@@ -273,12 +274,11 @@ TEST_F(HostileJudgeTest, JudgeThatStaysDownFailsLaterJudgmentsFastUntilItRecover
   EXPECT_EQ(hostile_->requests(), 6);  // at 0..5 s
   absl::StatusOr<Judgment> second = client->Compare(kCorrectVsWrong);
   ASSERT_FALSE(second.ok());
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(second.status().message()), HasSubstr("not retried"));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("not retried")));
   EXPECT_EQ(hostile_->requests(), 7);  // one attempt, no waiting
   up = true;
   absl::StatusOr<Judgment> third = client->Compare(kCorrectVsWrong);
-  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_THAT(third, IsOk());
   EXPECT_NEAR(third->p_a_wins, 0.99, 1e-9);
 }
 

@@ -1,13 +1,17 @@
 #include "oracle_client/internal/http_policy.h"
 
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle::internal {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
+
 TEST(ParseBaseUrlTest, SplitsSchemeHostPortAndPath) {
   absl::StatusOr<BaseUrl> u = ParseBaseUrl("http://127.0.0.1:8081/v1/", "f");
-  ASSERT_TRUE(u.ok()) << u.status();
+  ASSERT_THAT(u, IsOk());
   EXPECT_EQ(u->scheme, "http");
   EXPECT_EQ(u->host, "127.0.0.1");
   EXPECT_EQ(u->port, 8081);
@@ -16,31 +20,31 @@ TEST(ParseBaseUrlTest, SplitsSchemeHostPortAndPath) {
   EXPECT_EQ(u->SchemeHostPort(), "http://127.0.0.1:8081");
 
   u = ParseBaseUrl("https://api.example.com", "f");
-  ASSERT_TRUE(u.ok()) << u.status();
+  ASSERT_THAT(u, IsOk());
   EXPECT_EQ(u->port, 443);
   EXPECT_EQ(u->path_prefix, "");
   EXPECT_FALSE(u->loopback);
 
   u = ParseBaseUrl("http://[::1]:9/v1", "f");
-  ASSERT_TRUE(u.ok()) << u.status();
+  ASSERT_THAT(u, IsOk());
   EXPECT_EQ(u->host, "::1");
   EXPECT_EQ(u->SchemeHostPort(), "http://[::1]:9");
 }
 
 TEST(ParseBaseUrlTest, ErrorNamesTheField) {
   absl::Status st = ParseBaseUrl("http://example.com/v1", "oracle.base_url").status();
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(std::string(st.message()).find("oracle.base_url"), std::string::npos);
 }
 
 TEST(ParseBaseUrlTest, PlainHttpOnlyToLoopbackOrNamedHosts) {
   absl::Status st = ParseBaseUrl("http://spar-judge:8081/v1", "oracle.base_url").status();
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(std::string(st.message()).find("--judge_allow_http_host=spar-judge"), std::string::npos)
       << st;
 
   absl::StatusOr<BaseUrl> u = ParseBaseUrl("http://spar-judge:8081/v1", "f", {"SPAR-Judge"});
-  ASSERT_TRUE(u.ok()) << u.status();
+  ASSERT_THAT(u, IsOk());
   EXPECT_EQ(u->host, "spar-judge");
   EXPECT_FALSE(u->loopback);
   EXPECT_EQ(u->SchemeHostPort(), "http://spar-judge:8081");

@@ -5,9 +5,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "oracle_client/verdict.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 void ExpectRoundTrip(const std::string& instruction, const std::string& a, const std::string& b) {
   std::vector<ChatMessage> messages = RenderJudgePrompt(instruction, a, b);
@@ -68,7 +72,7 @@ TEST(JudgeTemplateFileTest, CustomPairwiseTemplateRendersInOnePass) {
                           {"system", "S"},
                           {"user", "{instruction}|{output_a}|{output_b} {\"json\": 1}"}},
                          "t.json");
-  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_THAT(t, IsOk());
   EXPECT_EQ(t->kind, TemplateKind::kPairwise);
   EXPECT_EQ(t->id.rfind("mine@", 0), 0u);
   EXPECT_EQ(t->id.size(), 5u + 12u);
@@ -98,9 +102,9 @@ TEST(JudgeTemplateFileTest, RejectsBadFiles) {
   EXPECT_THAT(err({{"user", "{instruction} {output}"}}), ::testing::HasSubstr("\"id\""));
   absl::StatusOr<JudgeTemplate> point = ParseJudgeTemplate(
       {{"id", "p"}, {"kind", "pointwise"}, {"user", "{instruction}:{output}"}}, "p.json");
-  ASSERT_TRUE(point.ok()) << point.status();
+  ASSERT_THAT(point, IsOk());
   EXPECT_EQ(RenderPointwise(*point, "i", "o").back().content, "i:o");
-  EXPECT_EQ(LoadJudgeTemplate("/nonexistent/t.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(LoadJudgeTemplate("/nonexistent/t.json"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST(JudgeTemplateFileTest, BuiltInPointwiseRoundTrips) {

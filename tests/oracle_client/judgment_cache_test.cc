@@ -8,9 +8,13 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "oracle_client/internal/sha256.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 class JudgmentCacheTest : public ::testing::Test {
  protected:
@@ -56,7 +60,7 @@ TEST_F(JudgmentCacheTest, KeyCoversEveryFieldAndCanonicalisesOrder) {
 TEST_F(JudgmentCacheTest, PutGetSurvivesReopen) {
   {
     auto cache = JudgmentCache::Open(path_);
-    ASSERT_TRUE(cache.ok()) << cache.status();
+    ASSERT_THAT(cache, IsOk());
     EXPECT_FALSE((*cache)->Get("k1")->has_value());
     ASSERT_TRUE((*cache)->Put("k1", {0.25, "B", 120, 1}).ok());
     EXPECT_EQ(*(*cache)->Size(), 1);
@@ -91,16 +95,16 @@ TEST_F(JudgmentCacheTest, ConcurrentWritersOnOneFile) {
 }
 
 TEST_F(JudgmentCacheTest, OpenErrorsNameThePath) {
-  EXPECT_EQ(JudgmentCache::Open("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(JudgmentCache::Open(""), StatusIs(absl::StatusCode::kInvalidArgument));
   absl::Status st = JudgmentCache::Open("/nonexistent/dir/x.sqlite").status();
-  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(st.message().find("/nonexistent/dir/x.sqlite"), absl::string_view::npos);
 }
 
 TEST_F(JudgmentCacheTest, UsageChargesAddUpPerRoundAndSurviveReopening) {
   {
     auto cache = JudgmentCache::Open(path_);
-    ASSERT_TRUE(cache.ok()) << cache.status();
+    ASSERT_THAT(cache, IsOk());
     UsageCharge c{"job-1", 1, 1, 100, 1, 0.25};
     // An answer and its charge in one transaction; a charge without an answer; another round.
     ASSERT_TRUE((*cache)->Put("k1", CachedAnswer{0.9, "A", 100, 1}, &c).ok());
@@ -114,7 +118,7 @@ TEST_F(JudgmentCacheTest, UsageChargesAddUpPerRoundAndSurviveReopening) {
   ASSERT_TRUE(cache.ok());
   EXPECT_EQ(*(*cache)->Size(), 2);
   absl::StatusOr<std::vector<RoundUsage>> rows = (*cache)->JobUsage("job-1");
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_EQ((*rows)[0].round, 1);
   EXPECT_EQ((*rows)[0].calls, 2);

@@ -6,10 +6,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(OracleConfigTest, ParsesAllFields) {
@@ -24,7 +27,7 @@ TEST(OracleConfigTest, ParsesAllFields) {
                       {"both_orders", false},
                       {"use_logprobs", false}};
   absl::StatusOr<OracleConfig> c = ParseOracleConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->base_url, "http://127.0.0.1:8081/v1");
   EXPECT_EQ(c->model, "judge-x");
   EXPECT_EQ(c->max_concurrency, 4);
@@ -42,7 +45,7 @@ TEST(OracleConfigTest, ParsesAllFields) {
 TEST(OracleConfigTest, DefaultsWhenAbsent) {
   absl::StatusOr<OracleConfig> c =
       ParseOracleConfig({{"base_url", "https://judge.example.com/v1"}});
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->model, "spar-rule-judge");
   EXPECT_EQ(c->max_concurrency, 8);
   EXPECT_EQ(c->timeout, absl::Seconds(30));
@@ -57,8 +60,7 @@ TEST(OracleConfigTest, RejectsUnknownKeyNamingIt) {
   absl::StatusOr<OracleConfig> c =
       ParseOracleConfig({{"base_url", "http://127.0.0.1/v1"}, {"max_retry", 3}});
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("max_retry"));
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_retry")));
 }
 
 TEST(OracleConfigTest, RejectsApiKeyInConfig) {
@@ -85,7 +87,7 @@ TEST(OracleConfigTest, KeepsApiKeyEnvAndLeavesTheKeyToTheEdge) {
   absl::StatusOr<OracleConfig> c = ParseOracleConfig(
       {{"base_url", "http://localhost:1/v1"}, {"api_key_env", "SPAR_TEST_ORACLE_KEY"}});
   ::unsetenv("SPAR_TEST_ORACLE_KEY");
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->api_key_env, "SPAR_TEST_ORACLE_KEY");
   EXPECT_EQ(c->api_key, "");
   c->api_key = "sk-test";
@@ -105,31 +107,30 @@ TEST(OracleConfigTest, RequiresHttpsUnlessLoopback) {
                           "http://128.0.0.1/v1", "http://127.0.0.1.evil.com/v1"}) {
     c.base_url = bad;
     absl::Status st = Validate(c);
-    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(std::string(st.message()), HasSubstr("https")) << bad;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("https"))) << bad;
   }
 }
 
 TEST(OracleConfigTest, AllowHttpHostsIsAnExplicitPerHostOptIn) {
   absl::StatusOr<OracleConfig> c = ParseOracleConfig(
       {{"base_url", "http://spar-judge:8081/v1"}, {"allow_http_hosts", {"spar-judge"}}});
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->allow_http_hosts, std::vector<std::string>{"spar-judge"});
-  EXPECT_TRUE(Validate(*c).ok()) << Validate(*c);
+  EXPECT_THAT(Validate(*c), IsOk());
   EXPECT_EQ(RedactedOracleConfig(*c)["allow_http_hosts"], nlohmann::json({"spar-judge"}));
 
   // Only the named host: another plain-http host is still refused, and the error names the
   // opt-in.
   c->base_url = "http://other-judge:8081/v1";
   absl::Status st = Validate(*c);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(st.message()), HasSubstr("oracle.allow_http_hosts"));
+  EXPECT_THAT(st,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("oracle.allow_http_hosts")));
   EXPECT_THAT(std::string(st.message()), HasSubstr("--judge_allow_http_host=other-judge"));
 
   // Not listed at all: refused as before.
   OracleConfig plain;
   plain.base_url = "http://spar-judge:8081/v1";
-  EXPECT_EQ(Validate(plain).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Validate(plain), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(OracleConfigTest, RejectsMalformedAllowHttpHostsNamingTheEntry) {
@@ -143,8 +144,9 @@ TEST(OracleConfigTest, RejectsMalformedAllowHttpHostsNamingTheEntry) {
   for (const char* bad : {"", "http://spar-judge", "spar-judge:8081", "spar-judge/v1", "a b"}) {
     c.allow_http_hosts = {"ok-host", bad};
     absl::Status st = Validate(c);
-    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(std::string(st.message()), HasSubstr("oracle.allow_http_hosts[1]")) << bad;
+    EXPECT_THAT(
+        st, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("oracle.allow_http_hosts[1]")))
+        << bad;
   }
 }
 
@@ -159,7 +161,7 @@ TEST(OracleConfigTest, ValidateRules) {
        {"ftp://127.0.0.1/", "127.0.0.1:80", "http://:80/v1", "http://127.0.0.1:0/",
         "http://127.0.0.1:99999/", "http://127.0.0.1/v1?x=1", "http://user@127.0.0.1/"}) {
     bad.base_url = url;
-    EXPECT_EQ(Validate(bad).code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_THAT(Validate(bad), StatusIs(absl::StatusCode::kInvalidArgument)) << url;
   }
   bad = c;
   bad.max_concurrency = 0;
@@ -176,8 +178,8 @@ TEST(OracleConfigTest, ValidateRules) {
   bad = c;
   bad.retry_backoff_initial = absl::Seconds(9);
   EXPECT_THAT(std::string(Validate(bad).message()), HasSubstr("retry_backoff_initial"));
-  EXPECT_EQ(ParseOracleConfig({{"judgment_deadline_s", 0}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseOracleConfig({{"judgment_deadline_s", 0}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(ParseOracleConfig({{"retry_backoff_max_s", "1"}}).status().message()),
               HasSubstr("retry_backoff_max_s"));
   bad = c;
@@ -205,7 +207,7 @@ TEST(OracleConfigTest, ParsesCacheRateLimitBudgetAndTemplateFields) {
                       {"score_template_path", "s.json"},
                       {"max_response_tokens", 400}};
   absl::StatusOr<OracleConfig> c = ParseOracleConfig(j);
-  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->cache_path, "/tmp/j.sqlite");
   EXPECT_EQ(c->requests_per_minute, 500);
   EXPECT_EQ(c->tokens_per_minute, 200000);

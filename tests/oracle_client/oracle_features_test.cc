@@ -30,6 +30,7 @@
 #include "oracle_client/judgment_cache.h"
 #include "oracle_client/oracle_client.h"
 #include "services/judge/judge_server.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::judge {
 namespace {
@@ -38,6 +39,8 @@ using ::spar::oracle::Comparison;
 using ::spar::oracle::Judgment;
 using ::spar::oracle::OracleClient;
 using ::spar::oracle::OracleConfig;
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -68,7 +71,7 @@ class OracleFeaturesTest : public ::testing::Test {
 
   std::unique_ptr<JudgeServer> StartServer(JudgeServerOptions o = {}) {
     absl::StatusOr<std::unique_ptr<JudgeServer>> s = JudgeServer::Start(std::move(o));
-    EXPECT_TRUE(s.ok()) << s.status();
+    EXPECT_THAT(s, IsOk());
     return s.ok() ? *std::move(s) : nullptr;
   }
 
@@ -84,7 +87,7 @@ class OracleFeaturesTest : public ::testing::Test {
                                            metrics::Registry* registry = nullptr) {
     absl::StatusOr<std::unique_ptr<OracleClient>> c =
         OracleClient::Create(std::move(config), registry, &clock_);
-    EXPECT_TRUE(c.ok()) << c.status();
+    EXPECT_THAT(c, IsOk());
     return c.ok() ? *std::move(c) : nullptr;
   }
 
@@ -115,7 +118,7 @@ TEST_F(OracleFeaturesTest, SecondRunIsServedEntirelyFromTheCache) {
   {
     auto client = MakeClient(config, &registry);
     for (auto& j : RunAll(*client, items)) {
-      ASSERT_TRUE(j.ok()) << j.status();
+      ASSERT_THAT(j, IsOk());
       EXPECT_EQ(j->cached_orders, 0);
       first_p.push_back(j->p_a_wins);
     }
@@ -177,7 +180,7 @@ TEST_F(OracleFeaturesTest, FailedJudgmentsAreNotCached) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare(Items(1)[0]);
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kDataLoss));
   auto cache = oracle::JudgmentCache::Open(config.cache_path);
   ASSERT_TRUE(cache.ok());
   EXPECT_EQ(*(*cache)->Size(), 0);
@@ -197,8 +200,7 @@ TEST_F(OracleFeaturesTest, CallBudgetStopsWithResourceExhaustedAndReportsEveryIt
     if (j.ok()) {
       ++ok;
     } else {
-      EXPECT_EQ(j.status().code(), absl::StatusCode::kResourceExhausted);
-      EXPECT_THAT(std::string(j.status().message()), StartsWith("budget: "));
+      EXPECT_THAT(j, StatusIs(absl::StatusCode::kResourceExhausted, StartsWith("budget: ")));
       ++budget;
     }
   }
@@ -224,7 +226,7 @@ TEST_F(OracleFeaturesTest, JobRoundBudgetStopsAtExactlyTheRightJudgmentAndCacheH
   ASSERT_TRUE(client->Compare(items[1], scope).ok());
   absl::StatusOr<Judgment> third = client->Compare(items[2], scope);
   ASSERT_FALSE(third.ok());
-  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(third.status().message(),
             "budget: job job-a round 1 judge_budget.round_max_calls limit 5 reached (5 calls "
             "made, 0 in flight)");
@@ -234,13 +236,13 @@ TEST_F(OracleFeaturesTest, JobRoundBudgetStopsAtExactlyTheRightJudgmentAndCacheH
   // Cache hits cost nothing: the round's judged items are answered although its budget is spent.
   for (int i : {0, 1}) {
     absl::StatusOr<Judgment> again = client->Compare(items[i], scope);
-    ASSERT_TRUE(again.ok()) << again.status();
+    ASSERT_THAT(again, IsOk());
     EXPECT_EQ(again->cached_orders, 2);
   }
   // Round 2 has its own count; item 2's first order was paid in round 1 and is not paid again.
   scope.round = 2;
   absl::StatusOr<Judgment> next_round = client->Compare(items[2], scope);
-  ASSERT_TRUE(next_round.ok()) << next_round.status();
+  ASSERT_THAT(next_round, IsOk());
   EXPECT_EQ(next_round->cached_orders, 1);
   EXPECT_EQ(next_round->http_calls, 1);
   EXPECT_EQ(server->requests_served(), 6);
@@ -257,7 +259,7 @@ TEST_F(OracleFeaturesTest, JobRoundBudgetStopsAtExactlyTheRightJudgmentAndCacheH
 
   auto usage = [&](const std::string& job, std::optional<int> round) {
     absl::StatusOr<oracle::JobUsage> u = client->GetJobUsage(job, round);
-    EXPECT_TRUE(u.ok()) << u.status();
+    EXPECT_THAT(u, IsOk());
     return u.ok() ? u->calls : -1;
   };
   EXPECT_EQ(usage("job-a", 1), 5);
@@ -345,7 +347,7 @@ TEST_F(OracleFeaturesTest, ConcurrentIdenticalComparesMakeOneHttpRequest) {
   EXPECT_EQ(server->requests_served(), 1);
   int paid = 0;
   for (const absl::StatusOr<Judgment>& r : results) {
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     EXPECT_DOUBLE_EQ(r->p_a_wins, results[0]->p_a_wins);
     paid += r->http_calls;
   }
@@ -373,8 +375,8 @@ TEST_F(OracleFeaturesTest, TwoClientsSharingACacheFilePayEachQuestionOnce) {
   b = RunAll(*second, items);
   t.join();
   for (size_t i = 0; i < items.size(); ++i) {
-    ASSERT_TRUE(a[i].ok()) << a[i].status();
-    ASSERT_TRUE(b[i].ok()) << b[i].status();
+    ASSERT_THAT(a[i], IsOk());
+    ASSERT_THAT(b[i], IsOk());
     EXPECT_DOUBLE_EQ(a[i]->p_a_wins, b[i]->p_a_wins);
   }
   EXPECT_EQ(server->requests_served(), 80);  // 40 comparisons x 2 orders, each paid once
@@ -406,7 +408,7 @@ TEST_F(OracleFeaturesTest, ExpiredLeaseOfADeadClientIsTakenOver) {
             oracle::JudgmentCache::Lease::kAcquired);
   absl::StatusOr<Judgment> j = client->Compare(item);
   const absl::Duration waited = absl::Now() - now;
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(j->http_calls, 1);
   EXPECT_EQ(server->requests_served(), 1);
   EXPECT_GE(waited, absl::Milliseconds(300)) << "the lease was ignored (or the key differs)";
@@ -438,7 +440,7 @@ TEST_F(OracleFeaturesTest, LeaseOfAProcessThatIsGoneIsBrokenAtOnce) {
       *(*dead)->ClaimLease(key, absl::StrCat(host, "/", child, "/0"), now, now + absl::Hours(1)),
       oracle::JudgmentCache::Lease::kAcquired);
   absl::StatusOr<Judgment> j = client->Compare(item);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(server->requests_served(), 1);
   EXPECT_LT(absl::Now() - now, absl::Seconds(5));
 }
@@ -469,7 +471,7 @@ TEST_F(OracleFeaturesTest, LeaseLostDuringARateLimitWaitIsNotPaidTwice) {
   HookedClock clock;
   absl::StatusOr<std::unique_ptr<OracleClient>> client =
       OracleClient::Create(config, nullptr, &clock);
-  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_THAT(client, IsOk());
   const std::vector<Comparison> items = Items(2);
   ASSERT_TRUE((*client)->Compare(items[0]).ok());  // uses the minute's one request
   const std::string key = oracle::JudgmentCache::Key(
@@ -486,7 +488,7 @@ TEST_F(OracleFeaturesTest, LeaseLostDuringARateLimitWaitIsNotPaidTwice) {
     ASSERT_TRUE((*other)->ReleaseLease(key, "other").ok());
   };
   absl::StatusOr<Judgment> j = (*client)->Compare(items[1]);
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(clock.hook, nullptr) << "the limiter never waited";
   EXPECT_DOUBLE_EQ(j->p_a_wins, 0.25);  // the other process's answer
   EXPECT_EQ(j->http_calls, 0);
@@ -557,7 +559,7 @@ TEST_F(OracleFeaturesTest, PointwiseScores) {
   config.cache_path = JoinPath(dir_, "scores.sqlite");
   auto client = MakeClient(config);
   absl::StatusOr<oracle::ScoreResult> good = client->Score({"37+48=", "85"});
-  ASSERT_TRUE(good.ok()) << good.status();
+  ASSERT_THAT(good, IsOk());
   EXPECT_EQ(good->score, 10);
   absl::StatusOr<oracle::ScoreResult> bad = client->Score({"37+48=", "84"});
   ASSERT_TRUE(bad.ok());
@@ -591,7 +593,7 @@ TEST_F(OracleFeaturesTest, SideBySideScoresAreParsedCachedAndAccounted) {
         items,
         [&](size_t i, absl::StatusOr<oracle::SideBySideScores> r) {
           ++reported[i];
-          ASSERT_TRUE(r.ok()) << r.status();
+          ASSERT_THAT(r, IsOk());
           EXPECT_EQ(r->scores, want[i]) << "item " << i;
           EXPECT_FALSE(r->cached);
           EXPECT_EQ(r->http_calls, 1);
@@ -616,7 +618,7 @@ TEST_F(OracleFeaturesTest, SideBySideScoresAreParsedCachedAndAccounted) {
   auto restarted = MakeClient(config);
   for (size_t i = 0; i < items.size(); ++i) {
     absl::StatusOr<oracle::SideBySideScores> r = restarted->ScoreSideBySide(items[i], scope);
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     EXPECT_TRUE(r->cached);
     EXPECT_EQ(r->http_calls, 0);
     EXPECT_EQ(r->scores, want[i]);
@@ -639,7 +641,7 @@ TEST_F(OracleFeaturesTest, SideBySideOrderIsShuffledAndUnshuffled) {
   // own index.
   oracle::SideBySideItem item{"40+2=", {"41", "43", "44", "42", "45", "46", "47", "48"}};
   absl::StatusOr<oracle::SideBySideScores> r = client->ScoreSideBySide(item);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->scores, (std::vector<int>{1, 1, 1, 6, 1, 1, 1, 1}));
   std::vector<int> identity = {0, 1, 2, 3, 4, 5, 6, 7};
   EXPECT_NE(r->order, identity);
@@ -659,8 +661,7 @@ TEST_F(OracleFeaturesTest, SideBySideUnparsableAnswerIsRetriedOnceThenFailsUncac
   auto client = MakeClient(config, &registry);
   absl::StatusOr<oracle::SideBySideScores> r = client->ScoreSideBySide({"2+2=", {"4", "5"}});
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(r.status().message(), HasSubstr("not guessing"));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not guessing")));
   EXPECT_EQ(server->requests_served(), 2);  // the answer, then one retry
   EXPECT_EQ(client->GetUsage().failures, 1);
   EXPECT_THAT(registry.Serialize(),
@@ -669,10 +670,8 @@ TEST_F(OracleFeaturesTest, SideBySideUnparsableAnswerIsRetriedOnceThenFailsUncac
   ASSERT_TRUE(cache.ok());
   EXPECT_EQ(*(*cache)->Size(), 0);
   // Bad requests never reach the judge.
-  EXPECT_EQ(client->ScoreSideBySide({"", {"4"}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(client->ScoreSideBySide({"2+2=", {}}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(client->ScoreSideBySide({"", {"4"}}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(client->ScoreSideBySide({"2+2=", {}}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(server->requests_served(), 2);
 }
 
@@ -738,7 +737,7 @@ TEST_F(OracleFeaturesTest, RetryAfterHttpDateIsHonoured) {
   auto client = MakeClient(config);
   absl::Time before = clock_.Now();
   absl::StatusOr<Judgment> j = client->Compare({"q", "x", "y"});
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(clock_.Now() - before, absl::Seconds(7));
   EXPECT_EQ(j->retries, 1);
 }
@@ -757,7 +756,7 @@ TEST_F(OracleFeaturesTest, XShouldRetryFalseStopsRetrying) {
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare({"q", "x", "y"});
   ASSERT_FALSE(j.ok());
-  EXPECT_EQ(j.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(j, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(n.load(), 1);
 }
 
@@ -827,7 +826,7 @@ TEST_F(OracleFeaturesTest, CustomTemplateFileIsRendered) {
   config.use_logprobs = false;
   auto client = MakeClient(config);
   absl::StatusOr<Judgment> j = client->Compare({"why?", "because {output_b}", "no"});
-  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_THAT(j, IsOk());
   EXPECT_EQ(j->p_a_wins, 0.0);
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(seen_system, "Be terse.");
@@ -870,9 +869,9 @@ TEST_P(FaultInjectionTest, EveryJudgmentRecordedOnceAndNothingPaidTwiceAfterRest
         ++failed1;
         // A failure is always the documented code of its cause, never a guess.
         if (GetParam() == "insufficient_quota") {
-          EXPECT_EQ(r[i].status().code(), absl::StatusCode::kResourceExhausted) << r[i].status();
+          EXPECT_THAT(r[i], StatusIs(absl::StatusCode::kResourceExhausted));
         } else {
-          EXPECT_EQ(r[i].status().code(), absl::StatusCode::kDataLoss) << r[i].status();
+          EXPECT_THAT(r[i], StatusIs(absl::StatusCode::kDataLoss));
         }
       }
     }

@@ -10,9 +10,12 @@
 
 #include "common/clock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle::internal {
 namespace {
+
+using ::spar::testing::StatusIs;
 
 // Max number of sends inside any window [t, t + 60 s), t ranging over the send times (a window
 // that holds the most sends can always be slid right until it starts at one of them).
@@ -97,7 +100,7 @@ TEST(RateLimiterTest, CancelledWhileWaiting) {
   RateLimiter limiter({1, 0}, &clock);
   ASSERT_TRUE(limiter.Acquire(1, nullptr).ok());
   absl::StatusOr<absl::Time> r = limiter.Acquire(1, [] { return true; });
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
 }
 
 }  // namespace

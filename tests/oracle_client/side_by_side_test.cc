@@ -6,9 +6,13 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::oracle {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 TEST(SideBySideTest, OrderIsADeterministicPermutation) {
   std::vector<int> a = SideBySideOrder(6, 42);
@@ -54,12 +58,12 @@ TEST(SideBySideTest, ParsesScoresBackToCandidateOrder) {
       R"({"id1_justification": "ok", "id1_score": 5, "id2_justification": "meh", "id2_score": 3,
           "id3_score": 6})",
       order);
-  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_THAT(s, IsOk());
   EXPECT_EQ(*s, (std::vector<int>{3, 6, 5}));
   // A ```json fence around the object is accepted.
   s = ParseSideBySideScores("```json\n{\"id1_score\": 0, \"id2_score\": 1, \"id3_score\": 2}\n```",
                             order);
-  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_THAT(s, IsOk());
   EXPECT_EQ(*s, (std::vector<int>{1, 2, 0}));
 }
 
@@ -82,7 +86,7 @@ TEST(SideBySideTest, AnythingElseIsAFailureNotAGuess) {
   };
   for (const char* a : bad) {
     auto s = ParseSideBySideScores(a, order);
-    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << a;
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument)) << a;
   }
 }
 

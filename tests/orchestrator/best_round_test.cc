@@ -5,9 +5,13 @@
 
 #include "common/file_util.h"
 #include "orchestrator/run_dir.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 const std::vector<RoundEval> kEvals = {
     {1, 0.60, 0.50}, {2, 0.75, 0.55}, {3, 0.75, 0.70}, {4, 0.70, 0.70}};
@@ -27,7 +31,7 @@ TEST(BestRoundTest, EachCriterionWithTiesToTheEarlierRound) {
 TEST(BestRoundTest, NoEvaluatedRoundIsZeroAndUnknownCriterionIsInvalid) {
   EXPECT_EQ(*SelectBestRound({}, "win_rate_vs_base"), 0);
   auto bad = SelectBestRound(kEvals, "loss");
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(bad.status().message().find("eval.select_best"), std::string::npos) << bad.status();
 }
 
@@ -47,14 +51,14 @@ TEST(BestRoundTest, ReadsOnlyRoundsWhoseEvalIsRecordedAsDone) {
   write_round(2, "eval", 0.8, 0.4);
   write_round(3, "train", 0.9, 0.9);  // eval.json of an eval cut short: not counted yet
   auto evals = ReadRoundEvals(root, 3);
-  ASSERT_TRUE(evals.ok()) << evals.status();
+  ASSERT_THAT(evals, IsOk());
   ASSERT_EQ(evals->size(), 2u);
   EXPECT_EQ((*evals)[1].round, 2);
   EXPECT_DOUBLE_EQ((*evals)[1].win_rate_vs_base, 0.8);
   EXPECT_DOUBLE_EQ((*evals)[1].greedy_accuracy, 0.4);
   EXPECT_EQ(*SelectBestRound(*evals, "win_rate_vs_base"), 2);
   ASSERT_TRUE(WriteFileAtomic(dir.Eval(2), "{\"round\": 2}").ok());
-  EXPECT_EQ(ReadRoundEvals(root, 3).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(ReadRoundEvals(root, 3), StatusIs(absl::StatusCode::kDataLoss));
   ASSERT_TRUE(RemoveAll(root).ok());
 }
 

@@ -9,9 +9,12 @@
 
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
+
 namespace spar::orchestrator::internal {
 namespace {
 
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 struct Collected {
@@ -74,12 +77,11 @@ TEST(CompletionStreamTest, ErrorEventsCarryTheirCode) {
   absl::Status st = Feed(s,
                          "data: {\"error\":{\"message\":\"model: no\",\"type\":"
                          "\"invalid_request_error\",\"code\":\"INVALID_ARGUMENT\"}}\n\n");
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(st.message(), HasSubstr("model: no"));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: no")));
   EXPECT_EQ(s.status(), st);  // sticky
   CompletionStream u = c.Stream(1, 0, 1);
-  EXPECT_EQ(Feed(u, "data: {\"error\":{\"message\":\"busy\",\"code\":\"UNAVAILABLE\"}}\n\n").code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Feed(u, "data: {\"error\":{\"message\":\"busy\",\"code\":\"UNAVAILABLE\"}}\n\n"),
+              StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST(CompletionStreamTest, RefusesMalformedOrOutOfRangeChoices) {
@@ -101,15 +103,15 @@ TEST(CompletionStreamTest, FieldsOfTheWrongTypeAreAnErrorNotAnException) {
   EXPECT_THAT(Feed(a, "data: {\"choices\":[{\"index\":\"0\"}]}\n\n").message(),
               HasSubstr("unexpected event"));
   CompletionStream b = c.Stream(1, 0, 1);
-  EXPECT_EQ(Feed(b, "data: {\"choices\":[{\"index\":0,\"token_ids\":[\"7\"]}]}\n\n").code(),
-            absl::StatusCode::kInternal);
+  EXPECT_THAT(Feed(b, "data: {\"choices\":[{\"index\":0,\"token_ids\":[\"7\"]}]}\n\n"),
+              StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(CompletionStreamTest, TheCallersErrorStopsTheStream) {
   CompletionStream s({"p"}, 0, 1,
                      [](v1::GenerateResponse) { return absl::CancelledError("enough"); });
-  EXPECT_EQ(Feed(s, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n").code(),
-            absl::StatusCode::kCancelled);
+  EXPECT_THAT(Feed(s, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n"),
+              StatusIs(absl::StatusCode::kCancelled));
 }
 
 }  // namespace

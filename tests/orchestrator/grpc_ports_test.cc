@@ -16,9 +16,12 @@
 #include "gtest/gtest.h"
 #include "orchestrator/internal/stream_watch.h"
 #include "spar/v1/oracle.grpc.pb.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
+
+using ::spar::testing::StatusIs;
 
 // Sends `answers` judgments, then holds the stream open until the client goes away.
 class QuietOracle final : public v1::Oracle::Service {
@@ -85,7 +88,7 @@ TEST(GrpcPortsTest, CancelEndsAStreamThatStoppedSending) {
   s.service.WaitQuiet();
   cancel.store(true);  // what JobManager::Shutdown (SIGTERM) and CancelJob do
   absl::Status st = call.get();
-  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled) << st;  // the job resumes on restart
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kCancelled));  // the job resumes on restart
   EXPECT_EQ(received, 2);
 }
 
@@ -96,7 +99,7 @@ TEST(GrpcPortsTest, IdleTimeoutEndsAStreamThatStoppedSending) {
   auto port = MakeGrpcOraclePort(s.Channel(), config);
   absl::Status st = port->Compare(
       v1::CompareRequest(), [](const v1::Judgment&) { return absl::OkStatus(); }, nullptr);
-  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kDeadlineExceeded));
   EXPECT_NE(st.message().find("oracle.Compare"), std::string::npos) << st;
   EXPECT_NE(st.message().find("stream_idle_timeout"), std::string::npos) << st;
 }
@@ -108,8 +111,8 @@ TEST(StreamWatchTest, NothingFiresWhileTheCallIsAliveAndUncancelled) {
                                 absl::Milliseconds(1));
     for (int i = 0; i < 50; ++i) watch.Touch();
     EXPECT_EQ(watch.fired(), internal::StreamWatch::Reason::kNone);
-    EXPECT_EQ(watch.Explain(absl::UnavailableError("x"), "w").code(),
-              absl::StatusCode::kUnavailable);
+    EXPECT_THAT(watch.Explain(absl::UnavailableError("x"), "w"),
+                StatusIs(absl::StatusCode::kUnavailable));
   }
   EXPECT_EQ(ended.load(), 0);
 }

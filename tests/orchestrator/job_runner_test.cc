@@ -25,6 +25,7 @@
 #include "orchestrator/start_guard.h"
 #include "tasks/arith/problems.h"
 #include "tests/testing/fake_ports.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
@@ -32,6 +33,8 @@ namespace {
 using spar::testing::FakeOracle;
 using spar::testing::FakeSampler;
 using spar::testing::FakeTrainer;
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 class JobRunnerTest : public ::testing::Test {
  protected:
@@ -148,7 +151,7 @@ TEST_F(JobRunnerTest, BestRoundLinkFollowsEveryEvalAndIsRecomputedOnResume) {
   FakeTrainer t;
   s.fail_key = "iter_002/sample";  // stop after round 1
   std::string dir = JobDir("job");
-  ASSERT_EQ(RunJob(dir, s, o, t).code(), absl::StatusCode::kInternal);
+  ASSERT_THAT(RunJob(dir, s, o, t), StatusIs(absl::StatusCode::kInternal));
   RunDir rd(dir);
   EXPECT_EQ(job_.best_round(), 1);
   // Relative to the job directory.
@@ -213,7 +216,7 @@ TEST_F(JobRunnerTest, ResumesAtFirstUnfinishedStageWithoutPayingTwice) {
   std::string dir = JoinPath(root_, "job");
   ASSERT_TRUE(MakeDirs(dir).ok());
   absl::Status st = RunJob(dir, s1, o1, t1);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInternal));
   RunDir rd(dir);
   EXPECT_EQ(*ReadFile(rd.Stage(1)), "eval\n");
   EXPECT_FALSE(PathExists(rd.Stage(2)));
@@ -247,8 +250,8 @@ TEST_F(JobRunnerTest, JudgeRequestsCarryJobRoundAndBudgetAndARefusedEvalPauses) 
   std::string dir = JobDir("job");
   absl::Status st = RunJob(dir, s, o, t);
   // A refused eval judgment pauses the job (never a win rate over fewer judgments).
-  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
-  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("round 2 stage eval"));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kResourceExhausted,
+                           ::testing::HasSubstr("round 2 stage eval")));
   EXPECT_EQ(*ReadFile(RunDir(dir).Stage(2)), "train\n");
   ASSERT_FALSE(o.scopes.empty());
   for (const v1::CompareRequest& r : o.scopes) {
@@ -316,7 +319,7 @@ TEST_F(JobRunnerTest, CancelStopsBeforeTheNextStage) {
   JobRunnerCallbacks cb;
   cb.update_job = [this](const std::function<void(v1::Job&)>& fn) { fn(job_); };
   JobRunner runner("job-1", dir, spec_, {&s, &o, &t}, cb, &cancel);
-  EXPECT_EQ(runner.Run().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(runner.Run(), StatusIs(absl::StatusCode::kCancelled));
   EXPECT_TRUE(s.keys.empty());
 }
 
@@ -929,7 +932,7 @@ TEST_F(JobRunnerTest, BadAllocFailsTheJobInsteadOfTheProcess) {
     FakeTrainer t;
     std::string dir = JobDir(absl::StrCat("job-", key[7] == '0' ? "eval" : "sample"));
     absl::Status st = RunJob(dir, s, o, t);
-    EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInternal));
     EXPECT_TRUE(absl::StrContains(st.message(), "out of memory (std::bad_alloc)")) << st;
     EXPECT_EQ(UnfinishedStarts(dir), 0);
     EXPECT_TRUE(t.keys.empty());
@@ -979,9 +982,9 @@ TEST_F(JobRunnerTest, JobThatCrashedTheServerTwiceIsNotResumedBlindly) {
   JobManagerConfig config;
   config.runs_dir = runs;
   auto m = JobManager::Create(config, {&s, &o, &t}, nullptr);
-  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_THAT(m, IsOk());
   absl::StatusOr<v1::Job> once = WaitForEnd(**m, "once");
-  ASSERT_TRUE(once.ok()) << once.status();
+  ASSERT_THAT(once, IsOk());
   EXPECT_EQ(once->state(), v1::JOB_STATE_SUCCEEDED) << once->error();
   absl::StatusOr<v1::Job> twice = (*m)->GetJob("twice");
   ASSERT_TRUE(twice.ok());
@@ -992,7 +995,7 @@ TEST_F(JobRunnerTest, JobThatCrashedTheServerTwiceIsNotResumedBlindly) {
   // An explicit ResumeJob is not blind: it runs the job (and the count starts over).
   ASSERT_TRUE((*m)->ResumeJob("twice").ok());
   absl::StatusOr<v1::Job> resumed = WaitForEnd(**m, "twice");
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_THAT(resumed, IsOk());
   EXPECT_EQ(resumed->state(), v1::JOB_STATE_SUCCEEDED) << resumed->error();
   EXPECT_EQ(UnfinishedStarts(JoinPath(runs, "twice")), 0);
 }
@@ -1016,10 +1019,10 @@ TEST_F(JobRunnerTest, JudgeFailuresAboveTheRateOrARefusedKeyFailTheRound) {
     EXPECT_TRUE(t.keys.empty());  // nothing trained on a partial set
     EXPECT_FALSE(PathExists(RunDir(dir).Pairs(1)));
     if (code == absl::StatusCode::kUnauthenticated) {
-      EXPECT_EQ(st.code(), code) << st;
+      EXPECT_THAT(st, StatusIs(code));
       EXPECT_TRUE(absl::StrContains(st.message(), "refused the API key")) << st;
     } else {
-      EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+      EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition));
       EXPECT_TRUE(absl::StrContains(st.message(), "above judge.max_failure_rate 20.0%")) << st;
       EXPECT_TRUE(absl::StrContains(st.message(), "first error: UNAVAILABLE")) << st;
     }

@@ -7,9 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "orchestrator/training_config.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 class JobSpecTest : public ::testing::Test {
  protected:
@@ -27,7 +31,7 @@ class JobSpecTest : public ::testing::Test {
 
 TEST_F(JobSpecTest, DefaultsAreValid) {
   auto spec = ParseJobSpecJson(R"({"base_model": "models/base"})");
-  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_THAT(spec, IsOk());
   v1::JobSpec s = WithDefaults(*spec);
   EXPECT_EQ(s.algorithm(), "dno");
   EXPECT_EQ(s.rounds(), 3);
@@ -120,7 +124,7 @@ TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
   s.mutable_sampling()->set_num_samples(4);  // more samples are still allowed
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
   s.mutable_sampling()->set_num_samples(0);
-  EXPECT_EQ(ValidateJobSpec(s, root_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateJobSpec(s, root_), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(ValidateJobSpec(s, root_).message().find("spec.sampling.num_samples must be >= 1"),
             std::string::npos)
       << ValidateJobSpec(s, root_);
@@ -131,7 +135,7 @@ TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
     j.set_algorithm(algo);
     j.mutable_sampling()->set_num_samples(1);
     absl::Status st = ValidateJobSpec(WithDefaults(j), root_);
-    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << algo;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument)) << algo;
     EXPECT_NE(st.message().find("spec.sampling.num_samples must be >= 2"), std::string::npos)
         << algo << ": " << st;
     j.clear_sampling();
@@ -149,7 +153,7 @@ TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedO
   }
   auto off =
       ParseJobSpecJson(R"({"base_model": "models/base", "pairs": {"unfinished_negative": false}})");
-  ASSERT_TRUE(off.ok()) << off.status();
+  ASSERT_THAT(off, IsOk());
   EXPECT_FALSE(WithDefaults(*off).pairs().unfinished_negative());
 }
 
@@ -158,7 +162,7 @@ TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedO
 TEST_F(JobSpecTest, DnoSoftAllGoesWithTheDnoLoss) {
   auto spec =
       ParseJobSpecJson(R"({"base_model": "models/base", "pairs": {"policy": "dno_soft_all"}})");
-  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_THAT(spec, IsOk());
   v1::JobSpec s = WithDefaults(*spec);
   EXPECT_EQ(s.training().loss(), "dno");
   EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
@@ -183,7 +187,7 @@ TEST_P(BadSpecTest, RejectedWithInvalidArgumentNamingTheField) {
   } else {
     st = ValidateJobSpec(WithDefaults(*spec), root_);
   }
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << b.name << ": " << st;
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument)) << b.name << ": " << st;
   EXPECT_NE(std::string(st.message()).find(b.field), std::string::npos)
       << b.name << ": message \"" << st.message() << "\" does not name " << b.field;
 }
@@ -377,7 +381,7 @@ TEST_F(JobSpecTest, TrainerRulesAndTheModelContextAreCheckedUpFront) {
     s.set_base_model("models/base");
     if (!s.sampling().has_max_new_tokens()) s.mutable_sampling()->set_max_new_tokens(4);
     absl::Status st = ValidateJobSpec(WithDefaults(s), root_);
-    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.json;
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument)) << c.json;
     EXPECT_NE(st.message().find(c.message), std::string::npos) << c.json << ": " << st.message();
   }
   // At the limit: accepted.
@@ -391,7 +395,7 @@ TEST_F(JobSpecTest, TrainerRulesAndTheModelContextAreCheckedUpFront) {
 // byte-tokenizer base with the default 64-token context like the built-in arithmetic base.
 TEST_F(JobSpecTest, DeployExamplesValidate) {
   auto names = ListDir(JoinPath(SPAR_SOURCE_DIR, "deploy/examples"));
-  ASSERT_TRUE(names.ok()) << names.status();
+  ASSERT_THAT(names, IsOk());
   int checked = 0;
   for (const std::string& name : *names) {
     if (name.size() < 5 || name.substr(name.size() - 5) != ".json") continue;

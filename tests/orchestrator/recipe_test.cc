@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "orchestrator/job_spec.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
+
+using ::spar::testing::StatusIs;
 
 TEST(RecipeTest, BestVsWorstTakesTheExtremes) {
   auto p = BestVsWorstPair("q", {"a", "b", "c"}, {0.5, 0.9, 0.1}, 0.25);
@@ -105,7 +108,7 @@ TEST(RecipeTest, RecipesByAlgorithm) {
   EXPECT_EQ(WithDefaults(spin).pairs().policy(), "gold_vs_sample");
   v1::JobSpec bad;
   bad.set_algorithm("ppo");
-  EXPECT_EQ(MakeRecipe(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(MakeRecipe(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

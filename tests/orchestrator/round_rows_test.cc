@@ -6,11 +6,13 @@
 
 #include "absl/strings/match.h"
 #include "common/file_util.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
 
 using nlohmann::json;
+using ::spar::testing::IsOk;
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -27,14 +29,14 @@ TEST(RoundRowsTest, SampleRowBytesAndRoundTrip) {
             R"({"finished":false,"logprob":-1.25,"num_tokens":0,"text":"22","token_ids":[],)"
             R"("token_logprobs":[]}]})");
   absl::StatusOr<SampleRow> back = SampleRow::FromJson(row.ToJson());
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk());
   EXPECT_EQ(Dump(back->ToJson()), Dump(row.ToJson()));
 }
 
 TEST(RoundRowsTest, HandWrittenSampleIsFinishedAndWithoutGold) {
   absl::StatusOr<SampleRow> row = SampleRow::FromJson(
       json::parse(R"({"index": 0, "prompt": "p", "samples": [{"text": "a"}]})"));
-  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_THAT(row, IsOk());
   EXPECT_FALSE(row->gold.has_value());
   ASSERT_EQ(row->samples.size(), 1u);
   EXPECT_TRUE(row->samples[0].finished);
@@ -89,7 +91,7 @@ TEST(RoundRowsTest, ReadRowsNamesTheFileAndRow) {
             "{\"index\":0,\"prompt\":\"p\",\"text\":\"a\"}\n"
             "{\"index\":1,\"prompt\":\"q\",\"text\":\"b\"}\n");
   absl::StatusOr<std::vector<EvalAnswerRow>> rows = ReadRows<EvalAnswerRow>(path);
-  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_THAT(rows, IsOk());
   EXPECT_EQ((*rows)[1].text, "b");
   ASSERT_TRUE(
       WriteFileAtomic(path, "{\"index\":0,\"prompt\":\"p\",\"text\":\"a\"}\n{\"index\":1}\n").ok());

@@ -11,9 +11,13 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::orchestrator {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 class FakeReplica : public SamplerPort {
  public:
@@ -75,13 +79,13 @@ TEST(ShardedSamplerTest, ContiguousShardsMergeToWhatOneReplicaDraws) {
   ShardedSamplerPort single({&one});
   absl::Status st;
   auto want = Collect(single, Request(10), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   ASSERT_EQ(want.size(), 10u);
 
   FakeReplica a, b, c;
   ShardedSamplerPort sharded({&a, &b, &c});
   auto got = Collect(sharded, Request(10), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(got, want);
   // 10 prompts over 3 replicas: [0,3) [3,6) [6,10).
   ASSERT_EQ(a.calls.size(), 1u);
@@ -98,7 +102,7 @@ TEST(ShardedSamplerTest, ShardsFollowTheReplicasBatchBoundaries) {
   ShardedSamplerPort sharded({&a, &b}, /*replica_max_batch_size=*/6);
   absl::Status st;
   auto got = Collect(sharded, Request(10), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(got.size(), 10u);
   ASSERT_EQ(a.calls.size(), 1u);
   ASSERT_EQ(b.calls.size(), 1u);
@@ -108,7 +112,7 @@ TEST(ShardedSamplerTest, ShardsFollowTheReplicasBatchBoundaries) {
   FakeReplica c, d;
   ShardedSamplerPort one_batch({&c, &d}, 64);
   Collect(one_batch, Request(10), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(c.calls.size() + d.calls.size(), 1u);
 }
 
@@ -117,7 +121,7 @@ TEST(ShardedSamplerTest, FewerPromptsThanReplicasUsesOneShardPerPrompt) {
   ShardedSamplerPort sharded({&a, &b, &c});
   absl::Status st;
   auto got = Collect(sharded, Request(2), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(got.size(), 2u);
   EXPECT_EQ(a.calls.size() + b.calls.size() + c.calls.size(), 2u);
   EXPECT_TRUE(c.calls.empty());
@@ -133,7 +137,7 @@ TEST(ShardedSamplerTest, AReplicaDownHandsItsShardToAnother) {
   b.down = true;
   ShardedSamplerPort sharded({&a, &b});
   auto got = Collect(sharded, Request(8), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(got, want);
   // a sampled its own shard [0,4) and then b's [4,8).
   ASSERT_EQ(a.calls.size(), 2u);
@@ -149,7 +153,7 @@ TEST(ShardedSamplerTest, AReplicaKilledMidShardResumesAtItsFirstUndeliveredPromp
   a.fail_after = 1;  // a delivers prompt 0 of [0,4), then dies
   ShardedSamplerPort sharded({&a, &b});
   auto got = Collect(sharded, Request(8), &st);
-  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_THAT(st, IsOk());
   EXPECT_EQ(got, want);
   std::lock_guard<std::mutex> lock(b.mu);
   bool resumed = false;
@@ -163,7 +167,7 @@ TEST(ShardedSamplerTest, EveryReplicaDownIsUnavailable) {
   ShardedSamplerPort sharded({&a, &b});
   absl::Status st;
   Collect(sharded, Request(4), &st);
-  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST(ShardedSamplerTest, ACallbackErrorStopsEveryShard) {
@@ -176,7 +180,7 @@ TEST(ShardedSamplerTest, ACallbackErrorStopsEveryShard) {
         return ++seen == 2 ? absl::CancelledError("job cancelled") : absl::OkStatus();
       },
       nullptr);
-  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_LE(seen, 3);
 }
 

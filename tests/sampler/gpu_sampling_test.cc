@@ -11,9 +11,12 @@
 #include "model/byte_tokenizer.h"
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::model {
 namespace {
+
+using ::spar::testing::IsOk;
 
 LlamaConfig SmallConfig() {
   LlamaConfig c;
@@ -35,10 +38,10 @@ void ScaleWeights(Policy& policy, double factor) {
 
 TEST(GpuSamplingTest, GreedyOnCudaEqualsCpu) {
   auto gpu = Policy::CreateRandom(SmallConfig(), 11);
-  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  ASSERT_THAT(gpu, IsOk());
   if (!(*gpu)->impl().device.is_cuda()) GTEST_SKIP() << "no CUDA device";
   auto cpu = Policy::CreateRandom(SmallConfig(), 11);
-  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_THAT(cpu, IsOk());
   (*cpu)->impl().module->to(torch::kCPU);
   (*cpu)->impl().device = torch::Device(torch::kCPU);
   ScaleWeights(**gpu, 25.0);
@@ -49,8 +52,8 @@ TEST(GpuSamplingTest, GreedyOnCudaEqualsCpu) {
   const std::vector<std::string> prompts = {"12+30=", "hello world", "a", "The quick brown"};
   auto on_gpu = (*gpu)->Generate(prompts, params);
   auto on_cpu = (*cpu)->Generate(prompts, params);
-  ASSERT_TRUE(on_gpu.ok()) << on_gpu.status();
-  ASSERT_TRUE(on_cpu.ok()) << on_cpu.status();
+  ASSERT_THAT(on_gpu, IsOk());
+  ASSERT_THAT(on_cpu, IsOk());
   ASSERT_EQ(on_gpu->size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Generation& g = (*on_gpu)[i];

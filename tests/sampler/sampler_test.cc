@@ -11,17 +11,20 @@
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::sampler {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 std::string SaveTinyPolicy(uint64_t seed) {
   const model::LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   const std::string dir =
       JoinPath(::testing::TempDir(), absl::StrCat("spar_sampler_test_", ::getpid(), "_", seed));
   EXPECT_TRUE((*p)->Save(dir).ok());
@@ -36,7 +39,7 @@ std::vector<PromptSamples> Collect(Sampler& s, const std::string& dir,
     out.push_back(std::move(r));
     return true;
   });
-  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_THAT(st, IsOk());
   return out;
 }
 
@@ -67,7 +70,7 @@ TEST(SamplingParamsTest, RejectsBadValuesNamingTheField) {
   p = SamplingParams();
   p.max_new_tokens = 0;
   EXPECT_THAT(std::string(Validate(p).message()), HasSubstr("max_new_tokens"));
-  EXPECT_EQ(Validate(p).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Validate(p), StatusIs(absl::StatusCode::kInvalidArgument));
   p = SamplingParams();
   p.first_prompt_index = -1;
   EXPECT_THAT(std::string(Validate(p).message()), HasSubstr("first_prompt_index"));
@@ -168,7 +171,7 @@ TEST(SamplerTest, CancelStopsGeneration) {
   int calls = 0;
   absl::Status st = (*s)->Generate(dir, {"a", "b", "c", "d"}, SamplingParams(),
                                    [&](PromptSamples) { return ++calls < 2; });
-  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_EQ(calls, 2);
 }
 
@@ -184,10 +187,10 @@ TEST(SamplerTest, CachesPoliciesLru) {
   ASSERT_TRUE((*s)->LoadPolicy(d3).ok());  // evicts d2
   EXPECT_EQ((*s)->cached_policies(), std::vector<std::string>({d3, d1}));
   absl::Status missing = (*s)->LoadPolicy("/nonexistent/policy");
-  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound));
   absl::Status gen = (*s)->Generate("/nonexistent/policy", {"a"}, SamplingParams(),
                                     [](PromptSamples) { return true; });
-  EXPECT_EQ(gen.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gen, StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace

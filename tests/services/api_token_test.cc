@@ -11,10 +11,13 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::services {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -41,19 +44,19 @@ class ApiTokenTest : public ::testing::Test {
 
 TEST_F(ApiTokenTest, NothingSetMeansAuthOff) {
   absl::StatusOr<std::string> t = ApiTokenFromEnv();
-  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_THAT(t, IsOk());
   EXPECT_EQ(*t, "");
 }
 
 TEST_F(ApiTokenTest, ReadsTheSecretFileWithoutTrailingWhitespace) {
   setenv("SPAR_API_TOKEN_FILE", WriteToken("s3cret-token\r\n").c_str(), 1);
   absl::StatusOr<std::string> t = ApiTokenFromEnv();
-  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_THAT(t, IsOk());
   EXPECT_EQ(*t, "s3cret-token");
   // An empty SPAR_API_TOKEN (as `SPAR_API_TOKEN=` in an env file) does not hide the file.
   setenv("SPAR_API_TOKEN", "", 1);
   t = ApiTokenFromEnv();
-  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_THAT(t, IsOk());
   EXPECT_EQ(*t, "s3cret-token");
 }
 
@@ -61,20 +64,18 @@ TEST_F(ApiTokenTest, TheVariableWinsOverTheFile) {
   setenv("SPAR_API_TOKEN_FILE", WriteToken("from-file").c_str(), 1);
   setenv("SPAR_API_TOKEN", "from-env", 1);
   absl::StatusOr<std::string> t = ApiTokenFromEnv();
-  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_THAT(t, IsOk());
   EXPECT_EQ(*t, "from-env");
 }
 
 TEST_F(ApiTokenTest, AnUnreadableOrEmptyFileIsAnErrorNamingTheVariable) {
   setenv("SPAR_API_TOKEN_FILE", JoinPath(dir_, "missing").c_str(), 1);
   absl::StatusOr<std::string> t = ApiTokenFromEnv();
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(t.status().message()), HasSubstr("SPAR_API_TOKEN_FILE"));
+  EXPECT_THAT(t, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SPAR_API_TOKEN_FILE")));
 
   setenv("SPAR_API_TOKEN_FILE", WriteToken(" \n").c_str(), 1);
   t = ApiTokenFromEnv();
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(t.status().message()), HasSubstr("holds no token"));
+  EXPECT_THAT(t, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("holds no token")));
 }
 
 }  // namespace

@@ -25,12 +25,15 @@
 #include "orchestrator/grpc_ports.h"
 #include "services/app/app.h"
 #include "services/common/server_runner.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
 
 using nlohmann::json;
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 // A loopback port with no listener (bound, then released).
@@ -52,11 +55,11 @@ class EngineTest : public ::testing::Test {
     char tmpl[] = "/tmp/spar_engine_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
     auto policy = model::Policy::CreateRandom(spar::testing::TinyLlamaConfig(), 7);
-    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_THAT(policy, IsOk());
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "byte")).ok());
     // A tiny qwen3 with the real Qwen3 tokenizer files: "auto" renders Qwen3's chat template.
     auto hf = model::Policy::CreateRandom(spar::testing::TinyQwen3Config(), 3);
-    ASSERT_TRUE(hf.ok()) << hf.status();
+    ASSERT_THAT(hf, IsOk());
     const std::string hf_dir = JoinPath(*root_, "qwen3");
     ASSERT_TRUE((*hf)->Save(hf_dir).ok());
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
@@ -71,7 +74,7 @@ class EngineTest : public ::testing::Test {
     ac.sampler_http_port = 0;
     ac.sampler_max_batch_size = 8;  // 2 prompts of K=3 per batch: several per request
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     app_ = app->release();
   }
   static void TearDownTestSuite() {
@@ -130,8 +133,8 @@ class EngineTest : public ::testing::Test {
     absl::Status native_st, engine_st;
     auto native = Run(*native_port, req, &native_st);
     auto engine = Run(*engine_port, req, &engine_st);
-    ASSERT_TRUE(native_st.ok()) << native_st;
-    ASSERT_TRUE(engine_st.ok()) << engine_st;
+    ASSERT_THAT(native_st, IsOk());
+    ASSERT_THAT(engine_st, IsOk());
     ASSERT_EQ(native.size(), 7u);
     ASSERT_EQ(engine.size(), 7u);
     int tokens = 0;
@@ -275,8 +278,7 @@ TEST_F(EngineTest, AnEngineThatFakesTheUpdateFailsTheStageAsStale) {
   absl::Status st;
   auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
   EXPECT_TRUE(out.empty());
-  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_THAT(st.message(), HasSubstr("stale policy"));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale policy")));
   EXPECT_THAT(st.message(), HasSubstr("/models/round-0"));
 }
 
@@ -285,8 +287,8 @@ TEST_F(EngineTest, AnEngineThatRefusesTheUpdateFailsTheStage) {
   absl::Status st;
   auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
   EXPECT_TRUE(out.empty());
-  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_THAT(st.message(), HasSubstr("refused the weight update"));
+  EXPECT_THAT(
+      st, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("refused the weight update")));
   EXPECT_THAT(st.message(), HasSubstr("disk full"));
 }
 
@@ -295,8 +297,7 @@ TEST_F(EngineTest, AnEngineThatSendsBadJsonIsAnErrorNotACrash) {
   absl::Status st;
   auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
   EXPECT_TRUE(out.empty());
-  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
-  EXPECT_THAT(st.message(), HasSubstr("unexpected JSON"));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInternal, HasSubstr("unexpected JSON")));
 }
 
 TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {
@@ -307,7 +308,7 @@ TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {
   }  // stopped: nothing listens there now
   absl::Status st;
   Run(*EnginePort(url), Request("byte", "", 0), &st);
-  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable));
 }
 
 // A supervised engine (sampler_engine.command) that cannot start, or dies before it serves, fails
@@ -321,13 +322,13 @@ TEST_F(EngineTest, ASupervisedEngineThatCannotServeNamesWhy) {
   ASSERT_TRUE(orchestrator::Validate(e).ok());
   absl::Status st;
   Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
-  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
-  EXPECT_THAT(st.message(), HasSubstr("ended before it served: exit 3"));
+  EXPECT_THAT(
+      st, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("ended before it served: exit 3")));
 
   e.command = {"/nonexistent/vllm", "serve", "{model_path}"};
   Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
-  EXPECT_THAT(st.message(), HasSubstr("cannot start \"/nonexistent/vllm\""));
+  EXPECT_THAT(
+      st, StatusIs(absl::StatusCode::kInternal, HasSubstr("cannot start \"/nonexistent/vllm\"")));
 
   e.handoff = "reload";
   EXPECT_THAT(orchestrator::Validate(e).message(), HasSubstr("sampler_engine.handoff"));
@@ -351,8 +352,8 @@ TEST_F(EngineTest, AVllmEngineServingAnotherCheckpointIsRefused) {
   absl::Status st;
   auto out = Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
   EXPECT_TRUE(out.empty());
-  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_THAT(st.message(), HasSubstr("cannot reload weights over HTTP"));
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr("cannot reload weights over HTTP")));
 }
 
 }  // namespace

@@ -32,10 +32,13 @@
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "tests/testing/job_watch.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
+
+using ::spar::testing::IsOk;
 
 // An OpenAI-compatible endpoint in front of the reference judge that forwards, answers 401 to
 // everything, fails every third request with 500, or holds every request until destroyed.
@@ -117,7 +120,7 @@ class HostileJudgeTest : public ::testing::Test {
     root_ = new std::string(mkdtemp(tmpl));
     const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
-    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_THAT(policy, IsOk());
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
   }
   static void TearDownTestSuite() {
@@ -137,7 +140,7 @@ class HostileJudgeTest : public ::testing::Test {
     ac.oracle.timeout = absl::Milliseconds(300);
     if (adjust) adjust(ac);
     auto app = App::Start(ac);
-    EXPECT_TRUE(app.ok()) << app.status();
+    EXPECT_THAT(app, IsOk());
     return app.ok() ? *std::move(app) : nullptr;
   }
 
@@ -200,7 +203,7 @@ struct BrokenJudge {
 
 TEST_F(HostileJudgeTest, BrokenJudgeFailsTheJobWithTheReason) {
   auto judge = judge::JudgeServer::Start({});
-  ASSERT_TRUE(judge.ok()) << judge.status();
+  ASSERT_THAT(judge, IsOk());
   const BrokenJudge cases[] = {
       {"refuses", HostileJudge::Mode::kRefuse, "refused the API key"},
       {"hangs", HostileJudge::Mode::kHang, "above judge.max_failure_rate"},
@@ -243,7 +246,7 @@ PairKey KeyOf(const std::string& prompt, const std::string& a, const std::string
 
 TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailedJudgments) {
   auto judge = judge::JudgeServer::Start({});
-  ASSERT_TRUE(judge.ok()) << judge.status();
+  ASSERT_THAT(judge, IsOk());
   HostileJudge front((*judge)->port(), HostileJudge::Mode::kFailEveryThird);
   // Nothing here hangs: a timeout a loaded machine cannot hit, so only the 500s fail.
   std::unique_ptr<App> app = StartApp("rate", front.base_url(),
@@ -260,7 +263,7 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
   const std::string round_dir =
       JoinPath(JoinPath(JoinPath(*root_, "runs-rate"), job_id), "iter_001");
   auto answered = ReadJsonl(JoinPath(round_dir, "judgments.partial.jsonl"));
-  ASSERT_TRUE(answered.ok()) << answered.status();
+  ASSERT_THAT(answered, IsOk());
   ASSERT_FALSE(answered->empty());  // some judgments had both orders answered
 
   front.set_mode(HostileJudge::Mode::kForward);  // the judge is fixed
@@ -297,7 +300,7 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
 // succeeds once the judge answers. (Before: Shutdown waited for the judge.)
 TEST_F(HostileJudgeTest, ShutdownWhileTheJudgeHoldsARequestStopsAndTheJobResumes) {
   auto judge = judge::JudgeServer::Start({});
-  ASSERT_TRUE(judge.ok()) << judge.status();
+  ASSERT_THAT(judge, IsOk());
   HostileJudge front((*judge)->port(), HostileJudge::Mode::kHang);
   auto patient = [](AppConfig& ac) {
     ac.oracle.timeout = absl::Minutes(10);

@@ -26,10 +26,13 @@
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "spar/v1/sampler.grpc.pb.h"
 #include "spar/v1/trainer.grpc.pb.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
+
+using ::spar::testing::IsOk;
 
 constexpr char kToken[] = "t0ken-for-tests";
 
@@ -75,11 +78,11 @@ class HostileRequestsTest : public ::testing::Test {
     outside_ = new std::string(TempRoot());
     const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
-    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_THAT(policy, IsOk());
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
     ASSERT_TRUE((*policy)->Save(JoinPath(*outside_, "model")).ok());
     auto judge = judge::JudgeServer::Start({});
-    ASSERT_TRUE(judge.ok()) << judge.status();
+    ASSERT_THAT(judge, IsOk());
     judge_ = judge->release();
     AppConfig ac;
     ac.runs_dir = JoinPath(*root_, "runs");
@@ -87,7 +90,7 @@ class HostileRequestsTest : public ::testing::Test {
     ac.api_token = kToken;
     ac.oracle.base_url = judge_->base_url();
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     app_ = app->release();
   }
   static void TearDownTestSuite() {
@@ -423,7 +426,7 @@ TEST_F(HostileRequestsTest, ForeignDirectorySurvivesStartTraining) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
   EXPECT_NE(st.error_message().find("output_checkpoint"), std::string::npos) << st.error_message();
   auto kept = ReadFile(JoinPath(foreign, "keep.txt"));
-  ASSERT_TRUE(kept.ok()) << kept.status();
+  ASSERT_THAT(kept, IsOk());
   EXPECT_EQ(*kept, "mine");
 }
 
@@ -431,7 +434,7 @@ TEST(PolicySaveTest, NeverReplacesADirectoryItDidNotWrite) {
   const std::string root = TempRoot();
   const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
   auto policy = model::Policy::CreateRandom(c, 3);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   const std::string foreign = JoinPath(root, "foreign");
   ASSERT_TRUE(MakeDirs(foreign).ok());
   ASSERT_TRUE(WriteFileAtomic(JoinPath(foreign, "keep.txt"), "mine").ok());
@@ -467,13 +470,13 @@ TEST(AppExposureTest, RefusesNonLoopbackWithoutTokenUnlessInsecure) {
   ac.api_token = kToken;
   {
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     EXPECT_EQ((*app)->listen_address(), absl::StrCat("0.0.0.0:", (*app)->port()));
   }
   ac.api_token.clear();
   ac.insecure = true;
   auto app = App::Start(ac);
-  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_THAT(app, IsOk());
   app->reset();
   RemoveAll(root).IgnoreError();
 }
@@ -489,7 +492,7 @@ TEST(AppExposureTest, DataRootDefaultsToTheWorkingDirectory) {
   ac.metrics_port = -1;
   auto app = App::Start(ac);
   ASSERT_EQ(::chdir(cwd), 0);
-  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_THAT(app, IsOk());
   v1::LoadPolicyRequest load;
   load.set_policy("/etc");
   grpc::Status st = CallRaw(MakeChannel((*app)->address()), "/spar.v1.Sampler/LoadPolicy",
@@ -505,6 +508,8 @@ TEST(AppExposureTest, DataRootDefaultsToTheWorkingDirectory) {
 
 namespace spar::cli {
 namespace {
+
+using ::spar::testing::IsOk;
 
 // Item 3: `spar submit FILE` errors name the file and the position, never its contents.
 TEST(SpecFileTest, ErrorsNameFileAndPositionNeverTheContents) {
@@ -533,7 +538,7 @@ TEST(SpecFileTest, ErrorsNameFileAndPositionNeverTheContents) {
   }
   absl::StatusOr<v1::JobSpec> ok =
       ParseJobSpecFile("j.json", "{\"name\": \"fine\", \"rounds\": 2}");
-  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_THAT(ok, IsOk());
   EXPECT_EQ(ok->rounds(), 2);
 }
 

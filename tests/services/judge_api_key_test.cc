@@ -11,10 +11,13 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::services {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 class JudgeApiKeyTest : public ::testing::Test {
@@ -43,7 +46,7 @@ class JudgeApiKeyTest : public ::testing::Test {
 
 TEST_F(JudgeApiKeyTest, NoneSetIsNoKey) {
   absl::StatusOr<std::string> key = ResolveJudgeApiKey(oracle::OracleConfig());
-  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_THAT(key, IsOk());
   EXPECT_EQ(*key, "");
 }
 
@@ -58,13 +61,12 @@ TEST_F(JudgeApiKeyTest, ReadsApiKeyFromNamedEnvironmentVariable) {
   setenv("SPAR_TEST_ORACLE_KEY", "sk-test", 1);
   setenv("SPAR_JUDGE_API_KEY", "sk-default", 1);  // the named variable wins
   absl::StatusOr<std::string> key = ResolveJudgeApiKey(config);
-  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_THAT(key, IsOk());
   EXPECT_EQ(*key, "sk-test");
   unsetenv("SPAR_TEST_ORACLE_KEY");
   key = ResolveJudgeApiKey(config);
   ASSERT_FALSE(key.ok());
-  EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(key.status().message()), HasSubstr("SPAR_TEST_ORACLE_KEY"));
+  EXPECT_THAT(key, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SPAR_TEST_ORACLE_KEY")));
 }
 
 TEST_F(JudgeApiKeyTest, KeyFileWinsWithoutTrailingNewline) {

@@ -20,9 +20,12 @@
 #include "services/common/server_runner.h"
 #include "services/judge/judge_server.h"
 #include "spar/v1/oracle.grpc.pb.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::services {
 namespace {
+
+using ::spar::testing::IsOk;
 
 class OracleServiceTest : public ::testing::Test {
  protected:
@@ -30,19 +33,19 @@ class OracleServiceTest : public ::testing::Test {
     char tmpl[] = "/tmp/spar_oracle_service_XXXXXX";
     dir_ = mkdtemp(tmpl);
     auto judge = judge::JudgeServer::Start(judge_options);
-    ASSERT_TRUE(judge.ok()) << judge.status();
+    ASSERT_THAT(judge, IsOk());
     judge_ = *std::move(judge);
     config.base_url = judge_->base_url();
     config.cache_path = JoinPath(dir_, "cache.sqlite");
     auto client = oracle::OracleClient::Create(config, &registry_);
-    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_THAT(client, IsOk());
     client_ = *std::move(client);
     service_ = std::make_unique<OracleService>(*client_, registry_);
     ServerRunnerOptions o;
     o.metrics_port = -1;
     o.services = {service_.get()};
     auto runner = ServerRunner::Start(o);
-    ASSERT_TRUE(runner.ok()) << runner.status();
+    ASSERT_THAT(runner, IsOk());
     runner_ = *std::move(runner);
     stub_ = v1::Oracle::NewStub(runner_->InProcessChannel());
   }

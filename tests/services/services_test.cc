@@ -30,10 +30,14 @@
 #include "spar/v1/sampler.grpc.pb.h"
 #include "tests/common/fault_sys_calls.h"
 #include "tests/testing/job_watch.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
 namespace spar::services {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 class ServicesTest : public ::testing::Test {
  protected:
@@ -42,17 +46,17 @@ class ServicesTest : public ::testing::Test {
     root_ = new std::string(mkdtemp(tmpl));
     const model::LlamaConfig c = spar::testing::TinyLlamaConfig();
     auto policy = model::Policy::CreateRandom(c, 7);
-    ASSERT_TRUE(policy.ok()) << policy.status();
+    ASSERT_THAT(policy, IsOk());
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "base")).ok());
     auto judge = judge::JudgeServer::Start({});
-    ASSERT_TRUE(judge.ok()) << judge.status();
+    ASSERT_THAT(judge, IsOk());
     judge_ = judge->release();
     AppConfig ac;
     ac.runs_dir = JoinPath(*root_, "runs");
     ac.data_root = *root_;
     ac.oracle.base_url = judge_->base_url();
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     app_ = app->release();
   }
   static void TearDownTestSuite() {
@@ -211,14 +215,14 @@ using ::spar::testing::WatchToEnd;
 // oracle's SQLite file kept both the answers and the job's count across the pause).
 TEST_F(ServicesTest, JudgeBudgetPausesTheJobAndResumeWithALargerBudgetFinishesIt) {
   auto judge = judge::JudgeServer::Start({});
-  ASSERT_TRUE(judge.ok()) << judge.status();
+  ASSERT_THAT(judge, IsOk());
   AppConfig ac;
   ac.runs_dir = JoinPath(*root_, "runs-budget");
   ac.data_root = *root_;
   ac.oracle.base_url = (*judge)->base_url();
   ac.oracle.cache_path = JoinPath(*root_, "budget-cache.sqlite");
   auto app = App::Start(ac);
-  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_THAT(app, IsOk());
   auto stub = v1::Orchestrator::NewStub(MakeChannel((*app)->address()));
   auto oracle_stub = v1::Oracle::NewStub(MakeChannel((*app)->address()));
 
@@ -506,7 +510,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
     rc.data_root = *root_;  // the policies the orchestrator names live there
     rc.sampler_max_batch_size = kMaxBatch;
     auto r = App::Start(rc);
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     replicas.push_back(*std::move(r));
   }
   auto orchestrator = [&](const std::string& runs, const std::string& samplers) {
@@ -520,10 +524,10 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
     return App::Start(oc);
   };
   auto single = orchestrator("runs-one-replica", replicas[0]->address());
-  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_THAT(single, IsOk());
   auto sharded =
       orchestrator("runs-two-replicas", replicas[0]->address() + "," + replicas[1]->address());
-  ASSERT_TRUE(sharded.ok()) << sharded.status();
+  ASSERT_THAT(sharded, IsOk());
 
   v1::JobSpec spec = SmallSpec();
   spec.set_name("replicas");
@@ -575,7 +579,7 @@ TEST_F(ServicesTest, TwoSamplerReplicasWriteTheSameSamplesAsOneAndFailOver) {
 TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   const model::LlamaConfig c = spar::testing::TinyQwen3Config();
   auto created = model::Policy::CreateRandom(c, 3);
-  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_THAT(created, IsOk());
   const std::string base = JoinPath(*root_, "hf_base");
   ASSERT_TRUE((*created)->Save(base).ok());
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
@@ -584,7 +588,7 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
     ASSERT_TRUE(WriteFileAtomic(JoinPath(base, f), *contents).ok());
   }
   auto base_policy = model::Policy::Load(base);
-  ASSERT_TRUE(base_policy.ok()) << base_policy.status();
+  ASSERT_THAT(base_policy, IsOk());
   ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "qwen3");
 
   // The sampler feeds the chat-templated prompt and answers in the HF tokenizer's ids.
@@ -646,7 +650,7 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   EXPECT_EQ(*ReadFile(JoinPath(ckpt, "tokenizer.json")),
             *ReadFile(JoinPath(base, "tokenizer.json")));
   auto trained = model::Policy::Load(ckpt);
-  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_THAT(trained, IsOk());
   ASSERT_NE((*trained)->tokenizer(), nullptr);
   EXPECT_EQ((*trained)->config().model_type, "qwen3");
   EXPECT_EQ((*trained)->TokenizerFingerprint(), (*base_policy)->TokenizerFingerprint());
@@ -781,8 +785,7 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
       std::string(orchestrator::ParseJobSpecJson(R"({"rounds":1,"bogus":2})").status().message())
           .find("bogus"),
       std::string::npos);
-  EXPECT_EQ(orchestrator::ParseJobSpecJson("{").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(orchestrator::ParseJobSpecJson("{"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(ServicesTest, SamplerRejectsBadParams) {
@@ -817,7 +820,7 @@ TEST(ServicesAuthTest, BearerTokenRequiredWhenConfigured) {
   ac.runs_dir = JoinPath(root, "runs");
   ac.api_token = "s3cret-token";
   auto app = App::Start(ac);
-  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_THAT(app, IsOk());
   auto stub = v1::Orchestrator::NewStub(MakeChannel((*app)->address()));
   v1::ListJobsRequest req;
   v1::ListJobsResponse resp;

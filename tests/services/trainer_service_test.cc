@@ -36,10 +36,13 @@
 #include "services/common/server_runner.h"
 #include "spar/v1/trainer.grpc.pb.h"
 #include "tests/common/child_env.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 
 namespace spar::services {
 namespace {
+
+using ::spar::testing::IsOk;
 
 std::string TempRoot() {
   char tmpl[] = "/tmp/spar_trainer_service_XXXXXX";
@@ -110,8 +113,8 @@ Child SpawnSpar(const std::vector<std::string>& args, const std::string& cwd,
 double MaxWeightDiff(const std::string& a, const std::string& b) {
   auto pa = model::Policy::Load(a);
   auto pb = model::Policy::Load(b);
-  EXPECT_TRUE(pa.ok()) << pa.status();
-  EXPECT_TRUE(pb.ok()) << pb.status();
+  EXPECT_THAT(pa, IsOk());
+  EXPECT_THAT(pb, IsOk());
   if (!pa.ok() || !pb.ok()) return INFINITY;
   auto na = (*pa)->impl().module->named_parameters();
   auto nb = (*pb)->impl().module->named_parameters();
@@ -129,7 +132,7 @@ double MaxWeightDiff(const std::string& a, const std::string& b) {
 void MakeRankDir(const std::string& dir, bool with_pairs = true) {
   ASSERT_TRUE(MakeDirs(dir).ok());
   auto policy = model::Policy::CreateRandom(trainer::testing::TinyConfig(), 21);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   ASSERT_TRUE((*policy)->Save(JoinPath(dir, "init")).ok());
   if (with_pairs) {
     std::string text;
@@ -208,7 +211,7 @@ TEST(TrainerServiceProcessTest, TwoRankServiceMatchesSingleProcessService) {
     ac.data_root = single;  // the request's paths are relative to it
     ac.metrics_port = -1;
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     std::vector<v1::TrainingEvent> events =
         TrainThroughGrpc((*app)->address(), Request("k", single));
     ASSERT_FALSE(events.empty());
@@ -314,7 +317,7 @@ TEST(TrainerServiceTest, Bf16OnACpuTrainerIsInvalidArgumentNamingTheField) {
   ac.data_root = root;
   ac.metrics_port = -1;
   auto app = App::Start(ac);
-  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_THAT(app, IsOk());
   MakeRankDir(root);
   v1::StartTrainingRequest request = Request("bf16", root);
   request.mutable_config()->set_mixed_precision("bf16");
@@ -355,7 +358,7 @@ TEST(TrainerServiceProcessTest, KilledServiceResumesTheRepeatedRequestFromTrainS
     ac.data_root = ref;
     ac.metrics_port = -1;
     auto app = App::Start(ac);
-    ASSERT_TRUE(app.ok()) << app.status();
+    ASSERT_THAT(app, IsOk());
     std::vector<v1::TrainingEvent> events =
         TrainThroughGrpc((*app)->address(), Request("resume-key", ref, /*save_every_steps=*/2));
     ASSERT_FALSE(events.empty());

@@ -16,6 +16,7 @@
 #include "model/internal/llama.h"
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/trainer.h"
 
@@ -23,6 +24,7 @@ namespace spar::trainer {
 namespace {
 
 using model::internal::LlamaForCausalLM;
+using ::spar::testing::IsOk;
 
 model::internal::ScoreBatch ToyBatch(const torch::Device& device) {
   std::vector<std::vector<int32_t>> prompts, responses;
@@ -81,7 +83,7 @@ void ExpectSameGradients(LlamaForCausalLM& module, size_t want_count) {
 
 TEST(ActivationCheckpointTest, FullModelGradientsEqualPlainBackward) {
   auto policy = model::Policy::CreateRandom(testing::TinyConfig(), 31);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   LlamaForCausalLM& module = (*policy)->impl().module;
   ExpectSameGradients(module, module->parameters().size());
   // The layers really are checkpointed (and only when asked, and only in training).
@@ -97,7 +99,7 @@ TEST(ActivationCheckpointTest, FullModelGradientsEqualPlainBackward) {
 
 TEST(ActivationCheckpointTest, LoraGradientsWithDropoutEqualPlainBackward) {
   auto policy = model::Policy::CreateRandom(testing::TinyConfig(), 32);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   LlamaForCausalLM& module = (*policy)->impl().module;
   model::internal::AddLoraAdapters(
       module, /*rank=*/4, /*scale=*/2.0, /*dropout=*/0.2,
@@ -147,7 +149,7 @@ TEST(ActivationCheckpointTest, OneTrainingStepGivesTheSameWeights) {
     config.gradient_checkpointing = ckpt;
     out[ckpt] = JoinPath(root, ckpt ? "ckpt" : "plain");
     absl::StatusOr<TrainResult> r = TrainDpo(init_dir, testing::ToyPairs(), config, out[ckpt]);
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     ASSERT_EQ(r->steps, 1);
   }
   auto a = model::Policy::Load(out[false]);

@@ -20,11 +20,15 @@
 #include "gtest/gtest.h"
 #include "model/policy.h"
 #include "tests/common/fault_sys_calls.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 std::string TempDir(const std::string& name) {
   std::string dir =
@@ -35,7 +39,7 @@ std::string TempDir(const std::string& name) {
 
 std::string SaveInit(uint64_t seed, const std::string& dir) {
   auto p = model::Policy::CreateRandom(testing::TinyConfig(), seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   EXPECT_TRUE((*p)->Save(dir).ok());
   return dir;
 }
@@ -61,9 +65,9 @@ size_t StateSize(const std::string& init) {
   config.train_state_dir = TempDir("measure_state");
   auto r = TrainDpo(init, testing::ToyPairs(), config, TempDir("measure"),
                     [](const TrainProgress& p) { return p.step < 2; });
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
   auto bytes = ReadFile(JoinPath(config.train_state_dir, "state.pt"));
-  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_THAT(bytes, IsOk());
   EXPECT_TRUE(RemoveAll(config.train_state_dir).ok());
   return bytes.ok() ? bytes->size() : 0;
 }
@@ -83,7 +87,7 @@ absl::Status Train(const std::string& init, const std::string& out, const std::s
 }
 
 void ExpectNoSpace(const absl::Status& st) {
-  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(absl::StrContains(st.message(), "No space left on device")) << st;
 }
 
@@ -171,7 +175,7 @@ TEST(DiskFullTest, SmallTmpfsFailsCleanlyAndResumesAfterGrowing) {
   // Space is back: room for the state, its successor and the checkpoint.
   ASSERT_TRUE(MountTmpfs(dir, 8 * state_size, /*remount=*/true, &error)) << error;
   const absl::Status resumed = Train(init, out, state, &steps);
-  EXPECT_TRUE(resumed.ok()) << resumed;
+  EXPECT_THAT(resumed, IsOk());
   EXPECT_EQ(steps, std::vector<int>({3, 4, 5, 6}));
   EXPECT_TRUE(PathExists(JoinPath(out, "model.safetensors")));
   EXPECT_EQ(Temporaries(dir), std::vector<std::string>());

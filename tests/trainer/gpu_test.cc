@@ -10,12 +10,15 @@
 #include "gtest/gtest.h"
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/internal/distributed.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
 namespace {
+
+using ::spar::testing::IsOk;
 
 double MaxDiff(const std::string& a, const std::string& b) {
   auto pa = model::Policy::Load(a);
@@ -46,7 +49,7 @@ TEST(Bf16GpuTest, Bf16RunIsCloseToFloat32) {
   c.mixed_precision = "bf16";
   absl::StatusOr<TrainResult> r =
       TrainDpo(JoinPath(root, "init"), testing::ToyPairs(), c, JoinPath(root, "bf16"));
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_TRUE(std::isfinite(r->final_loss));
   c.gradient_checkpointing = true;
   ASSERT_TRUE(
@@ -66,7 +69,7 @@ TEST(NcclGpuTest, OneRankGroupAllReducesOnCuda) {
   c.master_port = 0;  // the TCPStore server picks a free port
   c.timeout_seconds = 60;
   auto comm = internal::Communicator::Create(c);
-  ASSERT_TRUE(comm.ok()) << comm.status();
+  ASSERT_THAT(comm, IsOk());
   ASSERT_TRUE((*comm)->gradient_device().is_cuda()) << "LibTorch built without c10d NCCL";
   torch::Tensor t = torch::arange(8, torch::dtype(torch::kFloat32).device(torch::kCUDA));
   (*comm)->AllReduceSum(t);

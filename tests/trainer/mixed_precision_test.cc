@@ -7,17 +7,20 @@
 #include "gtest/gtest.h"
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
 namespace {
 
+using ::spar::testing::StatusIs;
+
 TEST(MixedPrecisionTest, UnknownModeNamesTheField) {
   TrainConfig c;
   c.mixed_precision = "fp16";
   absl::Status st = Validate(c);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(st.message().find("train.mixed_precision"), std::string::npos) << st;
   c.mixed_precision = "bf16";
   EXPECT_TRUE(Validate(c).ok());
@@ -34,11 +37,11 @@ TEST(MixedPrecisionTest, Bf16WithoutCudaIsInvalidArgumentNamingTheField) {
   TrainConfig c;
   c.mixed_precision = "bf16";
   absl::Status st = CheckDevice(c);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(st.message().find("train.mixed_precision"), std::string::npos) << st;
   absl::StatusOr<TrainResult> r =
       TrainDpo(JoinPath(root, "init"), testing::ToyPairs(), c, JoinPath(root, "out"));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(r.status().message().find("train.mixed_precision"), std::string::npos) << r.status();
   EXPECT_FALSE(PathExists(JoinPath(root, "out")));
   RemoveAll(root).IgnoreError();

@@ -17,11 +17,15 @@
 #include "model/internal/policy_internal.h"
 #include "model/policy.h"
 #include "tests/common/child_env.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/trainer.h"
 
 namespace spar::trainer {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 std::string TempDir(const std::string& name) {
   std::string dir = JoinPath(::testing::TempDir(),
@@ -32,7 +36,7 @@ std::string TempDir(const std::string& name) {
 
 std::string SaveInit(uint64_t seed, const std::string& name) {
   auto p = model::Policy::CreateRandom(testing::TinyConfig(), seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   const std::string dir = TempDir(name);
   EXPECT_TRUE((*p)->Save(dir).ok());
   return dir;
@@ -99,7 +103,7 @@ TEST(TrainResumeTest, SigkilledRunResumesToTheSameWeights) {
   TrainConfig config = testing::ResumableConfig();
   config.train_state_dir = TempDir("full_state");
   absl::StatusOr<TrainResult> r = TrainDpo(init, pairs, config, full);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->steps, 6);
   EXPECT_FALSE(PathExists(config.train_state_dir)) << "state is removed after success";
 
@@ -119,7 +123,7 @@ TEST(TrainResumeTest, SigkilledRunResumesToTheSameWeights) {
     steps.push_back(p.step);
     return true;
   });
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(steps, std::vector<int>({5, 6}));
   EXPECT_EQ(r->steps, 6);
   EXPECT_LE(MaxWeightDiff(full, out), 1e-6);
@@ -133,11 +137,10 @@ TEST(TrainResumeTest, StateOfADifferentRequestIsIgnored) {
   config.train_state_dir = state;
   std::vector<PreferencePair> pairs = testing::ToyPairs();
   // Leave a state behind (cancel after step 2), then change the request.
-  ASSERT_EQ(
+  ASSERT_THAT(
       TrainDpo(init, pairs, config, TempDir("x"), [](const TrainProgress& p) { return p.step < 2; })
-          .status()
-          .code(),
-      absl::StatusCode::kCancelled);
+          .status(),
+      StatusIs(absl::StatusCode::kCancelled));
   ASSERT_TRUE(PathExists(JoinPath(state, "state.pt")));
   config.learning_rate = 2e-3;
   std::vector<int> steps;

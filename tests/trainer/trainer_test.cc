@@ -16,6 +16,7 @@
 #include "model/byte_tokenizer.h"
 #include "model/internal/llama.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 #include "tests/trainer/toy_data.h"
 #include "trainer/internal/train_util.h"
@@ -23,6 +24,8 @@
 namespace spar::trainer {
 namespace {
 
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 std::string TempDir(const std::string& name) {
@@ -36,7 +39,7 @@ std::string TempDir(const std::string& name) {
 std::string SaveTinyPolicy(uint64_t seed) {
   const model::LlamaConfig c = spar::testing::TinyByteLlamaConfig();
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   const std::string dir = TempDir(absl::StrCat("init", seed));
   EXPECT_TRUE((*p)->Save(dir).ok());
   return dir;
@@ -50,7 +53,7 @@ std::string SaveTinyHfPolicy(uint64_t seed) {
   c.eos_token_id = 2;
   c.pad_token_id = 0;
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::CreateRandom(c, seed);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   const std::string dir = TempDir(absl::StrCat("hf", seed));
   EXPECT_TRUE((*p)->Save(dir).ok());
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
@@ -65,7 +68,7 @@ std::string SaveTinyHfPolicy(uint64_t seed) {
 std::vector<double> Scores(const std::string& dir,
                            const std::vector<std::pair<std::string, std::string>>& pr) {
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::Load(dir);
-  EXPECT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p, IsOk());
   absl::StatusOr<std::vector<double>> s = (*p)->ScoreResponses(pr);
   EXPECT_TRUE(s.ok());
   return *s;
@@ -100,12 +103,12 @@ TEST(TrainDpoTest, RejectsBadInput) {
   const std::string init = SaveTinyPolicy(1);
   const std::string out = TempDir("out");
   absl::StatusOr<TrainResult> r = TrainDpo(init, {}, TrainConfig(), out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
   r = TrainDpo(init, {{"1+1=", "2", "3"}, {"2+2=", "4", ""}}, TrainConfig(), out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("pairs[1].rejected is empty"));
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pairs[1].rejected is empty")));
   r = TrainDpo("/nonexistent/init", {{"1+1=", "2", "3"}}, TrainConfig(), out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_FALSE(PathExists(out));
 }
 
@@ -129,8 +132,8 @@ TEST(TrainDpoTest, NonFiniteSettingsAreRefusedAndANonFiniteLossFailsTheStep) {
   c = TrainConfig();
   c.nll_weight = 1e39;  // finite as a double, infinite as the float32 loss
   absl::StatusOr<TrainResult> r = TrainDpo(init, {{"1+2=", "3", "4"}, {"2+2=", "4", "5"}}, c, out);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("non-finite loss at step 1"));
+  EXPECT_THAT(
+      r, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("non-finite loss at step 1")));
   EXPECT_FALSE(PathExists(out));
 }
 
@@ -157,7 +160,7 @@ TEST(TrainDpoTest, RaisesChosenOverRejectedAndReportsMetrics) {
         progress.push_back(p);
         return true;
       });
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->steps, 3);
   ASSERT_EQ(progress.size(), 3u);
   // First step: policy == reference, so h = 0 and the loss is log 2.
@@ -198,7 +201,7 @@ TEST(TrainDpoTest, DeterministicGivenSeedAndCancellable) {
   const std::string c = TempDir("cancelled");
   absl::StatusOr<TrainResult> r =
       TrainDpo(init, pairs, config, c, [](const TrainProgress&) { return false; });
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled));
   EXPECT_FALSE(PathExists(c));
 }
 
@@ -212,14 +215,14 @@ TEST(TrainSftTest, LowersNll) {
   config.batch_size = 3;
   config.epochs = 10;
   absl::StatusOr<TrainResult> r = TrainSft(init, data, config, out);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->steps, 10);
   const std::vector<std::pair<std::string, std::string>> pr = {
       {"1+2=", "3"}, {"4+4=", "8"}, {"5+6=", "11"}};
   const std::vector<double> before = Scores(init, pr), after = Scores(out, pr);
   for (size_t i = 0; i < pr.size(); ++i) EXPECT_GT(after[i], before[i] + 1.0) << i;
   config.loss = "dpo";
-  EXPECT_EQ(TrainSft(init, data, config, out).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(TrainSft(init, data, config, out), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // --- Loss family, bad input, optimisation details. ---
@@ -250,7 +253,7 @@ TEST(TrainDpoTest, EveryLossTakesAStepThatRaisesTheMargin) {
     if (std::string(loss) == "mpo") config.magnet_checkpoint = magnet;
     const std::string out = TempDir(loss);
     absl::StatusOr<TrainResult> r = TrainDpo(init, pairs, config, out);
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     EXPECT_EQ(r->steps, 1);
     for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
                             "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
@@ -280,7 +283,7 @@ TEST(TrainDpoTest, MpoPgRaisesARejectedResponseThatBeatsThePolicy) {
   config.batch_size = 1;
   const std::string out = TempDir("mpo_pg_adv");
   absl::StatusOr<TrainResult> r = TrainDpo(init, pairs, config, out);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->steps, 1);
   const double c0 = Scores(init, Side(pairs, true))[0], r0 = Scores(init, Side(pairs, false))[0];
   const double c1 = Scores(out, Side(pairs, true))[0], r1 = Scores(out, Side(pairs, false))[0];
@@ -296,7 +299,7 @@ TEST(TrainDpoTest, UnfinishedResponsesGetNoEos) {
   PreferencePair pair{"12+30=", "42", "4242424"};
   pair.rejected_finished = false;
   auto policy = model::Policy::Load(init);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   auto prompt = (*policy)->EncodePrompt(pair.prompt);
   auto rejected = (*policy)->EncodeResponse(pair.rejected, /*finished=*/false);
   ASSERT_TRUE(prompt.ok() && rejected.ok());
@@ -305,7 +308,7 @@ TEST(TrainDpoTest, UnfinishedResponsesGetNoEos) {
   ASSERT_TRUE(with_eos.ok());
   EXPECT_EQ(with_eos->back(), model::ByteTokenizer::kEos);
   auto want_rejected = (*policy)->ScoreTokens({{*prompt, *rejected}});
-  ASSERT_TRUE(want_rejected.ok()) << want_rejected.status();
+  ASSERT_THAT(want_rejected, IsOk());
   for (bool chosen_finished : {true, false}) {
     SCOPED_TRACE(chosen_finished);
     pair.chosen_finished = chosen_finished;
@@ -317,7 +320,7 @@ TEST(TrainDpoTest, UnfinishedResponsesGetNoEos) {
           progress.push_back(p);
           return true;
         });
-    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r, IsOk());
     ASSERT_EQ(progress.size(), 1u);
     EXPECT_NEAR(progress[0].metrics.at("logps/rejected"), (*want_rejected)[0], 1e-3);
     EXPECT_EQ(r->metrics.at("data/chosen_tokens"), chosen_finished ? 3.0 : 2.0);  // "42" (+ EOS)
@@ -340,7 +343,7 @@ TEST(TrainDpoTest, SftOnChosenAndRmspropWithLinearSchedule) {
         lrs.push_back(p.metrics.at("learning_rate"));
         return true;
       });
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->metrics.count("nll/token"), 1u);
   // 4 steps, warmup ceil(0.25 * 4) = 1: lr 0, then 1, 2/3, 1/3 of the peak.
   ASSERT_EQ(lrs.size(), 4u);
@@ -357,7 +360,7 @@ TEST(TrainDpoTest, BadInputGetsAClearInvalidArgument) {
   auto code_and_message = [&](const std::string& ckpt, const std::vector<PreferencePair>& pairs,
                               const TrainConfig& c) {
     absl::StatusOr<TrainResult> r = TrainDpo(ckpt, pairs, c, out);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
     return std::string(r.status().message());
   };
   EXPECT_THAT(code_and_message(init, {}, TrainConfig()), HasSubstr("no preference pairs"));
@@ -431,7 +434,7 @@ TEST(TrainDpoTest, HfTokenizerCheckpointTrainsOnItsOwnIds) {
   const std::string magnet = SaveTinyHfPolicy(31);
   const std::vector<PreferencePair> pairs = {{"Hello, my dog is cute", " Yes it is.", " No."}};
   auto policy = model::Policy::Load(init);
-  ASSERT_TRUE(policy.ok()) << policy.status();
+  ASSERT_THAT(policy, IsOk());
   ASSERT_NE((*policy)->tokenizer(), nullptr);
   auto c0 = (*policy)->ScoreResponses({{pairs[0].prompt, pairs[0].chosen}});
   auto r0 = (*policy)->ScoreResponses({{pairs[0].prompt, pairs[0].rejected}});
@@ -454,7 +457,7 @@ TEST(TrainDpoTest, HfTokenizerCheckpointTrainsOnItsOwnIds) {
           progress.push_back(p);
           return true;
         });
-    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_THAT(result, IsOk());
     ASSERT_EQ(progress.size(), 1u);
     EXPECT_NEAR(progress[0].metrics.at("logps/chosen"), (*c0)[0], 1e-3) << loss;
     EXPECT_NEAR(progress[0].metrics.at("logps/rejected"), (*r0)[0], 1e-3) << loss;
@@ -466,7 +469,7 @@ TEST(TrainDpoTest, HfTokenizerCheckpointTrainsOnItsOwnIds) {
     }
     // The output is an HF checkpoint with the tokenizer files, and the update moved the weights.
     auto trained = model::Policy::Load(out);
-    ASSERT_TRUE(trained.ok()) << trained.status();
+    ASSERT_THAT(trained, IsOk());
     ASSERT_NE((*trained)->tokenizer(), nullptr);
     EXPECT_EQ((*trained)->TokenizerFingerprint(), (*policy)->TokenizerFingerprint());
     auto c1 = (*trained)->ScoreResponses({{pairs[0].prompt, pairs[0].chosen}});
@@ -487,7 +490,7 @@ TEST(TrainDpoTest, HfTokenizerCheckpointTrainsOnItsOwnIds) {
         progress.push_back(p);
         return true;
       });
-  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->metrics.at("data/prompt_tokens"), static_cast<double>(chat_ids->size()));
   EXPECT_NEAR(progress[0].metrics.at("logps/chosen"), (*chat_c0)[0], 1e-3);
   config.chat_template = "vicuna";

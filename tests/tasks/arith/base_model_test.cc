@@ -11,9 +11,13 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "model/policy.h"
+#include "tests/testing/status_matchers.h"
 
 namespace spar::arith {
 namespace {
+
+using ::spar::testing::IsOk;
+using ::spar::testing::StatusIs;
 
 std::string TempDir(const std::string& name) {
   std::string dir =
@@ -33,17 +37,17 @@ TEST(ArithBaseTest, BuildsAndSavesAShortRun) {
   std::vector<int> steps;
   absl::StatusOr<ArithBaseReport> r =
       BuildArithBaseModel(o, [&](const ArithBaseProgress& p) { steps.push_back(p.step); });
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->steps, 3);
   EXPECT_EQ(steps, std::vector<int>({1, 2, 3}));
   ASSERT_EQ(r->accuracy_curve.size(), 2u);  // steps 2 and 3 (the last)
   EXPECT_GT(r->num_parameters, 500000);
   EXPECT_LT(r->num_parameters, 1500000);
   absl::StatusOr<std::unique_ptr<model::Policy>> p = model::Policy::Load(o.out_dir);
-  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_THAT(p, IsOk());
   EXPECT_EQ((*p)->config().hidden_size, 128);
   o.out_dir = "";
-  EXPECT_EQ(BuildArithBaseModel(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(BuildArithBaseModel(o), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace
