@@ -205,7 +205,8 @@ pkgs = re.search(r"PACKAGES=\((.*?)\)", dev, re.S).group(1).split()
 build_cpu = df[df.index("AS build-cpu"):df.index("AS runtime-cpu")]
 test_only = {"ccache", "libgtest-dev", "libgmock-dev", "libbenchmark-dev", "prometheus", "docker-compose",
              "python3-grpcio", "python3-protobuf", "python3-yaml",
-             "python3-venv"}  # the reference libraries (.venv) are for tests only
+             "python3-venv",  # the reference libraries (.venv) are for tests only
+             "clang-format"}  # the style.clang_format test
 for p in pkgs:
     if p not in test_only:
         check(re.search(r"\b%s\b" % re.escape(p), build_cpu), "build-cpu lacks scripts/dev package %s" % p)
