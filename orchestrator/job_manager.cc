@@ -18,6 +18,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "orchestrator/internal/job_metrics.h"
 #include "orchestrator/job_runner.h"
 #include "orchestrator/job_spec.h"
 #include "orchestrator/request_limits.h"
@@ -98,20 +99,10 @@ struct JobManager::Impl {
     std::thread thread;
     std::map<std::string, absl::Time> stage_started;
   };
-  struct Metrics {
-    metrics::Family<metrics::Gauge>* jobs = nullptr;
-    metrics::Family<metrics::Histogram>* stage_seconds = nullptr;
-    metrics::Family<metrics::Counter>* stage_failures = nullptr;
-    metrics::Counter* rounds_completed = nullptr;
-    metrics::Counter* pairs_kept = nullptr;
-    metrics::Gauge* win_rate = nullptr;
-    metrics::Gauge* accuracy = nullptr;
-    metrics::Gauge* current_round = nullptr;
-  };
 
   JobManagerConfig config;
   Ports ports;
-  Metrics m;
+  internal::JobMetrics m;
   mutable std::mutex mu;
   std::map<std::string, std::unique_ptr<Entry>> jobs;
   bool shutting_down = false;
@@ -119,47 +110,10 @@ struct JobManager::Impl {
   int64_t next_sub = 1;
   std::map<int64_t, std::pair<std::string, std::function<bool(const v1::JobEvent&)>>> subs;
 
-  void RegisterMetrics(metrics::Registry* r) {
-    if (r == nullptr) return;
-    m.jobs = &r->AddGauge("spar_orchestrator_jobs", "Jobs known to the orchestrator, by state.");
-    for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
-                   v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
-      m.jobs->Add({{"state", JobStateName(s)}});
-    }
-    m.stage_seconds = &r->AddHistogram("spar_orchestrator_stage_duration_seconds",
-                                       "Wall time of round stages, by stage.",
-                                       metrics::ExponentialBuckets(0.05, 2.5, 12));
-    m.stage_failures = &r->AddCounter("spar_orchestrator_stage_failures_total",
-                                      "Stages that ended in an error, by stage.");
-    for (const char* s : kStages) {
-      m.stage_seconds->Add({{"stage", s}});
-      m.stage_failures->Add({{"stage", s}});
-    }
-    m.rounds_completed = &r->AddCounter("spar_orchestrator_rounds_completed_total",
-                                        "Rounds completed across all jobs.")
-                              .Add({});
-    m.pairs_kept = &r->AddCounter("spar_orchestrator_pairs_kept_total",
-                                  "Preference pairs kept by the pair policy.")
-                        .Add({});
-    m.win_rate = &r->AddGauge("spar_orchestrator_win_rate_vs_base_ratio",
-                              "Judged win rate of the latest round's policy vs pi_0.")
-                      .Add({});
-    m.accuracy = &r->AddGauge("spar_orchestrator_greedy_accuracy_ratio",
-                              "Greedy accuracy of the latest round's policy on held-out prompts.")
-                      .Add({});
-    m.current_round = &r->AddGauge("spar_orchestrator_current_round",
-                                   "Round the most recently updated job is in.")
-                           .Add({});
-  }
-
   void RefreshJobGauges() {  // requires mu
-    if (m.jobs == nullptr) return;
-    std::map<std::string, int> counts;
-    for (const auto& [id, e] : jobs) counts[JobStateName(e->job.state())]++;
-    for (auto s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
-                   v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
-      m.jobs->Add({{"state", JobStateName(s)}}).Set(counts[JobStateName(s)]);
-    }
+    std::vector<v1::JobState> states;
+    for (const auto& [id, e] : jobs) states.push_back(e->job.state());
+    m.SetJobStates(states);
   }
 
   absl::Status Persist(const Entry& e) {  // requires mu
@@ -181,21 +135,13 @@ struct JobManager::Impl {
       std::lock_guard<std::mutex> lock(mu);
       std::string key = absl::StrCat(ev.round(), "/", ev.stage());
       if (ev.kind() == "stage_started") e->stage_started[key] = absl::Now();
-      if (ev.kind() == "stage_finished" && m.stage_seconds != nullptr &&
-          e->stage_started.count(key)) {
-        m.stage_seconds->Add({{"stage", ev.stage()}})
-            .Observe(absl::ToDoubleSeconds(absl::Now() - e->stage_started[key]));
+      if (ev.kind() == "stage_finished" && e->stage_started.count(key)) {
+        m.StageFinished(ev.stage(), absl::ToDoubleSeconds(absl::Now() - e->stage_started[key]));
       }
       if (ev.kind() == "round_finished") {
         *ev.mutable_job() = e->job;
-        if (m.rounds_completed != nullptr && ev.round() >= 1 &&
-            ev.round() <= e->job.rounds_size()) {
-          const v1::RoundSummary& r = e->job.rounds(ev.round() - 1);
-          m.rounds_completed->Increment();
-          m.pairs_kept->Increment(r.pairs_kept());
-          m.win_rate->Set(r.win_rate_vs_base());
-          m.accuracy->Set(r.greedy_accuracy());
-          m.current_round->Set(ev.round());
+        if (ev.round() >= 1 && ev.round() <= e->job.rounds_size()) {
+          m.RoundFinished(ev.round(), e->job.rounds(ev.round() - 1));
         }
       }
       if (ev.kind() != "progress") {
@@ -277,10 +223,7 @@ struct JobManager::Impl {
       } else {
         e->job.set_state(v1::JOB_STATE_FAILED);
         e->job.set_error(std::string(st.message()));
-        if (m.stage_failures != nullptr && !e->job.current_stage().empty() &&
-            StageIndex(e->job.current_stage()) >= 0) {
-          m.stage_failures->Add({{"stage", e->job.current_stage()}}).Increment();
-        }
+        m.StageFailed(e->job.current_stage());
         SPAR_LOG(Error) << "job " << job_id << " failed: " << st;
       }
       e->job.set_updated_unix_ms(NowMs());
@@ -316,7 +259,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobManagerConfig 
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->ports = ports;
-  impl->RegisterMetrics(registry);
+  impl->m = internal::JobMetrics(registry);
   SPAR_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(config.runs_dir));
   std::lock_guard<std::mutex> lock(impl->mu);
   for (const std::string& name : names) {
