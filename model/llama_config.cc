@@ -171,6 +171,44 @@ absl::Status Validate(const LlamaConfig& c) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// eos / bos / pad. HF configs may omit bos/pad (Qwen) or list several eos ids (Llama-3); a
+// non-byte model without bos/pad uses its eos for them.
+absl::Status ReadSpecialTokenIds(const nlohmann::json& json, LlamaConfig* out) {
+  LlamaConfig& c = *out;
+  const bool has_eos = json.contains("eos_token_id") && !json["eos_token_id"].is_null();
+  if (has_eos && json["eos_token_id"].is_array()) {
+    std::vector<int64_t> ids;
+    for (const nlohmann::json& id : json["eos_token_id"]) {
+      if (!id.is_number_integer()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.eos_token_id must hold integers, got ", id.dump()));
+      }
+      ids.push_back(id.get<int64_t>());
+    }
+    if (ids.empty()) return absl::InvalidArgumentError("config.eos_token_id is an empty list");
+    c.eos_token_id = ids[0];
+    c.extra_eos_token_ids.assign(ids.begin() + 1, ids.end());
+  } else {
+    SPAR_RETURN_IF_ERROR(ReadInt(json, "eos_token_id", false, &c.eos_token_id));
+  }
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "bos_token_id", false, &c.bos_token_id));
+  SPAR_RETURN_IF_ERROR(ReadInt(json, "pad_token_id", false, &c.pad_token_id));
+  const bool byte_defaults = c.vocab_size == 259;
+  if (!byte_defaults && has_eos) {
+    if (!json.contains("bos_token_id") || json["bos_token_id"].is_null()) {
+      c.bos_token_id = c.eos_token_id;
+    }
+    if (!json.contains("pad_token_id") || json["pad_token_id"].is_null()) {
+      c.pad_token_id = c.eos_token_id;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("config: expected a JSON object");
   LlamaConfig c;
@@ -222,34 +260,7 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
       if (dtype == "float32" || dtype == "bfloat16" || dtype == "float16") c.torch_dtype = dtype;
     }
   }
-  // HF configs may omit bos/pad (Qwen) or list several eos ids (Llama-3).
-  const bool has_eos = json.contains("eos_token_id") && !json["eos_token_id"].is_null();
-  if (has_eos && json["eos_token_id"].is_array()) {
-    std::vector<int64_t> ids;
-    for (const nlohmann::json& id : json["eos_token_id"]) {
-      if (!id.is_number_integer()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config.eos_token_id must hold integers, got ", id.dump()));
-      }
-      ids.push_back(id.get<int64_t>());
-    }
-    if (ids.empty()) return absl::InvalidArgumentError("config.eos_token_id is an empty list");
-    c.eos_token_id = ids[0];
-    c.extra_eos_token_ids.assign(ids.begin() + 1, ids.end());
-  } else {
-    SPAR_RETURN_IF_ERROR(ReadInt(json, "eos_token_id", false, &c.eos_token_id));
-  }
-  SPAR_RETURN_IF_ERROR(ReadInt(json, "bos_token_id", false, &c.bos_token_id));
-  SPAR_RETURN_IF_ERROR(ReadInt(json, "pad_token_id", false, &c.pad_token_id));
-  const bool byte_defaults = c.vocab_size == 259;
-  if (!byte_defaults && has_eos) {
-    if (!json.contains("bos_token_id") || json["bos_token_id"].is_null()) {
-      c.bos_token_id = c.eos_token_id;
-    }
-    if (!json.contains("pad_token_id") || json["pad_token_id"].is_null()) {
-      c.pad_token_id = c.eos_token_id;
-    }
-  }
+  SPAR_RETURN_IF_ERROR(ReadSpecialTokenIds(json, &c));
   SPAR_RETURN_IF_ERROR(Validate(c));
   return c;
 }
