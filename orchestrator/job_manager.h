@@ -75,4 +75,10 @@ bool IsTerminal(v1::JobState state);
 // label, the CLI's column and `spar list --state`'s values.
 const char* JobStateName(v1::JobState state);
 
+// Every state a job can be in (not UNSPECIFIED), in lifecycle order: the metric's label set and
+// the names `spar list --state` accepts.
+inline constexpr v1::JobState kJobStates[] = {v1::JOB_STATE_PENDING,   v1::JOB_STATE_RUNNING,
+                                              v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                                              v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED};
+
 }  // namespace spar::orchestrator

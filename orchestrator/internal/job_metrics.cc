@@ -6,18 +6,11 @@
 #include "orchestrator/run_dir.h"
 
 namespace spar::orchestrator::internal {
-namespace {
-
-constexpr v1::JobState kStates[] = {v1::JOB_STATE_PENDING,   v1::JOB_STATE_RUNNING,
-                                    v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
-                                    v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED};
-
-}  // namespace
 
 JobMetrics::JobMetrics(metrics::Registry* r) {
   if (r == nullptr) return;
   jobs_ = &r->AddGauge("spar_orchestrator_jobs", "Jobs known to the orchestrator, by state.");
-  for (v1::JobState s : kStates) jobs_->Add({{"state", JobStateName(s)}});
+  for (v1::JobState s : kJobStates) jobs_->Add({{"state", JobStateName(s)}});
   stage_seconds_ = &r->AddHistogram("spar_orchestrator_stage_duration_seconds",
                                     "Wall time of round stages, by stage.",
                                     metrics::ExponentialBuckets(0.05, 2.5, 12));
@@ -48,7 +41,7 @@ void JobMetrics::SetJobStates(const std::vector<v1::JobState>& states) {
   if (jobs_ == nullptr) return;
   std::map<v1::JobState, int> counts;
   for (v1::JobState s : states) counts[s]++;
-  for (v1::JobState s : kStates) jobs_->Add({{"state", JobStateName(s)}}).Set(counts[s]);
+  for (v1::JobState s : kJobStates) jobs_->Add({{"state", JobStateName(s)}}).Set(counts[s]);
 }
 
 void JobMetrics::StageFinished(const std::string& stage, double seconds) {

@@ -154,8 +154,7 @@ void SetDeadline(grpc::ClientContext* ctx, int seconds = 30) {
 }
 
 absl::StatusOr<v1::JobState> ParseState(const std::string& s) {
-  for (auto st : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
-                  v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED, v1::JOB_STATE_PAUSED}) {
+  for (v1::JobState st : orchestrator::kJobStates) {
     if (s == orchestrator::JobStateName(st)) return st;
   }
   return absl::InvalidArgumentError(absl::StrCat("--state: unknown state \"", s, "\""));

@@ -1,8 +1,8 @@
 // gMock matchers for absl::Status and absl::StatusOr<T>, so a test states a refusal in one line and
 // a failure prints the whole status:
 //   EXPECT_THAT(ParseJobSpecJson("{"), StatusIs(absl::StatusCode::kInvalidArgument));
-//   EXPECT_THAT(Policy::Load(dir), StatusIs(absl::StatusCode::kNotFound,
-//   HasSubstr("config.json"))); ASSERT_THAT(WriteFile(path, text), IsOk());
+//   EXPECT_THAT(Policy::Load(dir), StatusIs(kNotFound, HasSubstr("config.json")));
+//   ASSERT_THAT(WriteFile(path, text), IsOk());
 // The message matcher sees the message as a std::string. Header-only; torch- and gRPC-free.
 #pragma once
 
