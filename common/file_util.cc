@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/internal/file_sys_calls.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace spar {
 namespace {
@@ -264,7 +265,8 @@ absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, const std::str
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": invalid JSON: ", EscapeBytes(e.what())));
   }
 }
 
@@ -273,8 +275,12 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
   return ParseJson(text, path);
 }
 
+std::string DumpJson(const nlohmann::json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 absl::Status WriteJsonFileAtomic(const std::string& path, const nlohmann::json& value) {
-  return WriteFileAtomic(path, value.dump(2) + "\n");
+  return WriteFileAtomic(path, DumpJson(value, 2) + "\n");
 }
 
 absl::StatusOr<std::vector<nlohmann::json>> ReadJsonl(const std::string& path,
@@ -290,7 +296,8 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonl(const std::string& path,
     } catch (const nlohmann::json::exception& e) {
       bool is_tail = (i + 1 == lines.size());  // no newline after it: torn append
       if (is_tail && allow_torn_tail) break;
-      return absl::DataLossError(absl::StrCat(path, ":", i + 1, ": invalid JSON line: ", e.what()));
+      return absl::DataLossError(
+          absl::StrCat(path, ":", i + 1, ": invalid JSON line: ", EscapeBytes(e.what())));
     }
   }
   return rows;
@@ -301,7 +308,7 @@ absl::Status WriteJsonlAtomic(const std::string& path, const std::vector<nlohman
   for (const nlohmann::json& r : rows) {
     // Invalid UTF-8 in a string becomes U+FFFD instead of an exception that would abort the
     // writer after all the work that produced the rows (issue #12 item 9).
-    out += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out += DumpJson(r);
     out += '\n';
   }
   return WriteFileAtomic(path, out);

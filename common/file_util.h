@@ -80,8 +80,13 @@ std::string Dirname(const std::string& path);
 // an absolute path is returned as is. Nothing is resolved (no symlinks, no "..").
 absl::StatusOr<std::string> AbsolutePath(const std::string& path);
 
-// Parses `text` as JSON; the error names `what` (a file path or field) and the parser's message.
+// Parses `text` as JSON; the error names `what` (a file path or field) and the parser's message
+// (with any input bytes it quotes escaped: EscapeBytes).
 absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, const std::string& what);
+// The product's one JSON writer: `value` as text (`indent` as nlohmann's dump). Never throws on
+// text: a string holding invalid UTF-8 (a Latin-1 file, an engine's cut error page) is written
+// with U+FFFD in place of each ill-formed sequence. Use it instead of json::dump, which throws.
+std::string DumpJson(const nlohmann::json& value, int indent = -1);
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path);
 absl::Status WriteJsonFileAtomic(const std::string& path, const nlohmann::json& value);
 

@@ -1,11 +1,11 @@
-#include "oracle_client/internal/judge_text.h"
+#include "common/outside_text.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
 #include "common/utf8.h"
 
-namespace spar::oracle::internal {
+namespace spar {
 namespace {
 
 constexpr char kRedacted[] = "<redacted>";
@@ -82,8 +82,8 @@ std::string TruncateUtf8(absl::string_view utf8, size_t max_bytes) {
   return std::string(utf8.substr(0, cut)) + "...";
 }
 
-std::string SafeJudgeText(absl::string_view raw, absl::string_view api_key, size_t max_bytes) {
+std::string SafeOutsideText(absl::string_view raw, absl::string_view api_key, size_t max_bytes) {
   return TruncateUtf8(RedactSecrets(SanitizeUtf8(raw), api_key), max_bytes);
 }
 
-}  // namespace spar::oracle::internal
+}  // namespace spar

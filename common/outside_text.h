@@ -1,8 +1,9 @@
-// Internal to oracle_client: makes text that came from the judge (error bodies, unparsable
-// answers, response headers) safe to put in a Status, a log line, judgments.jsonl or a protobuf
-// string. A judge may echo the request's Authorization header in its error body (issue #12 item
-// 3), and may send any bytes (item 9): the key is redacted, and the result is valid UTF-8 cut on
-// a character boundary. Pure functions, thread-safe.
+// The one redaction for text that came from outside (a judge's or a generation engine's error
+// bodies, unparsable answers, response headers): safe to put in a Status, a log line, a job's
+// error, events.jsonl or a protobuf string. A peer may echo the request's Authorization header or
+// key in its error body (issue #12 item 3, #24 item 10), and may send any bytes (a Latin-1 page,
+// UTF-8 cut inside a character): the key is redacted, and the result is valid UTF-8 cut on a
+// character boundary. Pure functions, thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -10,7 +11,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace spar::oracle::internal {
+namespace spar {
 
 // `text` with every occurrence of `api_key` (when non-empty), every "Bearer <token>" and every
 // "Authorization: <scheme> <value>" value replaced by "<redacted>". Case-insensitive on the
@@ -25,8 +26,9 @@ std::string RedactKey(absl::string_view text, absl::string_view api_key);
 // character boundary, plus "..." when anything was cut.
 std::string TruncateUtf8(absl::string_view utf8, size_t max_bytes);
 
-// SanitizeUtf8, then RedactSecrets, then TruncateUtf8: what every judge-supplied string goes
-// through before it is stored, logged or returned.
-std::string SafeJudgeText(absl::string_view raw, absl::string_view api_key, size_t max_bytes = 200);
+// SanitizeUtf8, then RedactSecrets, then TruncateUtf8: what every string a judge or an engine
+// supplied goes through before it is stored, logged or returned.
+std::string SafeOutsideText(absl::string_view raw, absl::string_view api_key,
+                            size_t max_bytes = 200);
 
-}  // namespace spar::oracle::internal
+}  // namespace spar

@@ -47,6 +47,12 @@ absl::StatusOr<std::string> ConfinePath(const std::string& path,
   if (path.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(field, " contains a NUL byte"));
   }
+  // No file system takes more (PATH_MAX); resolving is a realpath per component, so a
+  // megabyte of "a/a/a/..." would otherwise cost seconds of CPU per request.
+  if (path.size() >= PATH_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", path.size(), " bytes long; the limit is ", PATH_MAX - 1));
+  }
   if (roots.empty()) return path;
   const std::string full = path[0] == '/' ? path : absl::StrCat(roots[0], "/", path);
   absl::StatusOr<std::string> resolved = ResolveMaybeMissing(full, field);

@@ -14,8 +14,8 @@ namespace spar {
 // joined to roots[0]. The path need not exist (an output): its longest existing prefix is
 // resolved and the rest may not contain "." or "..". Empty `roots` = no confinement (the path is
 // returned as given). Returns the resolved absolute path, or InvalidArgument naming `field`
-// (empty, NUL byte, outside every root); FailedPrecondition when no root exists (a root that
-// does not exist yet is skipped).
+// (empty, NUL byte, PATH_MAX bytes or longer, outside every root); FailedPrecondition when no root
+// exists (a root that does not exist yet is skipped).
 absl::StatusOr<std::string> ConfinePath(const std::string& path,
                                         const std::vector<std::string>& roots,
                                         const std::string& field);

@@ -13,4 +13,9 @@ namespace spar {
 // unchanged.
 std::string SanitizeUtf8(absl::string_view s);
 
+// `s` for an error message or log line: printable ASCII is kept, every other byte (control
+// characters, and every byte >= 0x80, valid UTF-8 or not) is written as "\xNN". No raw input
+// byte reaches a message, whatever the input's encoding.
+std::string EscapeBytes(absl::string_view s);
+
 }  // namespace spar

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace spar::model {
@@ -16,7 +17,7 @@ absl::Status ReadInt(const nlohmann::json& json, const char* name, bool required
   }
   if (!it->is_number_integer()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.", name, " must be an integer, got ", it->dump()));
+        absl::StrCat("config.", name, " must be an integer, got ", DumpJson(*it)));
   }
   *out = it->get<int64_t>();
   return absl::OkStatus();
@@ -27,7 +28,7 @@ absl::Status ReadDouble(const nlohmann::json& json, const char* name, double* ou
   if (it == json.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_number()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.", name, " must be a number, got ", it->dump()));
+        absl::StrCat("config.", name, " must be a number, got ", DumpJson(*it)));
   }
   *out = it->get<double>();
   return absl::OkStatus();
@@ -38,7 +39,7 @@ absl::Status ReadBool(const nlohmann::json& json, const char* name, bool* out) {
   if (it == json.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_boolean()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.", name, " must be a boolean, got ", it->dump()));
+        absl::StrCat("config.", name, " must be a boolean, got ", DumpJson(*it)));
   }
   *out = it->get<bool>();
   return absl::OkStatus();
@@ -61,7 +62,7 @@ absl::Status ReadRope(const nlohmann::json& json, const char* key, LlamaConfig* 
   if (it == json.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_object()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.", key, " must be an object, got ", it->dump()));
+        absl::StrCat("config.", key, " must be an object, got ", DumpJson(*it)));
   }
   const nlohmann::json& rs = *it;
   std::string type = rs.value("rope_type", rs.value("type", std::string()));
@@ -87,7 +88,7 @@ absl::Status ReadRope(const nlohmann::json& json, const char* key, LlamaConfig* 
 absl::Status CheckUnsupported(const nlohmann::json& json, LlamaConfig* c) {
   if (auto it = json.find("hidden_act"); it != json.end() && !it->is_null() && *it != "silu") {
     return absl::InvalidArgumentError(
-        absl::StrCat("config.hidden_act ", it->dump(), " is not supported (only \"silu\")"));
+        absl::StrCat("config.hidden_act ", DumpJson(*it), " is not supported (only \"silu\")"));
   }
   bool mlp_bias = false;
   SPAR_RETURN_IF_ERROR(ReadBool(json, "mlp_bias", &mlp_bias));
@@ -183,7 +184,7 @@ absl::Status ReadSpecialTokenIds(const nlohmann::json& json, LlamaConfig* out) {
     for (const nlohmann::json& id : json["eos_token_id"]) {
       if (!id.is_number_integer()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("config.eos_token_id must hold integers, got ", id.dump()));
+            absl::StrCat("config.eos_token_id must hold integers, got ", DumpJson(id)));
       }
       ids.push_back(id.get<int64_t>());
     }
@@ -215,7 +216,7 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const nlohmann::json& json) {
   if (auto it = json.find("model_type"); it != json.end() && !it->is_null()) {
     if (!it->is_string()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("config.model_type must be a string, got ", it->dump()));
+          absl::StrCat("config.model_type must be a string, got ", DumpJson(*it)));
     }
     c.model_type = it->get<std::string>();
   }

@@ -325,7 +325,7 @@ absl::StatusOr<std::string> SerializeSafetensors(
                       {"data_offsets", {offset, offset + size}}};
     offset += size;
   }
-  std::string text = header.dump();
+  std::string text = DumpJson(header);
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string out;
   out.reserve(8 + text.size() + offset);

@@ -10,14 +10,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/log.h"
+#include "common/outside_text.h"
 #include "common/status_macros.h"
 #include "oracle_client/internal/answer_cache.h"
 #include "oracle_client/internal/budget_ledger.h"
 #include "oracle_client/internal/http_policy.h"
 #include "oracle_client/internal/http_pool.h"
 #include "oracle_client/internal/judge_request.h"
-#include "oracle_client/internal/judge_text.h"
 #include "oracle_client/internal/oracle_metrics.h"
 #include "oracle_client/internal/rate_limiter.h"
 #include "oracle_client/internal/response_parser.h"
@@ -118,11 +119,11 @@ struct OracleClient::Impl {
   // and asks again while its abandoned call is still judging pays nothing twice).
   internal::SingleFlight<OrderResult> flights;
 
-  // `st` with its message passed through SafeJudgeText: the last line of defence before a status
+  // `st` with its message passed through SafeOutsideText: the last line of defence before a status
   // leaves the client (into judgments.jsonl, a gRPC status, a log).
   absl::Status SafeStatus(const absl::Status& st) const {
     if (st.ok()) return st;
-    return absl::Status(st.code(), internal::SafeJudgeText(st.message(), config.api_key, 1000));
+    return absl::Status(st.code(), SafeOutsideText(st.message(), config.api_key, 1000));
   }
 
   double Jitter() {
@@ -485,7 +486,7 @@ absl::StatusOr<std::unique_ptr<OracleClient>> OracleClient::Create(OracleConfig 
                                                           clock, metrics, &impl->counters);
   impl->ledger = std::make_unique<BudgetLedger>(impl->config, impl->cache.get(), metrics);
   impl->pool = std::make_unique<internal::HttpPool>(base, impl->config, metrics, &impl->counters);
-  SPAR_LOG(Info) << "oracle client: " << RedactedOracleConfig(impl->config).dump();
+  SPAR_LOG(Info) << "oracle client: " << DumpJson(RedactedOracleConfig(impl->config));
   return std::unique_ptr<OracleClient>(new OracleClient(std::move(impl)));
 }
 

@@ -11,8 +11,12 @@ bool IsKnownSelectBest(const std::string& s) {
   return s == "win_rate_vs_base" || s == "greedy_accuracy" || s == "last";
 }
 
+RoundEval BaseRoundEval(double base_greedy_accuracy) {
+  return RoundEval{0, 0.5, base_greedy_accuracy};
+}
+
 absl::StatusOr<int> SelectBestRound(const std::vector<RoundEval>& evals,
-                                    const std::string& select_best) {
+                                    const std::string& select_best, const RoundEval& base) {
   const std::string by = select_best.empty() ? kSelectBestDefault : select_best;
   if (!IsKnownSelectBest(by)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -23,7 +27,9 @@ absl::StatusOr<int> SelectBestRound(const std::vector<RoundEval>& evals,
            : by == "greedy_accuracy" ? e.greedy_accuracy
                                      : e.win_rate_vs_base;
   };
-  const RoundEval* best = nullptr;
+  if (evals.empty()) return 0;
+  // pi_0 competes (and, as round 0, wins ties) except for "last".
+  const RoundEval* best = by == "last" ? nullptr : &base;
   for (const RoundEval& e : evals) {
     // Strictly better wins; a tie goes to the earlier round.
     if (best == nullptr || value(e) > value(*best) ||

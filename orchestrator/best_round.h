@@ -23,11 +23,17 @@ struct RoundEval {
 inline constexpr const char* kSelectBestDefault = "win_rate_vs_base";
 bool IsKnownSelectBest(const std::string& select_best);
 
+// pi_0 as a candidate (round 0): its win rate against itself is 0.5; its greedy accuracy the
+// base eval's (-1 when unknown).
+RoundEval BaseRoundEval(double base_greedy_accuracy);
+
 // The round `select_best` picks among `evals` (any order): the highest win_rate_vs_base, the
 // highest greedy_accuracy, or the last round; ties go to the earlier round; "" means the default.
-// 0 when `evals` is empty. InvalidArgument for an unknown criterion.
+// By win rate or accuracy a round must beat pi_0 (`base`, round 0) to be picked: when none does,
+// the answer is 0, pi_0 itself. 0 also when `evals` is empty. InvalidArgument for an unknown
+// criterion.
 absl::StatusOr<int> SelectBestRound(const std::vector<RoundEval>& evals,
-                                    const std::string& select_best);
+                                    const std::string& select_best, const RoundEval& base);
 
 // The evaluated rounds (STAGE records eval) among 1..rounds of run directory `job_dir`, in round
 // order. DataLoss naming the file when an eval.json cannot be read or lacks a field.

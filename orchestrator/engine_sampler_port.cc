@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/log.h"
+#include "common/outside_text.h"
 #include "common/status_macros.h"
 #include "model/engine_prompt.h"
 #include "nlohmann/json.hpp"
@@ -145,8 +147,9 @@ absl::StatusOr<json> EngineSamplerPort::Call(const std::string& method, const st
                                              const json& body, int* http_status) const {
   std::unique_ptr<httplib::Client> cli = Client();
   const std::string full = endpoint_.prefix + path;
-  httplib::Result res = method == "GET" ? cli->Get(full.c_str())
-                                        : cli->Post(full.c_str(), body.dump(), "application/json");
+  httplib::Result res = method == "GET"
+                            ? cli->Get(full.c_str())
+                            : cli->Post(full.c_str(), DumpJson(body), "application/json");
   *http_status = res ? res->status : 0;
   if (!res) {
     return absl::UnavailableError(
@@ -154,9 +157,12 @@ absl::StatusOr<json> EngineSamplerPort::Call(const std::string& method, const st
   }
   json out = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   if (res->status != 200) {
-    std::string msg = out.is_object() && out.contains("message") ? out["message"].dump()
-                      : out.is_object() && out.contains("error") ? out["error"].dump()
-                                                                 : res->body.substr(0, 300);
+    // The engine's own words, made safe: its key redacted (an engine may echo the request's
+    // Authorization header), valid UTF-8 (a Latin-1 page, a body cut inside a character), short.
+    const std::string raw = out.is_object() && out.contains("message") ? DumpJson(out["message"])
+                            : out.is_object() && out.contains("error") ? DumpJson(out["error"])
+                                                                       : res->body;
+    const std::string msg = SafeOutsideText(raw, config_.api_key, 300);
     const absl::StatusCode code = Retryable(res->status) ? absl::StatusCode::kUnavailable
                                   : res->status == 401 || res->status == 403
                                       ? absl::StatusCode::kPermissionDenied
@@ -228,9 +234,9 @@ absl::Status EngineSamplerPort::Reload(const std::string& engine_path) {
   SPAR_ASSIGN_OR_RETURN(json ack, Call("POST", "/update_weights_from_disk",
                                        json{{"model_path", engine_path}}, &status));
   if (!ack.value("success", false)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("engine ", config_.url, " refused the weight update to \"", engine_path,
-                     "\": ", ack.value("message", ack.dump())));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine ", config_.url, " refused the weight update to \"", engine_path,
+        "\": ", SafeOutsideText(ack.value("message", DumpJson(ack)), config_.api_key)));
   }
   return absl::OkStatus();
 }
@@ -311,7 +317,7 @@ absl::Status EngineSamplerPort::SendRun(
   httplib::Request req;
   req.method = "POST";
   req.path = endpoint_.prefix + "/v1/completions";
-  req.body = body.dump();
+  req.body = DumpJson(body);
   req.set_header("Content-Type", "application/json");
   req.set_header("Accept", "text/event-stream");
   int status = 0;
@@ -373,13 +379,17 @@ absl::Status EngineSamplerPort::Generate(
     const std::function<absl::Status(const v1::GenerateResponse&)>& on_result,
     const CancelCheck& cancelled) {
   // An engine's answer with a field of the wrong type ("root": null, ...) is an error, never an
-  // exception out of the port.
+  // exception out of the port. Whatever the engine wrote into an error leaves the port through
+  // the one redaction for outside text (its key out, valid UTF-8).
+  absl::Status st;
   try {
-    return GenerateImpl(request, on_result, cancelled);
+    st = GenerateImpl(request, on_result, cancelled);
   } catch (const json::exception& e) {
-    return absl::InternalError(
+    st = absl::InternalError(
         absl::StrCat("engine ", config_.url, " sent unexpected JSON: ", e.what()));
   }
+  if (st.ok()) return st;
+  return absl::Status(st.code(), SafeOutsideText(st.message(), config_.api_key, 2000));
 }
 
 absl::Status EngineSamplerPort::GenerateImpl(

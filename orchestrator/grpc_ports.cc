@@ -25,12 +25,17 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return std::chrono::system_clock::now() + std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
-// Every call: a deadline, and the service token as "authorization: Bearer" metadata. Metadata
-// rather than call credentials: gRPC drops call credentials on insecure channels.
-void PrepareCall(grpc::ClientContext& ctx, const GrpcPortsConfig& config, absl::Duration d) {
-  ctx.set_deadline(Deadline(d));
-  if (!config.api_token.empty()) ctx.AddMetadata("authorization", "Bearer " + config.api_token);
-}
+// The only call context this file makes: every call has a deadline. (The service token is added
+// by the channel: grpc_ports.h.)
+class CallContext {
+ public:
+  explicit CallContext(absl::Duration deadline) { ctx_.set_deadline(Deadline(deadline)); }
+  grpc::ClientContext* get() { return &ctx_; }
+  void TryCancel() { ctx_.TryCancel(); }
+
+ private:
+  grpc::ClientContext ctx_;
+};
 
 // Runs `attempt` until it succeeds, fails with a non-retryable code, or attempts run out.
 // `attempt` reports whether it delivered any result (then a retry would duplicate work).
@@ -56,10 +61,9 @@ template <typename Msg, typename Start>
 absl::Status ReadStream(const GrpcPortsConfig& config, const std::string& what, Start start,
                         const std::function<absl::Status(const Msg&)>& on_message,
                         const CancelCheck& cancelled, bool* delivered) {
-  grpc::ClientContext ctx;
-  PrepareCall(ctx, config, config.stream_deadline);
+  CallContext ctx(config.stream_deadline);
   internal::StreamWatch watch([&ctx] { ctx.TryCancel(); }, cancelled, config.stream_idle_timeout);
-  auto reader = start(&ctx);
+  auto reader = start(ctx.get());
   Msg msg;
   absl::Status cb_status;
   while (reader->Read(&msg)) {
@@ -142,18 +146,16 @@ class GrpcTrainerPort final : public TrainerPort {
       // restarts it from scratch on a restarted trainer), so retries are always safe here.
       v1::StartTrainingResponse started;
       {
-        grpc::ClientContext ctx;
-        PrepareCall(ctx, config_, config_.unary_deadline);
-        grpc::Status s = stub_->StartTraining(&ctx, request, &started);
+        CallContext ctx(config_.unary_deadline);
+        grpc::Status s = stub_->StartTraining(ctx.get(), request, &started);
         if (!s.ok()) return FromGrpc(s, "trainer.StartTraining");
       }
-      grpc::ClientContext ctx;
-      PrepareCall(ctx, config_, config_.stream_deadline);
+      CallContext ctx(config_.stream_deadline);
       v1::WatchTrainingRequest watch;
       watch.set_run_id(started.run_id());
       // Idle only: a cancel is sent to the trainer (below) rather than dropping the stream.
       internal::StreamWatch idle([&ctx] { ctx.TryCancel(); }, nullptr, config_.stream_idle_timeout);
-      auto reader = stub_->WatchTraining(&ctx, watch);
+      auto reader = stub_->WatchTraining(ctx.get(), watch);
       v1::TrainingEvent ev;
       bool cancel_sent = false;
       while (reader->Read(&ev)) {
@@ -161,12 +163,11 @@ class GrpcTrainerPort final : public TrainerPort {
         last = ev;
         if (on_event) on_event(ev);
         if (!cancel_sent && cancelled && cancelled()) {
-          grpc::ClientContext cctx;
-          PrepareCall(cctx, config_, config_.unary_deadline);
+          CallContext cctx(config_.unary_deadline);
           v1::CancelTrainingRequest creq;
           creq.set_run_id(started.run_id());
           v1::CancelTrainingResponse cresp;
-          (void)stub_->CancelTraining(&cctx, creq, &cresp);
+          (void)stub_->CancelTraining(cctx.get(), creq, &cresp);
           cancel_sent = true;
         }
       }
@@ -200,15 +201,22 @@ class GrpcTrainerPort final : public TrainerPort {
     req.set_chat_template(chat_template);
     req.set_validate_only(true);
     v1::StartTrainingResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(config_.unary_deadline));
-    grpc::Status s = stub_->StartTraining(&ctx, req, &resp);
-    if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-      return absl::InvalidArgumentError(s.error_message());
-    }
-    if (!s.ok()) {
-      SPAR_LOG(Warning) << "trainer.StartTraining(validate_only): " << s.error_message()
-                        << "; the train stage will check the config";
+    CallContext ctx(config_.unary_deadline);
+    grpc::Status s = stub_->StartTraining(ctx.get(), req, &resp);
+    switch (s.error_code()) {
+      case grpc::StatusCode::OK:
+        break;
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        return absl::InvalidArgumentError(s.error_message());
+      case grpc::StatusCode::UNAUTHENTICATED:
+      case grpc::StatusCode::PERMISSION_DENIED:
+        // A deployment whose trainer refuses the orchestrator: every train stage would fail after
+        // sampling and judging were paid, so the job is refused now.
+        return absl::FailedPreconditionError(
+            absl::StrCat("trainer refused the orchestrator's token: ", s.error_message()));
+      default:
+        SPAR_LOG(Warning) << "trainer.StartTraining(validate_only): " << s.error_message()
+                          << "; the train stage will check the config";
     }
     return absl::OkStatus();
   }

@@ -27,10 +27,9 @@ struct GrpcPortsConfig {
   // Attempts for a call that fails with UNAVAILABLE before any result arrived.
   int max_attempts = 5;
   absl::Duration initial_backoff = absl::Milliseconds(200);
-  // The shared service token (SPAR_API_TOKEN) sent as "authorization: Bearer <token>" on every
-  // call; "" sends none. Never logged.
-  std::string api_token;
 };
+// The service token (SPAR_API_TOKEN) travels with the channel: services::MakeChannel(address,
+// token) adds "authorization: Bearer <token>" to every call made on it.
 
 std::unique_ptr<SamplerPort> MakeGrpcSamplerPort(std::shared_ptr<grpc::Channel> channel,
                                                  GrpcPortsConfig config = {});

@@ -18,6 +18,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "orchestrator/internal/job_metrics.h"
 #include "orchestrator/job_runner.h"
 #include "orchestrator/job_spec.h"
@@ -131,6 +132,9 @@ struct JobManager::Impl {
   }
 
   void OnRunnerEvent(Entry* e, v1::JobEvent ev) {
+    // Messages may quote outside text (a file's line, an engine's words): proto strings and
+    // events.jsonl hold valid UTF-8 only.
+    ev.set_message(SanitizeUtf8(ev.message()));
     {
       std::lock_guard<std::mutex> lock(mu);
       std::string key = absl::StrCat(ev.round(), "/", ev.stage());
@@ -145,12 +149,12 @@ struct JobManager::Impl {
         }
       }
       if (ev.kind() != "progress") {
-        (void)AppendLine(RunDir(e->dir).Events(), nlohmann::json({{"time_ms", NowMs()},
-                                                                  {"round", ev.round()},
-                                                                  {"stage", ev.stage()},
-                                                                  {"kind", ev.kind()},
-                                                                  {"message", ev.message()}})
-                                                      .dump());
+        (void)AppendLine(RunDir(e->dir).Events(),
+                         DumpJson(nlohmann::json({{"time_ms", NowMs()},
+                                                  {"round", ev.round()},
+                                                  {"stage", ev.stage()},
+                                                  {"kind", ev.kind()},
+                                                  {"message", ev.message()}})));
       }
     }
     Publish(ev);
@@ -218,11 +222,11 @@ struct JobManager::Impl {
       } else if (absl::IsResourceExhausted(st)) {
         // Judge quota or budget: resumable with ResumeJob once the limit is raised.
         e->job.set_state(v1::JOB_STATE_PAUSED);
-        e->job.set_error(std::string(st.message()));
+        e->job.set_error(SanitizeUtf8(st.message()));
         SPAR_LOG(Warning) << "job " << job_id << " paused: " << st;
       } else {
         e->job.set_state(v1::JOB_STATE_FAILED);
-        e->job.set_error(std::string(st.message()));
+        e->job.set_error(SanitizeUtf8(st.message()));
         m.StageFailed(e->job.current_stage());
         SPAR_LOG(Error) << "job " << job_id << " failed: " << st;
       }
@@ -233,14 +237,13 @@ struct JobManager::Impl {
       done.set_job_id(job_id);
       done.set_kind("job_finished");
       done.set_round(e->job.current_round());
-      done.set_message(st.ok() ? "succeeded" : std::string(st.message()));
+      done.set_message(st.ok() ? "succeeded" : SanitizeUtf8(st.message()));
       *done.mutable_job() = e->job;
       (void)AppendLine(RunDir(e->dir).Events(),
-                       nlohmann::json({{"time_ms", NowMs()},
-                                       {"kind", "job_finished"},
-                                       {"state", JobStateName(e->job.state())},
-                                       {"message", done.message()}})
-                           .dump());
+                       DumpJson(nlohmann::json({{"time_ms", NowMs()},
+                                                {"kind", "job_finished"},
+                                                {"state", JobStateName(e->job.state())},
+                                                {"message", done.message()}})));
     }
     Publish(done);
   }

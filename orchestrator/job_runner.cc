@@ -72,11 +72,15 @@ absl::Status UpdateBestRound(const StageContext& ctx) {
   const RunDir dir = ctx.dir();
   SPAR_ASSIGN_OR_RETURN(std::vector<RoundEval> evals,
                         ReadRoundEvals(ctx.job_dir(), ctx.spec().rounds()));
-  SPAR_ASSIGN_OR_RETURN(int best, SelectBestRound(evals, ctx.spec().eval().select_best()));
-  if (best > 0) {
-    // Relative, so the run directory can be moved or mounted elsewhere.
-    SPAR_RETURN_IF_ERROR(ReplaceSymlink(RunDir::CheckpointInJobDir(best), dir.Best()));
-  }
+  if (evals.empty()) return absl::OkStatus();
+  double base_accuracy = -1;
+  ctx.UpdateJob([&base_accuracy](v1::Job& job) { base_accuracy = job.base_greedy_accuracy(); });
+  SPAR_ASSIGN_OR_RETURN(int best, SelectBestRound(evals, ctx.spec().eval().select_best(),
+                                                  BaseRoundEval(base_accuracy)));
+  // A round's checkpoint by a relative link, so the run directory can be moved or mounted
+  // elsewhere; pi_0 (no round beat it) by its own path.
+  SPAR_RETURN_IF_ERROR(
+      ReplaceSymlink(best > 0 ? RunDir::CheckpointInJobDir(best) : ctx.PolicyFor(1), dir.Best()));
   ctx.UpdateJob([best](v1::Job& job) { job.set_best_round(best); });
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "model/chat_template.h"
 #include "orchestrator/best_round.h"
+#include "orchestrator/prompt_file.h"
 #include "orchestrator/training_config.h"
 #include "tasks/arith/problems.h"
 #include "trainer/train_config.h"
@@ -163,7 +164,9 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
     }
     return absl::OkStatus();
   }
-  return ResolveDataPath(src.path(), data_root, field + ".path").status();
+  SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(src.path(), data_root, field + ".path"));
+  // Read whole now: a file that cannot be used is refused before anything is paid for.
+  return ReadPromptFile(path, field + ".path").status();
 }
 
 // MPO losses and algorithm mpo go together. The runner passes a magnet checkpoint (chosen by
@@ -389,6 +392,15 @@ absl::Status ValidateTraining(const v1::JobSpec& s) {
       return Invalid(f + ".round",
                      absl::StrCat("must be in [1, rounds=", s.rounds(), "], got ", rt.round()));
     }
+    // One entry per round: what is validated here is exactly what that round's train stage sends
+    // (RoundTrainingConfig would merge two entries into a config nobody checked).
+    for (int j = 0; j < i; ++j) {
+      if (s.round_training(j).round() == rt.round()) {
+        return Invalid(f + ".round",
+                       absl::StrCat("repeats round ", rt.round(), " of round_training[", j,
+                                    "]: one entry per round"));
+      }
+    }
     if (rt.training().has_loss()) {
       return Invalid(f + ".training.loss", "cannot change between rounds");
     }
@@ -437,7 +449,7 @@ absl::StatusOr<int64_t> ModelContextLength(const std::string& checkpoint_dir) {
         absl::StrCat(checkpoint_dir,
                      "/config.json: max_position_embeddings must be a positive "
                      "integer, got ",
-                     it->dump()));
+                     DumpJson(*it)));
   }
   return it->get<int64_t>();
 }

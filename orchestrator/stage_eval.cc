@@ -12,6 +12,7 @@
 #include "orchestrator/internal/stages.h"
 #include "orchestrator/internal/stream_tally.h"
 #include "orchestrator/job_spec.h"
+#include "orchestrator/prompt_file.h"
 #include "tasks/arith/greedy_score.h"
 #include "tasks/arith/problems.h"
 
@@ -22,20 +23,6 @@ using nlohmann::json;
 
 std::string EvalAnswers(const RunDir& dir, int t) {
   return JoinPath(dir.Round(t), "eval_answers.jsonl");
-}
-
-absl::StatusOr<std::vector<std::string>> ReadPromptFile(const std::string& path) {
-  SPAR_ASSIGN_OR_RETURN(std::vector<json> rows, ReadJsonl(path));
-  std::vector<std::string> out;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (!rows[i].is_object() || !rows[i].contains("prompt") || !rows[i]["prompt"].is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", i + 1, ": expected {\"prompt\": \"...\"}"));
-    }
-    out.push_back(rows[i]["prompt"].get<std::string>());
-  }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
-  return out;
 }
 
 absl::StatusOr<std::vector<std::string>> EvalPrompts(const StageContext& ctx) {
@@ -50,7 +37,8 @@ absl::StatusOr<std::vector<std::string>> EvalPrompts(const StageContext& ctx) {
   }
   SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(spec.eval_prompts().path(),
                                                           ctx.data_root(), "eval_prompts.path"));
-  SPAR_ASSIGN_OR_RETURN(out, ReadPromptFile(path));
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, ReadPromptFile(path, "eval_prompts.path"));
+  for (PromptRow& r : rows) out.push_back(std::move(r.prompt));
   if (static_cast<int>(out.size()) > spec.eval().num_prompts()) {
     out.resize(spec.eval().num_prompts());
   }

@@ -7,6 +7,7 @@
 #include "orchestrator/internal/stages.h"
 #include "orchestrator/internal/stream_tally.h"
 #include "orchestrator/job_spec.h"
+#include "orchestrator/prompt_file.h"
 #include "tasks/arith/problems.h"
 
 namespace spar::orchestrator::internal {
@@ -18,25 +19,15 @@ using nlohmann::json;
 absl::StatusOr<std::vector<PromptItem>> ReadPromptPool(const StageContext& ctx) {
   SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(ctx.spec().prompts().path(),
                                                           ctx.data_root(), "prompts.path"));
-  SPAR_ASSIGN_OR_RETURN(std::vector<json> rows, ReadJsonl(path));
-  std::vector<PromptItem> all;
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, ReadPromptFile(path, "prompts.path"));
   for (size_t i = 0; i < rows.size(); ++i) {
-    const json& r = rows[i];
-    if (!r.is_object() || !r.contains("prompt") || !r["prompt"].is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", i + 1, ": expected {\"prompt\": \"...\"}"));
-    }
-    PromptItem item{r["prompt"].get<std::string>(), std::nullopt};
-    if (r.contains("gold") && r["gold"].is_string()) item.gold = r["gold"].get<std::string>();
-    if (ctx.recipe().NeedsGold() && !item.gold.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", i + 1, ": algorithm \"",
-                                                     ctx.spec().algorithm(),
+    if (ctx.recipe().NeedsGold() && !rows[i].gold.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("prompts.path: ", path, ": prompt ", i + 1,
+                                                     ": algorithm \"", ctx.spec().algorithm(),
                                                      "\" needs a \"gold\" answer"));
     }
-    all.push_back(std::move(item));
   }
-  if (all.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no prompts"));
-  return all;
+  return rows;
 }
 
 }  // namespace

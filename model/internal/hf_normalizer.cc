@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/internal/hf_json.h"
 
@@ -105,7 +106,7 @@ absl::Status HfNormalizer::Parse(const json& j) {
     }
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("tokenizer.json: unsupported normalizer ", j.dump()));
+        absl::StrCat("tokenizer.json: unsupported normalizer ", DumpJson(j)));
   }
   steps_.push_back(std::move(step));
   return absl::OkStatus();

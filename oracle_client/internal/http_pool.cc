@@ -5,7 +5,8 @@
 #include <chrono>
 #include <utility>
 
-#include "oracle_client/internal/judge_text.h"
+#include "absl/strings/str_cat.h"
+#include "common/outside_text.h"
 
 namespace spar::oracle::internal {
 
@@ -55,24 +56,42 @@ HttpResult HttpPool::Post(const std::string& body, absl::Duration budget) {
   metrics_->in_flight.Increment();
   absl::Time start = absl::Now();
   const uint64_t watch = watchdog_.Arm(start + budget, [c = cli.get()] { c->stop(); });
-  httplib::Result res = cli->Post(path_, body, "application/json");
+  // The answer is read through a receiver that stops at kMaxResponseBytes: a judge's answer is a
+  // few kilobytes, and a judge that sends hundreds of megabytes must not take the memory.
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path_;
+  req.body = body;
+  req.set_header("Content-Type", "application/json");
+  std::string received;
+  bool too_big = false;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (received.size() + n > kMaxResponseBytes) {
+      too_big = true;
+      return false;
+    }
+    received.append(data, n);
+    return true;
+  };
+  httplib::Result res = cli->send(req);
   const bool cut = watchdog_.Disarm(watch);
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   metrics_->in_flight.Decrement();
   HttpResult out;
   if (res) {  // complete, even when the deadline fired just after: it was paid for
     out.status = res->status;
-    out.body = std::move(res->body);
+    out.body = std::move(received);
     out.retry_after_ms = res->get_header_value("retry-after-ms");
     out.retry_after = res->get_header_value("retry-after");
     out.x_should_retry = res->get_header_value("x-should-retry");
-    out.request_id = SafeJudgeText(res->get_header_value("x-request-id"), api_key_, 100);
+    out.request_id = SafeOutsideText(res->get_header_value("x-request-id"), api_key_, 100);
     out.remaining_requests = res->get_header_value("x-ratelimit-remaining-requests");
     out.reset_requests = res->get_header_value("x-ratelimit-reset-requests");
     out.remaining_tokens = res->get_header_value("x-ratelimit-remaining-tokens");
     out.reset_tokens = res->get_header_value("x-ratelimit-reset-tokens");
   } else {
-    out.error_text = httplib::to_string(res.error());
+    out.error_text = too_big ? absl::StrCat("response body over ", kMaxResponseBytes, " bytes")
+                             : httplib::to_string(res.error());
     out.tls_failure = res.error() == httplib::Error::SSLServerVerification ||
                       res.error() == httplib::Error::SSLLoadingCerts;
     out.cut = cut;

@@ -40,6 +40,10 @@ struct HttpResult {
 
 class HttpPool {
  public:
+  // The most an answer's body may hold; a longer one is cut off and the exchange fails (no
+  // response, error_text naming the limit).
+  static constexpr size_t kMaxResponseBytes = size_t{8} << 20;
+
   // config.max_concurrency clients for `base` (config.timeout as connect/read/write timeout,
   // config.api_key as bearer token). `metrics` and `counters` must outlive the pool.
   HttpPool(const BaseUrl& base, const OracleConfig& config, OracleMetrics* metrics,

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "oracle_client/internal/sha256.h"
 #include "oracle_client/side_by_side.h"
 
@@ -62,7 +63,7 @@ absl::StatusOr<AskSpec> SideBySideSpec(const OracleConfig& config, bool cached,
   }
   // The presentation order: seeded by the content, so a re-run shows (and caches) the same.
   json all = responses;
-  const std::string all_text = all.dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string all_text = DumpJson(all);
   const std::string digest = Sha256HexOfFields({"spar-side-by-side-order-v1", prompt, all_text});
   const uint64_t seed = std::stoull(digest.substr(0, 16), nullptr, 16);
   AskSpec spec;
@@ -96,7 +97,7 @@ std::string BuildRequestBody(const AskSpec& spec, const OracleConfig& config) {
     req["top_logprobs"] = 5;
   }
   // Invalid UTF-8 in a response must not abort the call: replace it.
-  return req.dump(-1, ' ', false, json::error_handler_t::replace);
+  return DumpJson(req);
 }
 
 int64_t EstimatePromptTokens(const AskSpec& spec) {

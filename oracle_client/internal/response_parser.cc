@@ -5,8 +5,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/outside_text.h"
 #include "oracle_client/internal/http_policy.h"
-#include "oracle_client/internal/judge_text.h"
 #include "oracle_client/side_by_side.h"
 #include "oracle_client/verdict.h"
 
@@ -39,7 +40,7 @@ ErrorBody ParseErrorBody(const std::string& body) {
     auto it = e->find(key);
     if (it == e->end()) return "";
     if (it->is_string()) return it->get<std::string>();
-    if (it->is_number()) return it->dump();
+    if (it->is_number()) return DumpJson(*it);
     return "";
   };
   out.message = str("message");
@@ -61,7 +62,7 @@ std::optional<bool> ParseShouldRetry(const std::string& v) {
 
 // Judge-supplied text made safe to store, log and return (internal/judge_text.h).
 std::string Text(absl::string_view raw, const OracleConfig& config, size_t max_bytes = 200) {
-  return SafeJudgeText(raw, config.api_key, max_bytes);
+  return SafeOutsideText(raw, config.api_key, max_bytes);
 }
 
 absl::Status FinalError(const HttpResult& r, const ErrorBody& e, int attempts,

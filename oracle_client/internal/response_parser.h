@@ -2,7 +2,7 @@
 // token usage and a parsed answer (pairwise verdict or log-prob preference, pointwise score,
 // side-by-side scores) or the reason it is unparsable; any other outcome becomes the error
 // status the judgment ends with and whether it is worth a retry. Text the judge sends back is
-// passed through SafeJudgeText (valid UTF-8, API key redacted) before it reaches a message.
+// passed through SafeOutsideText (valid UTF-8, API key redacted) before it reaches a message.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -4,6 +4,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/outside_text.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -17,7 +19,7 @@ absl::Status ErrorStatus(const json& error) {
   const std::string message =
       error.is_object() && error.contains("message") && error["message"].is_string()
           ? error["message"].get<std::string>()
-          : error.dump();
+          : DumpJson(error);
   const std::string code = error.is_object() && error.contains("code") && error["code"].is_string()
                                ? error["code"].get<std::string>()
                                : "";
@@ -29,7 +31,7 @@ absl::Status ErrorStatus(const json& error) {
   } else if (code == "NOT_FOUND") {
     c = absl::StatusCode::kNotFound;
   }
-  return absl::Status(c, absl::StrCat("engine: ", message));
+  return absl::Status(c, absl::StrCat("engine: ", SafeOutsideText(message, "", 1000)));
 }
 
 }  // namespace
@@ -71,7 +73,7 @@ absl::Status CompletionStream::Feed(const char* data, size_t size) {
       error_ = Event(payload);
     } catch (const json::exception& e) {  // a field of the wrong type: the engine's fault
       error_ = absl::InternalError(absl::StrCat("engine sent an unexpected event (", e.what(),
-                                                "): ", payload.substr(0, 200)));
+                                                "): ", SafeOutsideText(payload, "", 200)));
     }
     if (!error_.ok()) return error_;
   }
@@ -86,7 +88,7 @@ absl::Status CompletionStream::Event(const std::string& data) {
   json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!chunk.is_object()) {
     return absl::InternalError(
-        absl::StrCat("engine sent a malformed event: ", data.substr(0, 200)));
+        absl::StrCat("engine sent a malformed event: ", SafeOutsideText(data, "", 200)));
   }
   if (chunk.contains("error")) return ErrorStatus(chunk["error"]);
   if (!chunk.contains("choices") || !chunk["choices"].is_array()) return absl::OkStatus();

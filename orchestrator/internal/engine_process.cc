@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -15,6 +17,28 @@
 extern char** environ;
 
 namespace spar::orchestrator::internal {
+namespace {
+
+// The environment an engine starts with: this process's, minus Spar's secrets (the service token,
+// the judge's and the engine's API keys, and the files naming them). Secrets never reach child
+// processes; an engine that needs a key of its own is given it by its own configuration.
+std::vector<std::string> EngineEnvironment() {
+  static constexpr const char* kSecretPrefixes[] = {"SPAR_API_TOKEN", "SPAR_JUDGE_API_KEY",
+                                                    "SPAR_SAMPLER_ENGINE_API_KEY"};
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    bool secret = false;
+    for (const char* prefix : kSecretPrefixes) {
+      secret = secret || name == prefix || name == absl::StrCat(prefix, "_FILE");
+    }
+    if (!secret) env.push_back(entry);
+  }
+  return env;
+}
+
+}  // namespace
 
 EngineProcess::EngineProcess(std::vector<std::string> command_template)
     : template_(std::move(command_template)) {}
@@ -31,12 +55,16 @@ absl::Status EngineProcess::Start(const std::string& model_path) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env = EngineEnvironment();
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attr, 0);  // its own group: Stop reaches the engine's workers too
   pid_t pid = -1;
-  const int err = posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), environ);
+  const int err = posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
   posix_spawnattr_destroy(&attr);
   if (err != 0) {
     return absl::InternalError(absl::StrCat("sampler_engine.command: cannot start \"", args[0],

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "orchestrator/job_runner.h"
 #include "orchestrator/ports.h"
+#include "orchestrator/prompt_file.h"
 #include "orchestrator/recipe.h"
 #include "orchestrator/run_dir.h"
 #include "spar/v1/orchestrator.pb.h"
@@ -26,10 +27,7 @@
 namespace spar::orchestrator::internal {
 
 // One prompt of a round, with its reference answer when the task has one.
-struct PromptItem {
-  std::string prompt;
-  std::optional<std::string> gold;
-};
+using PromptItem = PromptRow;  // a prompt and its gold answer, if any
 
 // One distinct comparison: (prompt, response_a, response_b) with a <= b.
 using ComparisonKey = std::tuple<std::string, std::string, std::string>;

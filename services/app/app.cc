@@ -149,19 +149,31 @@ bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
 }
 
-// Refuses an unauthenticated server off loopback (unless `insecure`) and fills the data root
-// default: the working directory, so paths are confined even when no --data_root is given.
-absl::Status CheckExposure(AppConfig& config) {
+// Refuses an unauthenticated server off loopback (unless `insecure`).
+absl::Status CheckExposure(const AppConfig& config) {
   if (!IsLoopbackHost(config.host) && config.api_token.empty() && !config.insecure) {
     return absl::InvalidArgumentError(absl::StrCat(
         "host: refusing to serve on non-loopback address \"", config.host,
         "\" without SPAR_API_TOKEN (set it, or pass --insecure to serve unauthenticated)"));
   }
-  if (config.data_root.empty()) {
-    absl::StatusOr<std::string> cwd = AbsolutePath(".");
-    if (!cwd.ok())
-      return absl::FailedPreconditionError(absl::StrCat("data_root: ", cwd.status().message()));
-    config.data_root = *cwd;
+  return absl::OkStatus();
+}
+
+// Every path setting made absolute once, here, against the working directory: the services join
+// the relative paths they are sent to different roots (the trainer to the data root, the
+// orchestrator to the runs dir), so a relative runs dir named pairs files the trainer could not
+// find. The data root defaults to the working directory, so paths are confined even when none is
+// given.
+absl::Status ResolvePaths(AppConfig& config) {
+  for (auto [field, path] : {std::pair<const char*, std::string*>{"runs_dir", &config.runs_dir},
+                             {"data_root", &config.data_root},
+                             {"judge_cache", &config.oracle.cache_path}}) {
+    if (path->empty() && std::string(field) != "data_root") continue;
+    absl::StatusOr<std::string> abs = AbsolutePath(*path);
+    if (!abs.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(field, ": ", abs.status().message()));
+    }
+    *path = *std::move(abs);
   }
   return absl::OkStatus();
 }
@@ -255,7 +267,7 @@ absl::Status App::Impl::MakeSamplerPort(const orchestrator::GrpcPortsConfig& por
   } else if (sampler_addresses.size() <= 1) {
     const std::string addr =
         config.sampler_address.empty() ? server->address() : config.sampler_address;
-    sampler_port = orchestrator::MakeGrpcSamplerPort(MakeChannel(addr), ports);
+    sampler_port = orchestrator::MakeGrpcSamplerPort(MakeChannel(addr, config.api_token), ports);
   } else {
     orchestrator::GrpcPortsConfig replica_config = ports;
     // A replica that is down hands its shard to another one soon, rather than after the
@@ -263,7 +275,8 @@ absl::Status App::Impl::MakeSamplerPort(const orchestrator::GrpcPortsConfig& por
     replica_config.max_attempts = 2;
     std::vector<orchestrator::SamplerPort*> replicas;
     for (const std::string& a : sampler_addresses) {
-      sampler_replicas.push_back(orchestrator::MakeGrpcSamplerPort(MakeChannel(a), replica_config));
+      sampler_replicas.push_back(
+          orchestrator::MakeGrpcSamplerPort(MakeChannel(a, config.api_token), replica_config));
       replicas.push_back(sampler_replicas.back().get());
     }
     // Shards follow the replicas' batch boundaries (sampler_max_batch_size of this config,
@@ -291,11 +304,11 @@ absl::Status App::Impl::ConnectOrchestrator() {
     }
   }
   orchestrator::GrpcPortsConfig ports;
-  ports.api_token = config.api_token;  // the other services check the same token
   SPAR_RETURN_IF_ERROR(MakeSamplerPort(ports));
-  oracle_port = orchestrator::MakeGrpcOraclePort(MakeChannel(addr(config.oracle_address)), ports);
-  trainer_port =
-      orchestrator::MakeGrpcTrainerPort(MakeChannel(addr(config.trainer_address)), ports);
+  oracle_port = orchestrator::MakeGrpcOraclePort(
+      MakeChannel(addr(config.oracle_address), config.api_token), ports);
+  trainer_port = orchestrator::MakeGrpcTrainerPort(
+      MakeChannel(addr(config.trainer_address), config.api_token), ports);
   orchestrator::JobManagerConfig jc;
   jc.runs_dir = config.runs_dir;
   jc.data_root = config.data_root;
@@ -311,6 +324,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   if (config.roles.empty())
     return absl::InvalidArgumentError("roles: at least one role is required");
   SPAR_RETURN_IF_ERROR(CheckExposure(config));
+  SPAR_RETURN_IF_ERROR(ResolvePaths(config));
   impl->config = config;
   AccessPolicy access;
   access.api_token = config.api_token;

@@ -512,9 +512,9 @@ int Watch(const Args& args) {
 
 int Version(const Args& args) {
   const model::RuntimeInfo info = model::CurrentRuntimeInfo();
-  std::fputs(
-      args.Has("json") ? (model::ToJson(info).dump() + "\n").c_str() : model::ToText(info).c_str(),
-      stdout);
+  std::fputs(args.Has("json") ? (DumpJson(model::ToJson(info)) + "\n").c_str()
+                              : model::ToText(info).c_str(),
+             stdout);
   return kExitOk;
 }
 

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 
@@ -146,12 +147,19 @@ void PrintRoundTable(const v1::Job& job, std::FILE* out) {
                  done && r.greedy_accuracy() >= 0 ? Ci(r.greedy_accuracy_ci95()).c_str() : "-",
                  Fmt(r.seconds(), "%.1f").c_str(), done ? "" : "  (in progress)");
   }
+  // The job's result (EvalSpec.select_best; runs/<job>/best links to its checkpoint).
+  const std::string by = job.spec().eval().select_best().empty() ? "win_rate_vs_base"
+                                                                 : job.spec().eval().select_best();
+  const bool evaluated = std::any_of(job.rounds().begin(), job.rounds().end(),
+                                     [](const v1::RoundSummary& r) { return r.stage() == "eval"; });
   if (job.best_round() > 0) {
-    // The job's result (EvalSpec.select_best; runs/<job>/best links to its checkpoint).
-    const std::string& by = job.spec().eval().select_best();
     std::fprintf(out, "best round: %d (by %s; checkpoint %s/best -> iter_%03d/checkpoint)\n",
-                 job.best_round(), by.empty() ? "win_rate_vs_base" : by.c_str(),
-                 job.job_id().c_str(), job.best_round());
+                 job.best_round(), by.c_str(), job.job_id().c_str(), job.best_round());
+  } else if (evaluated) {
+    std::fprintf(out,
+                 "best round: 0, pi_0 itself: no round beat it by %s (%s/best -> the base "
+                 "model)\n",
+                 by.c_str(), job.job_id().c_str());
   }
   std::fflush(out);
 }

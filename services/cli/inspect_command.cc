@@ -148,12 +148,12 @@ int RunInspectCommand(const Args& args) {
     return report.status().code() == absl::StatusCode::kNotFound ? 4 : 2;
   }
   if (args.Has("json")) {
-    std::printf("%s\n", report->dump(2).c_str());
+    std::printf("%s\n", DumpJson(*report, 2).c_str());
     return 0;
   }
   const nlohmann::json& r = *report;
   std::printf("architecture: %s (%s)\n", r["model_type"].get<std::string>().c_str(),
-              r["architectures"].dump().c_str());
+              DumpJson(r["architectures"]).c_str());
   std::printf("parameters:   %lld\n", static_cast<long long>(r["num_parameters"].get<int64_t>()));
   std::printf("tensors:      %zu\n", r["tensors"].size());
   for (const nlohmann::json& t : r["tensors"]) {

@@ -115,6 +115,9 @@ absl::StatusOr<v1::JobSpec> ParseJobSpecFile(const std::string& path, const std:
   } catch (const nlohmann::json::parse_error& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", Position(text, e.byte), ": not valid JSON"));
+  } catch (const nlohmann::json::exception&) {  // out_of_range: a number such as 1e400
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a number is out of range (beyond a 64-bit float)"));
   }
   v1::JobSpec spec;
   google::protobuf::util::JsonParseOptions options;

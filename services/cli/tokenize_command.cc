@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/chat_template.h"
 #include "model/hf_tokenizer.h"
@@ -76,7 +77,7 @@ absl::Status TokenizeStream(const Args& args, std::istream& in, std::ostream& ou
     }
     auto ids = tokenizer->Encode(text, options);
     if (!ids.ok()) return where(ids.status());
-    out << nlohmann::json(*ids).dump() << "\n";
+    out << DumpJson(nlohmann::json(*ids)) << "\n";
   }
   out.flush();
   return absl::OkStatus();

@@ -56,7 +56,10 @@ class ServerRunner {
   std::unique_ptr<Impl> impl_;
 };
 
-// A client channel to "host:port" with the message size limits the servers use.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+// A client channel to "host:port" with the message size limits the servers use. With a
+// `bearer_token`, every call made on the channel carries "authorization: Bearer <token>" (added by
+// a channel interceptor, so no call can leave it out).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const std::string& bearer_token = "");
 
 }  // namespace spar::services

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "oracle_client/judge_template.h"
 #include "oracle_client/side_by_side.h"
@@ -32,7 +33,7 @@ json ErrorBody(const std::string& message, const std::string& type, const std::s
 void SendError(httplib::Response& res, int status, const std::string& message,
                const std::string& type, const std::string& code) {
   res.status = status;
-  res.set_content(ErrorBody(message, type, code).dump(), kJsonType);
+  res.set_content(DumpJson(ErrorBody(message, type, code)), kJsonType);
 }
 
 // P(winner) the judge reports, by how clear the win is.
@@ -147,7 +148,7 @@ struct JudgeServer::Handlers {
                  {{"prompt_tokens", prompt_tokens},
                   {"completion_tokens", completion_tokens},
                   {"total_tokens", prompt_tokens + completion_tokens}}}};
-    std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string text = DumpJson(out);
     if (fault == "truncated_json") text.resize(text.size() / 2);
     res.status = 200;
     res.set_header("x-request-id", absl::StrCat("req-spar-", n));
@@ -357,7 +358,7 @@ struct JudgeServer::Handlers {
       answer[id + "_justification"] = why;
       answer[id + "_score"] = score;
     }
-    std::string content = fault == "bad_verdict" ? "The first one is best." : answer.dump();
+    std::string content = fault == "bad_verdict" ? "The first one is best." : DumpJson(answer);
     SendCompletion(res, n, model, TextChoice(content), ApproxTokens(prompt_text),
                    ApproxTokens(content), fault);
   }
@@ -369,7 +370,7 @@ struct JudgeServer::Handlers {
                                        {"object", "model"},
                                        {"created", 0},
                                        {"owned_by", "spar"}}})}};
-    res.set_content(out.dump(), kJsonType);
+    res.set_content(DumpJson(out), kJsonType);
   }
 };
 
@@ -383,7 +384,7 @@ JudgeServer::~JudgeServer() {
 void JudgeServer::RecordSeen(nlohmann::json request) {
   std::lock_guard<std::mutex> lock(seen_mu_);
   if (request_log_ != nullptr) {
-    std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string line = DumpJson(request);
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), request_log_);
     std::fflush(request_log_);

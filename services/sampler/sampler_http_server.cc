@@ -9,9 +9,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "services/common/auth.h"
+#include "services/common/connection_watch.h"
 #include "services/common/http_exception.h"
 #include "services/sampler/completions_codec.h"
 
@@ -29,6 +31,7 @@ struct SamplerHttpServer::Impl {
   AccessPolicy access;
   SamplerHttpOptions options;
   httplib::Server server;
+  std::unique_ptr<ConnectionWatch> watch;  // from Start, once the port is known
   std::thread thread;
   int port = 0;
   std::once_flag stop_once;
@@ -38,6 +41,8 @@ struct SamplerHttpServer::Impl {
   int64_t next_id = 0;  // guarded by mu
 
   metrics::Family<metrics::Counter>& requests;
+  metrics::Counter& cut;
+  metrics::Counter& abandoned;
 
   Impl(sampler::Sampler& s, metrics::Registry& r, AccessPolicy a, SamplerHttpOptions o)
       : sampler(s),
@@ -46,7 +51,14 @@ struct SamplerHttpServer::Impl {
         options(std::move(o)),
         requests(r.AddCounter(
             "spar_sampler_http_requests_total",
-            "Requests to the sampler's OpenAI-compatible HTTP API, by endpoint and code.")) {}
+            "Requests to the sampler's OpenAI-compatible HTTP API, by endpoint and code.")),
+        cut(r.AddCounter("spar_sampler_http_connections_cut_total",
+                         "Connections cut because a request was not read within the request "
+                         "deadline (a client sending too slowly).")
+                .Add({})),
+        abandoned(r.AddCounter("spar_sampler_http_abandoned_total",
+                               "Generations stopped because their client closed the connection.")
+                      .Add({})) {}
 
   void Count(const char* endpoint, int code) {
     requests.Add({{"endpoint", endpoint}, {"code", absl::StrCat(code)}}).Increment();
@@ -54,7 +66,7 @@ struct SamplerHttpServer::Impl {
 
   void Reply(httplib::Response& res, const char* endpoint, const absl::Status& st) {
     res.status = HttpStatusFor(st);
-    res.set_content(ErrorJson(st).dump(), kJson);
+    res.set_content(DumpJson(ErrorJson(st)), kJson);
     Count(endpoint, res.status);
   }
 
@@ -76,20 +88,19 @@ struct SamplerHttpServer::Impl {
     return served;
   }
 
-  void Models(const httplib::Request& req, httplib::Response& res) {
-    if (absl::Status st = Authorize(req); !st.ok()) return Reply(res, "models", st);
+  void Models(httplib::Response& res) {
     json model = {{"id", options.served_model_name},
                   {"object", "model"},
                   {"created", 0},
                   {"owned_by", "spar"},
                   {"root", Served()},
                   {"parent", nullptr}};
-    res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), kJson);
+    res.set_content(DumpJson(json{{"object", "list"}, {"data", json::array({model})}}), kJson);
     Count("models", 200);
   }
 
   void UpdateWeights(const httplib::Request& req, httplib::Response& res) {
-    absl::Status st = Authorize(req);
+    absl::Status st;
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (st.ok() &&
         (!body.is_object() || !body.contains("model_path") || !body["model_path"].is_string())) {
@@ -101,7 +112,7 @@ struct SamplerHttpServer::Impl {
     if (!path.ok() || !st.ok()) {
       const absl::Status& err = path.ok() ? st : path.status();
       res.status = HttpStatusFor(err);
-      res.set_content(json{{"success", false}, {"message", std::string(err.message())}}.dump(),
+      res.set_content(DumpJson(json{{"success", false}, {"message", std::string(err.message())}}),
                       kJson);
       Count("update_weights_from_disk", res.status);
       return;
@@ -111,10 +122,9 @@ struct SamplerHttpServer::Impl {
       served = *path;
     }
     SPAR_LOG(Info) << "sampler http: now serving " << *path;
-    res.set_content(json{{"success", true},
-                         {"message", absl::StrCat("serving ", *path)},
-                         {"num_paused_requests", 0}}
-                        .dump(),
+    res.set_content(DumpJson(json{{"success", true},
+                                  {"message", absl::StrCat("serving ", *path)},
+                                  {"num_paused_requests", 0}}),
                     kJson);
     Count("update_weights_from_disk", 200);
   }
@@ -141,11 +151,15 @@ struct SamplerHttpServer::Impl {
   }
 
   void Completions(const httplib::Request& req, httplib::Response& res);
-  void Stream(CompletionRequest r, std::string policy, std::string id, httplib::Response& res);
+  void Stream(CompletionRequest r, std::string policy, std::string id, std::string peer,
+              httplib::Response& res);
+  // The endpoint's name in spar_sampler_http_requests_total.
+  static const char* Endpoint(const std::string& path);
+  // Before any body is read: the token (every endpoint but /health). Handled = refused.
+  httplib::Server::HandlerResponse PreRouting(const httplib::Request& req, httplib::Response& res);
 };
 
 void SamplerHttpServer::Impl::Completions(const httplib::Request& req, httplib::Response& res) {
-  if (absl::Status st = Authorize(req); !st.ok()) return Reply(res, "completions", st);
   absl::StatusOr<CompletionRequest> r = ParseCompletionRequest(req.body);
   if (!r.ok()) return Reply(res, "completions", r.status());
   absl::StatusOr<std::string> policy = PolicyFor(*r);
@@ -155,7 +169,8 @@ void SamplerHttpServer::Impl::Completions(const httplib::Request& req, httplib::
     std::lock_guard<std::mutex> lock(mu);
     id = absl::StrCat("cmpl-spar-", next_id++);
   }
-  if (r->stream) return Stream(*std::move(r), *policy, id, res);
+  const std::string peer = ConnectionWatch::Peer(req.remote_addr, req.remote_port);
+  if (r->stream) return Stream(*std::move(r), *policy, id, peer, res);
   json choices = json::array();
   int64_t prompt_tokens = 0, completion_tokens = 0;
   absl::Status st =
@@ -163,26 +178,49 @@ void SamplerHttpServer::Impl::Completions(const httplib::Request& req, httplib::
         prompt_tokens += ps.prompt_tokens;
         for (const sampler::SampleOut& s : ps.samples) completion_tokens += s.token_ids.size();
         for (json& c : ChoicesJson(ps, ps.index, r->logprobs)) choices.push_back(std::move(c));
-        return !stopping.load();
+        return !stopping.load() && !watch->PeerGone(peer);  // a client that left stops the work
       });
+  if (watch->PeerGone(peer)) {
+    abandoned.Increment();
+    SPAR_LOG(Warning) << "sampler http: " << peer << " left; its generation stopped";
+    return;
+  }
   if (!st.ok()) return Reply(res, "completions", st);
   json out = Envelope(id);
   out["choices"] = std::move(choices);
   out["usage"] = {{"prompt_tokens", prompt_tokens},
                   {"completion_tokens", completion_tokens},
                   {"total_tokens", prompt_tokens + completion_tokens}};
-  res.set_content(out.dump(), kJson);
+  res.set_content(DumpJson(out), kJson);
   Count("completions", 200);
 }
 
+const char* SamplerHttpServer::Impl::Endpoint(const std::string& path) {
+  if (path == "/v1/completions") return "completions";
+  if (path == "/v1/models") return "models";
+  if (path == "/update_weights_from_disk") return "update_weights_from_disk";
+  return "other";
+}
+
+httplib::Server::HandlerResponse SamplerHttpServer::Impl::PreRouting(const httplib::Request& req,
+                                                                     httplib::Response& res) {
+  if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+  absl::Status st = Authorize(req);
+  if (st.ok()) return httplib::Server::HandlerResponse::Unhandled;
+  Reply(res, Endpoint(req.path), st);
+  res.set_header("Connection", "close");  // its body, if any, is never read
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 void SamplerHttpServer::Impl::Stream(CompletionRequest r, std::string policy, std::string id,
-                                     httplib::Response& res) {
+                                     std::string peer, httplib::Response& res) {
   Count("completions", 200);  // the status line is sent before generation starts
   res.set_chunked_content_provider(
-      "text/event-stream", [this, r = std::move(r), policy = std::move(policy), id = std::move(id)](
-                               size_t /*offset*/, httplib::DataSink& sink) {
+      "text/event-stream", [this, r = std::move(r), policy = std::move(policy), id = std::move(id),
+                            peer = std::move(peer)](size_t /*offset*/, httplib::DataSink& sink) {
+        ConnectionWatch::Busy busy(watch.get(), peer);  // generating: not a slow request
         auto event = [&](const json& j) {
-          const std::string line = absl::StrCat("data: ", j.dump(), "\n\n");
+          const std::string line = absl::StrCat("data: ", DumpJson(j), "\n\n");
           return sink.is_writable() && sink.write(line.data(), line.size());
         };
         int64_t prompt_tokens = 0, completion_tokens = 0;
@@ -193,8 +231,9 @@ void SamplerHttpServer::Impl::Stream(CompletionRequest r, std::string policy, st
                 completion_tokens += s.token_ids.size();
               json chunk = Envelope(id);
               chunk["choices"] = ChoicesJson(ps, ps.index, r.logprobs);
-              return !stopping.load() && event(chunk);
+              return !stopping.load() && !watch->PeerGone(peer) && event(chunk);
             });
+        if (watch->PeerGone(peer)) abandoned.Increment();
         if (!st.ok()) {
           // Mid-stream errors go out as an error event (the status line is already sent).
           if (!absl::IsCancelled(st)) event(ErrorJson(st));
@@ -231,12 +270,26 @@ absl::StatusOr<std::unique_ptr<SamplerHttpServer>> SamplerHttpServer::Start(
   const int threads = self->options.threads;
   srv.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   srv.set_tcp_nodelay(true);
+  srv.set_payload_max_length(self->options.max_body_bytes);
+  srv.set_pre_routing_handler(
+      [self](const httplib::Request& q, httplib::Response& s) { return self->PreRouting(q, s); });
+  // Every handler holds its connection busy: the whole-request deadline covers reading only.
+  auto serve = [self](void (*fn)(Impl*, const httplib::Request&, httplib::Response&)) {
+    return [self, fn](const httplib::Request& q, httplib::Response& s) {
+      ConnectionWatch::Busy busy(self->watch.get(),
+                                 ConnectionWatch::Peer(q.remote_addr, q.remote_port));
+      fn(self, q, s);
+    };
+  };
   srv.Get("/v1/models",
-          [self](const httplib::Request& q, httplib::Response& s) { self->Models(q, s); });
-  srv.Post("/v1/completions",
-           [self](const httplib::Request& q, httplib::Response& s) { self->Completions(q, s); });
+          serve([](Impl* i, const httplib::Request&, httplib::Response& s) { i->Models(s); }));
+  srv.Post("/v1/completions", serve([](Impl* i, const httplib::Request& q, httplib::Response& s) {
+             i->Completions(q, s);
+           }));
   srv.Post("/update_weights_from_disk",
-           [self](const httplib::Request& q, httplib::Response& s) { self->UpdateWeights(q, s); });
+           serve([](Impl* i, const httplib::Request& q, httplib::Response& s) {
+             i->UpdateWeights(q, s);
+           }));
   srv.Get("/health", [](const httplib::Request&, httplib::Response& s) {
     s.set_content(R"({"status":"ok"})", kJson);
   });
@@ -255,6 +308,8 @@ absl::StatusOr<std::unique_ptr<SamplerHttpServer>> SamplerHttpServer::Start(
   if (impl->port <= 0) {
     return absl::UnavailableError(absl::StrCat("sampler http: cannot bind ", o.host, ":", o.port));
   }
+  impl->watch = std::make_unique<ConnectionWatch>(ConnectionWatch::Options{
+      impl->port, o.request_deadline, absl::Milliseconds(200), [self] { self->cut.Increment(); }});
   impl->thread = std::thread([self] { self->server.listen_after_bind(); });
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (!srv.is_running()) {

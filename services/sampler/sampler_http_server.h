@@ -9,8 +9,10 @@
 //                                   serves it from then on; {"success", "message"}
 //   GET  /health                    200 once listening
 // Paths are confined like the gRPC service's (data root, runs dir); with an api_token every
-// endpoint but /health needs "Authorization: Bearer <token>". Errors are OpenAI error bodies
-// naming the field. Metrics: spar_sampler_http_requests_total{endpoint,code}. Thread-safe; Stop
+// endpoint but /health needs "Authorization: Bearer <token>", checked on the headers before any
+// body is read. Bodies are limited (max_body_bytes), reading a request has a whole-request
+// deadline, and a generation whose client has gone stops. Errors are OpenAI error bodies naming
+// the field. Metrics: spar_sampler_http_requests_total{endpoint,code}. Thread-safe; Stop
 // (or the destructor) ends in-flight streams and joins the server.
 #pragma once
 
@@ -18,6 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/metrics/registry.h"
 #include "sampler/sampler.h"
 #include "services/common/access.h"
@@ -29,6 +32,11 @@ struct SamplerHttpOptions {
   int port = 0;  // 0 = any free port (see port())
   std::string served_model_name = "spar-policy";
   int threads = 8;  // concurrent HTTP requests (generation itself is serialized by the Sampler)
+  // Reading one request (headers and body) may take at most this long; a slower connection is
+  // cut (services/common/connection_watch.h). Answers take as long as generation needs.
+  absl::Duration request_deadline = absl::Seconds(30);
+  // The largest request body; a longer one is refused (413) without being kept in memory.
+  size_t max_body_bytes = size_t{64} << 20;
   // Loaded and served before the server listens ("" = nothing until /update_weights_from_disk),
   // as `vllm serve MODEL` does: an engine Spar supervises starts on the round's checkpoint.
   std::string initial_policy;

@@ -1,4 +1,4 @@
-#include "oracle_client/internal/judge_text.h"
+#include "common/outside_text.h"
 
 #include <string>
 
@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace spar::oracle::internal {
+namespace spar {
 namespace {
 
 using ::testing::HasSubstr;
@@ -43,14 +43,14 @@ TEST(JudgeTextTest, TruncatesOnCharacterBoundaries) {
             "...");  // a 4-byte emoji does not fit
 }
 
-TEST(JudgeTextTest, SafeJudgeTextSanitizesRedactsThenCuts) {
+TEST(JudgeTextTest, SafeOutsideTextSanitizesRedactsThenCuts) {
   // The key sits across the cut: it is redacted before cutting, so no prefix of it survives.
   std::string raw = std::string(190, 'x') + " sk-abcdefghijklmnop \xFF\xFE";
-  std::string safe = SafeJudgeText(raw, "sk-abcdefghijklmnop", 200);
+  std::string safe = SafeOutsideText(raw, "sk-abcdefghijklmnop", 200);
   EXPECT_TRUE(IsValidUtf8(safe));
   EXPECT_THAT(safe, Not(HasSubstr("sk-abc")));
-  EXPECT_TRUE(IsValidUtf8(SafeJudgeText("\xC3(\xE2\x82 \xF0\x9F\x98", "", 5)));
+  EXPECT_TRUE(IsValidUtf8(SafeOutsideText("\xC3(\xE2\x82 \xF0\x9F\x98", "", 5)));
 }
 
 }  // namespace
-}  // namespace spar::oracle::internal
+}  // namespace spar

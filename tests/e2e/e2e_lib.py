@@ -9,6 +9,14 @@ import subprocess
 import sys
 import time
 
+# Auth on is the tested configuration, as in every deployment: the services these scripts start
+# and the `spar` client commands they run inherit the service token.
+SERVICE_TOKEN = "spar-e2e-service-token"
+os.environ["SPAR_API_TOKEN"] = SERVICE_TOKEN
+# Spar's own sampler as an engine checks the same token: the orchestrator sends it as the engine key.
+os.environ["SPAR_SAMPLER_ENGINE_API_KEY"] = SERVICE_TOKEN
+os.environ.pop("SPAR_API_TOKEN_FILE", None)
+
 
 def two_round_spec(name):
     """The 2-round DNO job of the crash and engine tests: small enough for seconds per round."""

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end tests with the real binaries as separate processes on loopback.
-#   submit: spar-judge + `spar up` as processes; the example job spec deploy/examples/dno-arith.json
-#           runs as written through `spar submit --watch`; bad input gets exit code 2.
+#   submit: spar-judge + `spar up` as processes, auth on; the smoke example
+#           (deploy/examples/dno-arith-smoke.json) through `spar submit`, watch, status, list and an
+#           idempotent resubmit; bad input gets exit code 2. (The full example, as the README
+#           runs it, is readme_test.py's.)
 # (The recipes' learning checks are recipes_test.py.)
 # usage: e2e_test.sh BIN_DIR JUDGE_BIN REPO_DIR WORK_DIR submit
 set -euo pipefail
 bin="$1"; judge_bin="$2"; repo="$3"; work="$4"; which="$5"
 mkdir -p "$work"
+# Auth on, as deployed: `spar up` and every client command below share the service token.
+export SPAR_API_TOKEN=spar-e2e-service-token
+unset SPAR_API_TOKEN_FILE
 cache="$work/cache"   # shared by both tests: the base model is built once
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -48,14 +53,13 @@ case "$which" in
     set -e
     [ "$rc" -eq 2 ] || fail "bad spec: exit $rc, want 2"
     grep -q "sampling.num_samples" "$work/bad.err" || fail "bad spec error does not name the field: $(cat "$work/bad.err")"
-    # The documented example, as written.
-    job=$("$bin/spar" submit "$repo/deploy/examples/dno-arith.json" --addr="$addr" --request_id=e2e-1)
+    job=$("$bin/spar" submit "$repo/deploy/examples/dno-arith-smoke.json" --addr="$addr" --request_id=e2e-1)
     "$bin/spar" watch "$job" --addr="$addr" >"$work/watch.out" || fail "job $job did not succeed: $(cat "$work/watch.out")"
     "$bin/spar" status "$job" --addr="$addr" | tee "$work/status.out"
     grep -q "succeeded" "$work/status.out" || fail "status is not succeeded"
     "$bin/spar" list --addr="$addr" --state=succeeded | grep -q "$job" || fail "job not listed"
     # Same request id: same job.
-    again=$("$bin/spar" submit "$repo/deploy/examples/dno-arith.json" --addr="$addr" --request_id=e2e-1)
+    again=$("$bin/spar" submit "$repo/deploy/examples/dno-arith-smoke.json" --addr="$addr" --request_id=e2e-1)
     [ "$again" = "$job" ] || fail "request_id not idempotent: $again vs $job"
     echo "e2e submit: ok"
     ;;

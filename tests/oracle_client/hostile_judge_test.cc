@@ -153,6 +153,24 @@ TEST_F(HostileJudgeTest, NonAsciiAndInvalidUtf8ErrorTextStaysValidUtf8) {
   EXPECT_NO_THROW(nlohmann::json({{"a", cut_msg}, {"b", garbage_msg}}).dump());
 }
 
+// Issue 24 item 11: a judge whose answer is 40 MB is cut off at the client's limit (8 MiB)
+// instead of being read whole into memory; the error names the limit.
+TEST_F(HostileJudgeTest, HugeAnswerIsCutAtTheBodyLimit) {
+  StartHostile([](int64_t, const std::string&) {
+    Reply r;
+    r.fault = Fault::kStatus;
+    r.status = 200;
+    r.body = std::string(40 << 20, 'x');
+    return r;
+  });
+  OracleConfig config = Config();
+  config.max_retries = 0;
+  auto client = MakeClient(config);
+  absl::StatusOr<Judgment> j = client->Compare(kCorrectVsWrong);
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(std::string(j.status().message()), HasSubstr("response body over 8388608 bytes"));
+}
+
 // Item 10: a judge that drips one byte every 50 ms would take 10 s per answer; the request
 // deadline (oracle.timeout_s, total, not per read) cuts each attempt at 300 ms.
 TEST_F(HostileJudgeTest, DrippingJudgeIsCutAtTheRequestDeadline) {

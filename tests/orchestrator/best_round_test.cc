@@ -15,22 +15,35 @@ using ::spar::testing::StatusIs;
 
 const std::vector<RoundEval> kEvals = {
     {1, 0.60, 0.50}, {2, 0.75, 0.55}, {3, 0.75, 0.70}, {4, 0.70, 0.70}};
+const RoundEval kBase = BaseRoundEval(0.40);  // pi_0: win rate 0.5 against itself
 
 TEST(BestRoundTest, EachCriterionWithTiesToTheEarlierRound) {
-  EXPECT_EQ(*SelectBestRound(kEvals, "win_rate_vs_base"), 2);  // 2 and 3 tie at 0.75
-  EXPECT_EQ(*SelectBestRound(kEvals, ""), 2);                  // the default
-  EXPECT_EQ(*SelectBestRound(kEvals, "greedy_accuracy"), 3);   // 3 and 4 tie at 0.70
-  EXPECT_EQ(*SelectBestRound(kEvals, "last"), 4);
+  EXPECT_EQ(*SelectBestRound(kEvals, "win_rate_vs_base", kBase), 2);  // 2 and 3 tie at 0.75
+  EXPECT_EQ(*SelectBestRound(kEvals, "", kBase), 2);                  // the default
+  EXPECT_EQ(*SelectBestRound(kEvals, "greedy_accuracy", kBase), 3);   // 3 and 4 tie at 0.70
+  EXPECT_EQ(*SelectBestRound(kEvals, "last", kBase), 4);
   // Order of the list does not matter.
   std::vector<RoundEval> reversed(kEvals.rbegin(), kEvals.rend());
-  EXPECT_EQ(*SelectBestRound(reversed, "win_rate_vs_base"), 2);
-  EXPECT_EQ(*SelectBestRound(reversed, "greedy_accuracy"), 3);
-  EXPECT_EQ(*SelectBestRound(reversed, "last"), 4);
+  EXPECT_EQ(*SelectBestRound(reversed, "win_rate_vs_base", kBase), 2);
+  EXPECT_EQ(*SelectBestRound(reversed, "greedy_accuracy", kBase), 3);
+  EXPECT_EQ(*SelectBestRound(reversed, "last", kBase), 4);
+}
+
+// Issue 24 item 4: when no round beats pi_0, the job's result is pi_0 itself (round 0), not the
+// least bad round; "last" is the last round whatever it scored.
+TEST(BestRoundTest, WhenNoRoundBeatsPi0TheBestIsPi0) {
+  const std::vector<RoundEval> worse = {{1, 0.45, 0.30}, {2, 0.50, 0.40}, {3, 0.38, 0.25}};
+  EXPECT_EQ(*SelectBestRound(worse, "win_rate_vs_base", kBase), 0);  // 0.50 only ties pi_0
+  EXPECT_EQ(*SelectBestRound(worse, "greedy_accuracy", kBase), 0);   // 0.40 only ties pi_0
+  EXPECT_EQ(*SelectBestRound(worse, "last", kBase), 3);
+  const std::vector<RoundEval> one_better = {{1, 0.45, 0.30}, {2, 0.52, 0.41}};
+  EXPECT_EQ(*SelectBestRound(one_better, "win_rate_vs_base", kBase), 2);
+  EXPECT_EQ(*SelectBestRound(one_better, "greedy_accuracy", kBase), 2);
 }
 
 TEST(BestRoundTest, NoEvaluatedRoundIsZeroAndUnknownCriterionIsInvalid) {
-  EXPECT_EQ(*SelectBestRound({}, "win_rate_vs_base"), 0);
-  auto bad = SelectBestRound(kEvals, "loss");
+  EXPECT_EQ(*SelectBestRound({}, "win_rate_vs_base", kBase), 0);
+  auto bad = SelectBestRound(kEvals, "loss", kBase);
   EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_NE(bad.status().message().find("eval.select_best"), std::string::npos) << bad.status();
 }
@@ -56,7 +69,7 @@ TEST(BestRoundTest, ReadsOnlyRoundsWhoseEvalIsRecordedAsDone) {
   EXPECT_EQ((*evals)[1].round, 2);
   EXPECT_DOUBLE_EQ((*evals)[1].win_rate_vs_base, 0.8);
   EXPECT_DOUBLE_EQ((*evals)[1].greedy_accuracy, 0.4);
-  EXPECT_EQ(*SelectBestRound(*evals, "win_rate_vs_base"), 2);
+  EXPECT_EQ(*SelectBestRound(*evals, "win_rate_vs_base", kBase), 2);
   ASSERT_TRUE(WriteFileAtomic(dir.Eval(2), "{\"round\": 2}").ok());
   EXPECT_THAT(ReadRoundEvals(root, 3), StatusIs(absl::StatusCode::kDataLoss));
   ASSERT_TRUE(RemoveAll(root).ok());

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
 #include "model/policy.h"
 #include "nlohmann/json.hpp"
 #include "orchestrator/engine_sampler_port.h"
@@ -298,6 +299,68 @@ TEST_F(EngineTest, AnEngineThatSendsBadJsonIsAnErrorNotACrash) {
   auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
   EXPECT_TRUE(out.empty());
   EXPECT_THAT(st, StatusIs(absl::StatusCode::kInternal, HasSubstr("unexpected JSON")));
+}
+
+// An engine whose every answer is an HTTP 400 page with the given raw body.
+class ErrorPageEngine {
+ public:
+  explicit ErrorPageEngine(std::string body) : body_(std::move(body)) {
+    auto page = [this](const httplib::Request&, httplib::Response& res) {
+      res.status = 400;
+      res.set_content(body_, "text/html");
+    };
+    server_.Get("/v1/models", page);
+    server_.Post("/update_weights_from_disk", page);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  ~ErrorPageEngine() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+
+ private:
+  const std::string body_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// Issue 24 items 8 and 10: an engine's error page in Latin-1, one in UTF-8 cut at byte 300
+// inside a character, and one echoing the engine's key. Each used to travel raw into the job's
+// error and events.jsonl, where json::dump threw and aborted `spar up`, and the key was stored.
+// The port's error is valid UTF-8, short, keyless, and names the engine's HTTP status.
+TEST_F(EngineTest, AnEngineErrorPageIsMadeSafeBeforeItLeavesThePort) {
+  const std::string key = "sk-engine-SECRET-77";
+  std::string cut;
+  while (cut.size() < 299) cut += "\xE2\x82\xAC";  // U+20AC, 3 bytes each
+  cut.resize(300);                                 // ends inside a character
+  const std::string pages[] = {
+      "<html><body>Erreur: r\xE9essayez plus tard \xA9 moteur</body></html>",
+      cut,
+      absl::StrCat("{\"error\": \"bad key ", key, ", header Authorization: Bearer ", key, "\"}"),
+  };
+  for (const std::string& page : pages) {
+    ErrorPageEngine engine(page);
+    orchestrator::EngineConfig e;
+    e.engine = "spar";
+    e.url = engine.url();
+    e.api_key = key;
+    e.max_attempts = 1;
+    ASSERT_THAT(orchestrator::Validate(e), IsOk());
+    auto port = orchestrator::MakeEngineSamplerPort(e, nullptr);
+    absl::Status st;
+    Run(*port, Request("byte", "", 0), &st);
+    ASSERT_FALSE(st.ok());
+    const std::string msg(st.message());
+    EXPECT_THAT(msg, HasSubstr("HTTP 400"));
+    EXPECT_EQ(SanitizeUtf8(msg), msg) << msg;
+    EXPECT_EQ(msg.find("SECRET"), std::string::npos) << msg;
+    EXPECT_LT(msg.size(), 600u) << msg;
+    EXPECT_NO_THROW(json({{"error", msg}}).dump());
+  }
 }
 
 TEST_F(EngineTest, AnEngineThatIsDownIsUnavailable) {

@@ -32,6 +32,7 @@
 #include "services/judge/judge_server.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "tests/testing/job_watch.h"
+#include "tests/testing/service_token.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
 
@@ -138,6 +139,7 @@ class HostileJudgeTest : public ::testing::Test {
     ac.oracle.base_url = judge_url;
     ac.oracle.max_retries = 0;
     ac.oracle.timeout = absl::Milliseconds(300);
+    ac.api_token = ::spar::testing::kServiceToken;  // auth on, as deployed
     if (adjust) adjust(ac);
     auto app = App::Start(ac);
     EXPECT_THAT(app, IsOk());
@@ -219,7 +221,7 @@ TEST_F(HostileJudgeTest, BrokenJudgeFailsTheJobWithTheReason) {
     }
     std::unique_ptr<App> app = StartApp(c.name, url);
     ASSERT_NE(app, nullptr);
-    auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+    auto stub = v1::Orchestrator::NewStub(::spar::testing::TokenChannel(app->address()));
     std::string job_id;
     v1::Job job = RunToEnd(*stub, SmallSpec(c.name), &job_id);
     EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED)
@@ -252,7 +254,7 @@ TEST_F(HostileJudgeTest, FailureRateAboveTheLimitFailsAndResumeAsksOnlyTheFailed
   std::unique_ptr<App> app = StartApp("rate", front.base_url(),
                                       [](AppConfig& ac) { ac.oracle.timeout = absl::Seconds(60); });
   ASSERT_NE(app, nullptr);
-  auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+  auto stub = v1::Orchestrator::NewStub(::spar::testing::TokenChannel(app->address()));
   std::string job_id;
   v1::Job failed = RunToEnd(*stub, SmallSpec("rate"), &job_id);
   ASSERT_EQ(failed.state(), v1::JOB_STATE_FAILED) << failed.error();
@@ -310,7 +312,7 @@ TEST_F(HostileJudgeTest, ShutdownWhileTheJudgeHoldsARequestStopsAndTheJobResumes
   ASSERT_NE(app, nullptr);
   std::string job_id;
   {
-    auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+    auto stub = v1::Orchestrator::NewStub(::spar::testing::TokenChannel(app->address()));
     v1::CreateJobRequest req;
     *req.mutable_spec() = SmallSpec("sigterm");
     v1::Job job;
@@ -325,7 +327,7 @@ TEST_F(HostileJudgeTest, ShutdownWhileTheJudgeHoldsARequestStopsAndTheJobResumes
   front.set_mode(HostileJudge::Mode::kForward);
   app = StartApp("sigterm", front.base_url(), patient);  // resumes the RUNNING job
   ASSERT_NE(app, nullptr);
-  auto stub = v1::Orchestrator::NewStub(MakeChannel(app->address()));
+  auto stub = v1::Orchestrator::NewStub(::spar::testing::TokenChannel(app->address()));
   v1::Job done = WatchToEnd(*stub, job_id);
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   app->Shutdown();

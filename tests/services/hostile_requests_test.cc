@@ -525,6 +525,8 @@ TEST(SpecFileTest, ErrorsNameFileAndPositionNeverTheContents) {
       {"{\"" + secret + "\": 1}", "unknown field (top level, key #1)"},
       {"{\"name\": \"a\", \"training\": {\"beta\": 1, \"" + secret + "\": 2}}",
        "unknown field (training, key #2)"},
+      // Issue 24 item 11: a number beyond a double threw out_of_range and aborted `spar submit`.
+      {"{\"rounds\": 1e400}", "a number is out of range"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.expect);

@@ -27,9 +27,15 @@ TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
   for (int t = 1; t <= 2; ++t) {
     v1::RoundSummary* r = job.add_rounds();
     r->set_round(t);
-    r->set_stage("eval");
+    r->set_stage("train");
   }
   EXPECT_EQ(Table(job).find("best round"), std::string::npos);  // 0: nothing evaluated yet
+  for (v1::RoundSummary& r : *job.mutable_rounds()) r.set_stage("eval");
+  // Evaluated, and no round beat pi_0 (issue 24 item 4): said plainly.
+  EXPECT_NE(Table(job).find("best round: 0, pi_0 itself: no round beat it by win_rate_vs_base "
+                            "(dno-1a2b/best -> the base model)"),
+            std::string::npos)
+      << Table(job);
   job.set_best_round(2);
   EXPECT_NE(Table(job).find("best round: 2 (by win_rate_vs_base; checkpoint dno-1a2b/best -> "
                             "iter_002/checkpoint)"),
