@@ -194,11 +194,12 @@ class GrpcTrainerPort final : public TrainerPort {
     return last;
   }
 
-  absl::Status CheckConfig(const v1::TrainingConfig& config,
-                           const std::string& chat_template) override {
+  absl::Status CheckConfig(const v1::TrainingConfig& config, const std::string& chat_template,
+                           const std::string& init_checkpoint) override {
     v1::StartTrainingRequest req;
     *req.mutable_config() = config;
     req.set_chat_template(chat_template);
+    req.set_init_checkpoint(init_checkpoint);
     req.set_validate_only(true);
     v1::StartTrainingResponse resp;
     CallContext ctx(config_.unary_deadline);

@@ -311,7 +311,11 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
   SPAR_RETURN_IF_ERROR(CheckRequestLimits(request));
   v1::JobSpec spec = WithDefaults(request.spec());
   SPAR_RETURN_IF_ERROR(ValidateJobSpec(spec, impl_->config.data_root));
-  SPAR_RETURN_IF_ERROR(CheckTrainingOnTrainer(spec, *impl_->ports.trainer));  // its devices
+  SPAR_ASSIGN_OR_RETURN(std::string base,
+                        ResolveDataPath(spec.base_model(), impl_->config.data_root, "base_model"));
+  // Its devices, and the base model as training will need it: refused now, not after sampling
+  // and judging were paid for.
+  SPAR_RETURN_IF_ERROR(CheckTrainingOnTrainer(spec, base, *impl_->ports.trainer));
   std::string name = SanitizeName(spec.name());
   std::string job_id;
   if (!request.request_id().empty()) {

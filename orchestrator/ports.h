@@ -55,11 +55,14 @@ class TrainerPort {
       const v1::StartTrainingRequest& request,
       const std::function<void(const v1::TrainingEvent&)>& on_event,
       const CancelCheck& cancelled) = 0;
-  // Checks `config` against the trainer's rules and devices (bf16 needs CUDA) without starting
-  // anything: InvalidArgument naming the field when the trainer refuses it; OK when it accepts it
-  // or cannot be asked (the train stage checks again).
+  // Checks `config` against the trainer's rules and devices (bf16 needs CUDA), and, when
+  // `init_checkpoint` is not empty, what training requires of that checkpoint (its config and
+  // tokenizer, without its weights), without starting anything: InvalidArgument naming the field
+  // ("init_checkpoint: ..." for the checkpoint) when the trainer refuses; OK when it accepts or
+  // cannot be asked (the train stage checks again).
   virtual absl::Status CheckConfig(const v1::TrainingConfig& /*config*/,
-                                   const std::string& /*chat_template*/) {
+                                   const std::string& /*chat_template*/,
+                                   const std::string& /*init_checkpoint*/) {
     return absl::OkStatus();
   }
 };

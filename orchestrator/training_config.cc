@@ -20,6 +20,9 @@ namespace {
 // "config: train.<field> ..." from the trainer becomes "<prefix>.<field> ...".
 absl::Status Refused(const absl::Status& st, const std::string& prefix) {
   absl::string_view msg = st.message();
+  if (absl::ConsumePrefix(&msg, "init_checkpoint: ")) {  // the base model, as the trainer sees it
+    return absl::InvalidArgumentError(absl::StrCat("spec.base_model: ", msg));
+  }
   absl::ConsumePrefix(&msg, "config: ");
   if (absl::ConsumePrefix(&msg, "train.")) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, ".", msg));
@@ -29,13 +32,14 @@ absl::Status Refused(const absl::Status& st, const std::string& prefix) {
 
 }  // namespace
 
-absl::Status CheckTrainingOnTrainer(const v1::JobSpec& spec, TrainerPort& trainer) {
-  absl::Status st = trainer.CheckConfig(spec.training(), spec.chat_template());
+absl::Status CheckTrainingOnTrainer(const v1::JobSpec& spec, const std::string& base_model,
+                                    TrainerPort& trainer) {
+  absl::Status st = trainer.CheckConfig(spec.training(), spec.chat_template(), base_model);
   if (!st.ok()) return Refused(st, "spec.training");
   for (int i = 0; i < spec.round_training_size(); ++i) {
     v1::TrainingConfig merged = spec.training();
     merged.MergeFrom(spec.round_training(i).training());
-    st = trainer.CheckConfig(merged, spec.chat_template());
+    st = trainer.CheckConfig(merged, spec.chat_template(), /*init_checkpoint=*/"");
     if (!st.ok()) return Refused(st, absl::StrCat("spec.round_training[", i, "].training"));
   }
   return absl::OkStatus();

@@ -18,8 +18,11 @@ v1::TrainingConfig RoundTrainingConfig(const v1::JobSpec& spec, int round);
 
 // Asks the trainer (TrainerPort::CheckConfig: its rules and devices, e.g. bf16 needs CUDA) about
 // every training config the job's rounds will send: spec.training and each round_training
-// override merged over it. InvalidArgument naming the spec field when the trainer refuses one.
-absl::Status CheckTrainingOnTrainer(const v1::JobSpec& spec, TrainerPort& trainer);
+// override merged over it; and what training requires of the base model (`base_model`, the
+// resolved directory: config and tokenizer, not the weights). InvalidArgument naming the spec
+// field (spec.training..., spec.base_model) when the trainer refuses one.
+absl::Status CheckTrainingOnTrainer(const v1::JobSpec& spec, const std::string& base_model,
+                                    TrainerPort& trainer);
 
 // The trainer's config for `c`: unset fields take trainer::TrainConfigDefaults(loss) (loss
 // default "dpo"). Not validated: call trainer::Validate on the result.

@@ -37,6 +37,10 @@ absl::Status CheckDevice(const TrainConfig& c) {
   return absl::OkStatus();
 }
 
+absl::Status CheckInitCheckpoint(const std::string& dir) {
+  return internal::CheckCheckpointWithoutWeights(dir, "init_checkpoint");
+}
+
 absl::StatusOr<DistributedConfig> DistributedFromEnv() {
   DistributedConfig d;
   auto read_int = [](const char* name, int* out) -> absl::Status {

@@ -31,6 +31,11 @@ absl::StatusOr<DistributedConfig> DistributedFromEnv();
 // refuse such a request up front.
 absl::Status CheckDevice(const TrainConfig& config);
 
+// What training will require of checkpoint `dir` before loading its weights (its config.json, its
+// tokenizer files, a byte-tokenizer checkpoint's special ids): InvalidArgument naming
+// "init_checkpoint" otherwise. Cheap; asked at CreateJob of the base model (validate_only).
+absl::Status CheckInitCheckpoint(const std::string& dir);
+
 struct PreferencePair {
   std::string prompt;
   std::string chosen;    // y_w

@@ -1,5 +1,5 @@
 // spar-judge: the reference rule judge as an OpenAI-compatible HTTP server.
-//   spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=closer|exact]
+//   spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=exact|closer]
 //              [--fault=429|500|503|slow|truncated_json|
 //              bad_verdict|reset|insufficient_quota] [--fault_rate=1] [--latency_ms=0]
 //              [--log_requests=FILE]   (every judged request as a JSON line, as it is judged)
@@ -17,12 +17,14 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=closer|exact]\n"
+    "usage: spar-judge [--host=127.0.0.1] [--port=8081] [--arith_rule=exact|closer]\n"
     "                  [--fault=429|500|503|slow|truncated_json|bad_verdict|reset|\n"
     "                   insufficient_quota]\n"
     "                  [--fault_rate=1] [--latency_ms=0] [--log_requests=FILE]\n"
     "  the reference rule judge as an OpenAI-compatible HTTP server (POST /v1/chat/completions,\n"
     "  GET /healthz); API key (optional) from SPAR_JUDGE_API_KEY or SPAR_JUDGE_API_KEY_FILE.\n"
+    "  --arith_rule: exact (default; only a correct answer wins, as `spar demo` judges) or closer\n"
+    "  (a closer wrong answer wins too: recipes then learn closeness, not accuracy).\n"
     "  Runs until SIGINT/SIGTERM.\n";
 
 }  // namespace
@@ -30,6 +32,10 @@ constexpr char kUsage[] =
 int main(int argc, char** argv) {
   spar::judge::JudgeServerOptions options;
   options.port = 8081;
+  // The shipped examples run against this binary as the README starts it: with "closer" they
+  // learned to be closer rather than right (dno-arith.json: pi_0 0.485 -> 0.492 after 3 rounds,
+  // seed 1), with "exact" as the demo (0.485 -> 0.681).
+  options.arith_rule = "exact";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {

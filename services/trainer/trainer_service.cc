@@ -14,6 +14,7 @@
 #include "services/common/stream_sink.h"
 #include "services/trainer/trainer_convert.h"
 #include "trainer/process_group.h"
+#include "trainer/trainer.h"
 
 namespace spar::services {
 namespace {
@@ -51,12 +52,17 @@ absl::Status ConfinePaths(const AccessPolicy& access, v1::StartTrainingRequest& 
   return absl::OkStatus();
 }
 
-// StartTrainingRequest.validate_only: the config and chat template, on this trainer's devices.
-absl::Status ValidateConfigOnly(const v1::StartTrainingRequest& r) {
+// StartTrainingRequest.validate_only: the config and chat template, on this trainer's devices;
+// and, when init_checkpoint is set, what training will require of that checkpoint (without its
+// weights).
+absl::Status ValidateConfigOnly(const AccessPolicy& access, const v1::StartTrainingRequest& r) {
   if (absl::Status st = model::ValidateChatTemplateSetting(r.chat_template()); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("chat_template: ", st.message()));
   }
-  return ToTrainConfig(r.config()).status();
+  SPAR_RETURN_IF_ERROR(ToTrainConfig(r.config()).status());
+  if (r.init_checkpoint().empty()) return absl::OkStatus();
+  SPAR_ASSIGN_OR_RETURN(std::string init, access.Confine(r.init_checkpoint(), "init_checkpoint"));
+  return trainer::CheckInitCheckpoint(init);
 }
 
 absl::Status ValidateRequest(const v1::StartTrainingRequest& r) {
@@ -164,8 +170,8 @@ grpc::ServerUnaryReactor* TrainerService::StartTraining(grpc::CallbackServerCont
   auto* reactor = ctx->DefaultReactor();
   v1::StartTrainingRequest confined = *request;
   // Confined first: a path outside the roots is refused before anything looks at it.
-  absl::Status st =
-      request->validate_only() ? ValidateConfigOnly(*request) : ConfinePaths(access_, confined);
+  absl::Status st = request->validate_only() ? ValidateConfigOnly(access_, *request)
+                                             : ConfinePaths(access_, confined);
   if (st.ok() && request->validate_only()) {
     rpc_metrics_.Record("StartTraining", "OK", started);
     reactor->Finish(grpc::Status::OK);

@@ -707,7 +707,19 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
               IsOk());
   ASSERT_THAT(WriteFileAtomic(JoinPath(*root_, "cut.jsonl"), "{\"prompt\": \"caf\xc3\"}\n"),
               IsOk());
+  // Item 11: a byte-tokenizer checkpoint whose config names other special ids was found only at
+  // round 1's train stage, after sampling and judging were paid; the trainer is asked at CreateJob.
+  {
+    const std::string bad = JoinPath(*root_, "base-bad-eos");
+    ASSERT_THAT(MakeDirs(bad), IsOk());
+    absl::StatusOr<nlohmann::json> config = ReadJsonFile(JoinPath(*root_, "base/config.json"));
+    ASSERT_THAT(config, IsOk());
+    (*config)["eos_token_id"] = 7;
+    ASSERT_THAT(WriteJsonFileAtomic(JoinPath(bad, "config.json"), *config), IsOk());
+  }
   const BadRequest cases[] = {
+      {"base_special_ids", R"({"base_model":"base-bad-eos"})",
+       "spec.base_model: checkpoint"},
       {"latin1_prompts", R"({"base_model":"base","prompts":{"path":"latin1.jsonl"}})",
        "prompts.path: " + JoinPath(*root_, "latin1.jsonl") +
            ":2: not UTF-8 (byte 0xE9 at column 16)"},

@@ -36,12 +36,10 @@ absl::StatusOr<std::unique_ptr<model::Policy>> LoadCheckpoint(const std::string&
   return policy;
 }
 
-// A checkpoint without tokenizer.json uses the byte tokenizer: its config's special ids must be
-// the byte tokenizer's.
-absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
-                            const char* field) {
-  if (policy.tokenizer() != nullptr) return absl::OkStatus();
-  const model::LlamaConfig& c = policy.config();
+}  // namespace
+
+absl::Status CheckByteTokenizerIds(const std::string& dir, const model::LlamaConfig& c,
+                                   const char* field) {
   if (c.vocab_size < model::ByteTokenizer::kVocabSize ||
       c.bos_token_id != model::ByteTokenizer::kBos ||
       c.eos_token_id != model::ByteTokenizer::kEos ||
@@ -54,6 +52,16 @@ absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
         model::ByteTokenizer::kPad, ")"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// A checkpoint without tokenizer.json uses the byte tokenizer: its config's special ids must be
+// the byte tokenizer's.
+absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
+                            const char* field) {
+  if (policy.tokenizer() != nullptr) return absl::OkStatus();
+  return CheckByteTokenizerIds(dir, policy.config(), field);
 }
 
 absl::Status LoadMagnet(const std::string& init_checkpoint, const std::string& dir,
@@ -109,6 +117,21 @@ absl::Status TokenizeExample(const model::Policy& policy, const PreferencePair& 
 }
 
 }  // namespace
+
+absl::Status CheckCheckpointWithoutWeights(const std::string& dir, const char* field) {
+  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(dir, field));
+  absl::StatusOr<nlohmann::json> json = ReadJsonFile(JoinPath(dir, "config.json"));
+  if (!json.ok()) {
+    return absl::Status(json.status().code(), absl::StrCat(field, ": ", json.status().message()));
+  }
+  absl::StatusOr<model::LlamaConfig> config = model::ParseLlamaConfig(*json);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", dir, "/config.json: ", config.status().message()));
+  }
+  if (PathExists(JoinPath(dir, "tokenizer.json"))) return absl::OkStatus();
+  return CheckByteTokenizerIds(dir, *config, field);
+}
 
 absl::StatusOr<TrainInputs> LoadTrainInputs(const std::string& init_checkpoint,
                                             const std::vector<PreferencePair>& pairs,

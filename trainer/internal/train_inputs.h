@@ -26,6 +26,17 @@ struct TrainInputs {
   std::vector<TokenizedExample> rejected;  // one per pair when `pairwise`; else empty
 };
 
+// A checkpoint that has no tokenizer.json is read with the byte tokenizer: its config's
+// special ids (bos/eos/pad) and vocab_size must be the byte tokenizer's. InvalidArgument naming
+// `field` and `dir` otherwise.
+absl::Status CheckByteTokenizerIds(const std::string& dir, const model::LlamaConfig& config,
+                                   const char* field);
+
+// What LoadTrainInputs checks of a checkpoint before its weights: tokenizer files, config.json,
+// and the byte tokenizer's special ids. Cheap (no weights, no tokenizer parsing): CreateJob asks
+// it of the base model, so a mismatch is refused before sampling and judging are paid for.
+absl::Status CheckCheckpointWithoutWeights(const std::string& dir, const char* field);
+
 // InvalidArgument naming the field for a checkpoint the trainer cannot use (a tokenizer.model
 // without tokenizer.json, a byte-tokenizer checkpoint with other special ids, bf16 without CUDA,
 // a magnet with another tokenizer), a bad chat template, or an example that does not encode
