@@ -24,13 +24,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_common import (Procs, data_root_with_model, fail, fresh_dir, http_get, start_judge,  # noqa: E402
-                           start_spar)
+import deploy_common  # noqa: E402
+from deploy_common import (Procs, data_root_with_model, fail, fresh_dir, start_judge,  # noqa: E402
+                           start_prometheus, start_spar)
 
 bin_dir, repo, work, cache = sys.argv[1:5]
 spar_bin = os.path.join(bin_dir, "spar")
@@ -195,34 +195,15 @@ try:
     prom_cfg = os.path.join(work, "prometheus.yml")
     with open(prom_cfg, "w") as f:
         yaml.safe_dump(prom, f)
-    procs.start("prometheus", ["prometheus", "--config.file=" + prom_cfg,
-                               "--storage.tsdb.path=" + fresh_dir(os.path.join(work, "tsdb")),
-                               "--web.listen-address=127.0.0.1:%d" % prom_port])
-    prom_url = "http://127.0.0.1:%d" % prom_port
-
-    def api(path, **params):
-        url = prom_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        body = json.loads(http_get(url))
-        if body.get("status") != "success":
-            fail("%s: %s" % (url, body))
-        return body["data"]
+    _, api = start_prometheus(procs, prom_cfg, work, prom_port)
 
     def query(expr):
         return api("/api/v1/query", query=expr)["result"]
 
     def wait_for(what, pred, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = pred()
-                if last:
-                    return last
-            except OSError as e:  # not listening yet
-                last = e
-            time.sleep(0.25)
-        fail("timed out after %.0fs waiting for %s (last: %s%s)" % (
-            timeout, what, last, (", rules: %s" % rule_state.get("bad")) if "rule" in what else ""))
+        return deploy_common.wait_for(
+            what, pred, timeout, 0.25,
+            lambda: (", rules: %s" % rule_state.get("bad")) if "rule" in what else "")
 
     # All four targets up (and scraped at least once) before the job, so counters start at 0.
     wait_for("4 spar targets up", lambda: len([r for r in query('up{job=~"spar-.*"} == 1')]) == 4)

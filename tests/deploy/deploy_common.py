@@ -117,3 +117,37 @@ def fresh_dir(path):
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     return path
+
+
+def start_prometheus(procs, config_path, work, port):
+    """The real Prometheus (Debian's package) on 127.0.0.1:`port` with `config_path`, its TSDB
+    fresh under `work`; returns its URL and api(path, **params), the `data` of a successful HTTP
+    API answer (fails on any other)."""
+    procs.start("prometheus", ["prometheus", "--config.file=" + config_path,
+                               "--storage.tsdb.path=" + fresh_dir(os.path.join(work, "tsdb")),
+                               "--web.listen-address=127.0.0.1:%d" % port])
+    prom_url = "http://127.0.0.1:%d" % port
+
+    def api(path, **params):
+        url = prom_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        body = json.loads(http_get(url))
+        if body.get("status") != "success":
+            fail("%s: %s" % (url, body))
+        return body["data"]
+    return prom_url, api
+
+
+def wait_for(what, pred, timeout=60.0, interval=0.2, detail=lambda: ""):
+    """pred()'s first truthy value, polled until `timeout`; an OSError (a server not listening
+    yet) counts as not yet. Fails naming `what`, the last value and detail()."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(interval)
+    fail("timed out after %.0fs waiting for %s (last: %s%s)" % (timeout, what, last, detail()))

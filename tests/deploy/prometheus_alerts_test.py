@@ -37,12 +37,12 @@ import shutil
 import socket
 import sys
 import time
-import urllib.parse
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_common import Procs, fail, fresh_dir, http_get  # noqa: E402
+import deploy_common  # noqa: E402
+from deploy_common import Procs, fail, fresh_dir, http_get, start_prometheus  # noqa: E402
 
 TEST_FOR = "4s"
 
@@ -156,30 +156,10 @@ def main(repo, work):
         for job in spar_jobs:
             start_target(job)
             discover(job, True)
-        procs.start("prometheus", ["prometheus", "--config.file=" + prom_cfg,
-                                   "--storage.tsdb.path=" + fresh_dir(os.path.join(work, "tsdb")),
-                                   "--web.listen-address=127.0.0.1:%d" % prom_port])
-        prom_url = "http://127.0.0.1:%d" % prom_port
-
-        def api(path, **params):
-            url = prom_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
-            body = json.loads(http_get(url))
-            if body.get("status") != "success":
-                fail("%s: %s" % (url, body))
-            return body["data"]
+        prom_url, api = start_prometheus(procs, prom_cfg, work, prom_port)
 
         def wait_for(what, pred, timeout=45.0):
-            deadline = time.monotonic() + timeout
-            last = None
-            while time.monotonic() < deadline:
-                try:
-                    last = pred()
-                    if last:
-                        return last
-                except OSError as e:  # not listening yet
-                    last = e
-                time.sleep(0.2)
-            fail("timed out after %.0fs waiting for %s (last: %s)" % (timeout, what, last))
+            return deploy_common.wait_for(what, pred, timeout)
 
         def active():
             """{(alertname, job, instance or None): state} of every pending or firing alert."""
