@@ -238,9 +238,33 @@ TEST_F(EngineTest, CompletionsNameTheFieldTheyRefuse) {
             out["choices"][0]["token_ids"].size());
 }
 
+// The shell of the fake engines: an httplib server on a loopback port, on its own thread. A
+// subclass registers its routes, then calls Listen(); its destructor calls Stop() before its own
+// members go.
+class LoopbackServer {
+ public:
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+
+ protected:
+  void Listen() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  void Stop() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  httplib::Server server_;
+
+ private:
+  std::thread thread_;
+  int port_ = 0;
+};
+
 // A fake engine (an injected fault): /v1/models reports `root`; /update_weights_from_disk answers
 // `ack` and, when `obey`, switches root to the asked path.
-class FakeEngine {
+class FakeEngine : public LoopbackServer {
  public:
   // `null_root`: /v1/models answers "root": null (a broken engine).
   FakeEngine(bool ack, bool obey, bool null_root = false) {
@@ -256,20 +280,11 @@ class FakeEngine {
       if (obey) root_ = json::parse(req.body)["model_path"].get<std::string>();
       res.set_content(json{{"success", ack}, {"message", "disk full"}}.dump(), "application/json");
     });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
+    Listen();
   }
-  ~FakeEngine() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+  ~FakeEngine() { Stop(); }
 
  private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
   std::mutex mu_;
   std::string root_ = "/models/round-0";
 };
@@ -302,7 +317,7 @@ TEST_F(EngineTest, AnEngineThatSendsBadJsonIsAnErrorNotACrash) {
 }
 
 // An engine whose every answer is an HTTP 400 page with the given raw body.
-class ErrorPageEngine {
+class ErrorPageEngine : public LoopbackServer {
  public:
   explicit ErrorPageEngine(std::string body) : body_(std::move(body)) {
     auto page = [this](const httplib::Request&, httplib::Response& res) {
@@ -311,21 +326,12 @@ class ErrorPageEngine {
     };
     server_.Get("/v1/models", page);
     server_.Post("/update_weights_from_disk", page);
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
+    Listen();
   }
-  ~ErrorPageEngine() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/v1"); }
+  ~ErrorPageEngine() { Stop(); }
 
  private:
   const std::string body_;
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
 };
 
 // Issue 24 items 8 and 10: an engine's error page in Latin-1, one in UTF-8 cut at byte 300
