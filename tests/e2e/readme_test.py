@@ -197,7 +197,10 @@ class Using:
             rows = [json.loads(l) for l in f if l.strip()]
         if len(rows) != 1:
             fail("spar judge wrote %d judgments, want 1" % len(rows))
-        ids = self.spar("tokenize", "--model", "models/arith-base", stdin='"12+3="\n').stdout
+        # A Hugging Face tokenizer (the demo's model uses the byte tokenizer): Qwen3's files.
+        hf = os.path.join(self.cwd, "models", "qwen3-tokenizer")
+        shutil.copytree(os.path.join(self.repo, "tests", "data", "tokenizers", "qwen3"), hf)
+        ids = self.spar("tokenize", "--model", "models/qwen3-tokenizer", stdin='"12+3="\n').stdout
         if not re.match(r"^\[[0-9, ]+\]$", ids.strip()):
             fail("spar tokenize printed %r" % ids)
         self.spar("inspect", "models/arith-base")
