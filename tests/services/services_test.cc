@@ -718,8 +718,7 @@ TEST_F(ServicesTest, BadSpecsGetInvalidArgumentNamingTheField) {
     ASSERT_THAT(WriteJsonFileAtomic(JoinPath(bad, "config.json"), *config), IsOk());
   }
   const BadRequest cases[] = {
-      {"base_special_ids", R"({"base_model":"base-bad-eos"})",
-       "spec.base_model: checkpoint"},
+      {"base_special_ids", R"({"base_model":"base-bad-eos"})", "spec.base_model: checkpoint"},
       {"latin1_prompts", R"({"base_model":"base","prompts":{"path":"latin1.jsonl"}})",
        "prompts.path: " + JoinPath(*root_, "latin1.jsonl") +
            ":2: not UTF-8 (byte 0xE9 at column 16)"},
