@@ -13,6 +13,9 @@ namespace spar {
 // unchanged.
 std::string SanitizeUtf8(absl::string_view s);
 
+// The byte offset where `s` stops being well-formed UTF-8 (the same rules), or npos when it is.
+size_t FirstInvalidUtf8(absl::string_view s);
+
 // `s` for an error message or log line: printable ASCII is kept, every other byte (control
 // characters, and every byte >= 0x80, valid UTF-8 or not) is written as "\xNN". No raw input
 // byte reaches a message, whatever the input's encoding.

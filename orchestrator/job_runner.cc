@@ -73,16 +73,18 @@ absl::Status UpdateBestRound(const StageContext& ctx) {
   SPAR_ASSIGN_OR_RETURN(std::vector<RoundEval> evals,
                         ReadRoundEvals(ctx.job_dir(), ctx.spec().rounds()));
   if (evals.empty()) return absl::OkStatus();
-  double base_accuracy = -1;
-  ctx.UpdateJob([&base_accuracy](v1::Job& job) { base_accuracy = job.base_greedy_accuracy(); });
-  SPAR_ASSIGN_OR_RETURN(int best, SelectBestRound(evals, ctx.spec().eval().select_best(),
-                                                  BaseRoundEval(base_accuracy)));
+  // pi_0's accuracy is the job record's (the base eval set it): chosen and recorded in one update.
+  absl::StatusOr<int> best;
+  ctx.UpdateJob([&](v1::Job& job) {
+    best = SelectBestRound(evals, ctx.spec().eval().select_best(),
+                           BaseRoundEval(job.base_greedy_accuracy()));
+    if (best.ok()) job.set_best_round(*best);
+  });
+  SPAR_RETURN_IF_ERROR(best.status());
   // A round's checkpoint by a relative link, so the run directory can be moved or mounted
-  // elsewhere; pi_0 (no round beat it) by its own path.
-  SPAR_RETURN_IF_ERROR(
-      ReplaceSymlink(best > 0 ? RunDir::CheckpointInJobDir(best) : ctx.PolicyFor(1), dir.Best()));
-  ctx.UpdateJob([best](v1::Job& job) { job.set_best_round(best); });
-  return absl::OkStatus();
+  // elsewhere; pi_0 (no round beat it) by its own path. Re-applied when a finished round resumes.
+  return ReplaceSymlink(*best > 0 ? RunDir::CheckpointInJobDir(*best) : ctx.PolicyFor(1),
+                        dir.Best());
 }
 
 // Records stage `stage` of round t as done: STAGE, the round summary, the event.

@@ -11,17 +11,6 @@
 namespace spar::orchestrator {
 namespace {
 
-// Where `line` stops being valid UTF-8 (its byte offset), or npos.
-size_t FirstInvalidUtf8(absl::string_view line) {
-  const std::string clean = SanitizeUtf8(line);
-  if (clean == line) return absl::string_view::npos;
-  size_t i = 0;
-  while (i < line.size() && i < clean.size() && line[i] == clean[i]) ++i;
-  // Step back to the start of the sequence the replacement stands for.
-  while (i > 0 && (static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) --i;
-  return i;
-}
-
 absl::StatusOr<PromptRow> ParseRow(absl::string_view line, const std::string& where) {
   if (size_t bad = FirstInvalidUtf8(line); bad != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrFormat(

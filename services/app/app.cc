@@ -165,10 +165,11 @@ absl::Status CheckExposure(const AppConfig& config) {
 // find. The data root defaults to the working directory, so paths are confined even when none is
 // given.
 absl::Status ResolvePaths(AppConfig& config) {
+  if (config.data_root.empty()) config.data_root = ".";
   for (auto [field, path] : {std::pair<const char*, std::string*>{"runs_dir", &config.runs_dir},
                              {"data_root", &config.data_root},
                              {"judge_cache", &config.oracle.cache_path}}) {
-    if (path->empty() && std::string(field) != "data_root") continue;
+    if (path->empty()) continue;  // no judge cache
     absl::StatusOr<std::string> abs = AbsolutePath(*path);
     if (!abs.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(field, ": ", abs.status().message()));

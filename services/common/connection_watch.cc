@@ -6,10 +6,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"

@@ -100,17 +100,15 @@ struct SamplerHttpServer::Impl {
   }
 
   void UpdateWeights(const httplib::Request& req, httplib::Response& res) {
-    absl::Status st;
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (st.ok() &&
-        (!body.is_object() || !body.contains("model_path") || !body["model_path"].is_string())) {
-      st = absl::InvalidArgumentError("model_path: a checkpoint directory (string) is required");
-    }
+    const bool named =
+        body.is_object() && body.contains("model_path") && body["model_path"].is_string();
     absl::StatusOr<std::string> path =
-        st.ok() ? access.Confine(body["model_path"].get<std::string>(), "model_path") : st;
-    if (path.ok()) st = sampler.LoadPolicy(*path);
-    if (!path.ok() || !st.ok()) {
-      const absl::Status& err = path.ok() ? st : path.status();
+        named
+            ? access.Confine(body["model_path"].get<std::string>(), "model_path")
+            : absl::InvalidArgumentError("model_path: a checkpoint directory (string) is required");
+    const absl::Status err = path.ok() ? sampler.LoadPolicy(*path) : path.status();
+    if (!err.ok()) {
       res.status = HttpStatusFor(err);
       res.set_content(DumpJson(json{{"success", false}, {"message", std::string(err.message())}}),
                       kJson);

@@ -25,5 +25,16 @@ TEST(Utf8Test, InvalidSequencesAreReplaced) {
   EXPECT_EQ(SanitizeUtf8("\x80\x80"), r + r);          // stray continuation bytes
 }
 
+// The offset of the first ill-formed sequence: a lead byte 0xEF (the replacement character's own
+// first byte) followed by ASCII is found where it starts.
+TEST(Utf8Test, FirstInvalidIsTheStartOfTheIllFormedSequence) {
+  EXPECT_EQ(FirstInvalidUtf8("h\xC3\xA9llo"), absl::string_view::npos);
+  EXPECT_EQ(FirstInvalidUtf8("caf\xE9 cr\xE8me"), 3u);
+  EXPECT_EQ(FirstInvalidUtf8("ab\xEF"
+                             "A"),
+            2u);
+  EXPECT_EQ(FirstInvalidUtf8("\xE2\x82\xAC\xE2\x82"), 3u);  // a whole euro, then a cut one
+}
+
 }  // namespace
 }  // namespace spar
