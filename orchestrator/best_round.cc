@@ -40,24 +40,32 @@ absl::StatusOr<int> SelectBestRound(const std::vector<RoundEval>& evals,
   return best == nullptr ? 0 : best->round;
 }
 
-absl::StatusOr<std::vector<RoundEval>> ReadRoundEvals(const std::string& job_dir, int rounds) {
+absl::StatusOr<std::vector<RoundEval>> ReadRoundEvals(const std::string& job_dir, int rounds,
+                                                      bool validation) {
   RunDir dir(job_dir);
   std::vector<RoundEval> out;
   for (int t = 1; t <= rounds; ++t) {
     // Evaluated = STAGE records eval (eval.json alone may be from an eval cut short).
     absl::StatusOr<std::string> stage = ReadFile(dir.Stage(t));
     if (!stage.ok() || absl::StripAsciiWhitespace(*stage) != kStages[kNumStages - 1]) continue;
+    if (!validation) {
+      out.push_back({t, -1, -1});  // only "last" has anything to compare
+      continue;
+    }
     const std::string path = dir.Eval(t);
     absl::StatusOr<nlohmann::json> read = ReadJsonFile(path);
     if (!read.ok()) return absl::DataLossError(absl::StrCat(path, ": ", read.status().message()));
     const nlohmann::json& j = *read;
-    auto number = [&j](const char* key) { return j.contains(key) && j.at(key).is_number(); };
-    if (!j.is_object() || !number("win_rate_vs_base") || !number("greedy_accuracy")) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": expected numbers win_rate_vs_base and greedy_accuracy"));
+    const nlohmann::json* v =
+        j.is_object() && j.contains("validation") ? &j.at("validation") : nullptr;
+    auto number = [v](const char* key) { return v->contains(key) && v->at(key).is_number(); };
+    if (v == nullptr || !v->is_object() || !number("win_rate_vs_base") ||
+        !number("greedy_accuracy")) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": expected numbers validation.win_rate_vs_base and validation.greedy_accuracy"));
     }
     out.push_back(
-        {t, j.at("win_rate_vs_base").get<double>(), j.at("greedy_accuracy").get<double>()});
+        {t, v->at("win_rate_vs_base").get<double>(), v->at("greedy_accuracy").get<double>()});
   }
   return out;
 }

@@ -21,12 +21,13 @@ std::vector<PairRef> PairsToJudge(const std::vector<std::string>& texts) {
 }
 
 std::vector<double> WinRates(const std::vector<std::string>& texts,
-                             const std::vector<PairJudgment>& judgments) {
+                             const std::vector<PairJudgment>& judgments, int opponents) {
   const int k = static_cast<int>(texts.size());
+  const int m = opponents < 0 ? k : std::min(opponents, k);
   std::vector<double> sum(k, 0.0);
   std::vector<int> n(k, 0);
   for (int i = 0; i < k; ++i) {
-    for (int j = 0; j < k; ++j) {
+    for (int j = 0; j < m; ++j) {
       if (i != j && texts[i] == texts[j]) {
         sum[i] += 0.5;
         ++n[i];
@@ -35,10 +36,14 @@ std::vector<double> WinRates(const std::vector<std::string>& texts,
   }
   for (const PairJudgment& jd : judgments) {
     if (!jd.ok || jd.i < 0 || jd.j < 0 || jd.i >= k || jd.j >= k || jd.i == jd.j) continue;
-    sum[jd.i] += jd.p_i_wins;
-    ++n[jd.i];
-    sum[jd.j] += 1.0 - jd.p_i_wins;
-    ++n[jd.j];
+    if (jd.j < m) {
+      sum[jd.i] += jd.p_i_wins;
+      ++n[jd.i];
+    }
+    if (jd.i < m) {
+      sum[jd.j] += 1.0 - jd.p_i_wins;
+      ++n[jd.j];
+    }
   }
   std::vector<double> out(k, 0.5);
   for (int i = 0; i < k; ++i) {
@@ -91,8 +96,9 @@ std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>&
 
 std::vector<double> DefectAwareWinRates(const std::vector<std::string>& texts,
                                         const std::vector<PairJudgment>& judgments,
-                                        const std::vector<bool>& defective) {
-  std::vector<double> rates = WinRates(texts, WithAutomaticNegatives(texts, judgments, defective));
+                                        const std::vector<bool>& defective, int opponents) {
+  std::vector<double> rates =
+      WinRates(texts, WithAutomaticNegatives(texts, judgments, defective), opponents);
   for (size_t i = 0; i < texts.size(); ++i) {
     if (defective[i]) rates[i] = 0.0;
   }
@@ -122,17 +128,9 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
 
 std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
                                                const std::vector<std::string>& texts,
-                                               const std::vector<PairJudgment>& judgments,
                                                const std::vector<double>& win_rates,
                                                const std::vector<bool>& negative) {
-  // P(a ≻ b) by text pair from the usable judgments (every (i, j) with the same texts shares one).
-  std::map<std::pair<std::string, std::string>, double> judged;
   const int k = static_cast<int>(texts.size());
-  for (const PairJudgment& j : WithAutomaticNegatives(texts, judgments, negative)) {
-    if (!j.ok || j.i < 0 || j.j < 0 || j.i >= k || j.j >= k || texts[j.i] == texts[j.j]) continue;
-    judged.emplace(std::make_pair(texts[j.i], texts[j.j]), j.p_i_wins);
-    judged.emplace(std::make_pair(texts[j.j], texts[j.i]), 1.0 - j.p_i_wins);
-  }
   auto neg = [&](int i) { return static_cast<size_t>(i) < negative.size() && negative[i]; };
   std::vector<PreferencePairRow> out;
   std::set<std::pair<std::string, std::string>> seen;
@@ -140,9 +138,7 @@ std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
     for (int b = a + 1; b < k; ++b) {
       if (texts[a] == texts[b] || (neg(a) && neg(b))) continue;
       if (!seen.insert(std::minmax(texts[a], texts[b])).second) continue;
-      auto it = judged.find({texts[a], texts[b]});
-      const double p =
-          it != judged.end() ? it->second : 1.0 / (1.0 + std::exp(-(win_rates[a] - win_rates[b])));
+      const double p = 1.0 / (1.0 + std::exp(-(win_rates[a] - win_rates[b])));
       const bool swap = p < 0.5;
       const int c = swap ? b : a, r = swap ? a : b;
       PreferencePairRow row{prompt, texts[c], texts[r], win_rates[c], win_rates[r]};

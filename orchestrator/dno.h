@@ -28,9 +28,10 @@ struct PairJudgment {
 
 // Win rate of each of the k samples against the others: mean over j != i of P(y_i > y_j), with
 // 0.5 for identical texts; failed judgments are left out of the mean. A sample with no usable
-// comparison gets 0.5.
+// comparison gets 0.5. `opponents` >= 0: only texts[0, opponents) count as the y_j (DNO's R_t(y)
+// is a win rate against the policy's own samples, not against the teacher candidate after them).
 std::vector<double> WinRates(const std::vector<std::string>& texts,
-                             const std::vector<PairJudgment>& judgments);
+                             const std::vector<PairJudgment>& judgments, int opponents = -1);
 
 struct PreferencePairRow {
   std::string prompt;
@@ -74,7 +75,7 @@ std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>&
 // call) and has win rate 0 itself.
 std::vector<double> DefectAwareWinRates(const std::vector<std::string>& texts,
                                         const std::vector<PairJudgment>& judgments,
-                                        const std::vector<bool>& defective);
+                                        const std::vector<bool>& defective, int opponents = -1);
 
 struct DnoMarginOptions {
   double gate = 0.5;             // a chosen candidate needs a value >= gate
@@ -95,13 +96,13 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
                                               const DnoMarginOptions& options);
 
 // dno_soft_all (DNO Algorithm 1, soft labels; ALGORITHMS.md §2): one pair per two distinct texts
-// of the prompt, with p = the pair's judged P(y1 ≻ y2) (both orders combined; the fixed 1 of an
-// automatic negative against a sound candidate) or, where the pair has no usable judgment,
-// σ(R(y1) - R(y2)) from `win_rates`. Oriented so that p >= ½ (chosen = the preferred side; the
-// DNO loss is the same either way). Pairs of two negatives carry no preference and are left out.
+// of the prompt, labelled p = σ(R_t(y1) - R_t(y2)) from `win_rates` (R_t: each candidate's win
+// rate against the policy's own samples). Not the pair's judged P(y1 ≻ y2): a confident judge
+// would make every label ≈ 1, i.e. hard-label DPO with no finite optimum. Oriented so that
+// p >= ½ (chosen = the side with the higher win rate; the DNO loss is the same either way). Pairs
+// of two automatic negatives carry no preference and are left out.
 std::vector<PreferencePairRow> DnoSoftAllPairs(const std::string& prompt,
                                                const std::vector<std::string>& texts,
-                                               const std::vector<PairJudgment>& judgments,
                                                const std::vector<double>& win_rates,
                                                const std::vector<bool>& negative);
 

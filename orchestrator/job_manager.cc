@@ -309,7 +309,8 @@ bool SameSpec(const v1::JobSpec& a, const v1::JobSpec& b) {
 
 absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& request) {
   SPAR_RETURN_IF_ERROR(CheckRequestLimits(request));
-  v1::JobSpec spec = WithDefaults(request.spec());
+  v1::JobSpec spec =
+      WithDefaults(request.spec(), PromptsCarryGold(request.spec(), impl_->config.data_root));
   SPAR_RETURN_IF_ERROR(ValidateJobSpec(spec, impl_->config.data_root));
   SPAR_ASSIGN_OR_RETURN(std::string base,
                         ResolveDataPath(spec.base_model(), impl_->config.data_root, "base_model"));

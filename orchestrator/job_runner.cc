@@ -15,6 +15,7 @@
 #include "orchestrator/best_round.h"
 #include "orchestrator/internal/stage_context.h"
 #include "orchestrator/internal/stages.h"
+#include "orchestrator/job_spec.h"
 #include "orchestrator/run_dir.h"
 #include "orchestrator/start_guard.h"
 
@@ -70,14 +71,17 @@ absl::Status RetryUnavailable(const StageContext& ctx, int t, const std::string&
 // runs/<job>/best at its checkpoint and records it as Job.best_round. Idempotent.
 absl::Status UpdateBestRound(const StageContext& ctx) {
   const RunDir dir = ctx.dir();
+  // Compared on the validation split; a job without one (a prompt file and no
+  // validation_prompts, or a job from before splits) can only take the last round.
+  const bool validation = HasValidation(ctx.spec());
   SPAR_ASSIGN_OR_RETURN(std::vector<RoundEval> evals,
-                        ReadRoundEvals(ctx.job_dir(), ctx.spec().rounds()));
+                        ReadRoundEvals(ctx.job_dir(), ctx.spec().rounds(), validation));
   if (evals.empty()) return absl::OkStatus();
   // pi_0's accuracy is the job record's (the base eval set it): chosen and recorded in one update.
   absl::StatusOr<int> best;
   ctx.UpdateJob([&](v1::Job& job) {
-    best = SelectBestRound(evals, ctx.spec().eval().select_best(),
-                           BaseRoundEval(job.base_greedy_accuracy()));
+    best = SelectBestRound(evals, validation ? ctx.spec().eval().select_best() : "last",
+                           BaseRoundEval(job.base_validation_greedy_accuracy()));
     if (best.ok()) job.set_best_round(*best);
   });
   SPAR_RETURN_IF_ERROR(best.status());

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,10 +58,32 @@ absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text) {
   return spec;
 }
 
+bool PromptsCarryGold(const v1::JobSpec& spec, const std::string& data_root) {
+  if (!spec.prompts().has_path()) return true;
+  absl::StatusOr<std::string> path =
+      ResolveDataPath(spec.prompts().path(), data_root, "prompts.path");
+  if (!path.ok()) return false;
+  absl::StatusOr<std::vector<PromptRow>> rows = ReadPromptFile(*path, "prompts.path");
+  if (!rows.ok() || rows->empty()) return false;
+  return std::all_of(rows->begin(), rows->end(),
+                     [](const PromptRow& r) { return r.gold.has_value(); });
+}
+
+bool HasValidation(const v1::JobSpec& spec) {
+  return spec.validation_prompts().has_builtin() || spec.validation_prompts().has_path();
+}
+
 v1::JobSpec WithDefaults(const v1::JobSpec& in) {
+  return WithDefaults(in, !in.prompts().has_path());
+}
+
+v1::JobSpec WithDefaults(const v1::JobSpec& in, bool prompts_carry_gold) {
   v1::JobSpec s = in;
   if (!s.has_name()) s.set_name("job");
   if (!s.has_algorithm()) s.set_algorithm("dno");
+  if (!s.has_preset()) s.set_preset("paper");
+  // DNO-Prct (the paper's Algorithm 2) unless the spec asks for self-play alone.
+  const bool dno_paper = s.algorithm() == "dno" && s.preset() == "paper";
   if (!s.has_rounds()) s.set_rounds(3);
   if (!s.has_prompts_per_round()) s.set_prompts_per_round(256);
   if (!s.prompts().has_builtin() && !s.prompts().has_path())
@@ -68,11 +91,20 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.eval_prompts().has_builtin() && !s.eval_prompts().has_path()) {
     s.mutable_eval_prompts()->set_builtin("arith");
   }
+  // The built-in task's validation slice (left out of its rounds); a prompt file has none
+  // unless one is named.
+  if (!HasValidation(s) && s.prompts().has_builtin()) {
+    s.mutable_validation_prompts()->set_builtin(s.prompts().builtin());
+  }
   v1::SamplingParams* sp = s.mutable_sampling();
   // SPIN pairs the gold answer with one sample (ALGORITHMS.md §3); the judged recipes need two.
-  if (!sp->has_num_samples()) sp->set_num_samples(s.algorithm() == "spin" ? 1 : 4);
-  if (!sp->has_temperature()) sp->set_temperature(1.0f);
-  if (!sp->has_top_p()) sp->set_top_p(1.0f);
+  // The papers' sampling: DNO-Prct K 5, T 0.7, top-p 0.95; SPPO K 5, T 0.7, top-p 0.9.
+  const bool sppo = s.algorithm() == "sppo";
+  if (!sp->has_num_samples()) {
+    sp->set_num_samples(s.algorithm() == "spin" ? 1 : dno_paper || sppo ? 5 : 4);
+  }
+  if (!sp->has_temperature()) sp->set_temperature(dno_paper || sppo ? 0.7f : 1.0f);
+  if (!sp->has_top_p()) sp->set_top_p(dno_paper ? 0.95f : sppo ? 0.9f : 1.0f);
   if (!sp->has_max_new_tokens()) sp->set_max_new_tokens(8);
   if (!s.has_seed()) s.set_seed(1);
   if (!sp->has_seed()) sp->set_seed(s.seed());
@@ -84,8 +116,13 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!pp->has_min_gap()) pp->set_min_gap(0.25);
   if (!pp->has_unfinished_negative()) pp->set_unfinished_negative(true);
   if (s.algorithm() == "dno") {
-    // DNO-Prct (ALGORITHMS.md §2): teacher margin twice the samples' (2 vs 1 of 6 points).
-    if (!pp->has_use_teacher()) pp->set_use_teacher(false);
+    // DNO-Prct (ALGORITHMS.md §2): the teacher as a candidate wherever there is one, earlier
+    // rounds' pairs mixed back; teacher margin twice the samples' (2 vs 1 of 6 points).
+    if (!pp->has_use_teacher()) pp->set_use_teacher(dno_paper && prompts_carry_gold);
+    if (dno_paper && pp->policy() == "dno_margin" && pp->mix_previous_size() == 0) {
+      pp->add_mix_previous(0.3);
+      pp->add_mix_previous(0.15);
+    }
     if (!pp->has_teacher_min_gap()) pp->set_teacher_min_gap(std::min(1.0, 2 * pp->min_gap()));
     if (!pp->has_defect_ngram()) pp->set_defect_ngram(4);
     if (!pp->has_defect_max_repeats()) pp->set_defect_max_repeats(2);
@@ -124,7 +161,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!ev->has_num_prompts()) ev->set_num_prompts(1000);
   if (!ev->has_max_new_tokens()) ev->set_max_new_tokens(sp->max_new_tokens());
   if (!ev->has_early_stop_win_rate()) ev->set_early_stop_win_rate(0.0);
-  if (!ev->has_select_best()) ev->set_select_best(kSelectBestDefault);
+  if (!ev->has_select_best()) ev->set_select_best(HasValidation(s) ? kSelectBestDefault : "last");
+  if (!ev->has_validation_num_prompts()) ev->set_validation_num_prompts(500);
   return s;
 }
 
@@ -167,6 +205,36 @@ absl::Status ValidatePromptSource(const v1::PromptSource& src, const std::string
   SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(src.path(), data_root, field + ".path"));
   // Read whole now: a file that cannot be used is refused before anything is paid for.
   return ReadPromptFile(path, field + ".path").status();
+}
+
+// A validation file shares no prompt with the training or the eval prompts files: the best round
+// is chosen on prompts training never saw, and never on what is reported. (The built-in task's
+// splits are disjoint by construction.)
+absl::Status CheckValidationDisjoint(const v1::JobSpec& s, const std::string& data_root) {
+  if (!s.validation_prompts().has_path()) return absl::OkStatus();
+  auto read = [&](const v1::PromptSource& src,
+                  const std::string& field) -> absl::StatusOr<std::vector<PromptRow>> {
+    SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(src.path(), data_root, field));
+    return ReadPromptFile(path, field);
+  };
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> validation,
+                        read(s.validation_prompts(), "validation_prompts.path"));
+  for (const auto& [src, field] : {std::make_pair(&s.prompts(), "prompts.path"),
+                                   std::make_pair(&s.eval_prompts(), "eval_prompts.path")}) {
+    if (!src->has_path()) continue;
+    SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> other, read(*src, field));
+    std::map<std::string, size_t> line;
+    for (size_t i = 0; i < other.size(); ++i) line.emplace(other[i].prompt, i + 1);
+    for (size_t i = 0; i < validation.size(); ++i) {
+      auto it = line.find(validation[i].prompt);
+      if (it == line.end()) continue;
+      return Invalid("validation_prompts.path",
+                     absl::StrCat("line ", i + 1, " is also line ", it->second, " of ", field,
+                                  ": validation prompts must be ones the job neither trains on "
+                                  "nor reports"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // MPO losses and algorithm mpo go together. The runner passes a magnet checkpoint (chosen by
@@ -245,6 +313,12 @@ absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root, 
   if (s.has_mpo_magnet_refresh()) {
     SPAR_RETURN_IF_ERROR(CountIn("mpo_magnet_refresh", s.mpo_magnet_refresh(), 1, kMaxRounds));
   }
+  if (s.preset() != "paper" && !(s.preset() == "self_play" && s.algorithm() == "dno")) {
+    return Invalid(
+        "preset",
+        absl::StrCat("must be \"paper\"", s.algorithm() == "dno" ? " or \"self_play\"" : "",
+                     " for algorithm \"", s.algorithm(), "\", got \"", s.preset(), "\""));
+  }
   if (!s.has_base_model() || s.base_model().empty()) return Invalid("base_model", "is required");
   SPAR_ASSIGN_OR_RETURN(*base, ResolveDataPath(s.base_model(), data_root, "base_model"));
   if (!PathExists(JoinPath(*base, "config.json"))) {
@@ -265,7 +339,12 @@ absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root, 
   SPAR_RETURN_IF_ERROR(CountIn("rounds", s.rounds(), 1, kMaxRounds));
   SPAR_RETURN_IF_ERROR(CountIn("prompts_per_round", s.prompts_per_round(), 1, kMaxPromptsPerRound));
   SPAR_RETURN_IF_ERROR(ValidatePromptSource(s.prompts(), "prompts", data_root));
-  return ValidatePromptSource(s.eval_prompts(), "eval_prompts", data_root);
+  if (HasValidation(s)) {
+    SPAR_RETURN_IF_ERROR(
+        ValidatePromptSource(s.validation_prompts(), "validation_prompts", data_root));
+  }
+  SPAR_RETURN_IF_ERROR(ValidatePromptSource(s.eval_prompts(), "eval_prompts", data_root));
+  return CheckValidationDisjoint(s, data_root);
 }
 
 absl::Status ValidateSampling(const v1::JobSpec& s) {
@@ -320,7 +399,7 @@ absl::Status ValidateDnoPairs(const v1::JobSpec& s) {
   if (pp.policy() == "dno_soft_all" && pp.scoring() != "pairwise") {
     return Invalid("pairs.scoring",
                    absl::StrCat("must be \"pairwise\" with pairs.policy \"dno_soft_all\" (its "
-                                "soft labels are judged preferences and win rates), got \"",
+                                "soft labels are win rates from pairwise judgments), got \"",
                                 pp.scoring(), "\""));
   }
   const int candidates = s.sampling().num_samples() + (pp.use_teacher() ? 1 : 0);
@@ -425,10 +504,21 @@ absl::Status ValidateEval(const v1::JobSpec& s) {
                                 "got \"",
                                 ev.select_best(), "\""));
   }
-  if (ev.select_best() == "greedy_accuracy" && !s.eval_prompts().has_builtin()) {
+  SPAR_RETURN_IF_ERROR(
+      CountIn("eval.validation_num_prompts", ev.validation_num_prompts(), 1, kMaxEvalPrompts));
+  // The best round is chosen where nothing is reported (EvalSpec.select_best).
+  if (ev.select_best() != "last" && !HasValidation(s)) {
     return Invalid("eval.select_best",
-                   "\"greedy_accuracy\" needs a verifiable eval task (eval_prompts.builtin); a "
-                   "prompts file has no answers to check: use \"win_rate_vs_base\"");
+                   absl::StrCat("\"", ev.select_best(),
+                                "\" compares rounds on a validation split, and the job has none: "
+                                "set validation_prompts (choosing on the eval prompts would make "
+                                "the reported numbers read high), or use \"last\""));
+  }
+  if (ev.select_best() == "greedy_accuracy" && !s.validation_prompts().has_builtin()) {
+    return Invalid("eval.select_best",
+                   "\"greedy_accuracy\" needs a verifiable validation task "
+                   "(validation_prompts.builtin); a prompts file has no answers to check: use "
+                   "\"win_rate_vs_base\"");
   }
   const double rate = s.judge().max_failure_rate();
   if (!(rate >= 0.0 && rate <= 1.0)) {

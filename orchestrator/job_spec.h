@@ -29,7 +29,19 @@ inline constexpr double kDefaultJudgeMaxFailureRate = 0.2;
 absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text);
 
 // Fills every unset field with its default (see docs/job-spec.md); set fields are kept.
+// `prompts_carry_gold`: every training prompt has a gold answer (the built-in task; a prompts
+// file whose every line has "gold"), so dno's paper recipe takes the teacher. The one-argument
+// form assumes so for the built-in task and not for a file.
+v1::JobSpec WithDefaults(const v1::JobSpec& spec, bool prompts_carry_gold);
 v1::JobSpec WithDefaults(const v1::JobSpec& spec);
+
+// Whether every line of the spec's prompts file carries "gold" (true for the built-in task;
+// false for a file that cannot be read, which ValidateJobSpec then refuses).
+bool PromptsCarryGold(const v1::JobSpec& spec, const std::string& data_root);
+
+// True when the spec names a validation split (validation_prompts), where the best round is
+// chosen.
+bool HasValidation(const v1::JobSpec& spec);
 
 // Checks a spec that went through WithDefaults, whole, before anything is paid for: paths must
 // exist and, when data_root is not empty, resolve inside it (no "..", no symlink escape); counts

@@ -45,8 +45,11 @@ class DnoRecipe final : public Recipe {
                                             const std::vector<PairJudgment>& j) const override {
     std::vector<std::string> c = Candidates(r);
     if (spec_.pairs().policy() == "dno_soft_all") {  // DNO Algorithm 1, soft labels
+      // R_t(y): win rates against the policy's own K samples (the teacher is a candidate, not
+      // an opponent).
       const std::vector<bool> negative = Negatives(r, c);
-      return DnoSoftAllPairs(r.prompt, c, j, DefectAwareWinRates(c, j, negative), negative);
+      const int opponents = static_cast<int>(r.samples.size());
+      return DnoSoftAllPairs(r.prompt, c, DefectAwareWinRates(c, j, negative, opponents), negative);
     }
     DnoMarginOptions o;
     o.gate = spec_.pairs().win_rate_gate();

@@ -30,12 +30,17 @@ class RunDir {
   std::string JobJson() const { return JoinPath(job_dir_, "job.json"); }
   std::string Events() const { return JoinPath(job_dir_, "events.jsonl"); }
   std::string BaseEval() const { return JoinPath(job_dir_, "base_eval.jsonl"); }
+  // pi_0's greedy answers on the validation split (EvalSpec.select_best compares rounds there).
+  std::string BaseValidation() const { return JoinPath(job_dir_, "base_validation.jsonl"); }
   std::string Round(int t) const { return JoinPath(job_dir_, absl::StrFormat("iter_%03d", t)); }
   std::string Samples(int t) const { return JoinPath(Round(t), "samples.jsonl"); }
   std::string Judgments(int t) const { return JoinPath(Round(t), "judgments.jsonl"); }
   std::string Pairs(int t) const { return JoinPath(Round(t), "pairs.jsonl"); }
   std::string Train(int t) const { return JoinPath(Round(t), "train.json"); }
   std::string Eval(int t) const { return JoinPath(Round(t), "eval.json"); }
+  std::string ValidationAnswers(int t) const {
+    return JoinPath(Round(t), "validation_answers.jsonl");
+  }
   std::string Checkpoint(int t) const { return JoinPath(Round(t), "checkpoint"); }
   std::string Stage(int t) const { return JoinPath(Round(t), "STAGE"); }
   // The symlink to the best round's checkpoint, and its target relative to the job directory.

@@ -1,7 +1,11 @@
 // The eval stage: greedy answers of the round's checkpoint on the held-out prompts, their
-// accuracy on the built-in task and their judged win rates against pi_0 and the previous policy
-// (eval_answers.jsonl, eval.json); and, once per job, pi_0's own answers (base_eval.jsonl).
+// accuracy on the built-in task (compared with pi_0's prompt by prompt: McNemar) and their judged
+// win rates against pi_0 and the previous policy (eval_answers.jsonl, eval.json); the same on the
+// validation split, where the best round is chosen (validation_answers.jsonl, eval.json's
+// "validation"); and, once per job, pi_0's own answers on both (base_eval.jsonl,
+// base_validation.jsonl).
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -25,23 +29,48 @@ std::string EvalAnswers(const RunDir& dir, int t) {
   return JoinPath(dir.Round(t), "eval_answers.jsonl");
 }
 
-absl::StatusOr<std::vector<std::string>> EvalPrompts(const StageContext& ctx) {
-  const v1::JobSpec& spec = ctx.spec();
+// A split pi_t is measured on: the eval prompts (reported) or the validation prompts (where the
+// best round is chosen).
+struct Split {
+  const v1::PromptSource& source;
+  arith::ArithSplit builtin;
+  int num_prompts;
+  std::string field;      // the spec field naming the source
+  std::string key;        // the greedy answers' idempotency key suffix
+  std::string base_file;  // pi_0's answers
+};
+
+Split EvalSplit(const StageContext& ctx) {
+  const v1::JobSpec& s = ctx.spec();
+  return {s.eval_prompts(), arith::ArithSplit::kEval, s.eval().num_prompts(), "eval_prompts",
+          "eval",           ctx.dir().BaseEval()};
+}
+
+Split ValidationSplit(const StageContext& ctx) {
+  const v1::JobSpec& s = ctx.spec();
+  return {s.validation_prompts(),
+          arith::ArithSplit::kValidation,
+          s.eval().validation_num_prompts(),
+          "validation_prompts",
+          "validation",
+          ctx.dir().BaseValidation()};
+}
+
+absl::StatusOr<std::vector<std::string>> SplitPrompts(const StageContext& ctx, const Split& split) {
   std::vector<std::string> out;
-  if (spec.eval_prompts().has_builtin()) {
-    for (const arith::ArithProblem& p : arith::MakeArithProblems(
-             arith::ArithSplit::kEval, spec.eval().num_prompts(), spec.seed())) {
+  if (split.source.has_builtin()) {
+    for (const arith::ArithProblem& p :
+         arith::MakeArithProblems(split.builtin, split.num_prompts, ctx.spec().seed())) {
       out.push_back(p.prompt);
     }
     return out;
   }
-  SPAR_ASSIGN_OR_RETURN(std::string path, ResolveDataPath(spec.eval_prompts().path(),
-                                                          ctx.data_root(), "eval_prompts.path"));
-  SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, ReadPromptFile(path, "eval_prompts.path"));
+  const std::string field = split.field + ".path";
+  SPAR_ASSIGN_OR_RETURN(std::string path,
+                        ResolveDataPath(split.source.path(), ctx.data_root(), field));
+  SPAR_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, ReadPromptFile(path, field));
   for (PromptRow& r : rows) out.push_back(std::move(r.prompt));
-  if (static_cast<int>(out.size()) > spec.eval().num_prompts()) {
-    out.resize(spec.eval().num_prompts());
-  }
+  if (static_cast<int>(out.size()) > split.num_prompts) out.resize(split.num_prompts);
   return out;
 }
 
@@ -152,6 +181,7 @@ double MeanJudged(const std::vector<double>& v) {
 // eval.json of round t from its answers and judged win rates.
 struct EvalSummary {
   arith::GreedyScore greedy;
+  arith::PairedGreedy vs_base;  // accuracy vs pi_0's, prompt by prompt
   double win_base = 0.5, win_prev = 0.5;
   Interval win_base_ci{0, 1}, win_prev_ci{0, 1};
   double mean_len = 0;
@@ -160,6 +190,7 @@ struct EvalSummary {
 };
 
 EvalSummary Summarize(const StageContext& ctx, int t, const std::vector<std::string>& prompts,
+                      const std::vector<std::string>& base_texts,
                       const std::vector<std::string>& texts, const std::vector<double>& p_base,
                       const std::vector<double>& p_prev) {
   EvalSummary s;
@@ -173,18 +204,44 @@ EvalSummary Summarize(const StageContext& ctx, int t, const std::vector<std::str
     s.max_len = std::max(s.max_len, texts[i].size());
   }
   s.greedy = arith::ScoreGreedyAnswers(prompts, texts);
+  s.vs_base = arith::CompareGreedyAnswers(prompts, base_texts, texts);
   s.mean_len = prompts.empty() ? 0 : len_sum / prompts.size();
   const double stop_below = ctx.spec().eval().early_stop_win_rate();
   s.early_stop = stop_below > 0 && t > 1 && s.win_prev < stop_below;
   return s;
 }
 
-json EvalJson(int t, size_t num_prompts, const EvalSummary& s, int failed) {
+// The round on the validation split: what select_best compares.
+struct ValidationSummary {
+  size_t num_prompts = 0;
+  arith::GreedyScore greedy;
+  double win_base = 0.5;
+  Interval win_base_ci{0, 1};
+  int failed = 0;
+};
+
+json ValidationJson(const std::optional<ValidationSummary>& v) {
+  if (!v.has_value()) return nullptr;
+  return {{"num_prompts", v->num_prompts},
+          {"greedy_accuracy", v->greedy.accuracy},
+          {"greedy_accuracy_ci95", IntervalJson(v->greedy.ci95)},
+          {"win_rate_vs_base", v->win_base},
+          {"win_rate_vs_base_ci95", IntervalJson(v->win_base_ci)},
+          {"failed_judgments", v->failed}};
+}
+
+json EvalJson(int t, size_t num_prompts, const EvalSummary& s, int failed,
+              const std::optional<ValidationSummary>& v) {
   return {{"round", t},
           {"num_prompts", num_prompts},
           {"greedy_accuracy", s.greedy.accuracy},
           {"greedy_accuracy_ci95", IntervalJson(s.greedy.ci95)},
           {"num_verifiable", s.greedy.verifiable},
+          {"greedy_vs_base",
+           {{"gained", s.vs_base.gained},
+            {"lost", s.vs_base.lost},
+            {"mcnemar_p", s.vs_base.mcnemar_p},
+            {"accuracy_diff_ci95", IntervalJson(s.vs_base.diff_ci95)}}},
           {"win_rate_vs_base", s.win_base},
           {"win_rate_vs_base_ci95", IntervalJson(s.win_base_ci)},
           {"win_rate_vs_prev", s.win_prev},
@@ -192,11 +249,13 @@ json EvalJson(int t, size_t num_prompts, const EvalSummary& s, int failed) {
           {"failed_judgments", failed},
           {"mean_response_length_bytes", s.mean_len},
           {"max_response_length_bytes", s.max_len},
-          {"early_stop", s.early_stop}};
+          {"early_stop", s.early_stop},
+          {"validation", ValidationJson(v)}};
 }
 
 // The round summary and, when the stop rule fired, the early stop.
-void RecordEval(StageContext& ctx, int t, const EvalSummary& s) {
+void RecordEval(StageContext& ctx, int t, const EvalSummary& s,
+                const std::optional<ValidationSummary>& v) {
   ctx.UpdateJob([&](v1::Job& job) {
     v1::RoundSummary* r = job.mutable_rounds(t - 1);
     r->set_greedy_accuracy(s.greedy.accuracy);
@@ -206,6 +265,12 @@ void RecordEval(StageContext& ctx, int t, const EvalSummary& s) {
     SetInterval(s.greedy.ci95, r->mutable_greedy_accuracy_ci95());
     SetInterval(s.win_base_ci, r->mutable_win_rate_vs_base_ci95());
     SetInterval(s.win_prev_ci, r->mutable_win_rate_vs_prev_ci95());
+    r->set_greedy_gained_vs_base(s.vs_base.gained);
+    r->set_greedy_lost_vs_base(s.vs_base.lost);
+    r->set_greedy_mcnemar_p_vs_base(s.vs_base.mcnemar_p);
+    SetInterval(s.vs_base.diff_ci95, r->mutable_greedy_accuracy_diff_vs_base_ci95());
+    r->set_validation_win_rate_vs_base(v.has_value() ? v->win_base : -1);
+    r->set_validation_greedy_accuracy(v.has_value() ? v->greedy.accuracy : -1);
   });
   if (!s.early_stop) return;
   ctx.set_early_stopped();
@@ -214,24 +279,67 @@ void RecordEval(StageContext& ctx, int t, const EvalSummary& s) {
                            ctx.spec().eval().early_stop_win_rate()));
 }
 
+// pi_0's greedy answers on `split`, once per job (kept in split.base_file).
+absl::StatusOr<arith::GreedyScore> EnsureBaseAnswers(StageContext& ctx, const Split& split) {
+  if (PathExists(split.base_file)) {
+    SPAR_ASSIGN_OR_RETURN(std::vector<EvalAnswerRow> rows,
+                          ReadRows<EvalAnswerRow>(split.base_file));
+    std::vector<std::string> prompts, texts;
+    for (EvalAnswerRow& r : rows) {
+      prompts.push_back(std::move(r.prompt));
+      texts.push_back(std::move(r.text));
+    }
+    return arith::ScoreGreedyAnswers(prompts, texts);
+  }
+  SPAR_ASSIGN_OR_RETURN(std::vector<std::string> prompts, SplitPrompts(ctx, split));
+  ctx.Emit(0, "eval", "stage_started", 0, prompts.size(),
+           absl::StrCat("greedy answers of the base policy (", split.key, ")"));
+  std::vector<std::string> texts;
+  SPAR_RETURN_IF_ERROR(Greedy(ctx, ctx.PolicyFor(1), prompts, ctx.Key(0, split.key), &texts));
+  SPAR_RETURN_IF_ERROR(WriteRows(split.base_file, AnswerRows(prompts, texts)));
+  const arith::GreedyScore g = arith::ScoreGreedyAnswers(prompts, texts);
+  ctx.Emit(0, "eval", "stage_finished", prompts.size(), prompts.size(),
+           absl::StrFormat("base greedy accuracy %.3f [%.3f, %.3f] on %d %s prompts", g.accuracy,
+                           g.ci95.lo, g.ci95.hi, g.verifiable, split.key));
+  return g;
+}
+
+// Round t's checkpoint on the validation split: greedy answers, accuracy, win rate vs pi_0.
+absl::StatusOr<ValidationSummary> Validate(const StageContext& ctx, int t) {
+  const RunDir dir = ctx.dir();
+  SPAR_ASSIGN_OR_RETURN(std::vector<EvalAnswerRow> base_rows,
+                        ReadRows<EvalAnswerRow>(dir.BaseValidation()));
+  std::vector<std::string> prompts, base_texts, texts;
+  for (const EvalAnswerRow& r : base_rows) {
+    prompts.push_back(r.prompt);
+    base_texts.push_back(r.text);
+  }
+  SPAR_RETURN_IF_ERROR(Greedy(ctx, dir.Checkpoint(t), prompts, ctx.Key(t, "validation"), &texts));
+  SPAR_RETURN_IF_ERROR(WriteRows(dir.ValidationAnswers(t), AnswerRows(prompts, texts)));
+  ValidationSummary v;
+  SPAR_ASSIGN_OR_RETURN(std::vector<double> p_base, JudgeAgainst(ctx, t, prompts, texts, base_texts,
+                                                                 "validation_vs_base", &v.failed));
+  v.num_prompts = prompts.size();
+  v.greedy = arith::ScoreGreedyAnswers(prompts, texts);
+  v.win_base = MeanJudged(p_base);
+  v.win_base_ci = MeanInterval(p_base);
+  return v;
+}
+
 }  // namespace
 
 absl::Status EnsureBaseEval(StageContext& ctx) {
-  const RunDir dir = ctx.dir();
-  if (PathExists(dir.BaseEval())) return absl::OkStatus();
-  SPAR_ASSIGN_OR_RETURN(std::vector<std::string> prompts, EvalPrompts(ctx));
-  ctx.Emit(0, "eval", "stage_started", 0, prompts.size(), "greedy answers of the base policy");
-  std::vector<std::string> texts;
-  SPAR_RETURN_IF_ERROR(Greedy(ctx, ctx.PolicyFor(1), prompts, ctx.Key(0, "eval"), &texts));
-  SPAR_RETURN_IF_ERROR(WriteRows(dir.BaseEval(), AnswerRows(prompts, texts)));
-  const arith::GreedyScore g = arith::ScoreGreedyAnswers(prompts, texts);
-  ctx.UpdateJob([&g](v1::Job& job) {
+  SPAR_ASSIGN_OR_RETURN(arith::GreedyScore g, EnsureBaseAnswers(ctx, EvalSplit(ctx)));
+  double validation_accuracy = -1;
+  if (HasValidation(ctx.spec())) {
+    SPAR_ASSIGN_OR_RETURN(arith::GreedyScore v, EnsureBaseAnswers(ctx, ValidationSplit(ctx)));
+    validation_accuracy = v.accuracy;
+  }
+  ctx.UpdateJob([&](v1::Job& job) {
     job.set_base_greedy_accuracy(g.accuracy);
     SetInterval(g.ci95, job.mutable_base_greedy_accuracy_ci95());
+    job.set_base_validation_greedy_accuracy(validation_accuracy);
   });
-  ctx.Emit(0, "eval", "stage_finished", prompts.size(), prompts.size(),
-           absl::StrFormat("base greedy accuracy %.3f [%.3f, %.3f] on %d prompts", g.accuracy,
-                           g.ci95.lo, g.ci95.hi, g.verifiable));
   return absl::OkStatus();
 }
 
@@ -262,10 +370,14 @@ absl::Status StageEval(StageContext& ctx, int t) {
     SPAR_ASSIGN_OR_RETURN(
         p_prev, JudgeAgainst(ctx, t, prompts, texts, prev_texts, "vs_prev", &failed_prev));
   }
-  const EvalSummary s = Summarize(ctx, t, prompts, texts, p_base, p_prev);
-  SPAR_RETURN_IF_ERROR(
-      WriteJsonFileAtomic(dir.Eval(t), EvalJson(t, prompts.size(), s, failed_base + failed_prev)));
-  RecordEval(ctx, t, s);
+  std::optional<ValidationSummary> v;
+  if (HasValidation(ctx.spec())) {
+    SPAR_ASSIGN_OR_RETURN(v, Validate(ctx, t));
+  }
+  const EvalSummary s = Summarize(ctx, t, prompts, base_texts, texts, p_base, p_prev);
+  SPAR_RETURN_IF_ERROR(WriteJsonFileAtomic(
+      dir.Eval(t), EvalJson(t, prompts.size(), s, failed_base + failed_prev, v)));
+  RecordEval(ctx, t, s, v);
   return absl::OkStatus();
 }
 

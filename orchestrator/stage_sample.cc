@@ -36,7 +36,7 @@ absl::StatusOr<std::vector<PromptItem>> RoundPrompts(const StageContext& ctx, in
   std::vector<PromptItem> all;
   if (ctx.spec().prompts().has_builtin()) {
     for (const arith::ArithProblem& p :
-         arith::MakeArithProblems(arith::ArithSplit::kTrain, -1, ctx.spec().seed())) {
+         arith::MakeArithProblems(arith::ArithSplit::kRounds, -1, ctx.spec().seed())) {
       all.push_back({p.prompt, p.answer});
     }
   } else {

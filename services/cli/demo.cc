@@ -1,5 +1,6 @@
 #include "services/cli/demo.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "services/app/app.h"
+#include "services/cli/demo_spec.h"
 #include "services/common/api_token.h"
 #include "services/common/auth.h"
 #include "services/common/server_runner.h"
@@ -62,105 +64,73 @@ std::string CacheDir(const Args& args) {
 }  // namespace
 
 namespace {
-// Chosen on seed 1 (3 rounds, greedy accuracy from 0.380): sppo beta 0.1 (eta 10):
-// 0.48 -> 0.60 -> 0.66 (beta 0.5: 0.435 -> 0.575 -> 0.58). mpo alpha 0.01, eta 3, M 2:
-// 0.535 -> 0.595 -> 0.600 (eta 11, the §5 default: 0.555 -> 0.450 -> 0.515, not monotone;
-// eta 1: 0.47 -> 0.515 -> 0.56).
-constexpr double kDemoSppoBeta = 0.1;
-constexpr double kDemoMpoAlpha = 0.01;
-constexpr double kDemoMpoEta = 3;
-constexpr int kDemoMpoRefresh = 2;
-}  // namespace
 
-v1::JobSpec DemoSpecDefaults(const v1::JobSpec& in) {
-  // Settings tuned on the built-in task (docs/benchmarks.md): 512 fresh prompts per round, K = 4
-  // samples at temperature 1, dno_margin pairs, DPO against pi_t with beta 0.5 plus an RPO-style
-  // NLL term (weight 1) on the chosen response. With the exact judge, 512 prompts gave +19 points
-  // after 3 rounds where 256 gave +11 (seed 1, bench/dno_sim --strict=1). Pure DPO (nll 0) at lr
-  // 1e-4..1e-3 lowered greedy accuracy on this byte-level model (0.38 -> 0.14 over 3 rounds at lr
-  // 1e-4), so the demo uses the NLL-regularised variant, which rose monotonically (0.38 -> 0.57 ->
-  // 0.61 -> 0.67, seed 1).
-  v1::JobSpec s = in;
-  s.set_prompts_per_round(512);
-  s.mutable_sampling()->set_num_samples(4);
-  s.mutable_sampling()->set_temperature(1.0f);
-  s.mutable_sampling()->set_top_p(1.0f);
-  s.mutable_sampling()->set_max_new_tokens(6);
-  s.mutable_pairs()->set_win_rate_gate(0.5);
-  s.mutable_pairs()->set_min_gap(0.25);
-  s.mutable_training()->set_beta(0.5);
-  s.mutable_training()->set_learning_rate(2e-4);
-  s.mutable_training()->set_nll_weight(1.0);
-  s.mutable_training()->set_epochs(1);
-  s.mutable_training()->set_batch_size(16);
-  s.mutable_eval()->set_num_prompts(arith::kArithEvalSize);  // every held-out problem
-  s.mutable_eval()->set_max_new_tokens(6);
-  if (s.algorithm() == "spin") {
-    // SPIN contrasts the gold answer with one sample of pi_t per prompt (the paper's K = 1).
-    s.mutable_sampling()->set_num_samples(1);
-  }
-  if (s.algorithm() != "dno") {
-    // SPIN's recipe lowers the learning rate in later rounds (ALGORITHMS.md §3); here it halves
-    // each round: 2e-4, 1e-4, 5e-5. Iterative DPO and SPPO at a constant 2e-4 lost accuracy in
-    // round 3 (means over seeds 1-3: dpo 0.418 -> 0.418, sppo 0.409 -> 0.397), and so did mpo
-    // on an AVX-512 CPU (0.511 -> 0.503); halving, mpo rose every round under MKL AVX-512 and
-    // AVX2 and OpenBLAS Prescott (0.487/0.549/0.603, 0.442/0.507/0.554, 0.381/0.470/0.502).
-    for (int t = 2; t <= s.rounds(); ++t) {
-      v1::RoundTraining* rt = s.add_round_training();
-      rt->set_round(t);
-      rt->mutable_training()->set_learning_rate(2e-4 /
-                                                static_cast<double>(1 << std::min(t - 1, 20)));
-    }
-  }
-  if (s.algorithm() == "sppo") {
-    // SPPO regression (ALGORITHMS.md §4) with eta = 1/beta. The paper's eta = 1000 pairs with
-    // lr 5e-7; at this demo's lr 2e-4 targets of ±500 nats wreck the model, so eta is small here.
-    s.mutable_training()->set_loss("sppo");
-    s.mutable_training()->set_beta(kDemoSppoBeta);
-  }
-  if (s.algorithm() == "mpo") {
-    // MPO batched regression (ALGORITHMS.md §5) against a magnet refreshed every M rounds.
-    s.mutable_training()->set_loss("mpo");
-    s.mutable_training()->set_mpo_alpha(kDemoMpoAlpha);
-    s.mutable_training()->set_mpo_eta(kDemoMpoEta);
-    s.set_mpo_magnet_refresh(kDemoMpoRefresh);
-  }
-  return s;
+// "+gained/-lost" prompts vs pi_0's greedy answers, and McNemar's exact p-value.
+std::string VsBase(const v1::RoundSummary& r) {
+  return absl::StrFormat("+%d/-%d", r.greedy_gained_vs_base(), r.greedy_lost_vs_base());
 }
 
-void PrintRoundTable(const v1::Job& job, std::FILE* out) {
-  // Accuracy and win rates carry their 95% intervals (eval.json): a difference between rounds
-  // is real only where the intervals say so.
-  std::fprintf(out, "%5s %7s %10s %10s %11s %15s %10s %15s %8s\n", "round", "pairs", "train_loss",
-               "reward_acc", "win_vs_pi0", "win_95ci", "greedy_acc", "acc_95ci", "seconds");
-  std::fprintf(out, "%5d %7s %10s %10s %11s %15s %10s %15s %8s\n", 0, "-", "-", "-", "-", "-",
-               Fmt(job.base_greedy_accuracy()).c_str(),
-               job.base_greedy_accuracy() >= 0 ? Ci(job.base_greedy_accuracy_ci95()).c_str() : "-",
-               "-");
-  for (const v1::RoundSummary& r : job.rounds()) {
-    bool done = r.stage() == "eval";
-    std::fprintf(out, "%5d %7d %10s %10s %11s %15s %10s %15s %8s%s\n", r.round(), r.pairs_kept(),
-                 Fmt(r.train_loss(), "%.4f").c_str(), Fmt(r.reward_accuracy()).c_str(),
-                 done ? Fmt(r.win_rate_vs_base()).c_str() : "-",
-                 done ? Ci(r.win_rate_vs_base_ci95()).c_str() : "-",
-                 done ? Fmt(r.greedy_accuracy()).c_str() : "-",
-                 done && r.greedy_accuracy() >= 0 ? Ci(r.greedy_accuracy_ci95()).c_str() : "-",
-                 Fmt(r.seconds(), "%.1f").c_str(), done ? "" : "  (in progress)");
-  }
-  // The job's result (EvalSpec.select_best; runs/<job>/best links to its checkpoint).
-  const std::string by = job.spec().eval().select_best().empty() ? "win_rate_vs_base"
-                                                                 : job.spec().eval().select_best();
+std::string McNemarP(const v1::RoundSummary& r) {
+  return absl::StrFormat("%.2g", r.greedy_mcnemar_p_vs_base());
+}
+
+bool HasValidationSplit(const v1::Job& job) {
+  return job.spec().validation_prompts().has_builtin() ||
+         job.spec().validation_prompts().has_path();
+}
+
+void PrintBestRound(const v1::Job& job, std::FILE* out) {
+  const bool validation = HasValidationSplit(job);
+  const std::string by = !validation ? "last"
+                         : job.spec().eval().select_best().empty()
+                             ? "win_rate_vs_base"
+                             : job.spec().eval().select_best();
+  const std::string where = validation && by != "last" ? " on the validation split" : "";
   const bool evaluated = std::any_of(job.rounds().begin(), job.rounds().end(),
                                      [](const v1::RoundSummary& r) { return r.stage() == "eval"; });
   if (job.best_round() > 0) {
-    std::fprintf(out, "best round: %d (by %s; checkpoint %s/best -> iter_%03d/checkpoint)\n",
-                 job.best_round(), by.c_str(), job.job_id().c_str(), job.best_round());
+    std::fprintf(out, "best round: %d (by %s%s; checkpoint %s/best -> iter_%03d/checkpoint)\n",
+                 job.best_round(), by.c_str(), where.c_str(), job.job_id().c_str(),
+                 job.best_round());
   } else if (evaluated) {
     std::fprintf(out,
-                 "best round: 0, pi_0 itself: no round beat it by %s (%s/best -> the base "
+                 "best round: 0, pi_0 itself: no round beat it by %s%s (%s/best -> the base "
                  "model)\n",
-                 by.c_str(), job.job_id().c_str());
+                 by.c_str(), where.c_str(), job.job_id().c_str());
   }
+}
+
+}  // namespace
+
+void PrintRoundTable(const v1::Job& job, std::FILE* out) {
+  // Accuracy and win rates carry their 95% intervals (eval.json); acc_vs_pi0 compares each round
+  // with pi_0 prompt by prompt (McNemar): a difference between rounds is real only where these
+  // say so. val_* are the validation split's numbers, where the best round is chosen.
+  std::fprintf(out, "%5s %7s %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s\n", "round",
+               "pairs", "train_loss", "reward_acc", "win_vs_pi0", "win_95ci", "greedy_acc",
+               "acc_95ci", "acc_vs_pi0", "mcnemar_p", "val_win", "val_acc", "seconds");
+  std::fprintf(out, "%5d %7s %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s\n", 0, "-", "-",
+               "-", "-", "-", Fmt(job.base_greedy_accuracy()).c_str(),
+               job.base_greedy_accuracy() >= 0 ? Ci(job.base_greedy_accuracy_ci95()).c_str() : "-",
+               "-", "-", HasValidationSplit(job) ? "0.500" : "-",
+               HasValidationSplit(job) ? Fmt(job.base_validation_greedy_accuracy()).c_str() : "-",
+               "-");
+  for (const v1::RoundSummary& r : job.rounds()) {
+    const bool done = r.stage() == "eval";
+    const bool acc = done && r.greedy_accuracy() >= 0;
+    std::fprintf(out, "%5d %7d %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s%s\n", r.round(),
+                 r.pairs_kept(), Fmt(r.train_loss(), "%.4f").c_str(),
+                 Fmt(r.reward_accuracy()).c_str(), done ? Fmt(r.win_rate_vs_base()).c_str() : "-",
+                 done ? Ci(r.win_rate_vs_base_ci95()).c_str() : "-",
+                 done ? Fmt(r.greedy_accuracy()).c_str() : "-",
+                 acc ? Ci(r.greedy_accuracy_ci95()).c_str() : "-", acc ? VsBase(r).c_str() : "-",
+                 acc ? McNemarP(r).c_str() : "-",
+                 done ? Fmt(r.validation_win_rate_vs_base()).c_str() : "-",
+                 done ? Fmt(r.validation_greedy_accuracy()).c_str() : "-",
+                 Fmt(r.seconds(), "%.1f").c_str(), done ? "" : "  (in progress)");
+  }
+  // The job's result (EvalSpec.select_best; runs/<job>/best links to its checkpoint).
+  PrintBestRound(job, out);
   std::fflush(out);
 }
 
@@ -272,6 +242,7 @@ absl::StatusOr<std::string> EnsureBaseModel(const Args& args, int seed) {
 // Step 3: the demo's job through the gRPC API.
 absl::StatusOr<v1::Job> CreateDemoJob(const std::string& address, const std::string& algo,
                                       const std::string& base, int rounds, int seed,
+                                      const std::string& preset, const std::string& overrides,
                                       v1::JobSpec* spec_out) {
   v1::CreateJobRequest req;
   v1::JobSpec* spec = req.mutable_spec();
@@ -280,7 +251,19 @@ absl::StatusOr<v1::Job> CreateDemoJob(const std::string& address, const std::str
   spec->set_base_model(base);
   spec->set_rounds(rounds);
   spec->set_seed(static_cast<uint64_t>(seed));
+  if (!preset.empty()) spec->set_preset(preset);
   *spec = DemoSpecDefaults(*spec);
+  if (!overrides.empty()) {
+    // Fields merged over the demo's spec (an experiment's settings; repeated fields append).
+    v1::JobSpec more;
+    google::protobuf::util::JsonParseOptions options;
+    auto st = google::protobuf::util::JsonStringToMessage(overrides, &more, options);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--spec_overrides: ", st.message().ToString()));
+    }
+    spec->MergeFrom(more);
+  }
   req.set_request_id(absl::StrCat("demo-", absl::ToUnixMillis(absl::Now())));
   auto stub = v1::Orchestrator::NewStub(services::MakeChannel(address));
   v1::Job job;
@@ -291,18 +274,41 @@ absl::StatusOr<v1::Job> CreateDemoJob(const std::string& address, const std::str
   return job;
 }
 
+// What the demo runs differently from the paper, and why.
+void PrintTunedSettings(const std::string& algo) {
+  std::printf(
+      "      as the paper states, except (tuned for this model; the paper's in brackets):\n");
+  for (const TunedSetting& t : DemoTunedSettings(algo)) {
+    std::printf("        %s %s [%s]: %s\n", t.field.c_str(), t.demo.c_str(), t.paper.c_str(),
+                t.why.c_str());
+  }
+}
+
+// The job's result: the best round (chosen on the validation split), reported on the eval
+// prompts, with the paired comparison against pi_0.
 void PrintDemoResult(const v1::Job& final_job, int rc) {
-  if (rc == 0 && final_job.rounds_size() > 0) {
-    const v1::RoundSummary& last = final_job.rounds(final_job.rounds_size() - 1);
-    std::printf("greedy accuracy %.3f -> %.3f (%+.1f points); win rate vs pi_0 %.3f\n",
-                final_job.base_greedy_accuracy(), last.greedy_accuracy(),
-                100.0 * (last.greedy_accuracy() - final_job.base_greedy_accuracy()),
-                last.win_rate_vs_base());
-  } else if (rc != 0) {
+  if (rc != 0) {
     std::fprintf(stderr, "spar demo: job ended %s: %s\n",
                  final_job.state() == v1::JOB_STATE_FAILED ? "FAILED" : "early",
                  final_job.error().c_str());
+    return;
   }
+  const int best = final_job.best_round();
+  if (best < 1 || best > final_job.rounds_size()) {
+    std::printf("no round beat pi_0 on the validation split: the result is pi_0 (accuracy %.3f)\n",
+                final_job.base_greedy_accuracy());
+    return;
+  }
+  const v1::RoundSummary& r = final_job.rounds(best - 1);
+  std::printf(
+      "best round %d (chosen on the validation split): greedy accuracy %.3f -> %.3f (%+.1f "
+      "points, 95%% [%+.1f, %+.1f]; %s prompts vs pi_0, McNemar p = %.2g); win rate vs pi_0 "
+      "%.3f\n",
+      best, final_job.base_greedy_accuracy(), r.greedy_accuracy(),
+      100.0 * (r.greedy_accuracy() - final_job.base_greedy_accuracy()),
+      100.0 * r.greedy_accuracy_diff_vs_base_ci95().lo(),
+      100.0 * r.greedy_accuracy_diff_vs_base_ci95().hi(), VsBase(r).c_str(),
+      r.greedy_mcnemar_p_vs_base(), r.win_rate_vs_base());
 }
 
 int Fail(const absl::Status& st) {
@@ -352,11 +358,14 @@ int RunDemo(const Args& args) {
   // 3. A job through the gRPC API, watched to the end.
   v1::JobSpec spec;
   absl::StatusOr<v1::Job> job =
-      CreateDemoJob((*app)->address(), algo, *base, *rounds, *seed, &spec);
+      CreateDemoJob((*app)->address(), algo, *base, *rounds, *seed, args.Get("preset", ""),
+                    args.Get("spec_overrides", ""), &spec);
   if (!job.ok()) return Fail(job.status());
-  std::printf("[3/3] job %s: %d %s rounds, %d prompts x K=%d samples per round\n",
-              job->job_id().c_str(), *rounds, algo.c_str(), spec.prompts_per_round(),
-              spec.sampling().num_samples());
+  // The job's spec as the orchestrator completed it (the preset's defaults filled in).
+  std::printf("[3/3] job %s: %d %s rounds (preset %s), %d prompts x K=%d samples per round\n",
+              job->job_id().c_str(), *rounds, algo.c_str(), job->spec().preset().c_str(),
+              job->spec().prompts_per_round(), job->spec().sampling().num_samples());
+  PrintTunedSettings(algo);
   std::fflush(stdout);
   v1::Job final_job;
   int rc = WatchJob((*app)->address(), job->job_id(), /*quiet=*/false, &final_job);

@@ -18,10 +18,6 @@ int RunDemo(const Args& args);
 int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
              v1::Job* final_job = nullptr);
 
-// The demo's job settings (prompts per round, K, temperature, pair gate, DPO beta/lr ...) on top
-// of `spec`'s name, base model, rounds and seed.
-v1::JobSpec DemoSpecDefaults(const v1::JobSpec& spec);
-
 // One row per round: pairs kept, final train loss, reward accuracy, win rate vs pi_0, greedy acc;
 // then the best round (Job.best_round) once a round is evaluated.
 void PrintRoundTable(const v1::Job& job, std::FILE* out);

@@ -21,4 +21,17 @@ struct GreedyScore {
 GreedyScore ScoreGreedyAnswers(const std::vector<std::string>& prompts,
                                const std::vector<std::string>& answers);
 
+// Two policies' answers to the same prompts, compared paired (McNemar) on the verifiable ones.
+struct PairedGreedy {
+  int gained = 0;  // right in `answers`, wrong in `base_answers`
+  int lost = 0;    // the reverse
+  int verifiable = 0;
+  double mcnemar_p = 1;       // exact two-sided McNemar p-value
+  Interval diff_ci95{-1, 1};  // 95% interval of accuracy(answers) - accuracy(base_answers)
+};
+
+PairedGreedy CompareGreedyAnswers(const std::vector<std::string>& prompts,
+                                  const std::vector<std::string>& base_answers,
+                                  const std::vector<std::string>& answers);
+
 }  // namespace spar::arith

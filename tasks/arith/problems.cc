@@ -12,13 +12,35 @@
 namespace spar::arith {
 namespace {
 
-bool InEval(int64_t a, int64_t b) {
+uint64_t ProblemHash(int64_t a, int64_t b) {
   uint64_t h =
       static_cast<uint64_t>(a) * 1000003ULL + static_cast<uint64_t>(b) * 7919ULL + 12345ULL;
   h ^= h >> 13;
   h *= 0x9E3779B97F4A7C15ULL;
   h ^= h >> 29;
-  return h % 8 == 0;  // 1,253 of the 10,000 problems held out
+  return h;
+}
+
+bool InEval(int64_t a, int64_t b) {
+  return ProblemHash(a, b) % 8 == 0;  // 1,253 of the 10,000 problems held out
+}
+
+// A train-side problem in the validation slice: bits of the hash that InEval does not read.
+bool InValidation(int64_t a, int64_t b) { return (ProblemHash(a, b) >> 8) % 16 == 0; }
+
+bool InSplit(ArithSplit split, int64_t a, int64_t b) {
+  if (InEval(a, b)) return split == ArithSplit::kEval;
+  switch (split) {
+    case ArithSplit::kTrain:
+      return true;
+    case ArithSplit::kValidation:
+      return InValidation(a, b);
+    case ArithSplit::kRounds:
+      return !InValidation(a, b);
+    case ArithSplit::kEval:
+      return false;
+  }
+  return false;
 }
 
 }  // namespace
@@ -27,7 +49,7 @@ std::vector<ArithProblem> MakeArithProblems(ArithSplit split, int n, uint64_t se
   std::vector<ArithProblem> all;
   for (int64_t a = 0; a <= kArithMaxOperand; ++a) {
     for (int64_t b = 0; b <= kArithMaxOperand; ++b) {
-      if (InEval(a, b) != (split == ArithSplit::kEval)) continue;
+      if (!InSplit(split, a, b)) continue;
       all.push_back({a, b, absl::StrCat(a, "+", b, "="), absl::StrCat(a + b)});
     }
   }

@@ -17,13 +17,19 @@ struct ArithProblem {
   std::string answer;  // "85"
 };
 
-enum class ArithSplit { kTrain, kEval };
+// kTrain: the train side (pi_0's SFT data). kEval: held out, what a job reports. kValidation: a
+// fixed slice of the train side where a job chooses its best round. kRounds: the train side
+// without the validation slice, the self-play rounds' prompts (a round never trains on what
+// chooses it).
+enum class ArithSplit { kTrain, kEval, kValidation, kRounds };
 
-// Operands are in [0, kArithMaxOperand]. Every (a, b) belongs to exactly one split, decided by a
-// fixed hash, so train and eval never share a problem: kArithEvalSize problems are held out (enough
-// for an eval whose 95% interval on accuracy is about ±0.028), the other 8,747 train.
+// Operands are in [0, kArithMaxOperand]. Every (a, b) is on the train or the eval side, decided by
+// a fixed hash, so train and eval never share a problem: kArithEvalSize problems are held out
+// (enough for an eval whose 95% interval on accuracy is about ±0.028), the other 8,747 train; of
+// those, a second hash puts kArithValidationSize in the validation slice.
 inline constexpr int64_t kArithMaxOperand = 99;
 inline constexpr int kArithEvalSize = 1253;
+inline constexpr int kArithValidationSize = 534;
 
 // `n` problems of `split`, drawn without replacement in an order fixed by `seed`
 // (n is capped at the split's size).

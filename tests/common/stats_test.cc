@@ -37,5 +37,31 @@ TEST(StatsTest, MeanIntervalMatchesStatsmodelsAndSkipsFailures) {
   EXPECT_EQ(one.hi, 1.0);
 }
 
+// McNemar's exact p from the binomial sum in Python integers (math.comb, no floating point until
+// the last division): 2 * sum_{i <= min} C(n, i) / 2^n, capped at 1.
+TEST(StatsTest, McNemarExactPMatchesTheBinomialSum) {
+  EXPECT_NEAR(McNemarExactP(10, 25), 0.01667384780012071, 1e-12);
+  EXPECT_NEAR(McNemarExactP(25, 10), 0.01667384780012071, 1e-12);  // symmetric
+  EXPECT_NEAR(McNemarExactP(0, 5), 0.0625, 1e-12);
+  EXPECT_NEAR(McNemarExactP(120, 180), 0.0006342200069283569, 1e-12);
+  EXPECT_DOUBLE_EQ(McNemarExactP(3, 3), 1.0);
+  EXPECT_DOUBLE_EQ(McNemarExactP(40, 41), 1.0);
+  EXPECT_DOUBLE_EQ(McNemarExactP(0, 0), 1.0);
+}
+
+// The paired difference's interval from the per-item differences D in {-1, 0, 1} (Python:
+// statistics.fmean(D) -/+ 1.959964 * sqrt(statistics.pvariance(D) / n)).
+TEST(StatsTest, PairedDifferenceIntervalMatchesPerItemDifferences) {
+  Interval a = PairedDifferenceInterval(10, 25, 100);
+  EXPECT_NEAR(a.lo, 0.037835934284757386, 1e-12);
+  EXPECT_NEAR(a.hi, 0.2621640657152426, 1e-12);
+  Interval b = PairedDifferenceInterval(120, 180, 1253);
+  EXPECT_NEAR(b.lo, 0.020922088798302624, 1e-12);
+  EXPECT_NEAR(b.hi, 0.0748480628377708, 1e-12);
+  Interval c = PairedDifferenceInterval(0, 0, 50);
+  EXPECT_DOUBLE_EQ(c.lo, 0.0);
+  EXPECT_DOUBLE_EQ(c.hi, 0.0);
+}
+
 }  // namespace
 }  // namespace spar

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Each recipe learns, on the mean over seeds: `spar demo --algo=ALGO --seed=S` (the real binary:
-all four services, the rule judge, gRPC on loopback) for seeds 1-3, then
+all four services, the rule judge, gRPC on loopback) for seeds 1-3, then, for the job's result
+(the best round, chosen on the validation split and reported on the held-out problems):
 
-  - after 3 rounds greedy accuracy is at least 10 points above pi_0's, in the mean over seeds;
-  - the mean greedy accuracy rises round over round (pi_0 < round 1 < round 2 < round 3);
-  - every seed ends above its own pi_0 (the final accuracy's 95% interval lies above pi_0's
-    point estimate);
+  - its greedy accuracy is at least 10 points above pi_0's, in the mean over seeds;
+  - every seed's result beats its own pi_0: the 95% interval lies above pi_0's point estimate and
+    the paired test (McNemar, the same problems) gives p < 0.01;
+  - the mean over seeds rises from pi_0 to round 3 (a round in between may dip: SPPO at the
+    paper's eta = 1000 does in round 1, which is why the result is the best iterate);
   - the demo printed its table (3 round rows) and every round wrote its files.
 
 Greedy accuracy is measured on all 1,253 held-out problems (95% interval about +-0.028); a
@@ -59,7 +61,15 @@ def run_seed(bin_dir, work, algo, seed, rounds):
             if not os.path.exists(os.path.join(it, f)):
                 fail(f"{algo} seed {seed}: missing iter_{r:03d}/{f}")
         evals.append(json.load(open(os.path.join(it, "eval.json"))))
+    best = job_json.get("bestRound", job_json.get("best_round", 0))
+    if best < 1:
+        fail(f"{algo} seed {seed}: no round beat pi_0 on the validation split")
     return {"seed": seed, "base": base, "seconds": round(time.time() - t0, 1),
+            "best_round": best,
+            "best_acc": evals[best - 1]["greedy_accuracy"],
+            "best_acc_ci95": evals[best - 1]["greedy_accuracy_ci95"],
+            "best_vs_base": evals[best - 1]["greedy_vs_base"],
+            "val_win_vs_base": [e["validation"]["win_rate_vs_base"] for e in evals],
             "acc": [e["greedy_accuracy"] for e in evals],
             "acc_ci95": [e["greedy_accuracy_ci95"] for e in evals],
             "win_vs_base": [e["win_rate_vs_base"] for e in evals],
@@ -78,24 +88,31 @@ def main():
     for r in results:
         cells = " ".join(f"{a:.3f} [{lo:.3f},{hi:.3f}]" for a, (lo, hi) in
                          zip(r["acc"], r["acc_ci95"]))
-        print(f"  seed {r['seed']}: {r['base']:.3f} -> {cells}  ({r['seconds']}s)")
+        vs = r["best_vs_base"]
+        print(f"  seed {r['seed']}: {r['base']:.3f} -> {cells}  ({r['seconds']}s); result: "
+              f"round {r['best_round']} {r['best_acc']:.3f}, +{vs['gained']}/-{vs['lost']} vs "
+              f"pi_0, McNemar p {vs['mcnemar_p']:.2g}")
     mean = [sum(r["base"] for r in results) / len(results)]
     for t in range(rounds):
         mean.append(sum(r["acc"][t] for r in results) / len(results))
-    print("  mean:   " + " -> ".join(f"{m:.3f}" for m in mean))
+    mean_best = sum(r["best_acc"] for r in results) / len(results)
+    print("  mean:   " + " -> ".join(f"{m:.3f}" for m in mean) + f"; result {mean_best:.3f}")
     with open(os.path.join(work, f"{algo}.json"), "w") as f:
-        json.dump({"algo": algo, "seeds": results, "mean": mean}, f, indent=1)
-    gain = mean[-1] - mean[0]
+        json.dump({"algo": algo, "seeds": results, "mean": mean, "mean_result": mean_best}, f,
+                  indent=1)
+    gain = mean_best - mean[0]
     if gain < 0.10:
-        fail(f"{algo}: mean gain {100 * gain:.1f} points after {rounds} rounds (< 10)")
-    for t in range(1, len(mean)):
-        if not mean[t] > mean[t - 1]:
-            fail(f"{algo}: mean accuracy not rising at round {t}: {mean}")
+        fail(f"{algo}: the result's mean gain is {100 * gain:.1f} points (< 10)")
+    if not mean[-1] > mean[0]:
+        fail(f"{algo}: mean accuracy after {rounds} rounds not above pi_0: {mean}")
     for r in results:
-        if not r["acc_ci95"][-1][0] > r["base"]:
-            fail(f"{algo} seed {r['seed']}: final interval {r['acc_ci95'][-1]} not above pi_0 "
-                 f"{r['base']:.3f}")
-    print(f"e2e {algo}: ok (mean gain {100 * gain:.1f} points)")
+        if not r["best_acc_ci95"][0] > r["base"]:
+            fail(f"{algo} seed {r['seed']}: the result's interval {r['best_acc_ci95']} not above "
+                 f"pi_0 {r['base']:.3f}")
+        if not r["best_vs_base"]["mcnemar_p"] < 0.01:
+            fail(f"{algo} seed {r['seed']}: the result vs pi_0 is not significant (McNemar p "
+                 f"{r['best_vs_base']['mcnemar_p']:.3g})")
+    print(f"e2e {algo}: ok (the result's mean gain {100 * gain:.1f} points)")
 
 
 if __name__ == "__main__":

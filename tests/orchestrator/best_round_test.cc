@@ -48,30 +48,42 @@ TEST(BestRoundTest, NoEvaluatedRoundIsZeroAndUnknownCriterionIsInvalid) {
   EXPECT_NE(bad.status().message().find("eval.select_best"), std::string::npos) << bad.status();
 }
 
-TEST(BestRoundTest, ReadsOnlyRoundsWhoseEvalIsRecordedAsDone) {
+// The values compared are the validation split's, never the reported eval prompts'.
+TEST(BestRoundTest, ReadsValidationNumbersOfRoundsWhoseEvalIsRecordedAsDone) {
   char tmpl[] = "/tmp/spar_best_XXXXXX";
   const std::string root = mkdtemp(tmpl);
   RunDir dir(root);
   auto write_round = [&](int t, const std::string& stage, double win, double acc) {
     ASSERT_TRUE(MakeDirs(dir.Round(t)).ok());
     ASSERT_TRUE(WriteFileAtomic(dir.Stage(t), stage + "\n").ok());
+    // The eval prompts' numbers rank the rounds the other way round.
     ASSERT_TRUE(
         WriteJsonFileAtomic(dir.Eval(t),
-                            {{"round", t}, {"win_rate_vs_base", win}, {"greedy_accuracy", acc}})
+                            {{"round", t},
+                             {"win_rate_vs_base", 1 - win},
+                             {"greedy_accuracy", 1 - acc},
+                             {"validation", {{"win_rate_vs_base", win}, {"greedy_accuracy", acc}}}})
             .ok());
   };
   write_round(1, "eval", 0.6, 0.5);
   write_round(2, "eval", 0.8, 0.4);
   write_round(3, "train", 0.9, 0.9);  // eval.json of an eval cut short: not counted yet
-  auto evals = ReadRoundEvals(root, 3);
+  auto evals = ReadRoundEvals(root, 3, /*validation=*/true);
   ASSERT_THAT(evals, IsOk());
   ASSERT_EQ(evals->size(), 2u);
   EXPECT_EQ((*evals)[1].round, 2);
   EXPECT_DOUBLE_EQ((*evals)[1].win_rate_vs_base, 0.8);
   EXPECT_DOUBLE_EQ((*evals)[1].greedy_accuracy, 0.4);
   EXPECT_EQ(*SelectBestRound(*evals, "win_rate_vs_base", kBase), 2);
-  ASSERT_TRUE(WriteFileAtomic(dir.Eval(2), "{\"round\": 2}").ok());
-  EXPECT_THAT(ReadRoundEvals(root, 3), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(*SelectBestRound(*evals, "greedy_accuracy", kBase), 1);
+  // Without a split only the rounds are known ("last").
+  auto rounds_only = ReadRoundEvals(root, 3, /*validation=*/false);
+  ASSERT_THAT(rounds_only, IsOk());
+  ASSERT_EQ(rounds_only->size(), 2u);
+  EXPECT_EQ(*SelectBestRound(*rounds_only, "last", kBase), 2);
+  // An eval.json without its validation numbers is refused, not read as something else.
+  ASSERT_TRUE(WriteJsonFileAtomic(dir.Eval(2), {{"round", 2}, {"win_rate_vs_base", 0.9}}).ok());
+  EXPECT_THAT(ReadRoundEvals(root, 3, true), StatusIs(absl::StatusCode::kDataLoss));
   ASSERT_TRUE(RemoveAll(root).ok());
 }
 

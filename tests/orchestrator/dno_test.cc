@@ -156,46 +156,53 @@ TEST(DnoPrctTest, SideBySideScoresUseGateFiveAndMarginsTwoAndOne) {
   EXPECT_TRUE(DnoMarginPairs("p", {"a", "b"}, {4, 1}, DnoScoreOptions(-1, {false, false})).empty());
 }
 
-// DNO Algorithm 1 (dno_soft_all): one pair per two distinct texts, p = the judged preference,
-// σ(R(y1) - R(y2)) where the judgment failed, 1 against an automatic negative; chosen = the side
-// with p >= ½; two negatives make no pair.
-TEST(DnoSoftAllTest, EveryDistinctPairWithJudgedOrWinRateSoftLabel) {
-  const std::vector<std::string> t = {"a", "b", "c", "a", "cut", "rep rep rep"};
-  const std::vector<bool> negative = {false, false, false, false, true, true};
-  const std::vector<PairJudgment> j = {{0, 1, 0.8, true},   // a > b 0.8
-                                       {0, 2, 0.0, false},  // a vs c failed
-                                       {1, 2, 0.3, true},   // c > b 0.7
-                                       {3, 1, 0.8, true},   // the duplicate a, same verdict
-                                       {0, 4, 0.0, true}};  // a judge on a negative: ignored
-  const std::vector<double> r = {0.7, 0.4, 0.6, 0.7, 0.0, 0.0};
+// DNO Algorithm 1 (dno_soft_all): one pair per two distinct texts, p = σ(R_t(y1) - R_t(y2)) with
+// R_t a win rate against the policy's own K samples (the teacher after them is a candidate, never
+// an opponent); chosen = the side with p >= ½; two negatives make no pair. The numbers are
+// printed by tests/orchestrator/dno_label_reference.py, written from the paper's Algorithm 1.
+TEST(DnoSoftAllTest, LabelIsTheSigmoidOfTheWinRateGapAgainstThePolicysSamples) {
+  const std::vector<std::string> t = {"a", "b", "c", "a", "cut", "gold"};
+  const std::vector<bool> negative = {false, false, false, false, true, false};
+  const std::vector<PairJudgment> j = {
+      {0, 1, 0.9, true}, {0, 2, 0.0, false}, {1, 2, 0.2, true}, {3, 1, 0.7, true},
+      {3, 2, 0.6, true}, {0, 5, 0.1, true},  {1, 5, 0.0, true}, {2, 5, 0.3, true},
+      {3, 5, 0.2, true}, {0, 4, 0.0, true}};  // the last: a judge on a negative, ignored
+  const std::vector<double> r = DefectAwareWinRates(t, j, negative, /*opponents=*/5);
+  const std::vector<double> want_r = {0.8, 0.4, 0.73333333333333339, 0.7, 0.0, 0.88};
+  ASSERT_EQ(r.size(), want_r.size());
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(r[i], want_r[i], 1e-12) << i;
   std::map<std::pair<std::string, std::string>, double> got;
-  for (const PreferencePairRow& row : DnoSoftAllPairs("q", t, j, r, negative)) {
+  for (const PreferencePairRow& row : DnoSoftAllPairs("q", t, r, negative)) {
     ASSERT_TRUE(row.p.has_value());
-    EXPECT_GE(*row.p, 0.5);
     EXPECT_TRUE(got.emplace(std::make_pair(row.chosen, row.rejected), *row.p).second);
   }
-  const double sigma_a_c = 1.0 / (1.0 + std::exp(-(0.7 - 0.6)));
   const std::map<std::pair<std::string, std::string>, double> want = {
-      {{"a", "b"}, 0.8},           {{"a", "c"}, sigma_a_c}, {{"a", "cut"}, 1.0},
-      {{"a", "rep rep rep"}, 1.0}, {{"c", "b"}, 0.7},       {{"b", "cut"}, 1.0},
-      {{"b", "rep rep rep"}, 1.0}, {{"c", "cut"}, 1.0},     {{"c", "rep rep rep"}, 1.0}};
+      {{"a", "b"}, 0.598687660112452},      {{"a", "c"}, 0.51666049656941138},
+      {{"a", "cut"}, 0.6899744811276125},   {{"b", "cut"}, 0.598687660112452},
+      {{"c", "b"}, 0.58257020646231472},    {{"c", "cut"}, 0.67553632298945432},
+      {{"gold", "a"}, 0.51998934015558174}, {{"gold", "b"}, 0.61774787476924897},
+      {{"gold", "c"}, 0.53660107935359069}, {{"gold", "cut"}, 0.70682222109356752}};
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [pair, p] : want) {
     ASSERT_EQ(got.count(pair), 1u) << pair.first << " > " << pair.second;
     EXPECT_NEAR(got[pair], p, 1e-12) << pair.first << " > " << pair.second;
   }
+  // The label is not the judged preference (a > b was judged 0.9), and every opponent counts
+  // only if it is the policy's: with the teacher as an opponent, a's win rate would be 0.66.
+  EXPECT_LT((got[{"a", "b"}]), 0.6);
+  EXPECT_NEAR(DefectAwareWinRates(t, j, negative)[0], (0.9 + 0.5 + 1.0 + 0.1) / 4, 1e-12);
 }
 
 TEST(DnoSoftAllTest, WinRatesRideAlongAndOrientationFollowsP) {
-  // Without judgments every p is σ(R1 - R2): the higher win rate is chosen.
-  auto rows = DnoSoftAllPairs("q", {"x", "y"}, {}, {0.2, 0.9}, {});
+  // p is σ(R1 - R2): the higher win rate is chosen.
+  auto rows = DnoSoftAllPairs("q", {"x", "y"}, {0.2, 0.9}, {});
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].chosen, "y");
   EXPECT_EQ(rows[0].rejected, "x");
   EXPECT_DOUBLE_EQ(rows[0].chosen_win_rate, 0.9);
   EXPECT_DOUBLE_EQ(rows[0].rejected_win_rate, 0.2);
   EXPECT_NEAR(*rows[0].p, 1.0 / (1.0 + std::exp(-0.7)), 1e-12);
-  EXPECT_TRUE(DnoSoftAllPairs("q", {"x", "x"}, {}, {0.5, 0.5}, {}).empty());  // one text
+  EXPECT_TRUE(DnoSoftAllPairs("q", {"x", "x"}, {0.5, 0.5}, {}).empty());  // one text
 }
 
 }  // namespace

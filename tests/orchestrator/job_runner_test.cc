@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -49,6 +50,9 @@ class JobRunnerTest : public ::testing::Test {
     s.set_prompts_per_round(8);
     s.mutable_sampling()->set_num_samples(3);
     s.mutable_eval()->set_num_prompts(10);
+    // DNO from the policy's samples alone: what most of these tests look at. The paper's
+    // recipe (teacher, mixing) has its own test.
+    s.set_preset("self_play");
     spec_ = WithDefaults(s);
     ASSERT_TRUE(ValidateJobSpec(spec_, "").ok());
   }
@@ -57,6 +61,7 @@ class JobRunnerTest : public ::testing::Test {
   // The fixture's spec went through WithDefaults as dno: drop what only dno may set before
   // switching algorithms.
   void ClearDnoOnlyDefaults() {
+    spec_.clear_preset();
     v1::PairPolicy* pp = spec_.mutable_pairs();
     pp->clear_use_teacher();
     pp->clear_teacher_min_gap();
@@ -164,10 +169,10 @@ TEST_F(JobRunnerTest, BestRoundLinkFollowsEveryEvalAndIsRecomputedOnResume) {
   EXPECT_DOUBLE_EQ(job_.rounds(0).win_rate_vs_base(), job_.rounds(1).win_rate_vs_base());
   EXPECT_EQ(job_.best_round(), 1);
   EXPECT_EQ(ReadSymlink(rd.Best()).value_or(""), "iter_001/checkpoint");
-  // Recomputed from the files on resume: round 1's eval now reads worse, and a lost link or
-  // job record comes back, without re-running anything.
+  // Recomputed from the files on resume: round 1's validation now reads worse, and a lost link
+  // or job record comes back, without re-running anything.
   auto eval1 = ReadJsonFile(rd.Eval(1));
-  (*eval1)["win_rate_vs_base"] = 0.4;
+  (*eval1)["validation"]["win_rate_vs_base"] = 0.4;
   ASSERT_TRUE(WriteJsonFileAtomic(rd.Eval(1), *eval1).ok());
   ASSERT_TRUE(RemoveAll(rd.Best()).ok());
   job_.set_best_round(0);
@@ -349,6 +354,39 @@ TEST_F(JobRunnerTest, SpinNeedsNoJudgeAndReusesThePreviousRoundsPairs) {
   EXPECT_EQ(reused, 8u);
   EXPECT_EQ(r2->size(), 16u);
   EXPECT_EQ(job_.rounds(1).pairs_mixed(), 8);
+}
+
+// The paper's DNO (preset "paper", DNO-Prct): the teacher's answer joins the samples as a
+// candidate, and 30% of round 1's pairs are mixed into round 2.
+TEST_F(JobRunnerTest, DnoPaperRecipeJudgesTheTeacherAndMixesEarlierPairsBack) {
+  spec_.clear_preset();
+  spec_.mutable_pairs()->clear_use_teacher();
+  spec_ = WithDefaults(spec_);
+  ASSERT_EQ(spec_.preset(), "paper");
+  ASSERT_TRUE(spec_.pairs().use_teacher());
+  ASSERT_TRUE(ValidateJobSpec(spec_, "").ok()) << ValidateJobSpec(spec_, "");
+  FakeSampler s;
+  s.offset = 1;  // every sample wrong (truth+1, +2, +3): only the teacher is right
+  FakeOracle o;
+  FakeTrainer t;
+  std::string dir = JobDir("job");
+  ASSERT_TRUE(RunJob(dir, s, o, t).ok());
+  RunDir rd(dir);
+  auto r1 = ReadJsonl(rd.Pairs(1));
+  ASSERT_TRUE(r1.ok());
+  std::set<std::string> taught;
+  for (const auto& p : *r1) {
+    if (p["chosen"] == std::to_string(*arith::ArithTruth(p["prompt"].get<std::string>()))) {
+      taught.insert(p["prompt"].get<std::string>());
+    }
+  }
+  EXPECT_EQ(taught.size(), 8u);  // every prompt has a teacher-chosen pair
+  const int mixed = static_cast<int>(std::lround(0.3 * static_cast<double>(r1->size())));
+  EXPECT_EQ(job_.rounds(1).pairs_mixed(), mixed);
+  auto r2 = ReadJsonl(rd.Pairs(2));
+  size_t from_round1 = 0;
+  for (const auto& p : *r2) from_round1 += p["source_round"].get<int>() == 1 ? 1 : 0;
+  EXPECT_EQ(from_round1, static_cast<size_t>(mixed));
 }
 
 TEST_F(JobRunnerTest, SpinWithOneSamplePerPromptProducesPairs) {
@@ -754,7 +792,7 @@ TEST_F(JobRunnerTest, UnfinishedSamplesAreNegativesForEveryJudgedRecipe) {
 }
 
 // DNO Algorithm 1 (pairs.policy "dno_soft_all", loss dno): every pair of distinct candidates,
-// carrying its soft label p (the judged preference: 1 for the fake judge's exact verdicts).
+// carrying its soft label p = σ(R(chosen) - R(rejected)), not the judge's verdict (1 here).
 TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
   spec_.mutable_pairs()->set_policy("dno_soft_all");
   spec_.mutable_training()->clear_loss();
@@ -774,7 +812,7 @@ TEST_F(JobRunnerTest, DnoSoftAllKeepsEveryDistinctPairWithItsSoftLabel) {
     const int64_t truth = *arith::ArithTruth(p["prompt"].get<std::string>());
     EXPECT_EQ(p["chosen"], std::to_string(truth)) << p;
     EXPECT_EQ(p["rejected"], std::to_string(truth + 1)) << p;
-    EXPECT_DOUBLE_EQ(p["p"].get<double>(), 1.0) << p;
+    EXPECT_NEAR(p["p"].get<double>(), 1.0 / (1.0 + std::exp(-0.75)), 1e-12) << p;
     // R = mean over the two others: truth (0.5 vs its twin, 1 vs truth+1), truth+1 (0, 0).
     EXPECT_DOUBLE_EQ(p["chosen_win_rate"].get<double>(), 0.75) << p;
     EXPECT_DOUBLE_EQ(p["rejected_win_rate"].get<double>(), 0.0) << p;

@@ -34,8 +34,9 @@ TEST_F(JobSpecTest, DefaultsAreValid) {
   ASSERT_THAT(spec, IsOk());
   v1::JobSpec s = WithDefaults(*spec);
   EXPECT_EQ(s.algorithm(), "dno");
+  EXPECT_EQ(s.preset(), "paper");
   EXPECT_EQ(s.rounds(), 3);
-  EXPECT_EQ(s.sampling().num_samples(), 4);
+  EXPECT_EQ(s.sampling().num_samples(), 5);
   EXPECT_EQ(s.pairs().policy(), "dno_margin");
   EXPECT_EQ(s.chat_template(), "auto");
   EXPECT_EQ(s.eval().select_best(), "win_rate_vs_base");
@@ -139,8 +140,77 @@ TEST_F(JobSpecTest, SpinDefaultsToOneSamplePerPromptAndOthersNeedTwo) {
     EXPECT_NE(st.message().find("spec.sampling.num_samples must be >= 2"), std::string::npos)
         << algo << ": " << st;
     j.clear_sampling();
-    EXPECT_EQ(WithDefaults(j).sampling().num_samples(), 4) << algo;
+    const bool paper_k5 = std::string(algo) == "dno" || std::string(algo) == "sppo";
+    EXPECT_EQ(WithDefaults(j).sampling().num_samples(), paper_k5 ? 5 : 4) << algo;
   }
+}
+
+// The best round is chosen on a validation split: the built-in task's own slice, or a file that
+// shares no prompt with the training and eval files; without one, only "last".
+TEST_F(JobSpecTest, ValidationSplitDefaultsAndSelectBest) {
+  v1::JobSpec builtin = WithDefaults(*ParseJobSpecJson(R"({"base_model": "models/base"})"));
+  EXPECT_EQ(builtin.validation_prompts().builtin(), "arith");
+  EXPECT_EQ(builtin.eval().validation_num_prompts(), 500);
+  EXPECT_EQ(builtin.eval().select_best(), "win_rate_vs_base");
+  v1::JobSpec file = WithDefaults(
+      *ParseJobSpecJson(R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl"}})"));
+  EXPECT_FALSE(HasValidation(file));
+  EXPECT_EQ(file.eval().select_best(), "last");
+  EXPECT_TRUE(ValidateJobSpec(file, root_).ok()) << ValidateJobSpec(file, root_);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(root_, "validation.jsonl"), "{\"prompt\":\"5+5=\"}\n").ok());
+  v1::JobSpec named = WithDefaults(*ParseJobSpecJson(
+      R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl"},
+          "validation_prompts": {"path": "validation.jsonl"}})"));
+  EXPECT_EQ(named.eval().select_best(), "win_rate_vs_base");
+  EXPECT_TRUE(ValidateJobSpec(named, root_).ok()) << ValidateJobSpec(named, root_);
+}
+
+// DNO as the paper's Algorithm 2 (DNO-Prct) unless the spec names self-play alone; fields set in
+// the spec win over either preset.
+TEST_F(JobSpecTest, DnoDefaultsToThePapersRecipeAndSelfPlayIsNamed) {
+  v1::JobSpec j;
+  j.set_base_model("models/base");
+  v1::JobSpec paper = WithDefaults(j);
+  EXPECT_EQ(paper.sampling().num_samples(), 5);
+  EXPECT_FLOAT_EQ(paper.sampling().temperature(), 0.7f);
+  EXPECT_FLOAT_EQ(paper.sampling().top_p(), 0.95f);
+  EXPECT_TRUE(paper.pairs().use_teacher());  // the built-in task carries gold
+  ASSERT_EQ(paper.pairs().mix_previous_size(), 2);
+  EXPECT_DOUBLE_EQ(paper.pairs().mix_previous(0), 0.3);
+  EXPECT_DOUBLE_EQ(paper.pairs().mix_previous(1), 0.15);
+  EXPECT_EQ(paper.training().loss(), "dpo");
+  EXPECT_TRUE(ValidateJobSpec(paper, root_).ok()) << ValidateJobSpec(paper, root_);
+  // A prompts file: the teacher only when every line carries gold.
+  j.mutable_prompts()->set_path("prompts.jsonl");  // {"prompt":"1+1="}: no gold
+  EXPECT_FALSE(PromptsCarryGold(j, root_));
+  EXPECT_FALSE(WithDefaults(j, PromptsCarryGold(j, root_)).pairs().use_teacher());
+  ASSERT_TRUE(WriteFileAtomic(
+                  JoinPath(root_, "gold.jsonl"),
+                  "{\"prompt\":\"1+1=\",\"gold\":\"2\"}\n{\"prompt\":\"2+2=\",\"gold\":\"4\"}\n")
+                  .ok());
+  j.mutable_prompts()->set_path("gold.jsonl");
+  EXPECT_TRUE(PromptsCarryGold(j, root_));
+  EXPECT_TRUE(WithDefaults(j, PromptsCarryGold(j, root_)).pairs().use_teacher());
+  j.clear_prompts();
+  // Today's self-play DNO, by name.
+  j.set_preset("self_play");
+  v1::JobSpec self = WithDefaults(j);
+  EXPECT_EQ(self.sampling().num_samples(), 4);
+  EXPECT_FLOAT_EQ(self.sampling().temperature(), 1.0f);
+  EXPECT_FLOAT_EQ(self.sampling().top_p(), 1.0f);
+  EXPECT_FALSE(self.pairs().use_teacher());
+  EXPECT_EQ(self.pairs().mix_previous_size(), 0);
+  EXPECT_TRUE(ValidateJobSpec(self, root_).ok()) << ValidateJobSpec(self, root_);
+  // Set fields win; [0] turns the paper's mixing off.
+  j.set_preset("paper");
+  j.mutable_sampling()->set_num_samples(3);
+  j.mutable_pairs()->set_use_teacher(false);
+  j.mutable_pairs()->add_mix_previous(0);
+  v1::JobSpec mine = WithDefaults(j);
+  EXPECT_EQ(mine.sampling().num_samples(), 3);
+  EXPECT_FALSE(mine.pairs().use_teacher());
+  ASSERT_EQ(mine.pairs().mix_previous_size(), 1);
+  EXPECT_DOUBLE_EQ(mine.pairs().mix_previous(0), 0.0);
 }
 
 TEST_F(JobSpecTest, UnfinishedNegativeDefaultsOnForEveryAlgorithmAndCanBeTurnedOff) {
@@ -331,10 +401,37 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"unknown_select_best",
                 R"({"base_model": "models/base", "eval": {"select_best": "lowest_loss"}})",
                 "spec.eval.select_best"},
-        BadSpec{"greedy_accuracy_without_verifiable_eval",
-                R"({"base_model": "models/base", "eval_prompts": {"path": "prompts.jsonl"},
+        BadSpec{"greedy_accuracy_without_verifiable_validation",
+                R"({"base_model": "models/base", "validation_prompts": {"path": "prompts.jsonl"},
                     "eval": {"select_best": "greedy_accuracy"}})",
                 "spec.eval.select_best"},
+        // A prompt file and no validation split: the best round would be chosen on the
+        // reported prompts.
+        BadSpec{"select_best_without_validation",
+                R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl"},
+                    "eval": {"select_best": "win_rate_vs_base"}})",
+                "spec.eval.select_best"},
+        BadSpec{"unknown_preset", R"({"base_model": "models/base", "preset": "fast"})",
+                "spec.preset"},
+        BadSpec{"self_play_preset_is_dno_only",
+                R"({"base_model": "models/base", "algorithm": "sppo", "preset": "self_play"})",
+                "spec.preset"},
+        // prompts.jsonl holds "1+1=": a validation file repeating it would choose the best
+        // round on a prompt the job trains on.
+        BadSpec{"validation_overlaps_training",
+                R"({"base_model": "models/base", "prompts": {"path": "prompts.jsonl"},
+                    "validation_prompts": {"path": "prompts.jsonl"}})",
+                "spec.validation_prompts.path"},
+        BadSpec{"validation_overlaps_eval",
+                R"({"base_model": "models/base", "eval_prompts": {"path": "prompts.jsonl"},
+                    "validation_prompts": {"path": "prompts.jsonl"}})",
+                "spec.validation_prompts.path"},
+        BadSpec{"validation_zero_prompts",
+                R"({"base_model": "models/base", "eval": {"validation_num_prompts": 0}})",
+                "eval.validation_num_prompts"},
+        BadSpec{"validation_unknown_builtin",
+                R"({"base_model": "models/base", "validation_prompts": {"builtin": "gsm8k"}})",
+                "validation_prompts.builtin"},
         BadSpec{"eval_zero_prompts", R"({"base_model": "models/base", "eval": {"num_prompts": 0}})",
                 "eval.num_prompts"},
         BadSpec{"unknown_chat_template",

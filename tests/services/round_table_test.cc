@@ -24,6 +24,7 @@ std::string Table(const v1::Job& job) {
 TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
   v1::Job job;
   job.set_job_id("dno-1a2b");
+  job.mutable_spec()->mutable_validation_prompts()->set_builtin("arith");
   for (int t = 1; t <= 2; ++t) {
     v1::RoundSummary* r = job.add_rounds();
     r->set_round(t);
@@ -32,17 +33,22 @@ TEST(RoundTableTest, FooterNamesTheBestRoundOnceOneIsEvaluated) {
   EXPECT_EQ(Table(job).find("best round"), std::string::npos);  // 0: nothing evaluated yet
   for (v1::RoundSummary& r : *job.mutable_rounds()) r.set_stage("eval");
   // Evaluated, and no round beat pi_0 (issue 24 item 4): said plainly.
-  EXPECT_NE(Table(job).find("best round: 0, pi_0 itself: no round beat it by win_rate_vs_base "
-                            "(dno-1a2b/best -> the base model)"),
+  EXPECT_NE(Table(job).find("best round: 0, pi_0 itself: no round beat it by win_rate_vs_base on "
+                            "the validation split (dno-1a2b/best -> the base model)"),
             std::string::npos)
       << Table(job);
   job.set_best_round(2);
-  EXPECT_NE(Table(job).find("best round: 2 (by win_rate_vs_base; checkpoint dno-1a2b/best -> "
-                            "iter_002/checkpoint)"),
+  EXPECT_NE(Table(job).find("best round: 2 (by win_rate_vs_base on the validation split; "
+                            "checkpoint dno-1a2b/best -> iter_002/checkpoint)"),
             std::string::npos)
       << Table(job);
   job.mutable_spec()->mutable_eval()->set_select_best("greedy_accuracy");
-  EXPECT_NE(Table(job).find("best round: 2 (by greedy_accuracy;"), std::string::npos) << Table(job);
+  EXPECT_NE(Table(job).find("best round: 2 (by greedy_accuracy on the validation split;"),
+            std::string::npos)
+      << Table(job);
+  // Without a validation split the result is the last round, and the footer says so.
+  job.mutable_spec()->clear_validation_prompts();
+  EXPECT_NE(Table(job).find("best round: 2 (by last; checkpoint"), std::string::npos) << Table(job);
 }
 
 TEST(RoundTableTest, AccuracyAndWinRateCarryTheirIntervals) {
@@ -59,8 +65,18 @@ TEST(RoundTableTest, AccuracyAndWinRateCarryTheirIntervals) {
   r->set_win_rate_vs_base(0.61);
   r->mutable_win_rate_vs_base_ci95()->set_lo(0.5901);
   r->mutable_win_rate_vs_base_ci95()->set_hi(0.6299);
+  r->set_greedy_gained_vs_base(52);
+  r->set_greedy_lost_vs_base(11);
+  r->set_greedy_mcnemar_p_vs_base(1.234e-7);
+  r->set_validation_win_rate_vs_base(0.64);
+  r->set_validation_greedy_accuracy(0.58);
+  job.mutable_spec()->mutable_validation_prompts()->set_builtin("arith");
+  job.set_base_validation_greedy_accuracy(0.47);
   const std::string t = Table(job);
   EXPECT_NE(t.find("acc_95ci"), std::string::npos) << t;
+  // The paired comparison with pi_0 and the validation numbers, after the reported columns.
+  EXPECT_NE(t.find("[0.532,0.587]    +52/-11   1.2e-07    0.640    0.580"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.500    0.470"), std::string::npos) << t;  // pi_0's row
   EXPECT_NE(t.find("0.450   [0.423,0.478]"), std::string::npos) << t;
   EXPECT_NE(t.find("0.610   [0.590,0.630]"), std::string::npos) << t;
   EXPECT_NE(t.find("0.560   [0.532,0.587]"), std::string::npos) << t;

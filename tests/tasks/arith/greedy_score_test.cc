@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace spar::arith {
 namespace {
 
@@ -23,6 +25,20 @@ TEST(GreedyScoreTest, NoQuestionsMeansNoAccuracy) {
   EXPECT_EQ(g.accuracy, -1);
   EXPECT_EQ(g.ci95.lo, 0);
   EXPECT_EQ(g.ci95.hi, 1);
+}
+
+// Paired on the same prompts: only the discordant ones count (McNemar).
+TEST(GreedyScoreTest, ComparesTwoPoliciesPromptByPrompt) {
+  const std::vector<std::string> prompts = {"1+1=", "2+2=", "3+3=", "hi", "4+4=", "5+5="};
+  const PairedGreedy g = CompareGreedyAnswers(prompts, {"2", "5", "0", "x", "8", "1"},
+                                              {"2", "4", "6", "y", "0", "10"});
+  EXPECT_EQ(g.verifiable, 5);
+  EXPECT_EQ(g.gained, 3);                // 2+2, 3+3, 5+5
+  EXPECT_EQ(g.lost, 1);                  // 4+4
+  EXPECT_DOUBLE_EQ(g.mcnemar_p, 0.625);  // 2 * (1 + 4) / 16
+  // (3 - 1) / 5 = 0.4 -/+ 1.96 sqrt((4/5 - 0.4^2) / 5), the top clipped at 1.
+  EXPECT_NEAR(g.diff_ci95.lo, 0.4 - 1.959963984540054 * std::sqrt(0.128), 1e-12);
+  EXPECT_DOUBLE_EQ(g.diff_ci95.hi, 1.0);
 }
 
 }  // namespace

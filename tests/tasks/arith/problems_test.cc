@@ -19,6 +19,27 @@ TEST(ArithTaskTest, SplitsAreDisjointAndCoverEverything) {
   for (const auto& p : eval) EXPECT_EQ(train_prompts.count(p.prompt), 0u) << p.prompt;
 }
 
+// The validation slice (where a job picks its best round) is part of the train side and disjoint
+// from the rounds' prompts; 534 counted by the same Python re-implementation of the hash.
+TEST(ArithTaskTest, ValidationIsASliceOfTheTrainSideTheRoundsLeaveOut) {
+  auto collect = [](ArithSplit split) {
+    std::set<std::string> out;
+    for (const auto& p : MakeArithProblems(split, -1, 3)) out.insert(p.prompt);
+    return out;
+  };
+  const std::set<std::string> train = collect(ArithSplit::kTrain);
+  const std::set<std::string> validation = collect(ArithSplit::kValidation);
+  const std::set<std::string> rounds = collect(ArithSplit::kRounds);
+  EXPECT_EQ(validation.size(), static_cast<size_t>(kArithValidationSize));
+  EXPECT_EQ(kArithValidationSize, 534);
+  EXPECT_EQ(validation.size() + rounds.size(), train.size());
+  for (const std::string& p : validation) {
+    EXPECT_EQ(train.count(p), 1u) << p;
+    EXPECT_EQ(rounds.count(p), 0u) << p;
+  }
+  for (const std::string& p : rounds) EXPECT_EQ(train.count(p), 1u) << p;
+}
+
 TEST(ArithTaskTest, SeededOrderIsStableAndAnswersAreRight) {
   auto a = MakeArithProblems(ArithSplit::kEval, 50, 7);
   auto b = MakeArithProblems(ArithSplit::kEval, 50, 7);
