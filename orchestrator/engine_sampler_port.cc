@@ -355,8 +355,15 @@ absl::Status EngineSamplerPort::SendRun(
   }
   if (!sent) return absl::UnavailableError(absl::StrCat(where, ": ", httplib::to_string(err)));
   if (!stream.done() || !pending->empty()) {
+    const std::string aborted =
+        stream.aborted() > 0
+            ? absl::StrCat(" (", stream.aborted(),
+                           " with a choice the engine aborted: finish_reason other than stop / "
+                           "length; asked again, never kept)")
+            : "";
     return absl::UnavailableError(absl::StrCat(where, ": the stream ended with ", pending->size(),
-                                               " of ", end - begin, " prompts unanswered"));
+                                               " of ", end - begin, " prompts unanswered",
+                                               aborted));
   }
   return absl::OkStatus();
 }

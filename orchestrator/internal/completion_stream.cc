@@ -43,7 +43,10 @@ CompletionStream::CompletionStream(std::vector<std::string> prompts, int64_t fir
       n_(n),
       on_prompt_(std::move(on_prompt)),
       choices_(prompts_.size() * n),
-      delivered_(prompts_.size(), false) {}
+      delivered_(prompts_.size(), false),
+      aborted_prompt_(prompts_.size(), false),
+      n_honoured_(n <= 1),
+      seen_(prompts_.size() * n, false) {}
 
 absl::Status CompletionStream::Feed(const char* data, size_t size) {
   if (!error_.ok()) return error_;
@@ -83,7 +86,7 @@ absl::Status CompletionStream::Feed(const char* data, size_t size) {
 absl::Status CompletionStream::Event(const std::string& data) {
   if (data == "[DONE]") {
     done_ = true;
-    return absl::OkStatus();
+    return Done();
   }
   json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!chunk.is_object()) {
@@ -105,6 +108,15 @@ absl::Status CompletionStream::Choice(const json& c) {
   Partial& p = choices_[index];
   if (p.finished_set) {
     return absl::InternalError(absl::StrCat("engine sent choice ", index, " after it finished"));
+  }
+  if (!seen_[index]) {
+    seen_[index] = true;
+    ++choices_seen_;
+  }
+  if (!n_honoured_ && index >= static_cast<int64_t>(prompts_.size())) {
+    n_honoured_ = true;
+    for (int64_t prompt : held_) SPAR_RETURN_IF_ERROR(Deliver(prompt));
+    held_.clear();
   }
   if (c.contains("text") && c["text"].is_string()) p.text += c["text"].get<std::string>();
   const bool ids_given = c.contains("token_ids") && c["token_ids"].is_array();
@@ -130,12 +142,46 @@ absl::Status CompletionStream::Choice(const json& c) {
     }
   }
   if (!c.contains("finish_reason") || c["finish_reason"].is_null()) return absl::OkStatus();
+  return Finished(index, c["finish_reason"].is_string() ? c["finish_reason"].get<std::string>()
+                                                        : DumpJson(c["finish_reason"]));
+}
+
+absl::Status CompletionStream::Finished(int64_t index, const std::string& reason) {
+  Partial& p = choices_[index];
   p.finished_set = true;
-  p.finished = c["finish_reason"] == "stop";
+  p.finished = reason == "stop";
   const int64_t prompt = index / n_;
+  if (reason != "stop" && reason != "length") {
+    // Half-written by an engine that gave up on it: never a sample; the prompt is asked again.
+    if (!aborted_prompt_[prompt]) ++aborted_;
+    aborted_prompt_[prompt] = true;
+    return absl::OkStatus();
+  }
+  // Log-probs were asked for (the trainer and the importance weights need them): an engine that
+  // answers without them is misconfigured, and a retry would not change that.
+  if (!p.text.empty() && p.token_logprobs.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine answered prompt ", first_index_ + prompt,
+        " without the per-token log-probs that were asked for (\"logprobs\": 1); Spar needs "
+        "them for every sample"));
+  }
+  if (!p.token_ids.empty() && p.token_ids.size() != p.token_logprobs.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("engine answered prompt ", first_index_ + prompt, " with ", p.token_ids.size(),
+                     " token ids but ", p.token_logprobs.size(), " log-probs"));
+  }
   for (int j = 0; j < n_; ++j) {
     if (!choices_[prompt * n_ + j].finished_set) return absl::OkStatus();
   }
+  if (aborted_prompt_[prompt]) return absl::OkStatus();
+  if (!n_honoured_) {
+    held_.push_back(prompt);
+    return absl::OkStatus();
+  }
+  return Deliver(prompt);
+}
+
+absl::Status CompletionStream::Deliver(int64_t prompt) {
   v1::GenerateResponse out;
   out.set_index(first_index_ + prompt);
   out.set_prompt(prompts_[prompt]);
@@ -152,6 +198,15 @@ absl::Status CompletionStream::Choice(const json& c) {
   }
   delivered_[prompt] = true;
   return on_prompt_(std::move(out));
+}
+
+// At [DONE]: an engine that numbered no choice past the prompt count answered one choice per
+// prompt where n were asked for.
+absl::Status CompletionStream::Done() {
+  if (n_honoured_ || choices_seen_ == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "engine answered ", choices_seen_, " choices for ", prompts_.size(), " prompts where n = ",
+      n_, " per prompt was asked for: it ignores \"n\" (no sample was kept)"));
 }
 
 std::vector<int64_t> CompletionStream::Pending() const {

@@ -45,7 +45,10 @@ TEST(CompletionStreamTest, AssemblesChoicesSplitOverEventsInAnyOrder) {
                    "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"token_ids\":[1,2],"
                    "\"logprobs\":{\"token_logprobs\":[-1,-2]}}]}\n\ndata: {\"choices\":[{\"ind")
                   .ok());
-  ASSERT_TRUE(Feed(s, "ex\":3,\"text\":\"y\",\"finish_reason\":\"length\"}]}\n\n").ok());
+  ASSERT_TRUE(Feed(s,
+                   "ex\":3,\"text\":\"y\",\"logprobs\":{\"token_logprobs\":[-0.25]},"
+                   "\"finish_reason\":\"length\"}]}\n\n")
+                  .ok());
   ASSERT_EQ(c.out.size(), 1u);  // prompt 1 is complete
   EXPECT_EQ(c.out[0].index(), 11);
   EXPECT_EQ(c.out[0].prompt(), "p1");
@@ -112,6 +115,74 @@ TEST(CompletionStreamTest, TheCallersErrorStopsTheStream) {
                      [](v1::GenerateResponse) { return absl::CancelledError("enough"); });
   EXPECT_THAT(Feed(s, "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\"}]}\n\n"),
               StatusIs(absl::StatusCode::kCancelled));
+}
+
+// One choice event: index, text, finish_reason ("" = still streaming), with one log-prob per
+// character unless `logprobs` is false.
+std::string ChoiceEvent(int index, const std::string& text, const std::string& finish,
+                        bool logprobs = true) {
+  std::string lp;
+  for (size_t i = 0; i < text.size(); ++i) lp += (i ? ",-1" : "-1");
+  return "data: {\"choices\":[{\"index\":" + std::to_string(index) + ",\"text\":\"" + text + "\"" +
+         (logprobs ? ",\"logprobs\":{\"token_logprobs\":[" + lp + "]}" : ",\"logprobs\":null") +
+         (finish.empty() ? "" : ",\"finish_reason\":\"" + finish + "\"") + "}]}\n\n";
+}
+
+// Issue 27: an engine that answers "logprobs": null where they were asked for is refused (it
+// used to become samples with logprob 0 and no token log-probs).
+TEST(CompletionStreamTest, AChoiceWithoutTheAskedLogProbsIsRefused) {
+  Collected c;
+  CompletionStream s = c.Stream(1, 5, 1);
+  EXPECT_THAT(Feed(s, ChoiceEvent(0, "42", "stop", /*logprobs=*/false)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("prompt 5 without the per-token log-probs")));
+  EXPECT_TRUE(c.out.empty());
+  // Token ids and log-probs must agree in number.
+  CompletionStream t = c.Stream(1, 0, 1);
+  EXPECT_THAT(Feed(t,
+                   "data: {\"choices\":[{\"index\":0,\"text\":\"ab\",\"token_ids\":[1,2],"
+                   "\"logprobs\":{\"token_logprobs\":[-1]},\"finish_reason\":\"stop\"}]}\n\n"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("2 token ids but 1")));
+  EXPECT_TRUE(c.out.empty());
+}
+
+// SGLang's finish_reason "abort": the half-written text is never kept; the prompt stays pending
+// (the port asks it again) while the others are delivered.
+TEST(CompletionStreamTest, AnAbortedChoiceLeavesItsPromptPendingAndIsNeverKept) {
+  Collected c;
+  CompletionStream s = c.Stream(/*prompts=*/2, /*first=*/0, /*n=*/2);
+  ASSERT_TRUE(Feed(s, ChoiceEvent(0, "1", "stop")).ok());
+  ASSERT_TRUE(Feed(s, ChoiceEvent(1, "12", "abort")).ok());
+  ASSERT_TRUE(Feed(s, ChoiceEvent(2, "7", "stop")).ok());
+  ASSERT_TRUE(Feed(s, ChoiceEvent(3, "8", "length")).ok());
+  ASSERT_TRUE(Feed(s, "data: [DONE]\n\n").ok());
+  ASSERT_EQ(c.out.size(), 1u);
+  EXPECT_EQ(c.out[0].prompt(), "p1");
+  EXPECT_EQ(s.Pending(), std::vector<int64_t>{0});
+  EXPECT_EQ(s.aborted(), 1);
+}
+
+// An engine that ignores n numbers one choice per prompt: nothing is handed on (the choices of
+// prompts 0 and 1 would have passed for prompt 0's two samples) and [DONE] names the cause.
+TEST(CompletionStreamTest, AnEngineThatIgnoresNIsNamedAndNothingIsKept) {
+  Collected c;
+  CompletionStream s = c.Stream(/*prompts=*/2, /*first=*/0, /*n=*/2);
+  ASSERT_TRUE(Feed(s, ChoiceEvent(0, "2", "stop")).ok());
+  ASSERT_TRUE(Feed(s, ChoiceEvent(1, "4", "stop")).ok());
+  EXPECT_TRUE(c.out.empty());  // held: prompt 0 looks complete, but n is not shown honoured yet
+  EXPECT_THAT(Feed(s, "data: [DONE]\n\n"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("2 choices for 2 prompts where n = 2 per prompt")));
+  EXPECT_TRUE(c.out.empty());
+  // An engine that honours n: the held prompt goes out once an index past the prompts appears.
+  Collected d;
+  CompletionStream h = d.Stream(2, 0, 2);
+  ASSERT_TRUE(Feed(h, ChoiceEvent(0, "2", "stop")).ok());
+  ASSERT_TRUE(Feed(h, ChoiceEvent(1, "3", "stop")).ok());
+  EXPECT_TRUE(d.out.empty());
+  ASSERT_TRUE(Feed(h, ChoiceEvent(2, "4", "")).ok());
+  ASSERT_EQ(d.out.size(), 1u);
+  EXPECT_EQ(d.out[0].prompt(), "p0");
 }
 
 }  // namespace

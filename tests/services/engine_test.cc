@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <map>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -288,6 +290,98 @@ class FakeEngine : public LoopbackServer {
   std::mutex mu_;
   std::string root_ = "/models/round-0";
 };
+
+// An engine whose completions lie in one way (issue 27 item 3), streamed as SSE: "abort_once"
+// aborts the first choice of its first request (SGLang's finish_reason "abort"), "null_logprobs"
+// answers "logprobs": null, "ignore_n" answers one choice per prompt. Texts carry the call
+// number, so a test can tell which request a sample came from.
+class LyingEngine : public LoopbackServer {
+ public:
+  explicit LyingEngine(std::string lie) : lie_(std::move(lie)) {
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root_}}})}}.dump(),
+                      "application/json");
+    });
+    server_.Post("/update_weights_from_disk",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   std::lock_guard<std::mutex> lock(mu_);
+                   root_ = json::parse(req.body)["model_path"].get<std::string>();
+                   res.set_content(json{{"success", true}}.dump(), "application/json");
+                 });
+    server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(Answer(json::parse(req.body)), "text/event-stream");
+    });
+    Listen();
+  }
+  ~LyingEngine() { Stop(); }
+  std::vector<size_t> prompts_per_call() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::string Answer(const json& body) {
+    const size_t prompts = body["prompt"].size();
+    calls_.push_back(prompts);
+    const int n = lie_ == "ignore_n" ? 1 : body["n"].get<int>();
+    std::string out;
+    for (size_t p = 0; p < prompts; ++p) {
+      for (int j = 0; j < n; ++j) {
+        const int64_t index = static_cast<int64_t>(p) * n + j;
+        json choice = {{"index", index},
+                       {"text", absl::StrCat("c", calls_.size())},
+                       {"finish_reason", "stop"},
+                       {"logprobs", {{"token_logprobs", {-1.0, -1.0}}}}};
+        if (lie_ == "null_logprobs") choice["logprobs"] = nullptr;
+        if (lie_ == "abort_once" && calls_.size() == 1 && index == 0) {
+          choice["finish_reason"] = "abort";
+        }
+        out += "data: " + json{{"choices", json::array({choice})}}.dump() + "\n\n";
+      }
+    }
+    return out + "data: [DONE]\n\n";
+  }
+
+  const std::string lie_;
+  std::mutex mu_;
+  std::string root_ = "/models/round-0";
+  std::vector<size_t> calls_;
+};
+
+// Issue 27 item 3: an aborted choice is asked again and never kept; an answer without the
+// log-probs asked for, or one that ignores n, is refused naming the cause, and nothing of it
+// reaches the caller.
+TEST_F(EngineTest, WrongEngineAnswersNeverBecomeSamples) {
+  {
+    LyingEngine engine("abort_once");
+    absl::Status st;
+    auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+    ASSERT_THAT(st, IsOk());
+    ASSERT_EQ(out.size(), 7u);
+    // Prompts 0-3 in the first request, prompt 0 alone again, then prompts 4-6.
+    EXPECT_EQ(engine.prompts_per_call(), (std::vector<size_t>{4, 1, 3}));
+    for (const v1::Sample& s : out[0].samples()) EXPECT_EQ(s.text(), "c2");
+    for (const v1::Sample& s : out[1].samples()) EXPECT_EQ(s.text(), "c1");
+  }
+  {
+    LyingEngine engine("null_logprobs");
+    absl::Status st;
+    auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+    EXPECT_TRUE(out.empty());
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition,
+                             HasSubstr("without the per-token log-probs")));
+    EXPECT_EQ(engine.prompts_per_call().size(), 1u);  // refused, not retried
+  }
+  {
+    LyingEngine engine("ignore_n");
+    absl::Status st;
+    auto out = Run(*EnginePort(engine.url()), Request("byte", "", 0), &st);
+    EXPECT_TRUE(out.empty());
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ignores \"n\"")));
+  }
+}
 
 TEST_F(EngineTest, AnEngineThatFakesTheUpdateFailsTheStageAsStale) {
   FakeEngine engine(/*ack=*/true, /*obey=*/false);
