@@ -18,6 +18,7 @@
 #include "model/engine_prompt.h"
 #include "nlohmann/json.hpp"
 #include "orchestrator/internal/completion_stream.h"
+#include "orchestrator/internal/engine_lease.h"
 #include "orchestrator/internal/engine_process.h"
 
 namespace spar::orchestrator {
@@ -85,6 +86,18 @@ class EngineSamplerPort final : public SamplerPort {
                       ->AddCounter("spar_sampler_engine_retries_total",
                                    "Engine requests retried after a connection error, 429 or 5xx.")
                       .Add({{"engine", config_.engine}});
+      lease_waiting_ =
+          &registry
+               ->AddGauge("spar_sampler_engine_lease_waiting",
+                          "Requests (a job's sample or eval stage) waiting for the engine while "
+                          "it serves another policy.")
+               .Add({{"engine", config_.engine}});
+      lease_wait_seconds_ =
+          &registry
+               ->AddHistogram("spar_sampler_engine_lease_wait_seconds",
+                              "Time a request waited for the engine to be free of other policies.",
+                              metrics::ExponentialBuckets(0.01, 2, 20))
+               .Add({{"engine", config_.engine}});
     }
   }
 
@@ -122,6 +135,11 @@ class EngineSamplerPort final : public SamplerPort {
   const Endpoint endpoint_;
   metrics::Histogram* sync_seconds_ = nullptr;
   metrics::Counter* retries_ = nullptr;
+  metrics::Gauge* lease_waiting_ = nullptr;
+  metrics::Histogram* lease_wait_seconds_ = nullptr;
+  // One policy on the engine at a time, from its hand-off to its last request (issue 27: two
+  // jobs on one engine sampled each other's policy while the lock covered the hand-off only).
+  internal::EngineLease lease_;
   std::mutex sync_mu_;  // one hand-off at a time; guards process_
   std::unique_ptr<internal::EngineProcess> process_;
 };
@@ -414,6 +432,14 @@ absl::Status EngineSamplerPort::GenerateImpl(
     rendered.push_back(std::move(r));
   }
   const std::string engine_path = EnginePath(request.policy());
+  const absl::Time asked = absl::Now();
+  if (lease_waiting_ != nullptr) lease_waiting_->Increment();
+  absl::StatusOr<internal::EngineLease::Holder> hold = lease_.Acquire(engine_path, cancelled);
+  if (lease_waiting_ != nullptr) lease_waiting_->Decrement();
+  SPAR_RETURN_IF_ERROR(hold.status());
+  if (lease_wait_seconds_ != nullptr) {
+    lease_wait_seconds_->Observe(absl::ToDoubleSeconds(absl::Now() - asked));
+  }
   SPAR_RETURN_IF_ERROR(EnsureServing(engine_path));
   SPAR_ASSIGN_OR_RETURN(std::string model_name, ModelName());
   bool caller_failed = false;  // the caller's error ends the call as is, never retried

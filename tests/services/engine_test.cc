@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -21,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/metrics/registry.h"
 #include "common/utf8.h"
 #include "model/policy.h"
 #include "nlohmann/json.hpp"
@@ -349,6 +352,99 @@ class LyingEngine : public LoopbackServer {
   std::string root_ = "/models/round-0";
   std::vector<size_t> calls_;
 };
+
+// An engine that answers every choice with the path it serves, and holds its first completion
+// request until another caller has acted on the engine: a second hand-off arrived, or the port
+// reports a request waiting for the engine (spar_sampler_engine_lease_waiting). Without the
+// lease, the second caller's hand-off lands in the middle of the first caller's requests.
+class EchoEngine : public LoopbackServer {
+ public:
+  explicit EchoEngine(const metrics::Registry* registry) : registry_(registry) {
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root_}}})}}.dump(),
+                      "application/json");
+    });
+    server_.Post("/update_weights_from_disk",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   std::lock_guard<std::mutex> lock(mu_);
+                   root_ = json::parse(req.body)["model_path"].get<std::string>();
+                   ++updates_;
+                   cv_.notify_all();
+                   res.set_content(json{{"success", true}}.dump(), "application/json");
+                 });
+    server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (completions_++ == 0) {
+        cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return updates_ >= 2; });
+        while (updates_ < 2 && !AnotherCallerWaits()) {
+          cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return updates_ >= 2; });
+        }
+      }
+      const json body = json::parse(req.body);
+      const int n = body["n"].get<int>();
+      std::string out;
+      for (size_t i = 0; i < body["prompt"].size() * n; ++i) {
+        json choice = {{"index", i},
+                       {"text", root_},
+                       {"finish_reason", "stop"},
+                       {"logprobs", {{"token_logprobs", {-1.0}}}}};
+        out += "data: " + json{{"choices", json::array({choice})}}.dump() + "\n\n";
+      }
+      res.set_content(out + "data: [DONE]\n\n", "text/event-stream");
+    });
+    Listen();
+  }
+  ~EchoEngine() { Stop(); }
+
+ private:
+  bool AnotherCallerWaits() const {
+    return registry_->Serialize().find("spar_sampler_engine_lease_waiting{engine=\"spar\"} 1") !=
+           std::string::npos;
+  }
+  const metrics::Registry* registry_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string root_ = "/models/round-0";
+  int updates_ = 0;
+  int completions_ = 0;
+};
+
+// Issue 27 item 1: two jobs sampling two policies through one engine at once each get only their
+// own policy's samples (one job's round-2 samples.jsonl held 32 of its own and 32 of the other's).
+TEST_F(EngineTest, TwoJobsOnOneEngineEachSampleTheirOwnPolicy) {
+  metrics::Registry registry;
+  EchoEngine engine(&registry);
+  orchestrator::EngineConfig e;
+  e.engine = "spar";
+  e.url = engine.url();
+  e.prompts_per_request = 4;
+  e.max_attempts = 1;
+  ASSERT_THAT(orchestrator::Validate(e), IsOk());
+  auto port = orchestrator::MakeEngineSamplerPort(e, &registry);
+  std::map<std::string, std::map<int64_t, v1::GenerateResponse>> got;
+  std::map<std::string, absl::Status> status;
+  std::mutex mu;
+  auto job = [&](const std::string& policy) {
+    absl::Status st;
+    auto out = Run(*port, Request(policy, "none", 0), &st);
+    std::lock_guard<std::mutex> lock(mu);
+    got[policy] = std::move(out);
+    status[policy] = st;
+  };
+  std::thread a(job, "byte"), b(job, "qwen3");
+  a.join();
+  b.join();
+  for (const char* policy : {"byte", "qwen3"}) {
+    ASSERT_THAT(status[policy], IsOk()) << policy;
+    ASSERT_EQ(got[policy].size(), 7u) << policy;
+    for (const auto& [index, r] : got[policy]) {
+      for (const v1::Sample& s : r.samples()) {
+        EXPECT_EQ(s.text(), JoinPath(*root_, policy)) << policy << " prompt " << index;
+      }
+    }
+  }
+}
 
 // Issue 27 item 3: an aborted choice is asked again and never kept; an answer without the
 // log-probs asked for, or one that ignores n, is refused naming the cause, and nothing of it
