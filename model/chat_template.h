@@ -1,46 +1,76 @@
-// Built-in chat-template renderers for the Llama family's prompt formats: ChatML, Qwen3 (ChatML
-// with reasoning blocks), Llama-3, Llama-2 and Mistral [INST], Zephyr and Gemma. A template is
-// chosen by name (a job override) or detected from tokenizer_config.json's Jinja `chat_template`
-// by its marker tokens; no Jinja interpreter is involved. The rendered text carries the special
-// tokens as text (as transformers' apply_chat_template(tokenize=False) does): encode it with
-// EncodeOptions::add_special_tokens = false. Pure functions; thread-safe.
+// Chat templates rendered as the checkpoint says: a Hugging Face Jinja chat template (the
+// checkpoint's own chat_template.jinja or tokenizer_config.json "chat_template", or a named
+// family's reference template) rendered by Spar's Jinja interpreter (model/jinja) with exactly
+// the variables transformers' apply_chat_template passes it: messages, add_generation_prompt,
+// tools and documents (None), and the tokenizer's special tokens (bos_token, eos_token, ...).
+// The text carries the special tokens as text (as apply_chat_template(tokenize=False)): encode
+// it with EncodeOptions::add_special_tokens = false. Torch-free; thread-safe once made.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
+namespace spar::jinja {
+class Template;
+}
+
 namespace spar::model {
 
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
+  std::string role;
   std::string content;
 };
 
 enum class ChatTemplateKind { kChatml, kQwen3, kLlama3, kLlama2, kMistral, kZephyr, kGemma };
-
-struct ChatRenderOptions {
-  // Ends the text with the assistant turn's header so the model writes the reply. The [INST]
-  // formats end every user turn with "[/INST]" and need nothing more.
-  bool add_generation_prompt = true;
-  // Text of the BOS token where the format starts with it ("" = the family's usual one:
-  // "<|begin_of_text|>" for Llama-3, "<s>" for Llama-2/Mistral, "<bos>" for Gemma; none for
-  // ChatML and Zephyr).
-  std::string bos_token;
-  // Text of the EOS token closing assistant turns in [INST] and Zephyr formats ("" = "</s>").
-  std::string eos_token;
-};
 
 // "chatml" (alias "qwen"), "qwen3", "llama3", "llama2", "mistral", "zephyr", "gemma".
 // InvalidArgument naming the accepted names otherwise.
 absl::StatusOr<ChatTemplateKind> ParseChatTemplateName(std::string_view name);
 std::string_view ChatTemplateName(ChatTemplateKind kind);
 
-// The family of a Jinja chat template, by its marker tokens (a ChatML template that mentions
-// <think> is Qwen3's). NotFound when none matches.
-absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja);
+// The special tokens transformers passes a template (tokenizer.special_tokens_map): bos_token,
+// eos_token, unk_token, sep_token, pad_token, cls_token, mask_token, those the tokenizer has.
+using TemplateTokens = std::vector<std::pair<std::string, std::string>>;
+
+class ChatTemplate {
+ public:
+  // Parses `jinja` (`name` says where it came from, for messages and reports). InvalidArgument
+  // for a syntax error, Unimplemented for a construct the interpreter does not have, naming it
+  // and its line; both checked again by rendering a one-message conversation, so a template
+  // that is accepted renders.
+  static absl::StatusOr<ChatTemplate> FromJinja(std::string_view jinja, TemplateTokens tokens,
+                                                std::string name);
+  // A named family's reference template; `tokens` from the checkpoint, the reference
+  // checkpoint's BOS/EOS where it has none.
+  static absl::StatusOr<ChatTemplate> Builtin(ChatTemplateKind kind, TemplateTokens tokens);
+  // The checkpoint's own template, as transformers 5 loads it: chat_template.jinja when present,
+  // else tokenizer_config.json's chat_template (a string, or the "default" of a named list);
+  // special tokens from tokenizer_config.json (then special_tokens_map.json). nullopt: it has
+  // none. Errors: an unreadable file, or the template refused as FromJinja says.
+  static absl::StatusOr<std::optional<ChatTemplate>> FromCheckpoint(const std::string& dir);
+  // The special tokens of the checkpoint at `dir`, as FromCheckpoint reads them.
+  static absl::StatusOr<TemplateTokens> CheckpointTokens(const std::string& dir);
+
+  // The text of `messages`. FailedPrecondition when the template refuses the conversation
+  // (raise_exception, with its message); InvalidArgument / Unimplemented as Template::Render.
+  absl::StatusOr<std::string> Render(const std::vector<ChatMessage>& messages,
+                                     bool add_generation_prompt = true) const;
+
+  // Where the template came from: "checkpoint chat_template.jinja", "llama3", ...
+  const std::string& name() const { return name_; }
+  const TemplateTokens& tokens() const { return tokens_; }
+
+ private:
+  std::shared_ptr<const jinja::Template> template_;
+  TemplateTokens tokens_;
+  std::string name_;
+};
 
 // The chat_template setting for text that already is the model's input, rendered by a template
 // (engine_prompt.h renders prompts so for an OpenAI-compatible engine, which Spar's own HTTP
@@ -49,19 +79,8 @@ absl::StatusOr<ChatTemplateKind> DetectChatTemplate(std::string_view jinja);
 inline constexpr std::string_view kVerbatimPrompt = "verbatim";
 
 // A request's or job's chat_template setting: "" or "none" (the prompt text as is), "auto" (the
-// template detected from the checkpoint's tokenizer_config.json; the raw text when it has none),
-// "verbatim" (above) or a template name above. InvalidArgument listing the accepted values
-// otherwise.
+// checkpoint's own template; the raw text when it has none), "verbatim" (above) or a template
+// name above. InvalidArgument listing the accepted values otherwise.
 absl::Status ValidateChatTemplateSetting(std::string_view setting);
-
-// The prompt text of `messages`, as transformers' apply_chat_template(tokenize=False) renders the
-// family's reference checkpoint template (tests/data/chat_templates, checked by the
-// parity.chat_template test). InvalidArgument for an unknown role, a system message that is not
-// first, and where the reference template raises: for llama2, mistral and gemma, roles that do
-// not alternate user/assistant (after an optional system message); for mistral and gemma, any
-// system message (their templates have no system role).
-absl::StatusOr<std::string> RenderChat(ChatTemplateKind kind,
-                                       const std::vector<ChatMessage>& messages,
-                                       const ChatRenderOptions& options = {});
 
 }  // namespace spar::model

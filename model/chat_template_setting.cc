@@ -1,30 +1,29 @@
 #include "model/chat_template_setting.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace spar::model {
 
-absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateSetting(
-    const std::string& setting, bool has_hf_tokenizer, std::string_view jinja) {
+absl::StatusOr<std::optional<ChatTemplate>> ResolveChatTemplateSetting(
+    const std::string& setting, const std::string& checkpoint_dir) {
+  SPAR_RETURN_IF_ERROR(ValidateChatTemplateSetting(setting));
   if (setting.empty() || setting == "none" || setting == kVerbatimPrompt) return std::nullopt;
+  const bool hf_tokenizer = PathExists(JoinPath(checkpoint_dir, "tokenizer.json"));
   if (setting == "auto") {
-    if (!has_hf_tokenizer || jinja.empty()) return std::nullopt;
-    absl::StatusOr<ChatTemplateKind> kind = DetectChatTemplate(jinja);
-    if (!kind.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chat_template \"auto\": ", kind.status().message(),
-          "; name one (chatml, qwen3, llama3, llama2, mistral, zephyr, gemma) or use \"none\""));
-    }
-    return *kind;
+    if (!hf_tokenizer) return std::nullopt;
+    return ChatTemplate::FromCheckpoint(checkpoint_dir);
   }
   SPAR_ASSIGN_OR_RETURN(ChatTemplateKind kind, ParseChatTemplateName(setting));
-  if (!has_hf_tokenizer) {
+  if (!hf_tokenizer) {
     return absl::InvalidArgumentError(absl::StrCat(
         "chat_template \"", setting,
         "\": the checkpoint has no tokenizer.json (byte tokenizer); use \"none\" or \"auto\""));
   }
-  return kind;
+  SPAR_ASSIGN_OR_RETURN(TemplateTokens tokens, ChatTemplate::CheckpointTokens(checkpoint_dir));
+  SPAR_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Builtin(kind, std::move(tokens)));
+  return t;
 }
 
 }  // namespace spar::model

@@ -22,19 +22,18 @@ struct EnginePrompt {
 class EnginePromptRenderer {
  public:
   // Resolves `setting` ("" / "none", "auto", "verbatim" or a template name) for the checkpoint at
-  // `checkpoint_dir` as Policy::ResolveChatTemplate does: "auto" reads tokenizer_config.json's
-  // chat_template, and a checkpoint without tokenizer.json (byte tokenizer) only takes raw text.
-  // InvalidArgument as EncodePrompt; NotFound / InvalidArgument for an unreadable config.
+  // `checkpoint_dir` as Policy::EncodePrompt does (ResolveChatTemplateSetting): "auto" renders
+  // the checkpoint's own template, and a checkpoint without tokenizer.json (byte tokenizer) only
+  // takes raw text. Errors as ResolveChatTemplateSetting.
   static absl::StatusOr<EnginePromptRenderer> ForCheckpoint(const std::string& checkpoint_dir,
                                                             const std::string& setting);
   absl::StatusOr<EnginePrompt> Render(const std::string& prompt) const;
-  // The template applied ("" for raw text).
+  // Where the applied template came from ("" for raw text).
   std::string template_name() const;
 
  private:
-  std::optional<ChatTemplateKind> kind_;
+  std::optional<ChatTemplate> template_;
   bool verbatim_ = false;
-  ChatRenderOptions render_;
 };
 
 }  // namespace spar::model

@@ -75,7 +75,6 @@ struct HfTokenizer::Impl {
 
   std::optional<std::string> bos, eos, pad;
   bool add_bos = false, add_eos = false;
-  std::string chat_template;
 
   std::optional<int32_t> Find(std::string_view token) const {
     auto it = vocab.find(AV(token));
@@ -346,15 +345,6 @@ void HfTokenizer::Impl::ParseConfig(const json& cj) {
   pad = opt("pad_token");
   add_bos = JsonBool(cj, "add_bos_token", false);
   add_eos = JsonBool(cj, "add_eos_token", false);
-  if (!cj.contains("chat_template")) return;
-  const json& ct = cj["chat_template"];
-  if (ct.is_string()) {
-    chat_template = ct.get<std::string>();
-  } else if (ct.is_array()) {
-    for (const json& named : ct) {
-      if (JsonString(named, "name") == "default") chat_template = JsonString(named, "template");
-    }
-  }
 }
 
 // As the library's AddedVocabulary: tokens marked normalized are looked for in the normalized
@@ -594,6 +584,5 @@ std::optional<int32_t> HfTokenizer::pad_token_id() const {
 std::optional<std::string> HfTokenizer::bos_token() const { return impl_->bos; }
 std::optional<std::string> HfTokenizer::eos_token() const { return impl_->eos; }
 bool HfTokenizer::add_bos_token() const { return impl_->add_bos; }
-const std::string& HfTokenizer::chat_template() const { return impl_->chat_template; }
 
 }  // namespace spar::model

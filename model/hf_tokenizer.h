@@ -8,7 +8,8 @@
 // CharDelimiterSplit, Sequence (model/internal/hf_normalizer.h, hf_pre_tokenizer.h).
 // Added tokens are found first (leftmost, longest; those marked normalized in the normalized
 // text), the rest is normalized, pre-tokenized and BPE-merged by merge rank, as the library does.
-// `tokenizer_config.json` supplies bos/eos/pad/unk, add_bos_token/add_eos_token and chat_template.
+// `tokenizer_config.json` supplies bos/eos/pad/unk and add_bos_token/add_eos_token (its
+// chat_template is read by ChatTemplate::FromCheckpoint).
 // Used by model/policy.cc, the sampler, and `spar tokenize`. Immutable after Load: thread-safe.
 // Unicode normalization, character classes and the regex engine are ICU's (hidden in the .cc).
 #pragma once
@@ -85,9 +86,6 @@ class HfTokenizer {
   std::optional<std::string> bos_token() const;
   std::optional<std::string> eos_token() const;
   bool add_bos_token() const;
-  // The Jinja chat template of tokenizer_config.json ("" when none; the "default" entry when it
-  // is a list of named templates).
-  const std::string& chat_template() const;
 
  private:
   explicit HfTokenizer(std::unique_ptr<Impl> impl);

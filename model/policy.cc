@@ -49,38 +49,31 @@ absl::Status Policy::AddLora(const LoraConfig& config) {
 
 bool Policy::has_lora() const { return impl_->lora.has_value(); }
 
-namespace {
-
-// The template family a chat_template setting selects for a checkpoint's tokenizer (null: none,
-// byte tokenizer), or nullopt for raw text.
-absl::StatusOr<std::optional<ChatTemplateKind>> ResolveChatTemplateKind(
-    const HfTokenizer* tok, const std::string& chat_template) {
-  return ResolveChatTemplateSetting(chat_template, tok != nullptr,
-                                    tok != nullptr ? tok->chat_template() : std::string());
+absl::StatusOr<std::optional<ChatTemplate>> Policy::ChatTemplateFor(
+    const std::string& chat_template) const {
+  std::lock_guard<std::mutex> lock(impl_->templates_mu);
+  auto it = impl_->templates.find(chat_template);
+  if (it == impl_->templates.end()) {
+    it = impl_->templates
+             .emplace(chat_template, ResolveChatTemplateSetting(chat_template, impl_->source_dir))
+             .first;
+  }
+  return it->second;
 }
 
-}  // namespace
-
 absl::StatusOr<std::string> Policy::ResolveChatTemplate(const std::string& chat_template) const {
-  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplateKind> kind,
-                        ResolveChatTemplateKind(impl_->tokenizer.get(), chat_template));
-  return kind ? std::string(ChatTemplateName(*kind)) : std::string();
+  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplate> t, ChatTemplateFor(chat_template));
+  return t ? t->name() : std::string();
 }
 
 absl::StatusOr<std::vector<int32_t>> Policy::EncodePrompt(const std::string& prompt,
                                                           const std::string& chat_template) const {
   const LlamaConfig& cfg = impl_->config;
-  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplateKind> kind,
-                        ResolveChatTemplateKind(impl_->tokenizer.get(), chat_template));
-  if (kind) {
-    const HfTokenizer& tok = *impl_->tokenizer;
-    ChatRenderOptions render;
-    render.add_generation_prompt = true;
-    render.bos_token = tok.bos_token().value_or("");
-    render.eos_token = tok.eos_token().value_or("");
-    SPAR_ASSIGN_OR_RETURN(std::string text, RenderChat(*kind, {{"user", prompt}}, render));
+  SPAR_ASSIGN_OR_RETURN(std::optional<ChatTemplate> t, ChatTemplateFor(chat_template));
+  if (t) {
+    SPAR_ASSIGN_OR_RETURN(std::string text, t->Render({{"user", prompt}}));
     // As transformers' apply_chat_template(tokenize=True): the specials are in the text.
-    return tok.Encode(text, EncodeOptions{});
+    return impl_->tokenizer->Encode(text, EncodeOptions{});
   }
   if (chat_template == kVerbatimPrompt) {
     // Text a template rendered (an engine request): its specials are in the text already.

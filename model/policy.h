@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/chat_template.h"
 #include "model/hf_tokenizer.h"
 #include "model/llama_config.h"
 #include "model/lora.h"
@@ -101,15 +103,19 @@ class Policy {
 
   // The prompt's ids as Generate feeds them. chat_template "" or "none": the raw text, i.e. BOS +
   // bytes for the byte tokenizer, the HF tokenizer's encoding with its special tokens (BOS not
-  // doubled when the text starts with it). "auto": the template detected from
-  // tokenizer_config.json's chat_template (the raw text when there is none, and always for the
-  // byte tokenizer). A name (chatml, llama3, ...): that template. With a template the prompt is
-  // rendered as one user message plus the generation prompt and encoded without adding special
-  // tokens (the rendered text carries them). InvalidArgument for an unknown name, a name on a
-  // byte-tokenizer checkpoint, or "auto" with a chat_template of no known family.
+  // doubled when the text starts with it). "auto": the checkpoint's own Jinja template
+  // (chat_template.jinja or tokenizer_config.json's; the raw text when there is none, and always
+  // for the byte tokenizer). A name (chatml, llama3, ...): that family's template. With a template
+  // the prompt is rendered as one user message plus the generation prompt, as transformers'
+  // apply_chat_template renders it, and encoded without adding special tokens (the rendered text
+  // carries them). Errors as ResolveChatTemplateSetting (chat_template_setting.h).
   absl::StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt,
                                                     const std::string& chat_template = "") const;
-  // The template EncodePrompt applies for `chat_template` ("" when the raw text is used).
+  // The template EncodePrompt applies for `chat_template` (nullopt: the raw text); resolved once
+  // per setting and kept.
+  absl::StatusOr<std::optional<ChatTemplate>> ChatTemplateFor(
+      const std::string& chat_template) const;
+  // Where that template came from (ChatTemplate::name; "" when the raw text is used).
   absl::StatusOr<std::string> ResolveChatTemplate(const std::string& chat_template) const;
   // A response's ids as scored and trained on: the tokenizer's encoding of `response` without
   // special tokens (bytes for the byte tokenizer), then config.eos_token_id when `finished`. An

@@ -17,6 +17,7 @@
 #include "common/mpo_defaults.h"
 #include "common/status_macros.h"
 #include "model/chat_template.h"
+#include "model/chat_template_setting.h"
 #include "orchestrator/best_round.h"
 #include "orchestrator/prompt_file.h"
 #include "orchestrator/training_config.h"
@@ -325,16 +326,12 @@ absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root, 
     return Invalid("base_model",
                    absl::StrCat("\"", s.base_model(), "\" is not a checkpoint (no config.json)"));
   }
-  if (absl::Status st = model::ValidateChatTemplateSetting(s.chat_template()); !st.ok()) {
-    return Invalid("chat_template",
-                   absl::StrCat("must be \"auto\", \"none\" or a template name: ", st.message()));
-  }
-  if (s.chat_template() != "" && s.chat_template() != "none" && s.chat_template() != "auto" &&
-      !PathExists(JoinPath(*base, "tokenizer.json"))) {
-    return Invalid(
-        "chat_template",
-        absl::StrCat("\"", s.chat_template(), "\" needs a base_model with tokenizer.json (\"",
-                     s.base_model(), "\" uses the byte tokenizer); use \"auto\" or \"none\""));
+  // The template every stage will render, resolved now: an unknown setting, a name on a byte
+  // tokenizer, or a checkpoint template the interpreter cannot render (named) is refused here.
+  if (absl::StatusOr<std::optional<model::ChatTemplate>> t =
+          model::ResolveChatTemplateSetting(s.chat_template(), *base);
+      !t.ok()) {
+    return Invalid("chat_template", std::string(t.status().message()));
   }
   SPAR_RETURN_IF_ERROR(CountIn("rounds", s.rounds(), 1, kMaxRounds));
   SPAR_RETURN_IF_ERROR(CountIn("prompts_per_round", s.prompts_per_round(), 1, kMaxPromptsPerRound));

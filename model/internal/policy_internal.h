@@ -4,10 +4,14 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "model/chat_template.h"
 #include "model/hf_tokenizer.h"
 #include "model/internal/llama.h"
 #include "model/llama_config.h"
@@ -27,6 +31,10 @@ struct Policy::Impl {
   std::string source_dir;
   // Set once AddLora has attached adapters.
   std::optional<LoraConfig> lora;
+  // The chat template each chat_template setting resolved to for this checkpoint (read from
+  // source_dir once; Policy::ChatTemplateFor).
+  std::mutex templates_mu;
+  std::map<std::string, absl::StatusOr<std::optional<ChatTemplate>>> templates;
 };
 
 }  // namespace spar::model

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/chat_template.h"
+#include "model/chat_template_setting.h"
 #include "model/hf_tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -42,16 +44,15 @@ absl::Status TokenizeStream(const Args& args, std::istream& in, std::ostream& ou
   SPAR_ASSIGN_OR_RETURN(std::unique_ptr<model::HfTokenizer> tokenizer,
                         model::HfTokenizer::Load(dir));
   const bool chat = args.Has("chat");
-  model::ChatTemplateKind kind = model::ChatTemplateKind::kChatml;
-  model::ChatRenderOptions render;
+  std::optional<model::ChatTemplate> chat_template;
   if (chat) {
-    if (args.Has("chat_template")) {
-      SPAR_ASSIGN_OR_RETURN(kind, model::ParseChatTemplateName(args.Get("chat_template")));
-    } else {
-      SPAR_ASSIGN_OR_RETURN(kind, model::DetectChatTemplate(tokenizer->chat_template()));
+    const std::string setting = args.Has("chat_template") ? args.Get("chat_template") : "auto";
+    SPAR_ASSIGN_OR_RETURN(chat_template, model::ResolveChatTemplateSetting(setting, dir));
+    if (!chat_template) {
+      return absl::InvalidArgumentError(
+          "--chat: the model has no chat template (chat_template.jinja or tokenizer_config.json "
+          "chat_template); name one with --chat_template");
     }
-    render.bos_token = tokenizer->bos_token().value_or("");
-    render.eos_token = tokenizer->eos_token().value_or("");
   }
   model::EncodeOptions options;
   options.add_special_tokens = args.Has("add-special-tokens");
@@ -68,7 +69,7 @@ absl::Status TokenizeStream(const Args& args, std::istream& in, std::ostream& ou
     if (chat) {
       auto messages = ParseMessages(j);
       if (!messages.ok()) return where(messages.status());
-      auto rendered = model::RenderChat(kind, *messages, render);
+      auto rendered = chat_template->Render(*messages);
       if (!rendered.ok()) return where(rendered.status());
       text = *std::move(rendered);
     } else {

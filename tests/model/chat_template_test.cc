@@ -1,10 +1,15 @@
 #include "model/chat_template.h"
 
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "model/builtin_chat_templates.h"
+#include "model/chat_template_setting.h"
 #include "model/hf_tokenizer.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 
 namespace spar::model {
@@ -16,15 +21,22 @@ using ::spar::testing::StatusIs;
 const std::vector<ChatMessage> kChat = {
     {"system", "You are helpful."}, {"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}};
 
+absl::StatusOr<std::string> RenderChat(ChatTemplateKind kind,
+                                       const std::vector<ChatMessage>& messages,
+                                       bool generation_prompt = true) {
+  absl::StatusOr<ChatTemplate> t = ChatTemplate::Builtin(kind, {});
+  if (!t.ok()) return t.status();
+  return t->Render(messages, generation_prompt);
+}
+
 std::string Render(ChatTemplateKind kind, const std::vector<ChatMessage>& messages = kChat,
                    bool generation_prompt = true) {
-  ChatRenderOptions options;
-  options.add_generation_prompt = generation_prompt;
-  auto out = RenderChat(kind, messages, options);
+  auto out = RenderChat(kind, messages, generation_prompt);
   EXPECT_THAT(out, IsOk());
   return out.ok() ? *out : "";
 }
 
+// The named templates are their reference checkpoints' Jinja, rendered by Spar's interpreter.
 // Expected strings follow each family's documented prompt format (model cards / the
 // tokenizer_config.json templates rendered by transformers' apply_chat_template).
 TEST(ChatTemplateTest, ChatmlQwen) {
@@ -78,9 +90,10 @@ TEST(ChatTemplateTest, Mistral) {
                    {{"user", "Hi!"}, {"assistant", "Hello."}, {"user", "2+2?"}}),
             "<s>[INST] Hi! [/INST]Hello.</s>[INST] 2+2? [/INST]");
   // The reference template (Mixtral-8x7B-Instruct-v0.1's, rendered by transformers) raises on a
-  // system message; Spar used to fold it into the first user turn.
+  // system message: refused with the template's own message.
   EXPECT_THAT(RenderChat(ChatTemplateKind::kMistral, kChat),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr("user/assistant/user/assistant")));
 }
 
 TEST(ChatTemplateTest, Zephyr) {
@@ -105,34 +118,34 @@ TEST(ChatTemplateTest, NamesAndDetection) {
   }
   EXPECT_EQ(*ParseChatTemplateName("qwen"), ChatTemplateKind::kChatml);
   EXPECT_THAT(ParseChatTemplateName("vicuna"), StatusIs(absl::StatusCode::kInvalidArgument));
-
-  auto qwen = HfTokenizer::Load("tests/data/tokenizers/qwen3");
-  ASSERT_TRUE(qwen.ok());
-  EXPECT_EQ(*DetectChatTemplate((*qwen)->chat_template()), ChatTemplateKind::kQwen3);
-  EXPECT_EQ(*DetectChatTemplate("{{'<|im_start|>' + message['role'] }}"),
-            ChatTemplateKind::kChatml);
-  EXPECT_EQ(*DetectChatTemplate("{{ bos_token }}{% for m in messages %}<|start_header_id|>"),
-            ChatTemplateKind::kLlama3);
-  EXPECT_EQ(*DetectChatTemplate("{{ '[INST] ' + m['content'] + ' [/INST]' }}"),
-            ChatTemplateKind::kMistral);
-  EXPECT_EQ(*DetectChatTemplate("<<SYS>>\\n [INST]"), ChatTemplateKind::kLlama2);
-  EXPECT_EQ(*DetectChatTemplate("<start_of_turn>"), ChatTemplateKind::kGemma);
-  EXPECT_EQ(*DetectChatTemplate("<|user|>\\n ... <|assistant|>"), ChatTemplateKind::kZephyr);
-  EXPECT_THAT(DetectChatTemplate("{{ messages }}"), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(ChatTemplateTest, RejectsBadRoles) {
-  EXPECT_THAT(RenderChat(ChatTemplateKind::kChatml, {{"robot", "x"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(RenderChat(ChatTemplateKind::kChatml, {{"user", "x"}, {"system", "y"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+// The named templates are byte for byte the reference templates under tests/data/chat_templates.
+TEST(ChatTemplateTest, BuiltinTextsAreTheReferenceTemplates) {
+  for (auto kind : {ChatTemplateKind::kChatml, ChatTemplateKind::kQwen3, ChatTemplateKind::kLlama3,
+                    ChatTemplateKind::kLlama2, ChatTemplateKind::kMistral,
+                    ChatTemplateKind::kZephyr, ChatTemplateKind::kGemma}) {
+    const BuiltinChatTemplate& b = GetBuiltinChatTemplate(kind);
+    auto text = ReadFile("tests/data/chat_templates/" + std::string(b.name) + ".json");
+    ASSERT_THAT(text, IsOk());
+    const nlohmann::json ref = nlohmann::json::parse(*text);
+    EXPECT_EQ(b.jinja, ref["chat_template"].get<std::string>()) << b.name;
+    EXPECT_EQ(b.bos_token, ref.value("bos_token", "")) << b.name;
+    EXPECT_EQ(b.eos_token, ref.value("eos_token", "")) << b.name;
+  }
+}
+
+// Where a reference template raises (raise_exception), the conversation is refused with its
+// message; where it renders, Spar renders too (no roles checked beyond the template's own).
+TEST(ChatTemplateTest, TheTemplateDecidesWhatItRefuses) {
   EXPECT_THAT(RenderChat(ChatTemplateKind::kLlama2, {{"user", "x"}, {"user", "y"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  // Gemma's template has no system role and wants user/assistant turns, as transformers renders it.
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(RenderChat(ChatTemplateKind::kGemma, kChat),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("System role")));
   EXPECT_THAT(RenderChat(ChatTemplateKind::kGemma, {{"assistant", "x"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Render(ChatTemplateKind::kChatml, {{"robot", "x"}}, false),
+            "<|im_start|>robot\nx<|im_end|>\n");
 }
 
 // The templates' `| trim` and .strip() are Python's: Unicode whitespace goes too.

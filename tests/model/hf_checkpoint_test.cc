@@ -203,8 +203,9 @@ TEST(HfCheckpointLoadTest, BfloatOnDiskIsConvertedAndTokenizerCopied) {
             *ReadFile(JoinPath(dir, "tokenizer.json")));
 }
 
-// chat_template: "none" feeds the raw text, "auto" the template named by tokenizer_config.json,
-// a name that template; generation, scoring and EncodePrompt agree. Byte tokenizer: "auto" = raw.
+// chat_template: "none" feeds the raw text, "auto" the checkpoint's own template (here
+// tokenizer_config.json's, rendered by the Jinja interpreter), a name that family's template;
+// generation, scoring and EncodePrompt agree. Byte tokenizer: "auto" = raw.
 TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   LlamaConfig config = TinyHfConfig("llama");
   config.vocab_size = 32000;
@@ -218,7 +219,7 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   auto tok_json = ReadFile("tests/data/tokenizers/spm-bpe-32k/tokenizer.json");
   auto tok_config = ReadJsonFile("tests/data/tokenizers/spm-bpe-32k/tokenizer_config.json");
   ASSERT_TRUE(tok_json.ok() && tok_config.ok());
-  // A Zephyr-style Jinja template (detected by its <|user|> / <|assistant|> markers).
+  // A Zephyr-style Jinja template that keeps only the user turns.
   (*tok_config)["chat_template"] =
       "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + "
       "message['content'] + eos_token + '\\n' }}{% endif %}{% endfor %}"
@@ -228,7 +229,8 @@ TEST(HfCheckpointLoadTest, ChatTemplateShapesThePromptIds) {
   auto loaded = Policy::Load(dir);
   ASSERT_THAT(loaded, IsOk());
   const HfTokenizer& tok = *(*loaded)->tokenizer();
-  EXPECT_EQ(*(*loaded)->ResolveChatTemplate("auto"), "zephyr");
+  EXPECT_EQ(*(*loaded)->ResolveChatTemplate("auto"),
+            "checkpoint tokenizer_config.json chat_template");
   EXPECT_EQ(*(*loaded)->ResolveChatTemplate("none"), "");
   EXPECT_EQ(*(*loaded)->ResolveChatTemplate("qwen"), "chatml");
   const std::string prompt = "What is 2+2?";

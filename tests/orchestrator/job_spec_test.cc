@@ -508,5 +508,31 @@ TEST_F(JobSpecTest, DeployExamplesValidate) {
   EXPECT_GE(checked, 2);
 }
 
+// Issue 25: the base model's own chat template (chat_template.jinja, as transformers 5 saves it)
+// is resolved at CreateJob: a construct the Jinja interpreter lacks is refused there, naming
+// chat_template and the construct, before any sampling or judging is paid; one it renders passes.
+TEST_F(JobSpecTest, TheBaseModelsChatTemplateIsCheckedAtCreateJob) {
+  const std::string base = JoinPath(root_, "models/base");
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(base, "tokenizer.json"), "{}").ok());
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(base, "chat_template.jinja"),
+                              "{% for m in messages %}{{ m.content|center(40) }}{% endfor %}")
+                  .ok());
+  auto spec = ParseJobSpecJson(R"({"base_model": "models/base"})");
+  ASSERT_THAT(spec, IsOk());
+  v1::JobSpec s = WithDefaults(*spec);
+  const absl::Status st = ValidateJobSpec(s, root_);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("spec.chat_template"));
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("filter 'center'"));
+  s.set_chat_template("none");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+  ASSERT_TRUE(
+      WriteFileAtomic(JoinPath(base, "chat_template.jinja"),
+                      "{% for m in messages %}<{{ m.role }}>{{ m.content|trim }}{% endfor %}")
+          .ok());
+  s.set_chat_template("auto");
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+}
+
 }  // namespace
 }  // namespace spar::orchestrator

@@ -599,7 +599,8 @@ TEST_F(ServicesTest, HfDirectoryAsBaseModelRunsARound) {
   }
   auto base_policy = model::Policy::Load(base);
   ASSERT_THAT(base_policy, IsOk());
-  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"), "qwen3");
+  ASSERT_EQ(*(*base_policy)->ResolveChatTemplate("auto"),
+            "checkpoint tokenizer_config.json chat_template");
 
   // The sampler feeds the chat-templated prompt and answers in the HF tokenizer's ids.
   {
