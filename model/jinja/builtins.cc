@@ -45,7 +45,7 @@ Value DictMethod(const Value& obj, const std::string& name) {
           out.push_back(name == "keys" ? Value::String(kv.first) : kv.second);
         }
       }
-      return Value::MakeList(std::move(out));
+      return Value::MakeOpaqueList(std::move(out), "dict_" + name);
     });
   }
   if (name == "get") {
@@ -64,6 +64,22 @@ Value DictMethod(const Value& obj, const std::string& name) {
     Fail(Error::kRuntime, "access to attribute '" + name + "' of 'dict' object is unsafe");
   }
   return Value();
+}
+
+// list.count(x) / list.index(x) (the methods that do not change the list).
+Value ListMethod(const Value& obj, const std::string& name) {
+  return Bound("list." + name, [obj, name](const CallArgs& a) {
+    const Value* x = a.Get(0, "");
+    if (x == nullptr) TypeError(name + "() takes exactly one argument");
+    int64_t count = 0;
+    for (size_t i = 0; i < obj.list().size(); ++i) {
+      if (!Equals(obj.list()[i], *x)) continue;
+      if (name == "index") return Value::Int(static_cast<int64_t>(i));
+      ++count;
+    }
+    if (name == "index") Fail(Error::kRuntime, x->Repr() + " is not in list");
+    return Value::Int(count);
+  });
 }
 
 int64_t NormIndex(int64_t i, size_t n) { return i < 0 ? i + static_cast<int64_t>(n) : i; }
@@ -87,6 +103,8 @@ List Iterate(const Value& v) {
       for (const auto& kv : v.dict().items) out.push_back(Value::String(kv.first));
       return out;
     }
+    case Value::Type::kGenerator:
+      return v.generator().Rest();
     default:
       TypeError("'" + v.TypeName() + "' object is not iterable");
   }
@@ -112,6 +130,7 @@ Value GetAttr(const Value& obj, const std::string& name) {
           name == "remove" || name == "sort" || name == "reverse" || name == "clear") {
         Fail(Error::kRuntime, "access to attribute '" + name + "' of 'list' object is unsafe");
       }
+      if (name == "count" || name == "index") return ListMethod(obj, name);
       return Value::Undefined();
     default:
       return Value::Undefined();
@@ -172,9 +191,21 @@ bool Contains(const Value& container, const Value& item) {
   if (container.is_string()) {
     return container.as_string().find(NeedString(item, "'in <string>'")) != std::string::npos;
   }
-  if (container.is_mapping()) return item.is_string() && container.dict().Find(item.as_string());
+  if (container.is_mapping()) {
+    if ((item.is_list() && !item.is_tuple()) || item.is_dict() || item.is_namespace()) {
+      TypeError("unhashable type: '" + item.TypeName() + "'");
+    }
+    return item.is_string() && container.dict().Find(item.as_string());
+  }
   if (container.is_list()) {
     for (const Value& v : container.list()) {
+      if (Equals(v, item)) return true;
+    }
+    return false;
+  }
+  if (container.is_generator()) {  // consumed up to the match, as Python's `in`
+    Value v;
+    while (container.generator().Next(&v)) {
       if (Equals(v, item)) return true;
     }
     return false;
@@ -184,6 +215,9 @@ bool Contains(const Value& container, const Value& item) {
 }
 
 Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
+  if (op == "%" && a.is_string()) {
+    Fail(Error::kUnsupported, "unsupported Jinja construct: '%' string formatting");
+  }
   NeedDefined(a, "operator " + op);
   NeedDefined(b, "operator " + op);
   if (op == "+") {
@@ -210,8 +244,6 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
       return Value::MakeList(std::move(out), seq.is_tuple());
     }
   }
-  if (op == "%" && a.is_string())
-    Fail(Error::kUnsupported, "unsupported Jinja construct: '%' string formatting");
   if (!a.is_number() || !b.is_number()) {
     TypeError("unsupported operand type(s) for " + op + ": '" + a.TypeName() + "' and '" +
               b.TypeName() + "'");

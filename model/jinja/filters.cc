@@ -70,6 +70,10 @@ Value ToJson(const Value& v, const CallArgs& a) {
 }
 
 Value Indent(const Value& v, const CallArgs& a) {
+  // Jinja appends "\n" to the value first: anything but a str is a TypeError there.
+  if (!v.is_string()) {
+    Fail(Error::kRuntime, "unsupported operand type(s) for +=: '" + v.TypeName() + "' and 'str'");
+  }
   const Value w = Arg(a, 0, "width", Value::Int(4));
   const std::string pad =
       w.is_string() ? w.as_string() : std::string(std::max<int64_t>(0, w.as_int()), ' ');
@@ -90,7 +94,7 @@ Value Indent(const Value& v, const CallArgs& a) {
   return Value::String(out);
 }
 
-Value SelectOrReject(const Value& seq, const CallArgs& a, bool attr, bool select) {
+List Selected(const Value& seq, const CallArgs& a, bool attr, bool select) {
   List out;
   const size_t skip = attr ? 1 : 0;
   const std::string attr_name = attr && !a.positional.empty() ? a.positional[0].Str() : "";
@@ -101,16 +105,24 @@ Value SelectOrReject(const Value& seq, const CallArgs& a, bool attr, bool select
     test_args.positional.assign(a.positional.begin() + skip + 1, a.positional.end());
   }
   if (!test.empty() && !IsTest(test)) Fail(Error::kRuntime, "no test named '" + test + "'");
+  if (!seq.Truthy()) return out;  // Jinja's `if value:` before iterating
   for (const Value& item : Iterate(seq)) {
     const Value probe = attr ? Attribute(item, attr_name) : item;
     const bool hit = test.empty() ? probe.Truthy() : ApplyTest(test, probe, test_args);
     if (hit == select) out.push_back(item);
   }
-  return Value::MakeList(std::move(out));
+  return out;
 }
 
-Value Map(const Value& seq, const CallArgs& a) {
+// Jinja's select/reject/selectattr/rejectattr and map are generators: lazy, single-pass.
+Value SelectOrReject(const Value& seq, const CallArgs& a, bool attr, bool select) {
+  return Value::MakeGenerator("generator",
+                              [seq, a, attr, select] { return Selected(seq, a, attr, select); });
+}
+
+List Mapped(const Value& seq, const CallArgs& a) {
   List out;
+  if (!seq.Truthy()) return out;  // Jinja's `if value:` before iterating
   const Value* attribute = nullptr;
   for (const auto& kv : a.keyword) {
     if (kv.first == "attribute") attribute = &kv.second;
@@ -132,7 +144,11 @@ Value Map(const Value& seq, const CallArgs& a) {
       out.push_back(ApplyFilter(filter, item, rest));
     }
   }
-  return Value::MakeList(std::move(out));
+  return out;
+}
+
+Value Map(const Value& seq, const CallArgs& a) {
+  return Value::MakeGenerator("generator", [seq, a] { return Mapped(seq, a); });
 }
 
 Value Sort(const Value& seq, const CallArgs& a) {
@@ -204,6 +220,11 @@ Value Default(const Value& v, const CallArgs& a) {
 }
 
 Value FirstOrLast(const Value& v, bool first) {
+  if (v.is_generator()) {
+    if (!first) Fail(Error::kRuntime, "'" + v.TypeName() + "' object is not reversible");
+    Value item;
+    return v.generator().Next(&item) ? item : Value::Undefined("first");
+  }
   List items = Iterate(v);
   if (items.empty()) return Value::Undefined(first ? "first" : "last");
   return first ? items.front() : items.back();
@@ -221,14 +242,17 @@ Value JoinFilter(const Value& v, const CallArgs& a) {
   return Value::String(out);
 }
 
+// A generator, as Jinja's do_items: a value that is no mapping fails when it is consumed.
 Value Items(const Value& v, const CallArgs&) {
-  if (v.is_undefined()) return Value::MakeList({});
-  if (!v.is_mapping()) Fail(Error::kRuntime, "items: expected a mapping, got " + v.TypeName());
-  List out;
-  for (const auto& kv : v.dict().items) {
-    out.push_back(Value::MakeList({Value::String(kv.first), kv.second}, /*tuple=*/true));
-  }
-  return Value::MakeList(std::move(out));
+  return Value::MakeGenerator("generator", [v] {
+    List out;
+    if (v.is_undefined()) return out;
+    if (!v.is_mapping()) Fail(Error::kRuntime, "Can only get item pairs from a mapping.");
+    for (const auto& kv : v.dict().items) {
+      out.push_back(Value::MakeList({Value::String(kv.first), kv.second}, /*tuple=*/true));
+    }
+    return out;
+  });
 }
 
 Value ReplaceFilter(const Value& v, const CallArgs& a) {
@@ -244,13 +268,18 @@ Value Reverse(const Value& v, const CallArgs&) {
     std::reverse(cps.begin(), cps.end());
     return Value::String(Encode(cps));
   }
+  // reversed(value) for a sequence (an iterator), else list(value) reversed.
+  const bool sequence = v.is_list() || v.is_dict() || v.is_undefined();
   List items = Iterate(v);
   std::reverse(items.begin(), items.end());
-  return Value::MakeList(std::move(items));
+  if (!sequence) return Value::MakeList(std::move(items));
+  return Value::MakeGenerator(v.is_dict() ? "dict_reversekeyiterator" : "list_reverseiterator",
+                              [items] { return items; });
 }
 
 // int / float: numbers converted, strings parsed (else the default), as Jinja's filters.
 Value ToNumber(const Value& v, const CallArgs& a, bool integer) {
+  if (v.is_undefined()) Fail(Error::kRuntime, "'" + v.undefined_hint() + "' is undefined");
   if (v.is_number()) {
     return integer ? Value::Int(v.is_float() ? static_cast<int64_t>(v.as_double()) : v.as_int())
                    : Value::Float(v.as_double());
@@ -275,21 +304,45 @@ Value Abs(const Value& v, const CallArgs&) {
   Fail(Error::kRuntime, "bad operand type for abs(): '" + v.TypeName() + "'");
 }
 
-Value Unique(const Value& v, const CallArgs&) {
-  List out;
-  for (const Value& item : Iterate(v)) {
-    if (std::none_of(out.begin(), out.end(), [&](const Value& o) { return Equals(o, item); })) {
+// A generator, as Jinja's do_unique: strings compared case-insensitively unless case_sensitive.
+Value Unique(const Value& v, const CallArgs& a) {
+  const bool case_sensitive = BoolArg(a, 0, "case_sensitive", false);
+  const Value attribute = Arg(a, 1, "attribute", Value::None());
+  return Value::MakeGenerator("generator", [v, case_sensitive, attribute] {
+    List out, keys;
+    for (const Value& item : Iterate(v)) {
+      Value key = attribute.is_none() ? item : Attribute(item, attribute.Str());
+      if (!case_sensitive && key.is_string()) key = CaseFilter(key, "unique", AsciiLower);
+      if ((key.is_list() && !key.is_tuple()) || key.is_mapping()) {  // Python keeps a set
+        Fail(Error::kRuntime, "unhashable type: '" + key.TypeName() + "'");
+      }
+      if (std::any_of(keys.begin(), keys.end(), [&](const Value& k) { return Equals(k, key); })) {
+        continue;
+      }
+      keys.push_back(key);
       out.push_back(item);
     }
-  }
-  return Value::MakeList(std::move(out));
+    return out;
+  });
 }
 
-Value MinOrMax(const Value& v, bool min) {
+// Jinja's min/max: strings compared case-insensitively unless case_sensitive; first of equals.
+Value MinOrMax(const Value& v, const CallArgs& a, bool min) {
+  const bool case_sensitive = BoolArg(a, 0, "case_sensitive", false);
+  const Value attribute = Arg(a, 1, "attribute", Value::None());
+  auto key = [&](const Value& item) {
+    Value k = attribute.is_none() ? item : Attribute(item, attribute.Str());
+    return !case_sensitive && k.is_string() ? CaseFilter(k, min ? "min" : "max", AsciiLower) : k;
+  };
   List items = Iterate(v);
   if (items.empty()) return Value::Undefined(min ? "min" : "max");
-  return min ? *std::min_element(items.begin(), items.end(), Less)
-             : *std::max_element(items.begin(), items.end(), Less);
+  size_t best = 0;
+  for (size_t i = 1; i < items.size(); ++i) {
+    if (min ? Less(key(items[i]), key(items[best])) : Less(key(items[best]), key(items[i]))) {
+      best = i;
+    }
+  }
+  return items[best];
 }
 
 Value Sum(const Value& v, const CallArgs& a) {
@@ -323,7 +376,8 @@ const std::map<std::string, FilterFn>& Filters() {
       {"map", Map},
       {"replace", ReplaceFilter},
       {"reverse", Reverse},
-      {"safe", [](const Value& v, A) { return v; }},
+      // Markup(value): a str from here on.
+      {"safe", [](const Value& v, A) { return Value::String(v.Str()); }},
       {"escape", [](const Value& v, A) { return Value::String(Escape(v.Str())); }},
       {"e", [](const Value& v, A) { return Value::String(Escape(v.Str())); }},
       {"int", [](const Value& v, A a) { return ToNumber(v, a, true); }},
@@ -332,14 +386,34 @@ const std::map<std::string, FilterFn>& Filters() {
       {"unique", Unique},
       {"sort", Sort},
       {"indent", Indent},
-      {"min", [](const Value& v, A) { return MinOrMax(v, true); }},
-      {"max", [](const Value& v, A) { return MinOrMax(v, false); }},
+      {"min", [](const Value& v, A a) { return MinOrMax(v, a, true); }},
+      {"max", [](const Value& v, A a) { return MinOrMax(v, a, false); }},
       {"sum", Sum},
   };
   return *filters;
 }
 
 bool IsMapping(const Value& v) { return v.is_dict(); }
+
+// str(value).islower() / .isupper(): a cased letter, none of the other case (ASCII only).
+bool IsCase(const Value& v, bool upper) {
+  const std::string s = v.Str();
+  if (HasNonAscii(s)) {
+    Fail(Error::kUnsupported, std::string("unsupported Jinja construct: test '") +
+                                  (upper ? "upper" : "lower") + "' of non-ASCII text");
+  }
+  bool cased = false;
+  for (char c : s) {
+    const bool lo = c >= 'a' && c <= 'z', up = c >= 'A' && c <= 'Z';
+    if ((upper && lo) || (!upper && up)) return false;
+    cased = cased || lo || up;
+  }
+  return cased;
+}
+
+// value % n as Python computes it for the odd/even/divisibleby tests (a TypeError for a str or
+// list, as Python's); compared as a number.
+double Mod(const Value& v, const Value& n) { return BinaryOp("%", v, n).as_double(); }
 
 const std::map<std::string, TestFn>& Tests() {
   auto cmp = [](std::function<bool(const Value&, const Value&)> f) {
@@ -362,28 +436,18 @@ const std::map<std::string, TestFn>& Tests() {
       {"mapping", [](const Value& v, const CallArgs&) { return IsMapping(v); }},
       {"iterable",
        [](const Value& v, const CallArgs&) {
-         return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict();
+         return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict() || v.is_generator();
        }},
       {"sequence",
        [](const Value& v, const CallArgs&) {
          return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict();
        }},
       {"callable", [](const Value& v, const CallArgs&) { return v.is_callable(); }},
-      {"odd", [](const Value& v, const CallArgs&) { return (v.as_int() % 2) != 0; }},
-      {"even", [](const Value& v, const CallArgs&) { return (v.as_int() % 2) == 0; }},
-      {"divisibleby", cmp([](const Value& v, const Value& n) {
-         return n.as_int() != 0 && v.as_int() % n.as_int() == 0;
-       })},
-      {"lower",
-       [](const Value& v, const CallArgs&) {
-         return v.is_string() && AsciiLower(v.as_string()) == v.as_string() &&
-                !HasNonAscii(v.as_string());
-       }},
-      {"upper",
-       [](const Value& v, const CallArgs&) {
-         return v.is_string() && AsciiUpper(v.as_string()) == v.as_string() &&
-                !HasNonAscii(v.as_string());
-       }},
+      {"odd", [](const Value& v, const CallArgs&) { return Mod(v, Value::Int(2)) == 1; }},
+      {"even", [](const Value& v, const CallArgs&) { return Mod(v, Value::Int(2)) == 0; }},
+      {"divisibleby", cmp([](const Value& v, const Value& n) { return Mod(v, n) == 0; })},
+      {"lower", [](const Value& v, const CallArgs&) { return IsCase(v, false); }},
+      {"upper", [](const Value& v, const CallArgs&) { return IsCase(v, true); }},
       {"sameas", cmp([](const Value& v, const Value& o) {
          if (v.is_none() || v.is_bool() || v.is_undefined())
            return v.type() == o.type() && Equals(v, o);

@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <map>
+#include <set>
 
 #include "model/jinja/builtins.h"
 
@@ -55,7 +56,7 @@ Value Range(const CallArgs& a) {
     }
     out.push_back(Value::Int(i));
   }
-  return Value::MakeList(std::move(out));
+  return Value::MakeOpaqueList(std::move(out), "range");
 }
 
 // raise_exception, strftime_now, namespace, dict, range: chat_template_utils.py's globals.
@@ -101,11 +102,14 @@ FramePtr Globals() {
 class Interpreter {
  public:
   std::string Run(const Body& body, const Dict& variables) {
-    auto root = std::make_shared<Frame>();
-    root->parent = Globals();
-    for (const auto& kv : variables.items) root->vars[kv.first] = kv.second;
+    auto context = std::make_shared<Frame>();
+    context->parent = Globals();
+    for (const auto& kv : variables.items) context->vars[kv.first] = kv.second;
+    root_ = std::make_shared<Frame>();
+    root_->parent = context;
+    CollectRootAssigned(body);
     std::string out;
-    Exec(body, root, out);
+    Exec(body, root_, out);
     return out;
   }
 
@@ -286,10 +290,8 @@ class Interpreter {
     switch (e.kind) {
       case Expr::kConst:
         return e.value;
-      case Expr::kName: {
-        const Value* v = frame->Find(e.name);
-        return v ? *v : Value::Undefined(e.name);
-      }
+      case Expr::kName:
+        return Lookup(e.name, frame);
       case Expr::kList: {
         List items;
         for (const auto& a : e.args) items.push_back(Eval(*a, frame));
@@ -393,6 +395,31 @@ class Interpreter {
     return Value::Bool(true);
   }
 
+  // Names the template assigns directly at its top level (set, block set, macro; not in if
+  // bodies, loops or macros). As Jinja compiles them, these are template locals from the start:
+  // code in a loop or macro that reads one before its assignment gets undefined, not the
+  // variable of the same name the template was given (top-level code still sees that one).
+  void CollectRootAssigned(const Body& body) {
+    for (const auto& s : body) {
+      if ((s->kind == Stmt::kSet || s->kind == Stmt::kSetBlock) && s->target.attribute.empty()) {
+        root_assigned_.insert(s->target.names.begin(), s->target.names.end());
+      } else if (s->kind == Stmt::kMacro) {
+        root_assigned_.insert(s->name);
+      }
+    }
+  }
+
+  Value Lookup(const std::string& name, const FramePtr& frame) const {
+    for (const Frame* f = frame.get(); f != nullptr; f = f->parent.get()) {
+      auto it = f->vars.find(name);
+      if (it != f->vars.end()) return it->second;
+      if (f == root_.get() && frame != root_ && root_assigned_.count(name)) break;
+    }
+    return Value::Undefined(name);
+  }
+
+  FramePtr root_;
+  std::set<std::string> root_assigned_;
   int depth_ = 0;
 };
 

@@ -451,13 +451,24 @@ class Parser {
   ExprPtr ParseSubscript(ExprPtr node) {
     ExprPtr parts[3];
     bool slice = false;
+    if (IsOp("]")) {  // x[]: an empty tuple key, as Jinja parses it
+      parts[0] = Make(Expr::kList);
+      parts[0]->is_tuple = true;
+    }
     for (int k = 0; k < 3; ++k) {
-      if (!IsOp(":") && !IsOp("]")) parts[k] = ParseExpression();
+      if (!IsOp(":") && !IsOp("]") && !(k == 0 && parts[0])) parts[k] = ParseExpression();
       if (k < 2 && SkipOp(":")) {
         slice = true;
         continue;
       }
       break;
+    }
+    if (!slice && parts[0] && IsOp(",")) {  // x[a, b]: a tuple key, as Jinja parses it
+      auto tuple = Make(Expr::kList);
+      tuple->is_tuple = true;
+      tuple->args.push_back(std::move(parts[0]));
+      while (SkipOp(",") && !IsOp("]")) tuple->args.push_back(ParseExpression());
+      parts[0] = std::move(tuple);
     }
     ExpectOp("]");
     auto e = Make(slice ? Expr::kSlice : Expr::kGetItem);

@@ -10,11 +10,56 @@ namespace spar::jinja {
 
 void Fail(Error::Kind kind, std::string message) { throw Error{kind, std::move(message)}; }
 
+namespace {
+
+// Python prints these as "<generator object ... at 0x...>", "dict_items([...])", ...: text that
+// is not worth copying and that no chat template means to print.
+[[noreturn]] void Unprintable(const std::string& python_type) {
+  Fail(Error::kUnsupported,
+       "unsupported Jinja construct: printing a " + python_type + " object (use |list)");
+}
+
+}  // namespace
+
 Value Value::MakeList(List items, bool tuple) {
   Value v(Type::kList);
   v.list_ = std::make_shared<List>(std::move(items));
   v.tuple_ = tuple;
   return v;
+}
+
+Value Value::MakeOpaqueList(List items, std::string python_type) {
+  Value v = MakeList(std::move(items));
+  v.str_ = std::move(python_type);
+  return v;
+}
+
+Value Value::MakeGenerator(std::string python_type, std::function<List()> produce) {
+  Value v(Type::kGenerator);
+  v.gen_ = std::make_shared<Generator>();
+  v.gen_->python_type = std::move(python_type);
+  v.gen_->produce = std::move(produce);
+  return v;
+}
+
+List Generator::Rest() {
+  if (!made) {
+    made = true;
+    items = produce();
+  }
+  List rest(items.begin() + static_cast<std::ptrdiff_t>(next), items.end());
+  next = items.size();
+  return rest;
+}
+
+bool Generator::Next(Value* out) {
+  if (!made) {
+    made = true;
+    items = produce();
+  }
+  if (next >= items.size()) return false;
+  *out = items[next++];
+  return true;
 }
 
 Value Value::MakeDict(std::shared_ptr<Dict> dict) {
@@ -105,6 +150,8 @@ std::string Value::TypeName() const {
       return "dict";
     case Type::kNamespace:
       return "Namespace";
+    case Type::kGenerator:
+      return gen_->python_type;
     default:
       return "function";
   }
@@ -136,6 +183,7 @@ std::string Value::Repr() const {
     case Type::kString:
       return PyStringRepr(str_);
     case Type::kList: {
+      if (!str_.empty()) Unprintable(str_);
       std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].Repr();
       if (tuple_ && list_->size() == 1) out += ",";
@@ -149,10 +197,10 @@ std::string Value::Repr() const {
       }
       return out + "}";
     }
-    case Type::kNamespace:
-      return "<Namespace>";
+    case Type::kGenerator:
+      Unprintable(gen_->python_type);
     default:
-      return "<function " + fn_->name + ">";
+      Unprintable(TypeName());
   }
 }
 
@@ -235,7 +283,7 @@ bool Equals(const Value& a, const Value& b) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.as_int() == b.as_int();
   }
-  if (a.type() != b.type()) return false;
+  if (a.type() != b.type() || a.is_tuple() != b.is_tuple()) return false;
   switch (a.type()) {
     case Value::Type::kUndefined:
     case Value::Type::kNone:
@@ -258,7 +306,8 @@ bool Equals(const Value& a, const Value& b) {
       return true;
     }
     default:
-      return a.dict_ptr() == b.dict_ptr() && a.callable_ptr() == b.callable_ptr();
+      return a.dict_ptr() == b.dict_ptr() && a.callable_ptr() == b.callable_ptr() &&
+             a.gen_ptr() == b.gen_ptr();
   }
 }
 
@@ -268,7 +317,7 @@ bool Less(const Value& a, const Value& b) {
     return a.as_int() < b.as_int();
   }
   if (a.is_string() && b.is_string()) return Decode(a.as_string()) < Decode(b.as_string());
-  if (a.is_list() && b.is_list()) {
+  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
     const size_t n = std::min(a.list().size(), b.list().size());
     for (size_t i = 0; i < n; ++i) {
       if (!Equals(a.list()[i], b.list()[i])) return Less(a.list()[i], b.list()[i]);

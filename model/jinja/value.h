@@ -18,6 +18,7 @@ namespace spar::jinja {
 class Value;
 struct Dict;
 struct Callable;
+struct Generator;
 using List = std::vector<Value>;
 
 // Thrown inside the interpreter and turned into an absl::Status at template.cc's edge.
@@ -39,7 +40,8 @@ class Value {
     kList,
     kDict,
     kNamespace,
-    kCallable
+    kCallable,
+    kGenerator
   };
 
   Value() = default;  // undefined
@@ -70,6 +72,12 @@ class Value {
     return v;
   }
   static Value MakeList(List items, bool tuple = false);
+  // A list Python would not print as one (dict views, range): printing it is refused.
+  static Value MakeOpaqueList(List items, std::string python_type);
+  // A Python generator or iterator (what select/reject/map/items and reverse return): computed
+  // when first consumed (`produce` may throw then), consumed once, always true, no len(), and
+  // printing it is refused (Python prints its address).
+  static Value MakeGenerator(std::string python_type, std::function<List()> produce);
   static Value MakeDict(std::shared_ptr<Dict> dict);
   static Value MakeNamespace(std::shared_ptr<Dict> dict);
   static Value MakeCallable(std::shared_ptr<Callable> fn);
@@ -90,6 +98,7 @@ class Value {
   bool is_namespace() const { return type_ == Type::kNamespace; }
   bool is_mapping() const { return is_dict() || is_namespace(); }
   bool is_callable() const { return type_ == Type::kCallable; }
+  bool is_generator() const { return type_ == Type::kGenerator; }
 
   bool as_bool() const { return int_ != 0; }
   int64_t as_int() const { return int_; }
@@ -102,6 +111,8 @@ class Value {
   Callable& callable() const { return *fn_; }
   const std::shared_ptr<Dict>& dict_ptr() const { return dict_; }
   const std::shared_ptr<Callable>& callable_ptr() const { return fn_; }
+  Generator& generator() const { return *gen_; }
+  const std::shared_ptr<Generator>& gen_ptr() const { return gen_; }
 
   // Python's bool(x) (undefined is false).
   bool Truthy() const;
@@ -126,6 +137,20 @@ class Value {
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<Callable> fn_;
+  std::shared_ptr<Generator> gen_;
+};
+
+// A generator's items, made on first use and handed out once, as Python's iterators.
+struct Generator {
+  std::string python_type;
+  std::function<List()> produce;
+  bool made = false;
+  List items;
+  size_t next = 0;
+  // The items not yet consumed (consumed by this call).
+  List Rest();
+  // The next item; false when exhausted.
+  bool Next(Value* out);
 };
 
 // Insertion-ordered string-keyed mapping (Python's dict as templates use it).

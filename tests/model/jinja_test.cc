@@ -116,6 +116,33 @@ TEST(JinjaTest, SandboxRefusesMutation) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Jinja's filters select/reject/map/unique/items return generators: lazy, consumed once, always
+// true, never printed (Spar refuses to print one rather than invent its address).
+TEST(JinjaTest, GeneratorsAsJinja) {
+  const ordered_json vars = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  EXPECT_EQ(Ok("{% set g = messages|selectattr('role','equalto','x') %}{{ 'T' if g else 'F' }}"
+               "{{ g|list|length }}",
+               vars),
+            "T0");
+  EXPECT_EQ(Ok("{% set g = [1,2]|map('string') %}{% for x in g %}{{x}}{% endfor %}"
+               "{% for x in g %}{{x}}{% endfor %}"),
+            "12");
+  EXPECT_EQ(Ok("{{ ['b','A','a']|unique|list }}{{ 'FalseTrue'|min }}{{ (1, 2) == [1, 2] }}"),
+            "['b', 'A']aFalse");
+  EXPECT_THAT(RenderSource("{{ [1]|select }}"),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("printing a generator")));
+}
+
+// A name the template sets at its top level is a template local from the start: a loop that
+// reads it before the assignment sees undefined, not the variable the template was given.
+TEST(JinjaTest, TopLevelAssignmentsScopeAsJinja) {
+  EXPECT_EQ(Ok("{% for i in [1] %}{{ n }}{% endfor %}{% set n = 5 %}{{ n }}", {{"n", 4}}), "5");
+  EXPECT_EQ(Ok("{{ n }}{% set n = 5 %}{{ n }}", {{"n", 4}}), "45");
+  EXPECT_EQ(Ok("{% for i in [1] %}{{ n }}{% endfor %}{% if false %}{% set n = 5 %}{% endif %}",
+               {{"n", 4}}),
+            "4");
+}
+
 std::string Checkpoint(const std::string& name) {
   std::string dir = JoinPath(::testing::TempDir(), absl::StrCat("jinja_ckpt_", name));
   RemoveAll(dir).IgnoreError();
