@@ -37,6 +37,7 @@ std::string PolicyFor(const std::string& algorithm) {
   if (algorithm == "dpo") return "best_vs_worst";
   if (algorithm == "sppo") return "sppo_argmax_argmin";
   if (algorithm == "mpo") return "mpo_pairs";
+  if (algorithm == "brain" || algorithm == "rrhf") return "listwise";
   return "dno_margin";
 }
 
@@ -134,6 +135,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in, bool prompts_carry_gold) {
     // dno_soft_all's soft labels are for the DNO loss (Algorithm 1); dno_margin trains DPO.
     tc->set_loss(s.algorithm() == "sppo"          ? "sppo"
                  : s.algorithm() == "mpo"         ? "mpo"
+                 : s.algorithm() == "brain"       ? "brain"
+                 : s.algorithm() == "rrhf"        ? "rrhf"
                  : pp->policy() == "dno_soft_all" ? "dno"
                                                   : "dpo");
   }
@@ -269,6 +272,39 @@ absl::Status ValidateMpoPairing(const v1::JobSpec& s) {
   return absl::OkStatus();
 }
 
+// The listwise losses and the listwise algorithms go together (brain: brain or
+// brain_no_baseline; rrhf: rrhf). brain's importance weights take the sampler's untempered
+// log π_t(y|x) as the proposal's log-prob: exact only when the samples are drawn at temperature 1
+// and top-p 1, so nothing else is accepted. Its prior π_SFT is π_0, chosen by the orchestrator.
+absl::Status ValidateListwisePairing(const v1::JobSpec& s) {
+  const std::string& loss = s.training().loss();
+  const bool brain = s.algorithm() == "brain", rrhf = s.algorithm() == "rrhf";
+  if (trainer::IsListwiseLoss(loss) || brain || rrhf) {
+    const bool fits = brain ? trainer::UsesPrior(loss) : rrhf && loss == "rrhf";
+    if (!fits) {
+      return Invalid(
+          "training.loss",
+          absl::StrCat("\"", loss, "\" does not fit algorithm \"", s.algorithm(),
+                       "\" (brain: \"brain\" or \"brain_no_baseline\"; rrhf: \"rrhf\")"));
+    }
+  }
+  const char* why = "is chosen by the orchestrator: brain's prior is pi_0 (the base model)";
+  if (s.training().has_prior_checkpoint()) return Invalid("training.prior_checkpoint", why);
+  for (int i = 0; i < s.round_training_size(); ++i) {
+    if (s.round_training(i).training().has_prior_checkpoint()) {
+      return Invalid(absl::StrCat("round_training[", i, "].training.prior_checkpoint"), why);
+    }
+  }
+  if (brain && (s.sampling().temperature() != 1.0f || s.sampling().top_p() != 1.0f)) {
+    return Invalid(s.sampling().temperature() != 1.0f ? "sampling.temperature" : "sampling.top_p",
+                   absl::StrCat("must be 1 for algorithm \"brain\" (its importance weights use "
+                                "the sampler's untempered log-probs as the proposal's), got ",
+                                s.sampling().temperature() != 1.0f ? s.sampling().temperature()
+                                                                   : s.sampling().top_p()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateJudgeBudget(const v1::JudgeBudget& b, const std::string& field) {
@@ -307,9 +343,10 @@ absl::Status CountIn(const std::string& field, int64_t v, int64_t lo, int64_t hi
 // algorithm, base_model, chat_template, rounds, prompts. Sets *base to base_model's directory.
 absl::Status ValidateBasics(const v1::JobSpec& s, const std::string& data_root, std::string* base) {
   if (s.algorithm() != "dno" && s.algorithm() != "dpo" && s.algorithm() != "spin" &&
-      s.algorithm() != "sppo" && s.algorithm() != "mpo") {
+      s.algorithm() != "sppo" && s.algorithm() != "mpo" && s.algorithm() != "brain" &&
+      s.algorithm() != "rrhf") {
     return Invalid("algorithm", absl::StrCat("unknown algorithm \"", s.algorithm(),
-                                             "\" (known: dno, dpo, spin, sppo, mpo)"));
+                                             "\" (known: dno, dpo, spin, sppo, mpo, brain, rrhf)"));
   }
   if (s.has_mpo_magnet_refresh()) {
     SPAR_RETURN_IF_ERROR(CountIn("mpo_magnet_refresh", s.mpo_magnet_refresh(), 1, kMaxRounds));
@@ -459,6 +496,7 @@ absl::Status ValidateTraining(const v1::JobSpec& s) {
                                 tc.loss(), "\""));
   }
   SPAR_RETURN_IF_ERROR(ValidateMpoPairing(s));
+  SPAR_RETURN_IF_ERROR(ValidateListwisePairing(s));
   SPAR_RETURN_IF_ERROR(trainer::Validate(ToTrainConfig(tc), "spec.training"));
   SPAR_RETURN_IF_ERROR(CountIn("round_training (entries)", s.round_training_size(), 0, kMaxRounds));
   for (int i = 0; i < s.round_training_size(); ++i) {

@@ -190,6 +190,40 @@ class MpoRecipe final : public Recipe {
   v1::JobSpec spec_;
 };
 
+// The listwise recipes, BRAIn (ALGORITHMS.md §9) and RRHF (§10): judge all pairs; every sample of
+// a prompt trains together, its reward the SPPO win rate P̂(y > pi_t) within the prompt's samples
+// (unfinished samples as automatic negatives). RRHF leaves out a prompt whose rewards are all
+// equal: it ranks nothing and its SFT term would take an arbitrary response.
+class ListwiseRecipe final : public Recipe {
+ public:
+  explicit ListwiseRecipe(const v1::JobSpec& spec) : spec_(spec) {}
+  std::string name() const override { return spec_.algorithm(); }
+  std::vector<PairRef> PairsToJudge(const PromptRound& r) const override {
+    return orchestrator::PairsToJudge(r.samples, UnfinishedNegatives(spec_, r, r.samples));
+  }
+  std::vector<PreferencePairRow> BuildPairs(const PromptRound&,
+                                            const std::vector<PairJudgment>&) const override {
+    return {};
+  }
+  bool Listwise() const override { return true; }
+  std::vector<double> GroupRewards(const PromptRound& r,
+                                   const std::vector<PairJudgment>& j) const override {
+    const std::vector<bool> negative = UnfinishedNegatives(spec_, r, r.samples);
+    std::vector<double> rewards =
+        SppoWinRates(r.samples, WithAutomaticNegatives(r.samples, j, negative));
+    const bool ranked =
+        std::any_of(rewards.begin(), rewards.end(), [&](double x) { return x != rewards.front(); });
+    if (spec_.algorithm() == "rrhf" && !ranked) return {};
+    return rewards;
+  }
+  std::vector<double> MixPrevious() const override {
+    return {spec_.pairs().mix_previous().begin(), spec_.pairs().mix_previous().end()};
+  }
+
+ private:
+  v1::JobSpec spec_;
+};
+
 }  // namespace
 
 std::vector<double> SppoWinRates(const std::vector<std::string>& texts,
@@ -300,6 +334,9 @@ absl::StatusOr<std::unique_ptr<Recipe>> MakeRecipe(const v1::JobSpec& spec) {
   if (spec.algorithm() == "spin") return std::unique_ptr<Recipe>(new SpinRecipe(spec));
   if (spec.algorithm() == "sppo") return std::unique_ptr<Recipe>(new SppoRecipe(spec));
   if (spec.algorithm() == "mpo") return std::unique_ptr<Recipe>(new MpoRecipe(spec));
+  if (spec.algorithm() == "brain" || spec.algorithm() == "rrhf") {
+    return std::unique_ptr<Recipe>(new ListwiseRecipe(spec));
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("spec.algorithm unknown algorithm \"", spec.algorithm(), "\""));
 }

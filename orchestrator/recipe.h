@@ -1,7 +1,7 @@
-// A recipe is what distinguishes DNO, iterative DPO, SPIN, SPPO and MPO inside the one round engine
-// (ALGORITHMS.md §1): which sample pairs to judge, how to turn samples + judgments (+ gold
-// answers) into training pairs, which earlier rounds' pairs to mix back in. Sampling, training
-// (DPO against pi_t) and evaluation are shared. Recipes are stateless and thread-safe.
+// A recipe is what distinguishes DNO, iterative DPO, SPIN, SPPO, MPO, BRAIn and RRHF inside the one
+// round engine (ALGORITHMS.md §1): which sample pairs to judge, how to turn samples + judgments
+// (+ gold answers) into training pairs (or, listwise, groups), which earlier rounds' to mix back.
+// Sampling, training and evaluation are shared. Recipes are stateless and thread-safe.
 #pragma once
 
 #include <memory>
@@ -58,7 +58,16 @@ class Recipe {
                                                               const std::vector<int>&) const {
     return {};
   }
-  // Fractions of earlier rounds' pairs mixed in (index 0 = round t-1).
+  // Listwise recipes (brain, rrhf) train on groups (groups.jsonl) instead of pairs: every sample
+  // of a prompt with its reward.
+  virtual bool Listwise() const { return false; }
+  // A listwise recipe's reward for each of the prompt's samples (as round.samples), from the
+  // judgments; empty when the prompt yields no group.
+  virtual std::vector<double> GroupRewards(const PromptRound&,
+                                           const std::vector<PairJudgment>&) const {
+    return {};
+  }
+  // Fractions of earlier rounds' pairs (or groups) mixed in (index 0 = round t-1).
   virtual std::vector<double> MixPrevious() const = 0;
   // True when the recipe needs a gold answer for every prompt.
   virtual bool NeedsGold() const { return false; }

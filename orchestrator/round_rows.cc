@@ -22,6 +22,7 @@ json ToValue(const T& v) {
 }
 json ToValue(const std::vector<std::optional<int>>& v);  // nulls for the unset ones
 json ToValue(const std::vector<SampledText>& v);
+json ToValue(const std::vector<GroupResponse>& v);
 
 class Writer {
  public:
@@ -82,6 +83,7 @@ absl::Status FromValue(const json& j, std::optional<int>* v) {  // an element of
   return absl::OkStatus();
 }
 absl::Status FromValue(const json& j, SampledText* v);
+absl::Status FromValue(const json& j, GroupResponse* v);
 template <typename T>
 absl::Status FromValue(const json& j, std::vector<T>* v) {
   if (!j.is_array()) return Not("an array");
@@ -204,6 +206,22 @@ void Describe(Io& io, R& r) {
   io.Optional("source_round", r.source_round);
 }
 
+template <typename Io, typename R, Is<R, GroupResponse> = 0>
+void Describe(Io& io, R& r) {
+  io.Required("text", r.text);
+  io.Required("reward", r.reward);
+  io.Optional("proposal_logprob", r.proposal_logprob);
+  io.Defaulted("finished", r.finished);
+}
+
+template <typename Io, typename R, Is<R, GroupRow> = 0>
+void Describe(Io& io, R& r) {
+  io.Required("prompt", r.prompt);
+  io.Required("responses", r.responses);
+  io.Optional("source_index", r.source_index);
+  io.Optional("source_round", r.source_round);
+}
+
 template <typename Io, typename R, Is<R, AnsweredRow> = 0>
 void Describe(Io& io, R& r) {
   io.Required("prompt", r.prompt);
@@ -257,10 +275,23 @@ json ToValue(const std::vector<SampledText>& v) {
   return out;
 }
 
+json ToValue(const std::vector<GroupResponse>& v) {
+  json out = json::array();
+  for (const GroupResponse& r : v) out.push_back(Write(r));
+  return out;
+}
+
 absl::Status FromValue(const json& j, SampledText* v) {
   absl::StatusOr<SampledText> s = Read<SampledText>(j);
   if (!s.ok()) return s.status();
   *v = *std::move(s);
+  return absl::OkStatus();
+}
+
+absl::Status FromValue(const json& j, GroupResponse* v) {
+  absl::StatusOr<GroupResponse> r = Read<GroupResponse>(j);
+  if (!r.ok()) return r.status();
+  *v = *std::move(r);
   return absl::OkStatus();
 }
 
@@ -276,6 +307,8 @@ json ScoreRow::ToJson() const { return Write(*this); }
 absl::StatusOr<ScoreRow> ScoreRow::FromJson(const json& row) { return Read<ScoreRow>(row); }
 json PairRow::ToJson() const { return Write(*this); }
 absl::StatusOr<PairRow> PairRow::FromJson(const json& row) { return Read<PairRow>(row); }
+json GroupRow::ToJson() const { return Write(*this); }
+absl::StatusOr<GroupRow> GroupRow::FromJson(const json& row) { return Read<GroupRow>(row); }
 json AnsweredRow::ToJson() const { return Write(*this); }
 absl::StatusOr<AnsweredRow> AnsweredRow::FromJson(const json& row) {
   return Read<AnsweredRow>(row);

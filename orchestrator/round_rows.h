@@ -1,5 +1,6 @@
 // The rows of a round's files (orchestrator/run_dir.h): samples.jsonl, judgments.jsonl (pairwise
-// or side-by-side), pairs.jsonl, judgments.partial.jsonl and the eval answers (base_eval.jsonl,
+// or side-by-side), pairs.jsonl, groups.jsonl, judgments.partial.jsonl and the eval
+// answers (base_eval.jsonl,
 // iter_NNN/eval_answers.jsonl). One struct per row kind, whose fields round_rows.cc lists once for
 // both directions: ToJson is the row as the runner writes it (an nlohmann::json object, whose keys
 // are sorted, so the bytes do not depend on the order fields are set; std::optional fields are
@@ -94,6 +95,26 @@ struct PairRow {
 
   nlohmann::json ToJson() const;
   static absl::StatusOr<PairRow> FromJson(const nlohmann::json& row);
+};
+
+// One response of a groups.jsonl row.
+struct GroupResponse {
+  std::string text;
+  double reward = 0;                       // the recipe's reward (docs/algorithms.md)
+  std::optional<double> proposal_logprob;  // the sampler's log π_t(y|x) (samples.jsonl logprob)
+  bool finished = true;                    // false: cut at max_new_tokens (trained without EOS)
+};
+
+// groups.jsonl (listwise recipes brain, rrhf): one training group per prompt (services/trainer
+// reads it).
+struct GroupRow {
+  std::string prompt;
+  std::vector<GroupResponse> responses;
+  std::optional<int64_t> source_index;  // the prompt's index in its round
+  std::optional<int> source_round;      // the round that built it
+
+  nlohmann::json ToJson() const;
+  static absl::StatusOr<GroupRow> FromJson(const nlohmann::json& row);
 };
 
 // judgments.partial.jsonl: an answered comparison kept when a judge stage failed its checks.

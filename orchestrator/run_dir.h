@@ -36,6 +36,7 @@ class RunDir {
   std::string Samples(int t) const { return JoinPath(Round(t), "samples.jsonl"); }
   std::string Judgments(int t) const { return JoinPath(Round(t), "judgments.jsonl"); }
   std::string Pairs(int t) const { return JoinPath(Round(t), "pairs.jsonl"); }
+  std::string Groups(int t) const { return JoinPath(Round(t), "groups.jsonl"); }  // listwise
   std::string Train(int t) const { return JoinPath(Round(t), "train.json"); }
   std::string Eval(int t) const { return JoinPath(Round(t), "eval.json"); }
   std::string ValidationAnswers(int t) const {

@@ -1,5 +1,6 @@
 // The pairs stage: the recipe's training pairs from the round's samples and judgments, with
-// earlier rounds' own pairs mixed back in (pairs.jsonl).
+// earlier rounds' own pairs mixed back in (pairs.jsonl); for a listwise recipe, its groups
+// (groups.jsonl).
 #include <map>
 #include <set>
 #include <utility>
@@ -105,16 +106,48 @@ std::vector<PairRow> BuildPairs(const Recipe& recipe, int t, const std::vector<S
   return rows;
 }
 
-// Earlier rounds' own pairs mixed back in (not re-sampled), per the recipe: how many.
-absl::StatusOr<int> MixEarlierPairs(const StageContext& ctx, int t, std::vector<PairRow>* rows) {
+// The round's own groups (listwise recipes), prompt by prompt: every sample with its reward and
+// its sampler log-prob (brain's proposal). Empty responses are dropped (the trainer scores
+// nothing but EOS for them; they still count in the rewards), and a group left with fewer than 2.
+std::vector<GroupRow> BuildGroups(const Recipe& recipe, int t,
+                                  const std::vector<SampleRow>& samples, PromptJudgments& judged,
+                                  int* dropped_empty) {
+  std::vector<GroupRow> rows;
+  for (const SampleRow& row : samples) {
+    const std::vector<double> rewards =
+        recipe.GroupRewards(RoundFromRow(row), judged.by_prompt[row.index]);
+    if (rewards.size() != row.samples.size()) continue;
+    GroupRow group;
+    group.prompt = row.prompt;
+    for (size_t k = 0; k < row.samples.size(); ++k) {
+      const SampledText& s = row.samples[k];
+      if (s.text.empty()) {
+        ++*dropped_empty;
+        continue;
+      }
+      group.responses.push_back({s.text, rewards[k], s.logprob, s.finished});
+    }
+    if (group.responses.size() < 2) continue;
+    group.source_index = row.index;
+    group.source_round = t;
+    rows.push_back(std::move(group));
+  }
+  return rows;
+}
+
+// Earlier rounds' own rows (pairs or groups) mixed back in (not re-sampled), per the recipe: how
+// many. `path` names round s's file.
+template <typename Row>
+absl::StatusOr<int> MixEarlier(const StageContext& ctx, int t,
+                               std::string (RunDir::*path)(int) const, std::vector<Row>* rows) {
   int mixed = 0;
   const std::vector<double> mix = ctx.recipe().MixPrevious();
   for (size_t k = 0; k < mix.size(); ++k) {
     const int s_round = t - 1 - static_cast<int>(k);
     if (s_round < 1 || mix[k] <= 0) continue;
-    SPAR_ASSIGN_OR_RETURN(std::vector<PairRow> prev, ReadRows<PairRow>(ctx.dir().Pairs(s_round)));
-    std::vector<PairRow> own;
-    for (PairRow& p : prev) {
+    SPAR_ASSIGN_OR_RETURN(std::vector<Row> prev, ReadRows<Row>((ctx.dir().*path)(s_round)));
+    std::vector<Row> own;
+    for (Row& p : prev) {
       if (p.source_round.value_or(s_round) == s_round) own.push_back(std::move(p));
     }
     for (size_t i :
@@ -126,6 +159,26 @@ absl::StatusOr<int> MixEarlierPairs(const StageContext& ctx, int t, std::vector<
   return mixed;
 }
 
+// Listwise recipes: groups.jsonl instead of pairs.jsonl.
+absl::Status StageGroups(StageContext& ctx, int t, const std::vector<SampleRow>& samples,
+                         PromptJudgments& judged) {
+  int dropped_empty = 0;
+  std::vector<GroupRow> rows = BuildGroups(ctx.recipe(), t, samples, judged, &dropped_empty);
+  FaultHold(t, "pairs");  // test-only: groups built, nothing written yet
+  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlier(ctx, t, &RunDir::Groups, &rows));
+  SPAR_RETURN_IF_ERROR(WriteRows(ctx.dir().Groups(t), rows));
+  const int kept = static_cast<int>(rows.size());
+  ctx.UpdateJob([&](v1::Job& job) {
+    job.mutable_rounds(t - 1)->set_pairs_kept(kept);
+    job.mutable_rounds(t - 1)->set_pairs_mixed(mixed);
+  });
+  ctx.Emit(t, "pairs", "progress", kept, kept,
+           absl::StrFormat("%d groups kept (%d from earlier rounds), %d failed judgments excluded, "
+                           "%d empty responses dropped",
+                           kept, mixed, judged.failed, dropped_empty));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status StagePairs(StageContext& ctx, int t) {
@@ -133,10 +186,11 @@ absl::Status StagePairs(StageContext& ctx, int t) {
   SPAR_ASSIGN_OR_RETURN(std::vector<SampleRow> samples, ReadRows<SampleRow>(dir.Samples(t)));
   SPAR_ASSIGN_OR_RETURN(PromptJudgments judged,
                         ReadJudgments(dir.Judgments(t), ctx.recipe().ScoresSideBySide()));
+  if (ctx.recipe().Listwise()) return StageGroups(ctx, t, samples, judged);
   int dropped_empty = 0;
   std::vector<PairRow> rows = BuildPairs(ctx.recipe(), t, samples, judged, &dropped_empty);
   FaultHold(t, "pairs");  // test-only: pairs built, nothing written yet
-  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlierPairs(ctx, t, &rows));
+  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlier(ctx, t, &RunDir::Pairs, &rows));
   SPAR_RETURN_IF_ERROR(WriteRows(dir.Pairs(t), rows));
   const int kept = static_cast<int>(rows.size());
   ctx.UpdateJob([&](v1::Job& job) {

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "orchestrator/internal/stages.h"
 #include "orchestrator/training_config.h"
+#include "trainer/train_config.h"
 
 namespace spar::orchestrator::internal {
 namespace {
@@ -47,7 +48,11 @@ v1::StartTrainingRequest TrainRequest(const StageContext& ctx, int t, const std:
   v1::StartTrainingRequest req;
   req.set_idempotency_key(ctx.Key(t, "train"));
   req.set_init_checkpoint(policy);
-  req.set_pairs_path(dir.Pairs(t));
+  if (ctx.recipe().Listwise()) {
+    req.set_groups_path(dir.Groups(t));
+  } else {
+    req.set_pairs_path(dir.Pairs(t));
+  }
   req.set_output_checkpoint(dir.Checkpoint(t));
   req.set_chat_template(ctx.spec().chat_template());
   *req.mutable_config() = RoundTrainingConfig(ctx.spec(), t);
@@ -55,18 +60,33 @@ v1::StartTrainingRequest TrainRequest(const StageContext& ctx, int t, const std:
   if (ctx.spec().algorithm() == "mpo") {
     req.mutable_config()->set_magnet_checkpoint(MagnetFor(ctx, t));
   }
+  if (trainer::UsesPrior(req.config().loss())) {
+    req.mutable_config()->set_prior_checkpoint(ctx.PolicyFor(1));  // brain's π_SFT: π_0
+  }
   return req;
+}
+
+// How many pairs (listwise: groups) round t trains on.
+absl::StatusOr<size_t> TrainingRows(const StageContext& ctx, int t) {
+  if (ctx.recipe().Listwise()) {
+    SPAR_ASSIGN_OR_RETURN(std::vector<GroupRow> groups, ReadRows<GroupRow>(ctx.dir().Groups(t)));
+    return groups.size();
+  }
+  SPAR_ASSIGN_OR_RETURN(std::vector<PairRow> pairs, ReadRows<PairRow>(ctx.dir().Pairs(t)));
+  return pairs.size();
 }
 
 }  // namespace
 
 absl::Status StageTrain(StageContext& ctx, int t, const std::string& policy) {
   const RunDir dir = ctx.dir();
-  SPAR_ASSIGN_OR_RETURN(std::vector<PairRow> pairs, ReadRows<PairRow>(dir.Pairs(t)));
-  if (pairs.empty()) {
+  SPAR_ASSIGN_OR_RETURN(const size_t rows, TrainingRows(ctx, t));
+  if (rows == 0) {
     // Nothing to learn from: pi_{t+1} = pi_t.
     SPAR_RETURN_IF_ERROR(CopyCheckpoint(policy, dir.Checkpoint(t)));
-    return WriteJsonFileAtomic(dir.Train(t), {{"skipped", true}, {"reason", "no pairs"}});
+    return WriteJsonFileAtomic(
+        dir.Train(t),
+        {{"skipped", true}, {"reason", ctx.recipe().Listwise() ? "no groups" : "no pairs"}});
   }
   SPAR_ASSIGN_OR_RETURN(v1::TrainingEvent last,
                         ctx.ports().trainer->Train(

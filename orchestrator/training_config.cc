@@ -60,6 +60,7 @@ trainer::TrainConfig ToTrainConfig(const v1::TrainingConfig& c) {
   if (c.has_mpo_alpha()) out.mpo_alpha = c.mpo_alpha();
   if (c.has_mpo_eta()) out.mpo_eta = c.mpo_eta();
   if (c.has_magnet_checkpoint()) out.magnet_checkpoint = c.magnet_checkpoint();
+  if (c.has_prior_checkpoint()) out.prior_checkpoint = c.prior_checkpoint();
   if (c.has_optimizer()) out.optimizer = c.optimizer();
   if (c.has_lr_scheduler()) out.lr_scheduler = c.lr_scheduler();
   if (c.has_warmup_ratio()) out.warmup_ratio = c.warmup_ratio();

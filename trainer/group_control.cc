@@ -34,6 +34,14 @@ absl::Status SendShutdownCommand(ProcessGroup& group) {
   return group.BroadcastFromRank0(&message, kControlTimeout);
 }
 
+absl::StatusOr<TrainResult> RunTrainJob(const TrainJob& job, const ProgressCallback& on_progress) {
+  if (IsListwiseLoss(job.config.loss)) {
+    return TrainListwise(job.init_checkpoint, job.groups, job.config, job.output_checkpoint,
+                         on_progress);
+  }
+  return TrainDpo(job.init_checkpoint, job.pairs, job.config, job.output_checkpoint, on_progress);
+}
+
 absl::Status RunGroupWorker(ProcessGroup& group, const DecodeTrainCommand& decode) {
   const std::string who = absl::StrCat("trainer rank ", group.rank(), "/", group.world_size());
   SPAR_LOG(Info) << who << ": waiting for rank 0's requests";
@@ -61,8 +69,7 @@ absl::Status RunGroupWorker(ProcessGroup& group, const DecodeTrainCommand& decod
     if (*failed > 0) continue;
     job.config.distributed.group = &group;
     SPAR_LOG(Info) << who << ": training " << job.key;
-    absl::StatusOr<TrainResult> result =
-        TrainDpo(job.init_checkpoint, job.pairs, job.config, job.output_checkpoint);
+    absl::StatusOr<TrainResult> result = RunTrainJob(job);
     if (result.ok()) {
       SPAR_LOG(Info) << who << ": " << job.key << " done, " << result->steps << " steps";
     } else {

@@ -34,8 +34,13 @@ struct TrainJob {
   std::string init_checkpoint;
   std::string output_checkpoint;
   TrainConfig config;
-  std::vector<PreferencePair> pairs;
+  std::vector<PreferencePair> pairs;  // a pairwise loss
+  std::vector<ListwiseGroup> groups;  // a listwise loss
 };
+
+// Trains `job`: TrainListwise for a listwise loss, TrainDpo otherwise.
+absl::StatusOr<TrainResult> RunTrainJob(const TrainJob& job,
+                                        const ProgressCallback& on_progress = nullptr);
 // Reads a train command's request bytes into *job; an error when this rank cannot train it
 // (job->key, when known, still names it in the log).
 using DecodeTrainCommand = std::function<absl::Status(const std::string& request, TrainJob* job)>;

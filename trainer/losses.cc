@@ -10,11 +10,22 @@ namespace spar::trainer {
 namespace {
 
 constexpr std::pair<LossKind, const char*> kLossNames[] = {
-    {LossKind::kDpo, "dpo"},     {LossKind::kCdpo, "cdpo"}, {LossKind::kRobust, "robust"},
-    {LossKind::kDno, "dno"},     {LossKind::kIpo, "ipo"},   {LossKind::kIpoSum, "ipo_sum"},
-    {LossKind::kHinge, "hinge"}, {LossKind::kSppo, "sppo"}, {LossKind::kSppoHard, "sppo_hard"},
-    {LossKind::kSimpo, "simpo"}, {LossKind::kMpo, "mpo"},   {LossKind::kMpoPg, "mpo_pg"},
+    {LossKind::kDpo, "dpo"},
+    {LossKind::kCdpo, "cdpo"},
+    {LossKind::kRobust, "robust"},
+    {LossKind::kDno, "dno"},
+    {LossKind::kIpo, "ipo"},
+    {LossKind::kIpoSum, "ipo_sum"},
+    {LossKind::kHinge, "hinge"},
+    {LossKind::kSppo, "sppo"},
+    {LossKind::kSppoHard, "sppo_hard"},
+    {LossKind::kSimpo, "simpo"},
+    {LossKind::kMpo, "mpo"},
+    {LossKind::kMpoPg, "mpo_pg"},
     {LossKind::kSft, "sft"},
+    {LossKind::kBrain, "brain"},
+    {LossKind::kBrainNoBaseline, "brain_no_baseline"},
+    {LossKind::kRrhf, "rrhf"},
 };
 
 torch::Tensor F32(const torch::Tensor& t) { return t.to(torch::kFloat32); }
@@ -35,8 +46,13 @@ const char* LossName(LossKind kind) {
   return "?";
 }
 
-bool NeedsReference(LossKind kind) { return kind != LossKind::kSimpo && kind != LossKind::kSft; }
-bool IsPairwise(LossKind kind) { return kind != LossKind::kSft; }
+bool NeedsReference(LossKind kind) {
+  return kind != LossKind::kSimpo && kind != LossKind::kSft && kind != LossKind::kRrhf;
+}
+bool IsPairwise(LossKind kind) { return kind != LossKind::kSft && !IsListwise(kind); }
+bool IsListwise(LossKind kind) {
+  return kind == LossKind::kBrain || kind == LossKind::kBrainNoBaseline || kind == LossKind::kRrhf;
+}
 
 PairTargets TargetsFromJudgeData(std::optional<double> p, std::optional<double> chosen_win_rate,
                                  std::optional<double> rejected_win_rate) {
@@ -140,6 +156,10 @@ torch::Tensor ReferenceLoss(LossKind kind, const PairLossInputs& in, const LossP
     case LossKind::kSimpo:
     case LossKind::kSft:
       break;  // reference-free
+    case LossKind::kBrain:
+    case LossKind::kBrainNoBaseline:
+    case LossKind::kRrhf:
+      break;  // listwise: PairLoss refuses them
   }
   return torch::Tensor();
 }
@@ -147,6 +167,8 @@ torch::Tensor ReferenceLoss(LossKind kind, const PairLossInputs& in, const LossP
 }  // namespace
 
 PairLossOutput PairLoss(LossKind kind, const PairLossInputs& in, const LossParams& params) {
+  TORCH_CHECK(!IsListwise(kind), "PairLoss: \"", LossName(kind),
+              "\" is a listwise loss (trainer/listwise_losses.h)");
   PairLossOutput out;
   torch::Tensor losses;
   if (!NeedsReference(kind)) {

@@ -30,6 +30,10 @@ enum class LossKind {
   kMpo,       // ([ρ_k(y_w) - ρ_k(y_l)] - η(q̂_w - q̂_l)/(1+αη))², §5 batched regression
   kMpoPg,     // REINFORCE with A(y) = P̂(y ≻ ·) - ½ and token-level KL to magnet and π_k, §5
   kSft,       // -ℓ_θ(y_w)/|y_w|
+  // Listwise (trainer/listwise_losses.h; trained by TrainListwise on groups, never by PairLoss).
+  kBrain,            // BrainLoss, self-normalized baseline (reference = the prior π_SFT)
+  kBrainNoBaseline,  // BrainLoss, the paper's "without baseline" ablation
+  kRrhf,             // RrhfLoss, reference-free
 };
 
 // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "ipo_sum" | "hinge" | "sppo" | "sppo_hard" |
@@ -40,6 +44,7 @@ const char* LossName(LossKind kind);
 bool NeedsReference(LossKind kind);
 // True for losses that use the rejected response (all but sft).
 bool IsPairwise(LossKind kind);
+bool IsListwise(LossKind kind);
 
 struct LossParams {
   double beta = 0.1;                    // β (DNO's η; SPPO's η = 1/β)

@@ -90,6 +90,15 @@ absl::Status ValidateChoices(const TrainConfig& c, const Rules& r) {
     return r.Bad("magnet_checkpoint",
                  absl::StrCat("is only used by mpo / mpo_pg, got loss \"", c.loss, "\""));
   }
+  if (!c.prior_checkpoint.empty() && !UsesPrior(c.loss)) {
+    return r.Bad(
+        "prior_checkpoint",
+        absl::StrCat("is only used by brain / brain_no_baseline, got loss \"", c.loss, "\""));
+  }
+  if (IsListwiseLoss(c.loss) && c.nll_weight != 0) {
+    return r.Bad("nll_weight", absl::StrCat("must be 0 for the listwise loss \"", c.loss,
+                                            "\" (rrhf has its own SFT term), got ", c.nll_weight));
+  }
   if (c.optimizer != "adamw" && c.optimizer != "rmsprop") {
     return r.Unknown("optimizer",
                      absl::StrCat("unknown optimizer \"", c.optimizer, "\" (adamw | rmsprop)"));
@@ -121,8 +130,8 @@ absl::Status ValidateDistributed(const DistributedConfig& d, const Rules& r) {
 
 const std::vector<std::string>& KnownLosses() {
   static const std::vector<std::string> kLosses = {
-      "dpo",  "cdpo",      "robust", "dno", "ipo",    "ipo_sum", "hinge",
-      "sppo", "sppo_hard", "simpo",  "mpo", "mpo_pg", "sft"};
+      "dpo",   "cdpo", "robust", "dno", "ipo",   "ipo_sum",           "hinge", "sppo", "sppo_hard",
+      "simpo", "mpo",  "mpo_pg", "sft", "brain", "brain_no_baseline", "rrhf"};
   return kLosses;
 }
 
@@ -134,6 +143,10 @@ bool IsKnownLoss(const std::string& name) {
 }
 
 bool UsesMagnet(const std::string& loss) { return loss == "mpo" || loss == "mpo_pg"; }
+
+bool IsListwiseLoss(const std::string& loss) { return UsesPrior(loss) || loss == "rrhf"; }
+
+bool UsesPrior(const std::string& loss) { return loss == "brain" || loss == "brain_no_baseline"; }
 
 absl::Status Validate(const TrainConfig& c, const std::string& prefix) {
   const Rules r(prefix);

@@ -39,11 +39,13 @@ struct DistributedConfig {
 };
 
 struct TrainConfig {
-  // "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "ipo_sum" | "hinge" | "sppo" | "sppo_hard" |
-  // "simpo" | "mpo" | "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"). Formulas:
-  // trainer/losses.h.
+  // Pairwise: "dpo" | "cdpo" | "robust" | "dno" | "ipo" | "ipo_sum" | "hinge" | "sppo" |
+  // "sppo_hard" | "simpo" | "mpo" | "mpo_pg" | "sft" (TrainDpo: all; TrainSft: "sft"); formulas:
+  // trainer/losses.h. Listwise (TrainListwise): "brain" | "brain_no_baseline" | "rrhf";
+  // formulas: trainer/listwise_losses.h.
   std::string loss = "dpo";
-  double beta = 0.1;             // β on the log-ratio margin (DNO's η; SPPO: η = 1/β)
+  double beta = 0.1;  // β on the log-ratio margin (DNO's η; SPPO: η = 1/β); brain: the reward
+                      // temperature of the target π_SFT·exp(r/β)
   double learning_rate = 1e-4;   // peak optimizer step size
   double weight_decay = 0.0;     // decoupled (AdamW) / L2 (RMSprop) weight decay; 0 = none
   int epochs = 1;                // passes over the data
@@ -53,10 +55,11 @@ struct TrainConfig {
   uint64_t seed = 0;             // shuffle order (and torch's RNG)
   double label_smoothing = 0.1;  // ε of cdpo and robust, in [0, 0.5)
   double simpo_gamma = 1.6;      // γ (target margin) of simpo
-  double mpo_alpha = kDefaultMpoAlpha;    // α: magnet strength of mpo / mpo_pg (0.5)
-  double mpo_eta = kDefaultMpoEta;        // η: mirror-descent step of mpo / mpo_pg (11)
-  std::string magnet_checkpoint;          // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
-  std::string optimizer = "adamw";        // "adamw" | "rmsprop" (torch defaults otherwise)
+  double mpo_alpha = kDefaultMpoAlpha;  // α: magnet strength of mpo / mpo_pg (0.5)
+  double mpo_eta = kDefaultMpoEta;      // η: mirror-descent step of mpo / mpo_pg (11)
+  std::string magnet_checkpoint;        // mpo / mpo_pg: frozen magnet π_mag; empty = π_t itself
+  std::string prior_checkpoint;     // brain*: the prior π_SFT of the target; empty = π_t itself
+  std::string optimizer = "adamw";  // "adamw" | "rmsprop" (torch defaults otherwise)
   std::string lr_scheduler = "constant";  // "constant" | "linear" | "cosine" (after warmup)
   double warmup_ratio = 0.0;  // warmup steps = ceil(ratio * total) when warmup_steps = 0
   int warmup_steps = 0;       // linear warmup from 0 (HF convention); 0 = use warmup_ratio
@@ -86,9 +89,18 @@ struct TrainConfig {
 // finite; counts are bounded by the kMax* limits above.
 absl::Status Validate(const TrainConfig& config, const std::string& prefix = "train");
 
-// The loss names TrainDpo accepts ("dpo", "cdpo", ..., "sft"; trainer/losses.h has the formulas).
+// The loss names TrainDpo and TrainListwise accept ("dpo", "cdpo", ..., "sft", then the listwise
+// "brain", "brain_no_baseline", "rrhf").
 const std::vector<std::string>& KnownLosses();
 bool IsKnownLoss(const std::string& name);
+
+// Whether `loss` trains on listwise groups (TrainListwise: brain, brain_no_baseline, rrhf) rather
+// than on pairs (TrainDpo).
+bool IsListwiseLoss(const std::string& loss);
+
+// Whether `loss` weighs its targets by a prior π_SFT (brain, brain_no_baseline): the only losses
+// that accept prior_checkpoint.
+bool UsesPrior(const std::string& loss);
 
 // Whether `loss` trains against a magnet π_mag (mpo / mpo_pg, ALGORITHMS.md §MPO): the only losses
 // that accept magnet_checkpoint, and the ones algorithm "mpo" requires.

@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <optional>
 
@@ -16,6 +17,46 @@ namespace {
 absl::Status CheckText(const std::string& text, const char* list, size_t i, const char* field) {
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(list, "[", i, "].", field, " is empty"));
+  }
+  return absl::OkStatus();
+}
+
+// Listwise losses train on groups (TrainListwise), the others on pairs.
+absl::Status CheckLossShape(const TrainConfig& config, bool listwise) {
+  if (IsListwiseLoss(config.loss) == listwise) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "train.loss: \"", config.loss, "\" is ", listwise ? "not a listwise loss" : "listwise",
+      listwise ? " (brain, brain_no_baseline, rrhf train on groups)"
+               : ": it trains on groups (TrainListwise, StartTrainingRequest.groups_path)"));
+}
+
+// One listwise group: at least two responses, each a non-empty text with a finite reward and,
+// when `needs_proposal`, a finite proposal log-prob <= 0.
+absl::Status CheckGroup(const ListwiseGroup& group, size_t g, bool needs_proposal) {
+  SPAR_RETURN_IF_ERROR(CheckText(group.prompt, "groups", g, "prompt"));
+  if (group.responses.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("groups[", g, "].responses: has ",
+                                                   group.responses.size(),
+                                                   " response(s); a group needs at least 2"));
+  }
+  for (size_t k = 0; k < group.responses.size(); ++k) {
+    const ListwiseResponse& r = group.responses[k];
+    const std::string where = absl::StrCat("groups[", g, "].responses[", k, "]");
+    if (r.text.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ".text is empty"));
+    if (!std::isfinite(r.reward)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".reward must be finite, got ", r.reward));
+    }
+    if (!needs_proposal) continue;
+    if (!r.proposal_logprob.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".proposal_logprob is required by brain (the sampler's log q(y|x))"));
+    }
+    if (!std::isfinite(*r.proposal_logprob) || *r.proposal_logprob > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".proposal_logprob must be a finite log-probability (<= 0), got ",
+                       *r.proposal_logprob));
+    }
   }
   return absl::OkStatus();
 }
@@ -68,6 +109,7 @@ absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const TrainConfig& config, const std::string& out_checkpoint,
                                      const ProgressCallback& on_progress) {
   SPAR_RETURN_IF_ERROR(Validate(config));
+  SPAR_RETURN_IF_ERROR(CheckLossShape(config, /*listwise=*/false));
   if (pairs.empty()) return absl::InvalidArgumentError("pairs: no preference pairs to train on");
   const bool pairwise = config.loss != "sft";
   for (size_t i = 0; i < pairs.size(); ++i) {
@@ -78,7 +120,22 @@ absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
     SPAR_RETURN_IF_ERROR(CheckProbability(pairs[i].chosen_win_rate, i, "chosen_win_rate"));
     SPAR_RETURN_IF_ERROR(CheckProbability(pairs[i].rejected_win_rate, i, "rejected_win_rate"));
   }
-  return internal::RunTraining("TrainDpo", init_checkpoint, pairs, config, out_checkpoint,
+  return internal::RunTraining("TrainDpo", init_checkpoint, pairs, {}, config, out_checkpoint,
+                               on_progress);
+}
+
+absl::StatusOr<TrainResult> TrainListwise(const std::string& init_checkpoint,
+                                          const std::vector<ListwiseGroup>& groups,
+                                          const TrainConfig& config,
+                                          const std::string& out_checkpoint,
+                                          const ProgressCallback& on_progress) {
+  SPAR_RETURN_IF_ERROR(Validate(config));
+  SPAR_RETURN_IF_ERROR(CheckLossShape(config, /*listwise=*/true));
+  if (groups.empty()) return absl::InvalidArgumentError("groups: no groups to train on");
+  for (size_t g = 0; g < groups.size(); ++g) {
+    SPAR_RETURN_IF_ERROR(CheckGroup(groups[g], g, UsesPrior(config.loss)));
+  }
+  return internal::RunTraining("TrainListwise", init_checkpoint, {}, groups, config, out_checkpoint,
                                on_progress);
 }
 
@@ -99,7 +156,7 @@ absl::StatusOr<TrainResult> TrainSft(const std::string& init_checkpoint,
     rows[i].prompt = examples[i].prompt;
     rows[i].chosen = examples[i].response;
   }
-  return internal::RunTraining("TrainSft", init_checkpoint, rows, config, out_checkpoint,
+  return internal::RunTraining("TrainSft", init_checkpoint, rows, {}, config, out_checkpoint,
                                on_progress);
 }
 

@@ -52,6 +52,23 @@ struct PreferencePair {
   bool rejected_finished = true;
 };
 
+// One response of a listwise group.
+struct ListwiseResponse {
+  std::string text;
+  double reward = 0;  // r(x, y): the judge's score of the response, any finite scale
+  // log q(y|x) of the policy that sampled it (the sampler's untempered sequence log-prob, in
+  // π_t's tokenization): brain's proposal. Required by brain and brain_no_baseline.
+  std::optional<double> proposal_logprob;
+  bool finished = true;  // false: cut at max_new_tokens (trained without EOS)
+};
+
+// Listwise training input (ALGORITHMS.md §9-§10): all the responses to one prompt, trained
+// together.
+struct ListwiseGroup {
+  std::string prompt;
+  std::vector<ListwiseResponse> responses;
+};
+
 struct SftExample {
   std::string prompt;
   std::string response;
@@ -96,6 +113,18 @@ absl::StatusOr<TrainResult> TrainDpo(const std::string& init_checkpoint,
                                      const std::vector<PreferencePair>& pairs,
                                      const TrainConfig& config, const std::string& out_checkpoint,
                                      const ProgressCallback& on_progress = nullptr);
+
+// Listwise training with config.loss "brain", "brain_no_baseline" or "rrhf"
+// (trainer/listwise_losses.h) on `groups` (batch_size counts groups): as TrainDpo otherwise. brain
+// weighs its targets by the prior π_SFT from config.prior_checkpoint (empty = init_checkpoint):
+// its log-probs are scored once before the first update, like TrainDpo's reference.
+// InvalidArgument naming groups[g].responses[k].field for a group with fewer than 2 responses, an
+// empty text, a non-finite reward, or (brain) a missing or non-finite proposal_logprob.
+absl::StatusOr<TrainResult> TrainListwise(const std::string& init_checkpoint,
+                                          const std::vector<ListwiseGroup>& groups,
+                                          const TrainConfig& config,
+                                          const std::string& out_checkpoint,
+                                          const ProgressCallback& on_progress = nullptr);
 
 // SFT: loss -log pi(y)/|y| over response tokens (bytes(response) + EOS), prompt masked.
 absl::StatusOr<TrainResult> TrainSft(const std::string& init_checkpoint,

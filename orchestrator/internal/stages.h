@@ -75,11 +75,13 @@ absl::Status StageJudge(StageContext& ctx, int t);
 absl::Status StageSampleAndJudge(StageContext& ctx, int t, const std::string& policy);
 
 // --- pairs (stage_pairs.cc) ---
-// Builds pairs.jsonl from the round's samples and judgments, with earlier rounds' pairs mixed in.
+// Builds pairs.jsonl (listwise recipes: groups.jsonl) from the round's samples and judgments, with
+// earlier rounds' rows mixed in.
 absl::Status StagePairs(StageContext& ctx, int t);
 
 // --- train (stage_train.cc) ---
-// Trains `policy` on pairs.jsonl into round t's checkpoint (a copy when there are no pairs).
+// Trains `policy` on pairs.jsonl (listwise: groups.jsonl) into round t's checkpoint (a copy when
+// there is nothing to train on).
 absl::Status StageTrain(StageContext& ctx, int t, const std::string& policy);
 
 // --- eval (stage_eval.cc) ---

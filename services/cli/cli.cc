@@ -56,7 +56,7 @@ constexpr int kExitNotFound = 4;
 
 const char kUsage[] =
     "usage: spar <command> [args]\n"
-    "  demo [--algo=dno|spin|dpo|sppo|mpo] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
+    "  demo [--algo=dno|spin|dpo|sppo|mpo|brain|rrhf] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
     "       [--preset=paper|self_play] [--spec_overrides=JSON]\n"
     "                                                   build the tiny model, run a job, print a "
     "table\n"

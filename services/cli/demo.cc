@@ -106,9 +106,12 @@ void PrintRoundTable(const v1::Job& job, std::FILE* out) {
   // Accuracy and win rates carry their 95% intervals (eval.json); acc_vs_pi0 compares each round
   // with pi_0 prompt by prompt (McNemar): a difference between rounds is real only where these
   // say so. val_* are the validation split's numbers, where the best round is chosen.
+  // Listwise recipes (brain, rrhf) train on groups and have no pairwise reward accuracy.
+  const bool listwise = job.spec().pairs().policy() == "listwise";
   std::fprintf(out, "%5s %7s %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s\n", "round",
-               "pairs", "train_loss", "reward_acc", "win_vs_pi0", "win_95ci", "greedy_acc",
-               "acc_95ci", "acc_vs_pi0", "mcnemar_p", "val_win", "val_acc", "seconds");
+               listwise ? "groups" : "pairs", "train_loss", "reward_acc", "win_vs_pi0", "win_95ci",
+               "greedy_acc", "acc_95ci", "acc_vs_pi0", "mcnemar_p", "val_win", "val_acc",
+               "seconds");
   std::fprintf(out, "%5d %7s %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s\n", 0, "-", "-",
                "-", "-", "-", Fmt(job.base_greedy_accuracy()).c_str(),
                job.base_greedy_accuracy() >= 0 ? Ci(job.base_greedy_accuracy_ci95()).c_str() : "-",
@@ -120,7 +123,8 @@ void PrintRoundTable(const v1::Job& job, std::FILE* out) {
     const bool acc = done && r.greedy_accuracy() >= 0;
     std::fprintf(out, "%5d %7d %10s %10s %11s %15s %10s %15s %10s %9s %8s %8s %8s%s\n", r.round(),
                  r.pairs_kept(), Fmt(r.train_loss(), "%.4f").c_str(),
-                 Fmt(r.reward_accuracy()).c_str(), done ? Fmt(r.win_rate_vs_base()).c_str() : "-",
+                 listwise ? "-" : Fmt(r.reward_accuracy()).c_str(),
+                 done ? Fmt(r.win_rate_vs_base()).c_str() : "-",
                  done ? Ci(r.win_rate_vs_base_ci95()).c_str() : "-",
                  done ? Fmt(r.greedy_accuracy()).c_str() : "-",
                  acc ? Ci(r.greedy_accuracy_ci95()).c_str() : "-", acc ? VsBase(r).c_str() : "-",
@@ -187,11 +191,11 @@ int WatchJob(const std::string& address, const std::string& job_id, bool quiet,
     } else if (ev.kind() == "round_finished" && ev.has_job() && ev.round() >= 1 &&
                ev.round() <= ev.job().rounds_size()) {
       const v1::RoundSummary& r = ev.job().rounds(ev.round() - 1);
-      std::printf(
-          "  round %d finished: %d pairs, loss %.4f, reward acc %.3f, win vs pi0 %.3f, "
-          "greedy acc %.3f\n",
-          ev.round(), r.pairs_kept(), r.train_loss(), r.reward_accuracy(), r.win_rate_vs_base(),
-          r.greedy_accuracy());
+      const bool listwise = ev.job().spec().pairs().policy() == "listwise";
+      std::printf("  round %d finished: %d %s, loss %.4f, %swin vs pi0 %.3f, greedy acc %.3f\n",
+                  ev.round(), r.pairs_kept(), listwise ? "groups" : "pairs", r.train_loss(),
+                  listwise ? "" : absl::StrFormat("reward acc %.3f, ", r.reward_accuracy()).c_str(),
+                  r.win_rate_vs_base(), r.greedy_accuracy());
       std::fflush(stdout);
     }
   }
@@ -327,8 +331,10 @@ int RunDemo(const Args& args) {
     return 2;
   }
   const std::string algo = args.Get("algo", "dno");
-  if (algo != "dno" && algo != "spin" && algo != "dpo" && algo != "sppo" && algo != "mpo") {
-    std::fprintf(stderr, "spar demo: --algo must be dno, spin, dpo, sppo or mpo, got \"%s\"\n",
+  if (algo != "dno" && algo != "spin" && algo != "dpo" && algo != "sppo" && algo != "mpo" &&
+      algo != "brain" && algo != "rrhf") {
+    std::fprintf(stderr,
+                 "spar demo: --algo must be dno, spin, dpo, sppo, mpo, brain or rrhf, got \"%s\"\n",
                  algo.c_str());
     return 2;
   }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "orchestrator/training_config.h"
+#include "trainer/groups_file.h"
 #include "trainer/pairs_file.h"
 #include "trainer/trainer.h"
 
@@ -24,7 +25,12 @@ absl::Status ToTrainJob(const v1::StartTrainingRequest& request, trainer::TrainJ
   job->output_checkpoint = request.output_checkpoint();
   SPAR_ASSIGN_OR_RETURN(job->config, ToTrainConfig(request.config()));
   job->config.chat_template = request.chat_template();
-  SPAR_ASSIGN_OR_RETURN(job->pairs, trainer::ReadPairsFile(request.pairs_path(), "pairs_path"));
+  if (trainer::IsListwiseLoss(job->config.loss)) {
+    SPAR_ASSIGN_OR_RETURN(job->groups,
+                          trainer::ReadGroupsFile(request.groups_path(), "groups_path"));
+  } else {
+    SPAR_ASSIGN_OR_RETURN(job->pairs, trainer::ReadPairsFile(request.pairs_path(), "pairs_path"));
+  }
   return absl::OkStatus();
 }
 

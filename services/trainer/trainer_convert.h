@@ -16,7 +16,8 @@ namespace spar::services {
 absl::StatusOr<trainer::TrainConfig> ToTrainConfig(const v1::TrainingConfig& c);
 
 // What every rank needs to train `request`: its config (with the chat template) and the pairs
-// read from pairs_path. job->key is set first, so it names the request even on failure.
+// read from pairs_path (or, for a listwise loss, the groups read from groups_path). job->key is set
+// first, so it names the request even on failure.
 absl::Status ToTrainJob(const v1::StartTrainingRequest& request, trainer::TrainJob* job);
 
 v1::TrainingEvent ToProto(const trainer::RunEvent& event);

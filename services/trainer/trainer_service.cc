@@ -23,16 +23,27 @@ namespace {
 // field otherwise) and refuses an output that exists and is not a checkpoint Spar wrote.
 absl::Status ConfinePaths(const AccessPolicy& access, v1::StartTrainingRequest& r) {
   SPAR_ASSIGN_OR_RETURN(std::string init, access.Confine(r.init_checkpoint(), "init_checkpoint"));
-  SPAR_ASSIGN_OR_RETURN(std::string pairs, access.Confine(r.pairs_path(), "pairs_path"));
   SPAR_ASSIGN_OR_RETURN(std::string out,
                         access.Confine(r.output_checkpoint(), "output_checkpoint"));
   r.set_init_checkpoint(init);
-  r.set_pairs_path(pairs);
   r.set_output_checkpoint(out);
+  if (!r.pairs_path().empty()) {
+    SPAR_ASSIGN_OR_RETURN(std::string pairs, access.Confine(r.pairs_path(), "pairs_path"));
+    r.set_pairs_path(pairs);
+  }
+  if (!r.groups_path().empty()) {
+    SPAR_ASSIGN_OR_RETURN(std::string groups, access.Confine(r.groups_path(), "groups_path"));
+    r.set_groups_path(groups);
+  }
   if (r.config().has_magnet_checkpoint() && !r.config().magnet_checkpoint().empty()) {
     SPAR_ASSIGN_OR_RETURN(std::string magnet, access.Confine(r.config().magnet_checkpoint(),
                                                              "config.magnet_checkpoint"));
     r.mutable_config()->set_magnet_checkpoint(magnet);
+  }
+  if (r.config().has_prior_checkpoint() && !r.config().prior_checkpoint().empty()) {
+    SPAR_ASSIGN_OR_RETURN(std::string prior,
+                          access.Confine(r.config().prior_checkpoint(), "config.prior_checkpoint"));
+    r.mutable_config()->set_prior_checkpoint(prior);
   }
   if (PathExists(out) && !model::IsSparCheckpoint(out)) {
     return absl::FailedPreconditionError(
@@ -72,10 +83,18 @@ absl::Status ValidateRequest(const v1::StartTrainingRequest& r) {
     return absl::InvalidArgumentError(absl::StrCat(
         "init_checkpoint: no checkpoint at \"", r.init_checkpoint(), "\" (config.json missing)"));
   }
-  if (r.pairs_path().empty()) return absl::InvalidArgumentError("pairs_path is required");
-  if (!PathExists(r.pairs_path())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("pairs_path: not found: \"", r.pairs_path(), "\""));
+  // A listwise loss trains on groups_path, every other loss on pairs_path.
+  const bool listwise = trainer::IsListwiseLoss(r.config().has_loss() ? r.config().loss() : "dpo");
+  const char* field = listwise ? "groups_path" : "pairs_path";
+  const char* other = listwise ? "pairs_path" : "groups_path";
+  const std::string& path = listwise ? r.groups_path() : r.pairs_path();
+  if (!(listwise ? r.pairs_path() : r.groups_path()).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        other, ": must be empty for loss \"", r.config().loss(), "\" (it trains on ", field, ")"));
+  }
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (!PathExists(path)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not found: \"", path, "\""));
   }
   if (r.output_checkpoint().empty()) {
     return absl::InvalidArgumentError("output_checkpoint is required");
@@ -243,9 +262,8 @@ absl::StatusOr<trainer::TrainResult> TrainerService::Train(
     job.config.distributed.group = group_;
   }
   bool counted_resume = false;
-  return trainer::TrainDpo(
-      job.init_checkpoint, job.pairs, job.config, job.output_checkpoint,
-      [&](const trainer::TrainProgress& p) { return OnProgress(run, p, &counted_resume); });
+  return trainer::RunTrainJob(
+      job, [&](const trainer::TrainProgress& p) { return OnProgress(run, p, &counted_resume); });
 }
 
 bool TrainerService::OnProgress(const RunPtr& run, const trainer::TrainProgress& p,

@@ -15,6 +15,7 @@ single seed's round-over-round change is often inside that, which is why the tre
 the mean of three seeds (standard error about 0.016 per round mean).
 
 usage: recipes_test.py BIN_DIR WORK_DIR ALGO [--seeds=1,2,3] [--rounds=3]
+ALGO is a demo algorithm or one of VARIANTS (a demo algorithm with spec overrides).
 Writes WORK_DIR/ALGO.json with the per-seed table (used for docs/benchmarks.md).
 """
 import json
@@ -24,6 +25,16 @@ import shutil
 import subprocess
 import sys
 import time
+
+
+# Named variants for the benchmarks: (demo algorithm, --spec_overrides).
+VARIANTS = {
+    "brain_no_baseline": ("brain", '{"training": {"loss": "brain_no_baseline"}}'),
+    "dno_soft_all": ("dno", '{"pairs": {"policy": "dno_soft_all"}}'),
+}
+if os.environ.get("SPAR_RECIPE_OVERRIDES"):  # experiments: extra overrides for ALGO itself
+    VARIANTS["x"] = (os.environ["SPAR_RECIPE_ALGO"], os.environ["SPAR_RECIPE_OVERRIDES"])
+LISTWISE = ("brain", "rrhf")
 
 
 def fail(msg):
@@ -36,11 +47,13 @@ def run_seed(bin_dir, work, algo, seed, rounds):
     shutil.rmtree(runs, ignore_errors=True)
     out_path = os.path.join(work, f"{algo}-s{seed}.out")
     t0 = time.time()
+    demo_algo, overrides = VARIANTS.get(algo, (algo, None))
+    cmd = [os.path.join(bin_dir, "spar"), "demo", f"--algo={demo_algo}", f"--seed={seed}",
+           f"--rounds={rounds}", f"--cache_dir={os.path.join(work, 'cache')}", f"--runs_dir={runs}"]
+    if overrides:
+        cmd.append(f"--spec_overrides={overrides}")
     with open(out_path, "w") as out:
-        rc = subprocess.call([os.path.join(bin_dir, "spar"), "demo", f"--algo={algo}",
-                              f"--seed={seed}", f"--rounds={rounds}",
-                              f"--cache_dir={os.path.join(work, 'cache')}", f"--runs_dir={runs}"],
-                             stdout=out, stderr=subprocess.STDOUT)
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
     text = open(out_path).read()
     print(text[-3000:])
     if rc != 0:
@@ -56,7 +69,8 @@ def run_seed(bin_dir, work, algo, seed, rounds):
     evals = []
     for r in range(1, rounds + 1):
         it = os.path.join(job_dir, f"iter_{r:03d}")
-        for f in ("samples.jsonl", "judgments.jsonl", "pairs.jsonl", "eval.json",
+        rows_file = "groups.jsonl" if demo_algo in LISTWISE else "pairs.jsonl"
+        for f in ("samples.jsonl", "judgments.jsonl", rows_file, "eval.json",
                   "checkpoint/model.safetensors", "checkpoint/config.json"):
             if not os.path.exists(os.path.join(it, f)):
                 fail(f"{algo} seed {seed}: missing iter_{r:03d}/{f}")

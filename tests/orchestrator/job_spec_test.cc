@@ -100,6 +100,29 @@ TEST_F(JobSpecTest, SppoAndMpoDefaultsAndEveryTrainerLossAccepted) {
   }
 }
 
+TEST_F(JobSpecTest, ListwiseRecipesDefaultToTheirLossesAndUntemperedSampling) {
+  for (const char* algo : {"brain", "rrhf"}) {
+    auto spec = ParseJobSpecJson(
+        absl::StrCat(R"({"base_model": "models/base", "algorithm": ")", algo, R"("})"));
+    ASSERT_THAT(spec, IsOk());
+    v1::JobSpec s = WithDefaults(*spec);
+    EXPECT_EQ(s.pairs().policy(), "listwise") << algo;
+    EXPECT_EQ(s.training().loss(), algo);
+    EXPECT_EQ(s.sampling().num_samples(), 4);
+    EXPECT_EQ(s.sampling().temperature(), 1.0f);
+    EXPECT_EQ(s.sampling().top_p(), 1.0f);
+    EXPECT_DOUBLE_EQ(s.training().beta(), 0.1);
+    EXPECT_DOUBLE_EQ(s.training().nll_weight(), 0.0);
+    EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << algo << ": " << ValidateJobSpec(s, root_);
+  }
+  auto ablation = ParseJobSpecJson(
+      R"({"base_model": "models/base", "algorithm": "brain",
+          "training": {"loss": "brain_no_baseline"}})");
+  ASSERT_THAT(ablation, IsOk());
+  const v1::JobSpec s = WithDefaults(*ablation);
+  EXPECT_TRUE(ValidateJobSpec(s, root_).ok()) << ValidateJobSpec(s, root_);
+}
+
 TEST_F(JobSpecTest, SimpoDefaultsAreTheTablesOfAlgorithmsMd) {
   // ALGORITHMS.md's loss table: SimPO β 2.0, γ 1.6 (Meng et al.). The job spec writes β; γ is left
   // unset and the trainer's default applies, so a job trains what a StartTraining request does.
@@ -325,6 +348,39 @@ INSTANTIATE_TEST_SUITE_P(
                 R"({"base_model": "models/base", "algorithm": "mpo",
                     "round_training": [{"round": 1, "training": {"magnet_checkpoint": "models/base"}}]})",
                 "spec.round_training[0].training.magnet_checkpoint"},
+        // brain / rrhf train listwise on groups; their losses go with them and nowhere else.
+        BadSpec{
+            "brain_with_dpo_loss",
+            R"({"base_model": "models/base", "algorithm": "brain", "training": {"loss": "dpo"}})",
+            "spec.training.loss"},
+        BadSpec{
+            "rrhf_with_brain_loss",
+            R"({"base_model": "models/base", "algorithm": "rrhf", "training": {"loss": "brain"}})",
+            "spec.training.loss"},
+        BadSpec{"brain_loss_with_dno",
+                R"({"base_model": "models/base", "training": {"loss": "brain"}})",
+                "spec.training.loss"},
+        // brain's prior is pi_0, set by the runner; its proposal log-probs are untempered.
+        BadSpec{"prior_set_by_hand",
+                R"({"base_model": "models/base", "algorithm": "brain",
+                    "training": {"prior_checkpoint": "models/base"}})",
+                "spec.training.prior_checkpoint"},
+        BadSpec{"brain_tempered",
+                R"({"base_model": "models/base", "algorithm": "brain",
+                    "sampling": {"temperature": 0.7}})",
+                "spec.sampling.temperature"},
+        BadSpec{
+            "brain_top_p",
+            R"({"base_model": "models/base", "algorithm": "brain", "sampling": {"top_p": 0.9}})",
+            "spec.sampling.top_p"},
+        BadSpec{
+            "rrhf_with_nll",
+            R"({"base_model": "models/base", "algorithm": "rrhf", "training": {"nll_weight": 1}})",
+            "spec.training.nll_weight"},
+        BadSpec{"rrhf_with_pair_policy",
+                R"({"base_model": "models/base", "algorithm": "rrhf",
+                    "pairs": {"policy": "best_vs_worst"}})",
+                "spec.pairs.policy"},
         BadSpec{"magnet_refresh_zero",
                 R"({"base_model": "models/base", "algorithm": "mpo", "mpo_magnet_refresh": 0})",
                 "mpo_magnet_refresh"},

@@ -111,5 +111,40 @@ TEST(RecipeTest, RecipesByAlgorithm) {
   EXPECT_THAT(MakeRecipe(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// brain / rrhf: every pair judged; each sample's reward its SPPO win rate among the samples;
+// rrhf leaves out a prompt whose samples all tie.
+TEST(RecipeTest, ListwiseRewardsAreTheSamplesWinRates) {
+  for (const char* algo : {"brain", "rrhf"}) {
+    v1::JobSpec s;
+    s.set_algorithm(algo);
+    auto r = MakeRecipe(WithDefaults(s));
+    ASSERT_TRUE(r.ok()) << algo;
+    EXPECT_EQ((*r)->name(), algo);
+    EXPECT_TRUE((*r)->Listwise());
+    const PromptRound round{"1+2=", "3", {"3", "4", "3", "5"}, {}};
+    EXPECT_EQ((*r)->PairsToJudge(round).size(), 5u);  // texts 0 and 2 are equal
+    // "3" beats "4" and "5"; "4" ties "5"; equal texts are not judged (they tie).
+    const std::vector<PairJudgment> j = {{0, 1, 1.0, true},
+                                         {0, 3, 1.0, true},
+                                         {1, 2, 0.0, true},
+                                         {1, 3, 0.5, true},
+                                         {2, 3, 1.0, true}};
+    const std::vector<double> rewards = (*r)->GroupRewards(round, j);
+    ASSERT_EQ(rewards.size(), 4u);
+    // (0.5 self + 1 + 0.5 + 1) / 4, (0.5 + 0 + 0 + 0.5) / 4
+    EXPECT_DOUBLE_EQ(rewards[0], 0.75);
+    EXPECT_DOUBLE_EQ(rewards[1], 0.25);
+    EXPECT_DOUBLE_EQ(rewards[2], 0.75);
+    EXPECT_DOUBLE_EQ(rewards[3], 0.25);
+    EXPECT_TRUE((*r)->BuildPairs(round, j).empty());
+    const std::vector<PairJudgment> ties = {{0, 1, 0.5, true},
+                                            {0, 3, 0.5, true},
+                                            {1, 2, 0.5, true},
+                                            {1, 3, 0.5, true},
+                                            {2, 3, 0.5, true}};
+    EXPECT_EQ((*r)->GroupRewards(round, ties).size(), std::string(algo) == "rrhf" ? 0u : 4u);
+  }
+}
+
 }  // namespace
 }  // namespace spar::orchestrator

@@ -65,6 +65,26 @@ TEST(RoundRowsTest, JudgmentScorePairAnsweredAndEvalRowsRoundTrip) {
             R"("rejected_win_rate":0.3333333333333333,"source_index":7,"source_round":2})");
 }
 
+TEST(RoundRowsTest, GroupRowBytesAndRoundTrip) {
+  GroupRow g;
+  g.prompt = "1+1=";
+  g.responses.push_back({"2", 0.875, -1.5, true});
+  g.responses.push_back({"22", 0.375, std::nullopt, false});
+  g.source_index = 4;
+  g.source_round = 1;
+  EXPECT_EQ(Dump(g.ToJson()),
+            R"({"prompt":"1+1=","responses":[{"finished":true,"proposal_logprob":-1.5,)"
+            R"("reward":0.875,"text":"2"},{"finished":false,"reward":0.375,"text":"22"}],)"
+            R"("source_index":4,"source_round":1})");
+  absl::StatusOr<GroupRow> back = GroupRow::FromJson(g.ToJson());
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(Dump(back->ToJson()), Dump(g.ToJson()));
+  absl::StatusOr<GroupRow> bad = GroupRow::FromJson(
+      json::parse(R"({"prompt": "p", "responses": [{"text": "a", "reward": "1"}]})"));
+  EXPECT_EQ(bad.status().message(),
+            "field \"responses\": element 0: field \"reward\": not a number");
+}
+
 TEST(RoundRowsTest, ErrorsNameTheField) {
   absl::StatusOr<PairRow> missing = PairRow::FromJson(json::parse(R"({"prompt": "q"})"));
   EXPECT_TRUE(absl::IsDataLoss(missing.status()));

@@ -394,6 +394,19 @@ TEST_F(HostileRequestsTest, PathsOutsideTheDataRootAreRefusedNamingTheField) {
   training("output_checkpoint", [&](auto& r) { r.set_output_checkpoint("escape/new/ckpt"); });
   training("config.magnet_checkpoint",
            [&](auto& r) { r.mutable_config()->set_magnet_checkpoint(outside_model); });
+  auto listwise = [](v1::StartTrainingRequest& r) {
+    r.mutable_config()->set_loss("brain");
+    r.clear_pairs_path();
+  };
+  training("groups_path", [&](auto& r) {
+    listwise(r);
+    r.set_groups_path("../../../../etc/passwd");
+  });
+  training("config.prior_checkpoint", [&](auto& r) {
+    listwise(r);
+    r.set_groups_path(JoinPath(*root_, "groups.jsonl"));
+    r.mutable_config()->set_prior_checkpoint(outside_model);
+  });
   v1::LoadPolicyRequest load;
   load.set_policy(outside_model);
   cases.push_back({"/spar.v1.Sampler/LoadPolicy", load.SerializeAsString(), "policy"});

@@ -64,15 +64,16 @@ absl::Status CheckTokenizer(const std::string& dir, const model::Policy& policy,
   return CheckByteTokenizerIds(dir, policy.config(), field);
 }
 
-absl::Status LoadMagnet(const std::string& init_checkpoint, const std::string& dir,
-                        TrainInputs& in) {
-  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(dir, "magnet_checkpoint"));
-  SPAR_ASSIGN_OR_RETURN(in.magnet, LoadCheckpoint(dir, "train.magnet_checkpoint"));
-  SPAR_RETURN_IF_ERROR(CheckTokenizer(dir, *in.magnet, "magnet_checkpoint"));
-  // The magnet scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
+// The mpo magnet or brain's prior (`field`), loaded into in.magnet.
+absl::Status LoadFrozen(const std::string& init_checkpoint, const std::string& dir,
+                        const char* field, TrainInputs& in) {
+  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(dir, field));
+  SPAR_ASSIGN_OR_RETURN(in.magnet, LoadCheckpoint(dir, absl::StrCat("train.", field).c_str()));
+  SPAR_RETURN_IF_ERROR(CheckTokenizer(dir, *in.magnet, field));
+  // It scores the sequences tokenized by π_t's tokenizer: the ids must mean the same.
   if (in.magnet->TokenizerFingerprint() != in.policy->TokenizerFingerprint()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("train.magnet_checkpoint: mismatched tokenizer: \"", dir, "\" has ",
+        absl::StrCat("train.", field, ": mismatched tokenizer: \"", dir, "\" has ",
                      in.magnet->TokenizerDescription(), ", init_checkpoint \"", init_checkpoint,
                      "\" has ", in.policy->TokenizerDescription(),
                      " (token strings or special ids differ; both must use the same tokenizer)"));
@@ -80,32 +81,32 @@ absl::Status LoadMagnet(const std::string& init_checkpoint, const std::string& d
   return absl::OkStatus();
 }
 
-// pairs[i]'s prompt and `response` (its `field`) through π_t's tokenizer, then truncated.
-absl::Status TokenizeExample(const model::Policy& policy, const PreferencePair& pair, size_t i,
-                             const std::string& response, bool finished, const char* field,
-                             const TrainConfig& config, TokenizedExample* ex) {
+// `prompt` and `response` through π_t's tokenizer, then truncated. Errors name
+// "<where>.prompt" and "<where>.<field>" (where: "pairs[3]", "groups[2]").
+absl::Status TokenizeExample(const model::Policy& policy, const std::string& prompt_text,
+                             const std::string& response, bool finished, const std::string& where,
+                             const std::string& field, const TrainConfig& config,
+                             TokenizedExample* ex) {
   const int64_t vocab = policy.config().vocab_size;
   absl::StatusOr<std::vector<int32_t>> prompt =
-      policy.EncodePrompt(pair.prompt, config.chat_template);
+      policy.EncodePrompt(prompt_text, config.chat_template);
   if (!prompt.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("pairs[", i, "].prompt: ", prompt.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".prompt: ", prompt.status().message()));
   }
   absl::StatusOr<std::vector<int32_t>> resp = policy.EncodeResponse(response, finished);
   if (!resp.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("pairs[", i, "].", field, ": ", resp.status().message()));
+        absl::StrCat(where, ".", field, ": ", resp.status().message()));
   }
   if (resp->empty()) {  // only an unfinished response has no EOS to fall back on
-    return absl::InvalidArgumentError(
-        absl::StrCat("pairs[", i, "].", field, ": encodes to no tokens"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".", field, ": encodes to no tokens"));
   }
   for (const auto* ids : {&*prompt, &*resp}) {
     for (int32_t id : *ids) {
       if (id < 0 || id >= vocab) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "pairs[", i, "]: token id ", id, " is outside init_checkpoint's config.vocab_size ",
-            vocab, " (mismatched tokenizer)"));
+            where, ": token id ", id, " is outside init_checkpoint's config.vocab_size ", vocab,
+            " (mismatched tokenizer)"));
       }
     }
   }
@@ -113,6 +114,26 @@ absl::Status TokenizeExample(const model::Policy& policy, const PreferencePair& 
   ex->prompt.assign(prompt->begin() + 1, prompt->end());
   ex->response = *std::move(resp);
   Truncate(*ex, config.max_prompt_length, config.max_length);
+  return absl::OkStatus();
+}
+
+// π_t with its checks, the frozen second model (the mpo magnet or brain's prior) when
+// `frozen_field` names a checkpoint, and the chat template.
+absl::Status LoadModels(const std::string& init_checkpoint, const TrainConfig& config,
+                        const std::string& frozen_dir, const char* frozen_field, TrainInputs& in) {
+  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
+  SPAR_ASSIGN_OR_RETURN(in.policy, LoadCheckpoint(init_checkpoint, "init_checkpoint"));
+  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *in.policy, "init_checkpoint"));
+  if (config.mixed_precision == "bf16" && !in.policy->impl().device.is_cuda()) {
+    return absl::InvalidArgumentError(kBf16NeedsCuda);
+  }
+  if (!frozen_dir.empty()) {
+    SPAR_RETURN_IF_ERROR(LoadFrozen(init_checkpoint, frozen_dir, frozen_field, in));
+  }
+  if (absl::StatusOr<std::string> t = in.policy->ResolveChatTemplate(config.chat_template);
+      !t.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", t.status().message()));
+  }
   return absl::OkStatus();
 }
 
@@ -138,30 +159,43 @@ absl::StatusOr<TrainInputs> LoadTrainInputs(const std::string& init_checkpoint,
                                             const TrainConfig& config, bool pairwise,
                                             bool uses_magnet) {
   TrainInputs in;
-  SPAR_RETURN_IF_ERROR(CheckTokenizerFiles(init_checkpoint, "init_checkpoint"));
-  SPAR_ASSIGN_OR_RETURN(in.policy, LoadCheckpoint(init_checkpoint, "init_checkpoint"));
-  SPAR_RETURN_IF_ERROR(CheckTokenizer(init_checkpoint, *in.policy, "init_checkpoint"));
-  if (config.mixed_precision == "bf16" && !in.policy->impl().device.is_cuda()) {
-    return absl::InvalidArgumentError(kBf16NeedsCuda);
-  }
-  if (uses_magnet && !config.magnet_checkpoint.empty()) {
-    SPAR_RETURN_IF_ERROR(LoadMagnet(init_checkpoint, config.magnet_checkpoint, in));
-  }
-  if (absl::StatusOr<std::string> t = in.policy->ResolveChatTemplate(config.chat_template);
-      !t.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("train.chat_template: ", t.status().message()));
-  }
+  SPAR_RETURN_IF_ERROR(LoadModels(init_checkpoint, config,
+                                  uses_magnet ? config.magnet_checkpoint : std::string(),
+                                  "magnet_checkpoint", in));
   in.chosen.resize(pairs.size());
   in.rejected.resize(pairwise ? pairs.size() : 0);
   for (size_t i = 0; i < pairs.size(); ++i) {
-    SPAR_RETURN_IF_ERROR(TokenizeExample(*in.policy, pairs[i], i, pairs[i].chosen,
-                                         pairs[i].chosen_finished, "chosen", config,
+    const std::string where = absl::StrCat("pairs[", i, "]");
+    SPAR_RETURN_IF_ERROR(TokenizeExample(*in.policy, pairs[i].prompt, pairs[i].chosen,
+                                         pairs[i].chosen_finished, where, "chosen", config,
                                          &in.chosen[i]));
     if (pairwise) {
-      SPAR_RETURN_IF_ERROR(TokenizeExample(*in.policy, pairs[i], i, pairs[i].rejected,
-                                           pairs[i].rejected_finished, "rejected", config,
+      SPAR_RETURN_IF_ERROR(TokenizeExample(*in.policy, pairs[i].prompt, pairs[i].rejected,
+                                           pairs[i].rejected_finished, where, "rejected", config,
                                            &in.rejected[i]));
     }
+  }
+  return in;
+}
+
+absl::StatusOr<TrainInputs> LoadListwiseInputs(const std::string& init_checkpoint,
+                                               const std::vector<ListwiseGroup>& groups,
+                                               const TrainConfig& config, bool uses_prior) {
+  TrainInputs in;
+  SPAR_RETURN_IF_ERROR(LoadModels(init_checkpoint, config,
+                                  uses_prior ? config.prior_checkpoint : std::string(),
+                                  "prior_checkpoint", in));
+  in.group_starts.push_back(0);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::string where = absl::StrCat("groups[", g, "]");
+    for (size_t k = 0; k < groups[g].responses.size(); ++k) {
+      const ListwiseResponse& r = groups[g].responses[k];
+      TokenizedExample ex;
+      SPAR_RETURN_IF_ERROR(TokenizeExample(*in.policy, groups[g].prompt, r.text, r.finished, where,
+                                           absl::StrCat("responses[", k, "].text"), config, &ex));
+      in.chosen.push_back(std::move(ex));
+    }
+    in.group_starts.push_back(in.chosen.size());
   }
   return in;
 }

@@ -20,10 +20,13 @@ inline constexpr char kBf16NeedsCuda[] =
     "device); use \"no\"";
 
 struct TrainInputs {
-  std::unique_ptr<model::Policy> policy;   // π_t: trained, and the reference
-  std::unique_ptr<model::Policy> magnet;   // `uses_magnet` with a magnet_checkpoint; else null
-  std::vector<TokenizedExample> chosen;    // one per pair
+  std::unique_ptr<model::Policy> policy;  // π_t: trained, and the reference
+  // The frozen second model: the mpo magnet (magnet_checkpoint) or brain's prior
+  // (prior_checkpoint) when one is named; else null.
+  std::unique_ptr<model::Policy> magnet;
+  std::vector<TokenizedExample> chosen;    // one per pair; listwise: every response, group by group
   std::vector<TokenizedExample> rejected;  // one per pair when `pairwise`; else empty
+  std::vector<size_t> group_starts;        // listwise: group g is chosen[starts[g], starts[g+1])
 };
 
 // A checkpoint that has no tokenizer.json is read with the byte tokenizer: its config's
@@ -45,5 +48,11 @@ absl::StatusOr<TrainInputs> LoadTrainInputs(const std::string& init_checkpoint,
                                             const std::vector<PreferencePair>& pairs,
                                             const TrainConfig& config, bool pairwise,
                                             bool uses_magnet);
+
+// The listwise inputs: π_t, brain's prior (`uses_prior` with a prior_checkpoint) and every
+// response of every group (errors name groups[g].prompt / groups[g].responses[k].text).
+absl::StatusOr<TrainInputs> LoadListwiseInputs(const std::string& init_checkpoint,
+                                               const std::vector<ListwiseGroup>& groups,
+                                               const TrainConfig& config, bool uses_prior);
 
 }  // namespace spar::trainer::internal

@@ -38,7 +38,7 @@ class Fingerprint {
 }  // namespace
 
 std::string RequestFingerprint(const std::string& init, const std::vector<PreferencePair>& pairs,
-                               const TrainConfig& c) {
+                               const std::vector<ListwiseGroup>& groups, const TrainConfig& c) {
   Fingerprint f;
   f.Add(init);
   f.Add(c.loss);
@@ -67,6 +67,18 @@ std::string RequestFingerprint(const std::string& init, const std::vector<Prefer
     if (!p.chosen_finished || !p.rejected_finished) {
       f.Add(absl::StrCat("finished:", p.chosen_finished ? "1" : "0",
                          p.rejected_finished ? "1" : "0"));
+    }
+  }
+  // Only for listwise runs: the fingerprints of pairwise requests stay the same.
+  if (!c.prior_checkpoint.empty()) f.Add(absl::StrCat("prior:", c.prior_checkpoint));
+  for (const ListwiseGroup& g : groups) {
+    f.Add(absl::StrCat("group:", g.responses.size()));
+    f.Add(g.prompt);
+    for (const ListwiseResponse& r : g.responses) {
+      f.Add(r.text);
+      f.Add(r.reward);
+      f.Add(r.proposal_logprob);
+      f.Add(r.finished ? "1" : "0");
     }
   }
   return f.Hex();

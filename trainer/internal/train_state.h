@@ -16,9 +16,10 @@
 namespace spar::trainer::internal {
 
 // A stable hash (FNV-1a, the same in every process) of everything that determines a run's
-// result: init checkpoint, config and pairs. A train_state is only resumed by the same request.
+// result: init checkpoint, config and pairs (or groups). A train_state is only resumed by the
+// same request.
 std::string RequestFingerprint(const std::string& init, const std::vector<PreferencePair>& pairs,
-                               const TrainConfig& c);
+                               const std::vector<ListwiseGroup>& groups, const TrainConfig& c);
 
 // Log-probs of every example under a frozen model: sequence sums [n] and, when `tokens`,
 // per-token values of each response concatenated (row i at offsets[i]).

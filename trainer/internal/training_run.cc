@@ -21,6 +21,7 @@
 #include "trainer/internal/train_inputs.h"
 #include "trainer/internal/train_state.h"
 #include "trainer/internal/train_util.h"
+#include "trainer/listwise_losses.h"
 #include "trainer/losses.h"
 #include "trainer/process_group.h"
 
@@ -51,13 +52,18 @@ struct StepStats {
   double chosen_tokens = 0;     // Σ |y_w| (scored response tokens)
   double chosen_nll = 0;        // Σ -ℓ_θ(y_w)
   double tokens = 0;            // real tokens fed
+  // Listwise (examples count groups; chosen_* sum over every response):
+  double responses = 0;  // responses in the step's groups
+  double ess = 0;        // brain: Σ effective sample size of the target weights
+  double rank_loss = 0;  // rrhf: Σ L_rank
+  double ft_loss = 0;    // rrhf: Σ L_ft
 
-  // Sums every field over the ranks: one float64 all-reduce of the fields in declaration order
-  // plus a spare 11th slot (the layout of the sums before they had names).
+  // Sums every field over the ranks: one float64 all-reduce of the fields in declaration order.
   void AllReduce(Communicator& comm) {
-    std::vector<double> packed = {
-        loss,     chosen_rewards, rejected_rewards, correct, chosen_logps, rejected_logps,
-        examples, chosen_tokens,  chosen_nll,       tokens,  0.0};
+    std::vector<double> packed = {loss,         chosen_rewards, rejected_rewards, correct,
+                                  chosen_logps, rejected_logps, examples,         chosen_tokens,
+                                  chosen_nll,   tokens,         responses,        ess,
+                                  rank_loss,    ft_loss};
     torch::Tensor s = torch::tensor(packed, torch::kFloat64);
     comm.AllReduceSum(s);
     for (size_t k = 0; k < packed.size(); ++k) packed[k] = s[k].item<double>();
@@ -71,12 +77,16 @@ struct StepStats {
     chosen_tokens = packed[7];
     chosen_nll = packed[8];
     tokens = packed[9];
+    responses = packed[10];
+    ess = packed[11];
+    rank_loss = packed[12];
+    ft_loss = packed[13];
   }
 };
 
 // The run's step counts, fixed before the first step.
 struct Schedule {
-  size_t global_batch = 0;  // pairs per optimizer step, over all ranks
+  size_t global_batch = 0;  // pairs (or groups) per optimizer step, over all ranks
   int steps_per_epoch = 0;
   int total_steps = 0;
   int warmup = 0;  // warmup steps
@@ -85,13 +95,16 @@ struct Schedule {
 // The state of one run; the public methods are the steps RunTraining takes in order.
 class TrainingRun {
  public:
-  TrainingRun(LossKind kind, const std::vector<PreferencePair>& pairs, const TrainConfig& config,
+  TrainingRun(LossKind kind, const std::vector<PreferencePair>& pairs,
+              const std::vector<ListwiseGroup>& groups, const TrainConfig& config,
               const ProgressCallback& on_progress)
       : kind_(kind),
         pairs_(pairs),
+        groups_(groups),
         config_(config),
         on_progress_(on_progress),
         pairwise_(IsPairwise(kind)),
+        listwise_(IsListwise(kind)),
         uses_magnet_(kind == LossKind::kMpo || kind == LossKind::kMpoPg),
         token_level_(kind == LossKind::kMpoPg),
         bf16_(config.mixed_precision == "bf16") {}
@@ -105,11 +118,14 @@ class TrainingRun {
   // Loads π_t (and the magnet), checks them and tokenizes every example with π_t's tokenizer.
   absl::Status LoadInputs(const std::string& init_checkpoint) {
     SPAR_ASSIGN_OR_RETURN(
-        TrainInputs in, LoadTrainInputs(init_checkpoint, pairs_, config_, pairwise_, uses_magnet_));
+        TrainInputs in,
+        listwise_ ? LoadListwiseInputs(init_checkpoint, groups_, config_, NeedsReference(kind_))
+                  : LoadTrainInputs(init_checkpoint, pairs_, config_, pairwise_, uses_magnet_));
     policy_ = std::move(in.policy);
     magnet_ = std::move(in.magnet);
     chosen_ = std::move(in.chosen);
     rejected_ = std::move(in.rejected);
+    group_starts_ = std::move(in.group_starts);
     return absl::OkStatus();
   }
   // The training itself; throws c10::Error (RunTraining calls it under TorchCall).
@@ -119,7 +135,9 @@ class TrainingRun {
                      const std::string& state_dir);
 
  private:
+  size_t Units() const { return listwise_ ? groups_.size() : pairs_.size(); }
   void PrepareData();
+  void PrepareGroups();
   absl::StatusOr<bool> InitState(const std::string& state_dir, const std::string& fingerprint);
   void ScoreFrozenLogps();
   void MakeSchedule();
@@ -127,6 +145,7 @@ class TrainingRun {
   absl::Status Step(const std::vector<size_t>& global_idx, const std::string& rng_at_epoch,
                     const std::string& state_dir, const std::string& fingerprint);
   void MicroBatch(const std::vector<size_t>& idx, double global_count, StepStats& stats);
+  void ListwiseMicroBatch(const std::vector<size_t>& idx, double global_count, StepStats& stats);
   PairLossInputs LossInputs(const std::vector<size_t>& idx, const torch::Tensor& token_logps,
                             const torch::Tensor& seq, const torch::Tensor& lens) const;
   void AllReduceGradients();
@@ -138,18 +157,21 @@ class TrainingRun {
 
   const LossKind kind_;
   const std::vector<PreferencePair>& pairs_;
+  const std::vector<ListwiseGroup>& groups_;
   const TrainConfig& config_;
   const ProgressCallback& on_progress_;
-  const bool pairwise_, uses_magnet_, token_level_, bf16_;
+  const bool pairwise_, listwise_, uses_magnet_, token_level_, bf16_;
 
   std::unique_ptr<Communicator> owned_comm_;
   Communicator* comm_ = nullptr;
   std::unique_ptr<model::Policy> policy_, magnet_;
-  std::vector<TokenizedExample> chosen_, rejected_;
+  std::vector<TokenizedExample> chosen_, rejected_;  // listwise: chosen_ holds every response
+  std::vector<size_t> group_starts_;  // listwise: group g is chosen_[starts[g], starts[g+1])
 
   // PrepareData: batching lengths, per-pair loss targets, per-token offsets.
   std::vector<size_t> lengths_;
   torch::Tensor p_t_, win_c_t_, win_r_t_, adv_c_t_, adv_r_t_;
+  torch::Tensor reward_t_, proposal_t_;  // listwise: per response (float64)
   std::vector<int64_t> off_c_, off_r_;
 
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
@@ -201,6 +223,7 @@ absl::StatusOr<TrainResult> TrainingRun::Train(const std::string& state_dir,
 
 // Batching lengths, the per-pair loss targets from the judge data, the per-token offsets.
 void TrainingRun::PrepareData() {
+  if (listwise_) return PrepareGroups();
   const size_t n = pairs_.size();
   lengths_.assign(n, 0);
   std::vector<float> p(n), win_c(n), win_r(n), adv_c(n), adv_r(n);
@@ -226,6 +249,24 @@ void TrainingRun::PrepareData() {
   adv_r_t_ = torch::tensor(adv_r);
 }
 
+// Listwise: a group's batching length is its longest response's; rewards and proposal log-probs
+// per response (NaN where a proposal is absent: only rrhf, which does not read it).
+void TrainingRun::PrepareGroups() {
+  lengths_.assign(groups_.size(), 0);
+  std::vector<double> reward, proposal;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (size_t r = group_starts_[g]; r < group_starts_[g + 1]; ++r) {
+      lengths_[g] = std::max(lengths_[g], chosen_[r].prompt.size() + chosen_[r].response.size());
+    }
+    for (const ListwiseResponse& resp : groups_[g].responses) {
+      reward.push_back(resp.reward);
+      proposal.push_back(resp.proposal_logprob.value_or(std::nan("")));
+    }
+  }
+  reward_t_ = torch::tensor(reward, torch::kFloat64);
+  proposal_t_ = torch::tensor(proposal, torch::kFloat64);
+}
+
 // The optimizer, then either a matching train_state (weights, optimizer, RNGs, cached log-probs)
 // or the frozen log-probs scored now. True when resumed.
 absl::StatusOr<bool> TrainingRun::InitState(const std::string& state_dir,
@@ -247,15 +288,19 @@ absl::StatusOr<bool> TrainingRun::InitState(const std::string& state_dir,
   return resumed;
 }
 
-// Reference (π_t) log-probs once, before any update; the magnet's from its frozen checkpoint
-// (then freed), or π_t's when no magnet is given.
+// Reference log-probs once, before any update: π_t's, or (brain) the prior's from its frozen
+// checkpoint when one is given (then freed); the magnet's from its frozen checkpoint (then
+// freed), or π_t's when no magnet is given.
 void TrainingRun::ScoreFrozenLogps() {
   model::Policy::Impl& impl = policy_->impl();
   if (NeedsReference(kind_)) {
-    ScoreFrozen(impl.module, impl.config, impl.device, chosen_, token_level_, bf16_,
-                &state_.ref.chosen, &state_.ref.token_chosen);
-    ScoreFrozen(impl.module, impl.config, impl.device, rejected_, token_level_, bf16_,
-                &state_.ref.rejected, &state_.ref.token_rejected);
+    model::Policy::Impl& ri = listwise_ && magnet_ ? magnet_->impl() : impl;
+    ScoreFrozen(ri.module, ri.config, ri.device, chosen_, token_level_, bf16_, &state_.ref.chosen,
+                &state_.ref.token_chosen);
+    if (pairwise_) {
+      ScoreFrozen(impl.module, impl.config, impl.device, rejected_, token_level_, bf16_,
+                  &state_.ref.rejected, &state_.ref.token_rejected);
+    }
   }
   if (uses_magnet_ && magnet_) {
     model::Policy::Impl& mi = magnet_->impl();
@@ -269,7 +314,7 @@ void TrainingRun::ScoreFrozenLogps() {
 }
 
 void TrainingRun::MakeSchedule() {
-  const size_t n = pairs_.size();
+  const size_t n = Units();
   schedule_.global_batch = static_cast<size_t>(config_.batch_size);
   schedule_.steps_per_epoch =
       static_cast<int>((n + schedule_.global_batch - 1) / schedule_.global_batch);
@@ -349,6 +394,7 @@ absl::Status TrainingRun::Step(const std::vector<size_t>& global_idx,
 // backward of its share of the global batch mean; its sums added to `stats`.
 void TrainingRun::MicroBatch(const std::vector<size_t>& idx, double global_count,
                              StepStats& stats) {
+  if (listwise_) return ListwiseMicroBatch(idx, global_count, stats);
   model::Policy::Impl& impl = policy_->impl();
   const int64_t b = static_cast<int64_t>(idx.size());
   std::vector<std::vector<int32_t>> prompts, responses;
@@ -387,6 +433,76 @@ void TrainingRun::MicroBatch(const std::vector<size_t>& idx, double global_count
   stats.examples += static_cast<double>(b);
   stats.chosen_tokens += in.chosen_len.sum().item<double>();
   stats.chosen_nll += -in.policy_chosen.detach().sum().item<double>();
+  stats.tokens += static_cast<double>(batch.num_tokens);
+}
+
+// One listwise micro-batch: every response of groups `idx` in one padded forward, laid out as
+// [groups, longest group] for the loss (padding masked); the backward of its share of the global
+// batch mean; its sums added to `stats`.
+void TrainingRun::ListwiseMicroBatch(const std::vector<size_t>& idx, double global_count,
+                                     StepStats& stats) {
+  model::Policy::Impl& impl = policy_->impl();
+  const int64_t g_count = static_cast<int64_t>(idx.size());
+  int64_t width = 0;
+  for (size_t g : idx) {
+    width = std::max(width, static_cast<int64_t>(group_starts_[g + 1] - group_starts_[g]));
+  }
+  std::vector<std::vector<int32_t>> prompts, responses;
+  std::vector<int64_t> firsts, slots;
+  std::vector<size_t> rows;
+  for (int64_t gi = 0; gi < g_count; ++gi) {
+    const size_t g = idx[gi];
+    for (size_t r = group_starts_[g]; r < group_starts_[g + 1]; ++r) {
+      firsts.push_back(chosen_[r].first);
+      prompts.push_back(chosen_[r].prompt);
+      responses.push_back(chosen_[r].response);
+      rows.push_back(r);
+      slots.push_back(gi * width + static_cast<int64_t>(r - group_starts_[g]));
+    }
+  }
+  model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
+      prompts, responses, firsts, impl.config.pad_token_id, impl.device);
+  torch::Tensor token_logps;
+  {
+    model::internal::CudaAutocast autocast(bf16_);  // forward only; backward in float32
+    token_logps = model::internal::TokenLogProbs(impl.module, batch).to(torch::kFloat32);
+  }
+  torch::Tensor seq = token_logps.sum(-1);
+  torch::Tensor lens = batch.target_mask.sum(-1).to(torch::kFloat32);
+  const torch::Tensor slot = torch::tensor(slots, torch::kInt64).to(impl.device);
+  // [R] per response -> [G, width], zeros on padding (index_copy is differentiable in `flat`).
+  auto grid = [&](const torch::Tensor& flat) {
+    return torch::zeros({g_count * width}, flat.options())
+        .index_copy(0, slot, flat)
+        .view({g_count, width});
+  };
+  ListwiseInputs in;
+  in.policy_logp = grid(seq);
+  in.lengths = grid(lens);
+  in.mask = grid(torch::ones_like(lens));
+  in.rewards = grid(Select(reward_t_, rows, impl.device));
+  torch::Tensor losses;
+  if (kind_ == LossKind::kRrhf) {
+    RrhfOutput out = RrhfLoss(in);
+    losses = out.losses;
+    stats.rank_loss += out.rank_losses.sum().item<double>();
+    stats.ft_loss += out.ft_losses.sum().item<double>();
+  } else {
+    in.proposal_logp = grid(Select(proposal_t_, rows, impl.device));
+    in.sft_logp = grid(Select(state_.ref.chosen, rows, impl.device).to(torch::kFloat64));
+    BrainOutput out = BrainLoss(in, config_.beta,
+                                kind_ == LossKind::kBrain ? BrainVariant::kSelfNormalizedBaseline
+                                                          : BrainVariant::kNoBaseline);
+    losses = out.losses;
+    stats.ess += out.effective_sample_size.sum().item<double>();
+  }
+  (losses.sum() / global_count).backward();
+  stats.loss += losses.detach().sum().item<double>();
+  stats.examples += static_cast<double>(g_count);
+  stats.responses += static_cast<double>(rows.size());
+  stats.chosen_logps += seq.detach().sum().item<double>();
+  stats.chosen_tokens += lens.sum().item<double>();
+  stats.chosen_nll += -seq.detach().sum().item<double>();
   stats.tokens += static_cast<double>(batch.num_tokens);
 }
 
@@ -482,6 +598,19 @@ std::map<std::string, double> TrainingRun::StepMetrics(const StepStats& s) const
   const double count = std::max(1.0, s.examples);
   std::map<std::string, double> m;
   m["loss"] = s.loss / count;
+  if (listwise_) {
+    const double responses = std::max(1.0, s.responses);
+    m["logps/responses"] = s.chosen_logps / responses;
+    m["nll/token"] = s.chosen_nll / std::max(1.0, s.chosen_tokens);
+    m["group/responses"] = s.responses / count;
+    if (kind_ == LossKind::kRrhf) {
+      m["rrhf/rank_loss"] = s.rank_loss / count;
+      m["rrhf/ft_loss"] = s.ft_loss / count;
+    } else {
+      m["brain/effective_sample_size"] = s.ess / count;
+    }
+    return m;
+  }
   m["logps/chosen"] = s.chosen_logps / count;
   if (pairwise_) {
     m["rewards/chosen"] = s.chosen_rewards / count;
@@ -524,7 +653,7 @@ TrainResult TrainingRun::Result(Clock::time_point t0) const {
     response_tokens += static_cast<double>(ex.response.size());
   }
   result.metrics["data/prompt_tokens"] = prompt_tokens;
-  result.metrics["data/chosen_tokens"] = response_tokens;
+  result.metrics[listwise_ ? "data/response_tokens" : "data/chosen_tokens"] = response_tokens;
   result.final_loss = result.metrics["loss"];
   result.seconds = Seconds(t0);
   policy_->impl().module->eval();
@@ -543,11 +672,12 @@ absl::Status TrainingRun::Write(const std::string& out_checkpoint, bool save_sta
 
 absl::StatusOr<TrainResult> RunTraining(const char* what, const std::string& init_checkpoint,
                                         const std::vector<PreferencePair>& pairs,
+                                        const std::vector<ListwiseGroup>& groups,
                                         const TrainConfig& config,
                                         const std::string& out_checkpoint,
                                         const ProgressCallback& on_progress) {
   SPAR_ASSIGN_OR_RETURN(const LossKind kind, ParseLossKind(config.loss));
-  TrainingRun run(kind, pairs, config, on_progress);
+  TrainingRun run(kind, pairs, groups, config, on_progress);
   SPAR_RETURN_IF_ERROR(run.JoinGroup());
   // Every rank learns whether any rank failed to set up, so all return before the training
   // collectives and the group stays in step.
@@ -560,7 +690,7 @@ absl::StatusOr<TrainResult> RunTraining(const char* what, const std::string& ini
   const std::string state_dir = !config.train_state_dir.empty()
                                     ? config.train_state_dir
                                     : absl::StrCat(out_checkpoint, ".train_state");
-  const std::string fingerprint = RequestFingerprint(init_checkpoint, pairs, config);
+  const std::string fingerprint = RequestFingerprint(init_checkpoint, pairs, groups, config);
   absl::StatusOr<TrainResult> result =
       TorchCall(what, [&] { return run.Train(state_dir, fingerprint); });
   if (!result.ok()) {
