@@ -18,6 +18,7 @@
 #include "model/policy.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tiny_model.h"
+#include "tests/trainer/toy_data.h"
 #include "trainer/groups_file.h"
 #include "trainer/trainer.h"
 
@@ -61,12 +62,7 @@ std::vector<std::vector<double>> GroupScores(const std::string& dir,
   return out;
 }
 
-// Groups of 2, 3 and 4 responses (so the trainer pads), rewards on no common scale.
-std::vector<ListwiseGroup> ToyGroups() {
-  return {{"1+2=", {{"3", 1.0}, {"4", 0.0}}},
-          {"10+5=", {{"15", 0.9}, {"16", 0.2}, {"51", 0.2}}},
-          {"7+7=", {{"14", 0.75}, {"41", 0.5}, {"15", 0.25}, {"1", 0.0}}}};
-}
+using testing::ToyGroups;
 
 // The proposal's log-probs: π_t's own, shifted per response so that q differs from π_t.
 void SetProposals(std::vector<ListwiseGroup>& groups,

@@ -29,6 +29,21 @@ inline std::vector<PreferencePair> ToyPairs() {
   return pairs;
 }
 
+// Listwise groups of 2, 3 and 4 responses (so the trainer pads), rewards on no common scale,
+// proposal log-probs that a sampler could have reported.
+inline std::vector<ListwiseGroup> ToyGroups() {
+  std::vector<ListwiseGroup> groups = {
+      {"1+2=", {{"3", 1.0}, {"4", 0.0}}},
+      {"10+5=", {{"15", 0.9}, {"16", 0.2}, {"51", 0.2}}},
+      {"7+7=", {{"14", 0.75}, {"41", 0.5}, {"15", 0.25}, {"1", 0.0}}}};
+  for (ListwiseGroup& g : groups) {
+    for (size_t k = 0; k < g.responses.size(); ++k) {
+      g.responses[k].proposal_logprob = -6.0 - 1.5 * static_cast<double>(k);
+    }
+  }
+  return groups;
+}
+
 // A resumable request: 12 pairs, batch 4, 2 epochs = 6 steps, state every 2 steps.
 inline TrainConfig ResumableConfig() {
   TrainConfig c;

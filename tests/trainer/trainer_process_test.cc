@@ -179,5 +179,32 @@ TEST(TrainDistributedTest, TwoGlooRanksMatchOneProcess) {
   EXPECT_LE(MaxWeightDiff(single, out0), 1e-5);
 }
 
+// Listwise groups split over two ranks (3 groups, batch 2: the second step leaves rank 1 none).
+TEST(TrainDistributedTest, TwoGlooRanksMatchOneProcessListwise) {
+  const std::string init = SaveInit(14, "init4");
+  for (const char* loss : {"brain", "rrhf"}) {
+    TrainConfig config = testing::ResumableConfig();
+    config.save_every_steps = 0;
+    config.batch_size = 2;
+    config.loss = loss;
+    const std::string single = TempDir(absl::StrCat("single_", loss));
+    ASSERT_THAT(TrainListwise(init, testing::ToyGroups(), config, single), IsOk());
+    const std::string port = std::to_string(FreePort());
+    const std::string out0 = TempDir(absl::StrCat("lw0_", loss));
+    std::vector<pid_t> pids;
+    for (int rank = 0; rank < 2; ++rank) {
+      pids.push_back(Spawn({init, rank == 0 ? out0 : TempDir(absl::StrCat("lw1_", loss)),
+                            TempDir(absl::StrCat("lwstate", rank, loss)), "0", "2", loss},
+                           {absl::StrCat("RANK=", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                            "MASTER_PORT=" + port}));
+    }
+    for (pid_t pid : pids) {
+      const int status = WaitStatus(pid);
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << loss << " status " << status;
+    }
+    EXPECT_LE(MaxWeightDiff(single, out0), 1e-5) << loss;
+  }
+}
+
 }  // namespace
 }  // namespace spar::trainer
