@@ -93,7 +93,8 @@ std::vector<TunedSetting> DemoTunedSettings(const std::string& algorithm) {
   }
   if (algorithm == "spin") out.push_back({"training.epochs", "1", "2", "one pass a round"});
   if (algorithm == "brain") {
-    out.push_back({"training.epochs", "2", "-", "one pass gained +9.0 points on seed 2, two +14.0"});
+    out.push_back(
+        {"training.epochs", "2", "-", "one pass gained +9.0 points on seed 2, two +14.0"});
   }
   return out;
 }
