@@ -32,10 +32,16 @@ inline std::vector<PreferencePair> ToyPairs() {
 // Listwise groups of 2, 3 and 4 responses (so the trainer pads), rewards on no common scale,
 // proposal log-probs that a sampler could have reported.
 inline std::vector<ListwiseGroup> ToyGroups() {
+  auto r = [](const char* text, double reward) {
+    ListwiseResponse out;
+    out.text = text;
+    out.reward = reward;
+    return out;
+  };
   std::vector<ListwiseGroup> groups = {
-      {"1+2=", {{"3", 1.0}, {"4", 0.0}}},
-      {"10+5=", {{"15", 0.9}, {"16", 0.2}, {"51", 0.2}}},
-      {"7+7=", {{"14", 0.75}, {"41", 0.5}, {"15", 0.25}, {"1", 0.0}}}};
+      {"1+2=", {r("3", 1.0), r("4", 0.0)}},
+      {"10+5=", {r("15", 0.9), r("16", 0.2), r("51", 0.2)}},
+      {"7+7=", {r("14", 0.75), r("41", 0.5), r("15", 0.25), r("1", 0.0)}}};
   for (ListwiseGroup& g : groups) {
     for (size_t k = 0; k < g.responses.size(); ++k) {
       g.responses[k].proposal_logprob = -6.0 - 1.5 * static_cast<double>(k);
