@@ -159,23 +159,24 @@ absl::StatusOr<int> MixEarlier(const StageContext& ctx, int t,
   return mixed;
 }
 
-// Listwise recipes: groups.jsonl instead of pairs.jsonl.
-absl::Status StageGroups(StageContext& ctx, int t, const std::vector<SampleRow>& samples,
-                         PromptJudgments& judged) {
-  int dropped_empty = 0;
-  std::vector<GroupRow> rows = BuildGroups(ctx.recipe(), t, samples, judged, &dropped_empty);
-  FaultHold(t, "pairs");  // test-only: groups built, nothing written yet
-  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlier(ctx, t, &RunDir::Groups, &rows));
-  SPAR_RETURN_IF_ERROR(WriteRows(ctx.dir().Groups(t), rows));
+// The round's own rows (pairs or groups, `noun`) with earlier rounds' mixed in, written to
+// `path`; the counts go to the job's round summary and a progress event. `dropped` says what
+// BuildPairs / BuildGroups left out for an empty response.
+template <typename Row>
+absl::Status WriteTrainingRows(StageContext& ctx, int t, std::string (RunDir::*path)(int) const,
+                               std::vector<Row> rows, const char* noun, int failed,
+                               const std::string& dropped) {
+  FaultHold(t, "pairs");  // test-only: rows built, nothing written yet
+  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlier(ctx, t, path, &rows));
+  SPAR_RETURN_IF_ERROR(WriteRows((ctx.dir().*path)(t), rows));
   const int kept = static_cast<int>(rows.size());
   ctx.UpdateJob([&](v1::Job& job) {
     job.mutable_rounds(t - 1)->set_pairs_kept(kept);
     job.mutable_rounds(t - 1)->set_pairs_mixed(mixed);
   });
   ctx.Emit(t, "pairs", "progress", kept, kept,
-           absl::StrFormat("%d groups kept (%d from earlier rounds), %d failed judgments excluded, "
-                           "%d empty responses dropped",
-                           kept, mixed, judged.failed, dropped_empty));
+           absl::StrFormat("%d %s kept (%d from earlier rounds), %d failed judgments excluded, %s",
+                           kept, noun, mixed, failed, dropped));
   return absl::OkStatus();
 }
 
@@ -186,22 +187,16 @@ absl::Status StagePairs(StageContext& ctx, int t) {
   SPAR_ASSIGN_OR_RETURN(std::vector<SampleRow> samples, ReadRows<SampleRow>(dir.Samples(t)));
   SPAR_ASSIGN_OR_RETURN(PromptJudgments judged,
                         ReadJudgments(dir.Judgments(t), ctx.recipe().ScoresSideBySide()));
-  if (ctx.recipe().Listwise()) return StageGroups(ctx, t, samples, judged);
   int dropped_empty = 0;
+  if (ctx.recipe().Listwise()) {  // groups.jsonl instead of pairs.jsonl
+    std::vector<GroupRow> rows = BuildGroups(ctx.recipe(), t, samples, judged, &dropped_empty);
+    return WriteTrainingRows(ctx, t, &RunDir::Groups, std::move(rows), "groups", judged.failed,
+                             absl::StrFormat("%d empty responses dropped", dropped_empty));
+  }
   std::vector<PairRow> rows = BuildPairs(ctx.recipe(), t, samples, judged, &dropped_empty);
-  FaultHold(t, "pairs");  // test-only: pairs built, nothing written yet
-  SPAR_ASSIGN_OR_RETURN(const int mixed, MixEarlier(ctx, t, &RunDir::Pairs, &rows));
-  SPAR_RETURN_IF_ERROR(WriteRows(dir.Pairs(t), rows));
-  const int kept = static_cast<int>(rows.size());
-  ctx.UpdateJob([&](v1::Job& job) {
-    job.mutable_rounds(t - 1)->set_pairs_kept(kept);
-    job.mutable_rounds(t - 1)->set_pairs_mixed(mixed);
-  });
-  ctx.Emit(t, "pairs", "progress", kept, kept,
-           absl::StrFormat("%d pairs kept (%d from earlier rounds), %d failed judgments excluded, "
-                           "%d pairs with an empty response dropped",
-                           kept, mixed, judged.failed, dropped_empty));
-  return absl::OkStatus();
+  return WriteTrainingRows(
+      ctx, t, &RunDir::Pairs, std::move(rows), "pairs", judged.failed,
+      absl::StrFormat("%d pairs with an empty response dropped", dropped_empty));
 }
 
 }  // namespace spar::orchestrator::internal

@@ -146,6 +146,8 @@ class TrainingRun {
                     const std::string& state_dir, const std::string& fingerprint);
   void MicroBatch(const std::vector<size_t>& idx, double global_count, StepStats& stats);
   void ListwiseMicroBatch(const std::vector<size_t>& idx, double global_count, StepStats& stats);
+  torch::Tensor Forward(const std::vector<const TokenizedExample*>& rows,
+                        model::internal::ScoreBatch* batch);
   PairLossInputs LossInputs(const std::vector<size_t>& idx, const torch::Tensor& token_logps,
                             const torch::Tensor& seq, const torch::Tensor& lens) const;
   void AllReduceGradients();
@@ -395,26 +397,14 @@ absl::Status TrainingRun::Step(const std::vector<size_t>& global_idx,
 void TrainingRun::MicroBatch(const std::vector<size_t>& idx, double global_count,
                              StepStats& stats) {
   if (listwise_) return ListwiseMicroBatch(idx, global_count, stats);
-  model::Policy::Impl& impl = policy_->impl();
   const int64_t b = static_cast<int64_t>(idx.size());
-  std::vector<std::vector<int32_t>> prompts, responses;
-  std::vector<int64_t> firsts;
-  auto add_rows = [&](const std::vector<TokenizedExample>& rows) {
-    for (size_t i : idx) {
-      firsts.push_back(rows[i].first);
-      prompts.push_back(rows[i].prompt);
-      responses.push_back(rows[i].response);
-    }
-  };
-  add_rows(chosen_);
-  if (pairwise_) add_rows(rejected_);
-  model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
-      prompts, responses, firsts, impl.config.pad_token_id, impl.device);
-  torch::Tensor token_logps;
-  {
-    model::internal::CudaAutocast autocast(bf16_);  // forward only; backward in float32
-    token_logps = model::internal::TokenLogProbs(impl.module, batch).to(torch::kFloat32);
+  std::vector<const TokenizedExample*> rows;
+  for (size_t i : idx) rows.push_back(&chosen_[i]);
+  if (pairwise_) {
+    for (size_t i : idx) rows.push_back(&rejected_[i]);
   }
+  model::internal::ScoreBatch batch;
+  torch::Tensor token_logps = Forward(rows, &batch);
   torch::Tensor seq = token_logps.sum(-1);
   torch::Tensor lens = batch.target_mask.sum(-1).clamp_min(1.0);
   const PairLossInputs in = LossInputs(idx, token_logps, seq, lens);
@@ -436,6 +426,24 @@ void TrainingRun::MicroBatch(const std::vector<size_t>& idx, double global_count
   stats.tokens += static_cast<double>(batch.num_tokens);
 }
 
+// `rows` in one padded forward of π_θ (autocast for the forward only; backward in float32):
+// per-token log-probs [rows, T] in float32, the batch in *batch.
+torch::Tensor TrainingRun::Forward(const std::vector<const TokenizedExample*>& rows,
+                                   model::internal::ScoreBatch* batch) {
+  model::Policy::Impl& impl = policy_->impl();
+  std::vector<std::vector<int32_t>> prompts, responses;
+  std::vector<int64_t> firsts;
+  for (const TokenizedExample* ex : rows) {
+    firsts.push_back(ex->first);
+    prompts.push_back(ex->prompt);
+    responses.push_back(ex->response);
+  }
+  *batch = model::internal::MakeScoreBatch(prompts, responses, firsts, impl.config.pad_token_id,
+                                           impl.device);
+  model::internal::CudaAutocast autocast(bf16_);
+  return model::internal::TokenLogProbs(impl.module, *batch).to(torch::kFloat32);
+}
+
 // One listwise micro-batch: every response of groups `idx` in one padded forward, laid out as
 // [groups, longest group] for the loss (padding masked); the backward of its share of the global
 // batch mean; its sums added to `stats`.
@@ -447,26 +455,19 @@ void TrainingRun::ListwiseMicroBatch(const std::vector<size_t>& idx, double glob
   for (size_t g : idx) {
     width = std::max(width, static_cast<int64_t>(group_starts_[g + 1] - group_starts_[g]));
   }
-  std::vector<std::vector<int32_t>> prompts, responses;
-  std::vector<int64_t> firsts, slots;
+  std::vector<int64_t> slots;
   std::vector<size_t> rows;
+  std::vector<const TokenizedExample*> examples;
   for (int64_t gi = 0; gi < g_count; ++gi) {
     const size_t g = idx[gi];
     for (size_t r = group_starts_[g]; r < group_starts_[g + 1]; ++r) {
-      firsts.push_back(chosen_[r].first);
-      prompts.push_back(chosen_[r].prompt);
-      responses.push_back(chosen_[r].response);
+      examples.push_back(&chosen_[r]);
       rows.push_back(r);
       slots.push_back(gi * width + static_cast<int64_t>(r - group_starts_[g]));
     }
   }
-  model::internal::ScoreBatch batch = model::internal::MakeScoreBatch(
-      prompts, responses, firsts, impl.config.pad_token_id, impl.device);
-  torch::Tensor token_logps;
-  {
-    model::internal::CudaAutocast autocast(bf16_);  // forward only; backward in float32
-    token_logps = model::internal::TokenLogProbs(impl.module, batch).to(torch::kFloat32);
-  }
+  model::internal::ScoreBatch batch;
+  torch::Tensor token_logps = Forward(examples, &batch);
   torch::Tensor seq = token_logps.sum(-1);
   torch::Tensor lens = batch.target_mask.sum(-1).to(torch::kFloat32);
   const torch::Tensor slot = torch::tensor(slots, torch::kInt64).to(impl.device);
