@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -22,6 +23,7 @@
 #include "oracle_client/internal/oracle_metrics.h"
 #include "oracle_client/internal/rate_limiter.h"
 #include "oracle_client/internal/response_parser.h"
+#include "oracle_client/internal/reward_memo.h"
 #include "oracle_client/internal/run_concurrently.h"
 #include "oracle_client/internal/single_flight.h"
 #include "oracle_client/judge_template.h"
@@ -87,6 +89,13 @@ absl::Status LoadTemplates(const OracleConfig& config, JudgeTemplate* pairwise,
   return absl::OkStatus();
 }
 
+// The refusal of a question a reward model cannot answer.
+absl::Status NotForRewardModel(const char* what) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "oracle.kind is \"reward_model\": ", what,
+      " needs a chat judge (oracle.kind \"chat\"); a reward model answers comparisons only"));
+}
+
 }  // namespace
 
 struct OracleClient::Impl {
@@ -118,6 +127,10 @@ struct OracleClient::Impl {
   // in flight waits for that answer instead of calling the judge (an orchestrator that restarted
   // and asks again while its abandoned call is still judging pays nothing twice).
   internal::SingleFlight<OrderResult> flights;
+  // A reward-model oracle without a cache file: the rewards received (see Reward).
+  internal::RewardMemo reward_memo;
+
+  bool reward_model() const { return config.kind == OracleKind::kRewardModel; }
 
   // `st` with its message passed through SafeOutsideText: the last line of defence before a status
   // leaves the client (into judgments.jsonl, a gRPC status, a log).
@@ -169,7 +182,14 @@ struct OracleClient::Impl {
   absl::StatusOr<OrderResult> AskOnce(const AskSpec& spec, CallStats* stats,
                                       const std::function<bool()>& cancelled,
                                       const JobScope* scope) {
-    if (!answers->Caches(spec)) return AskJudge(spec, stats, cancelled, scope);
+    if (!answers->Caches(spec)) {
+      if (spec.kind != internal::AskKind::kReward) return AskJudge(spec, stats, cancelled, scope);
+      // A reward without a cache file: the memo, filled before the key leaves the flight table.
+      if (std::optional<OrderResult> known = MemoHit(spec)) return *std::move(known);
+      SPAR_ASSIGN_OR_RETURN(OrderResult r, AskJudge(spec, stats, cancelled, scope));
+      reward_memo.Put(spec.flight_key, r.p_first);
+      return r;
+    }
     if (std::optional<OrderResult> hit = answers->LookUp(spec)) return *std::move(hit);
     SPAR_ASSIGN_OR_RETURN(std::optional<OrderResult> answered,
                           answers->ClaimOrAwait(spec, stats->deadline, cancelled));
@@ -378,10 +398,64 @@ struct OracleClient::Impl {
     return j;
   }
 
+  // One response's reward: Ask (single-flight; the cache file, or the memo; the judge).
+  absl::StatusOr<OrderResult> AskReward(const std::string& prompt, const std::string& response,
+                                        CallStats* stats, const std::function<bool()>& cancelled,
+                                        const JobScope* scope) {
+    const AskSpec spec = internal::RewardSpec(
+        config, cache != nullptr, prompt, TruncateToTokens(response, config.max_response_tokens));
+    return Ask(spec, stats, cancelled, scope);
+  }
+
+  // A reward known to the memo (a reward model without a cache file), counted as a cache hit.
+  std::optional<OrderResult> MemoHit(const AskSpec& spec) {
+    std::optional<double> known = reward_memo.Get(spec.flight_key);
+    if (!known) return std::nullopt;
+    counters.cache_hits.fetch_add(1, std::memory_order_relaxed);
+    metrics->cache_hits.Increment();
+    return OrderResult{*known, DumpJson(nlohmann::json(*known)), {}, true};
+  }
+
+  // A comparison by a reward model: P(a wins) = sigma(r_a - r_b).
+  absl::StatusOr<Judgment> AskRewards(const Comparison& c, CallStats* stats,
+                                      const std::function<bool()>& cancelled,
+                                      const JobScope* scope) {
+    SPAR_ASSIGN_OR_RETURN(OrderResult a,
+                          AskReward(c.prompt, c.response_a, stats, cancelled, scope));
+    SPAR_ASSIGN_OR_RETURN(OrderResult b,
+                          AskReward(c.prompt, c.response_b, stats, cancelled, scope));
+    Judgment j;
+    j.p_a_wins = 1.0 / (1.0 + std::exp(b.p_first - a.p_first));
+    j.p_ab = j.p_a_wins;
+    j.verdict_ab = DumpJson(nlohmann::json{{"reward_a", a.p_first}, {"reward_b", b.p_first}});
+    j.cached_orders = (a.cached ? 1 : 0) + (b.cached ? 1 : 0);
+    j.http_calls = stats->http_calls;
+    j.retries = stats->retries;
+    return j;
+  }
+
+  absl::StatusOr<RewardResult> RewardImpl(const ScoreItem& item, const JobScope* scope) {
+    if (!reward_model()) {
+      return absl::FailedPreconditionError(
+          "oracle.kind is \"chat\": rewards need a reward model (oracle.kind \"reward_model\")");
+    }
+    CallStats stats = StartJudgment();
+    absl::StatusOr<OrderResult> r = AskReward(item.prompt, item.response, &stats, nullptr, scope);
+    CountResult(r.status());
+    if (!r.ok()) return SafeStatus(r.status());
+    RewardResult out;
+    out.reward = r->p_first;
+    out.http_calls = stats.http_calls;
+    out.retries = stats.retries;
+    out.cached = r->cached;
+    return out;
+  }
+
   absl::StatusOr<Judgment> CompareImpl(const Comparison& c, const std::function<bool()>& cancelled,
                                        const JobScope* scope) {
     CallStats stats = StartJudgment();
-    absl::StatusOr<Judgment> out = AskBothOrders(c, &stats, cancelled, scope);
+    absl::StatusOr<Judgment> out = reward_model() ? AskRewards(c, &stats, cancelled, scope)
+                                                  : AskBothOrders(c, &stats, cancelled, scope);
     if (!out.ok()) out = SafeStatus(out.status());
     CountResult(out.status());
     return out;
@@ -407,6 +481,7 @@ struct OracleClient::Impl {
   }
 
   absl::StatusOr<ScoreResult> ScoreImpl(const ScoreItem& item) {
+    if (reward_model()) return NotForRewardModel("a pointwise 1..10 score");
     CallStats stats = StartJudgment();
     absl::StatusOr<ScoreResult> out = [&]() -> absl::StatusOr<ScoreResult> {
       const std::string response = TruncateToTokens(item.response, config.max_response_tokens);
@@ -429,6 +504,7 @@ struct OracleClient::Impl {
   absl::StatusOr<SideBySideScores> SideBySideImpl(const SideBySideItem& item,
                                                   const std::function<bool()>& cancelled,
                                                   const JobScope* scope) {
+    if (reward_model()) return NotForRewardModel("side-by-side scoring (pairs.policy dno_prct)");
     CallStats stats = StartJudgment();
     absl::StatusOr<SideBySideScores> out = [&]() -> absl::StatusOr<SideBySideScores> {
       SPAR_ASSIGN_OR_RETURN(AskSpec spec, internal::SideBySideSpec(config, cache != nullptr,
@@ -501,6 +577,10 @@ absl::StatusOr<Judgment> OracleClient::Compare(const Comparison& comparison,
 
 absl::StatusOr<ScoreResult> OracleClient::Score(const ScoreItem& item) {
   return impl_->ScoreImpl(item);
+}
+
+absl::StatusOr<RewardResult> OracleClient::Reward(const ScoreItem& item, const JobScope& scope) {
+  return impl_->RewardImpl(item, scope.job_id.empty() ? nullptr : &scope);
 }
 
 absl::StatusOr<SideBySideScores> OracleClient::ScoreSideBySide(const SideBySideItem& item,

@@ -1,4 +1,6 @@
-// OracleClient: the preference oracle. Asks an OpenAI-compatible judge (POST
+// OracleClient: the preference oracle. With oracle.kind "reward_model" it asks a reward model
+// instead (vLLM's pooling API; see Reward): Compare's P(a wins) is then sigma(r_a - r_b), from
+// the two responses' rewards, each asked once. Otherwise it asks an OpenAI-compatible judge (POST
 // {base_url}/chat/completions, one-token verdict "A"/"B", log-probs when enabled) which of two
 // responses to a prompt is better, in both presentation orders, and returns the position-debiased
 // probability that the first response wins. Each HTTP request is cut off at oracle.timeout_s in
@@ -60,7 +62,9 @@ struct Judgment {
   // swapped (p_ba); -1 when that order was not asked.
   double p_ab = -1;
   double p_ba = -1;
-  // The judge's raw text answer in each order ("" when not asked).
+  // The judge's raw text answer in each order ("" when not asked). A reward-model oracle:
+  // p_ab = p_a_wins = sigma(r_a - r_b), p_ba = -1, verdict_ab = {"reward_a":r_a,"reward_b":r_b},
+  // cached_orders = how many of the two rewards were already known.
   std::string verdict_ab;
   std::string verdict_ba;
   int http_calls = 0;     // HTTP attempts made for this judgment
@@ -80,6 +84,14 @@ struct ScoreResult {
   int http_calls = 0;
   int retries = 0;
   bool cached = false;
+};
+
+// A reward model's answer (oracle.kind "reward_model") for one ScoreItem.
+struct RewardResult {
+  double reward = 0;  // r(prompt, response), as the reward model gives it (unbounded)
+  int http_calls = 0;
+  int retries = 0;
+  bool cached = false;  // from the judgment cache, the in-memory memo, or an identical request
 };
 
 // One side-by-side question (DNO-Prct, side_by_side.h): score every response to `prompt` on the
@@ -145,10 +157,18 @@ class OracleClient {
   // "budget: job <id> round <t> <limit> ..." before a request that would exceed one).
   absl::StatusOr<Judgment> Compare(const Comparison& comparison, const JobScope& scope);
 
-  // Pointwise score with the pointwise template; same errors as Compare.
+  // Pointwise score with the pointwise template; same errors as Compare. FailedPrecondition for
+  // a reward-model oracle (use Reward).
   absl::StatusOr<ScoreResult> Score(const ScoreItem& item);
 
-  // Side-by-side 6-point scores of every response (DNO-Prct). The presentation order is
+  // The reward of item.response as the answer to item.prompt (oracle.kind "reward_model" only,
+  // else FailedPrecondition): POST {base_url}/pooling, with the budgets, rate limits, retries,
+  // single-flight and cache of Compare. Each (model, prompt, response) is asked once: from the
+  // judgment cache file when there is one, else from an in-memory memo. Same errors as Compare.
+  absl::StatusOr<RewardResult> Reward(const ScoreItem& item, const JobScope& scope = JobScope());
+
+  // Side-by-side 6-point scores of every response (DNO-Prct); FailedPrecondition for a
+  // reward-model oracle. The presentation order is
   // SideBySideOrder seeded by a hash of the prompt and the responses (a re-run shows the same
   // order); the cache key covers the judge model, the side-by-side template id, the truncation,
   // that order, the prompt and every response, so a re-run pays nothing. An answer that breaks

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "oracle_client/internal/http_policy.h"
 
@@ -60,11 +61,31 @@ absl::Status ReadSeconds(const nlohmann::json& json, const char* key, absl::Dura
   return absl::OkStatus();
 }
 
+absl::Status ReadKind(const nlohmann::json& json, OracleKind* out) {
+  auto it = json.find("kind");
+  if (it == json.end()) return absl::OkStatus();
+  SPAR_ASSIGN_OR_RETURN(*out,
+                        ParseOracleKind(it->is_string() ? it->get<std::string>() : DumpJson(*it)));
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+const char* OracleKindName(OracleKind kind) {
+  return kind == OracleKind::kRewardModel ? "reward_model" : "chat";
+}
+
+absl::StatusOr<OracleKind> ParseOracleKind(const std::string& name) {
+  if (name == "chat") return OracleKind::kChat;
+  if (name == "reward_model") return OracleKind::kRewardModel;
+  return absl::InvalidArgumentError(
+      absl::StrCat("oracle.kind must be \"chat\" or \"reward_model\", got ", name));
+}
 
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("oracle config must be a JSON object");
-  static const std::set<std::string> kKnown = {"base_url",
+  static const std::set<std::string> kKnown = {"kind",
+                                               "base_url",
                                                "allow_http_hosts",
                                                "model",
                                                "api_key_env",
@@ -98,6 +119,7 @@ absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json) {
     }
   }
   OracleConfig c;
+  SPAR_RETURN_IF_ERROR(ReadKind(json, &c.kind));
   SPAR_RETURN_IF_ERROR(Read(json, "base_url", &c.base_url));
   SPAR_RETURN_IF_ERROR(Read(json, "allow_http_hosts", &c.allow_http_hosts));
   SPAR_RETURN_IF_ERROR(Read(json, "model", &c.model));
@@ -194,6 +216,12 @@ absl::Status Validate(const OracleConfig& c) {
         absl::StrCat("oracle.max_response_tokens must be >= 0 (0 = no truncation), got ",
                      c.max_response_tokens));
   }
+  if (c.kind == OracleKind::kRewardModel &&
+      !(c.template_path.empty() && c.score_template_path.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oracle.", c.template_path.empty() ? "score_template_path" : "template_path",
+        " is set but oracle.kind is \"reward_model\": a reward model is asked no template"));
+  }
   if (c.api_key.find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("oracle api key must not contain line breaks");
   }
@@ -201,7 +229,8 @@ absl::Status Validate(const OracleConfig& c) {
 }
 
 nlohmann::json RedactedOracleConfig(const OracleConfig& c) {
-  return nlohmann::json{{"base_url", c.base_url},
+  return nlohmann::json{{"kind", OracleKindName(c.kind)},
+                        {"base_url", c.base_url},
                         {"allow_http_hosts", c.allow_http_hosts},
                         {"model", c.model},
                         {"api_key", c.api_key.empty() ? "" : "<redacted>"},

@@ -13,10 +13,21 @@
 
 namespace spar::oracle {
 
+// What answers the oracle: a chat judge (POST {base_url}/chat/completions, a verdict per
+// comparison) or a reward model (POST {base_url}/pooling, vLLM's pooling API: one scalar reward
+// r(prompt, response) per response; a comparison is sigma(r_a - r_b)).
+enum class OracleKind { kChat, kRewardModel };
+
 struct OracleConfig {
+  // "chat" (default) or "reward_model". A reward model has no templates (template_path and
+  // score_template_path must be empty), answers no side-by-side or pointwise 1..10 questions
+  // (FailedPrecondition), and ignores both_orders and use_logprobs (a reward does not depend on
+  // the order shown).
+  OracleKind kind = OracleKind::kChat;
   // OpenAI-compatible API root, e.g. "http://127.0.0.1:8081/v1"; requests go to
-  // {base_url}/chat/completions. https is required unless the host is loopback or listed in
-  // allow_http_hosts.
+  // {base_url}/chat/completions (a reward model: {base_url}/pooling; vLLM serves /pooling at the
+  // server root, e.g. "http://rm:8000", not under /v1). https is required unless the host is
+  // loopback or listed in allow_http_hosts.
   std::string base_url;
   // Host names (no scheme, no port) to which base_url may use plain http although they are not
   // loopback: the explicit opt-in for a judge on a private network, e.g. the Compose service
@@ -79,15 +90,20 @@ struct OracleConfig {
   int max_response_tokens = 0;
 };
 
-// Reads {"base_url", "allow_http_hosts" (array of strings), "model", "api_key_env",
-// "max_concurrency", "timeout_s", "judgment_deadline_s", "max_retries", "retry_backoff_initial_s",
-// "retry_backoff_max_s", "both_orders", "use_logprobs", "cache_path", "requests_per_minute",
-// "tokens_per_minute", "budget_calls", "budget_tokens", "budget_cost_usd",
+// Reads {"kind" ("chat" | "reward_model"), "base_url", "allow_http_hosts" (array of strings),
+// "model", "api_key_env", "max_concurrency", "timeout_s", "judgment_deadline_s", "max_retries",
+// "retry_backoff_initial_s", "retry_backoff_max_s", "both_orders", "use_logprobs", "cache_path",
+// "requests_per_minute", "tokens_per_minute", "budget_calls", "budget_tokens", "budget_cost_usd",
 // "price_prompt_per_1k_usd", "price_completion_per_1k_usd", "template_path", "score_template_path",
 // "max_response_tokens"}; unknown keys (including "api_key": secrets do not belong in config files)
 // are InvalidArgument naming the key. Reads no environment variable (api_key stays empty; see
 // api_key). Does not call Validate.
 absl::StatusOr<OracleConfig> ParseOracleConfig(const nlohmann::json& json);
+
+// "chat" | "reward_model".
+const char* OracleKindName(OracleKind kind);
+// The inverse; InvalidArgument naming oracle.kind for any other text.
+absl::StatusOr<OracleKind> ParseOracleKind(const std::string& name);
 
 // InvalidArgument naming the first broken rule.
 absl::Status Validate(const OracleConfig& config);

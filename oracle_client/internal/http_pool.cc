@@ -13,7 +13,8 @@ namespace spar::oracle::internal {
 HttpPool::HttpPool(const BaseUrl& base, const OracleConfig& config, OracleMetrics* metrics,
                    ClientCounters* counters)
     : base_(base),
-      path_(base.path_prefix + "/chat/completions"),
+      path_(base.path_prefix +
+            (config.kind == OracleKind::kRewardModel ? "/pooling" : "/chat/completions")),
       timeout_(config.timeout),
       api_key_(config.api_key),
       metrics_(metrics),

@@ -52,7 +52,8 @@ class HttpPool {
   HttpPool(const HttpPool&) = delete;
   HttpPool& operator=(const HttpPool&) = delete;
 
-  // POSTs `body` to {base_url}/chat/completions on a free connection, cut off `budget` (real
+  // POSTs `body` to {base_url}/chat/completions (a reward model: {base_url}/pooling) on a free
+  // connection, cut off `budget` (real
   // time) after it starts whatever the judge does, or at once after CutAll.
   HttpResult Post(const std::string& body, absl::Duration budget);
   // Cuts every request in flight and every later one (a stopping client). Irreversible.

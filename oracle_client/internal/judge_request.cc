@@ -83,10 +83,26 @@ absl::StatusOr<AskSpec> SideBySideSpec(const OracleConfig& config, bool cached,
   return spec;
 }
 
+AskSpec RewardSpec(const OracleConfig& config, bool cached, const std::string& prompt,
+                   const std::string& response) {
+  AskSpec spec;
+  spec.kind = AskKind::kReward;
+  spec.messages = {ChatMessage{"user", prompt}, ChatMessage{"assistant", response}};
+  spec.max_tokens = 0;  // a pooling request generates nothing
+  spec.flight_key = JudgmentCache::Key(CacheKeyFields{
+      config.model, absl::StrCat("reward-model/pooling/trunc", config.max_response_tokens), prompt,
+      response, "", JudgeOrder::kAB});
+  if (cached) spec.cache_key = spec.flight_key;
+  return spec;
+}
+
 std::string BuildRequestBody(const AskSpec& spec, const OracleConfig& config) {
   json messages = json::array();
   for (const ChatMessage& m : spec.messages) {
     messages.push_back({{"role", m.role}, {"content", m.content}});
+  }
+  if (spec.kind == AskKind::kReward) {
+    return DumpJson(json{{"model", config.model}, {"messages", std::move(messages)}});
   }
   json req = {{"model", config.model},
               {"messages", std::move(messages)},

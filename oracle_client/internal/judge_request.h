@@ -13,11 +13,12 @@
 namespace spar::oracle::internal {
 
 // What kind of answer a request asks for.
-enum class AskKind { kPairwise, kPointwise, kSideBySide };
+enum class AskKind { kPairwise, kPointwise, kSideBySide, kReward };
 
 // One request's parsed answer.
 struct OrderResult {
-  double p_first = 0.5;  // P(the output shown as "A" wins), or the pointwise score
+  // P(the output shown as "A" wins), or the pointwise score, or the reward model's reward
+  double p_first = 0.5;
   std::string verdict_text;
   std::vector<int> scores;  // side-by-side: one per candidate, un-shuffled
   bool cached = false;
@@ -51,8 +52,14 @@ absl::StatusOr<AskSpec> SideBySideSpec(const OracleConfig& config, bool cached,
                                        const std::string& prompt,
                                        const std::vector<std::string>& responses);
 
-// The chat-completions request body of `spec` (temperature 0; log-probs for a pairwise request
-// when oracle.use_logprobs).
+// The reward-model request scoring `response` (already truncated) as the assistant's answer to
+// `prompt`: POST /pooling with the conversation as chat messages, so the server renders it with
+// the reward model's own chat template (vLLM's pooling API).
+AskSpec RewardSpec(const OracleConfig& config, bool cached, const std::string& prompt,
+                   const std::string& response);
+
+// The JSON body of `spec`: chat completions at temperature 0, log-probs for a pairwise request
+// when oracle.use_logprobs; a reward request: {"model", "messages"} for /pooling.
 std::string BuildRequestBody(const AskSpec& spec, const OracleConfig& config);
 
 // Estimated prompt tokens of `spec` (budget reservations and the rate limiter).

@@ -1,6 +1,7 @@
 #include "oracle_client/internal/response_parser.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -156,6 +157,36 @@ bool ParseKind(const json& choice, const AskSpec& spec, const OracleConfig& conf
   return true;
 }
 
+// The one reward in a vLLM pooling answer: data[0].data is the number, or a list holding exactly
+// one (a sequence-classification head with one label), possibly nested; nullopt with `why` for
+// anything else (no data, several values, not finite).
+std::optional<double> ParseReward(const json& j, std::string* why) {
+  auto data = j.find("data");
+  if (data == j.end() || !data->is_array() || data->empty() || !(*data)[0].is_object()) {
+    *why = "pooling answer has no data[0]";
+    return std::nullopt;
+  }
+  auto value = (*data)[0].find("data");
+  if (value == (*data)[0].end()) {
+    *why = "pooling answer has no data[0].data";
+    return std::nullopt;
+  }
+  const json* v = &*value;
+  while (v->is_array() && v->size() == 1) v = &(*v)[0];
+  if (!v->is_number()) {
+    *why = absl::StrCat("pooling answer data[0].data holds ",
+                        v->is_array() ? absl::StrCat(v->size(), " values") : "no number",
+                        "; a reward model gives one reward per sequence");
+    return std::nullopt;
+  }
+  const double r = v->get<double>();
+  if (!std::isfinite(r)) {
+    *why = "pooling answer's reward is not finite";
+    return std::nullopt;
+  }
+  return r;
+}
+
 }  // namespace
 
 ResponseBody ParseResponseBody(const std::string& body) {
@@ -188,6 +219,14 @@ std::optional<OrderResult> ParseAnswer(const ResponseBody& parsed, const std::st
     return std::nullopt;
   }
   try {
+    if (spec.kind == AskKind::kReward) {
+      std::optional<double> reward = ParseReward(j, why);
+      if (!reward) return std::nullopt;
+      OrderResult out;
+      out.p_first = *reward;
+      out.verdict_text = DumpJson(json(*reward));
+      return out;
+    }
     auto choices = j.find("choices");
     if (choices == j.end() || !choices->is_array() || choices->empty() ||
         !(*choices)[0].is_object()) {

@@ -68,6 +68,10 @@ const char kUsage[] =
     "--insecure\n"
     "     [--judge_allow_http_host=NAME[,NAME]]          plain http to these non-loopback judge "
     "hosts\n"
+    "     [--judge_kind=chat|reward_model] [--judge_model=NAME]\n"
+    "                                                   reward_model: --judge_url is the root of a "
+    "vLLM\n"
+    "                                                   pooling server (POST /pooling)\n"
     "  serve --role=sampler|oracle|trainer|orchestrator [--config=FILE] [--port=N] "
     "[--metrics_port=N]\n"
     "                                                   trainer: "
@@ -208,6 +212,10 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   // Serving off loopback without SPAR_API_TOKEN is refused unless asked for by name.
   if (args.Has("insecure")) config.insecure = true;
   if (args.Has("judge_url")) config.oracle.base_url = args.Get("judge_url");
+  if (args.Has("judge_kind")) {
+    SPAR_ASSIGN_OR_RETURN(config.oracle.kind, oracle::ParseOracleKind(args.Get("judge_kind")));
+  }
+  if (args.Has("judge_model")) config.oracle.model = args.Get("judge_model");
   // Plain http to these judge hosts (e.g. the Compose service spar-judge); checked by Validate.
   for (std::string& host : args.GetList("judge_allow_http_host")) {
     config.oracle.allow_http_hosts.push_back(std::move(host));
@@ -478,6 +486,8 @@ const std::set<std::string>& ServerFlags() {
                                               "runs_dir",
                                               "data_root",
                                               "judge_url",
+                                              "judge_kind",
+                                              "judge_model",
                                               "judge_cache",
                                               "sampler_address",
                                               "oracle_address",

@@ -363,6 +363,63 @@ struct JudgeServer::Handlers {
                    ApproxTokens(content), fault);
   }
 
+  // POST /pooling (vLLM's pooling API, as a reward model serves it): the arithmetic rule's reward
+  // (arith::ArithReward) for the conversation's last assistant message as the answer to its last
+  // user message, as {"data":[{"index":0,"object":"pooling","data":[reward]}],"usage":{...}}.
+  // The injected faults apply as to chat completions ("bad_verdict" sends two values).
+  static void Pooling(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(s, req, res)) return;
+    const JudgeServerOptions& o = s.options_;
+    const int64_t n = s.request_counter_.fetch_add(1) + 1;
+    s.requests_served_.fetch_add(1);
+    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
+    if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
+    if (SendInjectedFault(o, fault, res)) return;
+    if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    std::optional<std::string> user, assistant;
+    auto messages = body.is_object() ? body.find("messages") : body.end();
+    if (body.is_object() && messages != body.end() && messages->is_array()) {
+      for (const json& m : *messages) {
+        if (!m.is_object() || !m.contains("content") || !m["role"].is_string()) continue;
+        std::optional<std::string> text = ContentText(m["content"]);
+        if (m["role"] == "user") user = text;
+        if (m["role"] == "assistant") assistant = text;
+      }
+    }
+    if (!user || !assistant) {
+      SendError(
+          res, 400,
+          "spar-judge's reward model needs 'messages' holding a user and an assistant message.",
+          "invalid_request_error", "invalid_request");
+      return;
+    }
+    std::string model = o.model;
+    if (auto m = body.find("model"); m != body.end() && m->is_string())
+      model = m->get<std::string>();
+    s.RecordSeen(
+        json{{"instruction", *user}, {"output", *assistant}, {"model", model}, {"mode", "reward"}});
+    const double reward = arith::ArithReward(
+        *user, *assistant,
+        o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser);
+    const int64_t tokens = ApproxTokens(*user) + ApproxTokens(*assistant);
+    json out = {
+        {"id", absl::StrCat("pool-spar-", n)},
+        {"object", "list"},
+        {"created", absl::ToUnixSeconds(absl::Now())},
+        {"model", model},
+        {"data", json::array({{{"index", 0},
+                               {"object", "pooling"},
+                               {"data", fault == "bad_verdict" ? json::array({reward, reward})
+                                                               : json::array({reward})}}})},
+        {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}, {"completion_tokens", 0}}}};
+    std::string text = DumpJson(out);
+    if (fault == "truncated_json") text.resize(text.size() / 2);
+    res.status = 200;
+    res.set_header("x-request-id", absl::StrCat("req-spar-", n));
+    res.set_content(text, kJsonType);
+  }
+
   static void Models(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
     if (!Authorized(s, req, res)) return;
     json out = {{"object", "list"},
@@ -411,6 +468,11 @@ absl::StatusOr<std::unique_ptr<JudgeServer>> JudgeServer::Start(JudgeServerOptio
                    [self](const httplib::Request& req, httplib::Response& res) {
                      Handlers::ChatCompletions(*self, req, res);
                    });
+  for (const char* path : {"/pooling", "/v1/pooling"}) {
+    s->server_->Post(path, [self](const httplib::Request& req, httplib::Response& res) {
+      Handlers::Pooling(*self, req, res);
+    });
+  }
   s->server_->Get("/v1/models", [self](const httplib::Request& req, httplib::Response& res) {
     Handlers::Models(*self, req, res);
   });

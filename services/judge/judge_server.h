@@ -5,7 +5,10 @@
 // with a score: 10 for a correct answer, 3 for a wrong number, 1 for no number, 5 when the
 // instruction is not an arithmetic question. The side-by-side template
 // (oracle_client/side_by_side.h) is answered with JSON scores per id: 6 for a correct answer, 1 for
-// a wrong number, 0 for no number, 3 when the instruction is not arithmetic. It can inject faults
+// a wrong number, 0 for no number, 3 when the instruction is not arithmetic. It also serves the
+// rule as a reward model, as vLLM's pooling API does (POST /pooling and /v1/pooling; the reward is
+// arith::ArithReward of the last assistant message as the answer to the last user message). It
+// can inject faults
 // (rate limits, 5xx, slowness, truncated bodies, bad verdicts, connection resets,
 // insufficient_quota) to exercise OracleClient's retry policy. Used by the demo (binary spar-judge)
 // and by tests in-process.
@@ -42,11 +45,11 @@ struct JudgeServerOptions {
   // Injected fault: "" (none) | "429" | "500" | "503" | "slow" | "truncated_json" |
   // "bad_verdict" | "reset" | "insufficient_quota".
   std::string fault;
-  // Fraction of chat-completion requests that get the fault, in [0, 1]; deterministic by request
+  // Fraction of chat-completion and pooling requests that get the fault, in [0, 1]; deterministic by request
   // number n (1-based): request n is faulted when ceil(n*rate) > ceil((n-1)*rate), so 0.5 faults
   // requests 1, 3, 5, ... and 1 faults every request.
   double fault_rate = 1.0;
-  // Added to every chat-completion request before answering.
+  // Added to every chat-completion and pooling request before answering.
   absl::Duration latency = absl::ZeroDuration();
   // Extra latency of the "slow" fault.
   absl::Duration slow_latency = absl::Seconds(2);
@@ -88,12 +91,13 @@ class JudgeServer {
   // Stops accepting, waits for in-flight requests, joins the server thread. Idempotent.
   void Stop();
 
-  // Chat-completion requests received (authorized ones, faulted or not).
+  // Chat-completion and pooling requests received (authorized ones, faulted or not).
   int64_t requests_served() const { return requests_served_.load(); }
   // One entry per chat-completion request that was judged:
   // {"instruction","output_a","output_b","model","logprobs","top_logprobs"} (pairwise) or
   // {"instruction","output","model"} (pointwise) or
-  // {"instruction","outputs","model","mode":"side_by_side"} (side-by-side, outputs in id order).
+  // {"instruction","outputs","model","mode":"side_by_side"} (side-by-side, outputs in id order) or
+  // {"instruction","output","model","mode":"reward"} (a pooling request).
   std::vector<nlohmann::json> seen_requests() const;
 
  private:

@@ -1,5 +1,7 @@
 #include "tasks/arith/rule_judge.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 
@@ -61,6 +63,16 @@ RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a
   }
   return Make(a < b ? Verdict::kA : Verdict::kB, Basis::kTieBreak,
               "equally good, same length; lexicographically smaller wins");
+}
+
+double ArithReward(const std::string& instruction, const std::string& response, ArithRule rule) {
+  const std::optional<int64_t> truth = ArithTruth(instruction);
+  if (!truth) return 0.0;
+  const std::optional<int64_t> d = Distance(truth, response);
+  if (!d) return -5.0;
+  if (*d == 0) return 5.0;
+  if (rule == ArithRule::kExact) return -1.0;
+  return -std::min(4.0, std::log1p(static_cast<double>(*d)));
 }
 
 }  // namespace spar::arith

@@ -39,4 +39,11 @@ enum class ArithRule { kCloser, kExact };
 RuleVerdict JudgeArithmetic(const std::string& instruction, const std::string& a,
                             const std::string& b, ArithRule rule = ArithRule::kCloser);
 
+// The rule as a reward model (spar-judge's /pooling): a scalar reward for `response`, ordered as
+// JudgeArithmetic orders answers on quality. Correct: +5. A wrong number: -min(4, ln(1 + |answer -
+// truth|)) under kCloser (closer is better), -1 under kExact. No number: -5. Not an arithmetic
+// question: 0. So sigma(r_correct - r_wrong) >= sigma(5 + ln 2) > 0.996.
+double ArithReward(const std::string& instruction, const std::string& response,
+                   ArithRule rule = ArithRule::kCloser);
+
 }  // namespace spar::arith

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <set>
 #include <string>
@@ -479,6 +480,37 @@ TEST_F(JudgeServerTest, ServesOpenAiShapedResponsesAndErrors) {
   EXPECT_EQ(body["usage"]["completion_tokens"], 1);
   EXPECT_EQ(body["usage"]["total_tokens"].get<int>(),
             body["usage"]["prompt_tokens"].get<int>() + 1);
+}
+
+// The rule as a reward model, in the shape of vLLM's pooling API (POST /pooling at the root).
+TEST_F(JudgeServerTest, ServesTheRuleAsARewardModelOnThePoolingApi) {
+  StartServer();
+  httplib::Client http("127.0.0.1", server_->port());
+  auto reward_of = [&](const std::string& prompt, const std::string& response) {
+    nlohmann::json req = {{"model", "rm"},
+                          {"messages",
+                           {{{"role", "user"}, {"content", prompt}},
+                            {{"role", "assistant"}, {"content", response}}}}};
+    auto r = http.Post("/pooling", req.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200);
+    nlohmann::json body = r ? nlohmann::json::parse(r->body) : nlohmann::json();
+    EXPECT_EQ(body["object"], "list");
+    EXPECT_EQ(body["model"], "rm");
+    EXPECT_EQ(body["data"][0]["object"], "pooling");
+    EXPECT_GT(body["usage"]["prompt_tokens"].get<int>(), 0);
+    return body["data"][0]["data"][0].get<double>();
+  };
+  EXPECT_EQ(reward_of("12+30=", "42"), 5.0);
+  EXPECT_EQ(reward_of("12+30=", "45"), -std::log1p(3.0));
+  EXPECT_EQ(reward_of("12+30=", "12345678"), -4.0);     // far off: the floor
+  EXPECT_EQ(reward_of("12+30=", "forty-two"), -5.0);    // no number
+  EXPECT_EQ(reward_of("Write a poem.", "Roses"), 0.0);  // not arithmetic
+  nlohmann::json text_only = {{"model", "rm"}, {"input", "12+30=42"}};
+  auto bad = http.Post("/pooling", text_only.dump(), "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_THAT(nlohmann::json::parse(bad->body)["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("messages"));
 }
 
 TEST(JudgeServerOptionsTest, RejectsBadOptions) {

@@ -365,5 +365,48 @@ TEST_F(HostileJudgeTest, FaultServerRunLosesNoJudgmentAndPaysEachOnce) {
   EXPECT_GE(clock_.Now() - absl::UnixEpoch(), absl::Seconds(40));
 }
 
+// The same fault plan in front of a reward model (oracle.kind "reward_model", POST /pooling):
+// every comparison answered, with exactly the probabilities a fault-free run gives, and each
+// reward paid once.
+TEST_F(HostileJudgeTest, FaultServerRunOfARewardModelLosesNothingAndPaysEachRewardOnce) {
+  StartHostile([](int64_t n, const std::string&) {
+    Reply r = FaultPlan(n);
+    r.body = r.fault == Fault::kDrip || r.fault == Fault::kCutShort
+                 ? R"({"object":"list","data":[{"index":0,"object":"pooling","data":[1.5]}]})"
+                 : r.body;
+    return r;
+  });
+  auto reward_config = [](OracleConfig c, int port) {
+    c.kind = oracle::OracleKind::kRewardModel;
+    c.base_url = absl::StrCat("http://127.0.0.1:", port);  // /pooling at the server root
+    return c;
+  };
+  OracleConfig config = reward_config(Config(), hostile_->port());
+  config.timeout = absl::Milliseconds(500);  // cuts the drip (as the chat run above)
+  auto client = MakeClient(config);
+  const std::vector<Comparison> items = Items(160);
+  std::vector<absl::StatusOr<Judgment>> out(items.size(), absl::UnknownError("not reported"));
+  client->CompareAll(items, [&](size_t i, absl::StatusOr<Judgment> j) { out[i] = std::move(j); });
+  EXPECT_EQ(upstream_->requests_served(), 320);  // every reward answered (and paid) once
+  FakeClock clean_clock;
+  OracleConfig clean_config = reward_config(Config(), upstream_->port());
+  clean_config.api_key = "";
+  absl::StatusOr<std::unique_ptr<OracleClient>> clean =
+      OracleClient::Create(clean_config, nullptr, &clean_clock);  // its own metrics
+  ASSERT_THAT(clean, IsOk());
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSERT_TRUE(out[i].ok()) << "judgment " << i << " lost: " << out[i].status();
+    absl::StatusOr<Judgment> want = (*clean)->Compare(items[i]);
+    ASSERT_THAT(want, IsOk());
+    EXPECT_EQ(out[i]->p_a_wins, want->p_a_wins) << i;
+    EXPECT_EQ(out[i]->p_a_wins > 0.5, i % 2 == 0) << i;
+  }
+  for (Fault f : {Fault::kStatus, Fault::kDrip, Fault::kCutShort, Fault::kReset}) {
+    EXPECT_GE(hostile_->count(f), 5) << static_cast<int>(f);
+  }
+  EXPECT_EQ(client->GetUsage().failures, 0);
+  EXPECT_EQ(client->GetUsage().calls, hostile_->requests());
+}
+
 }  // namespace
 }  // namespace spar::judge

@@ -56,6 +56,25 @@ TEST(OracleConfigTest, DefaultsWhenAbsent) {
   EXPECT_TRUE(Validate(*c).ok());
 }
 
+TEST(OracleConfigTest, KindIsChatByDefaultOrARewardModel) {
+  absl::StatusOr<OracleConfig> chat = ParseOracleConfig({{"base_url", "http://127.0.0.1:1/v1"}});
+  ASSERT_THAT(chat, IsOk());
+  EXPECT_EQ(chat->kind, OracleKind::kChat);
+  absl::StatusOr<OracleConfig> rm =
+      ParseOracleConfig({{"kind", "reward_model"}, {"base_url", "http://127.0.0.1:8000"}});
+  ASSERT_THAT(rm, IsOk());
+  EXPECT_EQ(rm->kind, OracleKind::kRewardModel);
+  EXPECT_THAT(Validate(*rm), IsOk());
+  EXPECT_EQ(RedactedOracleConfig(*rm)["kind"], "reward_model");
+  EXPECT_THAT(ParseOracleConfig({{"kind", "pairwise"}, {"base_url", "http://127.0.0.1:1"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("oracle.kind")));
+  EXPECT_THAT(ParseOracleConfig({{"kind", 1}, {"base_url", "http://127.0.0.1:1"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("oracle.kind")));
+  rm->score_template_path = "score.txt";
+  EXPECT_THAT(Validate(*rm), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("oracle.score_template_path")));
+}
+
 TEST(OracleConfigTest, RejectsUnknownKeyNamingIt) {
   absl::StatusOr<OracleConfig> c =
       ParseOracleConfig({{"base_url", "http://127.0.0.1/v1"}, {"max_retry", 3}});

@@ -426,6 +426,59 @@ TEST_F(ServicesTest, SideBySideDnoJobScoresThroughOracleScoreAndKeepsPairs) {
   }
 }
 
+// A deployment whose oracle is a reward model (oracle.kind "reward_model": the rule served as
+// vLLM's pooling API by spar-judge): a BRAIn job trains on groups, every comparison is
+// sigma(r_a - r_b) from two rewards, each (prompt, response) is scored once across the judge and
+// eval stages, and a side-by-side job is refused with the reason instead of guessed scores.
+TEST_F(ServicesTest, BrainJobWithARewardModelOracleScoresEachResponseOnce) {
+  auto judge = judge::JudgeServer::Start({});
+  ASSERT_THAT(judge, IsOk());
+  AppConfig ac;
+  ac.runs_dir = JoinPath(*root_, "runs-rm");
+  ac.data_root = *root_;
+  ac.oracle.kind = oracle::OracleKind::kRewardModel;
+  ac.oracle.base_url = absl::StrCat("http://127.0.0.1:", (*judge)->port());
+  ac.api_token = kServiceToken;
+  auto app = App::Start(ac);
+  ASSERT_THAT(app, IsOk());
+  auto stub = v1::Orchestrator::NewStub(TokenChannel((*app)->address()));
+  v1::JobSpec spec = SmallSpec();
+  spec.set_name("brain-rm");
+  spec.set_algorithm("brain");
+  v1::Job job = RunJobToEnd(*stub, spec, "brain-rm-1");
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
+  const std::string round = JoinPath(JoinPath(ac.runs_dir, job.job_id()), "iter_001");
+  auto judgments = ReadJsonl(JoinPath(round, "judgments.jsonl"));
+  ASSERT_TRUE(judgments.ok());
+  ASSERT_FALSE(judgments->empty());
+  for (const auto& j : *judgments) {
+    ASSERT_TRUE(j["ok"].get<bool>()) << j.dump();
+    nlohmann::json r = nlohmann::json::parse(j["verdict_ab"].get<std::string>());
+    const double want =
+        1 / (1 + std::exp(r["reward_b"].get<double>() - r["reward_a"].get<double>()));
+    EXPECT_NEAR(j["p_a_wins"].get<double>(), want, 1e-12) << j.dump();
+  }
+  auto groups = ReadJsonl(JoinPath(round, "groups.jsonl"));
+  ASSERT_TRUE(groups.ok());
+  EXPECT_FALSE(groups->empty());
+  std::vector<nlohmann::json> seen = (*judge)->seen_requests();
+  std::set<std::pair<std::string, std::string>> distinct;
+  for (const nlohmann::json& r : seen) {
+    EXPECT_EQ(r["mode"], "reward") << r.dump();
+    distinct.insert({r["instruction"].get<std::string>(), r["output"].get<std::string>()});
+  }
+  EXPECT_EQ(distinct.size(), seen.size());  // each response scored once
+  EXPECT_GE(seen.size(), 6u * 3u);          // at least every sample of the round
+
+  v1::JobSpec sbs = SmallSpec();
+  sbs.set_name("side-by-side-rm");
+  sbs.mutable_pairs()->set_scoring("side_by_side");
+  v1::Job refused = RunJobToEnd(*stub, sbs, "sbs-rm-1");
+  EXPECT_NE(refused.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_NE(refused.error().find("reward_model"), std::string::npos) << refused.error();
+  (*app)->Shutdown();
+}
+
 TEST_F(ServicesTest, SpinJobWithOneSamplePerPromptTrainsOnGoldVsSample) {
   // SPIN's default K = 1 through the real sampler, orchestrator and trainer: one gold-vs-sample
   // pair per prompt whose (non-empty) sample misses the answer.
