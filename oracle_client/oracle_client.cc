@@ -428,6 +428,8 @@ struct OracleClient::Impl {
     j.p_a_wins = 1.0 / (1.0 + std::exp(b.p_first - a.p_first));
     j.p_ab = j.p_a_wins;
     j.verdict_ab = DumpJson(nlohmann::json{{"reward_a", a.p_first}, {"reward_b", b.p_first}});
+    j.reward_a = a.p_first;
+    j.reward_b = b.p_first;
     j.cached_orders = (a.cached ? 1 : 0) + (b.cached ? 1 : 0);
     j.http_calls = stats->http_calls;
     j.retries = stats->retries;

@@ -67,6 +67,9 @@ struct Judgment {
   // cached_orders = how many of the two rewards were already known.
   std::string verdict_ab;
   std::string verdict_ba;
+  // A reward-model oracle: the two responses' rewards (unset for a chat judge).
+  std::optional<double> reward_a;
+  std::optional<double> reward_b;
   int http_calls = 0;     // HTTP attempts made for this judgment
   int retries = 0;        // of which retries (backoff retries plus unparsable-verdict retries)
   int cached_orders = 0;  // presentation orders answered from the judgment cache (0, 1 or 2)

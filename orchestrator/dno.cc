@@ -52,6 +52,33 @@ std::vector<double> WinRates(const std::vector<std::string>& texts,
   return out;
 }
 
+std::optional<std::vector<double>> OracleRewards(const std::vector<std::string>& texts,
+                                                 const std::vector<PairJudgment>& judgments,
+                                                 const std::vector<bool>& negative) {
+  const int k = static_cast<int>(texts.size());
+  std::map<std::string, double> reward_of;
+  for (const PairJudgment& jd : judgments) {
+    if (!jd.ok || jd.i < 0 || jd.j < 0 || jd.i >= k || jd.j >= k) continue;
+    if (!jd.reward_i || !jd.reward_j) return std::nullopt;  // a chat judge
+    reward_of[texts[jd.i]] = *jd.reward_i;
+    reward_of[texts[jd.j]] = *jd.reward_j;
+  }
+  if (reward_of.empty()) return std::nullopt;
+  std::vector<double> out(k, 0.0);
+  double lowest = reward_of.begin()->second;
+  for (const auto& [text, r] : reward_of) lowest = std::min(lowest, r);
+  for (int i = 0; i < k; ++i) {
+    if (i < static_cast<int>(negative.size()) && negative[i]) {
+      out[i] = lowest;
+      continue;
+    }
+    auto it = reward_of.find(texts[i]);
+    if (it == reward_of.end()) return std::nullopt;
+    out[i] = it->second;
+  }
+  return out;
+}
+
 bool HasRepeatedNgram(const std::string& text, int n, int max_repeats) {
   if (n <= 0) return false;
   std::vector<std::string> words =

@@ -24,6 +24,9 @@ struct PairJudgment {
   int j = 0;
   double p_i_wins = 0.5;  // P(y_i > y_j)
   bool ok = true;         // failed judgments are recorded but carry no preference
+  // A reward-model oracle: the rewards of y_i and y_j; unset for a chat judge.
+  std::optional<double> reward_i;
+  std::optional<double> reward_j;
 };
 
 // Win rate of each of the k samples against the others: mean over j != i of P(y_i > y_j), with
@@ -57,6 +60,15 @@ std::vector<PreferencePairRow> DnoMarginPairs(const std::string& prompt,
 
 // A repetition defect: some run of `n` consecutive whitespace-separated words occurs more than
 // `max_repeats` times in `text` (overlapping occurrences count). n <= 0: never.
+// Each sample's reward as a reward-model oracle gave it (every usable judgment carries
+// reward_i/reward_j): identical texts share one; an automatic negative (`negative[i]`, never
+// judged) takes the lowest reward of the others, so it ranks above none. nullopt when the oracle
+// was a chat judge (no rewards), or when a sample that is not a negative has no usable judgment
+// (the caller then uses win rates).
+std::optional<std::vector<double>> OracleRewards(const std::vector<std::string>& texts,
+                                                 const std::vector<PairJudgment>& judgments,
+                                                 const std::vector<bool>& negative);
+
 bool HasRepeatedNgram(const std::string& text, int n, int max_repeats);
 
 // PairsToJudge without the defective candidates: a defect is an automatic negative, so

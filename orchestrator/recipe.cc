@@ -191,8 +191,9 @@ class MpoRecipe final : public Recipe {
 };
 
 // The listwise recipes, BRAIn (ALGORITHMS.md §9) and RRHF (§10): judge all pairs; every sample of
-// a prompt trains together, its reward the SPPO win rate P̂(y > pi_t) within the prompt's samples
-// (unfinished samples as automatic negatives). RRHF leaves out a prompt whose rewards are all
+// a prompt trains together, its reward the reward model's own r(x, y) when the oracle is one
+// (OracleRewards), else the SPPO win rate P̂(y > pi_t) within the prompt's samples (unfinished
+// samples as automatic negatives). RRHF leaves out a prompt whose rewards are all
 // equal: it ranks nothing and its SFT term would take an arbitrary response.
 class ListwiseRecipe final : public Recipe {
  public:
@@ -209,8 +210,12 @@ class ListwiseRecipe final : public Recipe {
   std::vector<double> GroupRewards(const PromptRound& r,
                                    const std::vector<PairJudgment>& j) const override {
     const std::vector<bool> negative = UnfinishedNegatives(spec_, r, r.samples);
+    // A reward-model oracle's own rewards (ALGORITHMS.md §9: r_i from a reward model), else
+    // each sample's win rate among the samples.
+    std::optional<std::vector<double>> from_oracle = OracleRewards(r.samples, j, negative);
     std::vector<double> rewards =
-        SppoWinRates(r.samples, WithAutomaticNegatives(r.samples, j, negative));
+        from_oracle ? *std::move(from_oracle)
+                    : SppoWinRates(r.samples, WithAutomaticNegatives(r.samples, j, negative));
     const bool ranked =
         std::any_of(rewards.begin(), rewards.end(), [&](double x) { return x != rewards.front(); });
     if (spec_.algorithm() == "rrhf" && !ranked) return {};

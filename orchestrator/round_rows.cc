@@ -175,6 +175,8 @@ void Describe(Io& io, R& r) {
   io.Defaulted("p_ba", r.p_ba);
   io.Defaulted("verdict_ab", r.verdict_ab);
   io.Defaulted("verdict_ba", r.verdict_ba);
+  io.Optional("reward_i", r.reward_i);
+  io.Optional("reward_j", r.reward_j);
   io.Optional("error", r.error);
 }
 
@@ -232,6 +234,8 @@ void Describe(Io& io, R& r) {
   io.Required("p_ba", r.p_ba);
   io.Required("verdict_ab", r.verdict_ab);
   io.Required("verdict_ba", r.verdict_ba);
+  io.Optional("reward_a", r.reward_a);
+  io.Optional("reward_b", r.reward_b);
 }
 
 template <typename Io, typename R, Is<R, EvalAnswerRow> = 0>

@@ -57,6 +57,9 @@ struct JudgmentRow {
   double p_ba = 0;
   std::string verdict_ab;
   std::string verdict_ba;
+  // A reward-model oracle: the rewards of y_i and y_j (un-flipped); absent for a chat judge.
+  std::optional<double> reward_i;
+  std::optional<double> reward_j;
   std::optional<std::string> error;  // when !ok
 
   nlohmann::json ToJson() const;
@@ -127,6 +130,8 @@ struct AnsweredRow {
   double p_ba = 0;
   std::string verdict_ab;
   std::string verdict_ba;
+  std::optional<double> reward_a;  // a reward-model oracle's rewards (oracle.proto Judgment)
+  std::optional<double> reward_b;
 
   nlohmann::json ToJson() const;
   static absl::StatusOr<AnsweredRow> FromJson(const nlohmann::json& row);

@@ -22,8 +22,11 @@ absl::Status SaveAnswered(const StageContext& ctx, int t, const JudgedMap& judge
   std::vector<AnsweredRow> rows;
   for (const auto& [key, jd] : judged) {
     if (!jd.ok()) continue;
-    rows.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), jd.p_a_wins(), jd.p_ab(),
-                    jd.p_ba(), jd.verdict_ab(), jd.verdict_ba()});
+    AnsweredRow row{std::get<0>(key), std::get<1>(key), std::get<2>(key), jd.p_a_wins(),
+                    jd.p_ab(),        jd.p_ba(),        jd.verdict_ab(),  jd.verdict_ba()};
+    if (jd.has_reward_a()) row.reward_a = jd.reward_a();
+    if (jd.has_reward_b()) row.reward_b = jd.reward_b();
+    rows.push_back(std::move(row));
   }
   return WriteRows(PartialJudgments(ctx.dir(), t), rows);
 }
@@ -41,6 +44,8 @@ absl::StatusOr<JudgedMap> LoadAnswered(const StageContext& ctx, int t) {
     jd.set_p_ba(r.p_ba);
     jd.set_verdict_ab(r.verdict_ab);
     jd.set_verdict_ba(r.verdict_ba);
+    if (r.reward_a) jd.set_reward_a(*r.reward_a);
+    if (r.reward_b) jd.set_reward_b(*r.reward_b);
     judged[std::make_tuple(r.prompt, r.response_a, r.response_b)] = std::move(jd);
   }
   return judged;
@@ -94,6 +99,10 @@ std::vector<JudgmentRow> JudgmentRows(const ComparisonPlan& plan, const JudgedMa
     row.p_ba = jd.p_ba();
     row.verdict_ab = jd.verdict_ab();
     row.verdict_ba = jd.verdict_ba();
+    if (jd.has_reward_a() && jd.has_reward_b()) {
+      row.reward_i = r.flipped ? jd.reward_b() : jd.reward_a();
+      row.reward_j = r.flipped ? jd.reward_a() : jd.reward_b();
+    }
     if (!jd.ok()) row.error = jd.error();
     out.push_back(std::move(row));
   }

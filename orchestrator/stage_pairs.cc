@@ -33,7 +33,7 @@ absl::StatusOr<PromptJudgments> ReadJudgments(const std::string& path, bool side
                           RowsFromJson<JudgmentRow>(path, rows));
     for (const JudgmentRow& j : judgments) {
       out.failed += j.ok ? 0 : 1;
-      out.by_prompt[j.index].push_back({j.i, j.j, j.p_a_wins, j.ok});
+      out.by_prompt[j.index].push_back({j.i, j.j, j.p_a_wins, j.ok, j.reward_i, j.reward_j});
     }
     return out;
   }

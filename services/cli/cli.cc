@@ -57,7 +57,7 @@ constexpr int kExitNotFound = 4;
 const char kUsage[] =
     "usage: spar <command> [args]\n"
     "  demo [--algo=dno|spin|dpo|sppo|mpo|brain|rrhf] [--rounds=3] [--runs_dir=runs] [--seed=1]\n"
-    "       [--preset=paper|self_play] [--spec_overrides=JSON]\n"
+    "       [--preset=paper|self_play] [--spec_overrides=JSON] [--judge_kind=chat|reward_model]\n"
     "                                                   build the tiny model, run a job, print a "
     "table\n"
     "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] "
@@ -532,7 +532,9 @@ int Version(const Args& args) {
 const std::map<std::string, Command>& Commands() {
   static const std::map<std::string, Command> commands = {
       {"demo",
-       {{"rounds", "runs_dir", "seed", "cache_dir", "algo", "preset", "spec_overrides"}, RunDemo}},
+       {{"rounds", "runs_dir", "seed", "cache_dir", "algo", "preset", "spec_overrides",
+         "judge_kind"},
+        RunDemo}},
       {"up",
        {ServerFlags(),
         [](const Args& a) {

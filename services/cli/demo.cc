@@ -338,6 +338,9 @@ int RunDemo(const Args& args) {
                  algo.c_str());
     return 2;
   }
+  absl::StatusOr<oracle::OracleKind> judge_kind =
+      oracle::ParseOracleKind(args.Get("judge_kind", "chat"));
+  if (!judge_kind.ok()) return Fail(judge_kind.status());
   absl::StatusOr<std::string> base = EnsureBaseModel(args, *seed);
   if (!base.ok()) return Fail(base.status());
   // 2. A local OpenAI-compatible rule judge and all four services on loopback.
@@ -356,6 +359,11 @@ int RunDemo(const Args& args) {
   ac.data_root = Dirname(*base);  // the base model's cache dir: the only input path the job names
   ac.oracle.base_url = (*judge)->base_url();
   ac.oracle.max_concurrency = 8;
+  // --judge_kind=reward_model: the same rule asked as a reward model (POST /pooling at the root).
+  ac.oracle.kind = *judge_kind;
+  if (*judge_kind == oracle::OracleKind::kRewardModel) {
+    ac.oracle.base_url = absl::StrCat("http://127.0.0.1:", (*judge)->port());
+  }
   auto app = services::App::Start(ac);
   if (!app.ok()) return Fail(app.status());
   std::printf("[2/3] judge on %s; services on %s (metrics http://%s:%d/metrics)\n",

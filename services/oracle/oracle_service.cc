@@ -97,6 +97,8 @@ grpc::ServerWriteReactor<v1::Judgment>* OracleService::Compare(grpc::CallbackSer
             out.set_p_ba(j->p_ba);
             out.set_verdict_ab(j->verdict_ab);
             out.set_verdict_ba(j->verdict_ba);
+            if (j->reward_a) out.set_reward_a(*j->reward_a);
+            if (j->reward_b) out.set_reward_b(*j->reward_b);
           } else {
             out.set_ok(false);
             out.set_p_a_wins(0.5);

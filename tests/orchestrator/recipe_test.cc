@@ -146,5 +146,30 @@ TEST(RecipeTest, ListwiseRewardsAreTheSamplesWinRates) {
   }
 }
 
+// With a reward-model oracle the judgments carry r(x, y): a listwise group's rewards are those
+// (identical texts share one; an unfinished sample, never judged, takes the lowest), not win
+// rates. A judgment without rewards (a chat judge) keeps win rates.
+TEST(RecipeTest, ListwiseRewardsAreTheRewardModelsWhenTheOracleIsOne) {
+  v1::JobSpec s;
+  s.set_algorithm("brain");
+  auto r = MakeRecipe(WithDefaults(s));
+  ASSERT_TRUE(r.ok());
+  const PromptRound round{"1+2=", "3", {"3", "4", "3", "5"}, {true, true, true, true}};
+  const std::vector<PairJudgment> j = {{0, 1, 0.99, true, 5.0, -0.7},
+                                       {0, 3, 0.99, true, 5.0, -1.1},
+                                       {1, 2, 0.01, true, -0.7, 5.0},
+                                       {1, 3, 0.6, true, -0.7, -1.1},
+                                       {2, 3, 0.99, true, 5.0, -1.1}};
+  EXPECT_EQ((*r)->GroupRewards(round, j), (std::vector<double>{5.0, -0.7, 5.0, -1.1}));
+  const PromptRound cut{"1+2=", "3", {"3", "4", "3", "5"}, {true, true, true, false}};
+  const std::vector<PairJudgment> judged = {j[0], j[2]};  // the unfinished "5" is not judged
+  EXPECT_EQ((*r)->GroupRewards(cut, judged), (std::vector<double>{5.0, -0.7, 5.0, -0.7}));
+  std::vector<PairJudgment> mixed = j;
+  mixed[4].reward_i.reset();
+  mixed[4].reward_j.reset();
+  // Win rates: (0.5 self + 0.99 + 0.5 equal text + 0.99) / 4.
+  EXPECT_DOUBLE_EQ((*r)->GroupRewards(round, mixed)[0], 0.745);
+}
+
 }  // namespace
 }  // namespace spar::orchestrator

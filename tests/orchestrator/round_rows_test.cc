@@ -43,15 +43,33 @@ TEST(RoundRowsTest, HandWrittenSampleIsFinishedAndWithoutGold) {
 }
 
 TEST(RoundRowsTest, JudgmentScorePairAnsweredAndEvalRowsRoundTrip) {
-  // index, i, j, ok, p_a_wins, comparison, flipped, p_ab, p_ba, verdicts, error
-  const JudgmentRow j{1, 0, 2, false, 0.75, 4, true, -1, 0.25, "", "", "UNAVAILABLE: failed"};
+  // index, i, j, ok, p_a_wins, comparison, flipped, p_ab, p_ba, verdicts, rewards, error
+  const JudgmentRow j{1,
+                      0,
+                      2,
+                      false,
+                      0.75,
+                      4,
+                      true,
+                      -1,
+                      0.25,
+                      "",
+                      "",
+                      std::nullopt,
+                      std::nullopt,
+                      "UNAVAILABLE: failed"};
+  // A reward-model oracle's row: the rewards of y_i and y_j.
+  const JudgmentRow rm{1, 0, 2, true, 0.25, 4, true, 0.75, -1, "{}", "", -1.5, 0.5, std::nullopt};
   // index, ok, shown, order, scores, verdict
   const ScoreRow s{2, true, {0, 1}, {1, 0}, {6, std::nullopt, 5}, "{}", std::nullopt};
   // prompt, chosen, rejected, win rates, scores, p, finished flags, source index and round
   const PairRow p{"q", "a", "b", 1.0, 1.0 / 3, 6, 2, std::nullopt, true, false, 7, 2};
-  AnsweredRow a{"q", "a", "b", 0.5, 0.25, 0.75, "A", "B"};
+  AnsweredRow a{"q", "a", "b", 0.5, 0.25, 0.75, "A", "B", 0.5, -1.5};
   EvalAnswerRow e{9, "q", "a"};
   EXPECT_EQ(Dump(JudgmentRow::FromJson(j.ToJson())->ToJson()), Dump(j.ToJson()));
+  EXPECT_EQ(Dump(JudgmentRow::FromJson(rm.ToJson())->ToJson()), Dump(rm.ToJson()));
+  EXPECT_EQ(rm.ToJson()["reward_i"], -1.5);
+  EXPECT_FALSE(j.ToJson().contains("reward_i"));  // a chat judge's row has none
   EXPECT_EQ(Dump(ScoreRow::FromJson(s.ToJson())->ToJson()), Dump(s.ToJson()));
   EXPECT_EQ(Dump(PairRow::FromJson(p.ToJson())->ToJson()), Dump(p.ToJson()));
   EXPECT_EQ(Dump(AnsweredRow::FromJson(a.ToJson())->ToJson()), Dump(a.ToJson()));

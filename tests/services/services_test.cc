@@ -458,9 +458,34 @@ TEST_F(ServicesTest, BrainJobWithARewardModelOracleScoresEachResponseOnce) {
         1 / (1 + std::exp(r["reward_b"].get<double>() - r["reward_a"].get<double>()));
     EXPECT_NEAR(j["p_a_wins"].get<double>(), want, 1e-12) << j.dump();
   }
+  // The groups train on the reward model's own rewards (not win rates): each response's reward is
+  // the one its judgments carry.
+  auto samples = ReadJsonl(JoinPath(round, "samples.jsonl"));
+  ASSERT_TRUE(samples.ok());
+  std::map<int64_t, std::vector<std::string>> texts;
+  for (const auto& row : *samples) {
+    for (const auto& s : row["samples"]) texts[row["index"]].push_back(s["text"]);
+  }
+  std::map<std::pair<int64_t, std::string>, double> reward_of;
+  for (const auto& j : *judgments) {
+    const int64_t index = j["index"];
+    ASSERT_TRUE(j.contains("reward_i") && j.contains("reward_j")) << j.dump();
+    reward_of[{index, texts[index][j["i"].get<int>()]}] = j["reward_i"];
+    reward_of[{index, texts[index][j["j"].get<int>()]}] = j["reward_j"];
+  }
   auto groups = ReadJsonl(JoinPath(round, "groups.jsonl"));
   ASSERT_TRUE(groups.ok());
-  EXPECT_FALSE(groups->empty());
+  ASSERT_FALSE(groups->empty());
+  int checked = 0;
+  for (const auto& g : *groups) {
+    for (const auto& r : g["responses"]) {
+      auto it = reward_of.find({g["source_index"].get<int64_t>(), r["text"].get<std::string>()});
+      if (it == reward_of.end()) continue;  // an unfinished sample: never judged
+      EXPECT_EQ(r["reward"].get<double>(), it->second) << g.dump();
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
   std::vector<nlohmann::json> seen = (*judge)->seen_requests();
   std::set<std::pair<std::string, std::string>> distinct;
   for (const nlohmann::json& r : seen) {
