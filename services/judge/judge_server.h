@@ -45,9 +45,9 @@ struct JudgeServerOptions {
   // Injected fault: "" (none) | "429" | "500" | "503" | "slow" | "truncated_json" |
   // "bad_verdict" | "reset" | "insufficient_quota".
   std::string fault;
-  // Fraction of chat-completion and pooling requests that get the fault, in [0, 1]; deterministic by request
-  // number n (1-based): request n is faulted when ceil(n*rate) > ceil((n-1)*rate), so 0.5 faults
-  // requests 1, 3, 5, ... and 1 faults every request.
+  // Fraction of chat-completion and pooling requests that get the fault, in [0, 1]; deterministic
+  // by request number n (1-based): request n is faulted when ceil(n*rate) > ceil((n-1)*rate), so
+  // 0.5 faults requests 1, 3, 5, ... and 1 faults every request.
   double fault_rate = 1.0;
   // Added to every chat-completion and pooling request before answering.
   absl::Duration latency = absl::ZeroDuration();

@@ -31,7 +31,11 @@ import time
 VARIANTS = {
     "brain_no_baseline": ("brain", '{"training": {"loss": "brain_no_baseline"}}'),
     "dno_soft_all": ("dno", '{"pairs": {"policy": "dno_soft_all"}}'),
+    "brain_rm": ("brain", None),
 }
+# Variants whose oracle is a reward model (spar-judge's rule on POST /pooling): groups train on
+# its rewards, and every judgment must carry them.
+REWARD_MODEL = ("brain_rm",)
 if os.environ.get("SPAR_RECIPE_OVERRIDES"):  # experiments: extra overrides for ALGO itself
     VARIANTS["x"] = (os.environ["SPAR_RECIPE_ALGO"], os.environ["SPAR_RECIPE_OVERRIDES"])
 LISTWISE = ("brain", "rrhf")
@@ -52,6 +56,8 @@ def run_seed(bin_dir, work, algo, seed, rounds):
            f"--rounds={rounds}", f"--cache_dir={os.path.join(work, 'cache')}", f"--runs_dir={runs}"]
     if overrides:
         cmd.append(f"--spec_overrides={overrides}")
+    if algo in REWARD_MODEL:
+        cmd.append("--judge_kind=reward_model")
     with open(out_path, "w") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
     text = open(out_path).read()
@@ -75,6 +81,12 @@ def run_seed(bin_dir, work, algo, seed, rounds):
             if not os.path.exists(os.path.join(it, f)):
                 fail(f"{algo} seed {seed}: missing iter_{r:03d}/{f}")
         evals.append(json.load(open(os.path.join(it, "eval.json"))))
+        if algo in REWARD_MODEL:
+            with open(os.path.join(it, "judgments.jsonl")) as f:
+                for line in f:
+                    j = json.loads(line)
+                    if j["ok"] and not ("reward_i" in j and "reward_j" in j):
+                        fail(f"{algo} seed {seed}: a judgment without rewards: {line}")
     best = job_json.get("bestRound", job_json.get("best_round", 0))
     if best < 1:
         fail(f"{algo} seed {seed}: no round beat pi_0 on the validation split")
