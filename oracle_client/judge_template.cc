@@ -8,8 +8,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
-#include "oracle_client/internal/sha256.h"
 
 namespace spar::oracle {
 namespace {
@@ -225,8 +225,8 @@ absl::StatusOr<JudgeTemplate> ParseJudgeTemplate(const nlohmann::json& json,
           absl::StrCat(what, ": \"user\" lacks the placeholder {", name, "}"));
     }
   }
-  t.id = absl::StrCat(
-      id, "@", internal::Sha256HexOfFields({kind, t.system_prompt, t.user_template}).substr(0, 12));
+  t.id = absl::StrCat(id, "@",
+                      Sha256HexOfFields({kind, t.system_prompt, t.user_template}).substr(0, 12));
   return t;
 }
 

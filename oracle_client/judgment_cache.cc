@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
-#include "oracle_client/internal/sha256.h"
 
 namespace spar::oracle {
 namespace {
@@ -115,8 +115,7 @@ absl::StatusOr<std::unique_ptr<JudgmentCache>> JudgmentCache::Open(const std::st
 std::string JudgmentCache::Key(const CacheKeyFields& f) {
   const std::string& first = f.order == JudgeOrder::kAB ? f.response_a : f.response_b;
   const std::string& second = f.order == JudgeOrder::kAB ? f.response_b : f.response_a;
-  return internal::Sha256HexOfFields(
-      {"spar-judgment-v1", f.model, f.template_id, f.prompt, first, second});
+  return Sha256HexOfFields({"spar-judgment-v1", f.model, f.template_id, f.prompt, first, second});
 }
 
 absl::StatusOr<std::optional<CachedAnswer>> JudgmentCache::Get(const std::string& key) {

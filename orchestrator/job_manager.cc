@@ -307,7 +307,8 @@ bool SameSpec(const v1::JobSpec& a, const v1::JobSpec& b) {
 
 }  // namespace
 
-absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& request) {
+absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& request,
+                                              const std::string& owner) {
   SPAR_RETURN_IF_ERROR(CheckRequestLimits(request));
   v1::JobSpec spec =
       WithDefaults(request.spec(), PromptsCarryGold(request.spec(), impl_->config.data_root));
@@ -334,6 +335,11 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
       const bool same_request = entry->job.request_id() == request.request_id() ||
                                 (entry->job.request_id().empty() && id == job_id);
       if (!same_request) continue;
+      if (!entry->job.owner().empty() && entry->job.owner() != owner) {
+        return absl::AlreadyExistsError(absl::StrCat("request_id: \"", request.request_id(),
+                                                     "\" was used by another token's holder; use a "
+                                                     "new request_id"));
+      }
       if (SameSpec(entry->job.spec(), spec)) return entry->job;  // idempotent by request_id
       return absl::AlreadyExistsError(
           absl::StrCat("request_id: \"", request.request_id(), "\" already created job ", id,
@@ -348,6 +354,7 @@ absl::StatusOr<v1::Job> JobManager::CreateJob(const v1::CreateJobRequest& reques
   SPAR_RETURN_IF_ERROR(MakeDirs(e->dir));
   e->job.set_job_id(job_id);
   e->job.set_request_id(request.request_id());
+  e->job.set_owner(owner);
   *e->job.mutable_spec() = spec;
   e->job.set_state(v1::JOB_STATE_PENDING);
   e->job.set_created_unix_ms(NowMs());

@@ -34,7 +34,10 @@ class JobManager {
   // INVALID_ARGUMENT naming the field for a bad spec or one over the bounds of
   // request_limits.h; the same request_id with the same spec returns the same job, with a
   // different spec ALREADY_EXISTS naming request_id.
-  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  // `owner`: the holder of the caller's token, recorded in the job (Job.owner); a request_id
+  // another owner used is refused (ALREADY_EXISTS), never answered with that owner's job.
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request,
+                                    const std::string& owner = "");
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) const;
   // Every job in `filter`'s state (UNSPECIFIED = all), oldest first.
   std::vector<v1::Job> ListJobs(v1::JobState filter) const;

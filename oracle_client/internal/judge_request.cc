@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "oracle_client/internal/sha256.h"
+#include "common/sha256.h"
 #include "oracle_client/side_by_side.h"
 
 namespace spar::oracle::internal {

@@ -49,6 +49,7 @@ struct App::Impl {
   std::unique_ptr<orchestrator::JobManager> jobs;
   // Declared last: destroyed first, after Shutdown stopped everything that uses the others.
   std::unique_ptr<ServerRunner> server;
+  std::unique_ptr<AuditLog> audit;  // outlives the orchestrator service (declared first)
   std::unique_ptr<OrchestratorService> orchestrator_service;
   bool shut_down = false;
 
@@ -151,6 +152,11 @@ bool IsLoopbackHost(const std::string& host) {
 
 // Refuses an unauthenticated server off loopback (unless `insecure`).
 absl::Status CheckExposure(const AppConfig& config) {
+  if (!config.tokens_file.empty() && config.api_token.empty()) {
+    return absl::InvalidArgumentError(
+        "SPAR_API_TOKENS_FILE is set but SPAR_API_TOKEN is not: the services call each other "
+        "with the service token (holder \"service\", scope admin); set both");
+  }
   if (!IsLoopbackHost(config.host) && config.api_token.empty() && !config.insecure) {
     return absl::InvalidArgumentError(absl::StrCat(
         "host: refusing to serve on non-loopback address \"", config.host,
@@ -329,6 +335,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   impl->config = config;
   AccessPolicy access;
   access.api_token = config.api_token;
+  SPAR_ASSIGN_OR_RETURN(TokenTable tokens, TokenTable::Load(config.api_token, config.tokens_file));
+  access.tokens = std::make_shared<const TokenTable>(std::move(tokens));
   access.path_roots = {config.data_root, config.runs_dir};
   ExportRuntimeInfo(impl->registry);
   std::vector<grpc::Service*> services;
@@ -339,8 +347,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
     // The manager needs ports that may point at this very server, whose port is known only once
     // it listens: the service answers UNAVAILABLE until SetJobManager, and health says
     // NOT_SERVING until then.
+    SPAR_RETURN_IF_ERROR(MakeDirs(config.runs_dir));
+    SPAR_ASSIGN_OR_RETURN(impl->audit, AuditLog::Open(JoinPath(config.runs_dir, "audit.jsonl")));
     impl->orchestrator_service =
-        std::make_unique<OrchestratorService>(impl->registry, config.api_token);
+        std::make_unique<OrchestratorService>(impl->registry, access, impl->audit.get());
     services.push_back(impl->orchestrator_service.get());
   }
   ServerRunnerOptions so;
@@ -356,7 +366,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
                  << impl->server->listen_address()
                  << (IsLoopbackHost(config.host) ? "" : " (reachable from other hosts)")
                  << ", metrics on " << config.host << ":" << impl->server->metrics_port()
-                 << "; auth " << (config.api_token.empty() ? "off" : "on (bearer token)")
+                 << "; auth "
+                 << (!access.tokens->enabled()
+                         ? std::string("off")
+                         : absl::StrCat("on (", access.tokens->size(), " token(s))"))
                  << "; data root " << config.data_root;
   return std::unique_ptr<App>(new App(std::move(impl)));
 }

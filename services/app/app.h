@@ -39,6 +39,10 @@ struct AppConfig {
   // <api_token>" on every RPC (grpc.health.v1 stays open) and the orchestrator sends it to the
   // others. From SPAR_API_TOKEN, never from files/flags; never logged.
   std::string api_token;
+  // The tokens file (services/common/token_table.h: per-holder tokens with scopes read, submit,
+  // admin, listed by SHA-256) from SPAR_API_TOKENS_FILE; "" = only api_token, which is then
+  // every caller's (scope admin). Needs api_token: the services call each other with it.
+  std::string tokens_file;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
   // Sampler: also serve the OpenAI-compatible HTTP API (services/sampler/sampler_http_server.h)

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "model/runtime_info.h"
@@ -40,6 +41,7 @@
 #include "services/common/judge_api_key.h"
 #include "services/common/server_runner.h"
 #include "services/common/status_util.h"
+#include "services/common/token_table.h"
 #include "services/trainer/trainer_service.h"
 #include "spar/v1/orchestrator.grpc.pb.h"
 #include "trainer/process_group.h"
@@ -60,6 +62,7 @@ const char kUsage[] =
     "       [--preset=paper|self_play] [--spec_overrides=JSON] [--judge_kind=chat|reward_model]\n"
     "                                                   build the tiny model, run a job, print a "
     "table\n"
+    "  token --name=NAME --scope=read|submit|admin      a new API token and its tokens-file entry\n"
     "  up [--config=FILE] [--port=50051] [--metrics_port=9464] [--judge_url=URL] "
     "[--runs_dir=runs]\n"
     "     [--judge_cache=FILE.sqlite] [--data_root=DIR (default: working dir)] [--host=127.0.0.1]\n"
@@ -251,6 +254,8 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   absl::StatusOr<std::string> token = services::ApiTokenFromEnv();
   if (!token.ok()) return token.status();
   config.api_token = *std::move(token);
+  // Per-holder scoped tokens (digests only): the file the operator manages.
+  if (const char* tokens = std::getenv("SPAR_API_TOKENS_FILE")) config.tokens_file = tokens;
   // Secrets come from the environment or a file, never from flags or config files.
   SPAR_ASSIGN_OR_RETURN(config.oracle.api_key, services::ResolveJudgeApiKey(config.oracle));
   return config;
@@ -529,6 +534,29 @@ int Version(const Args& args) {
   return kExitOk;
 }
 
+// `spar token --name=NAME --scope=read|submit|admin`: a new random token (shown once) and the
+// entry that lists it, by digest, in the SPAR_API_TOKENS_FILE the operator manages.
+int NewToken(const Args& args) {
+  const std::string name = args.Get("name");
+  if (absl::Status st = services::CheckHolderName(name); !st.ok()) return Fail(st);
+  absl::StatusOr<services::Scope> scope = services::ParseScope(args.Get("scope", "read"));
+  if (!scope.ok()) return Fail(scope.status());
+  std::FILE* random = std::fopen("/dev/urandom", "rb");
+  unsigned char bytes[32];
+  const bool read = random != nullptr && std::fread(bytes, 1, sizeof bytes, random) == sizeof bytes;
+  if (random != nullptr) std::fclose(random);
+  if (!read) return Fail(absl::UnavailableError("token: cannot read /dev/urandom"));
+  std::string token = "spar_";
+  for (unsigned char b : bytes) absl::StrAppend(&token, absl::Hex(b, absl::kZeroPad2));
+  nlohmann::json entry = {
+      {"name", name}, {"scope", services::ScopeName(*scope)}, {"sha256", Sha256Hex(token)}};
+  std::printf(
+      "token for %s (shown once; give it to them, store it nowhere else):\n%s\n"
+      "add to the \"tokens\" list of SPAR_API_TOKENS_FILE:\n%s\n",
+      name.c_str(), token.c_str(), DumpJson(entry).c_str());
+  return kExitOk;
+}
+
 const std::map<std::string, Command>& Commands() {
   static const std::map<std::string, Command> commands = {
       {"demo",
@@ -556,6 +584,7 @@ const std::map<std::string, Command>& Commands() {
       {"inspect", {{}, RunInspectCommand, /*own_flags=*/true}},
       {"health", {{"addr", "service"}, Health}},
       {"version", {{"json"}, Version}},
+      {"token", {{"name", "scope"}, NewToken}},
   };
   return commands;
 }

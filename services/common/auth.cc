@@ -14,19 +14,23 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-grpc::Status CheckBearer(const grpc::ServerContextBase& ctx, const std::string& token) {
-  if (token.empty()) return grpc::Status::OK;
+std::optional<std::string> BearerOf(const grpc::ServerContextBase& ctx) {
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
-  if (it == md.end()) {
+  if (it == md.end()) return std::nullopt;
+  std::string value(it->second.data(), it->second.size());
+  const std::string prefix = "Bearer ";
+  return value.compare(0, prefix.size(), prefix) == 0 ? value.substr(prefix.size()) : "";
+}
+
+grpc::Status CheckBearer(const grpc::ServerContextBase& ctx, const std::string& token) {
+  if (token.empty()) return grpc::Status::OK;
+  std::optional<std::string> given = BearerOf(ctx);
+  if (!given) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing \"authorization: Bearer <token>\" metadata");
   }
-  std::string value(it->second.data(), it->second.size());
-  const std::string prefix = "Bearer ";
-  std::string given =
-      value.compare(0, prefix.size(), prefix) == 0 ? value.substr(prefix.size()) : "";
-  if (!ConstantTimeEquals(given, token)) {
+  if (!ConstantTimeEquals(*given, token)) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "invalid bearer token");
   }
   return grpc::Status::OK;

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
 #include <string>
 
 namespace spar::services {
@@ -17,5 +18,9 @@ grpc::Status CheckBearer(const grpc::ServerContextBase& ctx, const std::string& 
 void AddBearer(grpc::ClientContext* ctx, const std::string& token);
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+// The token of the call's "authorization: Bearer <token>" metadata ("" for another scheme);
+// nullopt when the call carries no authorization metadata.
+std::optional<std::string> BearerOf(const grpc::ServerContextBase& ctx);
 
 }  // namespace spar::services

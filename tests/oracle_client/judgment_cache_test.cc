@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "gtest/gtest.h"
-#include "oracle_client/internal/sha256.h"
 #include "tests/testing/status_matchers.h"
 
 namespace spar::oracle {
@@ -28,13 +28,11 @@ class JudgmentCacheTest : public ::testing::Test {
 };
 
 TEST(Sha256Test, KnownVectors) {
-  EXPECT_EQ(internal::Sha256Hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(internal::Sha256Hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(internal::Sha256Hex(std::string(1000, 'a')),
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex(std::string(1000, 'a')),
             "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
-  EXPECT_NE(internal::Sha256HexOfFields({"ab", "c"}), internal::Sha256HexOfFields({"a", "bc"}));
+  EXPECT_NE(Sha256HexOfFields({"ab", "c"}), Sha256HexOfFields({"a", "bc"}));
 }
 
 TEST_F(JudgmentCacheTest, KeyCoversEveryFieldAndCanonicalisesOrder) {

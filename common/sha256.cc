@@ -1,11 +1,11 @@
-#include "oracle_client/internal/sha256.h"
+#include "common/sha256.h"
 
 #include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 
-namespace spar::oracle::internal {
+namespace spar {
 namespace {
 
 constexpr uint32_t kK[64] = {
@@ -120,4 +120,4 @@ std::string Sha256HexOfFields(std::initializer_list<absl::string_view> fields) {
   return s.HexDigest();
 }
 
-}  // namespace spar::oracle::internal
+}  // namespace spar
