@@ -274,7 +274,8 @@ absl::Status App::Impl::MakeSamplerPort(const orchestrator::GrpcPortsConfig& por
   } else if (sampler_addresses.size() <= 1) {
     const std::string addr =
         config.sampler_address.empty() ? server->address() : config.sampler_address;
-    sampler_port = orchestrator::MakeGrpcSamplerPort(MakeChannel(addr, config.api_token), ports);
+    sampler_port = orchestrator::MakeGrpcSamplerPort(
+        MakeChannel(addr, config.api_token, config.client_tls), ports);
   } else {
     orchestrator::GrpcPortsConfig replica_config = ports;
     // A replica that is down hands its shard to another one soon, rather than after the
@@ -282,8 +283,8 @@ absl::Status App::Impl::MakeSamplerPort(const orchestrator::GrpcPortsConfig& por
     replica_config.max_attempts = 2;
     std::vector<orchestrator::SamplerPort*> replicas;
     for (const std::string& a : sampler_addresses) {
-      sampler_replicas.push_back(
-          orchestrator::MakeGrpcSamplerPort(MakeChannel(a, config.api_token), replica_config));
+      sampler_replicas.push_back(orchestrator::MakeGrpcSamplerPort(
+          MakeChannel(a, config.api_token, config.client_tls), replica_config));
       replicas.push_back(sampler_replicas.back().get());
     }
     // Shards follow the replicas' batch boundaries (sampler_max_batch_size of this config,
@@ -313,9 +314,9 @@ absl::Status App::Impl::ConnectOrchestrator() {
   orchestrator::GrpcPortsConfig ports;
   SPAR_RETURN_IF_ERROR(MakeSamplerPort(ports));
   oracle_port = orchestrator::MakeGrpcOraclePort(
-      MakeChannel(addr(config.oracle_address), config.api_token), ports);
+      MakeChannel(addr(config.oracle_address), config.api_token, config.client_tls), ports);
   trainer_port = orchestrator::MakeGrpcTrainerPort(
-      MakeChannel(addr(config.trainer_address), config.api_token), ports);
+      MakeChannel(addr(config.trainer_address), config.api_token, config.client_tls), ports);
   orchestrator::JobManagerConfig jc;
   jc.runs_dir = config.runs_dir;
   jc.data_root = config.data_root;
@@ -359,6 +360,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
   so.metrics_port = config.metrics_port;
   so.registry = &impl->registry;
   so.services = services;
+  so.tls = config.tls;
   SPAR_ASSIGN_OR_RETURN(impl->server, ServerRunner::Start(so));
   if (impl->Has("orchestrator")) SPAR_RETURN_IF_ERROR(impl->ConnectOrchestrator());
   impl->server->SetServing(true);

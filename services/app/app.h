@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "oracle_client/oracle_config.h"
 #include "orchestrator/engine_config.h"
+#include "services/common/tls.h"
 #include "trainer/trainer.h"
 
 namespace spar::services {
@@ -43,6 +44,10 @@ struct AppConfig {
   // admin, listed by SHA-256) from SPAR_API_TOKENS_FILE; "" = only api_token, which is then
   // every caller's (scope admin). Needs api_token: the services call each other with it.
   std::string tokens_file;
+  // TLS of every port this process serves, and of its calls to the other services
+  // (services/common/tls.h; the edge reads both from SPAR_TLS_*). Disabled = plaintext.
+  ServerTls tls;
+  ClientTls client_tls;
   // Sampler: largest generation batch (rows = prompts x samples).
   int sampler_max_batch_size = 256;
   // Sampler: also serve the OpenAI-compatible HTTP API (services/sampler/sampler_http_server.h)

@@ -140,8 +140,19 @@ std::string Address(const Args& args) {
   return args.Get("addr", env != nullptr ? env : "127.0.0.1:50051");
 }
 
+// The client's TLS (services/common/tls.h, SPAR_TLS_CA etc.); a broken setting ends the command
+// with exit 2.
+services::ClientTls ClientTls() {
+  absl::StatusOr<services::ClientTls> tls = services::ClientTlsFromEnv();
+  if (!tls.ok()) {
+    std::fprintf(stderr, "spar: %s\n", std::string(tls.status().message()).c_str());
+    std::exit(kExitUsage);
+  }
+  return *tls;
+}
+
 std::unique_ptr<v1::Orchestrator::Stub> Stub(const Args& args) {
-  return v1::Orchestrator::NewStub(services::MakeChannel(Address(args)));
+  return v1::Orchestrator::NewStub(services::MakeChannel(Address(args), "", ClientTls()));
 }
 
 // The API token (services/common/api_token.h); an unreadable SPAR_API_TOKEN_FILE ends the
@@ -256,6 +267,8 @@ absl::StatusOr<services::AppConfig> LoadAppConfig(const Args& args) {
   config.api_token = *std::move(token);
   // Per-holder scoped tokens (digests only): the file the operator manages.
   if (const char* tokens = std::getenv("SPAR_API_TOKENS_FILE")) config.tokens_file = tokens;
+  SPAR_ASSIGN_OR_RETURN(config.tls, services::ServerTlsFromEnv());
+  SPAR_ASSIGN_OR_RETURN(config.client_tls, services::ClientTlsFromEnv());
   // Secrets come from the environment or a file, never from flags or config files.
   SPAR_ASSIGN_OR_RETURN(config.oracle.api_key, services::ResolveJudgeApiKey(config.oracle));
   return config;
@@ -458,7 +471,8 @@ int CancelOrResume(const Args& args, bool cancel) {
 }
 
 int Health(const Args& args) {
-  auto stub = grpc::health::v1::Health::NewStub(services::MakeChannel(Address(args)));
+  auto stub =
+      grpc::health::v1::Health::NewStub(services::MakeChannel(Address(args), "", ClientTls()));
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(args.Get("service", ""));
   grpc::health::v1::HealthCheckResponse resp;

@@ -48,7 +48,19 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(ServerRunnerOp
   }
   impl->host = options.address.substr(0, colon);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &impl->port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    absl::StatusOr<TlsPem> pem = ReadPem(options.tls);
+    if (!pem.ok()) return pem.status();
+    grpc::SslServerCredentialsOptions ssl(
+        options.tls.client_ca_file.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = pem->ca;
+    ssl.pem_key_cert_pairs.push_back({pem->key, pem->cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(options.address, credentials, &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   for (grpc::Service* s : options.services) builder.RegisterService(s);
@@ -60,7 +72,21 @@ absl::StatusOr<std::unique_ptr<ServerRunner>> ServerRunner::Start(ServerRunnerOp
   impl->server->GetHealthCheckService()->SetServingStatus(false);
 
   if (options.metrics_port >= 0) {
-    impl->http = std::make_unique<httplib::Server>();
+    if (options.tls.enabled()) {
+      const ServerTls& t = options.tls;
+      auto ssl = std::make_unique<httplib::SSLServer>(
+          t.cert_file.c_str(), t.key_file.c_str(),
+          t.client_ca_file.empty() ? nullptr : t.client_ca_file.c_str());
+      if (!ssl->is_valid()) {
+        impl->server->Shutdown();
+        return absl::InvalidArgumentError(
+            absl::StrCat("metrics port: cannot load the TLS certificate ", t.cert_file, " and key ",
+                         t.key_file));
+      }
+      impl->http = std::move(ssl);
+    } else {
+      impl->http = std::make_unique<httplib::Server>();
+    }
     metrics::Registry* registry = options.registry;
     Impl* raw = impl.get();
     impl->http->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
@@ -165,20 +191,39 @@ class BearerInterceptorFactory final
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const ClientTls& tls) {
+  if (!tls.enabled()) return grpc::InsecureChannelCredentials();
+  absl::StatusOr<TlsPem> pem = ReadPem(tls);
+  grpc::SslCredentialsOptions ssl;
+  if (pem.ok()) {
+    ssl.pem_root_certs = pem->ca;
+    ssl.pem_private_key = pem->key;
+    ssl.pem_cert_chain = pem->cert;
+  } else {
+    SPAR_LOG(Error) << "TLS: " << pem.status().message() << "; the channel will not connect";
+    ssl.pem_root_certs = "unreadable";  // never falls back to the system roots or plaintext
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
-                                           const std::string& bearer_token) {
+                                           const std::string& bearer_token, const ClientTls& tls) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
   // "dns:///sampler:50051" resolving to several replicas spreads calls over all of them.
   args.SetLoadBalancingPolicyName("round_robin");
   if (bearer_token.empty()) {
-    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(address, ChannelCredentials(tls), args);
   }
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<BearerInterceptorFactory>(bearer_token));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), args, std::move(interceptors));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address, ChannelCredentials(tls),
+                                                                 args, std::move(interceptors));
 }
 
 }  // namespace spar::services

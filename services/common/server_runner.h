@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/metrics/registry.h"
+#include "services/common/tls.h"
 
 namespace grpc {
 class Service;
@@ -28,6 +29,9 @@ struct ServerRunnerOptions {
   std::vector<grpc::Service*> services;
   // Registry served on /metrics (not owned; may be null).
   metrics::Registry* registry = nullptr;
+  // TLS on the gRPC port and the HTTP side port (services/common/tls.h); disabled = plaintext.
+  // With a client CA, both ports accept only clients presenting a certificate it signed.
+  ServerTls tls;
   // Largest message accepted, bytes (gRPC's default of 4 MiB is too small for sample batches).
   int max_message_bytes = 64 << 20;
 };
@@ -58,8 +62,11 @@ class ServerRunner {
 
 // A client channel to "host:port" with the message size limits the servers use. With a
 // `bearer_token`, every call made on the channel carries "authorization: Bearer <token>" (added by
-// a channel interceptor, so no call can leave it out).
+// a channel interceptor, so no call can leave it out). With `tls` enabled the channel verifies the
+// server against tls.ca_file and presents tls.cert_file when given (mutual TLS); a file that
+// cannot be read leaves the channel unable to connect (calls fail UNAVAILABLE), never plaintext.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
-                                           const std::string& bearer_token = "");
+                                           const std::string& bearer_token = "",
+                                           const ClientTls& tls = ClientTls());
 
 }  // namespace spar::services
