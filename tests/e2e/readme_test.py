@@ -15,11 +15,12 @@
          and data root the working directory, by default), `spar submit
          deploy/examples/dno-arith.json --watch` with the demo's pi_0 as models/arith-base,
          then list / status / watch / cancel / resume, health, judge --config, tokenize,
-         inspect, version. The ports are the README's, so the test runs alone (RUN_SERIAL).
+         inspect, version, token. The ports are the README's, so the test runs alone (RUN_SERIAL).
 
 usage: readme_test.py demo REPO BUILD_DIR WORK_DIR
        readme_test.py using REPO BUILD_DIR WORK_DIR CACHE_DIR
 """
+import hashlib
 import json
 import os
 import re
@@ -207,6 +208,12 @@ class Using:
         json.loads(self.spar("inspect", "models/arith-base", "--json").stdout)
         self.spar("version")
         json.loads(self.spar("version", "--json").stdout)
+        # A per-person token: shown once, with the tokens-file entry that lists it by digest.
+        out = self.spar("token", "--name=alice", "--scope=submit").stdout.splitlines()
+        entry = json.loads(out[-1])
+        if entry.get("name") != "alice" or entry.get("scope") != "submit" or \
+                hashlib.sha256(out[1].encode()).hexdigest() != entry.get("sha256"):
+            fail("spar token printed %r" % out)
         print("readme using: ok (job %s)" % job)
 
 
