@@ -330,6 +330,8 @@ absl::Status EngineSamplerPort::SendRun(
     body["return_token_ids"] = true;
     body["return_tokens_as_token_ids"] = true;
   }
+  // SGLang: each streamed choice carries the token ids it adds (its log-prob tokens are texts).
+  if (config_.engine == "sglang") body["return_token_ids"] = true;
 
   internal::CompletionStream stream(std::move(prompts), request.first_index() + begin, k, deliver);
   httplib::Request req;

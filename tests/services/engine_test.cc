@@ -479,6 +479,79 @@ TEST_F(EngineTest, WrongEngineAnswersNeverBecomeSamples) {
   }
 }
 
+// An engine shaped as SGLang's server (serving_completions.py): /get_model_info names the served
+// path, /v1/models renames the served model to it, and a streamed choice carries "token_ids" (the
+// ids it adds) only when the request asks "return_token_ids"; its log-prob tokens are texts.
+class SglangShapedEngine : public LoopbackServer {
+ public:
+  SglangShapedEngine() {
+    server_.Get("/get_model_info", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"model_path", root_}}.dump(), "application/json");
+    });
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"data", json::array({{{"id", root_}, {"root", root_}}})}}.dump(),
+                      "application/json");
+    });
+    server_.Post("/update_weights_from_disk",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   std::lock_guard<std::mutex> lock(mu_);
+                   root_ = json::parse(req.body)["model_path"].get<std::string>();
+                   res.set_content(json{{"success", true}}.dump(), "application/json");
+                 });
+    server_.Post("/v1/completions", [](const httplib::Request& req, httplib::Response& res) {
+      const json body = json::parse(req.body);
+      const bool ids = body.value("return_token_ids", false);
+      const int n = body["n"].get<int>();
+      std::string out;
+      for (size_t i = 0; i < body["prompt"].size() * n; ++i) {
+        // Two chunks per choice: "4" (id 52) then "2" (id 50) and the end.
+        for (int part = 0; part < 2; ++part) {
+          json choice = {
+              {"index", i},
+              {"text", part == 0 ? "4" : "2"},
+              {"finish_reason", part == 0 ? json(nullptr) : json("stop")},
+              {"logprobs", {{"tokens", {part == 0 ? "4" : "2"}}, {"token_logprobs", {-0.5}}}}};
+          if (ids) choice["token_ids"] = {part == 0 ? 52 : 50};
+          out += "data: " + json{{"choices", json::array({choice})}}.dump() + "\n\n";
+        }
+      }
+      res.set_content(out + "data: [DONE]\n\n", "text/event-stream");
+    });
+    Listen();
+  }
+  ~SglangShapedEngine() { Stop(); }
+
+ private:
+  std::mutex mu_;
+  std::string root_ = "/models/round-0";
+};
+
+// Issue 27 item 3: with the sglang preset every sample had token_ids [] (num_tokens 0): SGLang
+// returns them only when asked.
+TEST_F(EngineTest, SglangSamplesCarryTheirTokenIds) {
+  SglangShapedEngine engine;
+  orchestrator::EngineConfig e;
+  e.engine = "sglang";
+  e.url = engine.url();
+  ASSERT_THAT(orchestrator::Validate(e), IsOk());
+  absl::Status st;
+  auto out = Run(*orchestrator::MakeEngineSamplerPort(e, nullptr), Request("byte", "", 0), &st);
+  ASSERT_THAT(st, IsOk());
+  ASSERT_EQ(out.size(), 7u);
+  for (const auto& [index, r] : out) {
+    ASSERT_EQ(r.samples_size(), 3);
+    for (const v1::Sample& s : r.samples()) {
+      EXPECT_EQ(s.text(), "42");
+      EXPECT_EQ(std::vector<int32_t>(s.token_ids().begin(), s.token_ids().end()),
+                (std::vector<int32_t>{52, 50}));
+      EXPECT_EQ(s.token_logprobs_size(), 2);
+      EXPECT_DOUBLE_EQ(s.logprob(), -1.0);
+    }
+  }
+}
+
 TEST_F(EngineTest, AnEngineThatFakesTheUpdateFailsTheStageAsStale) {
   FakeEngine engine(/*ack=*/true, /*obey=*/false);
   absl::Status st;
