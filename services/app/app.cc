@@ -372,6 +372,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(AppConfig config) {
                  << (!access.tokens->enabled()
                          ? std::string("off")
                          : absl::StrCat("on (", access.tokens->size(), " token(s))"))
+                 << "; tls "
+                 << (!config.tls.enabled()               ? "off"
+                     : config.tls.client_ca_file.empty() ? "on"
+                                                         : "on (mutual)")
                  << "; data root " << config.data_root;
   return std::unique_ptr<App>(new App(std::move(impl)));
 }

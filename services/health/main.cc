@@ -8,6 +8,8 @@
 // unreadable SPAR_API_TOKEN_FILE, 3 unreachable / deadline exceeded. grpc.health.v1 does not
 // require the service token (services/common/auth.h); the probe still sends it when
 // SPAR_API_TOKEN or SPAR_API_TOKEN_FILE is set, so that it keeps working if that ever changes.
+// With SPAR_TLS_CA set it dials TLS (and presents SPAR_TLS_CLIENT_CERT/KEY to a mutual-TLS
+// server), as every Spar client does (services/common/tls.h).
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -19,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/common/api_token.h"
+#include "services/common/tls.h"
 
 namespace {
 
@@ -28,7 +31,8 @@ constexpr char kUsage[] =
     "  --addr       default 127.0.0.1:50051\n"
     "  --service    default \"\" (the whole server)\n"
     "  --timeout_s  default 5\n"
-    "  sends \"authorization: Bearer\" from SPAR_API_TOKEN or SPAR_API_TOKEN_FILE when set\n";
+    "  sends \"authorization: Bearer\" from SPAR_API_TOKEN or SPAR_API_TOKEN_FILE when set\n"
+    "  dials TLS when SPAR_TLS_CA is set (SPAR_TLS_CLIENT_CERT/KEY for mutual TLS)\n";
 
 constexpr int kExitServing = 0;
 constexpr int kExitNotServing = 1;
@@ -69,8 +73,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "spar-health: %s\n", std::string(token.status().message()).c_str());
     return kExitUsage;
   }
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<spar::services::ClientTls> tls = spar::services::ClientTlsFromEnv();
+  absl::StatusOr<spar::services::TlsPem> pem =
+      tls.ok() ? spar::services::ReadPem(*tls)
+               : absl::StatusOr<spar::services::TlsPem>(tls.status());
+  if (!pem.ok()) {
+    std::fprintf(stderr, "spar-health: %s\n", std::string(pem.status().message()).c_str());
+    return kExitUsage;
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (tls->enabled()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem->ca;
+    ssl.pem_private_key = pem->key;
+    ssl.pem_cert_chain = pem->cert;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(addr, credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
   if (!token->empty()) ctx.AddMetadata("authorization", "Bearer " + *token);
