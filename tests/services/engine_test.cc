@@ -63,6 +63,9 @@ class EngineTest : public ::testing::Test {
     auto policy = model::Policy::CreateRandom(spar::testing::TinyLlamaConfig(), 7);
     ASSERT_THAT(policy, IsOk());
     ASSERT_TRUE((*policy)->Save(JoinPath(*root_, "byte")).ok());
+    for (const char* more : {"byte-2", "byte-3"}) {  // more policies for the many-jobs tests
+      ASSERT_TRUE((*policy)->Save(JoinPath(*root_, more)).ok());
+    }
     // A tiny qwen3 with the real Qwen3 tokenizer files: "auto" renders Qwen3's chat template.
     auto hf = model::Policy::CreateRandom(spar::testing::TinyQwen3Config(), 3);
     ASSERT_THAT(hf, IsOk());
@@ -359,7 +362,13 @@ class LyingEngine : public LoopbackServer {
 // lease, the second caller's hand-off lands in the middle of the first caller's requests.
 class EchoEngine : public LoopbackServer {
  public:
-  explicit EchoEngine(const metrics::Registry* registry) : registry_(registry) {
+  // `engine`: the preset whose port it serves ("spar" or "sglang": then also /get_model_info).
+  EchoEngine(const metrics::Registry* registry, std::string engine = "spar")
+      : registry_(registry), engine_(std::move(engine)) {
+    server_.Get("/get_model_info", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      res.set_content(json{{"model_path", root_}}.dump(), "application/json");
+    });
     server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
       res.set_content(json{{"data", json::array({{{"id", "m"}, {"root", root_}}})}}.dump(),
@@ -399,10 +408,14 @@ class EchoEngine : public LoopbackServer {
 
  private:
   bool AnotherCallerWaits() const {
-    return registry_->Serialize().find("spar_sampler_engine_lease_waiting{engine=\"spar\"} 1") !=
-           std::string::npos;
+    const std::string waiting =
+        absl::StrCat("spar_sampler_engine_lease_waiting{engine=\"", engine_, "\"} ");
+    const std::string text = registry_->Serialize();
+    const size_t at = text.find(waiting);
+    return at != std::string::npos && text.compare(at + waiting.size(), 2, "0\n") != 0;
   }
   const metrics::Registry* registry_;
+  const std::string engine_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::string root_ = "/models/round-0";
@@ -410,13 +423,16 @@ class EchoEngine : public LoopbackServer {
   int completions_ = 0;
 };
 
-// Issue 27 item 1: two jobs sampling two policies through one engine at once each get only their
-// own policy's samples (one job's round-2 samples.jsonl held 32 of its own and 32 of the other's).
-TEST_F(EngineTest, TwoJobsOnOneEngineEachSampleTheirOwnPolicy) {
+// Issue 27 item 1: jobs sampling different policies through one engine at once each get only
+// their own policy's samples (one job's round-2 samples.jsonl held 32 of its own and 32 of the
+// other's). The engine answers with the path it serves, so a sample names its policy.
+void JobsOnOneEngineEachSampleTheirOwnPolicy(const std::string& preset,
+                                             const std::vector<std::string>& policies,
+                                             const std::string& root) {
   metrics::Registry registry;
-  EchoEngine engine(&registry);
+  EchoEngine engine(&registry, preset);
   orchestrator::EngineConfig e;
-  e.engine = "spar";
+  e.engine = preset;
   e.url = engine.url();
   e.prompts_per_request = 4;
   e.max_attempts = 1;
@@ -426,23 +442,45 @@ TEST_F(EngineTest, TwoJobsOnOneEngineEachSampleTheirOwnPolicy) {
   std::map<std::string, absl::Status> status;
   std::mutex mu;
   auto job = [&](const std::string& policy) {
-    absl::Status st;
-    auto out = Run(*port, Request(policy, "none", 0), &st);
+    v1::GenerateRequest req;
+    req.set_policy(JoinPath(root, policy));
+    for (int i = 0; i < 7; ++i) req.add_prompts(absl::StrCat(i + 3, "+", 2 * i, "="));
+    req.mutable_params()->set_num_samples(3);
+    req.mutable_params()->set_max_new_tokens(6);
+    req.set_chat_template("none");
+    std::map<int64_t, v1::GenerateResponse> out;
+    absl::Status st = port->Generate(
+        req,
+        [&](const v1::GenerateResponse& r) {
+          out[r.index()] = r;
+          return absl::OkStatus();
+        },
+        nullptr);
     std::lock_guard<std::mutex> lock(mu);
     got[policy] = std::move(out);
     status[policy] = st;
   };
-  std::thread a(job, "byte"), b(job, "qwen3");
-  a.join();
-  b.join();
-  for (const char* policy : {"byte", "qwen3"}) {
-    ASSERT_THAT(status[policy], IsOk()) << policy;
-    ASSERT_EQ(got[policy].size(), 7u) << policy;
+  std::vector<std::thread> jobs;
+  for (const std::string& policy : policies) jobs.emplace_back(job, policy);
+  for (std::thread& t : jobs) t.join();
+  for (const std::string& policy : policies) {
+    ASSERT_THAT(status[policy], IsOk()) << preset << " " << policy;
+    ASSERT_EQ(got[policy].size(), 7u) << preset << " " << policy;
     for (const auto& [index, r] : got[policy]) {
       for (const v1::Sample& s : r.samples()) {
-        EXPECT_EQ(s.text(), JoinPath(*root_, policy)) << policy << " prompt " << index;
+        EXPECT_EQ(s.text(), JoinPath(root, policy)) << preset << " " << policy << " " << index;
       }
     }
+  }
+}
+
+TEST_F(EngineTest, TwoJobsOnOneEngineEachSampleTheirOwnPolicy) {
+  JobsOnOneEngineEachSampleTheirOwnPolicy("spar", {"byte", "qwen3"}, *root_);
+}
+
+TEST_F(EngineTest, FourJobsOnOneEngineEachSampleTheirOwnPolicySparAndSglangPresets) {
+  for (const char* preset : {"spar", "sglang"}) {
+    JobsOnOneEngineEachSampleTheirOwnPolicy(preset, {"byte", "qwen3", "byte-2", "byte-3"}, *root_);
   }
 }
 
