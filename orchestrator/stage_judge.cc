@@ -22,8 +22,15 @@ absl::Status SaveAnswered(const StageContext& ctx, int t, const JudgedMap& judge
   std::vector<AnsweredRow> rows;
   for (const auto& [key, jd] : judged) {
     if (!jd.ok()) continue;
-    AnsweredRow row{std::get<0>(key), std::get<1>(key), std::get<2>(key), jd.p_a_wins(),
-                    jd.p_ab(),        jd.p_ba(),        jd.verdict_ab(),  jd.verdict_ba()};
+    AnsweredRow row;
+    row.prompt = std::get<0>(key);
+    row.response_a = std::get<1>(key);
+    row.response_b = std::get<2>(key);
+    row.p_a_wins = jd.p_a_wins();
+    row.p_ab = jd.p_ab();
+    row.p_ba = jd.p_ba();
+    row.verdict_ab = jd.verdict_ab();
+    row.verdict_ba = jd.verdict_ba();
     if (jd.has_reward_a()) row.reward_a = jd.reward_a();
     if (jd.has_reward_b()) row.reward_b = jd.reward_b();
     rows.push_back(std::move(row));
