@@ -115,7 +115,8 @@ std::vector<PairJudgment> WithAutomaticNegatives(const std::vector<std::string>&
   }
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
-      if (!neg(i) && neg(j) && texts[i] != texts[j]) all.push_back({i, j, 1.0, true});
+      if (!neg(i) && neg(j) && texts[i] != texts[j])
+        all.push_back({i, j, 1.0, true, std::nullopt, std::nullopt});
     }
   }
   return all;
