@@ -133,7 +133,9 @@ TEST_F(SamplerHttpHostileTest, ABodyOverTheLimitIs413) {
 }
 
 // 12 connections (more than the 8 workers): six drip their headers, six (with the token) their
-// body, a byte every 100 ms. Each is cut at the 2 s request deadline, and /health answers.
+// body, a byte every 100 ms. Each is cut at the 2 s request deadline, and /health answers once the
+// first drippers were cut (a /health sent while all 8 workers are held waits in the queue, where
+// its own 2 s deadline may cut it: that race made this test abort at random).
 TEST_F(SamplerHttpHostileTest, DrippingClientsAreCutAndHealthIsAnswered) {
   std::atomic<int> ended{0};
   std::vector<std::thread> drippers;
@@ -153,12 +155,17 @@ TEST_F(SamplerHttpHostileTest, DrippingClientsAreCutAndHealthIsAnswered) {
       ::close(fd);
     });
   }
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (Metric(registry_, "spar_sampler_http_connections_cut_total") < 8 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   httplib::Client health("127.0.0.1", server_->port());
   health.set_read_timeout(20, 0);
   auto res = health.Get("/health");
+  for (std::thread& t : drippers) t.join();  // before any assertion: never a joinable thread left
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200);
-  for (std::thread& t : drippers) t.join();
   EXPECT_EQ(ended.load(), 12);  // every dripper was cut off before it gave up
   EXPECT_GE(Metric(registry_, "spar_sampler_http_connections_cut_total"), 12);
 }
