@@ -21,13 +21,21 @@ absl::Status Readable(const std::string& path, const char* variable) {
   return absl::OkStatus();
 }
 
-absl::Status Read(const std::string& path, std::string* out) {
-  if (path.empty()) return absl::OkStatus();
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (!text.ok())
-    return absl::InvalidArgumentError(absl::StrCat("TLS file ", path, ": unreadable"));
-  *out = *std::move(text);
-  return absl::OkStatus();
+// The PEM contents of the three files ("" = none); InvalidArgument naming the one unreadable.
+absl::StatusOr<TlsPem> ReadFiles(const std::string& cert, const std::string& key,
+                                 const std::string& ca) {
+  TlsPem pem;
+  for (auto [path, out] : {std::pair<const std::string&, std::string*>{cert, &pem.cert},
+                           {key, &pem.key},
+                           {ca, &pem.ca}}) {
+    if (path.empty()) continue;
+    absl::StatusOr<std::string> text = ReadFile(path);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("TLS file ", path, ": unreadable"));
+    }
+    *out = *std::move(text);
+  }
+  return pem;
 }
 
 absl::Status Paired(const std::string& cert, const std::string& key, const char* cert_var,
@@ -82,19 +90,11 @@ absl::StatusOr<ClientTls> ClientTlsFromEnv() {
 }
 
 absl::StatusOr<TlsPem> ReadPem(const ServerTls& tls) {
-  TlsPem pem;
-  if (absl::Status st = Read(tls.cert_file, &pem.cert); !st.ok()) return st;
-  if (absl::Status st = Read(tls.key_file, &pem.key); !st.ok()) return st;
-  if (absl::Status st = Read(tls.client_ca_file, &pem.ca); !st.ok()) return st;
-  return pem;
+  return ReadFiles(tls.cert_file, tls.key_file, tls.client_ca_file);
 }
 
 absl::StatusOr<TlsPem> ReadPem(const ClientTls& tls) {
-  TlsPem pem;
-  if (absl::Status st = Read(tls.cert_file, &pem.cert); !st.ok()) return st;
-  if (absl::Status st = Read(tls.key_file, &pem.key); !st.ok()) return st;
-  if (absl::Status st = Read(tls.ca_file, &pem.ca); !st.ok()) return st;
-  return pem;
+  return ReadFiles(tls.cert_file, tls.key_file, tls.ca_file);
 }
 
 }  // namespace spar::services

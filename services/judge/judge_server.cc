@@ -71,6 +71,10 @@ bool IsFaulted(int64_t n, double rate) {
          std::ceil(static_cast<double>(n - 1) * rate - kEps);
 }
 
+arith::ArithRule RuleOf(const JudgeServerOptions& o) {
+  return o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser;
+}
+
 int64_t ApproxTokens(const std::string& text) { return static_cast<int64_t>(text.size() + 3) / 4; }
 
 }  // namespace
@@ -217,15 +221,26 @@ struct JudgeServer::Handlers {
     return out;
   }
 
-  static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
-    if (!Authorized(s, req, res)) return;
+  // The start of every judged request (chat completions and pooling): the key, the request
+  // number `n`, the added latency and the injected fault. False when the answer was already sent
+  // (401 or a fault that replaces it); else *fault is what the handler must still apply.
+  static bool Admit(JudgeServer& s, const httplib::Request& req, httplib::Response& res, int64_t* n,
+                    std::string* fault) {
+    if (!Authorized(s, req, res)) return false;
     const JudgeServerOptions& o = s.options_;
-    const int64_t n = s.request_counter_.fetch_add(1) + 1;
+    *n = s.request_counter_.fetch_add(1) + 1;
     s.requests_served_.fetch_add(1);
-    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
+    *fault = (!o.fault.empty() && IsFaulted(*n, o.fault_rate)) ? o.fault : "";
     if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
-    if (SendInjectedFault(o, fault, res)) return;
-    if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
+    if (SendInjectedFault(o, *fault, res)) return false;
+    if (*fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
+    return true;
+  }
+
+  static void ChatCompletions(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
+    int64_t n = 0;
+    std::string fault;
+    if (!Admit(s, req, res, &n, &fault)) return;
 
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (!body.is_object()) {
@@ -281,9 +296,8 @@ struct JudgeServer::Handlers {
                       {"logprobs", want_logprobs},
                       {"top_logprobs", top_n}});
 
-    arith::RuleVerdict v = arith::JudgeArithmetic(
-        in.instruction, in.output_a, in.output_b,
-        o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser);
+    arith::RuleVerdict v =
+        arith::JudgeArithmetic(in.instruction, in.output_a, in.output_b, RuleOf(o));
     const std::string winner = oracle::VerdictToken(v.winner);
     const std::string loser = v.winner == oracle::Verdict::kA ? "B" : "A";
     const double p = WinnerProbability(v.basis);
@@ -368,14 +382,10 @@ struct JudgeServer::Handlers {
   // user message, as {"data":[{"index":0,"object":"pooling","data":[reward]}],"usage":{...}}.
   // The injected faults apply as to chat completions ("bad_verdict" sends two values).
   static void Pooling(JudgeServer& s, const httplib::Request& req, httplib::Response& res) {
-    if (!Authorized(s, req, res)) return;
+    int64_t n = 0;
+    std::string fault;
+    if (!Admit(s, req, res, &n, &fault)) return;
     const JudgeServerOptions& o = s.options_;
-    const int64_t n = s.request_counter_.fetch_add(1) + 1;
-    s.requests_served_.fetch_add(1);
-    const std::string fault = (!o.fault.empty() && IsFaulted(n, o.fault_rate)) ? o.fault : "";
-    if (o.latency > absl::ZeroDuration()) absl::SleepFor(o.latency);
-    if (SendInjectedFault(o, fault, res)) return;
-    if (fault == "slow" && o.slow_latency > absl::ZeroDuration()) absl::SleepFor(o.slow_latency);
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     std::optional<std::string> user, assistant;
     auto messages = body.is_object() ? body.find("messages") : body.end();
@@ -399,9 +409,7 @@ struct JudgeServer::Handlers {
       model = m->get<std::string>();
     s.RecordSeen(
         json{{"instruction", *user}, {"output", *assistant}, {"model", model}, {"mode", "reward"}});
-    const double reward = arith::ArithReward(
-        *user, *assistant,
-        o.arith_rule == "exact" ? arith::ArithRule::kExact : arith::ArithRule::kCloser);
+    const double reward = arith::ArithReward(*user, *assistant, RuleOf(o));
     const int64_t tokens = ApproxTokens(*user) + ApproxTokens(*assistant);
     json out = {
         {"id", absl::StrCat("pool-spar-", n)},
