@@ -67,7 +67,8 @@ def run_seed(bin_dir, work, algo, seed, rounds):
     rows = [l for l in text.splitlines() if re.match(r"^ +[1-9][0-9]* +[0-9]+ ", l)]
     if len(rows) != rounds:
         fail(f"{algo} seed {seed}: {len(rows)} round rows in the demo table, want {rounds}")
-    (job,) = os.listdir(runs)
+    # The job's directory (the runs dir also holds the orchestrator's audit.jsonl).
+    (job,) = [d for d in os.listdir(runs) if os.path.isdir(os.path.join(runs, d))]
     job_dir = os.path.join(runs, job)
     job_json = json.load(open(os.path.join(job_dir, "job.json")))
     base = job_json["baseGreedyAccuracy"] if "baseGreedyAccuracy" in job_json else \
